@@ -1,0 +1,187 @@
+"""The job: what a client asked to run, where it is in its life, and how it ended.
+
+Every state change goes through the transition functions at the bottom of this module, which
+refuse any move the lifecycle does not allow. Jobs are frozen msgspec Structs, so a transition
+returns a new job and the old value stays valid for whoever still holds it.
+
+The same Structs are the payloads the API and the worker exchange through the queue. The two are
+deployed separately, so decoding is lenient: unknown fields are ignored and every field added
+later must have a default.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+import msgspec
+
+
+class JobStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
+
+
+class Verdict(enum.StrEnum):
+    """How a program that ran came to an end (a COMPLETED job's verdict)."""
+
+    OK = "ok"
+    RUNTIME_ERROR = "runtime_error"
+    TIME_LIMIT_EXCEEDED = "time_limit_exceeded"
+    MEMORY_LIMIT_EXCEEDED = "memory_limit_exceeded"
+    OUTPUT_LIMIT_EXCEEDED = "output_limit_exceeded"
+
+
+class ErrorCode(enum.StrEnum):
+    """Why Corral could not run a job (a FAILED job's error code)."""
+
+    WORKER_LOST = "worker_lost"
+    SANDBOX_ERROR = "sandbox_error"
+    UNSUPPORTED_LANGUAGE = "unsupported_language"
+
+
+class Limits(msgspec.Struct, frozen=True, kw_only=True):
+    """The resources one run may use; every field is resolved, none is optional."""
+
+    cpu_time_ms: int
+    wall_time_ms: int
+    memory_mb: int
+    max_processes: int
+    max_output_bytes: int
+    max_file_size_kb: int
+
+
+class InputFile(msgspec.Struct, frozen=True):
+    """A file the host writes into the job's working directory before the program starts."""
+
+    name: str
+    content: bytes
+
+
+class RunResult(msgspec.Struct, frozen=True, kw_only=True):
+    verdict: Verdict
+    exit_code: int | None = None
+    signal: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    cpu_time_ms: int = 0
+    wall_time_ms: int = 0
+    memory_kb: int = 0
+
+
+class JobError(msgspec.Struct, frozen=True):
+    code: ErrorCode
+    message: str
+
+
+class RunRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """What a sandbox needs to run one program."""
+
+    language: str
+    code: str
+    stdin: str = ""
+    args: tuple[str, ...] = ()
+    files: tuple[InputFile, ...] = ()
+    limits: Limits
+
+
+class Job(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    language: str
+    code: str
+    stdin: str = ""
+    args: tuple[str, ...] = ()
+    files: tuple[InputFile, ...] = ()
+    limits: Limits
+    status: JobStatus = JobStatus.PENDING
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    attempts: int = 0
+    result: RunResult | None = None
+    error: JobError | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    def run_request(self) -> RunRequest:
+        return RunRequest(
+            language=self.language,
+            code=self.code,
+            stdin=self.stdin,
+            args=self.args,
+            files=self.files,
+            limits=self.limits,
+        )
+
+
+class IllegalTransition(Exception):
+    def __init__(self, job: Job, target: JobStatus) -> None:
+        super().__init__(f"job {job.id} cannot go from {job.status} to {target}")
+        self.job = job
+        self.target = target
+
+
+ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.FAILED}),
+    # RUNNING -> PENDING is a re-queue: the worker was lost or handed the job back.
+    JobStatus.RUNNING: frozenset({JobStatus.PENDING, JobStatus.COMPLETED, JobStatus.FAILED}),
+    JobStatus.COMPLETED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+}
+
+
+def _move(job: Job, target: JobStatus, **changes: object) -> Job:
+    if target not in ALLOWED[job.status]:
+        raise IllegalTransition(job, target)
+    return msgspec.structs.replace(job, status=target, **changes)
+
+
+def start(job: Job, now: datetime) -> Job:
+    """A worker claimed the job: one more attempt begins."""
+    return _move(job, JobStatus.RUNNING, started_at=now, attempts=job.attempts + 1)
+
+
+def complete(job: Job, result: RunResult, now: datetime) -> Job:
+    return _move(job, JobStatus.COMPLETED, result=result, finished_at=now)
+
+
+def fail(job: Job, error: JobError, now: datetime) -> Job:
+    return _move(job, JobStatus.FAILED, error=error, finished_at=now)
+
+
+def requeue(job: Job, *, count_attempt: bool = True) -> Job:
+    """Put a running job back in line.
+
+    A lost worker's attempt counts towards the job's attempt limit; a job handed back on a
+    graceful shutdown was never really tried, so its attempt is given back.
+    """
+    attempts = job.attempts if count_attempt else max(job.attempts - 1, 0)
+    return _move(job, JobStatus.PENDING, started_at=None, attempts=attempts)
+
+
+def worker_lost(attempts: int) -> JobError:
+    return JobError(
+        ErrorCode.WORKER_LOST,
+        f"worker lost: the job's worker stopped renewing its lease ({attempts} attempts)",
+    )
+
+
+_job_decoder = msgspec.json.Decoder(Job)
+_job_encoder = msgspec.json.Encoder()
+
+
+def encode_job(job: Job) -> bytes:
+    return _job_encoder.encode(job)
+
+
+def decode_job(data: bytes | str) -> Job:
+    return _job_decoder.decode(data)

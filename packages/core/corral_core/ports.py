@@ -1,0 +1,146 @@
+"""The ports: what the use cases need from the world, as Protocols.
+
+Every adapter (in-memory, Redis, NsJail, or one an outside author writes) implements one of
+these and proves it by passing the matching suite in `corral_contract`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+import msgspec
+
+from corral_core.job import Job, RunRequest, RunResult
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class IdSource(Protocol):
+    def new_id(self) -> str:
+        """A fresh job id: unguessable (128 random bits) and URL-safe."""
+        ...
+
+
+class Lease(msgspec.Struct, frozen=True):
+    """A worker's claim on one running job.
+
+    `token` is the fencing token: it grows with every claim of the job, and the queue refuses
+    renewals and results that carry an older token than the job's current one.
+    """
+
+    job: Job
+    token: int
+    worker_id: str
+
+
+class QueueFull(Exception):
+    """The queue holds as many unfinished jobs as it is allowed to: try again later."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the queue is full ({limit} unfinished jobs)")
+        self.limit = limit
+
+
+class StorageUnavailable(Exception):
+    """The queue or store cannot be reached right now; nothing was changed."""
+
+
+class RecoveryReport(msgspec.Struct, frozen=True):
+    requeued: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+
+
+class JobQueue(Protocol):
+    """Hands PENDING jobs to workers under leases, so that no accepted job is lost."""
+
+    async def submit(self, job: Job) -> None:
+        """Record a PENDING job and put it in line, both or neither. Raises QueueFull."""
+        ...
+
+    async def claim(self, worker_id: str, lease_ms: int, timeout_s: float) -> Lease | None:
+        """Take the oldest PENDING job, mark it RUNNING and lease it to `worker_id`.
+
+        Waits up to `timeout_s` for a job; returns None if none came.
+        """
+        ...
+
+    async def renew(self, lease: Lease, lease_ms: int) -> bool:
+        """Extend a lease. False when the lease was lost (expired and taken over)."""
+        ...
+
+    async def finish(self, lease: Lease, job: Job) -> bool:
+        """Store the job's final state (COMPLETED or FAILED) and let it go.
+
+        Refused (False, nothing written) unless `lease` is the job's current lease: a job gets
+        exactly one final state however many times it ran.
+        """
+        ...
+
+    async def release(self, lease: Lease) -> bool:
+        """Hand a running job back (graceful shutdown): PENDING again, the attempt not counted."""
+        ...
+
+    async def recover(self, max_attempts: int) -> RecoveryReport:
+        """Re-queue jobs whose lease expired; fail those that already had `max_attempts`."""
+        ...
+
+
+class JobStore(Protocol):
+    """Reads jobs for clients."""
+
+    async def get(self, job_id: str) -> Job | None: ...
+
+    async def wait_finished(self, job_id: str, timeout_s: float) -> Job | None:
+        """The job once it is finished, or as it stands after `timeout_s`; None if unknown.
+
+        Waits on a notification, never by polling in a loop.
+        """
+        ...
+
+
+class Runtime(msgspec.Struct, frozen=True):
+    language: str
+    version: str
+
+
+class WorkerInfo(msgspec.Struct, frozen=True):
+    worker_id: str
+    seen_at: datetime
+    runtimes: tuple[Runtime, ...] = ()
+    running: int = 0
+
+
+class WorkerRegistry(Protocol):
+    """Worker heartbeats: who is alive and which runtimes they offer."""
+
+    async def heartbeat(self, info: WorkerInfo, ttl_ms: int) -> None: ...
+
+    async def live_workers(self) -> list[WorkerInfo]:
+        """Workers whose last heartbeat is younger than the ttl it was sent with."""
+        ...
+
+
+class SandboxError(Exception):
+    """The sandbox could not run the program at all: Corral's failure, not the program's."""
+
+
+class UnsupportedLanguage(SandboxError):
+    def __init__(self, language: str) -> None:
+        super().__init__(f"no runtime for language {language!r}")
+        self.language = language
+
+
+class Sandbox(Protocol):
+    def runtimes(self) -> list[Runtime]: ...
+
+    async def run(self, request: RunRequest) -> RunResult:
+        """Run one program in a fresh sandbox. Raises SandboxError when it cannot start it.
+
+        Cancelling the call kills the program and cleans up before it returns.
+        """
+        ...

@@ -1,0 +1,166 @@
+"""In-memory queue, store and worker registry, sharing one `InMemoryJobs` state.
+
+Behaves as the Redis adapters do, lease for lease, so that use-case tests written against it
+say something true about production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from datetime import datetime, timedelta
+
+import msgspec
+
+from corral_core import job as jobs
+from corral_core.job import Job
+from corral_core.ports import Clock, Lease, QueueFull, RecoveryReport, WorkerInfo
+
+
+class _Held(msgspec.Struct):
+    token: int
+    worker_id: str
+    deadline: datetime
+
+
+class InMemoryJobs:
+    """The state both in-memory adapters read and write. One per test, one per event loop."""
+
+    def __init__(self, clock: Clock, *, max_unfinished: int = 10_000) -> None:
+        self.clock = clock
+        self.max_unfinished = max_unfinished
+        self.records: dict[str, Job] = {}
+        self.tokens: dict[str, int] = collections.defaultdict(int)
+        self.pending: collections.deque[str] = collections.deque()
+        self.leases: dict[str, _Held] = {}
+        self.changed = asyncio.Condition()
+
+    async def notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+
+class InMemoryJobQueue:
+    def __init__(self, state: InMemoryJobs) -> None:
+        self._state = state
+
+    async def submit(self, job: Job) -> None:
+        state = self._state
+        if len(state.pending) + len(state.leases) >= state.max_unfinished:
+            raise QueueFull(state.max_unfinished)
+        if job.id in state.records:
+            raise ValueError(f"job {job.id} was already submitted")
+        state.records[job.id] = job
+        state.pending.append(job.id)
+        await state.notify()
+
+    async def claim(self, worker_id: str, lease_ms: int, timeout_s: float) -> Lease | None:
+        state = self._state
+        async with state.changed:
+            try:
+                await asyncio.wait_for(state.changed.wait_for(lambda: bool(state.pending)), timeout_s)
+            except TimeoutError:
+                return None
+            job_id = state.pending.popleft()
+        state.tokens[job_id] += 1
+        token = state.tokens[job_id]
+        now = state.clock.now()
+        running = jobs.start(state.records[job_id], now)
+        state.records[job_id] = running
+        state.leases[job_id] = _Held(token, worker_id, now + timedelta(milliseconds=lease_ms))
+        return Lease(running, token, worker_id)
+
+    def _holds(self, lease: Lease) -> bool:
+        held = self._state.leases.get(lease.job.id)
+        return held is not None and held.token == lease.token
+
+    async def renew(self, lease: Lease, lease_ms: int) -> bool:
+        if not self._holds(lease):
+            return False
+        held = self._state.leases[lease.job.id]
+        held.deadline = self._state.clock.now() + timedelta(milliseconds=lease_ms)
+        return True
+
+    async def finish(self, lease: Lease, job: Job) -> bool:
+        if not job.finished:
+            raise ValueError(f"finish needs a COMPLETED or FAILED job, not {job.status}")
+        if not self._holds(lease):
+            return False
+        state = self._state
+        del state.leases[job.id]
+        state.records[job.id] = job
+        await state.notify()
+        return True
+
+    async def release(self, lease: Lease) -> bool:
+        if not self._holds(lease):
+            return False
+        state = self._state
+        del state.leases[lease.job.id]
+        state.records[lease.job.id] = jobs.requeue(state.records[lease.job.id], count_attempt=False)
+        state.pending.appendleft(lease.job.id)
+        await state.notify()
+        return True
+
+    async def recover(self, max_attempts: int) -> RecoveryReport:
+        state = self._state
+        now = state.clock.now()
+        requeued: list[str] = []
+        failed: list[str] = []
+        for job_id, held in list(state.leases.items()):
+            if held.deadline > now:
+                continue
+            del state.leases[job_id]
+            record = state.records[job_id]
+            if record.attempts >= max_attempts:
+                state.records[job_id] = jobs.fail(record, jobs.worker_lost(record.attempts), now)
+                failed.append(job_id)
+            else:
+                state.records[job_id] = jobs.requeue(record)
+                state.pending.append(job_id)
+                requeued.append(job_id)
+        if requeued or failed:
+            await state.notify()
+        return RecoveryReport(requeued=tuple(requeued), failed=tuple(failed))
+
+
+class InMemoryJobStore:
+    def __init__(self, state: InMemoryJobs) -> None:
+        self._state = state
+
+    async def get(self, job_id: str) -> Job | None:
+        return self._state.records.get(job_id)
+
+    async def wait_finished(self, job_id: str, timeout_s: float) -> Job | None:
+        state = self._state
+        if job_id not in state.records:
+            return None
+        async with state.changed:
+            try:
+                await asyncio.wait_for(
+                    state.changed.wait_for(lambda: state.records[job_id].finished), timeout_s
+                )
+            except TimeoutError:
+                pass
+        return state.records[job_id]
+
+
+class InMemoryWorkerRegistry:
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._seen: dict[str, tuple[WorkerInfo, datetime]] = {}
+
+    async def heartbeat(self, info: WorkerInfo, ttl_ms: int) -> None:
+        self._seen[info.worker_id] = (info, self._clock.now() + timedelta(milliseconds=ttl_ms))
+
+    async def live_workers(self) -> list[WorkerInfo]:
+        now = self._clock.now()
+        return [info for info, expires in self._seen.values() if expires > now]
+
+
+__all__ = [
+    "InMemoryJobQueue",
+    "InMemoryJobStore",
+    "InMemoryJobs",
+    "InMemoryWorkerRegistry",
+]

@@ -1,0 +1,127 @@
+"""A sandbox that is not one: Python run with `exec` in this process.
+
+It exists so that use cases and the HTTP layer can be tested without NsJail, and it honours
+the sandbox contract for well-behaved programs (output, exit codes, stdin, args, files, output
+caps). It enforces no time or memory limit and isolates nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import io
+import platform
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+from corral_core.job import RunRequest, RunResult, Verdict
+from corral_core.ports import Runtime, UnsupportedLanguage
+
+
+class _OutputLimit(BaseException):
+    pass
+
+
+class _CappedBuffer(io.RawIOBase):
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.data = bytearray()
+        self.truncated = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        chunk = bytes(b)
+        room = self.cap - len(self.data)
+        self.data += chunk[:room]
+        if len(chunk) > room:
+            self.truncated = True
+            raise _OutputLimit
+        return len(chunk)
+
+
+def _stream(buffer: _CappedBuffer) -> io.TextIOWrapper:
+    return io.TextIOWrapper(io.BufferedWriter(buffer, 1), encoding="utf-8", write_through=True)
+
+
+class InMemorySandbox:
+    """Runs one program at a time, in a thread, so a slow program does not stall the loop."""
+
+    def __init__(self) -> None:
+        self._one_at_a_time = threading.Lock()
+
+    def runtimes(self) -> list[Runtime]:
+        return [Runtime("python", platform.python_version())]
+
+    async def run(self, request: RunRequest) -> RunResult:
+        if request.language != "python":
+            raise UnsupportedLanguage(request.language)
+        return await asyncio.to_thread(self._run_locked, request)
+
+    def _run_locked(self, request: RunRequest) -> RunResult:
+        with self._one_at_a_time:
+            return self._run(request)
+
+    def _run(self, request: RunRequest) -> RunResult:
+        cap = request.limits.max_output_bytes
+        out, err = _CappedBuffer(cap), _CappedBuffer(cap)
+        stdout, stderr = _stream(out), _stream(err)
+        files = {f.name: f.content for f in request.files}
+
+        def open_input(name: str, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+            if name not in files or any(c in mode for c in "wax+"):
+                raise FileNotFoundError(2, "No such file or directory", name)
+            data = files[name]
+            return io.BytesIO(data) if "b" in mode else io.StringIO(data.decode())
+
+        namespace = {"__name__": "__main__", "__builtins__": {**vars(builtins), "open": open_input}}
+        verdict, exit_code = Verdict.OK, 0
+        started = time.perf_counter()
+        saved_argv, saved_stdin = sys.argv, sys.stdin
+        sys.argv, sys.stdin = ["main.py", *request.args], io.StringIO(request.stdin)
+        try:
+            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                try:
+                    exec(compile(request.code, "main.py", "exec"), namespace)
+                    stdout.flush()
+                except SystemExit as stop:
+                    exit_code = _exit_status(stop.code, stderr)
+                except _OutputLimit:
+                    verdict, exit_code = Verdict.OUTPUT_LIMIT_EXCEEDED, None
+                except Exception:
+                    with contextlib.suppress(_OutputLimit):
+                        traceback.print_exc(file=stderr)
+                    exit_code = 1
+                with contextlib.suppress(_OutputLimit):
+                    stdout.flush()
+                    stderr.flush()
+        finally:
+            sys.argv, sys.stdin = saved_argv, saved_stdin
+        if verdict is Verdict.OK and exit_code != 0:
+            verdict = Verdict.RUNTIME_ERROR
+        if out.truncated or err.truncated:
+            verdict = Verdict.OUTPUT_LIMIT_EXCEEDED
+        return RunResult(
+            verdict=verdict,
+            exit_code=exit_code,
+            stdout=out.data.decode(errors="replace"),
+            stderr=err.data.decode(errors="replace"),
+            stdout_truncated=out.truncated,
+            stderr_truncated=err.truncated,
+            wall_time_ms=round((time.perf_counter() - started) * 1000),
+        )
+
+
+def _exit_status(code: object, stderr: io.TextIOWrapper) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    with contextlib.suppress(_OutputLimit):
+        print(code, file=stderr)
+    return 1

@@ -1,0 +1,249 @@
+"""The JobQueue and JobStore contract: leases, fencing, recovery, waiting.
+
+Bind it with a fixture `harness` that yields a `QueueHarness` whose queue and store share one
+backing state, whose adapters read time from `harness.clock` (a ManualClock), and whose queue
+holds at most `QUEUE_LIMIT` unfinished jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from corral_contract.clock import ManualClock
+from corral_core import job as jobs
+from corral_core.job import ErrorCode, Job, JobStatus, Limits, RunResult, Verdict
+from corral_core.ports import JobQueue, JobStore, QueueFull
+
+QUEUE_LIMIT = 5
+LEASE_MS = 1_000
+LIMITS = Limits(
+    cpu_time_ms=1000,
+    wall_time_ms=2000,
+    memory_mb=64,
+    max_processes=8,
+    max_output_bytes=1024,
+    max_file_size_kb=64,
+)
+
+
+@dataclass
+class QueueHarness:
+    queue: JobQueue
+    store: JobStore
+    clock: ManualClock
+
+
+def new_job(clock: ManualClock, job_id: str, code: str = "print(1)") -> Job:
+    return Job(id=job_id, language="python", code=code, limits=LIMITS, created_at=clock.now())
+
+
+def ok_result(stdout: str = "1\n") -> RunResult:
+    return RunResult(verdict=Verdict.OK, exit_code=0, stdout=stdout, wall_time_ms=5)
+
+
+class JobQueueContract:
+    @pytest.fixture
+    def harness(self) -> QueueHarness:
+        raise NotImplementedError("bind the contract: provide a `harness` fixture")
+
+    async def test_submitted_job_is_pending_and_readable(self, harness: QueueHarness) -> None:
+        job = new_job(harness.clock, "job-a", code="print('hé')")
+        await harness.queue.submit(job)
+        assert await harness.store.get("job-a") == job
+
+    async def test_unknown_job_reads_as_none(self, harness: QueueHarness) -> None:
+        assert await harness.store.get("no-such-job") is None
+        assert await harness.store.wait_finished("no-such-job", 0.05) is None
+
+    async def test_claim_marks_the_job_running_under_a_lease(self, harness: QueueHarness) -> None:
+        await harness.queue.submit(new_job(harness.clock, "job-a"))
+        lease = await harness.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None
+        assert lease.worker_id == "w1"
+        assert lease.job.id == "job-a"
+        assert lease.job.status is JobStatus.RUNNING
+        assert lease.job.attempts == 1
+        assert lease.job.started_at == harness.clock.now()
+        assert await harness.store.get("job-a") == lease.job
+
+    async def test_claim_on_an_empty_queue_times_out(self, harness: QueueHarness) -> None:
+        started = time.monotonic()
+        assert await harness.queue.claim("w1", LEASE_MS, 0.1) is None
+        assert time.monotonic() - started < 2
+
+    async def test_jobs_are_claimed_in_submission_order(self, harness: QueueHarness) -> None:
+        for name in ("job-1", "job-2", "job-3"):
+            await harness.queue.submit(new_job(harness.clock, name))
+        claimed = []
+        for _ in range(3):
+            lease = await harness.queue.claim("w1", LEASE_MS, 1)
+            assert lease is not None
+            claimed.append(lease.job.id)
+        assert claimed == ["job-1", "job-2", "job-3"]
+
+    async def test_a_claimed_job_is_not_handed_out_again(self, harness: QueueHarness) -> None:
+        await harness.queue.submit(new_job(harness.clock, "job-a"))
+        assert await harness.queue.claim("w1", LEASE_MS, 1) is not None
+        assert await harness.queue.claim("w2", LEASE_MS, 0.1) is None
+
+    async def test_a_blocked_claim_wakes_when_a_job_arrives(self, harness: QueueHarness) -> None:
+        waiting = asyncio.ensure_future(harness.queue.claim("w1", LEASE_MS, 5))
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        await harness.queue.submit(new_job(harness.clock, "job-a"))
+        lease = await asyncio.wait_for(waiting, 5)
+        assert lease is not None and lease.job.id == "job-a"
+        assert time.monotonic() - started < 1
+
+    async def test_finish_stores_the_final_job(self, harness: QueueHarness) -> None:
+        await harness.queue.submit(new_job(harness.clock, "job-a"))
+        lease = await harness.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None
+        final = jobs.complete(lease.job, ok_result(), harness.clock.now())
+        assert await harness.queue.finish(lease, final)
+        assert await harness.store.get("job-a") == final
+        assert await harness.store.wait_finished("job-a", 0.05) == final
+
+    async def test_finish_refuses_a_job_that_is_not_final(self, harness: QueueHarness) -> None:
+        await harness.queue.submit(new_job(harness.clock, "job-a"))
+        lease = await harness.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None
+        with pytest.raises(ValueError):
+            await harness.queue.finish(lease, lease.job)
+
+    async def test_a_finished_job_cannot_be_finished_again(self, harness: QueueHarness) -> None:
+        await harness.queue.submit(new_job(harness.clock, "job-a"))
+        lease = await harness.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None
+        first = jobs.complete(lease.job, ok_result("first\n"), harness.clock.now())
+        assert await harness.queue.finish(lease, first)
+        second = jobs.complete(lease.job, ok_result("second\n"), harness.clock.now())
+        assert not await harness.queue.finish(lease, second)
+        assert await harness.store.get("job-a") == first
+
+    async def test_recover_leaves_live_leases_alone(self, harness: QueueHarness) -> None:
+        await harness.queue.submit(new_job(harness.clock, "job-a"))
+        lease = await harness.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None
+        harness.clock.advance(LEASE_MS // 2)
+        report = await harness.queue.recover(max_attempts=3)
+        assert report.requeued == () and report.failed == ()
+        assert (await harness.store.get("job-a")).status is JobStatus.RUNNING  # type: ignore[union-attr]
+
+    async def test_renewal_keeps_a_lease_past_its_first_deadline(self, harness: QueueHarness) -> None:
+        await harness.queue.submit(new_job(harness.clock, "job-a"))
+        lease = await harness.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None
+        harness.clock.advance(LEASE_MS * 3 // 4)
+        assert await harness.queue.renew(lease, LEASE_MS)
+        harness.clock.advance(LEASE_MS * 3 // 4)
+        assert (await harness.queue.recover(max_attempts=3)).requeued == ()
+        final = jobs.complete(lease.job, ok_result(), harness.clock.now())
+        assert await harness.queue.finish(lease, final)
+
+    async def test_expired_lease_is_requeued_and_the_late_result_refused(
+        self, harness: QueueHarness
+    ) -> None:
+        await harness.queue.submit(new_job(harness.clock, "job-a"))
+        stalled = await harness.queue.claim("w1", LEASE_MS, 1)
+        assert stalled is not None
+        harness.clock.advance(LEASE_MS + 1)
+        report = await harness.queue.recover(max_attempts=3)
+        assert report.requeued == ("job-a",)
+        requeued = await harness.store.get("job-a")
+        assert requeued is not None and requeued.status is JobStatus.PENDING
+
+        fresh = await harness.queue.claim("w2", LEASE_MS, 1)
+        assert fresh is not None
+        assert fresh.token > stalled.token
+        assert fresh.job.attempts == 2
+        assert not await harness.queue.renew(stalled, LEASE_MS)
+
+        late = jobs.complete(stalled.job, ok_result("late\n"), harness.clock.now())
+        assert not await harness.queue.finish(stalled, late)
+        final = jobs.complete(fresh.job, ok_result("fresh\n"), harness.clock.now())
+        assert await harness.queue.finish(fresh, final)
+        assert not await harness.queue.finish(stalled, late)
+        stored = await harness.store.get("job-a")
+        assert stored is not None and stored.result is not None
+        assert stored.result.stdout == "fresh\n"
+
+    async def test_job_fails_as_worker_lost_after_max_attempts(self, harness: QueueHarness) -> None:
+        await harness.queue.submit(new_job(harness.clock, "job-a"))
+        for attempt in (1, 2):
+            lease = await harness.queue.claim(f"w{attempt}", LEASE_MS, 1)
+            assert lease is not None and lease.job.attempts == attempt
+            harness.clock.advance(LEASE_MS + 1)
+            report = await harness.queue.recover(max_attempts=2)
+        assert report.failed == ("job-a",)
+        assert lease is not None
+        failed = await harness.store.wait_finished("job-a", 0.05)
+        assert failed is not None and failed.status is JobStatus.FAILED
+        assert failed.error is not None and failed.error.code is ErrorCode.WORKER_LOST
+        assert "worker lost" in failed.error.message
+        assert failed.finished_at is not None
+        assert await harness.queue.claim("w3", LEASE_MS, 0.1) is None
+        late = jobs.complete(lease.job, ok_result(), harness.clock.now())
+        assert not await harness.queue.finish(lease, late)
+
+    async def test_released_job_goes_back_to_the_front_uncounted(self, harness: QueueHarness) -> None:
+        await harness.queue.submit(new_job(harness.clock, "job-a"))
+        await harness.queue.submit(new_job(harness.clock, "job-b"))
+        lease = await harness.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None and lease.job.id == "job-a"
+        assert await harness.queue.release(lease)
+        released = await harness.store.get("job-a")
+        assert released is not None
+        assert released.status is JobStatus.PENDING and released.attempts == 0
+        again = await harness.queue.claim("w2", LEASE_MS, 1)
+        assert again is not None and again.job.id == "job-a" and again.job.attempts == 1
+        assert not await harness.queue.release(lease)
+
+    async def test_a_full_queue_refuses_and_stores_nothing(self, harness: QueueHarness) -> None:
+        for index in range(QUEUE_LIMIT):
+            await harness.queue.submit(new_job(harness.clock, f"job-{index}"))
+        with pytest.raises(QueueFull):
+            await harness.queue.submit(new_job(harness.clock, "job-over"))
+        assert await harness.store.get("job-over") is None
+        lease = await harness.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None
+        final = jobs.complete(lease.job, ok_result(), harness.clock.now())
+        assert await harness.queue.finish(lease, final)
+        await harness.queue.submit(new_job(harness.clock, "job-over"))
+
+    async def test_waiting_reader_wakes_when_the_job_finishes(self, harness: QueueHarness) -> None:
+        await harness.queue.submit(new_job(harness.clock, "job-a"))
+        waiting = asyncio.ensure_future(harness.store.wait_finished("job-a", 10))
+        lease = await harness.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        started = time.monotonic()
+        final = jobs.complete(lease.job, ok_result(), harness.clock.now())
+        assert await harness.queue.finish(lease, final)
+        assert await asyncio.wait_for(waiting, 10) == final
+        assert time.monotonic() - started < 1
+
+    async def test_waiting_reader_gets_the_unfinished_job_after_its_timeout(
+        self, harness: QueueHarness
+    ) -> None:
+        job = new_job(harness.clock, "job-a")
+        await harness.queue.submit(job)
+        started = time.monotonic()
+        assert await harness.store.wait_finished("job-a", 0.2) == job
+        assert 0.15 <= time.monotonic() - started < 2
+
+    async def test_many_concurrent_claims_share_jobs_without_duplicates(
+        self, harness: QueueHarness
+    ) -> None:
+        for index in range(QUEUE_LIMIT):
+            await harness.queue.submit(new_job(harness.clock, f"job-{index}"))
+        leases = await asyncio.gather(
+            *(harness.queue.claim(f"w{index}", LEASE_MS, 0.3) for index in range(QUEUE_LIMIT + 3))
+        )
+        claimed = [lease.job.id for lease in leases if lease is not None]
+        assert sorted(claimed) == sorted(f"job-{index}" for index in range(QUEUE_LIMIT))

@@ -1,0 +1,125 @@
+"""The Sandbox contract: what every sandbox does for a well-behaved Python program.
+
+Bind it with a fixture `sandbox`. Isolation and resource limits are the NsJail adapter's own
+attack suite: a sandbox that isolates nothing (the in-memory one) cannot promise them.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from corral_core.job import InputFile, Limits, RunRequest, RunResult, Verdict
+from corral_core.ports import Sandbox, UnsupportedLanguage
+
+LIMITS = Limits(
+    cpu_time_ms=2_000,
+    wall_time_ms=5_000,
+    memory_mb=128,
+    max_processes=16,
+    max_output_bytes=64 * 1024,
+    max_file_size_kb=1024,
+)
+
+
+def request(code: str, **fields: object) -> RunRequest:
+    return RunRequest(language="python", code=code, limits=fields.pop("limits", LIMITS), **fields)  # type: ignore[arg-type]
+
+
+class SandboxContract:
+    @pytest.fixture
+    def sandbox(self) -> Sandbox:
+        raise NotImplementedError("bind the contract: provide a `sandbox` fixture")
+
+    async def test_print_runs_ok(self, sandbox: Sandbox) -> None:
+        result = await sandbox.run(request("print(1)"))
+        assert result == RunResult(
+            verdict=Verdict.OK,
+            exit_code=0,
+            signal=None,
+            stdout="1\n",
+            stderr="",
+            cpu_time_ms=result.cpu_time_ms,
+            wall_time_ms=result.wall_time_ms,
+            memory_kb=result.memory_kb,
+        )
+        assert result.wall_time_ms >= 0 and result.cpu_time_ms >= 0 and result.memory_kb >= 0
+
+    async def test_stdin_reaches_the_program(self, sandbox: Sandbox) -> None:
+        code = "import sys\nsys.stdout.write(sys.stdin.read().upper())"
+        result = await sandbox.run(request(code, stdin="hello\nworld\n"))
+        assert result.verdict is Verdict.OK
+        assert result.stdout == "HELLO\nWORLD\n"
+
+    async def test_args_reach_the_program(self, sandbox: Sandbox) -> None:
+        result = await sandbox.run(request("import sys\nprint(sys.argv[1:])", args=("a b", "-c", "")))
+        assert result.stdout == "['a b', '-c', '']\n"
+
+    async def test_input_files_are_readable_by_name(self, sandbox: Sandbox) -> None:
+        files = (InputFile("data.txt", b"41\n"), InputFile("blob.bin", bytes(range(256))))
+        code = (
+            "print(int(open('data.txt').read()) + 1)\n"
+            "print(open('blob.bin', 'rb').read() == bytes(range(256)))"
+        )
+        result = await sandbox.run(request(code, files=files))
+        assert result.verdict is Verdict.OK, result.stderr
+        assert result.stdout == "42\nTrue\n"
+
+    async def test_exit_status_is_reported(self, sandbox: Sandbox) -> None:
+        result = await sandbox.run(request("import sys\nprint('bye')\nsys.exit(3)"))
+        assert result.verdict is Verdict.RUNTIME_ERROR
+        assert result.exit_code == 3
+        assert result.stdout == "bye\n"
+
+    async def test_an_exception_is_a_runtime_error_with_its_traceback(self, sandbox: Sandbox) -> None:
+        result = await sandbox.run(request("print('before')\n1 / 0"))
+        assert result.verdict is Verdict.RUNTIME_ERROR
+        assert result.exit_code == 1
+        assert result.stdout == "before\n"
+        assert "Traceback" in result.stderr and "ZeroDivisionError" in result.stderr
+
+    async def test_a_syntax_error_is_a_runtime_error(self, sandbox: Sandbox) -> None:
+        result = await sandbox.run(request("def broken(:\n"))
+        assert result.verdict is Verdict.RUNTIME_ERROR
+        assert "SyntaxError" in result.stderr
+
+    async def test_stdout_and_stderr_stay_apart(self, sandbox: Sandbox) -> None:
+        code = "import sys\nprint('out')\nprint('err', file=sys.stderr)"
+        result = await sandbox.run(request(code))
+        assert (result.stdout, result.stderr) == ("out\n", "err\n")
+
+    async def test_unicode_output_round_trips(self, sandbox: Sandbox) -> None:
+        result = await sandbox.run(request("print('héllo wörld ✓ 🐍')"))
+        assert result.stdout == "héllo wörld ✓ 🐍\n"
+
+    async def test_invalid_utf8_output_is_replaced_not_fatal(self, sandbox: Sandbox) -> None:
+        code = "import sys\nsys.stdout.buffer.write(b'a\\xffb\\x00c')\nsys.stdout.flush()"
+        result = await sandbox.run(request(code))
+        assert result.verdict is Verdict.OK
+        assert result.stdout == "a\ufffdb\x00c"
+
+    async def test_output_past_the_limit_is_cut_and_flagged(self, sandbox: Sandbox) -> None:
+        limits = Limits(**{**_fields(LIMITS), "max_output_bytes": 1000})
+        result = await sandbox.run(request("print('x' * 100_000)\nprint('done')", limits=limits))
+        assert result.verdict is Verdict.OUTPUT_LIMIT_EXCEEDED
+        assert result.stdout_truncated and not result.stderr_truncated
+        assert result.stdout == "x" * 1000
+
+    async def test_stderr_past_the_limit_is_cut_and_flagged(self, sandbox: Sandbox) -> None:
+        limits = Limits(**{**_fields(LIMITS), "max_output_bytes": 500})
+        code = "import sys\nprint('ok')\nsys.stderr.write('e' * 10_000)"
+        result = await sandbox.run(request(code, limits=limits))
+        assert result.verdict is Verdict.OUTPUT_LIMIT_EXCEEDED
+        assert result.stderr_truncated and not result.stdout_truncated
+        assert result.stdout == "ok\n" and result.stderr == "e" * 500
+
+    async def test_an_unknown_language_is_refused(self, sandbox: Sandbox) -> None:
+        with pytest.raises(UnsupportedLanguage):
+            await sandbox.run(RunRequest(language="cobol-85", code="", limits=LIMITS))
+
+    def test_python_is_a_listed_runtime(self, sandbox: Sandbox) -> None:
+        languages = {runtime.language: runtime.version for runtime in sandbox.runtimes()}
+        assert languages["python"].startswith("3.")
+
+
+def _fields(limits: Limits) -> dict[str, int]:
+    return {name: getattr(limits, name) for name in limits.__struct_fields__}

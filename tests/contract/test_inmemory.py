@@ -1,0 +1,50 @@
+"""The contract suites bound to the in-memory adapters and the system clock and ids."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from corral_contract.clock import ManualClock
+from corral_contract.identity import ClockContract, IdSourceContract
+from corral_contract.queue import QUEUE_LIMIT, JobQueueContract, QueueHarness
+from corral_contract.sandbox import SandboxContract
+from corral_contract.workers import RegistryHarness, WorkerRegistryContract
+from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore, InMemoryWorkerRegistry
+from corral_memory.sandbox import InMemorySandbox
+from corral_system.clock import SystemClock
+from corral_system.ids import RandomIds
+
+
+class TestInMemoryJobQueue(JobQueueContract):
+    @pytest.fixture
+    async def harness(self) -> AsyncIterator[QueueHarness]:
+        clock = ManualClock()
+        state = InMemoryJobs(clock, max_unfinished=QUEUE_LIMIT)
+        yield QueueHarness(InMemoryJobQueue(state), InMemoryJobStore(state), clock)
+
+
+class TestInMemoryWorkerRegistry(WorkerRegistryContract):
+    @pytest.fixture
+    def registry(self) -> RegistryHarness:
+        clock = ManualClock()
+        return RegistryHarness(InMemoryWorkerRegistry(clock), clock)
+
+
+class TestInMemorySandbox(SandboxContract):
+    @pytest.fixture
+    def sandbox(self) -> InMemorySandbox:
+        return InMemorySandbox()
+
+
+class TestSystemClock(ClockContract):
+    @pytest.fixture
+    def clock(self) -> SystemClock:
+        return SystemClock()
+
+
+class TestRandomIds(IdSourceContract):
+    @pytest.fixture
+    def ids(self) -> RandomIds:
+        return RandomIds()
