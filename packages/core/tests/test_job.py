@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import msgspec
+import pytest
+
+from corral_core import job as jobs
+from corral_core.job import (
+    ErrorCode,
+    IllegalTransition,
+    Job,
+    JobError,
+    JobStatus,
+    Limits,
+    RunResult,
+    Verdict,
+    decode_job,
+    encode_job,
+)
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+LIMITS = Limits(
+    cpu_time_ms=1, wall_time_ms=1, memory_mb=1, max_processes=1, max_output_bytes=1, max_file_size_kb=1
+)
+OK = RunResult(verdict=Verdict.OK, exit_code=0)
+LOST = JobError(ErrorCode.WORKER_LOST, "gone")
+
+
+def pending() -> Job:
+    return Job(id="j", language="python", code="print(1)", limits=LIMITS, created_at=NOW)
+
+
+def test_a_claimed_job_runs_and_counts_an_attempt() -> None:
+    running = jobs.start(pending(), NOW)
+    assert running.status is JobStatus.RUNNING
+    assert running.attempts == 1 and running.started_at == NOW
+
+
+def test_a_running_job_completes_with_its_result() -> None:
+    done = jobs.complete(jobs.start(pending(), NOW), OK, NOW)
+    assert done.status is JobStatus.COMPLETED and done.result == OK and done.finished
+
+
+def test_a_pending_job_cannot_complete_without_running() -> None:
+    with pytest.raises(IllegalTransition):
+        jobs.complete(pending(), OK, NOW)
+
+
+@pytest.mark.parametrize("final", [JobStatus.COMPLETED, JobStatus.FAILED])
+def test_a_finished_job_never_changes_again(final: JobStatus) -> None:
+    running = jobs.start(pending(), NOW)
+    done = jobs.complete(running, OK, NOW) if final is JobStatus.COMPLETED else jobs.fail(running, LOST, NOW)
+    for move in (
+        lambda j: jobs.start(j, NOW),
+        lambda j: jobs.complete(j, OK, NOW),
+        lambda j: jobs.fail(j, LOST, NOW),
+        jobs.requeue,
+    ):
+        with pytest.raises(IllegalTransition):
+            move(done)
+
+
+def test_requeue_after_a_lost_worker_keeps_the_attempt() -> None:
+    again = jobs.requeue(jobs.start(pending(), NOW))
+    assert again.status is JobStatus.PENDING and again.attempts == 1 and again.started_at is None
+
+
+def test_a_job_handed_back_on_shutdown_gets_its_attempt_back() -> None:
+    again = jobs.requeue(jobs.start(pending(), NOW), count_attempt=False)
+    assert again.attempts == 0
+
+
+def test_jobs_round_trip_through_their_wire_encoding() -> None:
+    done = jobs.complete(jobs.start(pending(), NOW), OK, NOW)
+    assert decode_job(encode_job(done)) == done
+
+
+def test_decoding_ignores_fields_a_newer_deployment_added() -> None:
+    raw = msgspec.json.decode(encode_job(pending()))
+    raw["priority"] = 7
+    raw["result"] = None
+    assert decode_job(msgspec.json.encode(raw)) == pending()
+
+
+def test_decoding_fills_defaults_for_fields_an_older_deployment_lacks() -> None:
+    raw = msgspec.json.decode(encode_job(pending()))
+    for newer in ("attempts", "stdin", "args", "files", "error", "result", "status"):
+        raw.pop(newer)
+    assert decode_job(msgspec.json.encode(raw)) == pending()

@@ -1,0 +1,149 @@
+"""The use cases, composed with the in-memory adapters (verified by the contract suites)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from corral_contract.clock import ManualClock
+from corral_core.job import ErrorCode, JobStatus, RunRequest, RunResult, Verdict
+from corral_core.policy import DEFAULT_LIMIT_POLICY, LimitAboveMaximum, LimitRequest, SizePolicy
+from corral_core.ports import QueueFull, Runtime, SandboxError
+from corral_core.usecases import GetJob, JobNotFound, JobRequest, RecoverAbandonedJobs, RunNextJob, SubmitJob
+from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore
+from corral_memory.sandbox import InMemorySandbox
+from corral_system.ids import RandomIds
+
+
+class World:
+    def __init__(self, max_unfinished: int = 100) -> None:
+        self.clock = ManualClock()
+        self.state = InMemoryJobs(self.clock, max_unfinished=max_unfinished)
+        self.queue = InMemoryJobQueue(self.state)
+        self.store = InMemoryJobStore(self.state)
+        self.submit = SubmitJob(self.queue, RandomIds(), self.clock, DEFAULT_LIMIT_POLICY, SizePolicy())
+        self.get = GetJob(self.store)
+
+
+class BrokenSandbox:
+    def runtimes(self) -> list[Runtime]:
+        return []
+
+    async def run(self, request: RunRequest) -> RunResult:
+        raise SandboxError("nsjail: cannot mount /usr")
+
+
+class HangingSandbox:
+    def __init__(self) -> None:
+        self.cancelled = asyncio.Event()
+
+    def runtimes(self) -> list[Runtime]:
+        return []
+
+    async def run(self, request: RunRequest) -> RunResult:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        raise AssertionError("unreachable")
+
+
+async def test_a_submitted_job_runs_to_completion() -> None:
+    world = World()
+    job = await world.submit(JobRequest(code="print(6 * 7)"))
+    assert (await world.get(job.id)).status is JobStatus.PENDING
+    done = await RunNextJob(world.queue, InMemorySandbox(), world.clock)("w1", 1)
+    assert done is not None and done.id == job.id
+    stored = await world.get(job.id, wait_s=1)
+    assert stored.status is JobStatus.COMPLETED
+    assert stored.result is not None and stored.result.stdout == "42\n"
+    assert stored.limits == DEFAULT_LIMIT_POLICY.defaults
+
+
+async def test_submitting_above_a_limit_maximum_stores_nothing() -> None:
+    world = World()
+    with pytest.raises(LimitAboveMaximum):
+        await world.submit(JobRequest(code="", limits=LimitRequest(memory_mb=10**6)))
+    assert world.state.records == {}
+
+
+async def test_a_full_queue_refuses_submissions() -> None:
+    world = World(max_unfinished=1)
+    await world.submit(JobRequest(code="1"))
+    with pytest.raises(QueueFull):
+        await world.submit(JobRequest(code="2"))
+
+
+async def test_reading_an_unknown_job_raises_not_found() -> None:
+    with pytest.raises(JobNotFound):
+        await World().get("nope", wait_s=0.01)
+
+
+async def test_a_sandbox_failure_fails_the_job_with_its_reason() -> None:
+    world = World()
+    job = await world.submit(JobRequest(code="print(1)"))
+    await RunNextJob(world.queue, BrokenSandbox(), world.clock)("w1", 1)
+    failed = await world.get(job.id)
+    assert failed.status is JobStatus.FAILED
+    assert failed.error is not None and failed.error.code is ErrorCode.SANDBOX_ERROR
+    assert "cannot mount" in failed.error.message
+
+
+async def test_an_unknown_language_fails_the_job_as_unsupported() -> None:
+    world = World()
+    job = await world.submit(JobRequest(code="x", language="brainfuck"))
+    await RunNextJob(world.queue, InMemorySandbox(), world.clock)("w1", 1)
+    failed = await world.get(job.id)
+    assert failed.error is not None and failed.error.code is ErrorCode.UNSUPPORTED_LANGUAGE
+
+
+async def test_a_run_whose_lease_was_taken_over_is_cancelled_and_stores_nothing() -> None:
+    world = World()
+    job = await world.submit(JobRequest(code="print(1)"))
+    sandbox = HangingSandbox()
+    run = asyncio.ensure_future(
+        RunNextJob(world.queue, sandbox, world.clock, lease_ms=100, renew_every_ms=20)("w1", 1)
+    )
+    await asyncio.sleep(0.05)
+    world.clock.advance(1_000)
+    assert (await RecoverAbandonedJobs(world.queue)()).requeued == (job.id,)
+    assert await asyncio.wait_for(run, 2) is None
+    assert sandbox.cancelled.is_set()
+    assert (await world.get(job.id)).status is JobStatus.PENDING
+
+
+async def test_a_cancelled_worker_hands_its_job_back() -> None:
+    world = World()
+    job = await world.submit(JobRequest(code="print(1)"))
+    sandbox = HangingSandbox()
+    run = asyncio.ensure_future(RunNextJob(world.queue, sandbox, world.clock)("w1", 1))
+    await asyncio.sleep(0.05)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert sandbox.cancelled.is_set()
+    handed_back = await world.get(job.id)
+    assert handed_back.status is JobStatus.PENDING and handed_back.attempts == 0
+
+
+async def test_a_job_whose_worker_keeps_vanishing_fails_as_worker_lost() -> None:
+    world = World()
+    job = await world.submit(JobRequest(code="print(1)"))
+    recover = RecoverAbandonedJobs(world.queue, max_attempts=2)
+    for _ in range(2):
+        assert await world.queue.claim("doomed", 1_000, 1) is not None
+        world.clock.advance(1_001)
+        await recover()
+    failed = await world.get(job.id)
+    assert failed.status is JobStatus.FAILED
+    assert failed.error is not None and failed.error.code is ErrorCode.WORKER_LOST
+
+
+async def test_verdicts_are_reported_as_the_sandbox_gives_them() -> None:
+    world = World()
+    job = await world.submit(JobRequest(code="raise SystemExit(4)"))
+    await RunNextJob(world.queue, InMemorySandbox(), world.clock)("w1", 1)
+    result = (await world.get(job.id)).result
+    assert result is not None and result.verdict is Verdict.RUNTIME_ERROR and result.exit_code == 4
