@@ -112,7 +112,6 @@ class WorkerInfo(msgspec.Struct, frozen=True):
     worker_id: str
     seen_at: datetime
     runtimes: tuple[Runtime, ...] = ()
-    running: int = 0
 
 
 class WorkerRegistry(Protocol):

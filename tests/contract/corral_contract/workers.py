@@ -22,12 +22,11 @@ class WorkerRegistryContract:
     def registry(self) -> RegistryHarness:
         raise NotImplementedError("bind the contract: provide a `registry` fixture")
 
-    def info(self, harness: RegistryHarness, worker_id: str, running: int = 0) -> WorkerInfo:
+    def info(self, harness: RegistryHarness, worker_id: str, version: str = "3.11.2") -> WorkerInfo:
         return WorkerInfo(
             worker_id=worker_id,
             seen_at=harness.clock.now(),
-            runtimes=(Runtime("python", "3.11.2"),),
-            running=running,
+            runtimes=(Runtime("python", version),),
         )
 
     async def test_no_heartbeat_means_no_live_worker(self, registry: RegistryHarness) -> None:
@@ -41,7 +40,7 @@ class WorkerRegistryContract:
     async def test_the_latest_heartbeat_replaces_the_last(self, registry: RegistryHarness) -> None:
         await registry.registry.heartbeat(self.info(registry, "w1"), ttl_ms=5_000)
         registry.clock.advance(1_000)
-        latest = self.info(registry, "w1", running=2)
+        latest = self.info(registry, "w1", version="3.11.9")
         await registry.registry.heartbeat(latest, ttl_ms=5_000)
         assert await registry.registry.live_workers() == [latest]
 

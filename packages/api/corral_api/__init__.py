@@ -1,0 +1,5 @@
+"""Corral's HTTP API: a Litestar app over the core use cases, and the API's composition root.
+
+`app.create_app()` builds the app from a container; `container.ApiContainer` wires the use
+cases to the Redis adapters; `cli` is the PEX entry point.
+"""

@@ -1,0 +1,120 @@
+"""What goes over HTTP: request and response bodies, kept apart from the domain's Structs.
+
+Requests are strict (unknown fields refused, lengths bounded) because they come from anyone;
+responses are views of a Job that leave out what the client already sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+from corral_core.job import InputFile, Job, JobError, JobStatus, RunResult
+from corral_core.policy import InvalidSubmission, LimitRequest
+from corral_core.usecases import JobRequest
+
+Limit = Annotated[int, msgspec.Meta(ge=1, le=2**31)] | None
+
+
+class FileIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    content: str
+    encoding: Literal["utf-8", "base64"] = "utf-8"
+
+
+class LimitsIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    cpu_time_ms: Limit = None
+    wall_time_ms: Limit = None
+    memory_mb: Limit = None
+    max_processes: Limit = None
+    max_output_bytes: Limit = None
+    max_file_size_kb: Limit = None
+
+
+class ExecuteIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    code: str
+    language: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.+-]{0,31}$")] = "python"
+    stdin: str = ""
+    args: Annotated[list[str], msgspec.Meta(max_length=1024)] = []
+    files: Annotated[list[FileIn], msgspec.Meta(max_length=1024)] = []
+    limits: LimitsIn = LimitsIn()
+
+    def to_request(self) -> JobRequest:
+        return JobRequest(
+            code=self.code,
+            language=self.language,
+            stdin=self.stdin,
+            args=tuple(self.args),
+            files=tuple(_decode_file(index, file) for index, file in enumerate(self.files)),
+            limits=msgspec.convert(msgspec.to_builtins(self.limits), LimitRequest),
+        )
+
+
+def _decode_file(index: int, file: FileIn) -> InputFile:
+    if file.encoding == "utf-8":
+        return InputFile(file.name, file.content.encode())
+    try:
+        return InputFile(file.name, base64.b64decode(file.content, validate=True))
+    except (binascii.Error, ValueError):
+        raise InvalidSubmission(f"files[{index}].content", "is not valid base64") from None
+
+
+class Accepted(msgspec.Struct, frozen=True):
+    job_id: str
+    status: JobStatus
+
+
+class JobView(msgspec.Struct, frozen=True):
+    job_id: str
+    status: JobStatus
+    language: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    result: RunResult | None
+    error: JobError | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobView:
+        return cls(
+            job_id=job.id,
+            status=job.status,
+            language=job.language,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            attempts=job.attempts,
+            result=job.result,
+            error=job.error,
+        )
+
+
+class RuntimeView(msgspec.Struct, frozen=True):
+    language: str
+    version: str
+    workers: int
+
+
+class FieldError(msgspec.Struct, frozen=True):
+    field: str
+    message: str
+
+
+class Problem(msgspec.Struct, frozen=True):
+    """Every error answer: what went wrong, and per field where that applies."""
+
+    status_code: int
+    detail: str
+    errors: list[FieldError] = []
+
+
+class Readiness(msgspec.Struct, frozen=True):
+    ready: bool
+    redis: bool
+    live_workers: int
+    problems: list[str] = []
