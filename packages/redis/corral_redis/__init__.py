@@ -1,0 +1,26 @@
+"""Redis adapters: the job queue, the job store and the worker registry.
+
+They pass the same contract suites as the in-memory adapters (tests/contract/test_redis.py).
+They need Redis 6.2 or later (LMOVE, BLMOVE), run with `appendonly yes` and
+`maxmemory-policy noeviction`, or Redis can lose accepted jobs: `check_durability` says so at
+start-up. `appendfsync everysec` loses nothing when the Redis process dies, up to about a
+second of accepted jobs when the machine does; `always` loses nothing either way, at a cost
+bench/queue_throughput.py measures.
+"""
+
+from corral_redis.connection import check_durability, connect, storage_errors
+from corral_redis.queue import RedisJobQueue
+from corral_redis.settings import QueueKeys, RedisSettings
+from corral_redis.store import RedisJobStore
+from corral_redis.workers import RedisWorkerRegistry
+
+__all__ = [
+    "QueueKeys",
+    "RedisJobQueue",
+    "RedisJobStore",
+    "RedisSettings",
+    "RedisWorkerRegistry",
+    "check_durability",
+    "connect",
+    "storage_errors",
+]

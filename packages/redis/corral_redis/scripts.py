@@ -1,0 +1,241 @@
+"""The Lua scripts: every change to the queue is one of them, so no crash lands half-way.
+
+Redis runs a script atomically, and an AOF replay after a crash replays it whole or not at all.
+Each script is also safe to run twice, because redis-py re-sends a command whose reply was lost
+to a dropped connection (see connect()): a repeated submit or finish recognises what it already
+wrote and answers as the first run did; a repeated renew or recover does no harm; a repeated
+release answers False although the job is back in line; a repeated claim leaves one job leased
+to nobody, which recovery re-queues (one attempt counted) when the lease runs out, and a
+repeated BLMOVE leaves an id in `processing` that recovery puts back uncounted.
+
+Scripts touch job hashes they did not get in KEYS (recovery finds its ids in the leases ZSET).
+That is sound on Redis Cluster only because every key shares the prefix's hash tag: all of them
+live in the slot of the KEYS the script was routed by.
+
+Times come in as ARGV from the injected clock (lease deadlines in microseconds, timestamps as
+msgspec JSON), never from Redis' own clock, so a ManualClock drives leases in the contract
+tests exactly as it drives the in-memory adapter.
+"""
+
+from __future__ import annotations
+
+from corral_redis.records import FIELDS, PROGRESS
+
+# Shared helpers, prepended to the scripts that write a job's changing fields. Those come as
+# six ARGV values from `first` on, in PROGRESS order (records.progress_fields); '' is unset.
+_WRITE_PROGRESS = (
+    "local PROGRESS = {"
+    + ", ".join(f"'{field}'" for field in PROGRESS)
+    + """}
+
+local function write_progress(job, first)
+  local set, unset = {}, {}
+  for i, name in ipairs(PROGRESS) do
+    local value = ARGV[first + i - 1]
+    if value == '' then
+      table.insert(unset, name)
+    else
+      table.insert(set, name)
+      table.insert(set, value)
+    end
+  end
+  if #unset > 0 then redis.call('HDEL', job, unpack(unset)) end
+  redis.call('HSET', job, unpack(set))
+end
+
+local function holds_progress(job, first)
+  local stored = redis.call('HMGET', job, unpack(PROGRESS))
+  for i = 1, #PROGRESS do
+    if (stored[i] or '') ~= ARGV[first + i - 1] then return false end
+  end
+  return true
+end
+"""
+)
+
+_RECORD = "redis.call('HMGET', job, " + ", ".join(f"'{f}'" for f in FIELDS) + ")"
+
+# KEYS: job, pending, processing
+# ARGV: max_unfinished, job id, spec, then the six progress values
+# -> 1 accepted, 0 queue full, -1 another job has this id
+SUBMIT = (
+    _WRITE_PROGRESS
+    + """
+local job, pending, processing = KEYS[1], KEYS[2], KEYS[3]
+if redis.call('EXISTS', job) == 1 then
+  -- A submit re-sent after its reply was lost finds its own record: it was accepted.
+  if redis.call('HGET', job, 'spec') == ARGV[3] then return 1 end
+  return -1
+end
+if redis.call('LLEN', pending) + redis.call('LLEN', processing) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('HSET', job, 'spec', ARGV[3], 'fence', 0)
+write_progress(job, 4)
+redis.call('RPUSH', pending, ARGV[2])
+return 1
+"""
+)
+
+# KEYS: pending, processing, leases
+# ARGV: job key prefix, lease deadline (µs), started_at (JSON), worker id, [job id]
+# Without a job id, takes the oldest pending job itself (LMOVE), so a claim with work waiting
+# is one round trip. With one, the id was already moved by a BLMOVE, which cannot run inside a
+# script; recovery may have put it back in line since, or another worker may have started it.
+# -> {token, record fields} or nil
+START = f"""
+local pending, processing, leases = KEYS[1], KEYS[2], KEYS[3]
+local id, job = ARGV[5], nil
+if id then
+  job = ARGV[1] .. id
+  if not redis.call('LPOS', processing, id) then return nil end
+  if redis.call('HGET', job, 'status') ~= 'PENDING' then return nil end
+else
+  while true do
+    id = redis.call('LMOVE', pending, processing, 'LEFT', 'RIGHT')
+    if not id then return nil end
+    job = ARGV[1] .. id
+    if redis.call('HGET', job, 'status') == 'PENDING' then break end
+    -- An id whose record is gone (or not pending) has nothing to run: drop it.
+    redis.call('LREM', processing, -1, id)
+  end
+end
+local token = redis.call('HINCRBY', job, 'fence', 1)
+redis.call('HINCRBY', job, 'attempts', 1)
+redis.call('HSET', job, 'status', 'RUNNING', 'started_at', ARGV[3], 'worker', ARGV[4])
+redis.call('ZADD', leases, ARGV[2], id)
+return {{token, {_RECORD}}}
+"""
+
+# KEYS: job, leases
+# ARGV: job id, token, new deadline (µs)
+RENEW = """
+local state = redis.call('HMGET', KEYS[1], 'status', 'fence')
+if state[1] ~= 'RUNNING' or state[2] ~= ARGV[2] then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1
+"""
+
+# KEYS: job, processing, leases
+# ARGV: job id, token, channel, ttl (ms), expired_by (µs or ''), then the six progress values
+# Writes a final state under the job's current lease. With expired_by, only if that lease ran
+# out by then: that is recovery failing a job whose worker is lost, which a last-moment
+# renewal must still be able to prevent.
+FINISH = (
+    _WRITE_PROGRESS
+    + """
+local job, processing, leases = KEYS[1], KEYS[2], KEYS[3]
+local state = redis.call('HMGET', job, 'status', 'fence')
+if state[2] ~= ARGV[2] then return 0 end
+if state[1] ~= 'RUNNING' then
+  -- A finish re-sent after its reply was lost finds exactly what it wrote: it was accepted.
+  if holds_progress(job, 6) then return 1 end
+  return 0
+end
+if ARGV[5] ~= '' then
+  local deadline = redis.call('ZSCORE', leases, ARGV[1])
+  if not deadline or tonumber(deadline) > tonumber(ARGV[5]) then return 0 end
+end
+write_progress(job, 6)
+redis.call('HDEL', job, 'worker')
+redis.call('LREM', processing, 0, ARGV[1])
+redis.call('ZREM', leases, ARGV[1])
+redis.call('PEXPIRE', job, ARGV[4])
+redis.call('PUBLISH', ARGV[3], ARGV[1])
+return 1
+"""
+)
+
+# KEYS: job, pending, processing, leases
+# ARGV: job id, token
+# Back to the front of the line with the attempt given back (core's requeue(count_attempt=False)).
+RELEASE = """
+local job = KEYS[1]
+local state = redis.call('HMGET', job, 'status', 'fence', 'attempts')
+if state[1] ~= 'RUNNING' or state[2] ~= ARGV[2] then return 0 end
+if tonumber(state[3]) > 0 then redis.call('HINCRBY', job, 'attempts', -1) end
+redis.call('HSET', job, 'status', 'PENDING')
+redis.call('HDEL', job, 'started_at', 'worker')
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('LREM', KEYS[3], 0, ARGV[1])
+redis.call('LPUSH', KEYS[2], ARGV[1])
+return 1
+"""
+
+# KEYS: pending, processing, leases
+# ARGV: job key prefix, now (µs), max attempts, batch size
+# -> {requeued ids, {{id, fence, attempts, started_at}, ...} of jobs out of attempts, expired count}
+# Jobs out of attempts are only reported: their FAILED state carries an error message that core
+# words (corral_core.job.worker_lost), so the caller fails each with FINISH, fenced and only
+# if its lease is still expired.
+RECOVER = """
+local pending, processing, leases = KEYS[1], KEYS[2], KEYS[3]
+local prefix, now, max_attempts = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local requeued, exhausted = {}, {}
+local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+for _, id in ipairs(expired) do
+  local job = prefix .. id
+  local state = redis.call('HMGET', job, 'status', 'attempts', 'fence', 'started_at')
+  if state[1] ~= 'RUNNING' then
+    redis.call('ZREM', leases, id)
+  elseif tonumber(state[2]) >= max_attempts then
+    table.insert(exhausted, {id, state[3], state[2], state[4] or ''})
+  else
+    redis.call('HSET', job, 'status', 'PENDING')
+    redis.call('HDEL', job, 'started_at', 'worker')
+    redis.call('ZREM', leases, id)
+    redis.call('LREM', processing, 0, id)
+    redis.call('RPUSH', pending, id)
+    table.insert(requeued, id)
+  end
+end
+-- An id in processing without a lease was taken by a BLMOVE whose worker died before START.
+-- It never ran: back to the front of the line, no attempt counted.
+for _, id in ipairs(redis.call('LRANGE', processing, 0, -1)) do
+  if not redis.call('ZSCORE', leases, id) then
+    local status = redis.call('HGET', prefix .. id, 'status')
+    if status == 'RUNNING' then
+      -- Running without a lease breaks the scripts' invariant; expire it so it is recovered.
+      redis.call('ZADD', leases, now, id)
+    else
+      redis.call('LREM', processing, 0, id)
+      if status == 'PENDING' then redis.call('LPUSH', pending, id) end
+    end
+  end
+end
+return {requeued, exhausted, #expired}
+"""
+
+# KEYS: workers ZSET, worker info HASH
+# ARGV: now (µs)
+_PRUNE_WORKERS = """
+local function prune(now)
+  local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+  for _, id in ipairs(stale) do redis.call('HDEL', KEYS[2], id) end
+  if #stale > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) end
+end
+"""
+
+# ARGV: now (µs), worker id, expiry (µs), encoded WorkerInfo
+HEARTBEAT = (
+    _PRUNE_WORKERS
+    + """
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
+prune(ARGV[1])
+return 1
+"""
+)
+
+# ARGV: now (µs) -> encoded WorkerInfo of every live worker
+LIVE_WORKERS = (
+    _PRUNE_WORKERS
+    + """
+prune(ARGV[1])
+local live = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  table.insert(live, redis.call('HGET', KEYS[2], id))
+end
+return live
+"""
+)

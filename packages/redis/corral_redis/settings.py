@@ -1,0 +1,63 @@
+"""Where the Redis adapters keep things, and how much they accept.
+
+Every key starts with one prefix that carries a Redis Cluster hash tag (`corral:{q}:` by
+default), so every key of one queue lives in one slot and each multi-key Lua script runs on one
+node, cluster or not.
+"""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+
+_HASH_TAG = re.compile(r"\{[^{}]+\}")
+
+
+class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
+    key_prefix: str = "corral:{q}:"
+    # Submissions beyond this many unfinished (pending or running) jobs are refused with
+    # QueueFull: overload answers 429/503 instead of letting Redis fill up until it refuses
+    # every write, finishes included.
+    max_unfinished: int = 10_000
+    finished_ttl_s: int = 24 * 3600
+    # A blocking claim waits in slices no longer than this, so that a client's socket timeout
+    # (connect() uses 5 s) never fires on a BLMOVE that is just waiting for work.
+    claim_block_s: float = 1.0
+    # Expired leases handled per recovery script, so one script never holds Redis for long.
+    recover_batch: int = 500
+    # The notification reader wakes this often when idle, which lets redis-py's health check
+    # notice a dead connection that never said goodbye.
+    listen_idle_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        tag = _HASH_TAG.search(self.key_prefix)
+        if tag is None or "{" in self.key_prefix[: tag.start()]:
+            raise ValueError(
+                f"key_prefix {self.key_prefix!r} needs a hash tag such as '{{q}}', "
+                "so that all of the queue's keys share one Redis Cluster slot"
+            )
+        if self.max_unfinished < 1 or self.finished_ttl_s < 1 or self.recover_batch < 1:
+            raise ValueError("max_unfinished, finished_ttl_s and recover_batch must be positive")
+        if self.claim_block_s < 0.01:
+            raise ValueError("claim_block_s must be at least 0.01 (Redis blocks in milliseconds)")
+
+
+DEFAULT_SETTINGS = RedisSettings()
+
+
+class QueueKeys:
+    """The names of the queue's keys and channel, all under one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.pending = f"{prefix}pending"  # LIST of job ids, oldest on the left
+        self.processing = f"{prefix}processing"  # LIST of job ids taken by workers
+        self.leases = f"{prefix}leases"  # ZSET job id -> lease deadline (µs, injected clock)
+        self.finished = f"{prefix}finished"  # pub/sub channel: ids of jobs that just finished
+        self.workers = f"{prefix}workers"  # ZSET worker id -> heartbeat expiry (µs)
+        self.worker_info = f"{prefix}workers:info"  # HASH worker id -> encoded WorkerInfo
+        self.job_prefix = f"{prefix}job:"
+
+    def job(self, job_id: str) -> str:
+        return self.job_prefix + job_id

@@ -1,0 +1,136 @@
+"""Reading jobs from Redis, and waiting for one to finish without polling.
+
+Every finish publishes the job's id on the queue's `finished` channel. A store holds one
+subscription to it, read by one background task that wakes whoever waits for that id; a waiter
+registers and makes sure the subscription is live before it reads the record, so a finish
+published in between still wakes it.
+
+Pub/sub delivers at most once: a finish published while the subscription was down is gone.
+So each time the subscription is (re)established, every waiter is woken to read its record
+again, and a waiter whose time runs out reads the record once more before it answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import cast
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from corral_core.job import Job
+from corral_redis.connection import storage_errors
+from corral_redis.records import FIELDS, decode_record
+from corral_redis.settings import DEFAULT_SETTINGS, QueueKeys, RedisSettings
+
+log = logging.getLogger(__name__)
+
+_MAX_BACKOFF_S = 2.0
+
+
+class RedisJobStore:
+    def __init__(self, client: Redis, settings: RedisSettings = DEFAULT_SETTINGS) -> None:
+        self._client = client
+        self._settings = settings
+        self._keys = QueueKeys(settings.key_prefix)
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._subscribed = asyncio.Event()
+        self._listener: asyncio.Task[None] | None = None
+
+    async def get(self, job_id: str) -> Job | None:
+        with storage_errors():
+            values = await self._client.hmget(self._keys.job(job_id), FIELDS)
+        return decode_record(cast(list[bytes | None], values))
+
+    async def wait_finished(self, job_id: str, timeout_s: float) -> Job | None:
+        if timeout_s <= 0:
+            return await self.get(job_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        self._listen()
+        woken = asyncio.Event()
+        self._waiters.setdefault(job_id, set()).add(woken)
+        try:
+            # Subscribed before the first read, or a finish published in between goes unseen.
+            await _wait(self._subscribed, deadline - loop.time())
+            while True:
+                woken.clear()
+                found = await self.get(job_id)
+                if found is None or found.finished:
+                    return found
+                if not await _wait(woken, deadline - loop.time()):
+                    return await self.get(job_id)
+        finally:
+            waiting = self._waiters[job_id]
+            waiting.discard(woken)
+            if not waiting:
+                del self._waiters[job_id]
+
+    async def aclose(self) -> None:
+        """Stop the notification reader. The client stays open: it is the caller's."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    close = aclose
+
+    def _listen(self) -> None:
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.get_running_loop().create_task(
+                self._read_notifications(), name=f"corral finished-job listener {self._keys.prefix}"
+            )
+
+    async def _read_notifications(self) -> None:
+        backoff = 0.05
+        while True:
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.subscribe(self._keys.finished)
+                while True:
+                    message = await pubsub.get_message(timeout=self._settings.listen_idle_s)
+                    if message is None:
+                        continue
+                    if message["type"] == "message":
+                        self._wake(message["data"].decode())
+                    elif message["type"] == "subscribe":
+                        # Also sent when redis-py re-subscribes after a reconnect: finishes
+                        # published while the connection was down were lost, so every waiter
+                        # reads its record again.
+                        self._subscribed.set()
+                        self._wake_all()
+                        backoff = 0.05
+            except (RedisError, OSError) as error:
+                log.warning("finished-job notifications interrupted, resubscribing: %s", error)
+            except Exception:
+                log.exception("finished-job listener failed, restarting it")
+            finally:
+                self._subscribed.clear()
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF_S)
+
+    def _wake(self, job_id: str) -> None:
+        for event in self._waiters.get(job_id, ()):
+            event.set()
+
+    def _wake_all(self) -> None:
+        for waiting in self._waiters.values():
+            for event in waiting:
+                event.set()
+
+
+async def _wait(event: asyncio.Event, timeout_s: float) -> bool:
+    if event.is_set():
+        return True
+    if timeout_s <= 0:
+        return False
+    try:
+        await asyncio.wait_for(event.wait(), timeout_s)
+    except TimeoutError:
+        return False
+    return True

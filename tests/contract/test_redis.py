@@ -1,0 +1,248 @@
+"""The contract suites bound to the Redis adapters on a real Redis, plus what only Redis has:
+the crash window between BLMOVE and start, retried scripts, record expiry, lenient reading.
+
+Each test gets its own key prefix, so a shared server (REDIS_URL) is never flushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+import msgspec
+import pytest
+from redis.asyncio import Redis
+
+from corral_contract.clock import ManualClock
+from corral_contract.queue import LEASE_MS, QUEUE_LIMIT, JobQueueContract, QueueHarness, new_job, ok_result
+from corral_contract.workers import RegistryHarness, WorkerRegistryContract
+from corral_core import job as jobs
+from corral_core.job import ErrorCode, JobError, JobStatus, encode_job
+from corral_core.ports import JobQueue, Lease, RecoveryReport
+from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore
+from corral_redis import (
+    QueueKeys,
+    RedisJobQueue,
+    RedisJobStore,
+    RedisSettings,
+    RedisWorkerRegistry,
+    check_durability,
+    connect,
+)
+from corral_redis.records import micros, progress_fields
+from corral_redis.scripts import SUBMIT
+from corral_testbed.redis_server import redis_url  # noqa: F401 - the session fixture
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+def settings() -> RedisSettings:
+    return RedisSettings(key_prefix=f"test:{uuid.uuid4().hex[:12]}:{{q}}:", max_unfinished=QUEUE_LIMIT)
+
+
+@pytest.fixture
+async def client(redis_url: str, settings: RedisSettings) -> AsyncIterator[Redis]:  # noqa: F811
+    client = connect(redis_url)
+    yield client
+    keys = [key async for key in client.scan_iter(match=f"{settings.key_prefix}*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture
+async def parts(
+    client: Redis, settings: RedisSettings
+) -> AsyncIterator[tuple[RedisJobQueue, RedisJobStore, ManualClock]]:
+    clock = ManualClock()
+    store = RedisJobStore(client, settings)
+    yield RedisJobQueue(client, clock, settings), store, clock
+    await store.aclose()
+
+
+class TestRedisJobQueue(JobQueueContract):
+    @pytest.fixture
+    async def harness(self, parts: tuple[RedisJobQueue, RedisJobStore, ManualClock]) -> QueueHarness:
+        return QueueHarness(*parts)
+
+
+class TestRedisWorkerRegistry(WorkerRegistryContract):
+    @pytest.fixture
+    def registry(self, client: Redis, settings: RedisSettings) -> RegistryHarness:
+        clock = ManualClock()
+        return RegistryHarness(RedisWorkerRegistry(client, clock, settings), clock)
+
+
+async def test_a_job_taken_by_a_worker_that_died_before_starting_it_is_requeued_uncounted(
+    parts: tuple[RedisJobQueue, RedisJobStore, ManualClock], client: Redis, settings: RedisSettings
+) -> None:
+    queue, store, clock = parts
+    keys = QueueKeys(settings.key_prefix)
+    await queue.submit(new_job(clock, "job-a"))
+    await queue.submit(new_job(clock, "job-b"))
+    # What a worker's BLMOVE does before it runs the start script, and then it dies.
+    assert await client.lmove(keys.pending, keys.processing, "LEFT", "RIGHT") == b"job-a"
+
+    report = await queue.recover(max_attempts=3)
+
+    assert report.requeued == () and report.failed == ()  # it never ran: nothing to report
+    assert await client.lrange(keys.processing, 0, -1) == []
+    lease = await queue.claim("w1", LEASE_MS, 1)
+    assert lease is not None and lease.job.id == "job-a" and lease.job.attempts == 1  # kept its place
+
+
+async def test_a_moved_job_that_recovery_put_back_is_not_started(
+    parts: tuple[RedisJobQueue, RedisJobStore, ManualClock], client: Redis, settings: RedisSettings
+) -> None:
+    queue, store, clock = parts
+    keys = QueueKeys(settings.key_prefix)
+    await queue.submit(new_job(clock, "job-a"))
+    moved = await client.lmove(keys.pending, keys.processing, "LEFT", "RIGHT")
+    await queue.recover(max_attempts=3)  # runs between the worker's BLMOVE and its start
+
+    assert await queue._start_job("slow", LEASE_MS, moved) is None
+
+    pending = await store.get("job-a")
+    assert pending is not None and pending.status is JobStatus.PENDING and pending.attempts == 0
+    assert await client.lrange(keys.pending, 0, -1) == [b"job-a"]
+
+
+async def test_a_claim_that_blocked_in_blmove_starts_the_job_it_moved(
+    parts: tuple[RedisJobQueue, RedisJobStore, ManualClock],
+) -> None:
+    queue, store, clock = parts
+    waiting = asyncio.ensure_future(queue.claim("w1", LEASE_MS, 5))
+    await asyncio.sleep(0.05)  # blocked in BLMOVE by now: the queue is empty
+    await queue.submit(new_job(clock, "job-a"))
+    lease = await waiting
+    assert lease is not None and lease.job.status is JobStatus.RUNNING
+    assert await store.get("job-a") == lease.job
+
+
+async def test_a_finished_record_expires_and_leaves_no_queue_entry(
+    parts: tuple[RedisJobQueue, RedisJobStore, ManualClock], client: Redis, settings: RedisSettings
+) -> None:
+    queue, _, clock = parts
+    keys = QueueKeys(settings.key_prefix)
+    await queue.submit(new_job(clock, "job-a"))
+    lease = await queue.claim("w1", LEASE_MS, 1)
+    assert lease is not None
+    assert await queue.finish(lease, jobs.complete(lease.job, ok_result(), clock.now()))
+    ttl_ms = await client.pttl(keys.job("job-a"))
+    assert 0 < ttl_ms <= settings.finished_ttl_s * 1000
+    assert await client.llen(keys.pending) == 0
+    assert await client.llen(keys.processing) == 0
+    assert await client.zcard(keys.leases) == 0
+
+
+async def test_a_submit_resent_after_a_lost_reply_is_accepted_once(
+    parts: tuple[RedisJobQueue, RedisJobStore, ManualClock], client: Redis, settings: RedisSettings
+) -> None:
+    queue, _, clock = parts
+    keys = QueueKeys(settings.key_prefix)
+    job = new_job(clock, "job-a")
+    await queue.submit(job)
+    # The same script again, as redis-py re-sends it when the first reply was lost.
+    resent = await client.eval(
+        SUBMIT, 3, keys.job(job.id), keys.pending, keys.processing,
+        settings.max_unfinished, job.id, encode_job(job), *progress_fields(job),
+    )  # fmt: skip
+    assert resent == 1
+    assert await client.lrange(keys.pending, 0, -1) == [b"job-a"]
+    with pytest.raises(ValueError):
+        await queue.submit(new_job(clock, "job-a", code="print('another job')"))
+
+
+async def test_a_finish_resent_after_a_lost_reply_is_accepted_again(
+    parts: tuple[RedisJobQueue, RedisJobStore, ManualClock],
+) -> None:
+    queue, store, clock = parts
+    await queue.submit(new_job(clock, "job-a"))
+    lease = await queue.claim("w1", LEASE_MS, 1)
+    assert lease is not None
+    final = jobs.complete(lease.job, ok_result(), clock.now())
+    assert await queue.finish(lease, final)
+    assert await queue.finish(lease, final)  # the same write under the same lease: a re-send
+    other = jobs.complete(lease.job, ok_result("other\n"), clock.now())
+    assert not await queue.finish(lease, other)
+    assert await store.get("job-a") == final
+
+
+async def test_a_record_from_a_newer_version_reads_with_unknown_fields_ignored(
+    parts: tuple[RedisJobQueue, RedisJobStore, ManualClock], client: Redis, settings: RedisSettings
+) -> None:
+    queue, store, clock = parts
+    job = new_job(clock, "job-a")
+    await queue.submit(job)
+    spec = msgspec.json.decode(encode_job(job))
+    spec["priority"] = 7  # a field this version does not know
+    await client.hset(QueueKeys(settings.key_prefix).job("job-a"), "spec", msgspec.json.encode(spec))
+    assert await store.get("job-a") == job
+
+
+async def test_recovery_does_not_fail_a_job_whose_lease_was_renewed_after_it_looked(
+    parts: tuple[RedisJobQueue, RedisJobStore, ManualClock],
+) -> None:
+    queue, store, clock = parts
+    await queue.submit(new_job(clock, "job-a"))
+    lease = await queue.claim("w1", LEASE_MS, 1)
+    assert lease is not None
+    clock.advance(LEASE_MS + 1)
+    # Recovery's first script found the lease expired and out of attempts; then the worker
+    # renewed it before the second step (FAILED, fenced on an expired lease) ran.
+    looked_at = micros(clock.now())
+    assert await queue.renew(lease, LEASE_MS)
+    lost = progress_fields(jobs.fail(lease.job, jobs.worker_lost(1), clock.now()))
+    assert not await queue._write_final("job-a", lease.token, looked_at, lost)
+    assert (await store.get("job-a")).status is JobStatus.RUNNING  # type: ignore[union-attr]
+    assert await queue.recover(max_attempts=1) == RecoveryReport()
+
+
+async def test_every_record_reads_exactly_as_the_in_memory_adapter_has_it(
+    parts: tuple[RedisJobQueue, RedisJobStore, ManualClock],
+) -> None:
+    queue, store, clock = parts
+    state = InMemoryJobs(clock, max_unfinished=QUEUE_LIMIT)
+    twin, twin_store = InMemoryJobQueue(state), InMemoryJobStore(state)
+    job_ids = ["job-a", "job-b", "job-c"]
+
+    async def both(step: str, call: Callable[[JobQueue], Awaitable[T]]) -> T:
+        ours, theirs = await call(queue), await call(twin)
+        assert ours == theirs, step
+        for job_id in job_ids:
+            assert await store.get(job_id) == await twin_store.get(job_id), (step, job_id)
+        return ours
+
+    async def claim(step: str, worker_id: str) -> Lease:
+        lease = await both(step, lambda q: q.claim(worker_id, LEASE_MS, 1))
+        assert lease is not None, step
+        return lease
+
+    for job_id in job_ids:
+        await both(f"submit {job_id}", lambda q, job_id=job_id: q.submit(new_job(clock, job_id)))  # type: ignore[misc]
+    first = await claim("claim a", "w1")
+    await both("release a", lambda q: q.release(first))
+    await claim("claim a again", "w1")
+    clock.advance(LEASE_MS // 2)
+    second = await claim("claim b", "w2")
+    clock.advance(LEASE_MS // 2 + 1)
+    await both("recover a", lambda q: q.recover(max_attempts=2))
+    third = await claim("claim c", "w3")
+    final = jobs.fail(third.job, JobError(ErrorCode.SANDBOX_ERROR, "no jail"), clock.now())
+    await both("fail c", lambda q: q.finish(third, final))
+    await both("renew b", lambda q: q.renew(second, LEASE_MS))
+    await claim("claim a, the last time", "w4")
+    clock.advance(LEASE_MS + 1)
+    await both("recover a and b", lambda q: q.recover(max_attempts=2))
+
+
+async def test_the_durability_check_accepts_the_test_server(client: Redis) -> None:
+    assert await check_durability(client) == []
+
+
+def test_a_key_prefix_without_a_hash_tag_is_refused() -> None:
+    with pytest.raises(ValueError, match="hash tag"):
+        RedisSettings(key_prefix="corral:")

@@ -1,0 +1,413 @@
+"""The Redis queue under real faults: workers killed or frozen mid-job, Redis killed mid-stream.
+
+Real redis-server, real worker processes (corral_testbed.queue_worker), real signals. Each test
+checks that no accepted job is lost and that every job got exactly one final result: workers
+print `finished <id>` only for results the queue accepted, so the ids printed across all
+workers must be the submitted ids, each once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar, cast
+
+import pytest
+from redis.asyncio import Redis
+
+from corral_core import job as jobs
+from corral_core.job import Job, JobStatus, Limits, RunResult, Verdict
+from corral_core.ports import StorageUnavailable
+from corral_core.usecases import RecoverAbandonedJobs
+from corral_redis import (
+    QueueKeys,
+    RedisJobQueue,
+    RedisJobStore,
+    RedisSettings,
+    RedisWorkerRegistry,
+    check_durability,
+    connect,
+)
+from corral_redis.records import progress_fields
+from corral_system.clock import SystemClock
+from corral_testbed import queue_worker
+from corral_testbed.redis_server import RedisServerProcess, redis_url, require_redis_server  # noqa: F401
+
+T = TypeVar("T")
+
+LEASE_MS = 1_000
+LIMITS = Limits(
+    cpu_time_ms=5_000,
+    wall_time_ms=10_000,
+    memory_mb=64,
+    max_processes=8,
+    max_output_bytes=4096,
+    max_file_size_kb=64,
+)
+# The in-memory sandbox runs jobs inside the worker process: its pid says which worker ran it.
+PRINT_WORKER_PID = "import os, time\ntime.sleep(0.3)\nprint(os.getpid())"
+
+
+def job(job_id: str, code: str) -> Job:
+    return Job(id=job_id, language="python", code=code, limits=LIMITS, created_at=SystemClock().now())
+
+
+@dataclass
+class Queue:
+    client: Redis
+    settings: RedisSettings
+    queue: RedisJobQueue
+    store: RedisJobStore
+
+    @property
+    def keys(self) -> QueueKeys:
+        return QueueKeys(self.settings.key_prefix)
+
+    async def leftovers(self) -> dict[str, int]:
+        keys = self.keys
+        return {
+            "pending": await self.client.llen(keys.pending),
+            "processing": await self.client.llen(keys.processing),
+            "leases": await self.client.zcard(keys.leases),
+        }
+
+
+@contextlib.asynccontextmanager
+async def open_queue(url: str, **settings: int) -> AsyncIterator[Queue]:
+    client = connect(url, retries=1, socket_timeout=2.0, connect_timeout=0.5)
+    config = RedisSettings(key_prefix=f"faults:{uuid.uuid4().hex[:12]}:{{q}}:", **settings)
+    store = RedisJobStore(client, config)
+    try:
+        yield Queue(client, config, RedisJobQueue(client, SystemClock(), config), store)
+    finally:
+        await store.aclose()
+        await client.aclose()
+
+
+class WorkerProcess:
+    def __init__(self, url: str, prefix: str, worker_id: str, logs: Path, *flags: str) -> None:
+        self.stdout_path = logs / f"{worker_id}.out"
+        self.stderr_path = logs / f"{worker_id}.err"
+        with self.stdout_path.open("wb") as stdout, self.stderr_path.open("wb") as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, queue_worker.__file__, url, prefix, worker_id, *flags],
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+                stdout=stdout,
+                stderr=stderr,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def output(self) -> str:
+        return self.stdout_path.read_text()
+
+    def errors(self) -> str:
+        return self.stderr_path.read_text()
+
+    def finished(self) -> list[str]:
+        return [line.split()[1] for line in self.output().splitlines() if line.startswith("finished ")]
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def end(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[list[WorkerProcess]]:
+    started: list[WorkerProcess] = []
+    yield started
+    for worker in started:
+        with contextlib.suppress(ProcessLookupError):
+            worker.signal(signal.SIGCONT)
+        worker.end()
+
+
+StartWorker = Callable[..., WorkerProcess]
+
+
+@pytest.fixture
+def start_worker(workers: list[WorkerProcess], tmp_path: Path) -> StartWorker:
+    def start(queue: Queue, url: str, worker_id: str, *flags: str) -> WorkerProcess:
+        worker = WorkerProcess(url, queue.settings.key_prefix, worker_id, tmp_path, *flags)
+        workers.append(worker)
+        return worker
+
+    return start
+
+
+@contextlib.asynccontextmanager
+async def recovering(queue: Queue) -> AsyncIterator[None]:
+    """Recovery as a worker runs it: every 100 ms, up to 3 attempts per job."""
+    recover = RecoverAbandonedJobs(queue.queue, max_attempts=3)
+
+    async def loop() -> None:
+        while True:
+            await recover()
+            await asyncio.sleep(0.1)
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def eventually(check: Callable[[], Awaitable[T | None]], timeout_s: float = 10.0, what: str = "condition") -> T:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if found := await check():
+            return found
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def running_job(queue: Queue, job_ids: list[str]) -> str | None:
+    for job_id in job_ids:
+        record = await queue.store.get(job_id)
+        if record is not None and record.status is JobStatus.RUNNING:
+            return job_id
+    return None
+
+
+async def test_a_killed_workers_job_is_run_again_and_every_job_finishes_once(
+    redis_url: str,  # noqa: F811
+    start_worker: StartWorker,
+) -> None:
+    async with open_queue(redis_url) as queue:
+        job_ids = [f"job-{index}" for index in range(4)]
+        for job_id in job_ids:
+            await queue.queue.submit(job(job_id, "import time\ntime.sleep(0.3)\nprint('done')"))
+        doomed = start_worker(queue, redis_url, "doomed")
+        victim = await eventually(lambda: running_job(queue, job_ids), what="a running job")
+        doomed.signal(signal.SIGKILL)
+        doomed.end()
+
+        survivor = start_worker(queue, redis_url, "survivor")
+        async with recovering(queue):
+            finals = [await queue.store.wait_finished(job_id, 20) for job_id in job_ids]
+
+        assert sorted(doomed.finished() + survivor.finished()) == job_ids  # one accepted result each
+        for final in finals:
+            assert final is not None and final.status is JobStatus.COMPLETED, final
+            assert final.result is not None and final.result.stdout == "done\n"
+            assert final.attempts == (2 if final.id == victim else 1), final
+        assert await queue.leftovers() == {"pending": 0, "processing": 0, "leases": 0}
+
+
+async def test_a_worker_frozen_past_its_lease_loses_the_job_to_another(
+    redis_url: str,  # noqa: F811
+    start_worker: StartWorker,
+) -> None:
+    async with open_queue(redis_url) as queue:
+        await queue.queue.submit(job("job-a", PRINT_WORKER_PID))
+        frozen = start_worker(queue, redis_url, "frozen")
+        await eventually(lambda: running_job(queue, ["job-a"]), what="job-a running")
+        frozen.signal(signal.SIGSTOP)
+
+        rescuer = start_worker(queue, redis_url, "rescuer")
+        async with recovering(queue):
+            final = await queue.store.wait_finished("job-a", 20)
+        frozen.signal(signal.SIGCONT)
+        # Whichever it notices first, the lost lease or the refused result, it must give up.
+        await eventually(lambda: _said(frozen, "lost the lease", "result refused"), what="the frozen worker to give up")
+
+        assert final is not None and final.status is JobStatus.COMPLETED
+        assert final.attempts == 2
+        assert final.result is not None and final.result.stdout == f"{rescuer.pid}\n"
+        assert await queue.store.get("job-a") == final  # the frozen worker changed nothing
+        assert frozen.finished() == [] and rescuer.finished() == ["job-a"]
+        assert await queue.leftovers() == {"pending": 0, "processing": 0, "leases": 0}
+
+
+async def test_a_result_stored_after_the_lease_was_lost_is_refused(
+    redis_url: str,  # noqa: F811
+    start_worker: StartWorker,
+) -> None:
+    async with open_queue(redis_url) as queue:
+        await queue.queue.submit(job("job-a", PRINT_WORKER_PID))
+        # It runs the job, then freezes itself just before storing the result.
+        frozen = start_worker(queue, redis_url, "frozen", "--stall-before-finish")
+        await eventually(lambda: _stopped(frozen), what="the worker to freeze before finishing")
+
+        rescuer = start_worker(queue, redis_url, "rescuer")
+        async with recovering(queue):
+            final = await queue.store.wait_finished("job-a", 20)
+        frozen.signal(signal.SIGCONT)
+        await eventually(lambda: _said(frozen, "result refused"), what="the late result to be refused")
+
+        assert final is not None and final.status is JobStatus.COMPLETED and final.attempts == 2
+        assert final.result is not None and final.result.stdout == f"{rescuer.pid}\n"
+        assert await queue.store.get("job-a") == final
+        assert "stalling job-a" in frozen.output()
+        assert frozen.finished() == [] and rescuer.finished() == ["job-a"]
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServerProcess]:
+    require_redis_server()
+    # always: the test asserts that no acknowledged write is lost, which `everysec` promises
+    # only for a Redis process crash, not for a machine crash.
+    server = RedisServerProcess(tmp_path / "redis", appendfsync="always")
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_every_acknowledged_submission_survives_a_redis_crash(redis_server: RedisServerProcess) -> None:
+    async with open_queue(redis_server.url, max_unfinished=1_000_000) as queue:
+        acknowledged: list[str] = []
+        refused = 0
+        stop = asyncio.Event()
+
+        async def submit_stream(stream: int) -> None:
+            nonlocal refused
+            for index in range(1_000_000):
+                if stop.is_set():
+                    return
+                job_id = f"s{stream}-{index}"
+                try:
+                    await queue.queue.submit(job(job_id, "print(1)"))
+                except StorageUnavailable:
+                    refused += 1
+                    await asyncio.sleep(0.02)
+                else:
+                    acknowledged.append(job_id)
+
+        streams = [asyncio.create_task(submit_stream(stream)) for stream in range(4)]
+        await eventually(_at_least(acknowledged, 300), what="submissions before the crash")
+        await asyncio.to_thread(redis_server.kill)
+        before_restart = len(acknowledged)
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(redis_server.start)
+        # The same clients carry on by themselves once Redis is back.
+        await eventually(_at_least(acknowledged, before_restart + 300), what="submissions after the restart")
+        stop.set()
+        await asyncio.gather(*streams)
+
+        assert refused > 0, "Redis was never seen down"
+        in_line = cast(list[bytes], await queue.client.lrange(queue.keys.pending, 0, -1))
+        pending = {job_id.decode() for job_id in in_line}
+        assert not set(acknowledged) - pending, "acknowledged submissions lost"
+        for job_id in acknowledged[:: max(len(acknowledged) // 50, 1)]:
+            record = await queue.store.get(job_id)
+            assert record is not None and record.status is JobStatus.PENDING
+
+
+async def test_a_reader_waiting_across_a_redis_restart_still_sees_the_job_finish(
+    redis_server: RedisServerProcess,
+) -> None:
+    async with open_queue(redis_server.url) as queue:
+        await queue.queue.submit(job("job-a", "print(1)"))
+        lease = await queue.queue.claim("w1", 60_000, 1)
+        assert lease is not None
+        waiting = asyncio.create_task(queue.store.wait_finished("job-a", 20))
+        await asyncio.sleep(0.2)
+
+        await asyncio.to_thread(redis_server.kill)
+        await asyncio.to_thread(redis_server.start)  # the lease survived in the AOF
+        final = jobs.complete(lease.job, RunResult(verdict=Verdict.OK, exit_code=0), SystemClock().now())
+        assert await queue.queue.finish(lease, final)
+
+        assert await asyncio.wait_for(waiting, 10) == final
+
+
+async def test_a_finish_published_while_the_reader_was_disconnected_still_wakes_it(
+    redis_server: RedisServerProcess,  # its own: it cuts every subscriber of the server
+) -> None:
+    async with open_queue(redis_server.url) as queue:
+        await queue.queue.submit(job("job-a", "print(1)"))
+        lease = await queue.queue.claim("w1", 60_000, 1)
+        assert lease is not None
+        waiting = asyncio.create_task(queue.store.wait_finished("job-a", 20))
+        await asyncio.sleep(0.2)
+
+        # One pipeline, run in order by Redis: the subscription is cut, then the job finishes
+        # and its notification goes to nobody. Only the wake-up on resubscribing can save it.
+        final = jobs.complete(lease.job, RunResult(verdict=Verdict.OK, exit_code=0), SystemClock().now())
+        keys = queue.keys
+        async with queue.client.pipeline(transaction=False) as pipe:
+            pipe.client_kill_filter(_type="pubsub", skipme=True)
+            await queue.queue._finish(
+                keys=[keys.job("job-a"), keys.processing, keys.leases],
+                args=[
+                    "job-a", lease.token, keys.finished, queue.settings.finished_ttl_s * 1000, "",
+                    *progress_fields(final),
+                ],
+                client=pipe,
+            )  # fmt: skip
+            killed, written = await pipe.execute()
+        assert killed >= 1 and written == 1
+
+        assert await asyncio.wait_for(waiting, 10) == final
+
+
+async def test_the_adapters_report_redis_down_and_carry_on_when_it_returns(
+    redis_server: RedisServerProcess,
+) -> None:
+    async with open_queue(redis_server.url) as queue:
+        registry = RedisWorkerRegistry(queue.client, SystemClock(), queue.settings)
+        await queue.queue.submit(job("job-a", "print(1)"))
+        await asyncio.to_thread(redis_server.kill)
+
+        for call in (
+            queue.queue.submit(job("job-b", "print(2)")),
+            queue.queue.claim("w1", LEASE_MS, 0.2),
+            queue.queue.recover(3),
+            queue.store.get("job-a"),
+            queue.store.wait_finished("job-a", 0.2),
+            registry.live_workers(),
+        ):
+            with pytest.raises(StorageUnavailable):
+                await call
+
+        await asyncio.to_thread(redis_server.start)
+        lease = await queue.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None and lease.job.id == "job-a"
+        assert await queue.store.get("job-b") is None  # refused while down: never written
+
+
+async def test_the_durability_check_warns_about_a_redis_that_can_lose_jobs(tmp_path: Path) -> None:
+    require_redis_server()
+    with RedisServerProcess(tmp_path, appendonly=False, maxmemory_policy="allkeys-lru") as server:
+        client = connect(server.url)
+        try:
+            warnings = await check_durability(client)
+        finally:
+            await client.aclose()
+    assert len(warnings) == 2
+    assert "appendonly" in warnings[0] and "maxmemory-policy" in warnings[1]
+
+
+def _at_least(items: list[str], count: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return len(items) >= count
+
+    return check
+
+
+async def _stopped(worker: WorkerProcess) -> bool:
+    # The state letter follows the parenthesised command name in /proc/<pid>/stat.
+    stat = Path(f"/proc/{worker.pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2] == "T"
+
+
+async def _said(worker: WorkerProcess, *phrases: str) -> bool:
+    errors = worker.errors()
+    return any(phrase in errors for phrase in phrases)

@@ -1,0 +1,117 @@
+"""Corral's API and workers as real OS processes, from the PEX files Pants built.
+
+Integration tests depend on the two `pex_binary` targets (runtime_package_dependencies), so
+Pants builds them and places them in the test's sandbox as it would under `dist/`; benchmarks
+pass `pex_root=Path("dist")` after `pants package`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+API_PEX = Path("packages.api/corral-api.pex")
+WORKER_PEX = Path("packages.worker/corral-worker.pex")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _pex(path: Path) -> list[str]:
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run the integration tests through `./pants test`")
+    return [sys.executable, str(path)]
+
+
+@dataclass
+class Corral:
+    """An API and its workers, started and stopped together."""
+
+    redis_url: str
+    log_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    pex_root: Path = Path()
+    port: int = field(default_factory=free_port)
+    api: subprocess.Popen[bytes] | None = None
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _environ(self) -> dict[str, str]:
+        return {**os.environ, "CORRAL_REDIS_URL": self.redis_url, "CORRAL_PORT": str(self.port), **self.env}
+
+    def start_api(self) -> None:
+        log = open(self.log_dir / "api.log", "ab")  # noqa: SIM115 - closed with the process
+        self.api = subprocess.Popen([*_pex(self.pex_root / API_PEX), "serve"], env=self._environ(), stdout=log, stderr=log)
+
+    def start_worker(self, **env: str) -> subprocess.Popen[bytes]:
+        index = len(self.workers)
+        log = open(self.log_dir / f"worker-{index}.log", "ab")  # noqa: SIM115
+        worker = subprocess.Popen(
+            [*_pex(self.pex_root / WORKER_PEX), "run"],
+            env={**self._environ(), "CORRAL_WORKER_ID": f"worker-{index}", **env},
+            stdout=log,
+            stderr=log,
+        )
+        self.workers.append(worker)
+        return worker
+
+    def wait_ready(self, timeout_s: float = 60, workers: int = 1) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for process in [self.api, *self.workers]:
+                if process is not None and process.poll() is not None:
+                    raise RuntimeError(f"a Corral process exited ({process.returncode}):\n{self.logs()}")
+            try:
+                ready = httpx.get(f"{self.url}/readyz", timeout=1)
+                if ready.status_code == 200 and ready.json()["live_workers"] >= workers:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"Corral not ready after {timeout_s}s:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return "\n".join(f"== {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.log_dir.glob("*.log")))
+
+    def stop(self) -> None:
+        for process in [*self.workers, self.api]:
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in [*self.workers, self.api]:
+            if process is not None:
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+@contextmanager
+def corral(
+    redis_url: str, log_dir: Path, *, workers: int = 2, pex_root: Path = Path(), **env: str
+) -> Iterator[Corral]:
+    service = Corral(redis_url, log_dir, env, pex_root)
+    try:
+        service.start_api()
+        for _ in range(workers):
+            service.start_worker()
+        service.wait_ready(workers=workers)
+        yield service
+    finally:
+        service.stop()
