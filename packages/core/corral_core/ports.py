@@ -123,6 +123,13 @@ class WorkerRegistry(Protocol):
         """Workers whose last heartbeat is younger than the ttl it was sent with."""
         ...
 
+    async def hold_duty(self, duty: str, worker_id: str, ttl_ms: int) -> bool:
+        """Whether `worker_id` holds `duty` (one holder at a time) for the next `ttl_ms`.
+
+        Takes the duty when it is free or its holder let it lapse; renews it for its holder.
+        """
+        ...
+
 
 class SandboxError(Exception):
     """The sandbox could not run the program at all: Corral's failure, not the program's."""

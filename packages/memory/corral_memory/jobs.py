@@ -149,13 +149,24 @@ class InMemoryWorkerRegistry:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._seen: dict[str, tuple[WorkerInfo, datetime]] = {}
+        self._duties: dict[str, tuple[str, datetime]] = {}
 
     async def heartbeat(self, info: WorkerInfo, ttl_ms: int) -> None:
         self._seen[info.worker_id] = (info, self._clock.now() + timedelta(milliseconds=ttl_ms))
 
     async def live_workers(self) -> list[WorkerInfo]:
         now = self._clock.now()
-        return [info for info, expires in self._seen.values() if expires > now]
+        return sorted(
+            (info for info, expires in self._seen.values() if expires > now), key=lambda info: info.worker_id
+        )
+
+    async def hold_duty(self, duty: str, worker_id: str, ttl_ms: int) -> bool:
+        now = self._clock.now()
+        holder, expires = self._duties.get(duty, (worker_id, now))
+        if holder != worker_id and expires > now:
+            return False
+        self._duties[duty] = (worker_id, now + timedelta(milliseconds=ttl_ms))
+        return True
 
 
 __all__ = [

@@ -227,6 +227,17 @@ return 1
 """
 )
 
+# KEYS: duty hash. ARGV: now (µs), worker id, expiry (µs) -> 1 when the worker holds the duty
+HOLD_DUTY = """
+local holder = redis.call('HGET', KEYS[1], 'holder')
+local expires = tonumber(redis.call('HGET', KEYS[1], 'expires') or '0')
+if holder and holder ~= ARGV[2] and expires > tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'holder', ARGV[2], 'expires', ARGV[3])
+return 1
+"""
+
 # ARGV: now (µs) -> encoded WorkerInfo of every live worker
 LIVE_WORKERS = (
     _PRUNE_WORKERS

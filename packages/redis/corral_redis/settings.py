@@ -61,3 +61,6 @@ class QueueKeys:
 
     def job(self, job_id: str) -> str:
         return self.job_prefix + job_id
+
+    def duty(self, name: str) -> str:
+        return f"{self.prefix}duty:{name}"  # HASH holder, expires (µs)

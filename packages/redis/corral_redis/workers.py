@@ -24,10 +24,11 @@ _decode = msgspec.json.Decoder(WorkerInfo).decode
 class RedisWorkerRegistry:
     def __init__(self, client: Redis, clock: Clock, settings: RedisSettings = DEFAULT_SETTINGS) -> None:
         self._clock = clock
-        keys = QueueKeys(settings.key_prefix)
-        self._keys = [keys.workers, keys.worker_info]
+        self._queue_keys = QueueKeys(settings.key_prefix)
+        self._keys = [self._queue_keys.workers, self._queue_keys.worker_info]
         self._heartbeat = client.register_script(scripts.HEARTBEAT)
         self._live = client.register_script(scripts.LIVE_WORKERS)
+        self._hold_duty = client.register_script(scripts.HOLD_DUTY)
 
     async def heartbeat(self, info: WorkerInfo, ttl_ms: int) -> None:
         now = self._clock.now()
@@ -40,3 +41,12 @@ class RedisWorkerRegistry:
             found = await self._live(keys=self._keys, args=[micros(self._clock.now())])
         live = [_decode(info) for info in found if info is not None]
         return sorted(live, key=lambda info: info.worker_id)
+
+    async def hold_duty(self, duty: str, worker_id: str, ttl_ms: int) -> bool:
+        now = self._clock.now()
+        expires = micros(now + timedelta(milliseconds=ttl_ms))
+        with storage_errors():
+            held = await self._hold_duty(
+                keys=[self._queue_keys.duty(duty)], args=[micros(now), worker_id, expires]
+            )
+        return bool(held)

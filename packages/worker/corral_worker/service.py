@@ -101,7 +101,11 @@ class Worker:
         await self._registry.heartbeat(info, ttl_ms=round(self._heartbeat_every_s * 3000))
 
     async def _recover_once(self) -> None:
-        await self._recover()
+        # Recovery is atomic and safe to run anywhere; one worker at a time is enough, and the
+        # duty passes on by itself when its holder dies.
+        ttl_ms = round(self._recover_every_s * 3000)
+        if await self._registry.hold_duty("recovery", self.worker_id, ttl_ms):
+            await self._recover()
 
     async def _every(self, period_s: float, chore: Callable[[], Awaitable[None]]) -> None:
         while True:

@@ -44,6 +44,29 @@ class WorkerRegistryContract:
         await registry.registry.heartbeat(latest, ttl_ms=5_000)
         assert await registry.registry.live_workers() == [latest]
 
+    async def test_live_workers_come_sorted_by_id(self, registry: RegistryHarness) -> None:
+        for worker_id in ("w3", "w1", "w2"):
+            await registry.registry.heartbeat(self.info(registry, worker_id), ttl_ms=5_000)
+        assert [w.worker_id for w in await registry.registry.live_workers()] == ["w1", "w2", "w3"]
+
+    async def test_a_duty_has_one_holder_at_a_time(self, registry: RegistryHarness) -> None:
+        assert await registry.registry.hold_duty("recovery", "w1", ttl_ms=1_000)
+        assert not await registry.registry.hold_duty("recovery", "w2", ttl_ms=1_000)
+        assert await registry.registry.hold_duty("other-duty", "w2", ttl_ms=1_000)
+
+    async def test_a_holder_keeps_its_duty_by_renewing_it(self, registry: RegistryHarness) -> None:
+        assert await registry.registry.hold_duty("recovery", "w1", ttl_ms=1_000)
+        registry.clock.advance(800)
+        assert await registry.registry.hold_duty("recovery", "w1", ttl_ms=1_000)
+        registry.clock.advance(800)
+        assert not await registry.registry.hold_duty("recovery", "w2", ttl_ms=1_000)
+
+    async def test_a_lapsed_duty_passes_to_another_worker(self, registry: RegistryHarness) -> None:
+        assert await registry.registry.hold_duty("recovery", "w1", ttl_ms=1_000)
+        registry.clock.advance(1_001)
+        assert await registry.registry.hold_duty("recovery", "w2", ttl_ms=1_000)
+        assert not await registry.registry.hold_duty("recovery", "w1", ttl_ms=1_000)
+
     async def test_a_silent_worker_drops_out_after_its_ttl(self, registry: RegistryHarness) -> None:
         await registry.registry.heartbeat(self.info(registry, "w1"), ttl_ms=5_000)
         await registry.registry.heartbeat(self.info(registry, "w2"), ttl_ms=20_000)
