@@ -1,0 +1,88 @@
+"""`corral-worker`: run jobs on this sandbox host (the worker PEX's entry point)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import socket
+
+import click
+import msgspec
+
+from corral_core.ports import StorageUnavailable
+from corral_redis import check_durability
+from corral_sandbox import HostNotReady, HostReport, prepare_host
+from corral_system.config import ConfigError, load_settings
+from corral_worker.container import WorkerContainer, sandbox_settings
+from corral_worker.settings import WorkerSettings
+
+log = logging.getLogger("corral_worker")
+
+
+@click.group()
+def main() -> None:
+    """Corral's worker. Settings come from CORRAL_* variables or CORRAL_CONFIG_FILE."""
+
+
+@main.command()
+@click.option("--concurrency", type=int, help="Jobs run at once [CORRAL_CONCURRENCY, default 2].")
+@click.option("--log-level", default="info", show_default=True)
+def run(concurrency: int | None, log_level: str) -> None:
+    """Prepare the sandbox host, then run jobs until SIGTERM or Ctrl-C."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings()
+    if concurrency is not None:
+        settings = msgspec.structs.replace(settings, concurrency=concurrency)
+    host = _prepare(settings)
+    for line in host.describe():
+        log.info("sandbox host: %s", line)
+    worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    asyncio.run(_serve(WorkerContainer(settings=settings, worker_id=worker_id, host=host)))
+
+
+@main.command("check-host")
+def check_host() -> None:
+    """Check that this host can enforce every sandbox limit, and say what it found."""
+    for line in _prepare(_settings()).describe():
+        click.echo(line)
+
+
+async def _serve(container: WorkerContainer) -> None:
+    await _warn_if_redis_can_lose_jobs(container)
+    worker = container.worker()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    try:
+        await worker.serve()
+    finally:
+        await container.redis().aclose()
+
+
+async def _warn_if_redis_can_lose_jobs(container: WorkerContainer) -> None:
+    try:
+        for warning in await check_durability(container.redis()):
+            log.warning(warning)
+    except StorageUnavailable as error:
+        log.warning("cannot check Redis settings yet: %s", error)
+
+
+def _settings() -> WorkerSettings:
+    try:
+        return load_settings(WorkerSettings)
+    except (ConfigError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _prepare(settings: WorkerSettings) -> HostReport:
+    try:
+        return prepare_host(sandbox_settings(settings))
+    except HostNotReady as error:
+        raise click.ClickException(f"this host cannot run jobs safely: {error}") from None
+
+
+if __name__ == "__main__":
+    main()
