@@ -1,0 +1,57 @@
+# Everyday commands. Pants does the work; ./pants bootstraps it on first use.
+PANTS ?= ./pants
+
+# mypy runs once per resolve and refuses two files with one module name. Every package's tests/
+# directory is the module `tests` under its source root (packages/<name>), so two conftest.py or
+# two test_config.py would clash in one run: type-check the library code together, and each
+# source root's tests on their own.
+LIBRARY_DIRS := $(wildcard packages/*/corral_*) tests/contract tests/testbed bench
+TEST_DIRS := $(wildcard packages/*/tests) tests/integration
+
+.PHONY: test deps check lint typecheck fix package bench lockfile tailor up
+
+## test: the architecture rules, then every test (unit, contract, integration), each file in
+## its own process
+test: deps
+	$(PANTS) test ::
+
+## deps: every Python file has a BUILD target (else its tests would silently not run), every
+## import resolves to a target, and no import crosses the __dependencies_rules__ in the BUILD
+## files (Pants 2.17's `lint` does not check those; resolving dependencies does)
+deps:
+	$(PANTS) tailor --check ::
+	$(PANTS) dependencies :: >/dev/null
+
+## check: deps, then lint (ruff) and type-check (mypy)
+check: deps lint typecheck
+
+lint:
+	$(PANTS) lint ::
+
+typecheck:
+	$(PANTS) check $(addsuffix ::,$(LIBRARY_DIRS))
+	@set -e; for dir in $(TEST_DIRS); do $(PANTS) check "$$dir::"; done
+
+## fix: apply ruff's fixes
+fix:
+	$(PANTS) fix ::
+
+## package: build dist/packages.api/corral-api.pex and dist/packages.worker/corral-worker.pex
+package:
+	$(PANTS) package ::
+
+## bench: build the PEX files, then run every script in bench/ against them
+bench: package
+	@set -e; for script in $(wildcard bench/*.py); do $(PANTS) run "$$script"; done
+
+## lockfile: re-resolve 3rdparty/python/requirements.txt into default.lock
+lockfile:
+	$(PANTS) generate-lockfiles
+
+## tailor: add BUILD targets for new Python files
+tailor:
+	$(PANTS) tailor ::
+
+## up: run Corral locally (Redis, API, workers)
+up:
+	@if [ -x scripts/up.sh ]; then scripts/up.sh; else echo "scripts/up.sh not written yet" >&2; exit 1; fi
