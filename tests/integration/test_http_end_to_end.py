@@ -122,6 +122,11 @@ def test_runtimes_lists_python(service: Corral) -> None:
     assert runtimes[0]["workers"] == 2
 
 
+def own_db(redis: RedisServerProcess, db: int) -> str:
+    """A Redis database of its own, so the module's shared service never takes this test's jobs."""
+    return redis.url.rsplit("/", 1)[0] + f"/{db}"
+
+
 def submit_many(service: Corral, count: int, code: str) -> list[str]:
     ids = []
     for _ in range(count):
@@ -142,7 +147,7 @@ def wait_all(service: Corral, ids: list[str], timeout_s: float = 60) -> list[dic
 
 
 def test_jobs_survive_a_worker_killed_mid_run(redis: RedisServerProcess, tmp_path: Path) -> None:
-    with corral(redis.url, tmp_path, workers=2, **FAST_RECOVERY) as service:
+    with corral(own_db(redis, 1), tmp_path, workers=2, **FAST_RECOVERY) as service:
         ids = submit_many(service, 6, "import time; time.sleep(0.5); print('done')")
         time.sleep(0.3)  # both workers are inside a job now
         service.workers[0].send_signal(signal.SIGKILL)
@@ -153,19 +158,20 @@ def test_jobs_survive_a_worker_killed_mid_run(redis: RedisServerProcess, tmp_pat
 
 
 def test_sigterm_lets_a_worker_finish_its_job_and_exit(redis: RedisServerProcess, tmp_path: Path) -> None:
-    with corral(redis.url, tmp_path, workers=1, **FAST_RECOVERY) as service:
+    with corral(own_db(redis, 2), tmp_path, workers=1, **FAST_RECOVERY) as service:
         [job_id] = submit_many(service, 1, "import time; time.sleep(1); print('finished')")
         time.sleep(0.4)
         worker = service.workers[0]
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=20) == 0
         job = httpx.get(f"{service.url}/jobs/{job_id}").json()
-        assert job["status"] == "COMPLETED" and job["result"]["stdout"] == "finished\n"
+        assert job["status"] == "COMPLETED", (job, service.logs())
+        assert job["result"]["stdout"] == "finished\n"
         assert job["attempts"] == 1
 
 
 def test_redis_down_is_503_then_service_recovers(redis: RedisServerProcess, tmp_path: Path) -> None:
-    with corral(redis.url, tmp_path, workers=1, **FAST_RECOVERY) as service:
+    with corral(own_db(redis, 3), tmp_path, workers=1, **FAST_RECOVERY) as service:
         assert execute(service, {"code": "print(1)"}).status_code == 200
         redis.kill()
         try:

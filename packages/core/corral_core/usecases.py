@@ -157,6 +157,12 @@ class RunNextJob:
         except SandboxError as error:
             log.error("sandbox could not run job %s: %s", job.id, error)
             return jobs.fail(job, JobError(ErrorCode.SANDBOX_ERROR, str(error)), self._clock.now())
+        except Exception:
+            # A bug in an adapter must not leave the job RUNNING until its lease runs out, nor
+            # kill the worker: the job fails with a sandbox error and the details go to the log.
+            log.exception("sandbox crashed on job %s", job.id)
+            error = JobError(ErrorCode.SANDBOX_ERROR, "the sandbox failed unexpectedly; the worker logged why")
+            return jobs.fail(job, error, self._clock.now())
         return jobs.complete(job, result, self._clock.now())
 
 

@@ -34,6 +34,14 @@ class BrokenSandbox:
         raise SandboxError("nsjail: cannot mount /usr")
 
 
+class CrashingSandbox:
+    def runtimes(self) -> list[Runtime]:
+        return []
+
+    async def run(self, request: RunRequest) -> RunResult:
+        raise KeyError("a bug in the adapter")
+
+
 class HangingSandbox:
     def __init__(self) -> None:
         self.cancelled = asyncio.Event()
@@ -89,6 +97,16 @@ async def test_a_sandbox_failure_fails_the_job_with_its_reason() -> None:
     assert failed.status is JobStatus.FAILED
     assert failed.error is not None and failed.error.code is ErrorCode.SANDBOX_ERROR
     assert "cannot mount" in failed.error.message
+
+
+async def test_a_crashing_sandbox_fails_the_job_instead_of_leaving_it_running() -> None:
+    world = World()
+    job = await world.submit(JobRequest(code="print(1)"))
+    await RunNextJob(world.queue, CrashingSandbox(), world.clock)("w1", 1)
+    failed = await world.get(job.id)
+    assert failed.status is JobStatus.FAILED
+    assert failed.error is not None and failed.error.code is ErrorCode.SANDBOX_ERROR
+    assert "a bug in the adapter" not in failed.error.message
 
 
 async def test_an_unknown_language_fails_the_job_as_unsupported() -> None:

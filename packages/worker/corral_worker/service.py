@@ -92,6 +92,10 @@ class Worker:
                 log.warning("redis unavailable, retrying: %s", error)
                 await backoff.wait()
                 continue
+            except Exception:
+                log.exception("job slot failed; carrying on")
+                await backoff.wait()
+                continue
             backoff.reset()
             if job is not None:
                 self.jobs_done += 1
