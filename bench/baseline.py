@@ -1,0 +1,67 @@
+"""The baselines Corral is measured against: a bare NsJail run with Corral's own policy.
+
+`bare_nsjail_argv` prepares what the adapter would (scratch tmpfs with the program in it, run
+cgroups) once, and yields the exact NsJail command line the adapter builds, to be run as is.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from corral_core.job import Limits
+from corral_sandbox import HostReport, SandboxSettings, prepare_host
+from corral_sandbox.command import JailPaths, nsjail_command
+from corral_sandbox.scratch import Scratch
+
+LIMITS = Limits(
+    cpu_time_ms=2_000,
+    wall_time_ms=5_000,
+    memory_mb=128,
+    max_processes=16,
+    max_output_bytes=64 * 1024,
+    max_file_size_kb=1024,
+)
+SETTINGS = SandboxSettings(work_root="/run/corral-bench/jobs", jail_uid=99_980, jail_gid=99_980)
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+@contextmanager
+def bare_nsjail_argv(
+    code: str, limits: Limits = LIMITS, host: HostReport | None = None
+) -> Iterator[list[str]]:
+    host = host or prepare_host(SETTINGS)
+    settings = host.settings
+    runtime = next(spec for spec in host.runtimes if spec.language == "python")
+    # Named after this process, as the adapter names its own runs, so that no worker's
+    # clean-up takes them for stale.
+    run_name = f"{os.getpid()}-bench"
+    scratch = Scratch.create(
+        settings.work_root, f"job-{run_name}", 80 << 20, 4096, settings.jail_uid, settings.jail_gid
+    )
+    cgroups = None
+    try:
+        scratch.write(runtime.source, code.encode())
+        scratch.seal()
+        cgroups = host.cgroups.new_run(run_name, limits.memory_mb << 20)
+        yield nsjail_command(
+            binary=host.nsjail_bin,
+            policy=Path(host.policy_dir),
+            runtime=runtime,
+            paths=JailPaths(scratch.box, scratch.tmp, scratch.shm, scratch.log),
+            limits=limits,
+            jail_uid=settings.jail_uid,
+            jail_gid=settings.jail_gid,
+            cgroup_flags=cgroups.nsjail_flags(limits.max_processes),
+            args=(),
+        )
+    finally:
+        scratch.remove()
+        if cgroups is not None:
+            cgroups.remove()

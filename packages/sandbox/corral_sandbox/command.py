@@ -1,0 +1,83 @@
+"""The NsJail command line for one job, built as a list in one place.
+
+--config comes first: NsJail 3.6 lets the config file overwrite every flag given before it.
+Everything per job follows it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import NamedTuple
+
+from corral_core.job import Limits
+from corral_sandbox.policy import RuntimeSpec
+
+# The job's user inside the jail; mapped to the host's unprivileged jail uid/gid.
+JAIL_UID = 1000
+JAIL_GID = 1000
+# Where the per-job tmpfs directories appear in the jail.
+BOX = "/box"
+TMP = "/tmp"
+SHM = "/dev/shm"
+
+
+class JailPaths(NamedTuple):
+    """Host paths of one job's scratch directories and of NsJail's log."""
+
+    box: str
+    tmp: str
+    shm: str
+    log: str
+
+
+def nsjail_command(
+    *,
+    binary: str,
+    policy: Path,
+    runtime: RuntimeSpec,
+    paths: JailPaths,
+    limits: Limits,
+    jail_uid: int,
+    jail_gid: int,
+    cgroup_flags: list[str],
+    args: tuple[str, ...],
+) -> list[str]:
+    # fmt: off
+    return [
+        binary,
+        "--config", str(policy / runtime.config),
+        "--log", paths.log,
+        "--user", f"{JAIL_UID}:{jail_uid}:1",
+        "--group", f"{JAIL_GID}:{jail_gid}:1",
+        "--cwd", BOX,
+        "--bindmount", f"{paths.box}:{BOX}",
+        "--bindmount", f"{paths.tmp}:{TMP}",
+        "--bindmount", f"{paths.shm}:{SHM}",
+        "--seccomp_policy", str(policy / runtime.seccomp),
+        *limit_flags(limits),
+        *cgroup_flags,
+        *(flag for bind in runtime.bind_ro for flag in ("--bindmount_ro", bind)),
+        *(flag for variable in runtime.env for flag in ("--env", variable)),
+        "--",
+        *runtime.command(args),
+    ]
+    # fmt: on
+
+
+def limit_flags(limits: Limits) -> list[str]:
+    """The job's rlimits, and NsJail's whole-second wall limit as a backstop above ours.
+
+    RLIMIT_CPU is per process and also a backstop (whole seconds, one above the limit): the
+    adapter stops the jail when the CPU time of all its processes together reaches the limit.
+    RLIMIT_FSIZE is in MiB on NsJail's command line, so the file-size limit is rounded up to
+    whole MiB.
+    """
+    # fmt: off
+    return [
+        "--time_limit", str(math.ceil(limits.wall_time_ms / 1000) + 1),
+        "--rlimit_cpu", str(math.ceil(limits.cpu_time_ms / 1000) + 1),
+        "--rlimit_fsize", str(max(1, math.ceil(limits.max_file_size_kb / 1024))),
+        "--rlimit_nproc", str(limits.max_processes),
+    ]
+    # fmt: on

