@@ -33,7 +33,7 @@ from corral_api.schemas import Accepted, ExecuteIn, FieldError, JobView, Problem
 from corral_api.settings import ApiSettings
 from corral_core.policy import InvalidSubmission, SubmissionTooLarge
 from corral_core.ports import QueueFull, StorageUnavailable, WorkerRegistry
-from corral_core.usecases import GetJob, JobNotFound, SubmitJob
+from corral_core.usecases import GetJob, JobNotFound, JobRequest, SubmitJob
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,9 @@ class JobsController(Controller):
         wait: Wait = 0,
     ) -> Response[Accepted | JobView]:
         _check_wait(wait, settings)
-        await _check_language(data.language, registry)
-        job = await submit_job(data.to_request())
+        request = data.to_request()
+        await _check_runtime(request, registry)
+        job = await submit_job(request)
         if wait > 0:
             job = await get_job(job.id, wait_s=wait)
             if job.finished:
@@ -124,12 +125,16 @@ def _check_wait(wait: float, settings: ApiSettings) -> None:
         raise InvalidSubmission("wait", f"{wait:g} is above the server maximum of {settings.max_wait_s:g} seconds")
 
 
-async def _check_language(language: str, registry: WorkerRegistry) -> None:
-    workers = await registry.live_workers()
-    offered = {runtime.language for worker in workers for runtime in worker.runtimes}
+async def _check_runtime(request: JobRequest, registry: WorkerRegistry) -> None:
+    runtimes = [runtime for worker in await registry.live_workers() for runtime in worker.runtimes]
+    offered = {runtime.language for runtime in runtimes}
     # With no live worker we cannot know; the job waits and fails as unsupported if need be.
-    if offered and language not in offered:
-        raise InvalidSubmission("language", f"{language!r} is not offered; try one of {sorted(offered)}")
+    if offered and request.language not in offered:
+        raise InvalidSubmission("language", f"{request.language!r} is not offered; try one of {sorted(offered)}")
+    reserved = {runtime.source_file for runtime in runtimes if runtime.language == request.language}
+    for index, file in enumerate(request.files):
+        if file.name in reserved:
+            raise InvalidSubmission(f"files[{index}].name", f"{file.name!r} is the program's own source file")
 
 
 def _problem(

@@ -43,7 +43,8 @@ async def _api(settings: ApiSettings, *, worker: bool = True) -> AsyncIterator[A
     clock = SystemClock()
     state = InMemoryJobs(clock, max_unfinished=settings.max_unfinished_jobs)
     registry = InMemoryWorkerRegistry(clock)
-    await registry.heartbeat(WorkerInfo("test-worker", clock.now(), (Runtime("python", "3.11.2"),)), 60_000)
+    runtime = Runtime("python", "3.11.2", "main.py")
+    await registry.heartbeat(WorkerInfo("test-worker", clock.now(), (runtime,)), 60_000)
     container = ApiContainer(settings=settings)
     container.queue.override(providers.Object(InMemoryJobQueue(state)))
     container.store.override(providers.Object(InMemoryJobStore(state)))
@@ -118,6 +119,7 @@ async def test_malformed_job_id_is_not_a_500(api: Api) -> None:
         ({"code": "", "files": [{"name": "x", "content": "!!", "encoding": "base64"}]}, "files[0].content"),
         ({"code": "", "files": [{"name": "x", "content": "", "encoding": "rot13"}]}, "encoding"),
         ({"code": "", "args": ["a\u0000b"]}, "args[0]"),
+        ({"code": "", "files": [{"name": "main.py", "content": ""}]}, "files[0].name"),
     ],
 )
 async def test_invalid_bodies_are_422_naming_the_field(api: Api, body: dict[str, object], field: str) -> None:

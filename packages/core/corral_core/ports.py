@@ -47,7 +47,11 @@ class QueueFull(Exception):
 
 
 class StorageUnavailable(Exception):
-    """The queue or store cannot be reached right now; nothing was changed."""
+    """The queue or store cannot be reached right now.
+
+    Every step is atomic, so it either happened whole or not at all; when the reply was lost,
+    the caller cannot tell which (a retried submission may then be queued twice).
+    """
 
 
 class RecoveryReport(msgspec.Struct, frozen=True):
@@ -106,6 +110,8 @@ class JobStore(Protocol):
 class Runtime(msgspec.Struct, frozen=True):
     language: str
     version: str
+    # The file the program's code is written to; no input file may take its name.
+    source_file: str = ""
 
 
 class WorkerInfo(msgspec.Struct, frozen=True):

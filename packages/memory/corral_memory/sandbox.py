@@ -56,7 +56,7 @@ class InMemorySandbox:
         self._one_at_a_time = threading.Lock()
 
     def runtimes(self) -> list[Runtime]:
-        return [Runtime("python", platform.python_version())]
+        return [Runtime("python", platform.python_version(), "main.py")]
 
     async def run(self, request: RunRequest) -> RunResult:
         if request.language != "python":

@@ -22,7 +22,7 @@ class NsJailSandbox:
         self._runtimes = {spec.language: spec for spec in self.host.runtimes}
 
     def runtimes(self) -> list[Runtime]:
-        return [Runtime(spec.language, spec.version) for spec in self.host.runtimes]
+        return [Runtime(spec.language, spec.version, spec.source) for spec in self.host.runtimes]
 
     async def run(self, request: RunRequest) -> RunResult:
         runtime = self._runtimes.get(request.language)
