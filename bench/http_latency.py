@@ -66,7 +66,7 @@ def main(runs: int, jobs: int) -> None:
         redis = RedisServerProcess(Path(scratch) / "redis")
         redis.start()
         try:
-            with corral(redis.url, Path(scratch), workers=2, pex_root=Path("dist"), CORRAL_CONCURRENCY="2") as service:
+            with corral(redis.url, Path(scratch), workers=2, pex_root=Path("dist"), env={"CORRAL_CONCURRENCY": "2"}) as service:
                 client = httpx.Client(base_url=service.url, timeout=30)
                 local = threading.local()
 

@@ -39,7 +39,7 @@ def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServerProce
 
 @pytest.fixture(scope="module")
 def service(redis: RedisServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corral]:
-    with corral(redis.url, tmp_path_factory.mktemp("logs"), workers=2, **FAST_RECOVERY) as running:
+    with corral(redis.url, tmp_path_factory.mktemp("logs"), workers=2, env=FAST_RECOVERY) as running:
         yield running
 
 
@@ -147,7 +147,7 @@ def wait_all(service: Corral, ids: list[str], timeout_s: float = 60) -> list[dic
 
 
 def test_jobs_survive_a_worker_killed_mid_run(redis: RedisServerProcess, tmp_path: Path) -> None:
-    with corral(own_db(redis, 1), tmp_path, workers=2, **FAST_RECOVERY) as service:
+    with corral(own_db(redis, 1), tmp_path, workers=2, env=FAST_RECOVERY) as service:
         ids = submit_many(service, 6, "import time; time.sleep(0.5); print('done')")
         time.sleep(0.3)  # both workers are inside a job now
         service.workers[0].send_signal(signal.SIGKILL)
@@ -158,7 +158,7 @@ def test_jobs_survive_a_worker_killed_mid_run(redis: RedisServerProcess, tmp_pat
 
 
 def test_sigterm_lets_a_worker_finish_its_job_and_exit(redis: RedisServerProcess, tmp_path: Path) -> None:
-    with corral(own_db(redis, 2), tmp_path, workers=1, **FAST_RECOVERY) as service:
+    with corral(own_db(redis, 2), tmp_path, workers=1, env=FAST_RECOVERY) as service:
         [job_id] = submit_many(service, 1, "import time; time.sleep(1); print('finished')")
         time.sleep(0.4)
         worker = service.workers[0]
@@ -171,7 +171,7 @@ def test_sigterm_lets_a_worker_finish_its_job_and_exit(redis: RedisServerProcess
 
 
 def test_redis_down_is_503_then_service_recovers(redis: RedisServerProcess, tmp_path: Path) -> None:
-    with corral(own_db(redis, 3), tmp_path, workers=1, **FAST_RECOVERY) as service:
+    with corral(own_db(redis, 3), tmp_path, workers=1, env=FAST_RECOVERY) as service:
         assert execute(service, {"code": "print(1)"}).status_code == 200
         redis.kill()
         try:

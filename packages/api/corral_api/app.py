@@ -189,10 +189,10 @@ def _dependencies(container: ApiContainer) -> dict[str, Provide]:
         return container.get_job()
 
     def registry() -> WorkerRegistry:
-        return container.registry()  # type: ignore[no-any-return]
+        return container.registry()
 
     def settings() -> ApiSettings:
-        return container.settings()  # type: ignore[no-any-return]
+        return container.settings()
 
     return {
         name: Provide(provider, sync_to_thread=False)

@@ -20,11 +20,22 @@ from corral_memory.sandbox import InMemorySandbox
 from corral_system.clock import SystemClock
 
 
+class OutageRegistry(InMemoryWorkerRegistry):
+    """The in-memory registry, with a switch that makes it answer as an unreachable Redis does."""
+
+    down = False
+
+    async def live_workers(self) -> list[WorkerInfo]:
+        if self.down:
+            raise StorageUnavailable("connection refused")
+        return await super().live_workers()
+
+
 @dataclass
 class Api:
     client: AsyncTestClient  # type: ignore[type-arg]
     state: InMemoryJobs
-    registry: InMemoryWorkerRegistry
+    registry: OutageRegistry
 
 
 async def run_worker(state: InMemoryJobs) -> None:
@@ -42,7 +53,7 @@ async def api() -> AsyncIterator[Api]:
 async def _api(settings: ApiSettings, *, worker: bool = True) -> AsyncIterator[Api]:
     clock = SystemClock()
     state = InMemoryJobs(clock, max_unfinished=settings.max_unfinished_jobs)
-    registry = InMemoryWorkerRegistry(clock)
+    registry = OutageRegistry(clock)
     runtime = Runtime("python", "3.11.2", "main.py")
     await registry.heartbeat(WorkerInfo("test-worker", clock.now(), (runtime,)), 60_000)
     container = ApiContainer(settings=settings)
@@ -179,10 +190,7 @@ async def test_a_full_queue_is_503_with_retry_after() -> None:
 
 
 async def test_storage_down_is_503_with_retry_after(api: Api) -> None:
-    async def unavailable(*args: object, **kwargs: object) -> None:
-        raise StorageUnavailable("connection refused")
-
-    api.registry.live_workers = unavailable  # type: ignore[method-assign]
+    api.registry.down = True
     response = await api.client.post("/execute", json={"code": ""})
     assert response.status_code == 503 and "retry-after" in response.headers
     ready = await api.client.get("/readyz")

@@ -161,8 +161,8 @@ class RunNextJob:
             # A bug in an adapter must not leave the job RUNNING until its lease runs out, nor
             # kill the worker: the job fails with a sandbox error and the details go to the log.
             log.exception("sandbox crashed on job %s", job.id)
-            error = JobError(ErrorCode.SANDBOX_ERROR, "the sandbox failed unexpectedly; the worker logged why")
-            return jobs.fail(job, error, self._clock.now())
+            crash = JobError(ErrorCode.SANDBOX_ERROR, "the sandbox failed unexpectedly; the worker logged why")
+            return jobs.fail(job, crash, self._clock.now())
         return jobs.complete(job, result, self._clock.now())
 
 

@@ -80,7 +80,8 @@ class InMemorySandbox:
             return io.BytesIO(data) if "b" in mode else io.StringIO(data.decode())
 
         namespace = {"__name__": "__main__", "__builtins__": {**vars(builtins), "open": open_input}}
-        verdict, exit_code = Verdict.OK, 0
+        verdict: Verdict = Verdict.OK
+        exit_code: int | None = 0
         started = time.perf_counter()
         saved_argv, saved_stdin = sys.argv, sys.stdin
         sys.argv, sys.stdin = ["main.py", *request.args], io.StringIO(request.stdin)

@@ -766,7 +766,7 @@ async def test_unsafe_or_clashing_file_names_are_refused(sandbox: NsJailSandbox,
 )
 async def test_impossible_limits_are_refused(sandbox: NsJailSandbox, limits: dict[str, int]) -> None:
     with pytest.raises(SandboxError):
-        await run(sandbox, "print(1)", **limits)
+        await run(sandbox, "print(1)", **limits)  # type: ignore[arg-type]  # mypy reads **limits as any keyword
 
 
 async def test_a_cancelled_run_kills_its_jail_and_cleans_up(sandbox: NsJailSandbox, host: HostReport) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from corral_contract.clock import ManualClock
+from corral_contract.queue import new_job
 from corral_core.job import JobStatus, RunRequest, RunResult, Verdict
 from corral_core.ports import Runtime, StorageUnavailable
 from corral_core.usecases import RecoverAbandonedJobs, RunNextJob
 from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore, InMemoryWorkerRegistry
-from corral_contract.queue import new_job
 from corral_worker.service import Worker
 
 

@@ -16,7 +16,7 @@ import pytest
 from corral_contract.clock import ManualClock
 from corral_core import job as jobs
 from corral_core.job import ErrorCode, Job, JobStatus, Limits, RunResult, Verdict
-from corral_core.ports import JobQueue, JobStore, QueueFull
+from corral_core.ports import Clock, JobQueue, JobStore, QueueFull
 
 QUEUE_LIMIT = 5
 LEASE_MS = 1_000
@@ -37,7 +37,7 @@ class QueueHarness:
     clock: ManualClock
 
 
-def new_job(clock: ManualClock, job_id: str, code: str = "print(1)") -> Job:
+def new_job(clock: Clock, job_id: str, code: str = "print(1)") -> Job:
     return Job(id=job_id, language="python", code=code, limits=LIMITS, created_at=clock.now())
 
 

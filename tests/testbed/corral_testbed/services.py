@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,9 +104,14 @@ class Corral:
 
 @contextmanager
 def corral(
-    redis_url: str, log_dir: Path, *, workers: int = 2, pex_root: Path = Path(), **env: str
+    redis_url: str,
+    log_dir: Path,
+    *,
+    workers: int = 2,
+    pex_root: Path = Path(),
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Corral]:
-    service = Corral(redis_url, log_dir, env, pex_root)
+    service = Corral(redis_url, log_dir, dict(env or {}), pex_root)
     try:
         service.start_api()
         for _ in range(workers):
