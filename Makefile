@@ -52,6 +52,7 @@ lockfile:
 tailor:
 	$(PANTS) tailor ::
 
-## up: run Corral locally (Redis, API, workers)
+## up: build the PEX files, start Redis, the API and $CORRAL_WORKERS workers, run a first job,
+## serve until Ctrl-C (or SIGTERM to scripts/up.sh), then stop everything it started
 up:
-	@if [ -x scripts/up.sh ]; then scripts/up.sh; else echo "scripts/up.sh not written yet" >&2; exit 1; fi
+	scripts/up.sh
