@@ -28,10 +28,10 @@ trap 'exit 143' TERM
 mkdir -p var/log
 if [ -z "${CORRAL_REDIS_URL:-}" ]; then
   mkdir -p var/redis
-  # appendonly: an accepted job survives a Redis crash; noeviction: Redis never drops a queue
-  # key to make room. Both are what an operator's own Redis needs too (see README).
+  # appendonly + appendfsync always: an accepted job survives a crash of Redis or of the
+  # machine; noeviction: Redis never drops a queue key to make room. See README.
   redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$PWD/var/redis" \
-    --appendonly yes --appendfsync everysec --maxmemory-policy noeviction \
+    --appendonly yes --appendfsync always --maxmemory-policy noeviction \
     --save '' --daemonize no --logfile "$PWD/var/log/redis.log" &
   pids+=($!)
   export CORRAL_REDIS_URL="redis://127.0.0.1:$redis_port/0"
