@@ -33,11 +33,23 @@ def load_settings(kind: type[S], environ: Mapping[str, str] | None = None) -> S:
         name = key[len(PREFIX) :].lower()
         if key.startswith(PREFIX) and name in fields:
             values[name] = value
+    # Each value on its own first, so that one start reports every bad value, not the first.
+    problems = [problem for name, value in values.items() if (problem := _check(kind, name, value))]
+    if problems:
+        raise ConfigError("bad settings:\n  " + "\n  ".join(problems))
+    try:
+        return msgspec.convert(values, kind, strict=False)
+    except msgspec.ValidationError as error:  # a rule between settings (__post_init__)
+        raise ConfigError(f"bad settings: {error}") from None
+
+
+def _check(kind: type[S], name: str, value: Any) -> str | None:
     try:
         # strict=False lets "8000" from the environment become the int the field asks for.
-        return msgspec.convert(values, kind, strict=False)
+        msgspec.convert({name: value}, kind, strict=False)
     except msgspec.ValidationError as error:
-        raise ConfigError(f"bad setting: {_env_name(str(error))}") from None
+        return _env_name(str(error))
+    return None
 
 
 def _read_file(path: Path, fields: set[str]) -> dict[str, Any]:

@@ -31,6 +31,12 @@ def test_a_bad_value_names_the_variable_to_fix() -> None:
         load_settings(Example, {"CORRAL_PORT": "70000"})
 
 
+def test_every_bad_value_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(Example, {"CORRAL_PORT": "0", "CORRAL_RATIO": "half"})
+    assert "CORRAL_PORT" in str(raised.value) and "CORRAL_RATIO" in str(raised.value)
+
+
 def test_a_file_gives_values_and_the_environment_overrides_it(tmp_path: Path) -> None:
     file = tmp_path / "corral.toml"
     file.write_text('port = 7000\nredis_url = "redis://elsewhere:6379/1"\n')
