@@ -29,10 +29,11 @@ from litestar.status_codes import (
 )
 
 from corral_api.container import ApiContainer, close
+from corral_api.runtimes import OfferedRuntimes
 from corral_api.schemas import Accepted, ExecuteIn, FieldError, JobView, Problem, Readiness, RuntimeView
 from corral_api.settings import ApiSettings
 from corral_core.policy import InvalidSubmission, SubmissionTooLarge
-from corral_core.ports import QueueFull, StorageUnavailable, WorkerRegistry
+from corral_core.ports import QueueFull, Runtime, StorageUnavailable, WorkerRegistry
 from corral_core.usecases import GetJob, JobNotFound, JobRequest, SubmitJob
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ Registry = NamedDependency[SkipValidation[WorkerRegistry]]
 Submit = NamedDependency[SubmitJob]
 Get = NamedDependency[GetJob]
 Settings = NamedDependency[ApiSettings]
+Runtimes = NamedDependency[OfferedRuntimes]
 Wait = Annotated[float, Parameter(ge=0, description="Seconds to wait for the job to finish.")]
 
 
@@ -61,13 +63,13 @@ class JobsController(Controller):
         data: JSONBody[ExecuteIn],
         submit_job: Submit,
         get_job: Get,
-        registry: Registry,
+        runtimes: Runtimes,
         settings: Settings,
         wait: Wait = 0,
     ) -> Response[Accepted | JobView]:
         _check_wait(wait, settings)
         request = data.to_request()
-        await _check_runtime(request, registry)
+        _check_runtime(request, await runtimes.current())
         job = await submit_job(request)
         if wait > 0:
             job = await get_job(job.id, wait_s=wait)
@@ -125,8 +127,7 @@ def _check_wait(wait: float, settings: ApiSettings) -> None:
         raise InvalidSubmission("wait", f"{wait:g} is above the server maximum of {settings.max_wait_s:g} seconds")
 
 
-async def _check_runtime(request: JobRequest, registry: WorkerRegistry) -> None:
-    runtimes = [runtime for worker in await registry.live_workers() for runtime in worker.runtimes]
+def _check_runtime(request: JobRequest, runtimes: list[Runtime]) -> None:
     offered = {runtime.language for runtime in runtimes}
     # With no live worker we cannot know; the job waits and fails as unsupported if need be.
     if offered and request.language not in offered:
@@ -191,6 +192,9 @@ def _dependencies(container: ApiContainer) -> dict[str, Provide]:
     def registry() -> WorkerRegistry:
         return container.registry()
 
+    def runtimes() -> OfferedRuntimes:
+        return container.runtimes()
+
     def settings() -> ApiSettings:
         return container.settings()
 
@@ -200,6 +204,7 @@ def _dependencies(container: ApiContainer) -> dict[str, Provide]:
             ("submit_job", submit_job),
             ("get_job", get_job),
             ("registry", registry),
+            ("runtimes", runtimes),
             ("settings", settings),
         ]
     }
