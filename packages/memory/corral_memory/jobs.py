@@ -58,7 +58,9 @@ class InMemoryJobQueue:
         state = self._state
         async with state.changed:
             try:
-                await asyncio.wait_for(state.changed.wait_for(lambda: bool(state.pending)), timeout_s)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel.
+                async with asyncio.timeout(timeout_s):
+                    await state.changed.wait_for(lambda: bool(state.pending))
             except TimeoutError:
                 return None
             job_id = state.pending.popleft()
@@ -137,9 +139,8 @@ class InMemoryJobStore:
             return None
         async with state.changed:
             try:
-                await asyncio.wait_for(
-                    state.changed.wait_for(lambda: state.records[job_id].finished), timeout_s
-                )
+                async with asyncio.timeout(timeout_s):
+                    await state.changed.wait_for(lambda: state.records[job_id].finished)
             except TimeoutError:
                 pass
         return state.records[job_id]

@@ -6,11 +6,13 @@ StorageUnavailable, which the API turns into 503 and the worker into a retry wit
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, ResponseError, TimeoutError
@@ -35,14 +37,57 @@ def connect(
     The adapters' scripts are safe to run twice (see scripts.py), which is what a retry after a
     lost reply does. `socket_timeout` must stay above RedisSettings.claim_block_s.
     """
-    return Redis.from_url(
+    # TCP keepalive has no meaning on a Unix socket, whose connection class refuses the option.
+    keepalive = {} if url.startswith("unix:") else {"socket_keepalive": True}
+    client = Redis.from_url(
         url,
         socket_timeout=socket_timeout,
         socket_connect_timeout=connect_timeout,
-        socket_keepalive=True,
         health_check_interval=health_check_interval,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
+        **keepalive,
     )
+    pool = client.connection_pool
+    # The URL's scheme picked the class (TCP, TLS or a Unix socket); keep it, fixed.
+    pool.connection_class = _keeping_cancellations(pool.connection_class)
+    return client
+
+
+class _CancellationKeepingConnection(AbstractConnection):
+    """A connection whose commands never swallow the cancellation of the task sending them.
+
+    redis-py writes every command under `asyncio.wait_for(..., socket_timeout)`. Before Python
+    3.12, wait_for loses a cancellation that arrives once the write it wraps has completed but
+    before wait_for resumes (CPython gh-86296): the command carries on and returns normally, and
+    the cancelled task runs on as if nothing had happened. `task.cancel(); await task` then never
+    returns (a recovery loop stopped that way hung the fault tests), and an `asyncio.timeout`
+    whose cancellation is lost never fires.
+
+    Here a send that returns normally although the task was cancelled meanwhile raises the
+    CancelledError itself. The command may have reached Redis, as with a cancellation an instant
+    later; the connection is dropped so that its unread reply can never be taken for the reply
+    to the next command. From Python 3.12 on, the check never fires.
+    """
+
+    async def send_packed_command(self, command: bytes | str | Iterable[bytes], check_health: bool = True) -> None:
+        task = asyncio.current_task()
+        requested = task.cancelling() if task is not None else 0
+        await super().send_packed_command(command, check_health)
+        if task is not None and task.cancelling() > requested:
+            await self.disconnect(nowait=True)
+            raise asyncio.CancelledError
+
+
+_keeping: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+
+
+def _keeping_cancellations(base: type[AbstractConnection]) -> type[AbstractConnection]:
+    """`base` (Connection, SSLConnection, UnixDomainSocketConnection...) with the fix above."""
+    if issubclass(base, _CancellationKeepingConnection):
+        return base
+    if base not in _keeping:
+        _keeping[base] = type(base.__name__, (_CancellationKeepingConnection, base), {})
+    return _keeping[base]
 
 
 @contextlib.contextmanager

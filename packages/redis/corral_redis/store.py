@@ -130,7 +130,10 @@ async def _wait(event: asyncio.Event, timeout_s: float) -> bool:
     if timeout_s <= 0:
         return False
     try:
-        await asyncio.wait_for(event.wait(), timeout_s)
+        # Not asyncio.wait_for: before Python 3.12 it loses a cancellation that arrives as the
+        # event is set (see connection.py), and a cancelled reader would wait on to its deadline.
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
     except TimeoutError:
         return False
     return True

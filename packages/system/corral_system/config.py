@@ -34,7 +34,8 @@ def load_settings(kind: type[S], environ: Mapping[str, str] | None = None) -> S:
         if key.startswith(PREFIX) and name in fields:
             values[name] = value
     # Each value on its own first, so that one start reports every bad value, not the first.
-    problems = [problem for name, value in values.items() if (problem := _check(kind, name, value))]
+    types = {field.name: field.type for field in msgspec.structs.fields(kind)}
+    problems = [problem for name, value in values.items() if (problem := _check(name, types[name], value))]
     if problems:
         raise ConfigError("bad settings:\n  " + "\n  ".join(problems))
     try:
@@ -43,12 +44,12 @@ def load_settings(kind: type[S], environ: Mapping[str, str] | None = None) -> S:
         raise ConfigError(f"bad settings: {error}") from None
 
 
-def _check(kind: type[S], name: str, value: Any) -> str | None:
+def _check(name: str, kind: Any, value: Any) -> str | None:
     try:
         # strict=False lets "8000" from the environment become the int the field asks for.
-        msgspec.convert({name: value}, kind, strict=False)
+        msgspec.convert(value, kind, strict=False)
     except msgspec.ValidationError as error:
-        return _env_name(str(error))
+        return f"{PREFIX}{name.upper()}: {error}"
     return None
 
 
@@ -61,11 +62,3 @@ def _read_file(path: Path, fields: set[str]) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"config file {path}: unknown settings {', '.join(unknown)}")
     return data
-
-
-def _env_name(message: str) -> str:
-    # msgspec says "... - at `$.port`"; operators set CORRAL_PORT.
-    head, sep, path = message.rpartition(" - at `$.")
-    if not sep:
-        return message
-    return f"{PREFIX}{path.rstrip('`').upper()}: {head}"

@@ -54,3 +54,20 @@ def test_unknown_settings_in_a_file_are_refused(tmp_path: Path) -> None:
 def test_an_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_settings(Example, {"CORRAL_CONFIG_FILE": str(tmp_path / "missing.toml")})
+
+
+class Paired(msgspec.Struct, frozen=True, kw_only=True):
+    lease_ms: int = 10_000
+    renew_ms: int = 2_500
+
+    def __post_init__(self) -> None:
+        if self.renew_ms >= self.lease_ms:
+            raise ValueError("renew_ms must be shorter than lease_ms")
+
+
+def test_a_rule_between_settings_is_checked_on_the_whole() -> None:
+    assert load_settings(Paired, {"CORRAL_LEASE_MS": "1500", "CORRAL_RENEW_MS": "300"}) == Paired(
+        lease_ms=1500, renew_ms=300
+    )
+    with pytest.raises(ConfigError, match="renew_ms must be shorter"):
+        load_settings(Paired, {"CORRAL_LEASE_MS": "1500"})

@@ -3,7 +3,14 @@
 `redis_url` is a session fixture: import it into a test module (`from
 corral_testbed.redis_server import redis_url`) and give every test its own key prefix rather
 than flushing a server that may be shared. Tests that kill and restart Redis use
-`RedisServerProcess` directly: it keeps its port and directory, so a restart replays the AOF.
+`RedisServerProcess` directly: it keeps its address and directory, so a restart replays the AOF.
+
+Test files run in parallel, so a loopback port is a shared resource: a port found free can be
+taken before redis-server binds it, or while a test has Redis down, and a client would then
+talk to another test's server without noticing. Servers that only this process's clients use
+listen on a Unix socket in their own directory instead (`unix_socket=True`, the session
+server). On TCP, a server only counts as started once the one answering on its port reports
+its own pid, and a first start that finds its port taken moves to another.
 
 The servers are configured as Corral requires its Redis to be (appendonly yes, maxmemory-policy
 noeviction). Without redis-server and without Docker, the tests are skipped, or fail under
@@ -21,12 +28,19 @@ import subprocess
 import tempfile
 import time
 import warnings
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 READY_TIMEOUT_S = 15.0
+# A first start whose automatically chosen port was taken meanwhile tries this many others.
+PORT_ATTEMPTS = 5
+# sun_path holds 108 bytes on Linux, the terminating NUL included.
+_MAX_SOCKET_PATH = 100
+
+Address = tuple[str, int] | str  # a loopback TCP address, or a Unix socket path
 
 
 def free_port() -> int:
@@ -48,16 +62,51 @@ def require_redis_server() -> str:
 
 def ping(port: int, timeout_s: float = 0.5) -> bool:
     """True once the server answers PING (not while it is still loading its AOF)."""
+    return serving_pid(("127.0.0.1", port), timeout_s) is not None
+
+
+def serving_pid(address: Address, timeout_s: float = 0.5) -> int | None:
+    """The pid of the Redis answering at `address` once it answers PING (its AOF is loaded)."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as connection:
+        with _connect(address, timeout_s) as connection, connection.makefile("rb") as replies:
             connection.sendall(b"PING\r\n")
-            return connection.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
+            if not replies.readline().startswith(b"+PONG"):
+                return None
+            connection.sendall(b"INFO server\r\n")
+            header = replies.readline()
+            if not header.startswith(b"$"):
+                return None
+            info = replies.read(int(header[1:]) + 2)
+    except (OSError, ValueError):
+        return None
+    for line in info.decode(errors="replace").splitlines():
+        if line.startswith("process_id:"):
+            return int(line.partition(":")[2])
+    return None
+
+
+def _connect(address: Address, timeout_s: float) -> socket.socket:
+    if isinstance(address, str):
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            connection.settimeout(timeout_s)
+            connection.connect(address)
+        except OSError:
+            connection.close()
+            raise
+        return connection
+    return socket.create_connection(address, timeout=timeout_s)
+
+
+class _PortTaken(RuntimeError):
+    pass
 
 
 class RedisServerProcess:
-    """One redis-server on a loopback port, with its data directory, that can crash and return.
+    """One redis-server with its data directory, that can crash and return at the same address.
+
+    It listens on a loopback port, or with `unix_socket=True` on a Unix socket only (no port
+    for another test to take): give it one whenever the clients need no TCP.
 
     `appendfsync` is "everysec" by default: a killed server process loses nothing that Redis
     acknowledged (the AOF is written before the reply, only fsync is deferred); "always" also
@@ -69,13 +118,19 @@ class RedisServerProcess:
         directory: Path,
         port: int | None = None,
         *,
+        unix_socket: bool = False,
         appendfsync: str = "everysec",
         appendonly: bool = True,
         maxmemory_policy: str = "noeviction",
         executable: str | None = None,
     ) -> None:
+        if unix_socket and port is not None:
+            raise ValueError("a server on a Unix socket has no port")
         self.directory = Path(directory)
-        self.port = port or free_port()
+        self.socket_path = self._socket_path() if unix_socket else None
+        self.port = 0 if unix_socket else port or free_port()
+        # Another port may be chosen only while no client can know this one.
+        self._may_move = port is None and not unix_socket
         self.appendfsync = appendfsync
         self.appendonly = appendonly
         self.maxmemory_policy = maxmemory_policy
@@ -84,7 +139,13 @@ class RedisServerProcess:
 
     @property
     def url(self) -> str:
+        if self.socket_path is not None:
+            return f"unix://{self.socket_path}?db=0"
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def address(self) -> Address:
+        return str(self.socket_path) if self.socket_path is not None else ("127.0.0.1", self.port)
 
     @property
     def pid(self) -> int:
@@ -96,10 +157,12 @@ class RedisServerProcess:
         return self.directory / "redis.log"
 
     def command(self) -> list[str]:
+        listen = ["--port", str(self.port), "--bind", "127.0.0.1"]
+        if self.socket_path is not None:
+            listen += ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
         return [
             self.executable,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
+            *listen,
             "--dir", str(self.directory),
             "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
@@ -111,15 +174,38 @@ class RedisServerProcess:
 
     def start(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            raise RuntimeError(f"redis-server on port {self.port} is already running")
+            raise RuntimeError(f"redis-server at {self.address} is already running")
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                self._start_once()
+            except _PortTaken:
+                if not self._may_move or attempt == PORT_ATTEMPTS:
+                    raise
+                self.port = free_port()
+            else:
+                self._may_move = False  # clients may know the URL now: restarts keep it
+                return
+
+    def _start_once(self) -> None:
+        log_from = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self.process = process = subprocess.Popen(
             self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while not ping(self.port):
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited ({self.process.returncode}):\n{self.log()}")
+        while True:
+            pid = serving_pid(self.address)
+            if pid == process.pid:
+                return
+            if pid is not None:
+                # Not ours: another test's server holds the port; ours cannot bind it.
+                self.kill()
+                raise _PortTaken(f"port {self.port} is taken by another redis-server (pid {pid})")
+            if process.poll() is not None:
+                log = self.log()
+                if "Address already in use" in self.log(since=log_from):
+                    raise _PortTaken(f"port {self.port} is taken:\n{log}")
+                raise RuntimeError(f"redis-server exited ({process.returncode}):\n{log}")
             if time.monotonic() > deadline:
                 self.kill()
                 raise TimeoutError(f"redis-server not ready after {READY_TIMEOUT_S}s:\n{self.log()}")
@@ -133,7 +219,7 @@ class RedisServerProcess:
         self._end(signal.SIGTERM)
 
     def restart(self) -> None:
-        """Start again on the same port and directory, so the AOF is replayed."""
+        """Start again at the same address and directory, so the AOF is replayed."""
         self.stop()
         self.start()
 
@@ -148,10 +234,22 @@ class RedisServerProcess:
             process.kill()
             process.wait()
 
-    def log(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.log_path.read_text(errors="replace")[-3000:]
+    def log(self, since: int = 0) -> str:
+        """The end of the server's log, or all of it written after byte `since`."""
+        with contextlib.suppress(OSError), self.log_path.open("rb") as log:
+            log.seek(since)
+            text = log.read().decode(errors="replace")
+            return text if since else text[-3000:]
         return ""
+
+    def _socket_path(self) -> Path:
+        path = self.directory.absolute() / "redis.sock"
+        if len(os.fsencode(path)) <= _MAX_SOCKET_PATH:
+            return path
+        # A deep temporary directory: the socket goes to a short one of its own.
+        short = Path(tempfile.mkdtemp(prefix="corral-redis-", dir="/tmp"))
+        weakref.finalize(self, shutil.rmtree, short, ignore_errors=True)
+        return short / "redis.sock"
 
     def __enter__(self) -> RedisServerProcess:
         self.start()
@@ -204,7 +302,7 @@ def provide_redis_url() -> Iterator[str]:
     require_redis_server()
     with (
         tempfile.TemporaryDirectory(prefix="corral-redis-") as directory,
-        RedisServerProcess(Path(directory)) as server,
+        RedisServerProcess(Path(directory), unix_socket=True) as server,
     ):
         yield server.url
 
