@@ -56,7 +56,7 @@ def rate(call: object, clients: int, total: int) -> float:
     return total / (time.perf_counter() - started)
 
 
-def main(runs: int, jobs: int) -> None:
+def main(runs: int, jobs: int, workers: int, concurrency: int) -> None:
     with tempfile.TemporaryDirectory() as scratch, bare_nsjail_argv(CODE) as bare_argv:
 
         def bare() -> None:
@@ -66,7 +66,8 @@ def main(runs: int, jobs: int) -> None:
         redis = RedisServerProcess(Path(scratch) / "redis")
         redis.start()
         try:
-            with corral(redis.url, Path(scratch), workers=2, pex_root=Path("dist"), env={"CORRAL_CONCURRENCY": "2"}) as service:
+            slots = {"CORRAL_CONCURRENCY": str(concurrency)}
+            with corral(redis.url, Path(scratch), workers=workers, pex_root=Path("dist"), env=slots) as service:
                 local = threading.local()
                 body = json.dumps({"code": CODE})
                 headers = {"content-type": "application/json"}
@@ -106,5 +107,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--jobs", type=int, default=400)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (as make up)")
+    parser.add_argument("--concurrency", type=int, default=2, help="job slots per worker")
     arguments = parser.parse_args()
-    main(arguments.runs, arguments.jobs)
+    main(arguments.runs, arguments.jobs, arguments.workers, arguments.concurrency)
