@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from corral_core.job import Limits
 from corral_sandbox import HostReport, SandboxSettings, prepare_host
-from corral_sandbox.command import JailPaths, nsjail_command
+from corral_sandbox.jail import jail_command
 from corral_sandbox.scratch import Scratch
 
 LIMITS = Limits(
@@ -50,17 +49,7 @@ def bare_nsjail_argv(
         scratch.write(runtime.source, code.encode())
         scratch.seal()
         cgroups = host.cgroups.new_run(run_name, limits.memory_mb << 20)
-        yield nsjail_command(
-            binary=host.nsjail_bin,
-            policy=Path(host.policy_dir),
-            runtime=runtime,
-            paths=JailPaths(scratch.box, scratch.tmp, scratch.shm, scratch.log),
-            limits=limits,
-            jail_uid=settings.jail_uid,
-            jail_gid=settings.jail_gid,
-            cgroup_flags=cgroups.nsjail_flags(limits.max_processes),
-            args=(),
-        )
+        yield jail_command(host, runtime, scratch, cgroups, limits, args=())
     finally:
         scratch.remove()
         if cgroups is not None:

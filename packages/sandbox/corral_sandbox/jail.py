@@ -68,6 +68,28 @@ _DEFAULT_SIGNALS = (
 )
 
 
+def jail_command(
+    host: HostReport,
+    runtime: RuntimeSpec,
+    scratch: Scratch,
+    cgroups: RunCgroups,
+    limits: Limits,
+    args: tuple[str, ...],
+) -> list[str]:
+    """The NsJail command line for one job whose scratch space and cgroups are ready."""
+    return nsjail_command(
+        binary=host.nsjail_bin,
+        policy=Path(host.policy_dir),
+        runtime=runtime,
+        paths=JailPaths(scratch.box, scratch.tmp, scratch.shm, scratch.log),
+        limits=limits,
+        jail_uid=host.settings.jail_uid,
+        jail_gid=host.settings.jail_gid,
+        cgroup_flags=cgroups.nsjail_flags(limits.max_processes),
+        args=args,
+    )
+
+
 async def run_job(host: HostReport, runtime: RuntimeSpec, request: RunRequest) -> RunResult:
     limits = request.limits
     _check_limits(limits)
@@ -94,17 +116,7 @@ async def run_job(host: HostReport, runtime: RuntimeSpec, request: RunRequest) -
             scratch.seal()
             cgroups = host.cgroups.new_run(name, memory_bytes)
             stdin_fd = _stdin(request.stdin)
-            argv = nsjail_command(
-                binary=host.nsjail_bin,
-                policy=Path(host.policy_dir),
-                runtime=runtime,
-                paths=JailPaths(scratch.box, scratch.tmp, scratch.shm, scratch.log),
-                limits=limits,
-                jail_uid=settings.jail_uid,
-                jail_gid=settings.jail_gid,
-                cgroup_flags=cgroups.nsjail_flags(limits.max_processes),
-                args=request.args,
-            )
+            argv = jail_command(host, runtime, scratch, cgroups, limits, request.args)
             jail = _Jail(loop, argv, stdin_fd, cgroups, limits, settings, host.cpu_count)
         except (OSError, ScratchError, CgroupError) as error:
             raise SandboxError(f"could not set up the jail: {error}") from error
