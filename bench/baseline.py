@@ -6,13 +6,12 @@ cgroups) once, and yields the exact NsJail command line the adapter builds, to b
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from corral_core.job import Limits
-from corral_sandbox import HostReport, SandboxSettings, prepare_host
-from corral_sandbox.jail import jail_command
+from corral_sandbox import HostReport, SandboxSettings, prepare_host, runname
+from corral_sandbox.jail import jail_command, run_cgroups
 from corral_sandbox.scratch import Scratch
 
 LIMITS = Limits(
@@ -38,18 +37,17 @@ def bare_nsjail_argv(
     host = host or prepare_host(SETTINGS)
     settings = host.settings
     runtime = next(spec for spec in host.runtimes if spec.language == "python")
-    # Named after this process, as the adapter names its own runs, so that no worker's
-    # clean-up takes them for stale.
-    run_name = f"{os.getpid()}-bench"
+    # Named as the adapter names its own runs, so that no worker's clean-up takes them for stale.
+    run = runname.new_run()
     scratch = Scratch.create(
-        settings.work_root, f"job-{run_name}", 80 << 20, 4096, settings.jail_uid, settings.jail_gid
+        settings.work_root, runname.scratch_name(run), 80 << 20, 4096, settings.jail_uid, settings.jail_gid
     )
     cgroups = None
     try:
         scratch.write(runtime.source, code.encode())
         scratch.seal()
-        cgroups = host.cgroups.new_run(run_name, limits.memory_mb << 20)
-        yield jail_command(host, runtime, scratch, cgroups, limits, args=())
+        cgroups = run_cgroups(host.cgroups, run, limits.memory_mb << 20)
+        yield jail_command(host.jail_host(), runtime, scratch, cgroups, limits, args=())
     finally:
         scratch.remove()
         if cgroups is not None:

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
-from corral_core.job import RunRequest, RunResult
-from corral_core.ports import Runtime, UnsupportedLanguage
-from corral_sandbox.host import HostReport, prepare_host
+import msgspec
+
+from corral_core.job import RunRequest, RunResult, Verdict
+from corral_core.policy import DEFAULT_LIMIT_POLICY
+from corral_core.ports import Runtime, SandboxError, UnsupportedLanguage
 from corral_sandbox.jail import run_job
-from corral_sandbox.settings import SandboxSettings
+from corral_sandbox.report import HostNotReady, HostReport
+
+# Roomy time limits: a worker starting on a busy host must not be refused for being slow.
+SELFTEST_LIMITS = msgspec.structs.replace(
+    DEFAULT_LIMIT_POLICY.defaults, cpu_time_ms=5_000, wall_time_ms=10_000, max_processes=8, max_output_bytes=4096
+)
 
 
 class NsJailSandbox:
     """Runs each program in a fresh jail (see jail.py for how, and nsjail/ for the policy).
 
-    Give it the HostReport of `prepare_host`, or let it prepare the host itself (which raises
-    HostNotReady on a host that cannot enforce the limits). Runs may overlap: each has its own
-    jail, scratch tmpfs and cgroups.
+    Give it the HostReport of `prepare_host`: constructing it touches nothing on the host. Runs
+    may overlap: each has its own jail, scratch tmpfs and cgroups.
     """
 
-    def __init__(self, settings: SandboxSettings | None = None, host: HostReport | None = None) -> None:
-        self.host = host if host is not None else prepare_host(settings or SandboxSettings())
-        self._runtimes = {spec.language: spec for spec in self.host.runtimes}
+    def __init__(self, *, host: HostReport) -> None:
+        self.host = host
+        self._jail_host = host.jail_host()
+        self._runtimes = {spec.language: spec for spec in host.runtimes}
 
     def runtimes(self) -> list[Runtime]:
         return [Runtime(spec.language, spec.version, spec.source) for spec in self.host.runtimes]
@@ -28,4 +35,15 @@ class NsJailSandbox:
         runtime = self._runtimes.get(request.language)
         if runtime is None:
             raise UnsupportedLanguage(request.language)
-        return await run_job(self.host, runtime, request)
+        return await run_job(self._jail_host, runtime, request)
+
+    async def selftest(self) -> None:
+        """Run each runtime's self-test job (runtimes.toml); HostNotReady if one does not run right."""
+        for runtime in self.host.runtimes:
+            request = RunRequest(language=runtime.language, code=runtime.selftest_code, limits=SELFTEST_LIMITS)
+            try:
+                result = await run_job(self._jail_host, runtime, request)
+            except SandboxError as error:
+                raise HostNotReady(f"a first {runtime.language} job failed: {error}") from None
+            if result.verdict is not Verdict.OK or result.stdout != runtime.selftest_stdout:
+                raise HostNotReady(f"a first {runtime.language} job did not run right: {result}")

@@ -25,6 +25,8 @@ import ctypes
 import errno
 import os
 
+from corral_core.policy import InvalidSubmission, check_file_name
+
 _MS_NOSUID = 0x2
 _MS_NODEV = 0x4
 _MS_NOEXEC = 0x8
@@ -41,15 +43,6 @@ _libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
 
 class ScratchError(Exception):
     pass
-
-
-def check_file_name(name: str) -> None:
-    """One plain path component, as corral_core.policy requires; checked again at the door."""
-    encoded = name.encode("utf-8", "surrogatepass")
-    if not encoded or len(encoded) > 255 or name in {".", ".."}:
-        raise ScratchError(f"{name!r} is not a usable file name")
-    if "/" in name or "\0" in name or not name.isprintable():
-        raise ScratchError(f"{name!r} is not a plain file name")
 
 
 class Scratch:
@@ -94,7 +87,10 @@ class Scratch:
         """Create box/<name> with `content`, owned by the jail's user. Before the jail starts only."""
         if self._box_fd is None:
             raise ScratchError("the scratch space is sealed: the jail may have started")
-        check_file_name(name)
+        try:  # a name with a '/' in it would reach past box/, to nsjail.log's directory
+            check_file_name("file name", name)
+        except (InvalidSubmission, UnicodeError) as error:
+            raise ScratchError(f"{name!r} is not a plain file name: {error}") from None
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(name, flags, 0o644, dir_fd=self._box_fd)
         try:
@@ -125,10 +121,7 @@ class Scratch:
         """Unmount (lazily: nothing inside is looked at) and remove the empty mount point."""
         self.seal()
         if self._mounted:
-            if _libc.umount2(self.root.encode(), _MNT_DETACH | _UMOUNT_NOFOLLOW) != 0:
-                code = ctypes.get_errno()
-                if code != errno.EINVAL:
-                    raise ScratchError(f"umount {self.root}: {os.strerror(code)}")
+            _unmount(self.root)
             self._mounted = False
         try:
             os.rmdir(self.root)
@@ -163,11 +156,28 @@ def _is_tmpfs_mount(path: str) -> bool:
     return False
 
 
-def remove_stale(work_root: str, name: str) -> None:
-    """Clean up a scratch space left by a worker that died: unmount if mounted, then rmdir."""
-    path = os.path.join(work_root, name)
-    if _libc.umount2(path.encode(), _MNT_DETACH | _UMOUNT_NOFOLLOW) != 0:
-        code = ctypes.get_errno()
-        if code != errno.EINVAL:
-            raise ScratchError(f"umount {path}: {os.strerror(code)}")
-    os.rmdir(path)
+def remove_stale(path: str) -> None:
+    """Clean up a scratch space left by a worker that died: unmount whatever is mounted there,
+    then rmdir. Idempotent: another worker starting at the same moment may be doing the same,
+    so a mount or directory already gone is no error; one that stays is."""
+    # A mount point may carry stacked mounts; each umount takes the top one.
+    for _ in range(16):
+        if not _unmount(path):
+            break
+    else:
+        raise ScratchError(f"{path} is still mounted after 16 unmounts")
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+
+
+def _unmount(path: str) -> bool:
+    """Detach the mount at `path` (following nothing inside); False if none was there."""
+    if _libc.umount2(path.encode(), _MNT_DETACH | _UMOUNT_NOFOLLOW) == 0:
+        return True
+    code = ctypes.get_errno()
+    # EINVAL: not a mount point (any more); ENOENT: the directory is gone too.
+    if code in (errno.EINVAL, errno.ENOENT):
+        return False
+    raise ScratchError(f"umount {path}: {os.strerror(code)}")

@@ -18,18 +18,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from corral_core.job import InputFile, Limits, RunRequest, RunResult, Verdict
+from corral_core.job import InputFile, RunRequest, RunResult, Verdict
+from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_core.ports import SandboxError
 from corral_sandbox import HostReport, NsJailSandbox
 from corral_testbed.nsjail_host import assert_host_unharmed, jail_processes, nsjail_host
 
-LIMITS = Limits(
-    cpu_time_ms=1_000,
-    wall_time_ms=2_000,
-    memory_mb=64,
-    max_processes=16,
-    max_output_bytes=64 * 1024,
-    max_file_size_kb=1024,
+LIMITS = msgspec.structs.replace(
+    DEFAULT_LIMIT_POLICY.defaults, cpu_time_ms=1_000, wall_time_ms=2_000, memory_mb=64, max_processes=16
 )
 
 
@@ -754,7 +750,9 @@ async def test_kill_minus_one_reaches_only_the_jail(sandbox: NsJailSandbox) -> N
 # -- what the client sends ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["../escape", "a/b", "/etc/passwd", ".", "..", "nul\0byte", "main.py"])
+@pytest.mark.parametrize(
+    "name", ["../escape", "a/b", "/etc/passwd", ".", "..", "nul\0byte", "back\\slash", "lone\udc80surrogate", "main.py"]
+)
 async def test_unsafe_or_clashing_file_names_are_refused(sandbox: NsJailSandbox, name: str) -> None:
     with pytest.raises(SandboxError):
         await run(sandbox, "print(1)", files=(InputFile(name, b"x"),))

@@ -11,21 +11,17 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from corral_core.job import Limits, RunRequest
+from corral_core.job import RunRequest
+from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_core.ports import SandboxError
 from corral_sandbox import HostNotReady, HostReport, NsJailSandbox, prepare_host
 from corral_sandbox.binary import _cached_copy
-from corral_sandbox.cgroups import RUN_PREFIX
 from corral_sandbox.policy import policy_dir
+from corral_sandbox.runname import CGROUP_PREFIX
 from corral_testbed.nsjail_host import TEST_SETTINGS, assert_host_unharmed, nsjail_host
 
-LIMITS = Limits(
-    cpu_time_ms=1_000,
-    wall_time_ms=2_000,
-    memory_mb=64,
-    max_processes=8,
-    max_output_bytes=1024,
-    max_file_size_kb=1024,
+LIMITS = msgspec.structs.replace(
+    DEFAULT_LIMIT_POLICY.defaults, cpu_time_ms=1_000, wall_time_ms=2_000, memory_mb=64, max_processes=8
 )
 
 
@@ -65,7 +61,7 @@ def test_leftovers_of_a_dead_worker_are_cleaned_up_and_a_live_ones_kept() -> Non
         os.mkdir(path)
     libc = ctypes.CDLL(None, use_errno=True)
     assert libc.mount(b"tmpfs", stale_scratch.encode(), b"tmpfs", 0, b"size=1m") == 0
-    stale_cgroups = [f"{parent}/{RUN_PREFIX}{dead}-0badc0ffee" for parent in host.cgroups.parent_dirs()]
+    stale_cgroups = [f"{parent}/{CGROUP_PREFIX}{dead}-0badc0ffee" for parent in host.cgroups.parent_dirs()]
     for path in stale_cgroups:
         os.mkdir(path)
         os.mkdir(f"{path}/NSJAIL.{dead}")

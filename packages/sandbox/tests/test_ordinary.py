@@ -7,18 +7,12 @@ import textwrap
 import msgspec
 import pytest
 
-from corral_core.job import InputFile, Limits, RunRequest, RunResult, Verdict
+from corral_core.job import InputFile, RunRequest, RunResult, Verdict
+from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_sandbox import NsJailSandbox
 from corral_testbed.nsjail_host import assert_host_unharmed, nsjail_host
 
-LIMITS = Limits(
-    cpu_time_ms=5_000,
-    wall_time_ms=10_000,
-    memory_mb=256,
-    max_processes=32,
-    max_output_bytes=64 * 1024,
-    max_file_size_kb=1024,
-)
+LIMITS = msgspec.structs.replace(DEFAULT_LIMIT_POLICY.defaults, cpu_time_ms=5_000, wall_time_ms=10_000, memory_mb=256)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from corral_sandbox import HostNotReady, HostReport, NsJailSandbox, SandboxSettings, prepare_host
+from corral_sandbox import HostNotReady, HostReport, NsJailSandbox, SandboxSettings, prepare_host, runname
 
 # Each test process jails its jobs under ids of its own (no host account has ids this high), so
 # that test runs side by side on one machine do not see each other's jails.
@@ -63,17 +63,29 @@ def jail_processes(uid: int = TEST_JAIL_UID) -> list[str]:
 
 def leftovers(host: HostReport) -> list[str]:
     """What this process's jobs left on the host: run cgroups, scratch directories, mounts."""
-    mine = f"{os.getpid()}-"
+    return run_leftovers(host, os.getpid())
+
+
+def run_leftovers(host: HostReport, pid: int) -> list[str]:
+    """The run cgroups, scratch directories and scratch mounts of worker `pid`'s jobs."""
+
+    def owned(name: str, prefix: str) -> bool:
+        owner = runname.owner(name, prefix)
+        return owner is not None and owner.pid == pid
+
     left = []
     for parent in host.cgroups.parent_dirs():
         with contextlib.suppress(FileNotFoundError):
-            left += [f"cgroup {parent}/{name}" for name in os.listdir(parent) if name.startswith(f"corral-{mine}")]
+            left += [f"cgroup {parent}/{name}" for name in os.listdir(parent) if owned(name, runname.CGROUP_PREFIX)]
     work_root = host.settings.work_root
     with contextlib.suppress(FileNotFoundError):
-        left += [f"scratch {work_root}/{name}" for name in os.listdir(work_root) if name.startswith(f"job-{mine}")]
+        left += [f"scratch {work_root}/{name}" for name in os.listdir(work_root) if owned(name, runname.SCRATCH_PREFIX)]
     with open("/proc/self/mountinfo") as mounts:
         points = [line.split()[4] for line in mounts]
-    left += [f"mount {point}" for point in points if point.startswith(f"{work_root}/job-{mine}")]
+    for point in points:
+        directory, _, name = point.rpartition("/")
+        if directory == work_root and owned(name, runname.SCRATCH_PREFIX):
+            left.append(f"mount {point}")
     return left
 
 

@@ -1,0 +1,13 @@
+"""Cgroups: finding the controllers, and one parent cgroup per run that outlives NsJail's own.
+
+NsJail puts a jail in `<parent>/NSJAIL.<pid>` and removes that cgroup when it reaps the jail,
+taking its counters with it. So each run gets its own parent, `<cgroup_parent>/corral-<run>`,
+created here before NsJail starts and removed after: the run's limits, peak memory, OOM events
+and CPU time are read from it once NsJail is done.
+
+    hierarchy.py  where the controllers are (HostCgroups) and what a run's cgroups offer
+    detect.py     finding them at worker start, creating the parents
+    v1.py         one run's cgroups on cgroup v1 (tested)
+    v2.py         one run's cgroups on cgroup v2 (untested here: this host is v1 hybrid)
+    files.py      reading and writing cgroup files, killing a cgroup's tasks, removing a tree
+"""

@@ -1,0 +1,51 @@
+"""Where the cgroup controllers are on this host, and what one run's cgroups offer."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Protocol
+
+import msgspec
+
+
+class CgroupError(Exception):
+    pass
+
+
+class HostCgroups(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the controllers are on this host (found once, at worker start)."""
+
+    version: int
+    parent: str
+    # v1: each controller's mount point; v2: all three are the unified hierarchy's mount.
+    memory: str
+    pids: str
+    cpuacct: str
+    swap_accounting: bool
+
+    def parent_dirs(self) -> list[str]:
+        mounts = dict.fromkeys((self.memory, self.pids, self.cpuacct))
+        return [os.path.join(mount, self.parent) for mount in mounts]
+
+
+class RunCgroups(Protocol):
+    def nsjail_flags(self, max_processes: int) -> list[str]: ...
+
+    def spawning(self) -> contextlib.AbstractContextManager[None]:
+        """Wrap the spawn of NsJail: afterwards everything it starts is accounted to the run."""
+        ...
+
+    def cpu_ns(self) -> int: ...
+
+    def peak_bytes(self) -> int: ...
+
+    def out_of_memory(self) -> bool: ...
+
+    def kill_all(self) -> None:
+        """SIGKILL every process left in the run's cgroups (the fallback when NsJail is stuck)."""
+        ...
+
+    def remove(self) -> None:
+        """Remove the run's cgroups, waiting for tasks still exiting: call it off the event loop."""
+        ...

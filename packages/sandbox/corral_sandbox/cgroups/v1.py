@@ -1,0 +1,129 @@
+"""One run's cgroups on cgroup v1: memory, pids and cpuacct hierarchies.
+
+- memory: the run's limit is set on the run's parent (memory.limit_in_bytes, and
+  memory.memsw.limit_in_bytes equal to it when swap accounting exists, so no swap is used).
+  NsJail's own cgroup gets twice that, so the parent is always the one to run out: v1 records
+  an OOM only in the cgroup that ran out and does not pass it up, and NsJail's cgroup is gone
+  when we look. The OOM is caught by an eventfd registered on the parent's memory.oom_control;
+  the peak is its memory.max_usage_in_bytes.
+- pids: NsJail's cgroup carries pids.max; the parent only collects it for removal.
+- cpuacct: NsJail does not place jails in cpuacct. A v1 cgroup holds threads, and a child
+  starts in its creator's cgroup, so the thread that spawns NsJail steps into the run's
+  cpuacct cgroup for the spawn and back out: NsJail and everything it starts are accounted
+  there from their first instruction (NsJail's own few milliseconds included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+
+from corral_sandbox import runname
+from corral_sandbox.cgroups import files
+from corral_sandbox.cgroups.hierarchy import HostCgroups
+
+
+class V1RunCgroups:
+    def __init__(self, host: HostCgroups, run: str, memory_bytes: int) -> None:
+        self._host = host
+        self._relative = f"{host.parent}/{runname.cgroup_name(run)}"
+        self._memory = os.path.join(host.memory, self._relative)
+        self._pids = os.path.join(host.pids, self._relative)
+        self._cpuacct = os.path.join(host.cpuacct, self._relative)
+        self._memory_bytes = memory_bytes
+        self._created: list[str] = []
+        self._oom_fds: tuple[int, int] | None = None
+        self._oom_seen = False
+        try:
+            for directory in (self._memory, self._pids, self._cpuacct):
+                os.mkdir(directory, 0o700)
+                self._created.append(directory)
+            files.write(os.path.join(self._memory, "memory.limit_in_bytes"), str(memory_bytes))
+            if host.swap_accounting:
+                files.write(os.path.join(self._memory, "memory.memsw.limit_in_bytes"), str(memory_bytes))
+            self._watch_oom()
+        except BaseException:
+            self.remove()
+            raise
+
+    def _watch_oom(self) -> None:
+        event_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        try:
+            control_fd = os.open(os.path.join(self._memory, "memory.oom_control"), os.O_RDONLY | os.O_CLOEXEC)
+        except BaseException:
+            os.close(event_fd)
+            raise
+        self._oom_fds = (event_fd, control_fd)
+        files.write(os.path.join(self._memory, "cgroup.event_control"), f"{event_fd} {control_fd}")
+
+    def nsjail_flags(self, max_processes: int) -> list[str]:
+        # fmt: off
+        return [
+            "--cgroup_mem_mount", self._host.memory,
+            "--cgroup_mem_parent", self._relative,
+            # Above the parent's limit on purpose: the parent must be the one to run out.
+            "--cgroup_mem_max", str(2 * self._memory_bytes),
+            "--cgroup_pids_mount", self._host.pids,
+            "--cgroup_pids_parent", self._relative,
+            "--cgroup_pids_max", str(max_processes),
+        ]
+        # fmt: on
+
+    @contextlib.contextmanager
+    def spawning(self) -> Iterator[None]:
+        tid = str(threading.get_native_id())
+        home = _home_tasks(self._host.cpuacct)
+        files.write(os.path.join(self._cpuacct, "tasks"), tid)
+        try:
+            yield
+        finally:
+            try:
+                files.write(home, tid)
+            except OSError:
+                files.write(os.path.join(self._host.cpuacct, "tasks"), tid)
+
+    def cpu_ns(self) -> int:
+        return int(files.read(os.path.join(self._cpuacct, "cpuacct.usage")))
+
+    def peak_bytes(self) -> int:
+        return int(files.read(os.path.join(self._memory, "memory.max_usage_in_bytes")))
+
+    def out_of_memory(self) -> bool:
+        if self._oom_fds is not None and not self._oom_seen:
+            try:
+                self._oom_seen = int.from_bytes(os.read(self._oom_fds[0], 8), "little") > 0
+            except BlockingIOError:
+                pass
+        return self._oom_seen
+
+    def kill_all(self) -> None:
+        for directory in self._created:
+            files.kill_tasks(directory)
+
+    def remove(self) -> None:
+        if self._oom_fds is not None:
+            self.out_of_memory()
+            for fd in self._oom_fds:
+                os.close(fd)
+            self._oom_fds = None
+        files.remove_all(self._created)
+        self._created = []
+
+
+_homes = threading.local()
+
+
+def _home_tasks(cpuacct_mount: str) -> str:
+    """The tasks file of the calling thread's own cpuacct cgroup (read once per thread)."""
+    home = getattr(_homes, "cpuacct", None)
+    if home is None:
+        path = "/"
+        with open("/proc/thread-self/cgroup") as lines:
+            for line in lines:
+                _, controllers, cgroup = line.rstrip("\n").split(":", 2)
+                if "cpuacct" in controllers.split(","):
+                    path = cgroup
+        home = _homes.cpuacct = os.path.join(cpuacct_mount, path.lstrip("/"), "tasks")
+    return home

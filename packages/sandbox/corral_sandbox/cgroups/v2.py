@@ -1,0 +1,69 @@
+"""One run's cgroups on cgroup v2 (UNTESTED here: this host is v1 hybrid).
+
+The run's parent is NsJail's cgroupv2_mount, with memory and pids enabled for its children;
+memory.max (and memory.swap.max 0) on it; OOM from memory.events, peak from memory.peak, CPU
+from cpu.stat, kill with cgroup.kill.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from corral_sandbox import runname
+from corral_sandbox.cgroups import files
+from corral_sandbox.cgroups.hierarchy import HostCgroups
+
+
+class V2RunCgroups:
+    def __init__(self, host: HostCgroups, run: str, memory_bytes: int) -> None:
+        self._directory = os.path.join(host.memory, host.parent, runname.cgroup_name(run))
+        self._memory_bytes = memory_bytes
+        self._created: list[str] = []
+        try:
+            os.mkdir(self._directory, 0o700)
+            self._created.append(self._directory)
+            files.enable_v2_controllers(self._directory)
+            files.write(os.path.join(self._directory, "memory.max"), str(memory_bytes))
+            swap_max = os.path.join(self._directory, "memory.swap.max")
+            if os.path.exists(swap_max):
+                files.write(swap_max, "0")
+        except BaseException:
+            self.remove()
+            raise
+
+    def nsjail_flags(self, max_processes: int) -> list[str]:
+        # fmt: off
+        return [
+            "--use_cgroupv2",
+            "--cgroupv2_mount", self._directory,
+            "--cgroup_mem_max", str(2 * self._memory_bytes),
+            "--cgroup_pids_max", str(max_processes),
+        ]
+        # fmt: on
+
+    def spawning(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def cpu_ns(self) -> int:
+        return files.keyed(os.path.join(self._directory, "cpu.stat"), "usage_usec") * 1000
+
+    def peak_bytes(self) -> int:
+        try:
+            return int(files.read(os.path.join(self._directory, "memory.peak")))
+        except (OSError, ValueError):
+            return 0
+
+    def out_of_memory(self) -> bool:
+        events = os.path.join(self._directory, "memory.events")
+        return files.keyed(events, "oom") > 0 or files.keyed(events, "oom_kill") > 0
+
+    def kill_all(self) -> None:
+        try:
+            files.write(os.path.join(self._directory, "cgroup.kill"), "1")
+        except OSError:
+            files.kill_tasks(self._directory)
+
+    def remove(self) -> None:
+        files.remove_all(self._created)
+        self._created = []

@@ -1,0 +1,305 @@
+"""Running one NsJail (or any program) to its end on the caller's event loop, without threads.
+
+The program is spawned with posix_spawn; its stdout and stderr pipes and a pidfd are watched
+with add_reader; the wall deadline, the CPU check and the output grace period are loop timers.
+Stopping is SIGTERM, which NsJail answers by SIGKILLing the jail (its PID 1: the PID namespace
+takes every other process with it), reaping it and removing its cgroups; if the program is not
+gone kill_grace later, every task in the run's cgroups and the program are SIGKILLed. (SIGKILL to
+NsJail alone would not do: its jail outlives it for a moment and is reparented to init.)
+
+Nothing here blocks: the program is reaped when its pidfd says it exited, and a reap that cannot
+be watched that way (the pidfd could not be opened) waits in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import resource
+import signal
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple, Protocol
+
+from corral_sandbox.streams import CappedStream, above_stdio
+from corral_sandbox.verdict import StopReason
+
+log = logging.getLogger(__name__)
+
+# Once the program has exited every writer of the pipes is usually dead (a jail's are: they die
+# with its PID namespace); this bounds how long stray writers keep the result waiting.
+_EOF_WAIT_S = 1.0
+# The least time between two checks of the CPU time.
+_CPU_CHECK_MIN_S = 0.005
+# Signals the program must start with at their default action: an ignored signal stays ignored
+# across exec, and Python ignores SIGPIPE and SIGXFSZ (a worker might ignore others).
+_DEFAULT_SIGNALS = (
+    signal.SIGPIPE,
+    signal.SIGXFSZ,
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGTERM,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGALRM,
+    signal.SIGCHLD,
+)
+
+
+class Accounting(Protocol):
+    """What the supervisor needs from the run's cgroups (RunCgroups has it)."""
+
+    def spawning(self) -> contextlib.AbstractContextManager[None]: ...
+
+    def cpu_ns(self) -> int: ...
+
+    def kill_all(self) -> None: ...
+
+
+class Watch(NamedTuple):
+    """How to watch one program."""
+
+    wall_time_s: float
+    cpu_time_ns: int
+    cpu_count: int
+    output_cap: int
+    # After a stream passes its cap the program gets this long to finish before it is stopped:
+    # a program that already wrote its other stream's output can then exit with it flushed.
+    output_grace_s: float
+    # How long the program gets to end after SIGTERM before everything is SIGKILLed.
+    kill_grace_s: float
+
+
+class Outcome(NamedTuple):
+    stopped_for: StopReason | None
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool
+    stderr_truncated: bool
+    # From wait4; None if someone else reaped the program.
+    rusage: resource.struct_rusage | None
+    wall_time_s: float
+
+
+async def supervise(argv: list[str], stdin_fd: int, accounting: Accounting, watch: Watch) -> Outcome:
+    """Run `argv` to its end with `stdin_fd` as stdin; stop it when `watch` says.
+
+    Cancelling stops the program and still waits until it is reaped before re-raising.
+    """
+    supervisor = _Supervisor(asyncio.get_running_loop(), accounting, watch)
+    try:
+        supervisor.start(argv, stdin_fd)
+        try:
+            await supervisor.finished()
+        except asyncio.CancelledError:
+            supervisor.stop(StopReason.CANCELLED)
+            await supervisor.reaped()
+            raise
+    finally:
+        await supervisor.close()
+    return supervisor.outcome()
+
+
+class _Supervisor:
+    def __init__(self, loop: asyncio.AbstractEventLoop, accounting: Accounting, watch: Watch) -> None:
+        self._loop = loop
+        self._accounting = accounting
+        self._watch = watch
+        self._cpu_count = max(1, watch.cpu_count)
+        self.pid = -1
+        self._pidfd = -1
+        self._stdout: CappedStream | None = None
+        self._stderr: CappedStream | None = None
+        self._stopped_for: StopReason | None = None
+        self._rusage: resource.struct_rusage | None = None
+        self._terminating = False
+        # Set only once the program is reaped (not from the future: a caller's cancel can cancel it).
+        self._reaped = False
+        self._exited: asyncio.Future[None] = loop.create_future()
+        self._timers: list[asyncio.TimerHandle] = []
+        self._started = self._ended = loop.time()
+
+    def start(self, argv: list[str], stdin_fd: int) -> None:
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        try:
+            out_write, err_write = above_stdio(out_write), above_stdio(err_write)
+            actions = [
+                (os.POSIX_SPAWN_DUP2, stdin_fd, 0),
+                (os.POSIX_SPAWN_DUP2, out_write, 1),
+                (os.POSIX_SPAWN_DUP2, err_write, 2),
+            ]
+            with self._accounting.spawning():
+                self.pid = os.posix_spawn(
+                    argv[0], argv, {}, file_actions=actions, setsid=True, setsigdef=_DEFAULT_SIGNALS, setsigmask=()
+                )
+        except BaseException:
+            os.close(out_read)
+            os.close(err_read)
+            raise
+        finally:
+            os.close(out_write)
+            os.close(err_write)
+        self._started = self._ended = self._loop.time()
+        # From here on a failure leaves a running program: close() kills and reaps it.
+        cap = self._watch.output_cap
+        try:
+            self._stdout = CappedStream(self._loop, out_read, cap, self._overflow)
+        except BaseException:
+            os.close(out_read)
+            os.close(err_read)
+            raise
+        try:
+            self._stderr = CappedStream(self._loop, err_read, cap, self._overflow)
+        except BaseException:
+            os.close(err_read)
+            raise
+        self._pidfd = os.pidfd_open(self.pid)
+        self._loop.add_reader(self._pidfd, self._reap)
+        self._timers.append(
+            self._loop.call_at(self._started + self._watch.wall_time_s, self.stop, StopReason.WALL_TIME)
+        )
+        first_check = self._watch.cpu_time_ns / 1e9 / self._cpu_count
+        self._timers.append(self._loop.call_later(max(first_check, _CPU_CHECK_MIN_S), self._check_cpu))
+
+    async def finished(self) -> None:
+        """The program exited and both streams are read to their end (or cut)."""
+        # Shielded: cancelling the caller must not cancel the futures the watch itself relies on.
+        await asyncio.shield(self._exited)
+        assert self._stdout is not None and self._stderr is not None
+        await asyncio.shield(asyncio.gather(self._stdout.closed, self._stderr.closed))
+
+    def stop(self, reason: StopReason) -> None:
+        if self._stopped_for is None:
+            self._stopped_for = reason
+        if self._reaped or self._terminating or self.pid < 0:
+            return
+        self._terminating = True
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGTERM)
+        self._timers.append(self._loop.call_later(self._watch.kill_grace_s, self._force))
+
+    async def reaped(self) -> None:
+        """Wait until the program is reaped, through any cancellation: each one kills it at once."""
+        await through_cancellation(self._reaped_or_reap(), on_cancel=self._kill)
+
+    async def close(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers = []
+        if self.pid >= 0 and not self._reaped:
+            self._kill()
+            await self.reaped()
+        for stream in (self._stdout, self._stderr):
+            if stream is not None:
+                stream.close()
+        self._unwatch_pid()
+
+    def outcome(self) -> Outcome:
+        assert self._stdout is not None and self._stderr is not None
+        return Outcome(
+            stopped_for=self._stopped_for,
+            stdout=bytes(self._stdout.data),
+            stderr=bytes(self._stderr.data),
+            stdout_truncated=self._stdout.truncated,
+            stderr_truncated=self._stderr.truncated,
+            rusage=self._rusage,
+            wall_time_s=max(0.0, self._ended - self._started),
+        )
+
+    def _reaped_or_reap(self) -> Awaitable[object]:
+        if self._reaped or self._pidfd >= 0:
+            return self._exited
+        # No pidfd to watch (opening it failed right after the spawn): wait4 in a thread.
+        return asyncio.ensure_future(self._reap_in_thread())
+
+    async def _reap_in_thread(self) -> None:
+        rusage = None
+        with contextlib.suppress(ChildProcessError):
+            _, _, rusage = await asyncio.to_thread(os.wait4, self.pid, 0)
+        self._exited_now(rusage)
+
+    def _overflow(self) -> None:
+        if self._stopped_for is None:
+            self._stopped_for = StopReason.OUTPUT
+        if not self._reaped:
+            self._timers.append(self._loop.call_later(self._watch.output_grace_s, self.stop, StopReason.OUTPUT))
+
+    def _check_cpu(self) -> None:
+        if self._reaped:
+            return
+        try:
+            left = self._watch.cpu_time_ns - self._accounting.cpu_ns()
+        except (OSError, ValueError):
+            return
+        if left <= 0:
+            self.stop(StopReason.CPU_TIME)
+            return
+        # No earlier: even with every CPU busy the jail cannot use up the rest before then.
+        delay = max(left / 1e9 / self._cpu_count, _CPU_CHECK_MIN_S)
+        self._timers.append(self._loop.call_later(delay, self._check_cpu))
+
+    def _reap(self) -> None:
+        try:
+            pid, _, rusage = os.wait4(self.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped by someone else's waitpid(-1): the log still tells
+            pid, rusage = self.pid, None
+        if pid == 0:
+            return
+        self._exited_now(rusage)
+
+    def _exited_now(self, rusage: resource.struct_rusage | None) -> None:
+        if self._reaped:
+            return
+        self._reaped = True
+        self._ended = self._loop.time()
+        self._rusage = rusage
+        self._unwatch_pid()
+        for timer in self._timers:
+            timer.cancel()
+        self._timers = [self._loop.call_later(_EOF_WAIT_S, self._close_streams)]
+        if not self._exited.done():
+            self._exited.set_result(None)
+
+    def _unwatch_pid(self) -> None:
+        if self._pidfd >= 0:
+            self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+    def _close_streams(self) -> None:
+        for stream in (self._stdout, self._stderr):
+            if stream is not None:
+                stream.close()
+
+    def _force(self) -> None:
+        if not self._reaped:
+            log.warning("pid %d ignored SIGTERM for %.0f ms: killing it", self.pid, self._watch.kill_grace_s * 1000)
+            self._kill()
+
+    def _kill(self) -> None:
+        """SIGKILL every task in the run's cgroups and the program; the reap comes through the pidfd."""
+        if self._reaped or self.pid < 0:
+            return
+        self._accounting.kill_all()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+
+
+async def through_cancellation(awaitable: Awaitable[object], on_cancel: Callable[[], None] | None = None) -> None:
+    """Wait for `awaitable` to finish even when cancelled; re-raise the cancellation after it."""
+    future = asyncio.ensure_future(awaitable)
+    cancelled = False
+    while not future.done():
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if future.cancelled():
+                break
+            cancelled = True
+            if on_cancel is not None:
+                on_cancel()
+    if cancelled:
+        raise asyncio.CancelledError
