@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import logging
-import sys
 
 import click
-import msgspec
 import uvicorn
 
 from corral_api.app import create_app
 from corral_api.container import ApiContainer
-from corral_api.settings import ApiSettings
-from corral_system.config import ConfigError, load_settings
+from corral_api.settings import SECTIONS, ApiSettings
+from corral_redis import RedisSettings
+from corral_system.config import ConfigError, Settings, load_settings, markdown, text_table
 
 
 @click.group()
@@ -28,29 +27,36 @@ def serve(host: str | None, port: int | None, log_level: str) -> None:
     """Serve the API until SIGTERM or Ctrl-C."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings()
-    container = ApiContainer(settings=settings)
+    api = settings.get(ApiSettings)
+    container = ApiContainer(settings=api, redis_settings=settings.get(RedisSettings))
     uvicorn.run(
         create_app(container),
-        host=host or settings.host,
-        port=port or settings.port,
+        host=host or api.host,
+        port=port or api.port,
         log_level=log_level,
         access_log=False,
     )
 
 
-@main.command("check-config")
-def check_config() -> None:
-    """Validate the settings and print them."""
-    sys.stdout.write(msgspec.json.format(msgspec.json.encode(_settings())).decode() + "\n")
+@main.command()
+@click.option("--markdown", "as_markdown", is_flag=True, help="Print the README's tables of these settings instead.")
+def config(as_markdown: bool) -> None:
+    """Check the settings, then print each: section, name, variable, value, default, source."""
+    click.echo(markdown(SECTIONS) if as_markdown else text_table(_settings()), nl=False)
 
 
-def _settings() -> ApiSettings:
+@main.command("check-config", hidden=True)
+@click.pass_context
+def check_config(context: click.Context) -> None:
+    """The name of `config` before it showed where each value came from."""
+    context.invoke(config)
+
+
+def _settings() -> Settings:
     try:
-        settings = load_settings(ApiSettings)
-        settings.limit_policy()  # a default above its maximum is refused here, at start
-    except (ConfigError, ValueError) as error:
+        return load_settings(SECTIONS)
+    except ConfigError as error:
         raise click.ClickException(str(error)) from None
-    return settings
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The API's composition root: use cases wired to the Redis adapters.
 
-Tests override `queue`, `store` and `registry` with in-memory adapters; nothing else changes.
+Its settings come from corral_system.config (cli.py). Tests override `queue`, `store` and
+`registry` with in-memory adapters; nothing else changes.
 """
 
 from __future__ import annotations
@@ -10,26 +11,24 @@ from dependency_injector import containers, providers
 from corral_api.runtimes import OfferedRuntimes
 from corral_api.settings import ApiSettings
 from corral_core.usecases import GetJob, SubmitJob
-from corral_redis import RedisJobQueue, RedisJobStore, RedisSettings, RedisWorkerRegistry, connect
+from corral_redis import RedisContainer, RedisJobQueue, RedisJobStore, RedisSettings, RedisWorkerRegistry
 from corral_system.clock import SystemClock
 from corral_system.ids import RandomIds
 
 
 class ApiContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=ApiSettings)
+    redis_settings = providers.Dependency(instance_of=RedisSettings)
 
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(RandomIds)
 
-    redis = providers.Singleton(connect, settings.provided.redis_url)
-    redis_settings = providers.Singleton(
-        RedisSettings,
-        max_unfinished=settings.provided.max_unfinished_jobs,
-        finished_ttl_s=settings.provided.finished_job_ttl_s,
-    )
-    queue = providers.Singleton(RedisJobQueue, redis, clock, redis_settings)
-    store = providers.Singleton(RedisJobStore, redis, redis_settings)
-    registry = providers.Singleton(RedisWorkerRegistry, redis, clock, redis_settings)
+    storage = providers.Container(RedisContainer, settings=redis_settings, clock=clock)
+    redis = storage.client
+    # Typed because a sub-container's providers are Any to mypy.
+    queue: providers.Provider[RedisJobQueue] = storage.queue
+    store: providers.Provider[RedisJobStore] = storage.store
+    registry: providers.Provider[RedisWorkerRegistry] = storage.registry
     runtimes = providers.Singleton(OfferedRuntimes, registry)
 
     submit_job = providers.Singleton(

@@ -1,13 +1,14 @@
-"""The API's settings, from `CORRAL_…` variables (see corral_system.config)."""
+"""The API's [api] section (corral_system.config); the API also reads Redis' [redis] one."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import msgspec
 
 from corral_core.job import Limits
 from corral_core.policy import DEFAULT_LIMIT_POLICY, LIMIT_FIELDS, LimitPolicy, SizePolicy
+from corral_redis import RedisSettings
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 _SIZES = SizePolicy()
@@ -15,30 +16,39 @@ _DEFAULTS, _MAXIMA = DEFAULT_LIMIT_POLICY.defaults, DEFAULT_LIMIT_POLICY.maxima
 
 
 class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Its variables are CORRAL_<FIELD>."""
+
+    config_section: ClassVar[str] = "api"
+
+    # Address and port `corral-api serve` listens on (its --host and --port win).
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8000
+    # The longest `?wait=` a client may ask for, in seconds.
     max_wait_s: Annotated[float, msgspec.Meta(ge=0, le=300)] = 30
-    max_unfinished_jobs: Positive = 10_000
-    finished_job_ttl_s: Positive = 24 * 3600
+    # The Retry-After of a 503 (queue full, Redis unreachable), in seconds.
     retry_after_s: Positive = 2
-    worker_heartbeat_ms: Positive = 2_000
+    # Sizes of a submission past which it is refused with 413.
     max_code_bytes: Positive = _SIZES.max_code_bytes
     max_stdin_bytes: Positive = _SIZES.max_stdin_bytes
     max_files: Positive = _SIZES.max_files
     max_files_bytes: Positive = _SIZES.max_files_bytes
+    # The limits a job gets when its request names none.
     limit_default_cpu_time_ms: Positive = _DEFAULTS.cpu_time_ms
     limit_default_wall_time_ms: Positive = _DEFAULTS.wall_time_ms
     limit_default_memory_mb: Positive = _DEFAULTS.memory_mb
     limit_default_max_processes: Positive = _DEFAULTS.max_processes
     limit_default_max_output_bytes: Positive = _DEFAULTS.max_output_bytes
     limit_default_max_file_size_kb: Positive = _DEFAULTS.max_file_size_kb
+    # The most a request may ask for; above it the request is refused with 422, never clamped.
     limit_max_cpu_time_ms: Positive = _MAXIMA.cpu_time_ms
     limit_max_wall_time_ms: Positive = _MAXIMA.wall_time_ms
     limit_max_memory_mb: Positive = _MAXIMA.memory_mb
     limit_max_max_processes: Positive = _MAXIMA.max_processes
     limit_max_max_output_bytes: Positive = _MAXIMA.max_output_bytes
     limit_max_max_file_size_kb: Positive = _MAXIMA.max_file_size_kb
+
+    def __post_init__(self) -> None:
+        self.limit_policy()  # a default above its maximum is refused at start
 
     def limit_policy(self) -> LimitPolicy:
         return LimitPolicy(
@@ -59,3 +69,7 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         # refused by Litestar before it is parsed.
         text = 2 * (self.max_code_bytes + self.max_stdin_bytes)
         return text + 2 * self.max_files_bytes + 64 * 1024
+
+
+# The sections `corral-api` reads, in the order `corral-api config` shows them.
+SECTIONS = (ApiSettings, RedisSettings)

@@ -17,6 +17,7 @@ from corral_core.ports import Runtime, StorageUnavailable, WorkerInfo
 from corral_core.usecases import RunNextJob
 from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore, InMemoryWorkerRegistry
 from corral_memory.sandbox import InMemorySandbox
+from corral_redis import RedisSettings
 from corral_system.clock import SystemClock
 
 
@@ -46,17 +47,17 @@ async def run_worker(state: InMemoryJobs) -> None:
 
 @pytest.fixture
 async def api() -> AsyncIterator[Api]:
-    async for made in _api(ApiSettings(max_wait_s=5, max_unfinished_jobs=3, max_code_bytes=1000)):
+    async for made in _api(ApiSettings(max_wait_s=5, max_code_bytes=1000), RedisSettings(max_unfinished=3)):
         yield made
 
 
-async def _api(settings: ApiSettings, *, worker: bool = True) -> AsyncIterator[Api]:
+async def _api(settings: ApiSettings, redis: RedisSettings, *, worker: bool = True) -> AsyncIterator[Api]:
     clock = SystemClock()
-    state = InMemoryJobs(clock, max_unfinished=settings.max_unfinished_jobs)
+    state = InMemoryJobs(clock, max_unfinished=redis.max_unfinished)
     registry = OutageRegistry(clock)
     runtime = Runtime("python", "3.11.2", "main.py")
     await registry.heartbeat(WorkerInfo("test-worker", clock.now(), (runtime,)), 60_000)
-    container = ApiContainer(settings=settings)
+    container = ApiContainer(settings=settings, redis_settings=redis)
     container.queue.override(providers.Object(InMemoryJobQueue(state)))
     container.store.override(providers.Object(InMemoryJobStore(state)))
     container.registry.override(providers.Object(registry))
@@ -180,7 +181,7 @@ async def test_a_language_no_worker_offers_is_422(api: Api) -> None:
 
 
 async def test_a_full_queue_is_503_with_retry_after() -> None:
-    async for api in _api(ApiSettings(max_unfinished_jobs=2), worker=False):
+    async for api in _api(ApiSettings(), RedisSettings(max_unfinished=2), worker=False):
         for _ in range(2):
             assert (await api.client.post("/execute", json={"code": ""})).status_code == 202
         response = await api.client.post("/execute", json={"code": ""})
@@ -209,7 +210,7 @@ async def test_health_and_readiness(api: Api) -> None:
 
 
 async def test_readiness_fails_without_a_live_worker() -> None:
-    async for api in _api(ApiSettings(), worker=False):
+    async for api in _api(ApiSettings(), RedisSettings(), worker=False):
         api.registry._seen.clear()
         ready = await api.client.get("/readyz")
         assert ready.status_code == 503

@@ -9,6 +9,7 @@ bench/queue_throughput.py measures.
 """
 
 from corral_redis.connection import check_durability, connect, storage_errors
+from corral_redis.container import RedisContainer
 from corral_redis.queue import RedisJobQueue
 from corral_redis.settings import QueueKeys, RedisSettings
 from corral_redis.store import RedisJobStore
@@ -16,6 +17,7 @@ from corral_redis.workers import RedisWorkerRegistry
 
 __all__ = [
     "QueueKeys",
+    "RedisContainer",
     "RedisJobQueue",
     "RedisJobStore",
     "RedisSettings",

@@ -8,6 +8,8 @@ node, cluster or not.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import ClassVar
 
 import msgspec
 
@@ -15,11 +17,29 @@ _HASH_TAG = re.compile(r"\{[^{}]+\}")
 
 
 class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The [redis] section both deployables read, so that one config file sets it once.
+
+    Its variables are CORRAL_REDIS_<FIELD> (corral_system.config), except two that keep the
+    names they had before settings had sections. max_unfinished acts in the API (submissions), finished_ttl_s in the
+    worker (finishing and recovering jobs); either deployable ignores the other's.
+    """
+
+    config_section: ClassVar[str] = "redis"
+    env_prefix: ClassVar[str] = "CORRAL_REDIS_"
+    env_names: ClassVar[Mapping[str, str]] = {
+        "max_unfinished": "CORRAL_MAX_UNFINISHED_JOBS",
+        "finished_ttl_s": "CORRAL_FINISHED_JOB_TTL_S",
+    }
+
+    # redis://, rediss:// (TLS) or unix:// (a socket path); see connection.connect.
+    url: str = "redis://127.0.0.1:6379/0"
+    # Every key's prefix; it must carry a Redis Cluster hash tag such as {q}.
     key_prefix: str = "corral:{q}:"
     # Submissions beyond this many unfinished (pending or running) jobs are refused with
     # QueueFull: overload answers 429/503 instead of letting Redis fill up until it refuses
     # every write, finishes included.
     max_unfinished: int = 10_000
+    # How long a finished job stays readable (GET /jobs/{id}) before Redis expires it.
     finished_ttl_s: int = 24 * 3600
     # A blocking claim waits in slices no longer than this, so that a client's socket timeout
     # (connect() uses 5 s) never fires on a BLMOVE that is just waiting for work.

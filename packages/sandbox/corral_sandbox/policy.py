@@ -7,14 +7,12 @@ The policy directory (the repo's nsjail/) holds NsJail configs (*.cfg), Kafel se
 from __future__ import annotations
 
 import importlib.resources
-import os
 import subprocess
 import tomllib
 from pathlib import Path
 
 import msgspec
 
-POLICY_DIR_ENV = "CORRAL_NSJAIL_POLICY_DIR"
 RUNTIMES_FILE = "runtimes.toml"
 SOURCE = "{source}"
 ARGS = "{args}"
@@ -25,19 +23,18 @@ class PolicyError(Exception):
 
 
 def policy_dir(configured: str | None = None) -> Path:
-    """The policy directory: `configured`, else $CORRAL_NSJAIL_POLICY_DIR, else the packaged copy.
+    """The policy directory: `configured`, else the packaged copy.
 
     The packaged copy is corral_sandbox/nsjail_policy: a symlink to the repo's nsjail/ in a
     checkout, the files themselves in the worker PEX.
     """
-    chosen = configured or os.environ.get(POLICY_DIR_ENV)
-    if chosen:
-        path = Path(chosen)
+    if configured:
+        path = Path(configured)
     else:
         path = Path(str(importlib.resources.files("corral_sandbox") / "nsjail_policy"))
     path = path.resolve()
     if not (path / RUNTIMES_FILE).is_file():
-        raise PolicyError(f"no NsJail policy at {path} (no {RUNTIMES_FILE}); set {POLICY_DIR_ENV} or policy_dir")
+        raise PolicyError(f"no NsJail policy at {path} (no {RUNTIMES_FILE}); set policy_dir")
     return path
 
 

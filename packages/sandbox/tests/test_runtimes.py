@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from corral_sandbox.policy import POLICY_DIR_ENV, PolicyError, RuntimeSpec, load_runtimes, policy_dir
+from corral_sandbox.policy import PolicyError, RuntimeSpec, load_runtimes, policy_dir
 
 GOOD = """
 [runtimes.python]
@@ -32,14 +32,10 @@ def test_the_packaged_policy_is_the_repos_and_it_loads() -> None:
     assert runtimes["python"].source == "main.py"
 
 
-def test_the_environment_and_then_an_explicit_directory_take_precedence(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from_env = write_policy(tmp_path / "env", GOOD)
+def test_a_configured_directory_takes_precedence_over_the_packaged_one(tmp_path: Path) -> None:
     explicit = write_policy(tmp_path / "explicit", GOOD)
-    monkeypatch.setenv(POLICY_DIR_ENV, str(from_env))
-    assert policy_dir() == from_env
     assert policy_dir(str(explicit)) == explicit
+    assert policy_dir("") == policy_dir(None) != explicit
 
 
 def test_a_directory_without_runtimes_is_refused(tmp_path: Path) -> None:

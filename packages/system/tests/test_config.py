@@ -1,62 +1,52 @@
 from __future__ import annotations
 
+import enum
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import msgspec
 import pytest
 
-from corral_system.config import ConfigError, load_settings
+from corral_system.config import (
+    ConfigError,
+    documented_block,
+    field_comments,
+    load_settings,
+    markdown_block,
+    text_table,
+)
 
 
-class Example(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    redis_url: str = "redis://127.0.0.1:6379/0"
+class Mode(enum.StrEnum):
+    AUTO = "auto"
+    V2 = "v2"
+
+
+class Api(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    config_section: ClassVar[str] = "api"
+
+    # Where to listen.
+    host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8000
+    # A share.
     ratio: float = 0.5
 
 
-def test_defaults_apply_when_nothing_is_set() -> None:
-    assert load_settings(Example, {}) == Example()
+class Redis(msgspec.Struct, frozen=True, kw_only=True):
+    config_section: ClassVar[str] = "redis"
+    env_prefix: ClassVar[str] = "CORRAL_REDIS_"
+    env_names: ClassVar[Mapping[str, str]] = {"max_unfinished": "CORRAL_MAX_UNFINISHED_JOBS"}
+
+    url: str = "redis://127.0.0.1:6379/0"
+    max_unfinished: Annotated[int, msgspec.Meta(ge=1)] = 10
+    mode: Mode = Mode.AUTO
+    binary: str | None = None
 
 
-def test_environment_variables_are_converted_to_the_field_types() -> None:
-    settings = load_settings(Example, {"CORRAL_PORT": "9000", "CORRAL_RATIO": "0.25", "OTHER": "x"})
-    assert (settings.port, settings.ratio) == (9000, 0.25)
+class Worker(msgspec.Struct, frozen=True, kw_only=True):
+    config_section: ClassVar[str] = "worker"
 
-
-def test_a_bad_value_names_the_variable_to_fix() -> None:
-    with pytest.raises(ConfigError, match="CORRAL_PORT"):
-        load_settings(Example, {"CORRAL_PORT": "eighty"})
-    with pytest.raises(ConfigError, match="CORRAL_PORT.*<= 65535"):
-        load_settings(Example, {"CORRAL_PORT": "70000"})
-
-
-def test_every_bad_value_is_reported_at_once() -> None:
-    with pytest.raises(ConfigError) as raised:
-        load_settings(Example, {"CORRAL_PORT": "0", "CORRAL_RATIO": "half"})
-    assert "CORRAL_PORT" in str(raised.value) and "CORRAL_RATIO" in str(raised.value)
-
-
-def test_a_file_gives_values_and_the_environment_overrides_it(tmp_path: Path) -> None:
-    file = tmp_path / "corral.toml"
-    file.write_text('port = 7000\nredis_url = "redis://elsewhere:6379/1"\n')
-    settings = load_settings(Example, {"CORRAL_CONFIG_FILE": str(file), "CORRAL_PORT": "7001"})
-    assert settings == Example(redis_url="redis://elsewhere:6379/1", port=7001)
-
-
-def test_unknown_settings_in_a_file_are_refused(tmp_path: Path) -> None:
-    file = tmp_path / "corral.toml"
-    file.write_text("prot = 7000\n")
-    with pytest.raises(ConfigError, match="unknown settings prot"):
-        load_settings(Example, {"CORRAL_CONFIG_FILE": str(file)})
-
-
-def test_an_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read config file"):
-        load_settings(Example, {"CORRAL_CONFIG_FILE": str(tmp_path / "missing.toml")})
-
-
-class Paired(msgspec.Struct, frozen=True, kw_only=True):
     lease_ms: int = 10_000
     renew_ms: int = 2_500
 
@@ -65,9 +55,117 @@ class Paired(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("renew_ms must be shorter than lease_ms")
 
 
-def test_a_rule_between_settings_is_checked_on_the_whole() -> None:
-    assert load_settings(Paired, {"CORRAL_LEASE_MS": "1500", "CORRAL_RENEW_MS": "300"}) == Paired(
-        lease_ms=1500, renew_ms=300
+API = (Api, Redis)
+WORKER = (Worker, Redis)
+
+
+def write(tmp_path: Path, text: str) -> dict[str, str]:
+    file = tmp_path / "corral.toml"
+    file.write_text(text)
+    return {"CORRAL_CONFIG_FILE": str(file)}
+
+
+def test_defaults_apply_when_nothing_is_set() -> None:
+    settings = load_settings(API, {})
+    assert (settings.get(Api), settings.get(Redis)) == (Api(), Redis())
+    assert {row.source for row in settings} == {"default"}
+
+
+def test_each_section_names_its_variables_and_old_names_keep_working() -> None:
+    settings = load_settings(
+        API,
+        {"CORRAL_PORT": "9000", "CORRAL_RATIO": "0.25", "CORRAL_REDIS_URL": "unix:///r.sock",
+         "CORRAL_MAX_UNFINISHED_JOBS": "5", "CORRAL_REDIS_MODE": "v2", "OTHER": "x"},
     )
-    with pytest.raises(ConfigError, match="renew_ms must be shorter"):
-        load_settings(Paired, {"CORRAL_LEASE_MS": "1500"})
+    assert (settings.get(Api).port, settings.get(Api).ratio) == (9000, 0.25)
+    assert settings.get(Redis) == Redis(url="unix:///r.sock", max_unfinished=5, mode=Mode.V2)
+    assert {row.variable for row in settings} == {
+        "CORRAL_HOST", "CORRAL_PORT", "CORRAL_RATIO", "CORRAL_REDIS_URL", "CORRAL_MAX_UNFINISHED_JOBS",
+        "CORRAL_REDIS_MODE", "CORRAL_REDIS_BINARY",
+    }
+
+
+def test_a_bad_value_names_the_variable_to_fix() -> None:
+    with pytest.raises(ConfigError, match="CORRAL_PORT"):
+        load_settings(API, {"CORRAL_PORT": "eighty"})
+    with pytest.raises(ConfigError, match="CORRAL_PORT.*<= 65535"):
+        load_settings(API, {"CORRAL_PORT": "70000"})
+    with pytest.raises(ConfigError, match=r"CORRAL_REDIS_MODE: Invalid enum value 'v3' \(allowed: auto, v2\)"):
+        load_settings(API, {"CORRAL_REDIS_MODE": "v3"})
+
+
+def test_every_bad_value_of_every_section_is_reported_at_once(tmp_path: Path) -> None:
+    environ = write(tmp_path, "[api]\nport = 0\n") | {"CORRAL_RATIO": "half", "CORRAL_MAX_UNFINISHED_JOBS": "0"}
+    with pytest.raises(ConfigError) as raised:
+        load_settings(API, environ)
+    message = str(raised.value)
+    assert f"CORRAL_PORT ([api] port in {tmp_path / 'corral.toml'})" in message
+    assert "CORRAL_RATIO" in message and "CORRAL_MAX_UNFINISHED_JOBS" in message
+
+
+def test_a_file_gives_values_and_the_environment_overrides_it(tmp_path: Path) -> None:
+    environ = write(tmp_path, '[api]\nport = 7000\nhost = "0.0.0.0"\n[redis]\nurl = "redis://elsewhere:6379/1"\n')
+    settings = load_settings(API, environ | {"CORRAL_PORT": "7001"})
+    assert settings.get(Api) == Api(host="0.0.0.0", port=7001)
+    assert settings.get(Redis).url == "redis://elsewhere:6379/1"
+    sources = {row.name: row.source for row in settings}
+    assert (sources["port"], sources["host"], sources["url"], sources["ratio"]) == ("env", "file", "file", "default")
+
+
+def test_one_file_serves_both_deployables(tmp_path: Path) -> None:
+    environ = write(tmp_path, "[api]\nport = 7000\n[worker]\nlease_ms = 3000\nrenew_ms = 1000\n[redis]\nmax_unfinished = 3\n")
+    assert load_settings(API, environ).get(Api).port == 7000
+    assert load_settings(WORKER, environ).get(Worker) == Worker(lease_ms=3000, renew_ms=1000)
+    assert load_settings(WORKER, environ).get(Redis).max_unfinished == 3
+
+
+def test_unknown_sections_and_unknown_keys_of_a_known_section_are_refused(tmp_path: Path) -> None:
+    environ = write(tmp_path, "prot = 1\n[api]\nprot = 7000\n[reddis]\nurl = 'x'\n[worker]\nlese_ms = 1\n")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(API, environ)
+    message = str(raised.value)
+    assert "setting outside a section 'prot'" in message
+    assert "[api] 'prot' is not a setting" in message
+    assert "unknown section 'reddis'" in message
+    # The worker's tables are the worker's business: the API neither reads nor judges them.
+    assert "lese_ms" not in message
+
+
+def test_an_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(API, {"CORRAL_CONFIG_FILE": str(tmp_path / "missing.toml")})
+
+
+def test_a_rule_between_settings_is_checked_on_the_whole_and_names_the_variables() -> None:
+    settings = load_settings(WORKER, {"CORRAL_LEASE_MS": "1500", "CORRAL_RENEW_MS": "300"})
+    assert settings.get(Worker) == Worker(lease_ms=1500, renew_ms=300)
+    with pytest.raises(ConfigError, match=r"\[worker\] renew_ms must be shorter.*CORRAL_LEASE_MS, CORRAL_RENEW_MS"):
+        load_settings(WORKER, {"CORRAL_LEASE_MS": "1500"})
+
+
+def test_sections_whose_variables_clash_are_a_programming_error() -> None:
+    class Clash(msgspec.Struct, frozen=True):
+        config_section: ClassVar[str] = "worker"
+        port: int = 1
+
+    with pytest.raises(TypeError, match="CORRAL_PORT would set both Api.port and Clash.port"):
+        load_settings((Api, Clash), {})
+
+
+def test_config_lists_each_setting_with_its_variable_value_default_and_source() -> None:
+    table = text_table(load_settings(API, {"CORRAL_PORT": "9000"}))
+    lines = [line.split() for line in table.splitlines()]
+    assert lines[0] == ["section", "name", "variable", "value", "default", "source"]
+    assert ["api", "port", "CORRAL_PORT", "9000", "8000", "env"] in lines
+    assert ["redis", "binary", "CORRAL_REDIS_BINARY", "unset", "unset", "default"] in lines
+
+
+def test_the_readme_table_comes_from_the_struct_and_its_comments() -> None:
+    assert field_comments(Api) == {"host": "Where to listen.", "port": "Where to listen.", "ratio": "A share."}
+    block = markdown_block(Api)
+    assert "| `CORRAL_PORT` | `port` | `8000` | integer 1 … 65535 | Where to listen. |" in block
+    readme = f"# Title\n\nprose\n{block}more prose\n"
+    assert documented_block(readme, Api) == block
+    assert documented_block(readme, Redis) is None
+    assert "| `CORRAL_REDIS_MODE` | `mode` | `\"auto\"` | `auto`, `v2` |" in markdown_block(Redis)
+

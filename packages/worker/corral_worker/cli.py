@@ -14,11 +14,11 @@ import msgspec
 import uvloop
 
 from corral_core.ports import StorageUnavailable
-from corral_redis import check_durability
-from corral_sandbox import HostNotReady, HostReport, prepare_host
-from corral_system.config import ConfigError, load_settings
-from corral_worker.container import WorkerContainer, sandbox_settings
-from corral_worker.settings import WorkerSettings
+from corral_redis import RedisSettings, check_durability
+from corral_sandbox import HostNotReady, HostReport, SandboxSettings, prepare_host
+from corral_system.config import ConfigError, Settings, load_settings, markdown, text_table
+from corral_worker.container import WorkerContainer
+from corral_worker.settings import SECTIONS, WorkerSettings
 
 log = logging.getLogger("corral_worker")
 
@@ -35,22 +35,33 @@ def run(concurrency: int | None, log_level: str) -> None:
     """Prepare the sandbox host, then run jobs until SIGTERM or Ctrl-C."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings()
+    worker = settings.get(WorkerSettings)
     if concurrency is not None:
-        settings = msgspec.structs.replace(settings, concurrency=concurrency)
-    host = _prepare(settings)
+        worker = msgspec.structs.replace(worker, concurrency=concurrency)
+    host = _prepare(settings.get(SandboxSettings))
     for line in host.describe():
         log.info("sandbox host: %s", line)
-    worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    worker_id = worker.worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    container = WorkerContainer(
+        settings=worker, redis_settings=settings.get(RedisSettings), worker_id=worker_id, host=host
+    )
     # uvloop takes a little off every job's Redis round trips and process watching.
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve(WorkerContainer(settings=settings, worker_id=worker_id, host=host)))
+        runner.run(_serve(container))
 
 
 @main.command("check-host")
 def check_host() -> None:
     """Check that this host can enforce every sandbox limit, and say what it found."""
-    for line in _prepare(_settings()).describe():
+    for line in _prepare(_settings().get(SandboxSettings)).describe():
         click.echo(line)
+
+
+@main.command()
+@click.option("--markdown", "as_markdown", is_flag=True, help="Print the README's tables of these settings instead.")
+def config(as_markdown: bool) -> None:
+    """Check the settings, then print each: section, name, variable, value, default, source."""
+    click.echo(markdown(SECTIONS) if as_markdown else text_table(_settings()), nl=False)
 
 
 async def _serve(container: WorkerContainer) -> None:
@@ -73,16 +84,16 @@ async def _warn_if_redis_can_lose_jobs(container: WorkerContainer) -> None:
         log.warning("cannot check Redis settings yet: %s", error)
 
 
-def _settings() -> WorkerSettings:
+def _settings() -> Settings:
     try:
-        return load_settings(WorkerSettings)
-    except (ConfigError, ValueError) as error:
+        return load_settings(SECTIONS)
+    except ConfigError as error:
         raise click.ClickException(str(error)) from None
 
 
-def _prepare(settings: WorkerSettings) -> HostReport:
+def _prepare(settings: SandboxSettings) -> HostReport:
     try:
-        return prepare_host(sandbox_settings(settings))
+        return prepare_host(settings)
     except HostNotReady as error:
         raise click.ClickException(f"this host cannot run jobs safely: {error}") from None
 

@@ -1,42 +1,35 @@
-"""The worker's composition root: use cases wired to Redis and NsJail."""
+"""The worker's composition root: use cases wired to Redis and NsJail.
+
+Its settings come from corral_system.config (cli.py). Tests override `queue`, `registry` and
+`sandbox` with in-memory adapters, which leaves `host` unused: no root, no NsJail.
+"""
 
 from __future__ import annotations
 
 from dependency_injector import containers, providers
 
 from corral_core.usecases import RecoverAbandonedJobs, RunNextJob
-from corral_redis import RedisJobQueue, RedisSettings, RedisWorkerRegistry, connect
-from corral_sandbox import HostReport, NsJailSandbox, SandboxSettings
+from corral_redis import RedisContainer, RedisJobQueue, RedisSettings, RedisWorkerRegistry
+from corral_sandbox import HostReport, NsJailSandbox
 from corral_system.clock import SystemClock
 from corral_worker.service import Worker
 from corral_worker.settings import WorkerSettings
 
 
-def sandbox_settings(settings: WorkerSettings) -> SandboxSettings:
-    return SandboxSettings(
-        nsjail_bin=settings.nsjail_bin or None,
-        policy_dir=settings.nsjail_policy_dir or None,
-        jail_uid=settings.jail_uid,
-        jail_gid=settings.jail_gid,
-        work_root=settings.work_root,
-    )
-
-
 class WorkerContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=WorkerSettings)
+    redis_settings = providers.Dependency(instance_of=RedisSettings)
     worker_id = providers.Dependency(instance_of=str)
-    # What prepare_host found: the worker prepares its host before anything else is built.
+    # What prepare_host found (with the [sandbox] settings in it): the worker prepares its host
+    # before anything else is built.
     host = providers.Dependency(instance_of=HostReport)
 
     clock = providers.Singleton(SystemClock)
-    redis = providers.Singleton(connect, settings.provided.redis_url)
-    redis_settings = providers.Singleton(
-        RedisSettings,
-        max_unfinished=settings.provided.max_unfinished_jobs,
-        finished_ttl_s=settings.provided.finished_job_ttl_s,
-    )
-    queue = providers.Singleton(RedisJobQueue, redis, clock, redis_settings)
-    registry = providers.Singleton(RedisWorkerRegistry, redis, clock, redis_settings)
+    storage = providers.Container(RedisContainer, settings=redis_settings, clock=clock)
+    redis = storage.client
+    # Typed because a sub-container's providers are Any to mypy.
+    queue: providers.Provider[RedisJobQueue] = storage.queue
+    registry: providers.Provider[RedisWorkerRegistry] = storage.registry
     sandbox = providers.Singleton(NsJailSandbox, host=host)
 
     run_next_job = providers.Singleton(

@@ -1,32 +1,43 @@
-"""The worker's settings, from `CORRAL_…` variables (see corral_system.config)."""
+"""The worker's [worker] section (corral_system.config); it also reads [redis] and [sandbox]."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import msgspec
+
+from corral_redis import RedisSettings
+from corral_sandbox import SandboxSettings
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 
 
 class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Its variables are CORRAL_<FIELD>."""
+
+    config_section: ClassVar[str] = "worker"
+
+    # The name the worker registers under; empty: the host name, the pid and a random suffix.
     worker_id: str = ""
+    # Jobs run at once (`corral-worker run --concurrency` wins).
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=256)] = 2
+    # A running job's lease: a worker silent this long loses the job to recovery.
     lease_ms: Positive = 10_000
+    # How often a running job's lease is renewed; shorter than lease_ms.
     renew_every_ms: Positive = 2_500
+    # Times a job may be taken by a worker that is then lost, before it fails as worker_lost.
     max_attempts: Positive = 3
+    # How often the worker looks for jobs whose lease expired.
     recover_every_ms: Positive = 1_000
+    # How often the worker tells the registry it is alive and which runtimes it offers.
     heartbeat_every_ms: Positive = 1_000
+    # On SIGTERM, how long running jobs get to finish before they go back to the queue.
     shutdown_grace_s: Annotated[float, msgspec.Meta(ge=0)] = 20
-    finished_job_ttl_s: Positive = 24 * 3600
-    max_unfinished_jobs: Positive = 10_000
-    nsjail_bin: str = ""
-    nsjail_policy_dir: str = ""
-    jail_uid: Positive = 99_999
-    jail_gid: Positive = 99_999
-    work_root: str = "/run/corral/jobs"
 
     def __post_init__(self) -> None:
         if self.renew_every_ms >= self.lease_ms:
             raise ValueError("renew_every_ms must be shorter than lease_ms")
+
+
+# The sections `corral-worker` reads, in the order `corral-worker config` shows them.
+SECTIONS = (WorkerSettings, RedisSettings, SandboxSettings)

@@ -1,0 +1,36 @@
+"""The API's settings as operators see them: the README's tables and `corral-api config`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from corral_api.cli import main
+from corral_api.settings import SECTIONS
+from corral_system.config import documented_block, markdown_block, section_name
+
+
+@pytest.mark.parametrize("kind", SECTIONS, ids=section_name)
+def test_the_readme_table_of_each_section_is_the_one_its_struct_produces(kind: type) -> None:
+    expected = markdown_block(kind)
+    assert documented_block(Path("README.md").read_text(), kind) == expected, (
+        "README.md's settings table is stale: replace its block with the output of "
+        f"`corral-api config --markdown`:\n{expected}"
+    )
+
+
+def test_config_prints_each_setting_in_effect_and_where_it_came_from() -> None:
+    result = CliRunner().invoke(main, ["config"], env={"CORRAL_PORT": "9000", "CORRAL_CONFIG_FILE": ""})
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.output.splitlines()]
+    assert ["api", "port", "CORRAL_PORT", "9000", "8000", "env"] in rows
+    assert ["redis", "max_unfinished", "CORRAL_MAX_UNFINISHED_JOBS", "10000", "10000", "default"] in rows
+    assert CliRunner().invoke(main, ["check-config"], env={"CORRAL_CONFIG_FILE": ""}).exit_code == 0
+
+
+def test_config_refuses_bad_values_naming_each_variable() -> None:
+    result = CliRunner().invoke(main, ["config"], env={"CORRAL_PORT": "0", "CORRAL_MAX_WAIT_S": "soon"})
+    assert result.exit_code == 1
+    assert "CORRAL_PORT" in result.output and "CORRAL_MAX_WAIT_S" in result.output

@@ -1,0 +1,26 @@
+"""The Redis adapters wired once, for every deployable that keeps its jobs in Redis.
+
+A deployable includes it with `providers.Container(RedisContainer, settings=…, clock=…)`.
+"""
+
+from __future__ import annotations
+
+from dependency_injector import containers, providers
+from redis.asyncio import Redis
+
+from corral_core.ports import Clock
+from corral_redis.connection import connect
+from corral_redis.queue import RedisJobQueue
+from corral_redis.settings import RedisSettings
+from corral_redis.store import RedisJobStore
+from corral_redis.workers import RedisWorkerRegistry
+
+
+class RedisContainer(containers.DeclarativeContainer):
+    settings = providers.Dependency(instance_of=RedisSettings)
+    clock: providers.Dependency[Clock] = providers.Dependency()
+
+    client = providers.Singleton(connect, settings.provided.url)
+    queue = providers.Singleton(RedisJobQueue, client, clock, settings)
+    store = providers.Singleton(RedisJobStore, client, settings)
+    registry = providers.Singleton(RedisWorkerRegistry, client, clock, settings)
