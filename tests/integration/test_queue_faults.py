@@ -31,8 +31,9 @@ from typing import TypeVar, cast
 import pytest
 from redis.asyncio import Redis
 
+from corral_contract.queue import new_job
 from corral_core import job as jobs
-from corral_core.job import Job, JobStatus, Limits, RunResult, Verdict
+from corral_core.job import Job, JobStatus, RunResult, Verdict
 from corral_core.ports import StorageUnavailable
 from corral_core.usecases import RecoverAbandonedJobs
 from corral_redis import (
@@ -62,20 +63,12 @@ STUCK_REPORT_S = TEST_TIMEOUT_S - 8
 FINISH_TIMEOUT_S = 30
 
 LEASE_MS = 1_000
-LIMITS = Limits(
-    cpu_time_ms=5_000,
-    wall_time_ms=10_000,
-    memory_mb=64,
-    max_processes=8,
-    max_output_bytes=4096,
-    max_file_size_kb=64,
-)
 # The in-memory sandbox runs jobs inside the worker process: its pid says which worker ran it.
 PRINT_WORKER_PID = "import os, time\ntime.sleep(0.3)\nprint(os.getpid())"
 
 
 def job(job_id: str, code: str) -> Job:
-    return Job(id=job_id, language="python", code=code, limits=LIMITS, created_at=SystemClock().now())
+    return new_job(SystemClock(), job_id, code)
 
 
 @dataclass

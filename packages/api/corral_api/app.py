@@ -29,12 +29,11 @@ from litestar.status_codes import (
 )
 
 from corral_api.container import ApiContainer, close
-from corral_api.runtimes import OfferedRuntimes
 from corral_api.schemas import Accepted, ExecuteIn, FieldError, JobView, Problem, Readiness, RuntimeView
 from corral_api.settings import ApiSettings
 from corral_core.policy import InvalidSubmission, SubmissionTooLarge
-from corral_core.ports import QueueFull, Runtime, StorageUnavailable, WorkerRegistry
-from corral_core.usecases import GetJob, JobNotFound, JobRequest, SubmitJob
+from corral_core.ports import QueueFull, StorageUnavailable, WorkerRegistry
+from corral_core.usecases import GetJob, JobNotFound, SubmitJob
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,6 @@ Registry = NamedDependency[SkipValidation[WorkerRegistry]]
 Submit = NamedDependency[SubmitJob]
 Get = NamedDependency[GetJob]
 Settings = NamedDependency[ApiSettings]
-Runtimes = NamedDependency[OfferedRuntimes]
 Wait = Annotated[float, Parameter(ge=0, description="Seconds to wait for the job to finish.")]
 
 
@@ -63,14 +61,11 @@ class JobsController(Controller):
         data: JSONBody[ExecuteIn],
         submit_job: Submit,
         get_job: Get,
-        runtimes: Runtimes,
         settings: Settings,
         wait: Wait = 0,
     ) -> Response[Accepted | JobView]:
         _check_wait(wait, settings)
-        request = data.to_request()
-        _check_runtime(request, await runtimes.current())
-        job = await submit_job(request)
+        job = await submit_job(data.to_request())
         if wait > 0:
             job = await get_job(job.id, wait_s=wait)
             if job.finished:
@@ -127,17 +122,6 @@ def _check_wait(wait: float, settings: ApiSettings) -> None:
         raise InvalidSubmission("wait", f"{wait:g} is above the server maximum of {settings.max_wait_s:g} seconds")
 
 
-def _check_runtime(request: JobRequest, runtimes: list[Runtime]) -> None:
-    offered = {runtime.language for runtime in runtimes}
-    # With no live worker we cannot know; the job waits and fails as unsupported if need be.
-    if offered and request.language not in offered:
-        raise InvalidSubmission("language", f"{request.language!r} is not offered; try one of {sorted(offered)}")
-    reserved = {runtime.source_file for runtime in runtimes if runtime.language == request.language}
-    for index, file in enumerate(request.files):
-        if file.name in reserved:
-            raise InvalidSubmission(f"files[{index}].name", f"{file.name!r} is the program's own source file")
-
-
 def _problem(
     status: int, detail: str, errors: list[FieldError] | None = None, headers: dict[str, str] | None = None
 ) -> Response[Problem]:
@@ -192,9 +176,6 @@ def _dependencies(container: ApiContainer) -> dict[str, Provide]:
     def registry() -> WorkerRegistry:
         return container.registry()
 
-    def runtimes() -> OfferedRuntimes:
-        return container.runtimes()
-
     def settings() -> ApiSettings:
         return container.settings()
 
@@ -204,7 +185,6 @@ def _dependencies(container: ApiContainer) -> dict[str, Provide]:
             ("submit_job", submit_job),
             ("get_job", get_job),
             ("registry", registry),
-            ("runtimes", runtimes),
             ("settings", settings),
         ]
     }

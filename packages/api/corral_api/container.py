@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dependency_injector import containers, providers
 
-from corral_api.runtimes import OfferedRuntimes
+from corral_api.runtimes import RegistryRuntimeCatalog
 from corral_api.settings import ApiSettings
 from corral_core.usecases import GetJob, SubmitJob
 from corral_redis import RedisJobQueue, RedisJobStore, RedisSettings, RedisWorkerRegistry, connect
@@ -30,7 +30,7 @@ class ApiContainer(containers.DeclarativeContainer):
     queue = providers.Singleton(RedisJobQueue, redis, clock, redis_settings)
     store = providers.Singleton(RedisJobStore, redis, redis_settings)
     registry = providers.Singleton(RedisWorkerRegistry, redis, clock, redis_settings)
-    runtimes = providers.Singleton(OfferedRuntimes, registry)
+    runtimes = providers.Singleton(RegistryRuntimeCatalog, registry)
 
     submit_job = providers.Singleton(
         SubmitJob,
@@ -39,6 +39,7 @@ class ApiContainer(containers.DeclarativeContainer):
         clock=clock,
         limits=settings.provided.limit_policy.call(),
         sizes=settings.provided.size_policy.call(),
+        runtimes=runtimes,
     )
     get_job = providers.Singleton(GetJob, store)
 

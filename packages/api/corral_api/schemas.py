@@ -84,7 +84,7 @@ class JobView(msgspec.Struct, frozen=True):
         return cls(
             job_id=job.id,
             status=job.status,
-            language=job.language,
+            language=job.request.language,
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
