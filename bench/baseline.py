@@ -10,18 +10,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from corral_core.job import Limits
+from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_sandbox import HostReport, SandboxSettings, prepare_host, runname
 from corral_sandbox.jail import jail_command, run_cgroups
 from corral_sandbox.scratch import Scratch
 
-LIMITS = Limits(
-    cpu_time_ms=2_000,
-    wall_time_ms=5_000,
-    memory_mb=128,
-    max_processes=16,
-    max_output_bytes=64 * 1024,
-    max_file_size_kb=1024,
-)
+LIMITS = DEFAULT_LIMIT_POLICY.defaults
 SETTINGS = SandboxSettings(work_root="/run/corral-bench/jobs", jail_uid=99_980, jail_gid=99_980)
 
 

@@ -20,9 +20,9 @@ import time
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
-from corral_contract.queue import LIMITS
+from corral_contract.queue import new_job
 from corral_core import job as jobs
-from corral_core.job import Job, RunResult, Verdict
+from corral_core.job import RunResult, Verdict
 from corral_redis import RedisJobQueue, RedisSettings, connect
 from corral_system.clock import SystemClock
 from corral_testbed.redis_server import RedisServerProcess
@@ -41,9 +41,7 @@ async def fill(url: str, count: int, concurrency: int) -> float:
 
     async def submitter() -> None:
         for index in ids:
-            await queue.submit(
-                Job(id=f"job-{index:08d}", language="python", code="pass", limits=LIMITS, created_at=clock.now())
-            )
+            await queue.submit(new_job(clock, f"job-{index:08d}", code="pass"))
 
     started = time.perf_counter()
     await asyncio.gather(*(submitter() for _ in range(concurrency)))

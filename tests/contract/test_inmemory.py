@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
 from corral_contract.clock import ManualClock
 from corral_contract.identity import ClockContract, IdSourceContract
 from corral_contract.queue import QUEUE_LIMIT, JobQueueContract, QueueHarness
+from corral_contract.runtimes import CatalogHarness, RuntimeCatalogContract
 from corral_contract.sandbox import SandboxContract
 from corral_contract.workers import RegistryHarness, WorkerRegistryContract
+from corral_core.ports import Runtime
 from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore, InMemoryWorkerRegistry
+from corral_memory.runtimes import InMemoryRuntimeCatalog
 from corral_memory.sandbox import InMemorySandbox
 from corral_system.clock import SystemClock
 from corral_system.ids import RandomIds
@@ -30,6 +33,17 @@ class TestInMemoryWorkerRegistry(WorkerRegistryContract):
     def registry(self) -> RegistryHarness:
         clock = ManualClock()
         return RegistryHarness(InMemoryWorkerRegistry(clock), clock)
+
+
+class TestInMemoryRuntimeCatalog(RuntimeCatalogContract):
+    @pytest.fixture
+    def catalog(self) -> CatalogHarness:
+        catalog = InMemoryRuntimeCatalog()
+
+        async def offer(runtimes: Sequence[Runtime]) -> None:
+            catalog.offer(runtimes)
+
+        return CatalogHarness(catalog, offer)
 
 
 class TestInMemorySandbox(SandboxContract):

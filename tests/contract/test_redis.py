@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import msgspec
 import pytest
@@ -19,7 +19,7 @@ from corral_contract.clock import ManualClock
 from corral_contract.queue import LEASE_MS, QUEUE_LIMIT, JobQueueContract, QueueHarness, new_job, ok_result
 from corral_contract.workers import RegistryHarness, WorkerRegistryContract
 from corral_core import job as jobs
-from corral_core.job import ErrorCode, JobError, JobStatus, encode_job
+from corral_core.job import ALLOWED, ErrorCode, JobError, JobStatus, encode_job
 from corral_core.ports import JobQueue, Lease, RecoveryReport
 from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore
 from corral_redis import (
@@ -31,9 +31,8 @@ from corral_redis import (
     check_durability,
     connect,
 )
-from corral_redis.records import micros, progress_fields
-from corral_redis.scripts import SUBMIT
-from corral_testbed.redis_server import redis_url  # noqa: F401 - the session fixture
+from corral_redis.records import encode_time, micros, progress_fields
+from corral_redis.scripts import FINISH, START, SUBMIT
 
 T = TypeVar("T")
 
@@ -44,7 +43,7 @@ def settings() -> RedisSettings:
 
 
 @pytest.fixture
-async def client(redis_url: str, settings: RedisSettings) -> AsyncIterator[Redis]:  # noqa: F811
+async def client(redis_url: str, settings: RedisSettings) -> AsyncIterator[Redis]:
     client = connect(redis_url)
     yield client
     keys = [key async for key in client.scan_iter(match=f"{settings.key_prefix}*")]
@@ -101,9 +100,16 @@ async def test_a_moved_job_that_recovery_put_back_is_not_started(
     keys = QueueKeys(settings.key_prefix)
     await queue.submit(new_job(clock, "job-a"))
     moved = await client.lmove(keys.pending, keys.processing, "LEFT", "RIGHT")
+    assert moved is not None
     await queue.recover(max_attempts=3)  # runs between the worker's BLMOVE and its start
 
-    assert await queue._start_job("slow", LEASE_MS, moved) is None
+    # The start script as the slow worker's claim runs it, with the id its BLMOVE got.
+    deadline = micros(clock.now()) + LEASE_MS * 1000
+    started = await client.eval(
+        START, 3, keys.pending, keys.processing, keys.leases,
+        keys.job_prefix, deadline, encode_time(clock.now()), "slow", moved,
+    )  # fmt: skip
+    assert started is None
 
     pending = await store.get("job-a")
     assert pending is not None and pending.status is JobStatus.PENDING and pending.attempts == 0
@@ -184,7 +190,7 @@ async def test_a_record_from_a_newer_version_reads_with_unknown_fields_ignored(
 
 
 async def test_recovery_does_not_fail_a_job_whose_lease_was_renewed_after_it_looked(
-    parts: tuple[RedisJobQueue, RedisJobStore, ManualClock],
+    parts: tuple[RedisJobQueue, RedisJobStore, ManualClock], client: Redis, settings: RedisSettings
 ) -> None:
     queue, store, clock = parts
     await queue.submit(new_job(clock, "job-a"))
@@ -196,7 +202,12 @@ async def test_recovery_does_not_fail_a_job_whose_lease_was_renewed_after_it_loo
     looked_at = micros(clock.now())
     assert await queue.renew(lease, LEASE_MS)
     lost = progress_fields(jobs.fail(lease.job, jobs.worker_lost(1), clock.now()))
-    assert not await queue._write_final("job-a", lease.token, looked_at, lost)
+    keys = QueueKeys(settings.key_prefix)
+    written = await client.eval(
+        FINISH, 3, keys.job("job-a"), keys.processing, keys.leases,
+        "job-a", lease.token, keys.finished, settings.finished_ttl_s * 1000, looked_at, *lost,
+    )  # fmt: skip
+    assert written == 0
     assert (await store.get("job-a")).status is JobStatus.RUNNING  # type: ignore[union-attr]
     assert await queue.recover(max_attempts=1) == RecoveryReport()
 
@@ -237,6 +248,67 @@ async def test_every_record_reads_exactly_as_the_in_memory_adapter_has_it(
     await claim("claim a, the last time", "w4")
     clock.advance(LEASE_MS + 1)
     await both("recover a and b", lambda q: q.recover(max_attempts=2))
+
+
+async def test_every_status_change_a_script_makes_is_one_core_allows(
+    parts: tuple[RedisJobQueue, RedisJobStore, ManualClock], client: Redis, settings: RedisSettings
+) -> None:
+    """The lifecycle is written twice, in core (ALLOWED) and in the Lua scripts: every path of
+    every script that changes a status is driven here, and each change it makes checked."""
+    queue, _, clock = parts
+    keys = QueueKeys(settings.key_prefix)
+    job_ids = ["job-a", "job-b", "job-c", "job-d"]
+    seen: set[tuple[JobStatus, JobStatus]] = set()
+
+    async def statuses() -> dict[str, JobStatus | None]:
+        found: dict[str, JobStatus | None] = {}
+        for job_id in job_ids:
+            raw = cast(bytes | None, await client.hget(keys.job(job_id), "status"))
+            found[job_id] = None if raw is None else JobStatus(raw.decode())
+        return found
+
+    async def step(script: str, call: Awaitable[T]) -> T:
+        before = await statuses()
+        outcome = await call
+        for job_id, after in (await statuses()).items():
+            was = before[job_id]
+            if was is not None and after != was:
+                assert after is not None and after in ALLOWED[was], f"{script} moved {job_id} from {was} to {after}"
+                seen.add((was, after))
+        return outcome
+
+    async def claim(worker_id: str) -> Lease:
+        lease = await step("START", queue.claim(worker_id, LEASE_MS, 1))
+        assert lease is not None
+        return lease
+
+    for job_id in job_ids[:3]:
+        await step("SUBMIT", queue.submit(new_job(clock, job_id)))
+    a = await claim("w1")  # LMOVE inside the script
+    await step("RELEASE", queue.release(a))
+    a = await claim("w1")
+    await step("RENEW", queue.renew(a, LEASE_MS))
+    await step("FINISH", queue.finish(a, jobs.complete(a.job, ok_result(), clock.now())))
+    b = await claim("w2")
+    await step("FINISH", queue.finish(b, jobs.fail(b.job, JobError(ErrorCode.SANDBOX_ERROR, "no jail"), clock.now())))
+    await claim("w3")
+    clock.advance(LEASE_MS + 1)
+    await step("RECOVER", queue.recover(max_attempts=2))  # requeued
+    await claim("w3")
+    clock.advance(LEASE_MS + 1)
+    await step("RECOVER", queue.recover(max_attempts=2))  # out of attempts: failed
+    await step("SUBMIT", queue.submit(new_job(clock, "job-d")))
+    moved = await client.lmove(keys.pending, keys.processing, "LEFT", "RIGHT")  # a blocked claim's BLMOVE
+    assert moved is not None
+    started = client.eval(
+        START, 3, keys.pending, keys.processing, keys.leases,
+        keys.job_prefix, micros(clock.now()) + LEASE_MS * 1000, encode_time(clock.now()), "w4", moved,
+    )  # fmt: skip
+    assert await step("START", started) is not None
+
+    lifecycle = {(was, now) for was, moves in ALLOWED.items() for now in moves}
+    assert seen == lifecycle - {(JobStatus.PENDING, JobStatus.FAILED)}  # no script fails a pending job
+    assert (await statuses())["job-c"] is JobStatus.FAILED
 
 
 async def test_the_durability_check_accepts_the_test_server(client: Redis) -> None:

@@ -31,8 +31,9 @@ from typing import TypeVar, cast
 import pytest
 from redis.asyncio import Redis
 
+from corral_contract.queue import new_job
 from corral_core import job as jobs
-from corral_core.job import Job, JobStatus, Limits, RunResult, Verdict
+from corral_core.job import Job, JobStatus, RunResult, Verdict
 from corral_core.ports import StorageUnavailable
 from corral_core.usecases import RecoverAbandonedJobs
 from corral_redis import (
@@ -45,9 +46,10 @@ from corral_redis import (
     connect,
 )
 from corral_redis.records import progress_fields
+from corral_redis.scripts import FINISH
 from corral_system.clock import SystemClock
 from corral_testbed import queue_worker
-from corral_testbed.redis_server import RedisServerProcess, redis_url, require_redis_server  # noqa: F401
+from corral_testbed.redis_server import RedisServerProcess, require_redis_server
 
 T = TypeVar("T")
 
@@ -62,20 +64,12 @@ STUCK_REPORT_S = TEST_TIMEOUT_S - 8
 FINISH_TIMEOUT_S = 30
 
 LEASE_MS = 1_000
-LIMITS = Limits(
-    cpu_time_ms=5_000,
-    wall_time_ms=10_000,
-    memory_mb=64,
-    max_processes=8,
-    max_output_bytes=4096,
-    max_file_size_kb=64,
-)
 # The in-memory sandbox runs jobs inside the worker process: its pid says which worker ran it.
 PRINT_WORKER_PID = "import os, time\ntime.sleep(0.3)\nprint(os.getpid())"
 
 
 def job(job_id: str, code: str) -> Job:
-    return Job(id=job_id, language="python", code=code, limits=LIMITS, created_at=SystemClock().now())
+    return new_job(SystemClock(), job_id, code)
 
 
 @dataclass
@@ -268,7 +262,7 @@ async def running_job(queue: Queue, job_ids: list[str]) -> str | None:
 
 
 async def test_a_killed_workers_job_is_run_again_and_every_job_finishes_once(
-    redis_url: str,  # noqa: F811
+    redis_url: str,
     start_worker: StartWorker,
 ) -> None:
     async with open_queue(redis_url) as queue:
@@ -296,7 +290,7 @@ async def test_a_killed_workers_job_is_run_again_and_every_job_finishes_once(
         assert await queue.leftovers() == {"pending": 0, "processing": 0, "leases": 0}
 
 
-async def test_a_task_cancelled_in_the_middle_of_redis_calls_always_ends(redis_url: str) -> None:  # noqa: F811
+async def test_a_task_cancelled_in_the_middle_of_redis_calls_always_ends(redis_url: str) -> None:
     """Recovery loops, lease renewals and notification listeners are stopped by cancelling them.
 
     A cancellation lost inside redis-py leaves the task running and whoever awaits it waiting
@@ -330,17 +324,20 @@ async def test_a_task_cancelled_in_the_middle_of_redis_calls_always_ends(redis_u
             await asyncio.wait({waiting}, timeout=5)
             assert waiting.done(), f"attempt {attempt}: wait_finished still runs 5 s after its cancellation"
 
-        # A reader cancelled just as a notification wakes it (an API request given up on).
-        waiting = asyncio.create_task(queue.store.wait_finished("job-a", 20))
-        await asyncio.sleep(0.2)  # subscribed, read job-a (pending), now waits for a wake-up
-        queue.store._wake_all()
-        waiting.cancel()
-        await asyncio.wait({waiting}, timeout=5)
-        assert waiting.cancelled(), f"wait_finished ignored its cancellation: {waiting!r}"
+        # A reader cancelled just as a notification wakes it (an API request given up on): the
+        # notification is published, and the cancellation lands around the moment it arrives.
+        for attempt in range(50):
+            waiting = asyncio.create_task(queue.store.wait_finished("job-a", 20))
+            await asyncio.sleep(0.05)  # subscribed, read job-a (pending), now waits for a wake-up
+            await queue.client.publish(queue.keys.finished, "job-a")
+            await asyncio.sleep(random.uniform(0, 0.003))
+            waiting.cancel()
+            await asyncio.wait({waiting}, timeout=5)
+            assert waiting.cancelled(), f"attempt {attempt}: wait_finished ignored its cancellation: {waiting!r}"
 
 
 async def test_a_worker_frozen_past_its_lease_loses_the_job_to_another(
-    redis_url: str,  # noqa: F811
+    redis_url: str,
     start_worker: StartWorker,
 ) -> None:
     async with open_queue(redis_url) as queue:
@@ -367,7 +364,7 @@ async def test_a_worker_frozen_past_its_lease_loses_the_job_to_another(
 
 
 async def test_a_result_stored_after_the_lease_was_lost_is_refused(
-    redis_url: str,  # noqa: F811
+    redis_url: str,
     start_worker: StartWorker,
 ) -> None:
     async with open_queue(redis_url) as queue:
@@ -476,13 +473,10 @@ async def test_a_finish_published_while_the_reader_was_disconnected_still_wakes_
         keys = queue.keys
         async with queue.client.pipeline(transaction=False) as pipe:
             pipe.client_kill_filter(_type="pubsub", skipme=True)
-            await queue.queue._finish(
-                keys=[keys.job("job-a"), keys.processing, keys.leases],
-                args=[
-                    "job-a", lease.token, keys.finished, queue.settings.finished_ttl_s * 1000, "",
-                    *progress_fields(final),
-                ],
-                client=pipe,
+            pipe.eval(
+                FINISH, 3, keys.job("job-a"), keys.processing, keys.leases,
+                "job-a", lease.token, keys.finished, queue.settings.finished_ttl_s * 1000, "",
+                *progress_fields(final),
             )  # fmt: skip
             killed, written = await pipe.execute()
         assert killed >= 1 and written == 1

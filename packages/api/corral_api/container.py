@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dependency_injector import containers, providers
 
-from corral_api.runtimes import OfferedRuntimes
+from corral_api.runtimes import RegistryRuntimeCatalog
 from corral_api.settings import ApiSettings
 from corral_core.usecases import GetJob, SubmitJob
 from corral_redis import RedisContainer, RedisJobQueue, RedisJobStore, RedisSettings, RedisWorkerRegistry
@@ -29,7 +29,7 @@ class ApiContainer(containers.DeclarativeContainer):
     queue: providers.Provider[RedisJobQueue] = storage.queue
     store: providers.Provider[RedisJobStore] = storage.store
     registry: providers.Provider[RedisWorkerRegistry] = storage.registry
-    runtimes = providers.Singleton(OfferedRuntimes, registry)
+    runtimes = providers.Singleton(RegistryRuntimeCatalog, registry)
 
     submit_job = providers.Singleton(
         SubmitJob,
@@ -38,6 +38,7 @@ class ApiContainer(containers.DeclarativeContainer):
         clock=clock,
         limits=settings.provided.limit_policy.call(),
         sizes=settings.provided.size_policy.call(),
+        runtimes=runtimes,
     )
     get_job = providers.Singleton(GetJob, store)
 

@@ -1,7 +1,9 @@
 """What goes over HTTP: request and response bodies, kept apart from the domain's Structs.
 
 Requests are strict (unknown fields refused, lengths bounded) because they come from anyone;
-responses are views of a Job that leave out what the client already sent.
+responses are views of a Job that leave out what the client already sent. Every view is mapped
+from the domain here and nowhere else, field by field, so renaming a domain field breaks the
+type check instead of silently changing the public API.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from corral_core.job import InputFile, Job, JobError, JobStatus, RunResult
+from corral_core.job import ErrorCode, InputFile, Job, JobError, JobStatus, RunResult, Verdict
 from corral_core.policy import InvalidSubmission, LimitRequest
+from corral_core.ports import WorkerInfo
 from corral_core.usecases import JobRequest
 
 Limit = Annotated[int, msgspec.Meta(ge=1, le=2**31)] | None
@@ -68,6 +71,43 @@ class Accepted(msgspec.Struct, frozen=True):
     status: JobStatus
 
 
+class ResultView(msgspec.Struct, frozen=True):
+    verdict: Verdict
+    exit_code: int | None
+    signal: int | None
+    stdout: str
+    stderr: str
+    stdout_truncated: bool
+    stderr_truncated: bool
+    cpu_time_ms: int
+    wall_time_ms: int
+    memory_kb: int
+
+    @classmethod
+    def of(cls, result: RunResult) -> ResultView:
+        return cls(
+            verdict=result.verdict,
+            exit_code=result.exit_code,
+            signal=result.signal,
+            stdout=result.stdout,
+            stderr=result.stderr,
+            stdout_truncated=result.stdout_truncated,
+            stderr_truncated=result.stderr_truncated,
+            cpu_time_ms=result.cpu_time_ms,
+            wall_time_ms=result.wall_time_ms,
+            memory_kb=result.memory_kb,
+        )
+
+
+class ErrorView(msgspec.Struct, frozen=True):
+    code: ErrorCode
+    message: str
+
+    @classmethod
+    def of(cls, error: JobError) -> ErrorView:
+        return cls(code=error.code, message=error.message)
+
+
 class JobView(msgspec.Struct, frozen=True):
     job_id: str
     status: JobStatus
@@ -76,21 +116,21 @@ class JobView(msgspec.Struct, frozen=True):
     started_at: datetime | None
     finished_at: datetime | None
     attempts: int
-    result: RunResult | None
-    error: JobError | None
+    result: ResultView | None
+    error: ErrorView | None
 
     @classmethod
     def of(cls, job: Job) -> JobView:
         return cls(
             job_id=job.id,
             status=job.status,
-            language=job.language,
+            language=job.request.language,
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
             attempts=job.attempts,
-            result=job.result,
-            error=job.error,
+            result=None if job.result is None else ResultView.of(job.result),
+            error=None if job.error is None else ErrorView.of(job.error),
         )
 
 
@@ -98,6 +138,16 @@ class RuntimeView(msgspec.Struct, frozen=True):
     language: str
     version: str
     workers: int
+
+    @classmethod
+    def of_workers(cls, workers: list[WorkerInfo]) -> list[RuntimeView]:
+        """One view per runtime, with the number of live workers that offer it."""
+        offered: dict[tuple[str, str], int] = {}
+        for worker in workers:
+            for runtime in worker.runtimes:
+                key = (runtime.language, runtime.version)
+                offered[key] = offered.get(key, 0) + 1
+        return [cls(language, version, count) for (language, version), count in sorted(offered.items())]
 
 
 class FieldError(msgspec.Struct, frozen=True):

@@ -51,12 +51,15 @@ async def api() -> AsyncIterator[Api]:
         yield made
 
 
-async def _api(settings: ApiSettings, redis: RedisSettings, *, worker: bool = True) -> AsyncIterator[Api]:
+async def _api(
+    settings: ApiSettings, redis: RedisSettings, *, worker: bool = True, heartbeat: bool = True
+) -> AsyncIterator[Api]:
     clock = SystemClock()
     state = InMemoryJobs(clock, max_unfinished=redis.max_unfinished)
     registry = OutageRegistry(clock)
     runtime = Runtime("python", "3.11.2", "main.py")
-    await registry.heartbeat(WorkerInfo("test-worker", clock.now(), (runtime,)), 60_000)
+    if heartbeat:
+        await registry.heartbeat(WorkerInfo("test-worker", clock.now(), (runtime,)), 60_000)
     container = ApiContainer(settings=settings, redis_settings=redis)
     container.queue.override(providers.Object(InMemoryJobQueue(state)))
     container.store.override(providers.Object(InMemoryJobStore(state)))
@@ -177,7 +180,43 @@ async def test_wait_above_the_maximum_is_422(api: Api) -> None:
 async def test_a_language_no_worker_offers_is_422(api: Api) -> None:
     response = await api.client.post("/execute", json={"code": "", "language": "ruby"})
     assert response.status_code == 422
-    assert "python" in response.json()["detail"]
+    assert response.json() == {
+        "status_code": 422,
+        "detail": "language: 'ruby' is not offered; try one of ['python']",
+        "errors": [{"field": "language", "message": "'ruby' is not offered; try one of ['python']"}],
+    }
+    assert api.state.records == {}
+
+
+async def test_an_input_file_named_like_the_source_file_is_422() -> None:
+    async for api in _api(ApiSettings(), RedisSettings(), worker=False):
+        response = await api.client.post("/execute", json={"code": "", "files": [{"name": "main.py", "content": ""}]})
+        assert response.status_code == 422
+        assert response.json()["errors"] == [
+            {"field": "files[0].name", "message": "'main.py' is the program's own source file"}
+        ]
+
+
+async def test_with_no_live_worker_a_job_is_accepted_and_waits() -> None:
+    async for api in _api(ApiSettings(), RedisSettings(), worker=False, heartbeat=False):
+        response = await api.client.post("/execute", json={"code": "", "language": "ruby"})
+        assert response.status_code == 202
+        assert response.json()["status"] == "PENDING"
+
+
+async def test_a_finished_job_reads_as_it_always_has(api: Api) -> None:
+    response = await api.client.post("/execute?wait=5", json={"code": "import sys; print(1); sys.exit(3)"})
+    body = response.json()
+    # Every field, in order: the views are the API's own, not the domain's Structs.
+    assert list(body) == [
+        "job_id", "status", "language", "created_at", "started_at", "finished_at", "attempts", "result", "error",
+    ]  # fmt: skip
+    assert list(body["result"]) == [
+        "verdict", "exit_code", "signal", "stdout", "stderr", "stdout_truncated", "stderr_truncated",
+        "cpu_time_ms", "wall_time_ms", "memory_kb",
+    ]  # fmt: skip
+    assert body["result"]["exit_code"] == 3 and body["result"]["verdict"] == "runtime_error"
+    assert body["language"] == "python" and body["attempts"] == 1
 
 
 async def test_a_full_queue_is_503_with_retry_after() -> None:
@@ -210,8 +249,7 @@ async def test_health_and_readiness(api: Api) -> None:
 
 
 async def test_readiness_fails_without_a_live_worker() -> None:
-    async for api in _api(ApiSettings(), RedisSettings(), worker=False):
-        api.registry._seen.clear()
+    async for api in _api(ApiSettings(), RedisSettings(), worker=False, heartbeat=False):
         ready = await api.client.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["problems"] == ["no live worker"]
@@ -222,3 +260,13 @@ async def test_openapi_schema_and_swagger_are_served(api: Api) -> None:
     assert schema.status_code == 200
     assert "/execute" in schema.json()["paths"]
     assert (await api.client.get("/schema/swagger")).status_code == 200
+
+
+async def test_a_failed_job_reads_with_its_error() -> None:
+    # No heartbeat, so the API accepts the language; the worker then cannot run it.
+    async for api in _api(ApiSettings(max_wait_s=5), RedisSettings(), heartbeat=False):
+        response = await api.client.post("/execute?wait=5", json={"code": "", "language": "ruby"})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["status"] == "FAILED" and body["result"] is None
+        assert body["error"] == {"code": "unsupported_language", "message": "no runtime for language 'ruby'"}

@@ -81,25 +81,32 @@ class JobError(msgspec.Struct, frozen=True):
     message: str
 
 
-class RunRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """What a sandbox needs to run one program."""
+class Program(msgspec.Struct, frozen=True, kw_only=True):
+    """What a client asks to run: the code, its language and what it is given.
+
+    Written once here: the run request a sandbox gets and the submission a client makes
+    (corral_core.usecases.JobRequest) both extend it, each with limits of its own kind.
+    """
 
     language: str
     code: str
     stdin: str = ""
     args: tuple[str, ...] = ()
     files: tuple[InputFile, ...] = ()
+
+    def with_limits(self, limits: Limits) -> RunRequest:
+        return RunRequest(**{name: getattr(self, name) for name in Program.__struct_fields__}, limits=limits)
+
+
+class RunRequest(Program, frozen=True, kw_only=True):
+    """What a sandbox needs to run one program."""
+
     limits: Limits
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True):
     id: str
-    language: str
-    code: str
-    stdin: str = ""
-    args: tuple[str, ...] = ()
-    files: tuple[InputFile, ...] = ()
-    limits: Limits
+    request: RunRequest
     status: JobStatus = JobStatus.PENDING
     created_at: datetime
     started_at: datetime | None = None
@@ -111,16 +118,6 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
-
-    def run_request(self) -> RunRequest:
-        return RunRequest(
-            language=self.language,
-            code=self.code,
-            stdin=self.stdin,
-            args=self.args,
-            files=self.files,
-            limits=self.limits,
-        )
 
 
 class IllegalTransition(Exception):
@@ -175,13 +172,23 @@ def worker_lost(attempts: int) -> JobError:
     )
 
 
-_job_decoder = msgspec.json.Decoder(Job)
+# On the wire a job is one flat JSON object, the request's fields beside the job's own, as it
+# was before `Job.request` existed: a worker or API of the previous version reads what this one
+# writes, and this one reads what they wrote (a nested "request" object is read too).
+_REQUEST_FIELDS = frozenset(RunRequest.__struct_fields__)
 _job_encoder = msgspec.json.Encoder()
 
 
 def encode_job(job: Job) -> bytes:
-    return _job_encoder.encode(job)
+    fields = msgspec.to_builtins(job)
+    fields.update(fields.pop("request"))
+    return _job_encoder.encode(fields)
 
 
 def decode_job(data: bytes | str) -> Job:
-    return _job_decoder.decode(data)
+    fields = msgspec.json.decode(data)
+    if not isinstance(fields, dict):
+        raise msgspec.ValidationError(f"a job is a JSON object, not {type(fields).__name__}")
+    if "request" not in fields:
+        fields["request"] = {name: fields.pop(name) for name in _REQUEST_FIELDS & fields.keys()}
+    return msgspec.convert(fields, Job)

@@ -6,9 +6,12 @@ a judge that silently gets less memory than it asked for reports wrong verdicts.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+
 import msgspec
 
 from corral_core.job import InputFile, Limits
+from corral_core.ports import Runtime
 
 LIMIT_FIELDS: tuple[str, ...] = tuple(Limits.__struct_fields__)
 
@@ -98,8 +101,15 @@ class SizePolicy(msgspec.Struct, frozen=True, kw_only=True):
     max_files_bytes: int = 4 * 1024 * 1024
 
     def check(
-        self, code: str, stdin: str, args: tuple[str, ...], files: tuple[InputFile, ...]
+        self,
+        code: str,
+        stdin: str,
+        args: tuple[str, ...],
+        files: tuple[InputFile, ...],
+        *,
+        reserved: Collection[str] = (),
     ) -> None:
+        """Refuse a submission too large, or with a file name `check_file_name` refuses."""
         if len(code.encode()) > self.max_code_bytes:
             raise SubmissionTooLarge("code", f"larger than {self.max_code_bytes} bytes")
         if len(stdin.encode()) > self.max_stdin_bytes:
@@ -117,17 +127,36 @@ class SizePolicy(msgspec.Struct, frozen=True, kw_only=True):
             raise SubmissionTooLarge("files", f"larger than {self.max_files_bytes} bytes in all")
         seen: set[str] = set()
         for index, file in enumerate(files):
-            check_file_name(f"files[{index}].name", file.name)
+            check_file_name(f"files[{index}].name", file.name, reserved=reserved)
             if file.name in seen:
                 raise InvalidSubmission(f"files[{index}].name", f"{file.name!r} given twice")
             seen.add(file.name)
 
 
-def check_file_name(field: str, name: str) -> None:
-    """A file name must be one plain path component: the host writes it and nothing else."""
+def check_file_name(field: str, name: str, *, reserved: Collection[str] = ()) -> None:
+    """A file name must be one plain path component: the host writes it and nothing else.
+
+    `reserved` names the files the host writes itself (the runtime's source file): an input
+    file may not take their place.
+    """
     if not name or len(name.encode()) > 255:
         raise InvalidSubmission(field, "must be 1 to 255 bytes long")
     if name in {".", ".."} or "/" in name or "\0" in name or "\\" in name:
         raise InvalidSubmission(field, f"{name!r} is not a plain file name")
     if not name.isprintable():
         raise InvalidSubmission(field, f"{name!r} has control characters")
+    if name in reserved:
+        raise InvalidSubmission(field, f"{name!r} is the program's own source file")
+
+
+def check_language(language: str, runtimes: Sequence[Runtime]) -> None:
+    """The language must be one a live worker offers; with no live worker nothing is known,
+    so the job is accepted and waits (and fails as unsupported if no worker ever runs it)."""
+    offered = {runtime.language for runtime in runtimes}
+    if offered and language not in offered:
+        raise InvalidSubmission("language", f"{language!r} is not offered; try one of {sorted(offered)}")
+
+
+def source_files(language: str, runtimes: Sequence[Runtime]) -> frozenset[str]:
+    """The names the runtimes of `language` write the program's code to."""
+    return frozenset(runtime.source_file for runtime in runtimes if runtime.language == language and runtime.source_file)

@@ -114,6 +114,18 @@ class Runtime(msgspec.Struct, frozen=True):
     source_file: str = ""
 
 
+class RuntimeCatalog(Protocol):
+    """The runtimes submissions are checked against: what the live workers offer."""
+
+    async def offered(self) -> list[Runtime]:
+        """Every runtime some live worker offers; empty when no worker is live.
+
+        May lag behind the workers by a moment (an adapter may cache it): a worker that just
+        came or went changes the answer soon, not at once.
+        """
+        ...
+
+
 class WorkerInfo(msgspec.Struct, frozen=True):
     worker_id: str
     seen_at: datetime

@@ -10,11 +10,9 @@ import asyncio
 import contextlib
 import logging
 
-import msgspec
-
 from corral_core import job as jobs
-from corral_core.job import ErrorCode, InputFile, Job, JobError
-from corral_core.policy import LimitPolicy, LimitRequest, SizePolicy
+from corral_core.job import ErrorCode, Job, JobError, Program
+from corral_core.policy import LimitPolicy, LimitRequest, SizePolicy, check_language, source_files
 from corral_core.ports import (
     Clock,
     IdSource,
@@ -22,6 +20,7 @@ from corral_core.ports import (
     JobStore,
     Lease,
     RecoveryReport,
+    RuntimeCatalog,
     Sandbox,
     SandboxError,
     UnsupportedLanguage,
@@ -30,14 +29,10 @@ from corral_core.ports import (
 log = logging.getLogger(__name__)
 
 
-class JobRequest(msgspec.Struct, frozen=True, kw_only=True):
+class JobRequest(Program, frozen=True, kw_only=True):
     """A client's submission, before limits are resolved and an id is given."""
 
-    code: str
     language: str = "python"
-    stdin: str = ""
-    args: tuple[str, ...] = ()
-    files: tuple[InputFile, ...] = ()
     limits: LimitRequest = LimitRequest()
 
 
@@ -48,6 +43,12 @@ class JobNotFound(Exception):
 
 
 class SubmitJob:
+    """Check a submission against every rule, then queue it as a PENDING job.
+
+    Raises InvalidSubmission (SubmissionTooLarge, LimitAboveMaximum) naming the field at
+    fault, QueueFull, or StorageUnavailable; nothing is queued unless every rule holds.
+    """
+
     def __init__(
         self,
         queue: JobQueue,
@@ -55,23 +56,23 @@ class SubmitJob:
         clock: Clock,
         limits: LimitPolicy,
         sizes: SizePolicy,
+        runtimes: RuntimeCatalog,
     ) -> None:
         self._queue = queue
         self._ids = ids
         self._clock = clock
         self._limits = limits
         self._sizes = sizes
+        self._runtimes = runtimes
 
     async def __call__(self, request: JobRequest) -> Job:
-        self._sizes.check(request.code, request.stdin, request.args, request.files)
+        runtimes = await self._runtimes.offered()
+        check_language(request.language, runtimes)
+        reserved = source_files(request.language, runtimes)
+        self._sizes.check(request.code, request.stdin, request.args, request.files, reserved=reserved)
         job = Job(
             id=self._ids.new_id(),
-            language=request.language,
-            code=request.code,
-            stdin=request.stdin,
-            args=request.args,
-            files=request.files,
-            limits=self._limits.resolve(request.limits),
+            request=request.with_limits(self._limits.resolve(request.limits)),
             created_at=self._clock.now(),
         )
         await self._queue.submit(job)
@@ -151,7 +152,7 @@ class RunNextJob:
 
     async def _run(self, job: Job) -> Job:
         try:
-            result = await self._sandbox.run(job.run_request())
+            result = await self._sandbox.run(job.request)
         except UnsupportedLanguage as error:
             return jobs.fail(job, JobError(ErrorCode.UNSUPPORTED_LANGUAGE, str(error)), self._clock.now())
         except SandboxError as error:

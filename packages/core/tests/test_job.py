@@ -9,26 +9,27 @@ from corral_core import job as jobs
 from corral_core.job import (
     ErrorCode,
     IllegalTransition,
+    InputFile,
     Job,
     JobError,
     JobStatus,
-    Limits,
+    RunRequest,
     RunResult,
     Verdict,
     decode_job,
     encode_job,
 )
+from corral_core.policy import DEFAULT_LIMIT_POLICY
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
-LIMITS = Limits(
-    cpu_time_ms=1, wall_time_ms=1, memory_mb=1, max_processes=1, max_output_bytes=1, max_file_size_kb=1
-)
+INPUT = InputFile("in.txt", b"\x00\x01")
 OK = RunResult(verdict=Verdict.OK, exit_code=0)
 LOST = JobError(ErrorCode.WORKER_LOST, "gone")
 
 
 def pending() -> Job:
-    return Job(id="j", language="python", code="print(1)", limits=LIMITS, created_at=NOW)
+    request = RunRequest(language="python", code="print(1)", limits=DEFAULT_LIMIT_POLICY.defaults)
+    return Job(id="j", request=request, created_at=NOW)
 
 
 def test_a_claimed_job_runs_and_counts_an_attempt() -> None:
@@ -88,3 +89,37 @@ def test_decoding_fills_defaults_for_fields_an_older_deployment_lacks() -> None:
     for newer in ("attempts", "stdin", "args", "files", "error", "result", "status"):
         raw.pop(newer)
     assert decode_job(msgspec.json.encode(raw)) == pending()
+
+
+def test_a_job_is_one_flat_object_on_the_wire_as_before_it_held_its_request() -> None:
+    job = msgspec.structs.replace(pending(), request=msgspec.structs.replace(pending().request, files=(INPUT,)))
+    # Written by the version before Job.request: every field at the top level.
+    previous = {
+        "id": "j",
+        "language": "python",
+        "code": "print(1)",
+        "stdin": "",
+        "args": [],
+        "files": [{"name": "in.txt", "content": "AAE="}],
+        "limits": msgspec.to_builtins(DEFAULT_LIMIT_POLICY.defaults),
+        "status": "PENDING",
+        "created_at": "2026-01-01T00:00:00Z",
+        "started_at": None,
+        "finished_at": None,
+        "attempts": 0,
+        "result": None,
+        "error": None,
+    }
+    assert msgspec.json.decode(encode_job(job)) == previous
+    assert decode_job(msgspec.json.encode(previous)) == job
+
+
+def test_a_job_written_with_its_request_nested_is_read_too() -> None:
+    raw = msgspec.json.decode(encode_job(pending()))
+    raw["request"] = {name: raw.pop(name) for name in RunRequest.__struct_fields__}
+    assert decode_job(msgspec.json.encode(raw)) == pending()
+
+
+def test_a_job_that_is_not_an_object_is_refused() -> None:
+    with pytest.raises(msgspec.ValidationError):
+        decode_job(b"[1, 2]")

@@ -12,7 +12,11 @@ from corral_core.policy import (
     LimitRequest,
     SizePolicy,
     SubmissionTooLarge,
+    check_file_name,
+    check_language,
+    source_files,
 )
+from corral_core.ports import Runtime
 
 
 def test_unset_limits_take_the_server_defaults() -> None:
@@ -76,3 +80,26 @@ def test_oversized_code_stdin_and_files_are_too_large() -> None:
 def test_args_with_nul_are_refused() -> None:
     with pytest.raises(InvalidSubmission, match=r"args\[1\]"):
         SizePolicy().check("", "", ("ok", "bad\0"), ())
+
+
+def test_an_input_file_may_not_take_the_source_files_name() -> None:
+    with pytest.raises(InvalidSubmission, match="the program's own source file") as raised:
+        SizePolicy().check("", "", (), (InputFile("data.txt", b""), InputFile("main.py", b"")), reserved={"main.py"})
+    assert raised.value.field == "files[1].name"
+    check_file_name("files[0].name", "main.py")  # reserved only where a runtime writes it
+
+
+def test_a_language_no_worker_offers_is_refused_naming_those_offered() -> None:
+    runtimes = [Runtime("python", "3.11", "main.py"), Runtime("c", "12", "main.c")]
+    with pytest.raises(InvalidSubmission, match=r"'ruby' is not offered; try one of \['c', 'python'\]"):
+        check_language("ruby", runtimes)
+    check_language("c", runtimes)
+
+
+def test_with_no_live_worker_every_language_is_accepted_and_waits() -> None:
+    check_language("ruby", [])
+
+
+def test_the_source_files_are_those_of_the_requested_language() -> None:
+    runtimes = [Runtime("python", "3.11", "main.py"), Runtime("python", "3.12", "prog.py"), Runtime("c", "12", "main.c")]
+    assert source_files("python", runtimes) == {"main.py", "prog.py"}

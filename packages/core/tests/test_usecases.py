@@ -7,11 +7,12 @@ import asyncio
 import pytest
 
 from corral_contract.clock import ManualClock
-from corral_core.job import ErrorCode, JobStatus, RunRequest, RunResult, Verdict
-from corral_core.policy import DEFAULT_LIMIT_POLICY, LimitAboveMaximum, LimitRequest, SizePolicy
+from corral_core.job import ErrorCode, InputFile, JobStatus, RunRequest, RunResult, Verdict
+from corral_core.policy import DEFAULT_LIMIT_POLICY, InvalidSubmission, LimitAboveMaximum, LimitRequest, SizePolicy
 from corral_core.ports import QueueFull, Runtime, SandboxError
 from corral_core.usecases import GetJob, JobNotFound, JobRequest, RecoverAbandonedJobs, RunNextJob, SubmitJob
 from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore
+from corral_memory.runtimes import InMemoryRuntimeCatalog
 from corral_memory.sandbox import InMemorySandbox
 from corral_system.ids import RandomIds
 
@@ -22,8 +23,15 @@ class World:
         self.state = InMemoryJobs(self.clock, max_unfinished=max_unfinished)
         self.queue = InMemoryJobQueue(self.state)
         self.store = InMemoryJobStore(self.state)
-        self.submit = SubmitJob(self.queue, RandomIds(), self.clock, DEFAULT_LIMIT_POLICY, SizePolicy())
+        # No live worker offers anything until a test says so: every language is accepted.
+        self.runtimes = InMemoryRuntimeCatalog()
+        self.submit = SubmitJob(
+            self.queue, RandomIds(), self.clock, DEFAULT_LIMIT_POLICY, SizePolicy(), runtimes=self.runtimes
+        )
         self.get = GetJob(self.store)
+
+
+PYTHON = Runtime("python", "3.11.2", "main.py")
 
 
 class BrokenSandbox:
@@ -67,7 +75,39 @@ async def test_a_submitted_job_runs_to_completion() -> None:
     stored = await world.get(job.id, wait_s=1)
     assert stored.status is JobStatus.COMPLETED
     assert stored.result is not None and stored.result.stdout == "42\n"
-    assert stored.limits == DEFAULT_LIMIT_POLICY.defaults
+    assert stored.request.limits == DEFAULT_LIMIT_POLICY.defaults
+
+
+async def test_a_language_no_live_worker_offers_is_refused_and_nothing_is_stored() -> None:
+    world = World()
+    world.runtimes.offer([PYTHON])
+    with pytest.raises(InvalidSubmission) as raised:
+        await world.submit(JobRequest(code="", language="ruby"))
+    assert raised.value.field == "language" and "'python'" in raised.value.message
+    assert world.state.records == {}
+
+
+async def test_an_input_file_named_like_the_source_file_is_refused() -> None:
+    world = World()
+    world.runtimes.offer([PYTHON])
+    with pytest.raises(InvalidSubmission, match="the program's own source file") as raised:
+        await world.submit(JobRequest(code="", files=(InputFile("main.py", b""),)))
+    assert raised.value.field == "files[0].name"
+    assert world.state.records == {}
+
+
+async def test_an_offered_language_is_accepted_with_its_files() -> None:
+    world = World()
+    world.runtimes.offer([PYTHON])
+    job = await world.submit(JobRequest(code="", files=(InputFile("data.txt", b"1"),)))
+    assert job.request.files == (InputFile("data.txt", b"1"),)
+    assert (await world.get(job.id)).status is JobStatus.PENDING
+
+
+async def test_with_no_live_worker_a_job_in_any_language_is_accepted_and_waits() -> None:
+    world = World()
+    job = await world.submit(JobRequest(code="", language="ruby"))
+    assert (await world.get(job.id)).status is JobStatus.PENDING
 
 
 async def test_submitting_above_a_limit_maximum_stores_nothing() -> None:

@@ -30,11 +30,11 @@ from datetime import timedelta
 from redis.asyncio import Redis
 
 from corral_core import job as jobs
-from corral_core.job import Job, JobStatus, encode_job
+from corral_core.job import Job, encode_job
 from corral_core.ports import Clock, Lease, QueueFull, RecoveryReport
 from corral_redis import scripts
 from corral_redis.connection import storage_errors
-from corral_redis.records import decode_record, encode_error, encode_time, micros, progress_fields
+from corral_redis.records import decode_record, encode_time, micros, progress_fields
 from corral_redis.settings import DEFAULT_SETTINGS, QueueKeys, RedisSettings
 
 
@@ -155,19 +155,12 @@ class RedisJobQueue:
                 )
                 requeued.extend(job_id.decode() for job_id in moved)
                 progress = len(moved)
-                for raw_id, fence, attempts, started_at in exhausted:
-                    job_id = raw_id.decode()
-                    # core's jobs.fail(record, worker_lost(attempts), now), field by field
-                    fields: list[str | bytes] = [
-                        JobStatus.FAILED.value,
-                        attempts,
-                        started_at,
-                        encode_time(now),
-                        b"",
-                        encode_error(jobs.worker_lost(int(attempts))),
-                    ]
-                    if await self._write_final(job_id, int(fence), now_us, fields):
-                        failed.append(job_id)
+                for fence, record in exhausted:
+                    running = decode_record(record)
+                    assert running is not None, "RECOVER reports only jobs it found"
+                    failed_job = jobs.fail(running, jobs.worker_lost(running.attempts), now)
+                    if await self._write_final(running.id, int(fence), now_us, progress_fields(failed_job)):
+                        failed.append(running.id)
                         progress += 1
                 # A full batch may have left more expired leases behind; stop if nothing
                 # moved, so a lease refreshed between the two steps cannot make this spin.

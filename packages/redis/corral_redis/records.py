@@ -40,10 +40,6 @@ def encode_time(moment: datetime) -> bytes:
     return _encode(moment)
 
 
-def encode_error(error: JobError) -> bytes:
-    return _encode(error)
-
-
 def progress_fields(job: Job) -> list[str | bytes]:
     """The job's changing parts in PROGRESS order; an empty value means None."""
     return [

@@ -15,11 +15,20 @@ live in the slot of the KEYS the script was routed by.
 Times come in as ARGV from the injected clock (lease deadlines in microseconds, timestamps as
 msgspec JSON), never from Redis' own clock, so a ManualClock drives leases in the contract
 tests exactly as it drives the in-memory adapter.
+
+The lifecycle the scripts move jobs through is core's (corral_core.job.ALLOWED): the status
+names come from its JobStatus, and tests/contract/test_redis.py drives every move a script
+makes and checks that core allows it.
 """
 
 from __future__ import annotations
 
+from corral_core.job import JobStatus
 from corral_redis.records import FIELDS, PROGRESS
+
+# Core's status names as Lua locals (PENDING = 'PENDING', ...), prepended to every script that
+# reads or writes a status, so no script spells one itself.
+_STATUSES = "".join(f"local {status.name} = '{status.value}'\n" for status in JobStatus)
 
 # Shared helpers, prepended to the scripts that write a job's changing fields. Those come as
 # six ARGV values from `first` on, in PROGRESS order (records.progress_fields); '' is unset.
@@ -83,35 +92,35 @@ return 1
 # is one round trip. With one, the id was already moved by a BLMOVE, which cannot run inside a
 # script; recovery may have put it back in line since, or another worker may have started it.
 # -> {token, record fields} or nil
-START = f"""
+START = _STATUSES + f"""
 local pending, processing, leases = KEYS[1], KEYS[2], KEYS[3]
 local id, job = ARGV[5], nil
 if id then
   job = ARGV[1] .. id
   if not redis.call('LPOS', processing, id) then return nil end
-  if redis.call('HGET', job, 'status') ~= 'PENDING' then return nil end
+  if redis.call('HGET', job, 'status') ~= PENDING then return nil end
 else
   while true do
     id = redis.call('LMOVE', pending, processing, 'LEFT', 'RIGHT')
     if not id then return nil end
     job = ARGV[1] .. id
-    if redis.call('HGET', job, 'status') == 'PENDING' then break end
+    if redis.call('HGET', job, 'status') == PENDING then break end
     -- An id whose record is gone (or not pending) has nothing to run: drop it.
     redis.call('LREM', processing, -1, id)
   end
 end
 local token = redis.call('HINCRBY', job, 'fence', 1)
 redis.call('HINCRBY', job, 'attempts', 1)
-redis.call('HSET', job, 'status', 'RUNNING', 'started_at', ARGV[3], 'worker', ARGV[4])
+redis.call('HSET', job, 'status', RUNNING, 'started_at', ARGV[3], 'worker', ARGV[4])
 redis.call('ZADD', leases, ARGV[2], id)
 return {{token, {_RECORD}}}
 """
 
 # KEYS: job, leases
 # ARGV: job id, token, new deadline (µs)
-RENEW = """
+RENEW = _STATUSES + """
 local state = redis.call('HMGET', KEYS[1], 'status', 'fence')
-if state[1] ~= 'RUNNING' or state[2] ~= ARGV[2] then return 0 end
+if state[1] ~= RUNNING or state[2] ~= ARGV[2] then return 0 end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 return 1
 """
@@ -122,12 +131,13 @@ return 1
 # out by then: that is recovery failing a job whose worker is lost, which a last-moment
 # renewal must still be able to prevent.
 FINISH = (
-    _WRITE_PROGRESS
+    _STATUSES
+    + _WRITE_PROGRESS
     + """
 local job, processing, leases = KEYS[1], KEYS[2], KEYS[3]
 local state = redis.call('HMGET', job, 'status', 'fence')
 if state[2] ~= ARGV[2] then return 0 end
-if state[1] ~= 'RUNNING' then
+if state[1] ~= RUNNING then
   -- A finish re-sent after its reply was lost finds exactly what it wrote: it was accepted.
   if holds_progress(job, 6) then return 1 end
   return 0
@@ -149,12 +159,12 @@ return 1
 # KEYS: job, pending, processing, leases
 # ARGV: job id, token
 # Back to the front of the line with the attempt given back (core's requeue(count_attempt=False)).
-RELEASE = """
+RELEASE = _STATUSES + """
 local job = KEYS[1]
 local state = redis.call('HMGET', job, 'status', 'fence', 'attempts')
-if state[1] ~= 'RUNNING' or state[2] ~= ARGV[2] then return 0 end
+if state[1] ~= RUNNING or state[2] ~= ARGV[2] then return 0 end
 if tonumber(state[3]) > 0 then redis.call('HINCRBY', job, 'attempts', -1) end
-redis.call('HSET', job, 'status', 'PENDING')
+redis.call('HSET', job, 'status', PENDING)
 redis.call('HDEL', job, 'started_at', 'worker')
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('LREM', KEYS[3], 0, ARGV[1])
@@ -164,24 +174,24 @@ return 1
 
 # KEYS: pending, processing, leases
 # ARGV: job key prefix, now (µs), max attempts, batch size
-# -> {requeued ids, {{id, fence, attempts, started_at}, ...} of jobs out of attempts, expired count}
-# Jobs out of attempts are only reported: their FAILED state carries an error message that core
-# words (corral_core.job.worker_lost), so the caller fails each with FINISH, fenced and only
-# if its lease is still expired.
-RECOVER = """
+# -> {requeued ids, {{fence, record fields}, ...} of jobs out of attempts, expired count}
+# Jobs out of attempts are only reported: core fails them (corral_core.job.fail with
+# worker_lost), and the caller stores each with FINISH, fenced and only if its lease is still
+# expired.
+RECOVER = _STATUSES + f"""
 local pending, processing, leases = KEYS[1], KEYS[2], KEYS[3]
 local prefix, now, max_attempts = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local requeued, exhausted = {}, {}
+local requeued, exhausted = {{}}, {{}}
 local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
 for _, id in ipairs(expired) do
   local job = prefix .. id
-  local state = redis.call('HMGET', job, 'status', 'attempts', 'fence', 'started_at')
-  if state[1] ~= 'RUNNING' then
+  local state = redis.call('HMGET', job, 'status', 'attempts', 'fence')
+  if state[1] ~= RUNNING then
     redis.call('ZREM', leases, id)
   elseif tonumber(state[2]) >= max_attempts then
-    table.insert(exhausted, {id, state[3], state[2], state[4] or ''})
+    table.insert(exhausted, {{state[3], {_RECORD}}})
   else
-    redis.call('HSET', job, 'status', 'PENDING')
+    redis.call('HSET', job, 'status', PENDING)
     redis.call('HDEL', job, 'started_at', 'worker')
     redis.call('ZREM', leases, id)
     redis.call('LREM', processing, 0, id)
@@ -194,16 +204,16 @@ end
 for _, id in ipairs(redis.call('LRANGE', processing, 0, -1)) do
   if not redis.call('ZSCORE', leases, id) then
     local status = redis.call('HGET', prefix .. id, 'status')
-    if status == 'RUNNING' then
+    if status == RUNNING then
       -- Running without a lease breaks the scripts' invariant; expire it so it is recovered.
       redis.call('ZADD', leases, now, id)
     else
       redis.call('LREM', processing, 0, id)
-      if status == 'PENDING' then redis.call('LPUSH', pending, id) end
+      if status == PENDING then redis.call('LPUSH', pending, id) end
     end
   end
 end
-return {requeued, exhausted, #expired}
+return {{requeued, exhausted, #expired}}
 """
 
 # KEYS: workers ZSET, worker info HASH

@@ -15,19 +15,12 @@ import pytest
 
 from corral_contract.clock import ManualClock
 from corral_core import job as jobs
-from corral_core.job import ErrorCode, Job, JobStatus, Limits, RunResult, Verdict
+from corral_core.job import ErrorCode, Job, JobStatus, RunRequest, RunResult, Verdict
+from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_core.ports import Clock, JobQueue, JobStore, QueueFull
 
 QUEUE_LIMIT = 5
 LEASE_MS = 1_000
-LIMITS = Limits(
-    cpu_time_ms=1000,
-    wall_time_ms=2000,
-    memory_mb=64,
-    max_processes=8,
-    max_output_bytes=1024,
-    max_file_size_kb=64,
-)
 
 
 @dataclass
@@ -38,7 +31,9 @@ class QueueHarness:
 
 
 def new_job(clock: Clock, job_id: str, code: str = "print(1)") -> Job:
-    return Job(id=job_id, language="python", code=code, limits=LIMITS, created_at=clock.now())
+    """A PENDING Python job created now, under the server's default limits."""
+    request = RunRequest(language="python", code=code, limits=DEFAULT_LIMIT_POLICY.defaults)
+    return Job(id=job_id, request=request, created_at=clock.now())
 
 
 def ok_result(stdout: str = "1\n") -> RunResult:

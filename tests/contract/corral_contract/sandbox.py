@@ -8,17 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from corral_core.job import InputFile, Limits, RunRequest, RunResult, Verdict
+from corral_core.job import InputFile, RunRequest, RunResult, Verdict
+from corral_core.policy import DEFAULT_LIMIT_POLICY, LimitRequest
 from corral_core.ports import Sandbox, UnsupportedLanguage
 
-LIMITS = Limits(
-    cpu_time_ms=2_000,
-    wall_time_ms=5_000,
-    memory_mb=128,
-    max_processes=16,
-    max_output_bytes=64 * 1024,
-    max_file_size_kb=1024,
-)
+LIMITS = DEFAULT_LIMIT_POLICY.defaults
 
 
 def request(code: str, **fields: object) -> RunRequest:
@@ -98,14 +92,14 @@ class SandboxContract:
         assert result.stdout == "a\ufffdb\x00c"
 
     async def test_output_past_the_limit_is_cut_and_flagged(self, sandbox: Sandbox) -> None:
-        limits = Limits(**{**_fields(LIMITS), "max_output_bytes": 1000})
+        limits = DEFAULT_LIMIT_POLICY.resolve(LimitRequest(max_output_bytes=1000))
         result = await sandbox.run(request("print('x' * 100_000)\nprint('done')", limits=limits))
         assert result.verdict is Verdict.OUTPUT_LIMIT_EXCEEDED
         assert result.stdout_truncated and not result.stderr_truncated
         assert result.stdout == "x" * 1000
 
     async def test_stderr_past_the_limit_is_cut_and_flagged(self, sandbox: Sandbox) -> None:
-        limits = Limits(**{**_fields(LIMITS), "max_output_bytes": 500})
+        limits = DEFAULT_LIMIT_POLICY.resolve(LimitRequest(max_output_bytes=500))
         code = "import sys\nprint('ok')\nsys.stderr.write('e' * 10_000)"
         result = await sandbox.run(request(code, limits=limits))
         assert result.verdict is Verdict.OUTPUT_LIMIT_EXCEEDED
@@ -119,7 +113,3 @@ class SandboxContract:
     def test_python_is_a_listed_runtime(self, sandbox: Sandbox) -> None:
         languages = {runtime.language: runtime.version for runtime in sandbox.runtimes()}
         assert languages["python"].startswith("3.")
-
-
-def _fields(limits: Limits) -> dict[str, int]:
-    return {name: getattr(limits, name) for name in limits.__struct_fields__}

@@ -1,0 +1,95 @@
+"""The HTTP resources, one controller each: jobs, and the service itself.
+
+Handlers translate HTTP to use-case calls and domain objects to views (schemas.py); the rules
+a submission must satisfy are the use case's, and errors become answers in errors.py.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, Response, get, post
+from litestar.datastructures import ResponseHeader
+from litestar.params import JSONBody, Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_503_SERVICE_UNAVAILABLE
+
+from corral_api.dependencies import Get, Registry, Settings, Submit
+from corral_api.schemas import Accepted, ExecuteIn, JobView, Readiness, RuntimeView
+from corral_api.settings import ApiSettings
+from corral_core.policy import InvalidSubmission
+from corral_core.ports import StorageUnavailable
+
+JOB_ID = Parameter(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+Wait = Annotated[float, Parameter(ge=0, description="Seconds to wait for the job to finish.")]
+
+
+class JobsController(Controller):
+    tags = ["jobs"]
+
+    @post(
+        "/execute",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Submit code to run",
+        description="202 with the job id at once; with `wait`, the finished job (200) if it "
+        "ends within that many seconds.",
+    )
+    async def execute(
+        self,
+        data: JSONBody[ExecuteIn],
+        submit_job: Submit,
+        get_job: Get,
+        settings: Settings,
+        wait: Wait = 0,
+    ) -> Response[Accepted | JobView]:
+        _check_wait(wait, settings)
+        job = await submit_job(data.to_request())
+        if wait > 0:
+            job = await get_job(job.id, wait_s=wait)
+            if job.finished:
+                return Response(JobView.of(job), status_code=HTTP_200_OK)
+        return Response(
+            Accepted(job.id, job.status),
+            status_code=HTTP_202_ACCEPTED,
+            headers=[ResponseHeader(name="Location", value=f"/jobs/{job.id}")],
+        )
+
+    @get("/jobs/{job_id:str}", summary="Read a job, or wait for it to finish")
+    async def read(
+        self,
+        job_id: Annotated[str, JOB_ID],
+        get_job: Get,
+        settings: Settings,
+        wait: Wait = 0,
+    ) -> JobView:
+        _check_wait(wait, settings)
+        return JobView.of(await get_job(job_id, wait_s=wait))
+
+
+class ServiceController(Controller):
+    tags = ["service"]
+
+    @get("/runtimes", summary="Languages the live workers can run")
+    async def runtimes(self, registry: Registry) -> list[RuntimeView]:
+        return RuntimeView.of_workers(await registry.live_workers())
+
+    @get("/healthz", summary="The API process is alive")
+    async def healthz(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get("/readyz", summary="Redis answers and a worker was seen recently")
+    async def readyz(self, registry: Registry) -> Response[Readiness]:
+        try:
+            live = len(await registry.live_workers())
+        except StorageUnavailable as error:
+            ready = Readiness(ready=False, redis=False, live_workers=0, problems=[f"redis: {error}"])
+            return Response(ready, status_code=HTTP_503_SERVICE_UNAVAILABLE)
+        if live == 0:
+            ready = Readiness(ready=False, redis=True, live_workers=0, problems=["no live worker"])
+            return Response(ready, status_code=HTTP_503_SERVICE_UNAVAILABLE)
+        return Response(Readiness(ready=True, redis=True, live_workers=live))
+
+
+def _check_wait(wait: float, settings: ApiSettings) -> None:
+    # How long a request may hold its connection is the API's own bound, not a job rule.
+    if wait > settings.max_wait_s:
+        raise InvalidSubmission("wait", f"{wait:g} is above the server maximum of {settings.max_wait_s:g} seconds")

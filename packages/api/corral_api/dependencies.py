@@ -1,0 +1,47 @@
+"""The bridge from the container to Litestar: what a handler may ask for by parameter name.
+
+Litestar inspects a dependency's signature, which dependency-injector providers lack, and its
+`@inject` wiring clashes with Litestar's handler checks (litestar issue #582): each dependency
+is a plain function that asks the container, handed to Litestar through `Provide`.
+"""
+
+from __future__ import annotations
+
+from litestar.di import NamedDependency, Provide
+from litestar.params import SkipValidation
+
+from corral_api.container import ApiContainer
+from corral_api.settings import ApiSettings
+from corral_core.ports import WorkerRegistry
+from corral_core.usecases import GetJob, SubmitJob
+
+# The types handlers declare, by the names below. Litestar checks a dependency's type at every
+# request; a Protocol cannot be checked that way.
+Registry = NamedDependency[SkipValidation[WorkerRegistry]]
+Submit = NamedDependency[SubmitJob]
+Get = NamedDependency[GetJob]
+Settings = NamedDependency[ApiSettings]
+
+
+def dependencies(container: ApiContainer) -> dict[str, Provide]:
+    def submit_job() -> SubmitJob:
+        return container.submit_job()
+
+    def get_job() -> GetJob:
+        return container.get_job()
+
+    def registry() -> WorkerRegistry:
+        return container.registry()
+
+    def settings() -> ApiSettings:
+        return container.settings()
+
+    return {
+        name: Provide(provider, sync_to_thread=False)
+        for name, provider in [
+            ("submit_job", submit_job),
+            ("get_job", get_job),
+            ("registry", registry),
+            ("settings", settings),
+        ]
+    }

@@ -1,0 +1,78 @@
+"""The one map from errors to HTTP answers: every error answer is a `Problem`.
+
+The use cases raise domain errors (InvalidSubmission, JobNotFound, QueueFull, ...); this module
+only says which status code and body each becomes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.status_codes import (
+    HTTP_404_NOT_FOUND,
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
+from litestar.types import ExceptionHandlersMap
+
+from corral_api.schemas import FieldError, Problem
+from corral_core.policy import InvalidSubmission, SubmissionTooLarge
+from corral_core.ports import QueueFull, StorageUnavailable
+from corral_core.usecases import JobNotFound
+
+log = logging.getLogger(__name__)
+
+def exception_handlers(retry_after_s: int) -> ExceptionHandlersMap:
+    def retry_later(_: Request[Any, Any, Any], error: QueueFull | StorageUnavailable) -> Response[Problem]:
+        return _problem(HTTP_503_SERVICE_UNAVAILABLE, str(error), headers={"Retry-After": str(retry_after_s)})
+
+    return {
+        InvalidSubmission: _invalid,
+        ValidationException: _validation,
+        JobNotFound: _not_found,
+        NotFoundException: _not_found,
+        QueueFull: retry_later,
+        StorageUnavailable: retry_later,
+        HTTPException: _http,
+        Exception: _unexpected,
+    }
+
+
+def _problem(
+    status: int, detail: str, errors: list[FieldError] | None = None, headers: dict[str, str] | None = None
+) -> Response[Problem]:
+    return Response(Problem(status, detail, errors or []), status_code=status, headers=headers)
+
+
+def _invalid(_: Request[Any, Any, Any], error: InvalidSubmission) -> Response[Problem]:
+    status = HTTP_413_REQUEST_ENTITY_TOO_LARGE if isinstance(error, SubmissionTooLarge) else HTTP_422_UNPROCESSABLE_ENTITY
+    return _problem(status, str(error), [FieldError(error.field, error.message)])
+
+
+def _validation(_: Request[Any, Any, Any], error: ValidationException) -> Response[Problem]:
+    # Litestar answers 400 for a body or parameter that fails validation; a well-formed
+    # request with wrong content is a 422, and the client is told each field.
+    fields = [
+        FieldError(str(item.get("key") or item.get("source") or "body"), str(item.get("message")))
+        for item in (error.extra if isinstance(error.extra, list) else [])
+        if isinstance(item, dict)
+    ]
+    return _problem(HTTP_422_UNPROCESSABLE_ENTITY, str(error.detail), fields)
+
+
+def _not_found(_: Request[Any, Any, Any], error: JobNotFound | NotFoundException) -> Response[Problem]:
+    return _problem(HTTP_404_NOT_FOUND, str(error.detail if isinstance(error, HTTPException) else error))
+
+
+def _http(_: Request[Any, Any, Any], error: HTTPException) -> Response[Problem]:
+    return _problem(error.status_code, str(error.detail), headers=error.headers or {})
+
+
+def _unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[Problem]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+    return _problem(HTTP_500_INTERNAL_SERVER_ERROR, "internal error; it was logged")
