@@ -8,12 +8,18 @@ PANTS ?= ./pants
 LIBRARY_DIRS := $(wildcard packages/*/corral_*) tests/contract tests/testbed bench
 TEST_DIRS := $(wildcard packages/*/tests) tests/integration
 
-.PHONY: test deps check lint typecheck fix package bench lockfile tailor up
+.PHONY: test unit deps check lint typecheck fix package bench lockfile tailor up
 
 ## test: the architecture rules, then every test (unit, contract, integration), each file in
 ## its own process
 test: deps
 	$(PANTS) test ::
+
+## unit: the fast tier, the test files tagged "unit" in their BUILD files: no root, no NsJail,
+## no Redis (core, settings, the HTTP API and worker on in-memory adapters, the sandbox's pure
+## parts, the contract suites bound to the in-memory adapters)
+unit:
+	$(PANTS) --tag=unit test ::
 
 ## deps: every Python file has a BUILD target (else its tests would silently not run), every
 ## import resolves to a target, and no import crosses the __dependencies_rules__ in the BUILD
@@ -36,7 +42,8 @@ typecheck:
 fix:
 	$(PANTS) fix ::
 
-## package: build dist/packages.api/corral-api.pex and dist/packages.worker/corral-worker.pex
+## package: build dist/packages.api/corral-api.pex and dist/packages.worker/corral-worker.pex,
+## and the wheels dist/corral_core-*.whl and dist/corral_contract-*.whl (README: Adding an adapter)
 package:
 	$(PANTS) package ::
 
