@@ -32,4 +32,4 @@ async def test_the_container_resolves_its_use_cases_over_the_overridden_adapters
         await container.get_job()("no-such-job")
     assert isinstance(container.get_job(), GetJob)
     await registry.heartbeat(WorkerInfo("w", clock.now(), (Runtime("python", "3.11.2", "main.py"),)), 60_000)
-    assert [runtime.language for runtime in await container.runtimes().current()] == ["python"]
+    assert [runtime.language for runtime in await container.runtimes().offered()] == ["python"]
