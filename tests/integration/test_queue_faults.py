@@ -107,9 +107,9 @@ class Queue:
 
 
 @contextlib.asynccontextmanager
-async def open_queue(url: str, **settings: int) -> AsyncIterator[Queue]:
+async def open_queue(url: str, max_unfinished: int = 10_000) -> AsyncIterator[Queue]:
     client = connect(url, retries=1, socket_timeout=2.0, connect_timeout=0.5)
-    config = RedisSettings(key_prefix=f"faults:{uuid.uuid4().hex[:12]}:{{q}}:", **settings)
+    config = RedisSettings(key_prefix=f"faults:{uuid.uuid4().hex[:12]}:{{q}}:", max_unfinished=max_unfinished)
     store = RedisJobStore(client, config)
     try:
         yield Queue(client, config, RedisJobQueue(client, SystemClock(), config), store)

@@ -6,7 +6,6 @@ A deployable includes it with `providers.Container(RedisContainer, settings=…,
 from __future__ import annotations
 
 from dependency_injector import containers, providers
-from redis.asyncio import Redis
 
 from corral_core.ports import Clock
 from corral_redis.connection import connect
