@@ -11,11 +11,11 @@ import contextlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError, ResponseError, TimeoutError
+from redis.exceptions import ConnectionError, MaxConnectionsError, ResponseError, TimeoutError
 
 from corral_core.ports import StorageUnavailable
 
@@ -27,30 +27,62 @@ _UNAVAILABLE_REPLIES = ("OOM", "MISCONF", "READONLY", "BUSY", "MASTERDOWN", "CLU
 def connect(
     url: str,
     *,
+    max_connections: int = 32,
+    pool_timeout_s: float = 5.0,
+    client_name: str | None = None,
     socket_timeout: float = 5.0,
     connect_timeout: float = 2.0,
     retries: int = 3,
     health_check_interval: int = 15,
 ) -> Redis:
-    """A client that retries a dropped connection a few times, then lets the error through.
+    """A client of at most `max_connections` connections that retries a dropped one a few times.
+
+    A command that finds every connection busy waits up to `pool_timeout_s` for one to come
+    back: a burst of requests queues for a moment instead of failing, and the process never
+    opens more connections than it was given (the notification subscription holds one of them).
+    Connections carry `client_name`, so `CLIENT LIST` tells whose they are.
 
     The adapters' scripts are safe to run twice (see scripts.py), which is what a retry after a
     lost reply does. `socket_timeout` must stay above RedisSettings.claim_block_s.
     """
     # TCP keepalive has no meaning on a Unix socket, whose connection class refuses the option.
     keepalive = {} if url.startswith("unix:") else {"socket_keepalive": True}
-    client = Redis.from_url(
+    pool = _BoundedPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=pool_timeout_s,
+        client_name=client_name,
         socket_timeout=socket_timeout,
         socket_connect_timeout=connect_timeout,
         health_check_interval=health_check_interval,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
         **keepalive,
     )
-    pool = client.connection_pool
     # The URL's scheme picked the class (TCP, TLS or a Unix socket); keep it, fixed.
     pool.connection_class = _keeping_cancellations(pool.connection_class)
-    return client
+    return Redis.from_pool(pool)
+
+
+class PoolExhausted(MaxConnectionsError):
+    """Every connection of this process stayed busy for the pool's whole timeout.
+
+    Redis itself may be fine: the limit reached is this process's own.
+    """
+
+
+class _BoundedPool(BlockingConnectionPool):
+    async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
+        try:
+            return await super().get_connection(*args, **kwargs)
+        except ConnectionError as error:
+            # redis-py says "No connection available." whether Redis is down or merely busy
+            # elsewhere; only a timeout waiting for a free connection ends up here that way.
+            if isinstance(error.__cause__, asyncio.TimeoutError):
+                raise PoolExhausted(
+                    f"all {self.max_connections} Redis connections of this process stayed busy for "
+                    f"{self.timeout:g} s (the redis max_connections setting)"
+                ) from error
+            raise
 
 
 class _CancellationKeepingConnection(AbstractConnection):
@@ -95,6 +127,8 @@ def storage_errors() -> Iterator[None]:
     """Translate Redis being unreachable or refusing writes into StorageUnavailable."""
     try:
         yield
+    except PoolExhausted as error:
+        raise StorageUnavailable(f"too busy: {error}") from error
     except (ConnectionError, TimeoutError) as error:
         raise StorageUnavailable(f"Redis is unreachable: {error}") from error
     except ResponseError as error:

@@ -5,6 +5,10 @@ subscription to it, read by one background task that wakes whoever waits for tha
 registers and makes sure the subscription is live before it reads the record, so a finish
 published in between still wakes it.
 
+When a finish wakes many waiters of one job at once, they share one read of its record: each
+wake starts a new generation of reads for that id, and a waiter joins the read of its own
+generation if one is under way (it began after the wake, so it sees the finish).
+
 Pub/sub delivers at most once: a finish published while the subscription was down is gone.
 So each time the subscription is (re)established, every waiter is woken to read its record
 again, and a waiter whose time runs out reads the record once more before it answers.
@@ -36,6 +40,11 @@ class RedisJobStore:
         self._settings = settings
         self._keys = QueueKeys(settings.key_prefix)
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        # Per job id: the generation of its latest wake (a store-wide count, so that a number
+        # never comes back for an id), and the read under way for it (if any).
+        self._wakes = 0
+        self._generation: dict[str, int] = {}
+        self._reads: dict[str, tuple[int, asyncio.Future[Job | None]]] = {}
         self._subscribed = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
 
@@ -55,18 +64,43 @@ class RedisJobStore:
         try:
             # Subscribed before the first read, or a finish published in between goes unseen.
             await _wait(self._subscribed, deadline - loop.time())
-            while True:
-                woken.clear()
-                found = await self.get(job_id)
-                if found is None or found.finished:
-                    return found
+            found = await self.get(job_id)
+            while found is not None and not found.finished:
                 if not await _wait(woken, deadline - loop.time()):
                     return await self.get(job_id)
+                woken.clear()
+                found = await self._shared_read(job_id)
+            return found
         finally:
             waiting = self._waiters[job_id]
             waiting.discard(woken)
             if not waiting:
                 del self._waiters[job_id]
+                self._generation.pop(job_id, None)
+
+    async def _shared_read(self, job_id: str) -> Job | None:
+        """The record as read once since the latest wake for it, by whichever waiter came first."""
+        generation = self._generation.get(job_id, 0)
+        under_way = self._reads.get(job_id)
+        if under_way is None or under_way[0] != generation:
+            read = asyncio.ensure_future(self.get(job_id))
+            under_way = (generation, read)
+            self._reads[job_id] = under_way
+            read.add_done_callback(lambda _: self._forget_read(job_id, read))
+        # Shielded: one waiter giving up must not cancel the read the others are waiting on.
+        return await asyncio.shield(under_way[1])
+
+    def _forget_read(self, job_id: str, read: asyncio.Future[Job | None]) -> None:
+        if self._reads.get(job_id, (0, None))[1] is read:
+            del self._reads[job_id]
+        if not read.cancelled():
+            read.exception()  # retrieved here, raised to each waiter by its own await
+
+    def waiting(self, job_id: str | None = None) -> int:
+        """How many callers wait for `job_id` to finish (for any job, without one)."""
+        if job_id is not None:
+            return len(self._waiters.get(job_id, ()))
+        return sum(len(waiting) for waiting in self._waiters.values())
 
     async def aclose(self) -> None:
         """Stop the notification reader. The client stays open: it is the caller's."""
@@ -115,13 +149,17 @@ class RedisJobStore:
             backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
     def _wake(self, job_id: str) -> None:
-        for event in self._waiters.get(job_id, ()):
+        waiting = self._waiters.get(job_id)
+        if not waiting:
+            return
+        self._wakes += 1
+        self._generation[job_id] = self._wakes
+        for event in waiting:
             event.set()
 
     def _wake_all(self) -> None:
-        for waiting in self._waiters.values():
-            for event in waiting:
-                event.set()
+        for job_id in list(self._waiters):
+            self._wake(job_id)
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> bool:

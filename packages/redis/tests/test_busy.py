@@ -1,0 +1,101 @@
+"""Bursts of requests on one process: they wait for a connection, share reads, and a limit of the
+process's own is never reported as Redis being unreachable. On a real redis-server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from corral_contract.clock import ManualClock
+from corral_contract.queue import new_job, ok_result
+from corral_core import job as jobs
+from corral_core.ports import StorageUnavailable
+from corral_redis import RedisJobQueue, RedisJobStore, RedisSettings, connect
+from corral_testbed.redis_server import redis_url  # noqa: F401 - the session fixture
+
+
+@pytest.fixture
+def settings() -> RedisSettings:
+    return RedisSettings(key_prefix=f"test:{uuid.uuid4().hex[:12]}:{{q}}:")
+
+
+async def hmget_calls(client: Redis) -> int:
+    stats = await client.info("commandstats")
+    return int(stats.get("cmdstat_hmget", {}).get("calls", 0))
+
+
+@pytest.fixture
+async def admin(redis_url: str) -> AsyncIterator[Redis]:  # noqa: F811
+    client = connect(redis_url)
+    yield client
+    await client.aclose()
+
+
+async def test_more_concurrent_reads_than_connections_all_succeed(
+    redis_url: str,  # noqa: F811
+    settings: RedisSettings,
+) -> None:
+    client = connect(redis_url, max_connections=2, client_name="corral-test-small")
+    store = RedisJobStore(client, settings)
+    queue = RedisJobQueue(client, ManualClock(), settings)
+    try:
+        await queue.submit(new_job(ManualClock(), "burst"))
+        found = await asyncio.gather(*(store.get("burst") for _ in range(300)))
+        assert {job.id for job in found if job is not None} == {"burst"} and None not in found
+        named = [entry for entry in await client.client_list() if entry.get("name") == "corral-test-small"]
+        assert 1 <= len(named) <= 2
+    finally:
+        await client.aclose()
+
+
+async def test_a_pool_that_stays_busy_says_so_not_that_redis_is_unreachable(
+    redis_url: str,  # noqa: F811
+    settings: RedisSettings,
+) -> None:
+    client = connect(redis_url, max_connections=1, pool_timeout_s=0.2)
+    store = RedisJobStore(client, settings)
+    try:
+        # The one connection blocks in BLPOP for a second; the read cannot get a connection.
+        holder = asyncio.create_task(client.blpop([f"{settings.key_prefix}nothing"], timeout=1))
+        await asyncio.sleep(0.05)
+        with pytest.raises(StorageUnavailable) as raised:
+            await store.get("any")
+        assert "unreachable" not in str(raised.value)
+        assert "max_connections" in str(raised.value)
+        await holder
+        assert await store.get("any") is None  # and the pool serves again once it is free
+    finally:
+        await client.aclose()
+
+
+async def test_the_waiters_of_one_job_share_the_read_when_it_finishes(
+    redis_url: str,  # noqa: F811
+    settings: RedisSettings,
+    admin: Redis,
+) -> None:
+    client = connect(redis_url)
+    clock = ManualClock()
+    store = RedisJobStore(client, settings)
+    queue = RedisJobQueue(client, clock, settings)
+    try:
+        await queue.submit(new_job(clock, "awaited"))
+        lease = await queue.claim("w", 10_000, 1)
+        assert lease is not None
+        waiters = [asyncio.create_task(store.wait_finished("awaited", 20)) for _ in range(200)]
+        while store.waiting("awaited") < 200:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # every waiter has read the record once and sleeps
+        before = await hmget_calls(admin)
+        assert await queue.finish(lease, jobs.complete(lease.job, ok_result(), clock.now()))
+        finished = await asyncio.gather(*waiters)
+        reads = await hmget_calls(admin) - before
+        assert {job.status for job in finished if job is not None} == {jobs.JobStatus.COMPLETED}
+        assert reads <= 3, f"{reads} reads of the record for 200 waiters"
+    finally:
+        await store.aclose()
+        await client.aclose()
