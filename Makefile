@@ -8,7 +8,7 @@ PANTS ?= ./pants
 LIBRARY_DIRS := $(wildcard packages/*/corral_*) tests/contract tests/testbed bench
 TEST_DIRS := $(wildcard packages/*/tests) tests/integration
 
-.PHONY: test unit deps check lint typecheck fix package bench lockfile tailor up
+.PHONY: settings-tables test unit deps check lint typecheck fix package bench lockfile tailor up
 
 ## test: the architecture rules, then every test (unit, contract, integration), each file in
 ## its own process
@@ -49,7 +49,7 @@ package:
 
 ## bench: build the PEX files, then run each benchmark against them. (Pants 2.17's `run` of a
 ## source file fails to find the whole-lockfile PEX, hence the flag.)
-BENCHES := bench/queue_throughput.py bench/sandbox_latency.py bench/http_latency.py
+BENCHES := bench/queue_throughput.py bench/sandbox_latency.py bench/http_latency.py bench/longpoll_fanout.py
 bench: package
 	@set -e; for script in $(BENCHES); do \
 		$(PANTS) --no-python-run-against-entire-lockfile run "$$script"; done
@@ -57,6 +57,10 @@ bench: package
 ## lockfile: re-resolve 3rdparty/python/requirements.txt into default.lock
 lockfile:
 	$(PANTS) generate-lockfiles
+
+## settings-tables: rewrite the README's generated settings tables from the settings Structs
+settings-tables:
+	scripts/settings-tables.sh
 
 ## tailor: add BUILD targets for new Python files
 tailor:

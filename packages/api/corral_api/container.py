@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dependency_injector import containers, providers
 
+from corral_api.longpolls import LongPolls
 from corral_api.runtimes import RegistryRuntimeCatalog
 from corral_api.settings import ApiSettings
 from corral_core.usecases import GetJob, SubmitJob
@@ -23,7 +24,7 @@ class ApiContainer(containers.DeclarativeContainer):
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(RandomIds)
 
-    storage = providers.Container(RedisContainer, settings=redis_settings, clock=clock)
+    storage = providers.Container(RedisContainer, settings=redis_settings, clock=clock, client_name="corral-api")
     redis = storage.client
     # Typed because a sub-container's providers are Any to mypy.
     queue: providers.Provider[RedisJobQueue] = storage.queue
@@ -41,6 +42,7 @@ class ApiContainer(containers.DeclarativeContainer):
         runtimes=runtimes,
     )
     get_job = providers.Singleton(GetJob, store)
+    long_polls = providers.Singleton(LongPolls, settings.provided.max_waiters)
 
 
 async def close(container: ApiContainer) -> None:

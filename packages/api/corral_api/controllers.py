@@ -6,6 +6,7 @@ a submission must satisfy are the use case's, and errors become answers in error
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 from litestar import Controller, Response, get, post
@@ -13,7 +14,7 @@ from litestar.datastructures import ResponseHeader
 from litestar.params import JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_503_SERVICE_UNAVAILABLE
 
-from corral_api.dependencies import Get, Registry, Settings, Submit
+from corral_api.dependencies import Get, Registry, Settings, Submit, Waits
 from corral_api.schemas import Accepted, ExecuteIn, JobView, Readiness, RuntimeView
 from corral_api.settings import ApiSettings
 from corral_core.policy import InvalidSubmission
@@ -39,14 +40,18 @@ class JobsController(Controller):
         submit_job: Submit,
         get_job: Get,
         settings: Settings,
+        long_polls: Waits,
         wait: Wait = 0,
     ) -> Response[Accepted | JobView]:
         _check_wait(wait, settings)
-        job = await submit_job(data.to_request())
-        if wait > 0:
-            job = await get_job(job.id, wait_s=wait)
-            if job.finished:
-                return Response(JobView.of(job), status_code=HTTP_200_OK)
+        # A wait is refused before the job is queued: a 503 must not leave behind a job the
+        # client never heard of.
+        with long_polls.hold() if wait > 0 else contextlib.nullcontext():
+            job = await submit_job(data.to_request())
+            if wait > 0:
+                job = await get_job(job.id, wait_s=wait)
+        if job.finished:
+            return Response(JobView.of(job), status_code=HTTP_200_OK)
         return Response(
             Accepted(job.id, job.status),
             status_code=HTTP_202_ACCEPTED,
@@ -59,10 +64,12 @@ class JobsController(Controller):
         job_id: Annotated[str, JOB_ID],
         get_job: Get,
         settings: Settings,
+        long_polls: Waits,
         wait: Wait = 0,
     ) -> JobView:
         _check_wait(wait, settings)
-        return JobView.of(await get_job(job_id, wait_s=wait))
+        with long_polls.hold() if wait > 0 else contextlib.nullcontext():
+            return JobView.of(await get_job(job_id, wait_s=wait))
 
 
 class ServiceController(Controller):

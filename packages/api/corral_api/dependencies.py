@@ -11,6 +11,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import SkipValidation
 
 from corral_api.container import ApiContainer
+from corral_api.longpolls import LongPolls
 from corral_api.settings import ApiSettings
 from corral_core.ports import WorkerRegistry
 from corral_core.usecases import GetJob, SubmitJob
@@ -21,6 +22,7 @@ Registry = NamedDependency[SkipValidation[WorkerRegistry]]
 Submit = NamedDependency[SubmitJob]
 Get = NamedDependency[GetJob]
 Settings = NamedDependency[ApiSettings]
+Waits = NamedDependency[LongPolls]
 
 
 def dependencies(container: ApiContainer) -> dict[str, Provide]:
@@ -36,6 +38,9 @@ def dependencies(container: ApiContainer) -> dict[str, Provide]:
     def settings() -> ApiSettings:
         return container.settings()
 
+    def long_polls() -> LongPolls:
+        return container.long_polls()
+
     return {
         name: Provide(provider, sync_to_thread=False)
         for name, provider in [
@@ -43,5 +48,6 @@ def dependencies(container: ApiContainer) -> dict[str, Provide]:
             ("get_job", get_job),
             ("registry", registry),
             ("settings", settings),
+            ("long_polls", long_polls),
         ]
     }

@@ -20,6 +20,7 @@ from litestar.status_codes import (
 )
 from litestar.types import ExceptionHandlersMap
 
+from corral_api.longpolls import TooManyLongPolls
 from corral_api.schemas import FieldError, Problem
 from corral_core.policy import InvalidSubmission, SubmissionTooLarge
 from corral_core.ports import QueueFull, StorageUnavailable
@@ -28,7 +29,9 @@ from corral_core.usecases import JobNotFound
 log = logging.getLogger(__name__)
 
 def exception_handlers(retry_after_s: int) -> ExceptionHandlersMap:
-    def retry_later(_: Request[Any, Any, Any], error: QueueFull | StorageUnavailable) -> Response[Problem]:
+    def retry_later(
+        _: Request[Any, Any, Any], error: QueueFull | StorageUnavailable | TooManyLongPolls
+    ) -> Response[Problem]:
         return _problem(HTTP_503_SERVICE_UNAVAILABLE, str(error), headers={"Retry-After": str(retry_after_s)})
 
     return {
@@ -38,6 +41,7 @@ def exception_handlers(retry_after_s: int) -> ExceptionHandlersMap:
         NotFoundException: _not_found,
         QueueFull: retry_later,
         StorageUnavailable: retry_later,
+        TooManyLongPolls: retry_later,
         HTTPException: _http,
         Exception: _unexpected,
     }

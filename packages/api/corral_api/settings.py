@@ -25,6 +25,9 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8000
     # The longest `?wait=` a client may ask for, in seconds.
     max_wait_s: Annotated[float, msgspec.Meta(ge=0, le=300)] = 30
+    # The most long-polls (`?wait=`) one API process holds at once; past it a request that
+    # asks to wait gets 503 at once.
+    max_waiters: Positive = 10_000
     # The Retry-After of a 503 (queue full, Redis unreachable), in seconds.
     retry_after_s: Positive = 2
     # Sizes of a submission past which it is refused with 413.

@@ -12,6 +12,7 @@ from litestar.testing import AsyncTestClient
 
 from corral_api.app import create_app
 from corral_api.container import ApiContainer
+from corral_api.longpolls import LongPolls
 from corral_api.settings import ApiSettings
 from corral_core.ports import Runtime, StorageUnavailable, WorkerInfo
 from corral_core.usecases import RunNextJob
@@ -37,6 +38,7 @@ class Api:
     client: AsyncTestClient  # type: ignore[type-arg]
     state: InMemoryJobs
     registry: OutageRegistry
+    container: ApiContainer
 
 
 async def run_worker(state: InMemoryJobs) -> None:
@@ -67,7 +69,7 @@ async def _api(
     async with AsyncTestClient(app=create_app(container)) as client:
         # The test client serves the app on its own event loop: the worker must share it.
         running = client.blocking_portal.start_task_soon(run_worker, state) if worker else None
-        yield Api(client, state, registry)
+        yield Api(client, state, registry, container)
         if running:
             running.cancel()
 
@@ -270,3 +272,19 @@ async def test_a_failed_job_reads_with_its_error() -> None:
         body = response.json()
         assert body["status"] == "FAILED" and body["result"] is None
         assert body["error"] == {"code": "unsupported_language", "message": "no runtime for language 'ruby'"}
+
+
+async def test_past_the_long_poll_limit_a_wait_is_503_naming_it_and_queues_nothing() -> None:
+    async for api in _api(ApiSettings(), RedisSettings(), worker=False):
+        job_id = (await api.client.post("/execute", json={"code": ""})).json()["job_id"]
+        full = LongPolls(limit=1)
+        with full.hold():  # the one long-poll this process may hold is taken
+            api.container.long_polls.override(providers.Object(full))
+            refused = await api.client.get(f"/jobs/{job_id}?wait=1")
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "2"
+            assert "CORRAL_MAX_WAITERS" in refused.json()["detail"]
+            refused = await api.client.post("/execute?wait=1", json={"code": ""})
+            assert refused.status_code == 503 and "CORRAL_MAX_WAITERS" in refused.json()["detail"]
+            assert len(api.state.records) == 1, "a refused wait queued a job"
+            assert (await api.client.get(f"/jobs/{job_id}")).status_code == 200  # no wait, no limit
+        assert (await api.client.get(f"/jobs/{job_id}?wait=0.01")).status_code == 200  # the slot came back

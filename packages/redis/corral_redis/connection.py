@@ -73,14 +73,15 @@ class PoolExhausted(MaxConnectionsError):
 class _BoundedPool(BlockingConnectionPool):
     async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
         try:
-            return await super().get_connection(*args, **kwargs)
+            connection: AbstractConnection = await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+            return connection
         except ConnectionError as error:
             # redis-py says "No connection available." whether Redis is down or merely busy
             # elsewhere; only a timeout waiting for a free connection ends up here that way.
             if isinstance(error.__cause__, asyncio.TimeoutError):
                 raise PoolExhausted(
                     f"all {self.max_connections} Redis connections of this process stayed busy for "
-                    f"{self.timeout:g} s (the redis max_connections setting)"
+                    f"{self.timeout:g} s (the redis max_connections setting, CORRAL_REDIS_MAX_CONNECTIONS)"
                 ) from error
             raise
 

@@ -18,8 +18,16 @@ from corral_redis.workers import RedisWorkerRegistry
 class RedisContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=RedisSettings)
     clock: providers.Dependency[Clock] = providers.Dependency()
+    # Shown by Redis's CLIENT LIST for every connection: which deployable holds it.
+    client_name = providers.Object("corral")
 
-    client = providers.Singleton(connect, settings.provided.url)
+    client = providers.Singleton(
+        connect,
+        settings.provided.url,
+        max_connections=settings.provided.max_connections,
+        pool_timeout_s=settings.provided.pool_timeout_s,
+        client_name=client_name,
+    )
     queue = providers.Singleton(RedisJobQueue, client, clock, settings)
     store = providers.Singleton(RedisJobStore, client, settings)
     registry = providers.Singleton(RedisWorkerRegistry, client, clock, settings)

@@ -33,6 +33,11 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     # redis://, rediss:// (TLS) or unix:// (a socket path); see connection.connect.
     url: str = "redis://127.0.0.1:6379/0"
+    # The most connections one process opens to Redis (its notification subscription included).
+    max_connections: int = 32
+    # How long a command waits for one of those connections to come free before the request
+    # is refused as busy (503), which says this limit, not that Redis is unreachable.
+    pool_timeout_s: float = 5.0
     # Every key's prefix; it must carry a Redis Cluster hash tag such as {q}.
     key_prefix: str = "corral:{q}:"
     # Submissions beyond this many unfinished (pending or running) jobs are refused with
@@ -57,8 +62,12 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
                 f"key_prefix {self.key_prefix!r} needs a hash tag such as '{{q}}', "
                 "so that all of the queue's keys share one Redis Cluster slot"
             )
-        if self.max_unfinished < 1 or self.finished_ttl_s < 1 or self.recover_batch < 1:
-            raise ValueError("max_unfinished, finished_ttl_s and recover_batch must be positive")
+        if min(self.max_unfinished, self.finished_ttl_s, self.recover_batch, self.max_connections) < 1:
+            raise ValueError("max_unfinished, finished_ttl_s, recover_batch and max_connections must be positive")
+        if self.max_connections < 2:
+            raise ValueError("max_connections must be at least 2: the notification subscription keeps one")
+        if not 0 < self.pool_timeout_s <= 60:
+            raise ValueError("pool_timeout_s must be in (0, 60]")
         if self.claim_block_s < 0.01:
             raise ValueError("claim_block_s must be at least 0.01 (Redis blocks in milliseconds)")
 

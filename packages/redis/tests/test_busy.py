@@ -16,7 +16,6 @@ from corral_contract.queue import new_job, ok_result
 from corral_core import job as jobs
 from corral_core.ports import StorageUnavailable
 from corral_redis import RedisJobQueue, RedisJobStore, RedisSettings, connect
-from corral_testbed.redis_server import redis_url  # noqa: F401 - the session fixture
 
 
 @pytest.fixture
@@ -30,14 +29,14 @@ async def hmget_calls(client: Redis) -> int:
 
 
 @pytest.fixture
-async def admin(redis_url: str) -> AsyncIterator[Redis]:  # noqa: F811
+async def admin(redis_url: str) -> AsyncIterator[Redis]:
     client = connect(redis_url)
     yield client
     await client.aclose()
 
 
 async def test_more_concurrent_reads_than_connections_all_succeed(
-    redis_url: str,  # noqa: F811
+    redis_url: str,
     settings: RedisSettings,
 ) -> None:
     client = connect(redis_url, max_connections=2, client_name="corral-test-small")
@@ -54,14 +53,14 @@ async def test_more_concurrent_reads_than_connections_all_succeed(
 
 
 async def test_a_pool_that_stays_busy_says_so_not_that_redis_is_unreachable(
-    redis_url: str,  # noqa: F811
+    redis_url: str,
     settings: RedisSettings,
 ) -> None:
     client = connect(redis_url, max_connections=1, pool_timeout_s=0.2)
     store = RedisJobStore(client, settings)
     try:
         # The one connection blocks in BLPOP for a second; the read cannot get a connection.
-        holder = asyncio.create_task(client.blpop([f"{settings.key_prefix}nothing"], timeout=1))
+        holder = asyncio.ensure_future(client.blpop([f"{settings.key_prefix}nothing"], timeout=1))
         await asyncio.sleep(0.05)
         with pytest.raises(StorageUnavailable) as raised:
             await store.get("any")
@@ -74,7 +73,7 @@ async def test_a_pool_that_stays_busy_says_so_not_that_redis_is_unreachable(
 
 
 async def test_the_waiters_of_one_job_share_the_read_when_it_finishes(
-    redis_url: str,  # noqa: F811
+    redis_url: str,
     settings: RedisSettings,
     admin: Redis,
 ) -> None:
@@ -86,10 +85,11 @@ async def test_the_waiters_of_one_job_share_the_read_when_it_finishes(
         await queue.submit(new_job(clock, "awaited"))
         lease = await queue.claim("w", 10_000, 1)
         assert lease is not None
+        start = await hmget_calls(admin)
         waiters = [asyncio.create_task(store.wait_finished("awaited", 20)) for _ in range(200)]
-        while store.waiting("awaited") < 200:
+        # Each waiter reads the record once on its own when it starts; then they all sleep.
+        while store.waiting("awaited") < 200 or await hmget_calls(admin) - start < 200:
             await asyncio.sleep(0.01)
-        await asyncio.sleep(0.1)  # every waiter has read the record once and sleeps
         before = await hmget_calls(admin)
         assert await queue.finish(lease, jobs.complete(lease.job, ok_result(), clock.now()))
         finished = await asyncio.gather(*waiters)

@@ -25,7 +25,7 @@ class WorkerContainer(containers.DeclarativeContainer):
     host = providers.Dependency(instance_of=HostReport)
 
     clock = providers.Singleton(SystemClock)
-    storage = providers.Container(RedisContainer, settings=redis_settings, clock=clock)
+    storage = providers.Container(RedisContainer, settings=redis_settings, clock=clock, client_name="corral-worker")
     redis = storage.client
     # Typed because a sub-container's providers are Any to mypy.
     queue: providers.Provider[RedisJobQueue] = storage.queue

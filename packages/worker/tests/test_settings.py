@@ -16,8 +16,8 @@ from corral_worker.settings import SECTIONS
 def test_the_readme_table_of_each_section_is_the_one_its_struct_produces(kind: type) -> None:
     expected = markdown_block(kind)
     assert documented_block(Path("README.md").read_text(), kind) == expected, (
-        "README.md's settings table is stale: replace its block with the output of "
-        f"`corral-worker config --markdown`:\n{expected}"
+        "README.md's settings table is stale: run `make settings-tables`, which rewrites it as:\n"
+        f"{expected}"
     )
 
 
