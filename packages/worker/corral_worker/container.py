@@ -16,8 +16,9 @@ def sandbox_settings(settings: WorkerSettings) -> SandboxSettings:
     return SandboxSettings(
         nsjail_bin=settings.nsjail_bin or None,
         policy_dir=settings.nsjail_policy_dir or None,
-        jail_uid=settings.jail_uid,
-        jail_gid=settings.jail_gid,
+        # The first of the range of ids (one per running job): see SandboxSettings.
+        jail_uid_first=settings.jail_uid,
+        jail_gid_first=settings.jail_gid,
         work_root=settings.work_root,
     )
 
