@@ -135,14 +135,18 @@ async def until_ready(host: HostReport, tag: str, timeout_s: float = 10.0) -> in
 
 
 def jail_init_pid(uid: int) -> int | None:
-    """The host pid of the jailed program (PID 1 of its namespace) running as host uid `uid`."""
+    """The host pid of the jailed program running as host uid `uid`: the process of that uid
+    whose parent (NsJail) runs as another uid."""
+    parents: dict[int, int] = {}
+    uids: dict[int, int] = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         with contextlib.suppress(OSError, KeyError, ValueError):
             lines = Path(f"/proc/{pid}/status").read_text().splitlines()
             status = {key: value.strip() for key, _, value in (line.partition(":") for line in lines)}
-            if int(status["Uid"].split()[0]) == uid and status["NSpid"].split()[-1] == "1":
-                return int(pid)
-    return None
+            uids[int(pid)] = int(status["Uid"].split()[0])
+            parents[int(pid)] = int(status["PPid"])
+    tops = [pid for pid, owner in uids.items() if owner == uid and uids.get(parents[pid]) != uid]
+    return min(tops) if tops else None
 
 
 def release(pid: int) -> None:
