@@ -74,7 +74,7 @@ def _check_jail_ids(ids: JailIdRange, leases: str) -> None:
     if used:
         shown = "; ".join(used[:5]) + ("; ..." if len(used) > 5 else "")
         raise HostNotReady(
-            f"the jail ids (uids from {ids.uid_first}, gids from {ids.gid_first}, {ids.count} of each) "
+            f"the jail ids (uids from {ids.uid_first}, gids from {ids.gid_first}, {ids.size} of each) "
             f"are in use: {shown}"
         )
 

@@ -35,13 +35,13 @@ class JailIds(NamedTuple):
 class JailIdRange(NamedTuple):
     uid_first: int
     gid_first: int
-    count: int
+    size: int
 
     def uids(self) -> range:
-        return range(self.uid_first, self.uid_first + self.count)
+        return range(self.uid_first, self.uid_first + self.size)
 
     def gids(self) -> range:
-        return range(self.gid_first, self.gid_first + self.count)
+        return range(self.gid_first, self.gid_first + self.size)
 
 
 class JailIdsExhausted(SandboxError):
@@ -52,8 +52,8 @@ class JailIdPool:
     """The range's pairs, least recently used first, leased across workers (see above)."""
 
     def __init__(self, ids: JailIdRange, lease_dir: str) -> None:
-        self._free = collections.deque(JailIds(ids.uid_first + n, ids.gid_first + n) for n in range(ids.count))
-        self._count = ids.count
+        self._free = collections.deque(JailIds(ids.uid_first + n, ids.gid_first + n) for n in range(ids.size))
+        self._size = ids.size
         self._lease_dir = lease_dir
 
     @contextlib.contextmanager
@@ -71,7 +71,7 @@ class JailIdPool:
                 self._free.append(ids)
             return
         raise JailIdsExhausted(
-            f"all {self._count} jail ids are in use: run fewer jobs at once or raise jail_id_count"
+            f"all {self._size} jail ids are in use: run fewer jobs at once or raise jail_id_count"
         )
 
 

@@ -50,10 +50,6 @@ class HostReport(msgspec.Struct, frozen=True, kw_only=True):
         return lease_dir(self.settings.work_root)
 
 
-def lease_dir(work_root: str) -> str:
-    # Beside the work root, not in it: preparing may mount a tmpfs over the work root.
-    return f"{work_root}.ids"
-
     def describe(self) -> list[str]:
         c = self.cgroups
         ids = self.jail_ids()
@@ -80,3 +76,8 @@ def lease_dir(work_root: str) -> str:
         lines += [f"runtime: {spec.language} {spec.version}" for spec in self.runtimes]
         lines += [f"cleaned up after a dead worker: {path}" for path in self.cleaned_up]
         return lines
+
+
+def lease_dir(work_root: str) -> str:
+    # Beside the work root, not in it: preparing may mount a tmpfs over the work root.
+    return f"{work_root}.ids"

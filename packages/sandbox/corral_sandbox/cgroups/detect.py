@@ -8,7 +8,6 @@ import os
 from corral_sandbox.cgroups.files import enable_v2_controllers, read
 from corral_sandbox.cgroups.hierarchy import CgroupError, HostCgroups
 
-
 # cpu: the per-job CPU quota; cpuacct: the jail-wide CPU time the time limit is checked against.
 _V1_CONTROLLERS = ("memory", "pids", "cpuacct", "cpu")
 

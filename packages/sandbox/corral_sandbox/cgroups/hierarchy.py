@@ -8,7 +8,6 @@ from typing import Protocol
 
 import msgspec
 
-
 # The CPU quota's period: a throttled job waits at most this long; short periods cost little.
 CPU_PERIOD_US = 100_000
 
