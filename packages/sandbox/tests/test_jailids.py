@@ -38,8 +38,7 @@ def test_two_workers_sharing_the_range_never_hand_out_the_same_pair(tmp_path: Pa
     one, other = JailIdPool(RANGE, str(tmp_path)), JailIdPool(RANGE, str(tmp_path))
     with one.taken() as mine, other.taken() as theirs, other.taken() as also_theirs:
         assert len({mine, theirs, also_theirs}) == 3
-        with pytest.raises(JailIdsExhausted):
-            with one.taken():
-                pass
+        with pytest.raises(JailIdsExhausted), one.taken():
+            pass
     with one.taken() as again:
         assert again.uid in RANGE.uids()
