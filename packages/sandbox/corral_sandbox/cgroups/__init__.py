@@ -3,7 +3,8 @@
 NsJail puts a jail in `<parent>/NSJAIL.<pid>` and removes that cgroup when it reaps the jail,
 taking its counters with it. So each run gets its own parent, `<cgroup_parent>/corral-<run>`,
 created here before NsJail starts and removed after: the run's limits, peak memory, OOM events
-and CPU time are read from it once NsJail is done.
+and CPU time are read from it once NsJail is done, and its CPU quota (cores per second of wall
+time, SandboxSettings.cpu_cores_per_job) is set on it.
 
     hierarchy.py  where the controllers are (HostCgroups) and what a run's cgroups offer
     detect.py     finding them at worker start, creating the parents
