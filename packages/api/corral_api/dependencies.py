@@ -14,6 +14,7 @@ from corral_api.container import ApiContainer
 from corral_api.settings import ApiSettings
 from corral_core.ports import WorkerRegistry
 from corral_core.usecases import GetJob, SubmitJob
+from corral_redis import Durability
 
 # The types handlers declare, by the names below. Litestar checks a dependency's type at every
 # request; a Protocol cannot be checked that way.
@@ -21,6 +22,7 @@ Registry = NamedDependency[SkipValidation[WorkerRegistry]]
 Submit = NamedDependency[SubmitJob]
 Get = NamedDependency[GetJob]
 Settings = NamedDependency[ApiSettings]
+RedisDurability = NamedDependency[Durability]
 
 
 def dependencies(container: ApiContainer) -> dict[str, Provide]:
@@ -36,6 +38,9 @@ def dependencies(container: ApiContainer) -> dict[str, Provide]:
     def settings() -> ApiSettings:
         return container.settings()
 
+    def durability() -> Durability:
+        return container.durability()
+
     return {
         name: Provide(provider, sync_to_thread=False)
         for name, provider in [
@@ -43,5 +48,6 @@ def dependencies(container: ApiContainer) -> dict[str, Provide]:
             ("get_job", get_job),
             ("registry", registry),
             ("settings", settings),
+            ("durability", durability),
         ]
     }

@@ -22,4 +22,4 @@ class RedisContainer(containers.DeclarativeContainer):
     client = providers.Singleton(connect, settings.provided.url)
     queue = providers.Singleton(RedisJobQueue, client, clock, settings)
     store = providers.Singleton(RedisJobStore, client, settings)
-    registry = providers.Singleton(RedisWorkerRegistry, client, clock, settings)
+    registry = providers.Singleton(RedisWorkerRegistry, client, settings)
