@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -33,6 +32,11 @@ from corral_core.ports import (
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+def _monotonic() -> float:
+    # The event loop's clock: monotonic, so no step of the wall clock moves a lease's end.
+    return asyncio.get_running_loop().time()
 
 
 class JobRequest(Program, frozen=True, kw_only=True):
@@ -117,7 +121,7 @@ class _LeaseTimer:
         self._expires = sent_at + self._lease_s
 
     def left_s(self) -> float:
-        return max(self._expires - time.monotonic(), 0.0)
+        return max(self._expires - _monotonic(), 0.0)
 
 
 class RunNextJob:
@@ -152,7 +156,7 @@ class RunNextJob:
         self._retry_s = min(retry_every_ms, renew_every_ms) / 1000
 
     async def __call__(self, worker_id: str, timeout_s: float) -> Job | None:
-        sent = time.monotonic()
+        sent = _monotonic()
         lease = await self._queue.claim(worker_id, self._lease_ms, timeout_s)
         if lease is None:
             return None
@@ -182,7 +186,7 @@ class RunNextJob:
                 if timer.left_s() <= 0:
                     log.warning("job %s: no renewal got through for a whole lease", lease.job.id)
                     return None
-                sent = time.monotonic()
+                sent = _monotonic()
                 try:
                     async with asyncio.timeout(timer.left_s()):
                         renewed = await self._queue.renew(lease, self._lease_ms)

@@ -7,9 +7,8 @@ import asyncio
 import pytest
 
 from corral_contract.clock import ManualClock
-from corral_core.job import ErrorCode, InputFile, JobStatus, RunRequest, RunResult, Verdict
+from corral_core.job import ErrorCode, InputFile, Job, JobStatus, RunRequest, RunResult, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY, InvalidSubmission, LimitAboveMaximum, LimitRequest, SizePolicy
-from corral_core.job import Job
 from corral_core.ports import JobQueue, Lease, QueueFull, RecoveryReport, Runtime, SandboxError, StorageUnavailable
 from corral_core.usecases import GetJob, JobNotFound, JobRequest, RecoverAbandonedJobs, RunNextJob, SubmitJob
 from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore

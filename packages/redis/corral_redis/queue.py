@@ -27,6 +27,7 @@ without counting an attempt, since it never ran.
 from __future__ import annotations
 
 import asyncio
+
 from redis.asyncio import Redis
 
 from corral_core import job as jobs

@@ -4,7 +4,7 @@ A job's hash holds `spec`, the job as submitted (msgspec JSON, never rewritten),
 per part of the job that changes: `status` and `attempts` as plain text so the Lua scripts can
 compare and count them, `started_at`, `finished_at`, `result` and `error` as msgspec JSON
 (absent means None). Beside them, `fence` (the lease token counter) and `worker` (who holds the
-lease) are the queue's own bookkeeping. Keeping the changing parts apart lets a script move a job
+lease, then who finished the job) are the queue's own bookkeeping. Keeping the changing parts apart lets a script move a job
 through its lifecycle without decoding it, and lets core produce every encoding.
 
 Reading is lenient like core's decode_job: fields a newer version added are ignored, fields it

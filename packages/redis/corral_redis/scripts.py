@@ -166,7 +166,7 @@ if ARGV[5] ~= '' then
   if not deadline or tonumber(deadline) > now_us() then return 0 end
 end
 write_progress(job, 6)
-redis.call('HDEL', job, 'worker')
+-- `worker` stays: who ran the final attempt, for operators and the fault tests.
 redis.call('LREM', processing, 0, ARGV[1])
 redis.call('ZREM', leases, ARGV[1])
 redis.call('PEXPIRE', job, ARGV[4])

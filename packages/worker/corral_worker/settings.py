@@ -44,6 +44,10 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # least limit_max_wall_time_ms plus 10 s, so that no job is handed back at every restart.
     shutdown_grace_s: Annotated[float, msgspec.Meta(ge=0)] = _MAX_WALL_TIME_MS / 1000 + SHUTDOWN_MARGIN_S
 
+    # Test-only: this worker's clock runs this many seconds off, as on a host with a wrong
+    # clock. It changes only the times the worker stamps; leases keep Redis' time. Leave it 0.
+    clock_skew_s: float = 0
+
     def __post_init__(self) -> None:
         if self.renew_every_ms >= self.lease_ms:
             raise ValueError("renew_every_ms must be shorter than lease_ms")
