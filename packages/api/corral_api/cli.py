@@ -10,7 +10,7 @@ import uvicorn
 from corral_api.app import create_app
 from corral_api.container import ApiContainer
 from corral_api.settings import SECTIONS, ApiSettings
-from corral_redis import RedisSettings
+from corral_redis import Durability, RedisCanLoseJobs, RedisSettings, require_durable_redis
 from corral_system.config import ConfigError, Settings, load_settings, markdown, text_table
 
 
@@ -28,7 +28,8 @@ def serve(host: str | None, port: int | None, log_level: str) -> None:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings()
     api = settings.get(ApiSettings)
-    container = ApiContainer(settings=api, redis_settings=settings.get(RedisSettings))
+    redis = settings.get(RedisSettings)
+    container = ApiContainer(settings=api, redis_settings=redis, durability=_require_durable_redis(redis))
     uvicorn.run(
         create_app(container),
         host=host or api.host,
@@ -50,6 +51,13 @@ def config(as_markdown: bool) -> None:
 def check_config(context: click.Context) -> None:
     """The name of `config` before it showed where each value came from."""
     context.invoke(config)
+
+
+def _require_durable_redis(settings: RedisSettings) -> Durability:
+    try:
+        return require_durable_redis(settings)
+    except RedisCanLoseJobs as error:
+        raise click.ClickException(str(error)) from None
 
 
 def _settings() -> Settings:

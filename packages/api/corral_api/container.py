@@ -12,7 +12,7 @@ from corral_api.longpolls import LongPolls
 from corral_api.runtimes import RegistryRuntimeCatalog
 from corral_api.settings import ApiSettings
 from corral_core.usecases import GetJob, SubmitJob
-from corral_redis import RedisContainer, RedisJobQueue, RedisJobStore, RedisSettings, RedisWorkerRegistry
+from corral_redis import Durability, RedisContainer, RedisJobQueue, RedisJobStore, RedisSettings, RedisWorkerRegistry
 from corral_system.clock import SystemClock
 from corral_system.ids import RandomIds
 
@@ -20,6 +20,8 @@ from corral_system.ids import RandomIds
 class ApiContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=ApiSettings)
     redis_settings = providers.Dependency(instance_of=RedisSettings)
+    # What the start check found (corral_redis.require_durable_redis); /readyz reports it.
+    durability = providers.Dependency(instance_of=Durability, default=Durability())
 
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(RandomIds)

@@ -14,7 +14,7 @@ from litestar.datastructures import ResponseHeader
 from litestar.params import JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_503_SERVICE_UNAVAILABLE
 
-from corral_api.dependencies import Get, Registry, Settings, Submit, Waits
+from corral_api.dependencies import Get, RedisDurability, Registry, Settings, Submit, Waits
 from corral_api.schemas import Accepted, ExecuteIn, JobView, Readiness, RuntimeView
 from corral_api.settings import ApiSettings
 from corral_core.policy import InvalidSubmission
@@ -84,16 +84,17 @@ class ServiceController(Controller):
         return {"status": "ok"}
 
     @get("/readyz", summary="Redis answers and a worker was seen recently")
-    async def readyz(self, registry: Registry) -> Response[Readiness]:
+    async def readyz(self, registry: Registry, durability: RedisDurability) -> Response[Readiness]:
+        fsync, warnings = durability.appendfsync, durability.accepted_risks()
         try:
             live = len(await registry.live_workers())
         except StorageUnavailable as error:
-            ready = Readiness(ready=False, redis=False, live_workers=0, problems=[f"redis: {error}"])
+            ready = Readiness(ready=False, redis=False, live_workers=0, problems=[f"redis: {error}"], redis_appendfsync=fsync, warnings=warnings)
             return Response(ready, status_code=HTTP_503_SERVICE_UNAVAILABLE)
         if live == 0:
-            ready = Readiness(ready=False, redis=True, live_workers=0, problems=["no live worker"])
+            ready = Readiness(ready=False, redis=True, live_workers=0, problems=["no live worker"], redis_appendfsync=fsync, warnings=warnings)
             return Response(ready, status_code=HTTP_503_SERVICE_UNAVAILABLE)
-        return Response(Readiness(ready=True, redis=True, live_workers=live))
+        return Response(Readiness(ready=True, redis=True, live_workers=live, redis_appendfsync=fsync, warnings=warnings))
 
 
 def _check_wait(wait: float, settings: ApiSettings) -> None:

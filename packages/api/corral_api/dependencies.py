@@ -15,6 +15,7 @@ from corral_api.longpolls import LongPolls
 from corral_api.settings import ApiSettings
 from corral_core.ports import WorkerRegistry
 from corral_core.usecases import GetJob, SubmitJob
+from corral_redis import Durability
 
 # The types handlers declare, by the names below. Litestar checks a dependency's type at every
 # request; a Protocol cannot be checked that way.
@@ -23,6 +24,7 @@ Submit = NamedDependency[SubmitJob]
 Get = NamedDependency[GetJob]
 Settings = NamedDependency[ApiSettings]
 Waits = NamedDependency[LongPolls]
+RedisDurability = NamedDependency[Durability]
 
 
 def dependencies(container: ApiContainer) -> dict[str, Provide]:
@@ -40,6 +42,8 @@ def dependencies(container: ApiContainer) -> dict[str, Provide]:
 
     def long_polls() -> LongPolls:
         return container.long_polls()
+    def durability() -> Durability:
+        return container.durability()
 
     return {
         name: Provide(provider, sync_to_thread=False)
@@ -49,5 +53,6 @@ def dependencies(container: ApiContainer) -> dict[str, Provide]:
             ("registry", registry),
             ("settings", settings),
             ("long_polls", long_polls),
+            ("durability", durability),
         ]
     }

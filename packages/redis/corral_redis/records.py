@@ -4,7 +4,7 @@ A job's hash holds `spec`, the job as submitted (msgspec JSON, never rewritten),
 per part of the job that changes: `status` and `attempts` as plain text so the Lua scripts can
 compare and count them, `started_at`, `finished_at`, `result` and `error` as msgspec JSON
 (absent means None). Beside them, `fence` (the lease token counter) and `worker` (who holds the
-lease) are the queue's own bookkeeping. Keeping the changing parts apart lets a script move a job
+lease, then who finished the job) are the queue's own bookkeeping. Keeping the changing parts apart lets a script move a job
 through its lifecycle without decoding it, and lets core produce every encoding.
 
 Reading is lenient like core's decode_job: fields a newer version added are ignored, fields it
@@ -13,7 +13,7 @@ does not know yet get their defaults.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import msgspec
 
@@ -24,16 +24,10 @@ PROGRESS = ("status", "attempts", "started_at", "finished_at", "result", "error"
 # The order in which scripts and reads return a record's fields (HMGET).
 FIELDS = ("spec", *PROGRESS)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _encode = msgspec.json.Encoder().encode
 _time = msgspec.json.Decoder(datetime)
 _result = msgspec.json.Decoder(RunResult)
 _error = msgspec.json.Decoder(JobError)
-
-
-def micros(moment: datetime) -> int:
-    """Microseconds since the epoch: a ZSET score exact to the microsecond until year 2255."""
-    return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
 def encode_time(moment: datetime) -> bytes:

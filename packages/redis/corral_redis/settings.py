@@ -44,6 +44,9 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
     # QueueFull: overload answers 429/503 instead of letting Redis fill up until it refuses
     # every write, finishes included.
     max_unfinished: int = 10_000
+    # Start anyway against a Redis that can lose accepted jobs (appendonly no, an evicting
+    # maxmemory-policy, or a configuration it will not show); /readyz then says so.
+    accept_data_loss: bool = False
     # How long a finished job stays readable (GET /jobs/{id}) before Redis expires it.
     finished_ttl_s: int = 24 * 3600
     # A blocking claim waits in slices no longer than this, so that a client's socket timeout
@@ -82,9 +85,9 @@ class QueueKeys:
         self.prefix = prefix
         self.pending = f"{prefix}pending"  # LIST of job ids, oldest on the left
         self.processing = f"{prefix}processing"  # LIST of job ids taken by workers
-        self.leases = f"{prefix}leases"  # ZSET job id -> lease deadline (µs, injected clock)
+        self.leases = f"{prefix}leases"  # ZSET job id -> lease deadline (µs, Redis' TIME)
         self.finished = f"{prefix}finished"  # pub/sub channel: ids of jobs that just finished
-        self.workers = f"{prefix}workers"  # ZSET worker id -> heartbeat expiry (µs)
+        self.workers = f"{prefix}workers"  # ZSET worker id -> heartbeat expiry (µs, Redis' TIME)
         self.worker_info = f"{prefix}workers:info"  # HASH worker id -> encoded WorkerInfo
         self.job_prefix = f"{prefix}job:"
 
@@ -92,4 +95,4 @@ class QueueKeys:
         return self.job_prefix + job_id
 
     def duty(self, name: str) -> str:
-        return f"{self.prefix}duty:{name}"  # HASH holder, expires (µs)
+        return f"{self.prefix}duty:{name}"  # HASH holder, expires (µs, Redis' TIME)

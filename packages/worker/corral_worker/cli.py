@@ -13,8 +13,7 @@ import click
 import msgspec
 import uvloop
 
-from corral_core.ports import StorageUnavailable
-from corral_redis import RedisSettings, check_durability
+from corral_redis import RedisCanLoseJobs, RedisSettings, require_durable_redis
 from corral_sandbox import HostNotReady, HostReport, SandboxSettings, prepare_host
 from corral_system.config import ConfigError, Settings, load_settings, markdown, text_table
 from corral_worker.container import WorkerContainer
@@ -41,6 +40,7 @@ def run(concurrency: int | None, log_level: str) -> None:
     host = _prepare(settings.get(SandboxSettings))
     for line in host.describe():
         log.info("sandbox host: %s", line)
+    _require_durable_redis(settings.get(RedisSettings))
     worker_id = worker.worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     container = WorkerContainer(
         settings=worker, redis_settings=settings.get(RedisSettings), worker_id=worker_id, host=host
@@ -65,7 +65,6 @@ def config(as_markdown: bool) -> None:
 
 
 async def _serve(container: WorkerContainer) -> None:
-    await _warn_if_redis_can_lose_jobs(container)
     worker = container.worker()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -76,12 +75,11 @@ async def _serve(container: WorkerContainer) -> None:
         await container.redis().aclose()
 
 
-async def _warn_if_redis_can_lose_jobs(container: WorkerContainer) -> None:
+def _require_durable_redis(settings: RedisSettings) -> None:
     try:
-        for warning in await check_durability(container.redis()):
-            log.warning(warning)
-    except StorageUnavailable as error:
-        log.warning("cannot check Redis settings yet: %s", error)
+        require_durable_redis(settings)
+    except RedisCanLoseJobs as error:
+        raise click.ClickException(str(error)) from None
 
 
 def _settings() -> Settings:

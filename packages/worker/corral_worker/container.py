@@ -11,7 +11,7 @@ from dependency_injector import containers, providers
 from corral_core.usecases import RecoverAbandonedJobs, RunNextJob
 from corral_redis import RedisContainer, RedisJobQueue, RedisSettings, RedisWorkerRegistry
 from corral_sandbox import HostReport, NsJailSandbox
-from corral_system.clock import SystemClock
+from corral_system.clock import SkewedClock
 from corral_worker.service import Worker
 from corral_worker.settings import WorkerSettings
 
@@ -24,7 +24,7 @@ class WorkerContainer(containers.DeclarativeContainer):
     # before anything else is built.
     host = providers.Dependency(instance_of=HostReport)
 
-    clock = providers.Singleton(SystemClock)
+    clock = providers.Singleton(SkewedClock, settings.provided.clock_skew_s)
     storage = providers.Container(RedisContainer, settings=redis_settings, clock=clock, client_name="corral-worker")
     redis = storage.client
     # Typed because a sub-container's providers are Any to mypy.
