@@ -12,7 +12,8 @@ from litestar.params import SkipValidation
 
 from corral_api.container import ApiContainer
 from corral_api.settings import ApiSettings
-from corral_core.ports import WorkerRegistry
+from corral_api.telemetry import ApiMetrics
+from corral_core.ports import QueueGauge, WorkerRegistry
 from corral_core.usecases import GetJob, SubmitJob
 
 # The types handlers declare, by the names below. Litestar checks a dependency's type at every
@@ -21,6 +22,8 @@ Registry = NamedDependency[SkipValidation[WorkerRegistry]]
 Submit = NamedDependency[SubmitJob]
 Get = NamedDependency[GetJob]
 Settings = NamedDependency[ApiSettings]
+Metrics = NamedDependency[ApiMetrics]
+Gauge = NamedDependency[SkipValidation[QueueGauge]]
 
 
 def dependencies(container: ApiContainer) -> dict[str, Provide]:
@@ -36,6 +39,12 @@ def dependencies(container: ApiContainer) -> dict[str, Provide]:
     def settings() -> ApiSettings:
         return container.settings()
 
+    def metrics() -> ApiMetrics:
+        return container.metrics()
+
+    def queue_gauge() -> QueueGauge:
+        return container.queue()
+
     return {
         name: Provide(provider, sync_to_thread=False)
         for name, provider in [
@@ -43,5 +52,7 @@ def dependencies(container: ApiContainer) -> dict[str, Provide]:
             ("get_job", get_job),
             ("registry", registry),
             ("settings", settings),
+            ("metrics", metrics),
+            ("queue_gauge", queue_gauge),
         ]
     }

@@ -16,10 +16,14 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Its variables are CORRAL_<FIELD>."""
 
     config_section: ClassVar[str] = "worker"
+    env_names: ClassVar[dict[str, str]] = {"processes": "CORRAL_WORKER_PROCESSES"}
 
     # The name the worker registers under; empty: the host name, the pid and a random suffix.
     worker_id: str = ""
-    # Jobs run at once (`corral-worker run --concurrency` wins).
+    # Worker processes: above 1, a supervisor forks them, restarts a dead one and stops them
+    # together (`corral-worker run --processes` wins); 1: this process runs jobs itself.
+    processes: Annotated[int, msgspec.Meta(ge=1, le=256)] = 1
+    # Jobs run at once, in each worker process (`corral-worker run --concurrency` wins).
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=256)] = 2
     # A running job's lease: a worker silent this long loses the job to recovery.
     lease_ms: Positive = 10_000
@@ -33,6 +37,10 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     heartbeat_every_ms: Positive = 1_000
     # On SIGTERM, how long running jobs get to finish before they go back to the queue.
     shutdown_grace_s: Annotated[float, msgspec.Meta(ge=0)] = 20
+    # Where the worker serves /metrics (Prometheus): the supervisor, for all its processes.
+    # Port 0: no metrics endpoint.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9464
 
     def __post_init__(self) -> None:
         if self.renew_every_ms >= self.lease_ms:
