@@ -108,7 +108,7 @@ def test_kill_9_of_a_worker_process_reruns_only_its_jobs_once(redis: RedisServer
 
         # The victim's title names the jobs it is running: those must be run again elsewhere.
         deadline = time.monotonic() + 20
-        victim, held = 0, []
+        victim, held = 0, list[str]()
         while not held and time.monotonic() < deadline:
             for pid, title in children(supervisor).items():
                 if " job " in title:
@@ -150,7 +150,7 @@ def test_kill_9_of_a_worker_process_reruns_only_its_jobs_once(redis: RedisServer
         }
         for index, job_id in enumerate(ids):
             assert finished_lines[job_id]["request_id"] == f"req-{index}"
-            assert finished_lines[job_id]["role"].startswith("corral-worker: slot ")  # type: ignore[union-attr]
+            assert str(finished_lines[job_id]["role"]).startswith("corral-worker: slot ")
         submitted_lines = [line for line in log_lines(service.log_dir / "api.log") if line["event"] == "job submitted"]
         assert {(line["job_id"], line["request_id"]) for line in submitted_lines} == {
             (job_id, f"req-{index}") for index, job_id in enumerate(ids)

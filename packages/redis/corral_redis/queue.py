@@ -172,5 +172,7 @@ class RedisJobQueue:
         keys = self._keys
         with storage_errors():
             async with self._client.pipeline(transaction=True) as pipe:
-                pending, processing = await pipe.llen(keys.pending).llen(keys.processing).execute()
+                pipe.llen(keys.pending)
+                pipe.llen(keys.processing)
+                pending, processing = await pipe.execute()
         return QueueDepth(pending=int(pending), unfinished=int(pending) + int(processing))

@@ -37,11 +37,16 @@ def enable_multiprocess() -> str:
         directory = tempfile.mkdtemp(prefix="corral-metrics-")
         os.environ[DIRECTORY_VARIABLE] = directory
         owner = os.getpid()
-        # Only the process that made it removes it: forked children leave with os._exit anyway.
-        atexit.register(lambda: os.getpid() == owner and shutil.rmtree(directory, ignore_errors=True))
+
+        def remove() -> None:
+            # Only the process that made it: forked children leave with os._exit anyway.
+            if os.getpid() == owner:
+                shutil.rmtree(directory, ignore_errors=True)
+
+        atexit.register(remove)
     # prometheus_client picks its value class from the variable when it is first imported,
     # which may have been before this call; it reads the class from here for every new metric.
-    _values.ValueClass = _values.get_value_class()
+    _values.ValueClass = _values.get_value_class()  # type: ignore[no-untyped-call]
     return directory
 
 
@@ -52,7 +57,7 @@ def multiprocess_enabled() -> bool:
 def retire(pid: int) -> None:
     """A process is gone: drop its live gauges (its counters and histograms keep counting)."""
     if multiprocess_enabled():
-        multiprocess.mark_process_dead(pid)
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 def collecting_registry(own: CollectorRegistry) -> CollectorRegistry:
@@ -60,7 +65,7 @@ def collecting_registry(own: CollectorRegistry) -> CollectorRegistry:
     if not multiprocess_enabled():
         return own
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return registry
 
 

@@ -7,6 +7,7 @@ children append what happens to them to a file: `start <slot> <time>`, `stopping
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -74,7 +75,7 @@ def test_a_crashed_child_is_restarted_with_a_growing_backoff(tmp_path: Path) -> 
     try:
         wait_for(lambda: len(lines(events, "start", 0)) >= 4)
         starts = [float(words[2]) for words in lines(events, "start", 0)[:4]]
-        gaps = [later - earlier for earlier, later in zip(starts, starts[1:], strict=False)]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
         # Each gap is the child's 0.05 s of life plus a backoff of 0.2, 0.4, 0.8 s.
         assert [round(gap - 0.05, 1) for gap in gaps] == [0.2, 0.4, 0.8], gaps
         assert len(lines(events, "start", 1)) == 1, "the healthy slot was left alone"

@@ -6,6 +6,8 @@ Its settings come from corral_system.config (cli.py). Tests override `queue`, `r
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from dependency_injector import containers, providers
 from prometheus_client import CollectorRegistry
 
@@ -37,7 +39,7 @@ class WorkerContainer(containers.DeclarativeContainer):
     # Metrics, job log lines and the process title, observed at the ports (telemetry.py). The
     # CLI sets `title` to show the slots' jobs in `ps`; the metrics live in the registry below
     # unless the process runs in multiprocess mode (corral_system.metrics).
-    title = providers.Object(None)
+    title: providers.Provider[Callable[[str], None] | None] = providers.Object(None)
     metrics_registry = providers.Singleton(CollectorRegistry)
     metrics = providers.Singleton(WorkerMetrics, metrics_registry, settings.provided.concurrency)
     observed_queue = providers.Singleton(InstrumentedJobQueue, queue, metrics, title)
