@@ -55,7 +55,7 @@ class Restarts:
 
 @dataclass
 class _Slot:
-    index: int
+    index: int  # as `child` gets it, from 0; logs count slots from 1, as process titles do
     pid: int | None = None
     started: float = 0.0
     quick_deaths: int = 0
@@ -120,7 +120,7 @@ class Supervisor:
                     "%s: slot %d died %d times in a row within %gs of starting (exit statuses %s): "
                     "giving up, stopping every process",
                     self.role,
-                    given_up.index,
+                    given_up.index + 1,
                     given_up.quick_deaths,
                     self._restarts.stable_s,
                     given_up.exits[-given_up.quick_deaths :],
@@ -134,7 +134,7 @@ class Supervisor:
         if pid == 0:
             os._exit(self._run_child(slot.index, supervisor))
         slot.pid, slot.started = pid, time.monotonic()
-        log.info("%s: slot %d started as pid %d", self.role, slot.index, pid)
+        log.info("%s: slot %d started as pid %d", self.role, slot.index + 1, pid)
 
     def _run_child(self, index: int, supervisor: int) -> int:
         status = 1
@@ -186,7 +186,7 @@ class Supervisor:
             log.warning(
                 "%s: slot %d (pid %d) %s after %.1fs; restarting in %.1fs",
                 self.role,
-                slot.index,
+                slot.index + 1,
                 pid,
                 how,
                 lived,
@@ -206,7 +206,7 @@ class Supervisor:
             if left <= 0:
                 for slot in self._slots:
                     if slot.pid is not None:
-                        log.error("%s: slot %d (pid %d) did not stop in time; killing it", self.role, slot.index, slot.pid)
+                        log.error("%s: slot %d (pid %d) did not stop in time; killing it", self.role, slot.index + 1, slot.pid)
                         with contextlib.suppress(ProcessLookupError):
                             os.kill(slot.pid, signal.SIGKILL)
                         with contextlib.suppress(ChildProcessError):
