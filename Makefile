@@ -66,7 +66,8 @@ settings-tables:
 tailor:
 	$(PANTS) tailor ::
 
-## up: build the PEX files, start Redis, the API and $CORRAL_WORKERS workers, run a first job,
-## serve until Ctrl-C (or SIGTERM to scripts/up.sh), then stop everything it started
+## up: build the PEX files, start Redis and the API's and the worker's supervisors (each restarted
+## if it dies), run a first job, serve until Ctrl-C (or SIGTERM to scripts/up.sh), then stop
+## everything it started
 up:
 	scripts/up.sh

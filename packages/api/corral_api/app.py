@@ -13,12 +13,15 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.types import Scope
 
 from corral_api.container import ApiContainer, close
 from corral_api.controllers import JobsController, ServiceController
 from corral_api.dependencies import dependencies
 from corral_api.errors import exception_handlers
 from corral_api.settings import ApiSettings
+from corral_api.telemetry import request_id_middleware
+from corral_core.ports import StorageUnavailable
 
 
 def create_app(container: ApiContainer) -> Litestar:
@@ -31,11 +34,22 @@ def create_app(container: ApiContainer) -> Litestar:
         finally:
             await close(container)
 
+    metrics = container.metrics()
+
+    async def count_redis_errors(error: Exception, scope: Scope) -> None:
+        if isinstance(error, StorageUnavailable):
+            metrics.redis_errors.labels(scope.get("path", "")).inc()
+
     return Litestar(
         route_handlers=[JobsController, ServiceController],
         dependencies=dependencies(container),
         exception_handlers=exception_handlers(settings.retry_after_s),
         lifespan=[connections],
+        middleware=[request_id_middleware],
+        after_exception=[count_redis_errors],
+        # The deployable sets up logging (JSON lines, corral_system.logs); Litestar's own
+        # default would replace the root handler with its text format.
+        logging_config=None,
         request_max_body_size=settings.max_body_bytes(),
         openapi_config=OpenAPIConfig(
             title="Corral",

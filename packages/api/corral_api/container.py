@@ -7,10 +7,12 @@ Its settings come from corral_system.config (cli.py). Tests override `queue`, `s
 from __future__ import annotations
 
 from dependency_injector import containers, providers
+from prometheus_client import CollectorRegistry
 
 from corral_api.longpolls import LongPolls
 from corral_api.runtimes import RegistryRuntimeCatalog
 from corral_api.settings import ApiSettings
+from corral_api.telemetry import ApiMetrics
 from corral_core.usecases import GetJob, SubmitJob
 from corral_redis import Durability, RedisContainer, RedisJobQueue, RedisJobStore, RedisSettings, RedisWorkerRegistry
 from corral_system.clock import SystemClock
@@ -45,6 +47,11 @@ class ApiContainer(containers.DeclarativeContainer):
     )
     get_job = providers.Singleton(GetJob, store)
     long_polls = providers.Singleton(LongPolls, settings.provided.max_waiters)
+
+    # In the served API, samples go to the multiprocess files (corral_system.metrics) and this
+    # registry stays empty; tests read it.
+    metrics_registry = providers.Singleton(CollectorRegistry)
+    metrics = providers.Singleton(ApiMetrics, metrics_registry)
 
 
 async def close(container: ApiContainer) -> None:

@@ -6,7 +6,9 @@ a submission must satisfy are the use case's, and errors become answers in error
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from typing import Annotated
 
 from litestar import Controller, Response, get, post
@@ -14,11 +16,16 @@ from litestar.datastructures import ResponseHeader
 from litestar.params import JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_503_SERVICE_UNAVAILABLE
 
-from corral_api.dependencies import Get, RedisDurability, Registry, Settings, Submit, Waits
+from corral_api.dependencies import Gauge, Get, Metrics, RedisDurability, Registry, Settings, Submit, Waits
 from corral_api.schemas import Accepted, ExecuteIn, JobView, Readiness, RuntimeView
 from corral_api.settings import ApiSettings
 from corral_core.policy import InvalidSubmission
 from corral_core.ports import StorageUnavailable
+from corral_system import logs
+from corral_system.metrics import CONTENT_TYPE
+from corral_system.metrics import exposition as metrics_exposition
+
+log = logging.getLogger("corral_api.jobs")
 
 JOB_ID = Parameter(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 Wait = Annotated[float, Parameter(ge=0, description="Seconds to wait for the job to finish.")]
@@ -41,13 +48,17 @@ class JobsController(Controller):
         get_job: Get,
         settings: Settings,
         long_polls: Waits,
+        metrics: Metrics,
         wait: Wait = 0,
     ) -> Response[Accepted | JobView]:
         _check_wait(wait, settings)
         # A wait is refused before the job is queued: a 503 must not leave behind a job the
         # client never heard of.
         with long_polls.hold() if wait > 0 else contextlib.nullcontext():
-            job = await submit_job(data.to_request())
+            job = await submit_job(data.to_request(), request_id=logs.request_id.get())
+            logs.job_id.set(job.id)
+            metrics.jobs_submitted.inc()
+            log.info("job submitted", extra={"language": job.request.language})
             if wait > 0:
                 job = await get_job(job.id, wait_s=wait)
         if job.finished:
@@ -95,6 +106,19 @@ class ServiceController(Controller):
             ready = Readiness(ready=False, redis=True, live_workers=0, problems=["no live worker"], redis_appendfsync=fsync, warnings=warnings)
             return Response(ready, status_code=HTTP_503_SERVICE_UNAVAILABLE)
         return Response(Readiness(ready=True, redis=True, live_workers=live, redis_appendfsync=fsync, warnings=warnings))
+
+    @get("/metrics", summary="Metrics of every API process, in the Prometheus text format", include_in_schema=False)
+    async def metrics(self, metrics: Metrics, queue_gauge: Gauge) -> Response[bytes]:
+        try:
+            depth = await queue_gauge.depth()
+        except StorageUnavailable:
+            metrics.redis_errors.labels("/metrics").inc()
+        else:
+            metrics.queue_depth.set(depth.pending)
+            metrics.jobs_unfinished.set(depth.unfinished)
+        # In multiprocess mode this reads every process's files: not on the event loop.
+        text = await asyncio.to_thread(metrics_exposition, metrics.registry)
+        return Response(text, media_type=CONTENT_TYPE)
 
 
 def _check_wait(wait: float, settings: ApiSettings) -> None:

@@ -13,7 +13,8 @@ from litestar.params import SkipValidation
 from corral_api.container import ApiContainer
 from corral_api.longpolls import LongPolls
 from corral_api.settings import ApiSettings
-from corral_core.ports import WorkerRegistry
+from corral_api.telemetry import ApiMetrics
+from corral_core.ports import QueueGauge, WorkerRegistry
 from corral_core.usecases import GetJob, SubmitJob
 from corral_redis import Durability
 
@@ -25,6 +26,8 @@ Get = NamedDependency[GetJob]
 Settings = NamedDependency[ApiSettings]
 Waits = NamedDependency[LongPolls]
 RedisDurability = NamedDependency[Durability]
+Metrics = NamedDependency[ApiMetrics]
+Gauge = NamedDependency[SkipValidation[QueueGauge]]
 
 
 def dependencies(container: ApiContainer) -> dict[str, Provide]:
@@ -42,8 +45,15 @@ def dependencies(container: ApiContainer) -> dict[str, Provide]:
 
     def long_polls() -> LongPolls:
         return container.long_polls()
+
     def durability() -> Durability:
         return container.durability()
+
+    def metrics() -> ApiMetrics:
+        return container.metrics()
+
+    def queue_gauge() -> QueueGauge:
+        return container.queue()
 
     return {
         name: Provide(provider, sync_to_thread=False)
@@ -54,5 +64,7 @@ def dependencies(container: ApiContainer) -> dict[str, Provide]:
             ("settings", settings),
             ("long_polls", long_polls),
             ("durability", durability),
+            ("metrics", metrics),
+            ("queue_gauge", queue_gauge),
         ]
     }

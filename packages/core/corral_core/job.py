@@ -114,6 +114,9 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     attempts: int = 0
     result: RunResult | None = None
     error: JobError | None = None
+    # The id of the HTTP request that submitted the job, so that the worker's log lines of its
+    # run can be tied to the API's; empty when there was none.
+    request_id: str = ""
 
     @property
     def finished(self) -> bool:

@@ -103,6 +103,17 @@ class JobQueue(Protocol):
         ...
 
 
+class QueueDepth(msgspec.Struct, frozen=True):
+    pending: int  # in line, not yet claimed
+    unfinished: int  # pending or running: what the queue's size limit counts
+
+
+class QueueGauge(Protocol):
+    """How full the queue is, for the operator's metrics (a queue adapter may offer it)."""
+
+    async def depth(self) -> QueueDepth: ...
+
+
 class JobStore(Protocol):
     """Reads jobs for clients."""
 

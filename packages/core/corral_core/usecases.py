@@ -75,7 +75,7 @@ class SubmitJob:
         self._sizes = sizes
         self._runtimes = runtimes
 
-    async def __call__(self, request: JobRequest) -> Job:
+    async def __call__(self, request: JobRequest, *, request_id: str = "") -> Job:
         runtimes = await self._runtimes.offered()
         check_language(request.language, runtimes)
         reserved = source_files(request.language, runtimes)
@@ -84,6 +84,7 @@ class SubmitJob:
             id=self._ids.new_id(),
             request=request.with_limits(self._limits.resolve(request.limits)),
             created_at=self._clock.now(),
+            request_id=request_id,
         )
         await self._queue.submit(job)
         return job

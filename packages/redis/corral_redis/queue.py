@@ -32,7 +32,7 @@ from redis.asyncio import Redis
 
 from corral_core import job as jobs
 from corral_core.job import Job, encode_job
-from corral_core.ports import Clock, Lease, QueueFull, RecoveryReport
+from corral_core.ports import Clock, Lease, QueueDepth, QueueFull, RecoveryReport
 from corral_redis import scripts
 from corral_redis.connection import storage_errors
 from corral_redis.records import decode_record, encode_time, progress_fields
@@ -160,3 +160,12 @@ class RedisJobQueue:
                 if expired < batch or progress == 0:
                     break
         return RecoveryReport(requeued=tuple(requeued), failed=tuple(failed))
+
+    async def depth(self) -> QueueDepth:
+        keys = self._keys
+        with storage_errors():
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.llen(keys.pending)
+                pipe.llen(keys.processing)
+                pending, processing = await pipe.execute()
+        return QueueDepth(pending=int(pending), unfinished=int(pending) + int(processing))
