@@ -78,6 +78,8 @@ FAST_WORKER = {
     "CORRAL_RENEW_EVERY_MS": "300",
     "CORRAL_RECOVER_EVERY_MS": "200",
     "CORRAL_HEARTBEAT_EVERY_MS": "300",
+    # Several workers on one host: no metrics endpoint, or they would all want its one port.
+    "CORRAL_METRICS_PORT": "0",
 }
 
 

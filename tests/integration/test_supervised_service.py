@@ -27,7 +27,9 @@ FAST_RECOVERY = {
     "CORRAL_RENEW_EVERY_MS": "300",
     "CORRAL_RECOVER_EVERY_MS": "200",
     "CORRAL_HEARTBEAT_EVERY_MS": "300",
-    "CORRAL_SHUTDOWN_GRACE_S": "10",
+    # The longest job these tests allow, and a grace past it (the worker refuses a shorter one).
+    "CORRAL_LIMIT_MAX_WALL_TIME_MS": "5000",
+    "CORRAL_SHUTDOWN_GRACE_S": "15",
 }
 SLEEPY = "import time; time.sleep(0.8); print('done')"
 
