@@ -23,9 +23,10 @@ from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_core.ports import SandboxError
 from corral_sandbox import HostReport, NsJailSandbox
 from corral_testbed.nsjail_host import assert_host_unharmed, jail_processes, nsjail_host
+from corral_testbed.time_scale import scaled, scaled_s
 
 LIMITS = msgspec.structs.replace(
-    DEFAULT_LIMIT_POLICY.defaults, cpu_time_ms=1_000, wall_time_ms=2_000, memory_mb=64, max_processes=16
+    DEFAULT_LIMIT_POLICY.defaults, cpu_time_ms=scaled(1_000), wall_time_ms=scaled(2_000), memory_mb=64, max_processes=16
 )
 
 
@@ -68,19 +69,19 @@ async def run(
 
 
 async def test_an_infinite_loop_is_stopped_at_the_cpu_limit(sandbox: NsJailSandbox) -> None:
-    result = await run(sandbox, "while True: pass", cpu_time_ms=500, wall_time_ms=10_000)
+    result = await run(sandbox, "while True: pass", cpu_time_ms=scaled(500), wall_time_ms=scaled(10_000))
     assert result.verdict is Verdict.TIME_LIMIT_EXCEEDED
-    assert 500 <= result.cpu_time_ms < 700
-    assert result.wall_time_ms < 5_000  # stopped by the CPU limit, long before the wall limit
+    assert scaled(500) <= result.cpu_time_ms < scaled(700)
+    assert result.wall_time_ms < scaled(5_000)  # stopped by the CPU limit, long before the wall limit
 
 
 async def test_sleeping_past_the_wall_limit_is_stopped_at_the_deadline(sandbox: NsJailSandbox) -> None:
     started = time.monotonic()
-    result = await run(sandbox, "import time\ntime.sleep(60)", wall_time_ms=1_000)
+    result = await run(sandbox, "import time\ntime.sleep(60)", wall_time_ms=scaled(1_000))
     assert result.verdict is Verdict.TIME_LIMIT_EXCEEDED
-    assert 1_000 <= result.wall_time_ms < 1_500
-    assert result.cpu_time_ms < 200
-    assert time.monotonic() - started < 2
+    assert scaled(1_000) <= result.wall_time_ms < scaled(1_500)
+    assert result.cpu_time_ms < scaled(200)
+    assert time.monotonic() - started < scaled_s(2_000)
 
 
 async def test_a_program_ignoring_sigterm_is_stopped_anyway(sandbox: NsJailSandbox) -> None:
@@ -93,9 +94,9 @@ async def test_a_program_ignoring_sigterm_is_stopped_anyway(sandbox: NsJailSandb
                 signal.signal(sig, signal.SIG_IGN)
         time.sleep(60)
     """
-    result = await run(sandbox, code, wall_time_ms=1_000)
+    result = await run(sandbox, code, wall_time_ms=scaled(1_000))
     assert result.verdict is Verdict.TIME_LIMIT_EXCEEDED
-    assert result.wall_time_ms < 1_500
+    assert result.wall_time_ms < scaled(1_500)
 
 
 async def test_cpu_burned_across_many_children_counts_against_one_limit(sandbox: NsJailSandbox) -> None:
@@ -108,10 +109,10 @@ async def test_cpu_burned_across_many_children_counts_against_one_limit(sandbox:
                     pass
         os.wait()
     """
-    result = await run(sandbox, code, cpu_time_ms=1_000, wall_time_ms=10_000)
+    result = await run(sandbox, code, cpu_time_ms=scaled(1_000), wall_time_ms=scaled(10_000))
     assert result.verdict is Verdict.TIME_LIMIT_EXCEEDED
-    assert 1_000 <= result.cpu_time_ms < 1_300
-    assert result.wall_time_ms < 5_000  # stopped by the CPU limit, long before the wall limit
+    assert scaled(1_000) <= result.cpu_time_ms < scaled(1_300)
+    assert result.wall_time_ms < scaled(5_000)  # stopped by the CPU limit, long before the wall limit
 
 
 async def test_a_fork_bomb_hits_the_process_limit_and_ends(sandbox: NsJailSandbox) -> None:
@@ -124,7 +125,7 @@ async def test_a_fork_bomb_hits_the_process_limit_and_ends(sandbox: NsJailSandbo
                 pass
     """
     # Memory enough for 16 Pythons: the process limit is what holds it, the CPU limit ends it.
-    result = await run(sandbox, code, max_processes=16, memory_mb=256, cpu_time_ms=1_000)
+    result = await run(sandbox, code, max_processes=16, memory_mb=256, cpu_time_ms=scaled(1_000))
     assert result.verdict is Verdict.TIME_LIMIT_EXCEEDED
 
 
@@ -156,10 +157,10 @@ async def test_a_double_forked_daemon_dies_with_the_program(sandbox: NsJailSandb
         os.wait()
         print("parent done")
     """
-    result = await run(sandbox, code, wall_time_ms=5_000)
+    result = await run(sandbox, code, wall_time_ms=scaled(5_000))
     assert result.verdict is Verdict.OK
     assert result.stdout == "parent done\n"
-    assert result.wall_time_ms < 1_000  # the daemon held stdout open, and was not waited for
+    assert result.wall_time_ms < scaled(1_000)  # the daemon held stdout open, and was not waited for
     assert jail_processes(host.settings.jail_uid) == []
 
 
@@ -404,11 +405,11 @@ async def test_a_100_mb_stdout_flood_is_cut_at_the_cap(sandbox: NsJailSandbox) -
         for _ in range(100):
             sys.stdout.buffer.write(block)
     """
-    result = await run(sandbox, code, max_output_bytes=64 * 1024, wall_time_ms=10_000)
+    result = await run(sandbox, code, max_output_bytes=64 * 1024, wall_time_ms=scaled(10_000))
     assert result.verdict is Verdict.OUTPUT_LIMIT_EXCEEDED
     assert result.stdout == "o" * 64 * 1024
     assert result.stdout_truncated and not result.stderr_truncated
-    assert result.wall_time_ms < 1_000
+    assert result.wall_time_ms < scaled(1_000)
 
 
 async def test_a_stderr_flood_while_stdout_is_idle_is_cut_at_the_cap(sandbox: NsJailSandbox) -> None:
@@ -421,11 +422,11 @@ async def test_a_stderr_flood_while_stdout_is_idle_is_cut_at_the_cap(sandbox: Ns
             except OSError:
                 pass
     """
-    result = await run(sandbox, code, max_output_bytes=10_000, wall_time_ms=10_000)
+    result = await run(sandbox, code, max_output_bytes=10_000, wall_time_ms=scaled(10_000))
     assert result.verdict is Verdict.OUTPUT_LIMIT_EXCEEDED
     assert result.stderr == "e" * 10_000 and result.stderr_truncated
     assert result.stdout == "" and not result.stdout_truncated
-    assert result.wall_time_ms < 1_000  # stopped after the grace period, not at the wall limit
+    assert result.wall_time_ms < scaled(1_000)  # stopped after the grace period, not at the wall limit
 
 
 async def test_one_giant_line_without_a_newline_is_cut_at_the_cap(sandbox: NsJailSandbox) -> None:
@@ -769,9 +770,9 @@ async def test_impossible_limits_are_refused(sandbox: NsJailSandbox, limits: dic
 
 async def test_a_cancelled_run_kills_its_jail_and_cleans_up(sandbox: NsJailSandbox, host: HostReport) -> None:
     task = asyncio.ensure_future(
-        run(sandbox, "import time\nprint('started', flush=True)\ntime.sleep(60)", wall_time_ms=30_000)
+        run(sandbox, "import time\nprint('started', flush=True)\ntime.sleep(60)", wall_time_ms=scaled(30_000))
     )
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(scaled_s(300))
     assert jail_processes(host.settings.jail_uid) != []
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
