@@ -53,7 +53,7 @@ class HostReport(msgspec.Struct, frozen=True, kw_only=True):
                 f"cgroups: v1, parents {c.parent} under memory={c.memory} pids={c.pids} " f"cpuacct={c.cpuacct}"
             )
         else:
-            lines.append(f"cgroups: v2 at {c.memory}, parent {c.parent} (untested mode)")
+            lines.append(f"cgroups: v2 at {c.memory}, parent {c.parent}")
         lines.append(
             "swap: accounted, each job's memory+swap limit equals its memory limit"
             if c.swap_accounting
