@@ -66,6 +66,13 @@ settings-tables:
 tailor:
 	$(PANTS) tailor ::
 
+## test-cgroup2: the sandbox's contract, attack, ordinary and host suites on a cgroup v2 host with the
+## x32 ABI on: Debian 12's own kernel in a VM under emulation (tests/vm/run.sh; as root, it
+## installs qemu-system-x86, busybox-static and cpio from Debian if missing)
+.PHONY: test-cgroup2
+test-cgroup2:
+	tests/vm/run.sh test
+
 ## up: build the PEX files, start Redis and the API's and the worker's supervisors (each restarted
 ## if it dies), run a first job, serve until Ctrl-C (or SIGTERM to scripts/up.sh), then stop
 ## everything it started

@@ -66,7 +66,7 @@ class HostReport(msgspec.Struct, frozen=True, kw_only=True):
                 f"cpuacct={c.cpuacct} cpu={c.cpu}"
             )
         else:
-            lines.append(f"cgroups: v2 at {c.memory}, parent {c.parent} (untested mode)")
+            lines.append(f"cgroups: v2 at {c.memory}, parent {c.parent}")
         lines.append(
             "swap: accounted, each job's memory+swap limit equals its memory limit"
             if c.swap_accounting

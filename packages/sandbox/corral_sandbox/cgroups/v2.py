@@ -1,4 +1,4 @@
-"""One run's cgroups on cgroup v2 (UNTESTED here: this host is v1 hybrid).
+"""One run's cgroups on cgroup v2 (tested in a VM by `make test-cgroup2`: this host is v1 hybrid).
 
 The run's parent is NsJail's cgroupv2_mount, with memory and pids enabled for its children;
 memory.max (and memory.swap.max 0) and the CPU quota cpu.max on it; OOM from memory.events,
