@@ -14,6 +14,7 @@ from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
+from corral_api.compat import judge0, piston
 from corral_api.container import ApiContainer, close
 from corral_api.controllers import JobsController, ServiceController
 from corral_api.dependencies import dependencies
@@ -32,7 +33,12 @@ def create_app(container: ApiContainer) -> Litestar:
             await close(container)
 
     return Litestar(
-        route_handlers=[JobsController, ServiceController],
+        route_handlers=[
+            JobsController,
+            ServiceController,
+            judge0.router(settings, queue_size=container.redis_settings().max_unfinished),
+            piston.router(settings),
+        ],
         dependencies=dependencies(container),
         exception_handlers=exception_handlers(settings.retry_after_s),
         lifespan=[connections],

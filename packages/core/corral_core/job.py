@@ -114,6 +114,9 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     attempts: int = 0
     result: RunResult | None = None
     error: JobError | None = None
+    # What a front end asked to keep beside the job (the Judge0 adapter's expected output,
+    # say), returned as given. Corral never reads it; the sandbox never sees it.
+    annotations: dict[str, str] = {}
 
     @property
     def finished(self) -> bool:
