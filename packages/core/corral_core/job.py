@@ -185,6 +185,8 @@ _job_encoder = msgspec.json.Encoder()
 def encode_job(job: Job) -> bytes:
     fields = msgspec.to_builtins(job)
     fields.update(fields.pop("request"))
+    if not fields["annotations"]:
+        del fields["annotations"]  # a job without them is written exactly as before they existed
     return _job_encoder.encode(fields)
 
 
