@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from dependency_injector import providers
@@ -16,6 +17,7 @@ from corral_api.app import create_app
 from corral_api.compat import judge0
 from corral_api.container import ApiContainer
 from corral_api.settings import ApiSettings
+from corral_core import job as jobs
 from corral_core.job import Job, RunRequest, RunResult, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_core.ports import Runtime, WorkerInfo
@@ -25,7 +27,7 @@ from corral_memory.sandbox import InMemorySandbox
 from corral_redis import RedisSettings
 from corral_system.clock import SystemClock
 
-Client = AsyncTestClient  # type: ignore[type-arg]
+Client = AsyncTestClient[Any]
 
 
 async def _worker(state: InMemoryJobs) -> None:
@@ -163,8 +165,6 @@ def _finished(verdict: Verdict, **result: object) -> Job:
         request=RunRequest(language="python", code="", limits=DEFAULT_LIMIT_POLICY.defaults),
         created_at=SystemClock().now(),
     )
-    from corral_core import job as jobs
-
     started = jobs.start(job, SystemClock().now())
     return jobs.complete(started, RunResult(verdict=verdict, **result), SystemClock().now())  # type: ignore[arg-type]
 

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 import click
 import msgspec
@@ -161,7 +161,7 @@ def run(
     client: Client,
     file: Path,
     language: str | None,
-    stdin_file: click.utils.LazyFile | None,
+    stdin_file: TextIO | None,
     args: tuple[str, ...],
     cpu_time: str | None,
     wall_time: str | None,

@@ -45,7 +45,7 @@ class RetryPolicy:
             told = _retry_after_s(retry_after)
             if told is not None:
                 return min(told, self.max_s)
-        backoff = min(self.base_s * 2**attempt, self.max_s)
+        backoff: float = min(self.base_s * 2.0**attempt, self.max_s)
         return backoff * (0.5 + random.random() / 2)  # jitter: clients retrying together spread out
 
 
@@ -72,6 +72,7 @@ class _Call:
 
 
 _RETRIED = frozenset({429, 503})
+DEFAULT_RETRY = RetryPolicy()
 
 
 class _Calls:
@@ -151,7 +152,7 @@ class Client:
         url: str = DEFAULT_URL,
         *,
         key: str | None = None,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = DEFAULT_RETRY,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._http = httpx.Client(base_url=url, headers=_headers(key), transport=transport)
@@ -240,7 +241,7 @@ class AsyncClient:
         url: str = DEFAULT_URL,
         *,
         key: str | None = None,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = DEFAULT_RETRY,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._http = httpx.AsyncClient(base_url=url, headers=_headers(key), transport=transport)

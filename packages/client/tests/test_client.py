@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
 from corral_client import (
     AsyncClient,
     Client,
@@ -24,7 +23,7 @@ from corral_client import (
 from corral_client.cli import EXIT_MEMORY_LIMIT, EXIT_TIME_LIMIT, exit_code_of, parse_duration_ms, parse_memory_mb
 from corral_client.models import Job, Result
 
-ACCEPTED = (202, {}, {"job_id": "j1", "status": "PENDING"})
+ACCEPTED: tuple[int, dict[str, str], object] = (202, {}, {"job_id": "j1", "status": "PENDING"})
 FAST = RetryPolicy(attempts=3, base_s=0.01, max_s=5)
 
 

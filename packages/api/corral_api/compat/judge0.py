@@ -37,7 +37,7 @@ from corral_api.compat.languages import BY_JUDGE0_ID, BY_LANGUAGE, LanguageRow, 
 from corral_api.dependencies import Get, Runtimes, Settings, Submit, Waits
 from corral_api.longpolls import TooManyLongPolls
 from corral_api.settings import ApiSettings
-from corral_core.job import ErrorCode, Job, JobStatus, RunResult, Verdict
+from corral_core.job import Job, JobStatus, RunResult, Verdict
 from corral_core.policy import InvalidSubmission, LimitRequest
 from corral_core.ports import QueueFull, Runtime, RuntimeCatalog, StorageUnavailable
 from corral_core.usecases import JobNotFound, JobRequest
