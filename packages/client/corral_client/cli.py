@@ -1,14 +1,8 @@
 """`corral`: run a file in Corral, list its runtimes, read a job.
 
 `corral run` prints the program's stdout and stderr to its own and exits with the program's exit
-code. When the program did not simply exit, it prints one line saying why on stderr and exits
-with a code of its own:
-
-    0-255  the program's exit code         124  time limit exceeded
-    128+N  the program died of signal N    125  memory limit exceeded
-    120    Corral failed to run the job    123  output limit exceeded
-    65     the server refused the request  69   the server is unreachable or busy
-    77     the key was refused             2    wrong usage of `corral` itself
+code; when the program did not simply exit, one line on stderr says why and the exit code is one
+of EXIT_CODES (shown by `corral --help`).
 """
 
 from __future__ import annotations
