@@ -15,6 +15,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.types import Scope
 
+from corral_api.compat import judge0, piston
 from corral_api.container import ApiContainer, close
 from corral_api.controllers import JobsController, ServiceController
 from corral_api.dependencies import dependencies
@@ -41,7 +42,12 @@ def create_app(container: ApiContainer) -> Litestar:
             metrics.redis_errors.labels(scope.get("path", "")).inc()
 
     return Litestar(
-        route_handlers=[JobsController, ServiceController],
+        route_handlers=[
+            JobsController,
+            ServiceController,
+            judge0.router(settings, queue_size=container.redis_settings().max_unfinished),
+            piston.router(settings),
+        ],
         dependencies=dependencies(container),
         exception_handlers=exception_handlers(settings.retry_after_s),
         lifespan=[connections],

@@ -14,13 +14,14 @@ from corral_api.container import ApiContainer
 from corral_api.longpolls import LongPolls
 from corral_api.settings import ApiSettings
 from corral_api.telemetry import ApiMetrics
-from corral_core.ports import QueueGauge, WorkerRegistry
+from corral_core.ports import QueueGauge, RuntimeCatalog, WorkerRegistry
 from corral_core.usecases import GetJob, SubmitJob
 from corral_redis import Durability
 
 # The types handlers declare, by the names below. Litestar checks a dependency's type at every
 # request; a Protocol cannot be checked that way.
 Registry = NamedDependency[SkipValidation[WorkerRegistry]]
+Runtimes = NamedDependency[SkipValidation[RuntimeCatalog]]
 Submit = NamedDependency[SubmitJob]
 Get = NamedDependency[GetJob]
 Settings = NamedDependency[ApiSettings]
@@ -39,6 +40,9 @@ def dependencies(container: ApiContainer) -> dict[str, Provide]:
 
     def registry() -> WorkerRegistry:
         return container.registry()
+
+    def runtimes() -> RuntimeCatalog:
+        return container.runtimes()
 
     def settings() -> ApiSettings:
         return container.settings()
@@ -61,6 +65,7 @@ def dependencies(container: ApiContainer) -> dict[str, Provide]:
             ("submit_job", submit_job),
             ("get_job", get_job),
             ("registry", registry),
+            ("runtimes", runtimes),
             ("settings", settings),
             ("long_polls", long_polls),
             ("durability", durability),

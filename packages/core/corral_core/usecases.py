@@ -44,6 +44,7 @@ class JobRequest(Program, frozen=True, kw_only=True):
 
     language: str = "python"
     limits: LimitRequest = LimitRequest()
+    annotations: dict[str, str] = {}
 
 
 class JobNotFound(Exception):
@@ -80,11 +81,13 @@ class SubmitJob:
         check_language(request.language, runtimes)
         reserved = source_files(request.language, runtimes)
         self._sizes.check(request.code, request.stdin, request.args, request.files, reserved=reserved)
+        self._sizes.check_annotations(request.annotations)
         job = Job(
             id=self._ids.new_id(),
             request=request.with_limits(self._limits.resolve(request.limits)),
             created_at=self._clock.now(),
             request_id=request_id,
+            annotations=dict(request.annotations),
         )
         await self._queue.submit(job)
         return job

@@ -124,3 +124,9 @@ def test_a_job_written_with_its_request_nested_is_read_too() -> None:
 def test_a_job_that_is_not_an_object_is_refused() -> None:
     with pytest.raises(msgspec.ValidationError):
         decode_job(b"[1, 2]")
+
+
+def test_annotations_travel_with_the_job_and_stay_out_of_the_run_request() -> None:
+    job = msgspec.structs.replace(pending(), annotations={"judge0.expected_output": "42\n"})
+    assert decode_job(encode_job(job)) == job
+    assert "annotations" not in msgspec.to_builtins(job.request)
