@@ -124,8 +124,8 @@ async def test_a_job_taken_by_a_worker_that_died_before_starting_it_is_requeued_
     keys = QueueKeys(settings.key_prefix)
     await queue.submit(new_job(clock, "job-a"))
     await queue.submit(new_job(clock, "job-b"))
-    # What a worker's BLMOVE does before it runs the start script, and then it dies.
-    assert await client.lmove(keys.pending, keys.processing, "LEFT", "RIGHT") == b"job-a"
+    # What a worker of the version before lines did (BLMOVE, then the start script), dying between.
+    assert await client.lmove(keys.line("python"), keys.processing, "LEFT", "RIGHT") == b"job-a"
 
     report = await queue.recover(max_attempts=3)
 
@@ -141,20 +141,20 @@ async def test_a_moved_job_that_recovery_put_back_is_not_started(
     queue, store, clock = parts
     keys = QueueKeys(settings.key_prefix)
     await queue.submit(new_job(clock, "job-a"))
-    moved = await client.lmove(keys.pending, keys.processing, "LEFT", "RIGHT")
+    moved = await client.lmove(keys.line("python"), keys.processing, "LEFT", "RIGHT")
     assert moved is not None
     await queue.recover(max_attempts=3)  # runs between the worker's BLMOVE and its start
 
     # The start script as the slow worker's claim runs it, with the id its BLMOVE got.
     started = await client.eval(
-        START, 3, keys.pending, keys.processing, keys.leases,
-        keys.job_prefix, LEASE_MS, encode_time(clock.now()), "slow", moved,
+        START, 3, keys.processing, keys.leases, keys.pending,
+        keys.job_prefix, LEASE_MS, encode_time(clock.now()), "slow", moved, "",
     )  # fmt: skip
     assert started is None
 
     pending = await store.get("job-a")
     assert pending is not None and pending.status is JobStatus.PENDING and pending.attempts == 0
-    assert await client.lrange(keys.pending, 0, -1) == [b"job-a"]
+    assert await client.lrange(keys.line("python"), 0, -1) == [b"job-a"]
 
 
 async def test_a_claim_that_blocked_in_blmove_starts_the_job_it_moved(
@@ -180,7 +180,7 @@ async def test_a_finished_record_expires_and_leaves_no_queue_entry(
     assert await queue.finish(lease, jobs.complete(lease.job, ok_result(), clock.now()))
     ttl_ms = await client.pttl(keys.job("job-a"))
     assert 0 < ttl_ms <= settings.finished_ttl_s * 1000
-    assert await client.llen(keys.pending) == 0
+    assert await client.llen(keys.line("python")) == 0
     assert await client.llen(keys.processing) == 0
     assert await client.zcard(keys.leases) == 0
 
@@ -194,11 +194,11 @@ async def test_a_submit_resent_after_a_lost_reply_is_accepted_once(
     await queue.submit(job)
     # The same script again, as redis-py re-sends it when the first reply was lost.
     resent = await client.eval(
-        SUBMIT, 3, keys.job(job.id), keys.pending, keys.processing,
+        SUBMIT, 5, keys.job(job.id), keys.line("python"), keys.processing, keys.lines, keys.pending,
         settings.max_unfinished, job.id, encode_job(job), *progress_fields(job),
     )  # fmt: skip
     assert resent == 1
-    assert await client.lrange(keys.pending, 0, -1) == [b"job-a"]
+    assert await client.lrange(keys.line("python"), 0, -1) == [b"job-a"]
     with pytest.raises(ValueError):
         await queue.submit(new_job(clock, "job-a", code="print('another job')"))
 
@@ -344,11 +344,11 @@ async def test_every_status_change_a_script_makes_is_one_core_allows(
     await elapse(LEASE_MS + 1)
     await step("RECOVER", queue.recover(max_attempts=2))  # out of attempts: failed
     await step("SUBMIT", queue.submit(new_job(clock, "job-d")))
-    moved = await client.lmove(keys.pending, keys.processing, "LEFT", "RIGHT")  # a blocked claim's BLMOVE
+    moved = await client.lmove(keys.line("python"), keys.processing, "LEFT", "RIGHT")  # a blocked claim's BLMOVE
     assert moved is not None
     started = client.eval(
-        START, 3, keys.pending, keys.processing, keys.leases,
-        keys.job_prefix, LEASE_MS, encode_time(clock.now()), "w4", moved,
+        START, 3, keys.processing, keys.leases, keys.pending,
+        keys.job_prefix, LEASE_MS, encode_time(clock.now()), "w4", moved, "",
     )  # fmt: skip
     assert await step("START", started) is not None
 

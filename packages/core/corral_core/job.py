@@ -35,6 +35,9 @@ class Verdict(enum.StrEnum):
     TIME_LIMIT_EXCEEDED = "time_limit_exceeded"
     MEMORY_LIMIT_EXCEEDED = "memory_limit_exceeded"
     OUTPUT_LIMIT_EXCEEDED = "output_limit_exceeded"
+    # The program never ran: its compiler refused it, or ran out of a compile limit
+    # (RunResult.compile says which, compile_output what the compiler said).
+    COMPILE_ERROR = "compile_error"
 
 
 class ErrorCode(enum.StrEnum):
@@ -46,7 +49,12 @@ class ErrorCode(enum.StrEnum):
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True):
-    """The resources one run may use; every field is resolved, none is optional."""
+    """The resources one run may use; every field is resolved, none is optional.
+
+    The compile_* ones bound the compile stage of compiled languages (its own jail; output,
+    processes and file sizes are the run's). They have defaults only so that a job queued
+    before they existed still decodes; the API always resolves them.
+    """
 
     cpu_time_ms: int
     wall_time_ms: int
@@ -54,6 +62,23 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     max_processes: int
     max_output_bytes: int
     max_file_size_kb: int
+    compile_cpu_time_ms: int = 10_000
+    compile_wall_time_ms: int = 20_000
+    compile_memory_mb: int = 512
+
+
+class LimitRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Limits as a client asks for them: every field may be left to the server's default."""
+
+    cpu_time_ms: int | None = None
+    wall_time_ms: int | None = None
+    memory_mb: int | None = None
+    max_processes: int | None = None
+    max_output_bytes: int | None = None
+    max_file_size_kb: int | None = None
+    compile_cpu_time_ms: int | None = None
+    compile_wall_time_ms: int | None = None
+    compile_memory_mb: int | None = None
 
 
 class InputFile(msgspec.Struct, frozen=True):
@@ -61,6 +86,21 @@ class InputFile(msgspec.Struct, frozen=True):
 
     name: str
     content: bytes
+
+
+class CompileResult(msgspec.Struct, frozen=True, kw_only=True):
+    """How the compile stage of a compiled language ended (its output is RunResult.compile_output).
+
+    `verdict` is ok, runtime_error (the compiler refused the code), or the compile limit it ran
+    out of: time_limit_exceeded, memory_limit_exceeded, output_limit_exceeded.
+    """
+
+    verdict: Verdict
+    exit_code: int | None = None
+    signal: int | None = None
+    cpu_time_ms: int = 0
+    wall_time_ms: int = 0
+    memory_kb: int = 0
 
 
 class RunResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,6 +114,11 @@ class RunResult(msgspec.Struct, frozen=True, kw_only=True):
     cpu_time_ms: int = 0
     wall_time_ms: int = 0
     memory_kb: int = 0
+    # Compiled languages only: the compiler's stdout and stderr (capped like stdout), and how
+    # the compile stage ended. A failed compile is verdict compile_error, and nothing ran.
+    compile_output: str = ""
+    compile_output_truncated: bool = False
+    compile: CompileResult | None = None
 
 
 class JobError(msgspec.Struct, frozen=True):

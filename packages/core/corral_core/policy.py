@@ -10,21 +10,10 @@ from collections.abc import Collection, Mapping, Sequence
 
 import msgspec
 
-from corral_core.job import InputFile, Limits
+from corral_core.job import InputFile, LimitRequest, Limits
 from corral_core.ports import Runtime
 
 LIMIT_FIELDS: tuple[str, ...] = tuple(Limits.__struct_fields__)
-
-
-class LimitRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """Limits as a client asks for them: every field may be left to the server's default."""
-
-    cpu_time_ms: int | None = None
-    wall_time_ms: int | None = None
-    memory_mb: int | None = None
-    max_processes: int | None = None
-    max_output_bytes: int | None = None
-    max_file_size_kb: int | None = None
 
 
 class InvalidSubmission(Exception):
@@ -71,6 +60,23 @@ class LimitPolicy(msgspec.Struct, frozen=True, kw_only=True):
             values[name] = value
         return Limits(**values)
 
+    def for_runtime(self, runtime: Runtime | None) -> LimitPolicy:
+        """The policy for one runtime: its own defaults replace the server's (a JVM needs more
+        memory than CPython), and its own maxima can only lower the server's."""
+        if runtime is None:
+            return self
+        maxima = {name: getattr(self.maxima, name) for name in LIMIT_FIELDS}
+        for name in LIMIT_FIELDS:
+            value = getattr(runtime.max_limits, name)
+            if value is not None and value > 0:
+                maxima[name] = min(maxima[name], value)
+        defaults = {name: min(getattr(self.defaults, name), maxima[name]) for name in LIMIT_FIELDS}
+        for name in LIMIT_FIELDS:
+            value = getattr(runtime.default_limits, name)
+            if value is not None and value > 0:
+                defaults[name] = min(value, maxima[name])
+        return LimitPolicy(defaults=Limits(**defaults), maxima=Limits(**maxima))
+
 
 DEFAULT_LIMIT_POLICY = LimitPolicy(
     defaults=Limits(
@@ -80,6 +86,9 @@ DEFAULT_LIMIT_POLICY = LimitPolicy(
         max_processes=32,
         max_output_bytes=64 * 1024,
         max_file_size_kb=1024,
+        compile_cpu_time_ms=10_000,
+        compile_wall_time_ms=20_000,
+        compile_memory_mb=512,
     ),
     maxima=Limits(
         cpu_time_ms=10_000,
@@ -88,6 +97,9 @@ DEFAULT_LIMIT_POLICY = LimitPolicy(
         max_processes=128,
         max_output_bytes=1024 * 1024,
         max_file_size_kb=16 * 1024,
+        compile_cpu_time_ms=30_000,
+        compile_wall_time_ms=60_000,
+        compile_memory_mb=2048,
     ),
 )
 
@@ -162,6 +174,11 @@ def check_language(language: str, runtimes: Sequence[Runtime]) -> None:
     offered = {runtime.language for runtime in runtimes}
     if offered and language not in offered:
         raise InvalidSubmission("language", f"{language!r} is not offered; try one of {sorted(offered)}")
+
+
+def runtime_of(language: str, runtimes: Sequence[Runtime]) -> Runtime | None:
+    """The runtime of `language` (the first worker's, if workers disagree), or None."""
+    return next((runtime for runtime in runtimes if runtime.language == language), None)
 
 
 def source_files(language: str, runtimes: Sequence[Runtime]) -> frozenset[str]:

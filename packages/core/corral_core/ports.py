@@ -6,12 +6,13 @@ these and proves it by passing the matching suite in `corral_contract`.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Protocol
 
 import msgspec
 
-from corral_core.job import Job, RunRequest, RunResult
+from corral_core.job import Job, LimitRequest, RunRequest, RunResult
 
 
 class Clock(Protocol):
@@ -73,9 +74,15 @@ class JobQueue(Protocol):
         """Record a PENDING job and put it in line, both or neither. Raises QueueFull."""
         ...
 
-    async def claim(self, worker_id: str, lease_ms: int, timeout_s: float) -> Lease | None:
-        """Take the oldest PENDING job, mark it RUNNING and lease it to `worker_id`.
+    async def claim(
+        self, worker_id: str, lease_ms: int, timeout_s: float, languages: Collection[str] | None = None
+    ) -> Lease | None:
+        """Take the oldest PENDING job of one of `languages` (None: any), mark it RUNNING and
+        lease it to `worker_id`.
 
+        Jobs wait in one line per language: a worker takes only what it can run. Between its
+        languages a worker takes turns (the first language it looks at rotates from claim to
+        claim), so a flood of one language does not starve another.
         Waits up to `timeout_s` for a job; returns None if none came.
         """
         ...
@@ -132,6 +139,12 @@ class Runtime(msgspec.Struct, frozen=True):
     version: str
     # The file the program's code is written to; no input file may take its name.
     source_file: str = ""
+    # Limits (Limits field names) this runtime needs other than the server's: its defaults
+    # replace the server's, its maxima can only lower them (LimitPolicy.for_runtime).
+    default_limits: LimitRequest = LimitRequest()
+    max_limits: LimitRequest = LimitRequest()
+    # Whether it has a compile stage (a compile_error verdict is possible).
+    compiled: bool = False
 
 
 class RuntimeCatalog(Protocol):

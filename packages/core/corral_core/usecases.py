@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from corral_core import job as jobs
 from corral_core.job import ErrorCode, Job, JobError, Program
-from corral_core.policy import LimitPolicy, LimitRequest, SizePolicy, check_language, source_files
+from corral_core.policy import LimitPolicy, LimitRequest, SizePolicy, check_language, runtime_of, source_files
 from corral_core.ports import (
     Clock,
     IdSource,
@@ -84,7 +84,9 @@ class SubmitJob:
         self._sizes.check_annotations(request.annotations)
         job = Job(
             id=self._ids.new_id(),
-            request=request.with_limits(self._limits.resolve(request.limits)),
+            request=request.with_limits(
+                self._limits.for_runtime(runtime_of(request.language, runtimes)).resolve(request.limits)
+            ),
             created_at=self._clock.now(),
             request_id=request_id,
             annotations=dict(request.annotations),
@@ -161,7 +163,8 @@ class RunNextJob:
 
     async def __call__(self, worker_id: str, timeout_s: float) -> Job | None:
         sent = _monotonic()
-        lease = await self._queue.claim(worker_id, self._lease_ms, timeout_s)
+        languages = [runtime.language for runtime in self._sandbox.runtimes()]
+        lease = await self._queue.claim(worker_id, self._lease_ms, timeout_s, languages)
         if lease is None:
             return None
         timer = _LeaseTimer(self._lease_ms / 1000, sent)

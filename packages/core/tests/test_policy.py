@@ -110,3 +110,18 @@ def test_annotations_past_their_bound_are_too_large() -> None:
     with pytest.raises(SubmissionTooLarge) as refused:
         SizePolicy(max_annotation_bytes=4).check_annotations({"ab": "cde"})
     assert refused.value.field == "annotations"
+
+
+def test_a_runtime_replaces_defaults_and_can_only_lower_maxima() -> None:
+    jvm = Runtime(
+        "java",
+        "17",
+        default_limits=LimitRequest(memory_mb=384, compile_memory_mb=1024),
+        max_limits=LimitRequest(memory_mb=100_000, max_processes=64),
+    )
+    policy = DEFAULT_LIMIT_POLICY.for_runtime(jvm)
+    assert policy.defaults.memory_mb == 384 and policy.defaults.compile_memory_mb == 1024
+    assert policy.maxima.memory_mb == DEFAULT_LIMIT_POLICY.maxima.memory_mb  # not raised
+    assert policy.maxima.max_processes == 64
+    assert policy.defaults.cpu_time_ms == DEFAULT_LIMIT_POLICY.defaults.cpu_time_ms
+    assert DEFAULT_LIMIT_POLICY.for_runtime(None) is DEFAULT_LIMIT_POLICY

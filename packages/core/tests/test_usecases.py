@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 
 import pytest
 
@@ -50,8 +51,10 @@ class OutageQueue:
     async def submit(self, job: Job) -> None:
         await self._queue.submit(job)
 
-    async def claim(self, worker_id: str, lease_ms: int, timeout_s: float) -> Lease | None:
-        return await self._queue.claim(worker_id, lease_ms, timeout_s)
+    async def claim(
+        self, worker_id: str, lease_ms: int, timeout_s: float, languages: Collection[str] | None = None
+    ) -> Lease | None:
+        return await self._queue.claim(worker_id, lease_ms, timeout_s, languages)
 
     async def renew(self, lease: Lease, lease_ms: int) -> bool:
         self._check("renew")
@@ -77,7 +80,7 @@ class SlowSandbox:
         self.cancelled = asyncio.Event()
 
     def runtimes(self) -> list[Runtime]:
-        return []
+        return [Runtime("python", "3")]
 
     async def run(self, request: RunRequest) -> RunResult:
         try:
@@ -88,9 +91,16 @@ class SlowSandbox:
         return RunResult(verdict=Verdict.OK, exit_code=0, stdout="slow\n")
 
 
+class ClaimsAllSandbox(InMemorySandbox):
+    """Lists a language its run then refuses: a worker whose runtime went away meanwhile."""
+
+    def runtimes(self) -> list[Runtime]:
+        return [*super().runtimes(), Runtime("brainfuck", "1")]
+
+
 class BrokenSandbox:
     def runtimes(self) -> list[Runtime]:
-        return []
+        return [Runtime("python", "3")]
 
     async def run(self, request: RunRequest) -> RunResult:
         raise SandboxError("nsjail: cannot mount /usr")
@@ -98,7 +108,7 @@ class BrokenSandbox:
 
 class CrashingSandbox:
     def runtimes(self) -> list[Runtime]:
-        return []
+        return [Runtime("python", "3")]
 
     async def run(self, request: RunRequest) -> RunResult:
         raise KeyError("a bug in the adapter")
@@ -109,7 +119,7 @@ class HangingSandbox:
         self.cancelled = asyncio.Event()
 
     def runtimes(self) -> list[Runtime]:
-        return []
+        return [Runtime("python", "3")]
 
     async def run(self, request: RunRequest) -> RunResult:
         try:
@@ -203,10 +213,17 @@ async def test_a_crashing_sandbox_fails_the_job_instead_of_leaving_it_running() 
     assert "a bug in the adapter" not in failed.error.message
 
 
-async def test_an_unknown_language_fails_the_job_as_unsupported() -> None:
+async def test_a_job_in_a_language_the_worker_does_not_offer_is_left_for_another_worker() -> None:
     world = World()
     job = await world.submit(JobRequest(code="x", language="brainfuck"))
-    await RunNextJob(world.queue, InMemorySandbox(), world.clock)("w1", 1)
+    assert await RunNextJob(world.queue, InMemorySandbox(), world.clock)("w1", 0.1) is None
+    assert (await world.get(job.id)).status is JobStatus.PENDING
+
+
+async def test_a_language_the_sandbox_turns_out_not_to_run_fails_the_job_as_unsupported() -> None:
+    world = World()
+    job = await world.submit(JobRequest(code="x", language="brainfuck"))
+    await RunNextJob(world.queue, ClaimsAllSandbox(), world.clock)("w1", 1)
     failed = await world.get(job.id)
     assert failed.error is not None and failed.error.code is ErrorCode.UNSUPPORTED_LANGUAGE
 

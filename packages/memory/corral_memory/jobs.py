@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 import msgspec
@@ -31,9 +32,16 @@ class InMemoryJobs:
         self.max_unfinished = max_unfinished
         self.records: dict[str, Job] = {}
         self.tokens: dict[str, int] = collections.defaultdict(int)
-        self.pending: collections.deque[str] = collections.deque()
+        # One line per language, as the Redis queue keeps them.
+        self.pending: dict[str, collections.deque[str]] = collections.defaultdict(collections.deque)
         self.leases: dict[str, _Held] = {}
         self.changed = asyncio.Condition()
+
+    def pending_count(self) -> int:
+        return sum(len(line) for line in self.pending.values())
+
+    def line_of(self, job_id: str) -> collections.deque[str]:
+        return self.pending[self.records[job_id].request.language]
 
     async def notify(self) -> None:
         async with self.changed:
@@ -43,31 +51,46 @@ class InMemoryJobs:
 class InMemoryJobQueue:
     def __init__(self, state: InMemoryJobs) -> None:
         self._state = state
+        self._turn = 0  # which of a worker's languages it looks at first, rotating
 
     async def depth(self) -> QueueDepth:
-        pending = len(self._state.pending)
+        pending = self._state.pending_count()
         return QueueDepth(pending=pending, unfinished=pending + len(self._state.leases))
 
     async def submit(self, job: Job) -> None:
         state = self._state
-        if len(state.pending) + len(state.leases) >= state.max_unfinished:
+        if state.pending_count() + len(state.leases) >= state.max_unfinished:
             raise QueueFull(state.max_unfinished)
         if job.id in state.records:
             raise ValueError(f"job {job.id} was already submitted")
         state.records[job.id] = job
-        state.pending.append(job.id)
+        state.line_of(job.id).append(job.id)
         await state.notify()
 
-    async def claim(self, worker_id: str, lease_ms: int, timeout_s: float) -> Lease | None:
+    def _next_line(self, languages: Collection[str] | None) -> collections.deque[str] | None:
+        pending = self._state.pending
+        names = sorted(pending) if languages is None else list(languages)
+        for offset in range(len(names)):
+            line = pending.get(names[(self._turn + offset) % len(names)])
+            if line:
+                return line
+        return None
+
+    async def claim(
+        self, worker_id: str, lease_ms: int, timeout_s: float, languages: Collection[str] | None = None
+    ) -> Lease | None:
         state = self._state
         async with state.changed:
             try:
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel.
                 async with asyncio.timeout(timeout_s):
-                    await state.changed.wait_for(lambda: bool(state.pending))
+                    await state.changed.wait_for(lambda: self._next_line(languages) is not None)
             except TimeoutError:
                 return None
-            job_id = state.pending.popleft()
+            line = self._next_line(languages)
+            assert line is not None
+            job_id = line.popleft()
+            self._turn += 1
         state.tokens[job_id] += 1
         token = state.tokens[job_id]
         now = state.clock.now()
@@ -104,7 +127,7 @@ class InMemoryJobQueue:
         state = self._state
         del state.leases[lease.job.id]
         state.records[lease.job.id] = jobs.requeue(state.records[lease.job.id], count_attempt=False)
-        state.pending.appendleft(lease.job.id)
+        state.line_of(lease.job.id).appendleft(lease.job.id)
         await state.notify()
         return True
 
@@ -123,7 +146,7 @@ class InMemoryJobQueue:
                 failed.append(job_id)
             else:
                 state.records[job_id] = jobs.requeue(record)
-                state.pending.append(job_id)
+                state.line_of(job_id).append(job_id)
                 requeued.append(job_id)
         if requeued or failed:
             await state.notify()

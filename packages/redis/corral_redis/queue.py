@@ -2,9 +2,15 @@
 
 Layout (every key under the settings' prefix, see settings.py and records.py):
 
-- `pending`, a LIST of job ids in line, oldest on the left;
+- `pending:<language>`, one LIST per language of job ids in line, oldest on the left (the job's
+  hash names its line), and `lines`, the SET of those lists. A worker takes only from the lines
+  of the languages it offers, so a worker without Java never takes a Java job;
+- `pending:<language>:wake`, a LIST of one token per job put in that line: an idle worker
+  blocks in BLPOP on the wake lists of its languages (a blocking pop can wait on several keys,
+  a blocking move only on one). A token is only a hint; losing one costs a worker at most one
+  `claim_block_s` of sleep, never a job;
 - `processing`, a LIST of the ids workers took. A worker takes an id with a move from
-  `pending`, never a pop, so a job is never only in a worker's memory;
+  its line, never a pop, so a job is never only in a worker's memory;
 - `leases`, a ZSET of the running job ids scored by lease deadline (Redis' TIME, µs);
 - `job:<id>`, a HASH per job (records.py), with `fence`, the token counter of its leases.
 
@@ -17,16 +23,21 @@ PEL beside the same lease ZSET, fence and attempt counter instead of replacing a
 Lease deadlines are Redis' own clock (see scripts.py): the injected Clock only stamps the
 started_at and finished_at that users read, so a worker's skewed clock cannot expire a lease.
 
-Claiming is one script (LMOVE then start) while work is waiting. Only an empty queue makes a
-worker block in BLMOVE, which cannot run inside a script; the id it gets is then started by the
-same script, which refuses it if recovery put it back in line meanwhile. A worker that dies
-between the two leaves an id in `processing` with no lease: recovery puts it back at the head
-without counting an attempt, since it never ran.
+Claiming is one script (LMOVE from the first of the worker's lines with a job, then start).
+Fairness between languages: each claim starts at the next of the worker's lines in turn, so a
+worker offering Java and Python under a flood of Java jobs still takes every other Python job.
+Only when all its lines are empty does a worker block, on their wake lists, and then claims
+again with the line it was woken for first.
+
+Workers of the version before lines took from the single `pending` list with a BLMOVE and then
+started the moved id with the same script; that path is still served (a rolling upgrade), and a
+job left in `processing` without a lease is put back by recovery without counting an attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 
 from redis.asyncio import Redis
 
@@ -52,12 +63,14 @@ class RedisJobQueue:
         self._finish = client.register_script(scripts.FINISH)
         self._release = client.register_script(scripts.RELEASE)
         self._recover = client.register_script(scripts.RECOVER)
+        self._depth = client.register_script(scripts.DEPTH)
+        self._turn = 0  # which of a worker's lines a claim looks at first, rotating
 
     async def submit(self, job: Job) -> None:
         keys = self._keys
         with storage_errors():
             outcome = await self._submit(
-                keys=[keys.job(job.id), keys.pending, keys.processing],
+                keys=[keys.job(job.id), keys.line(job.request.language), keys.processing, keys.lines, keys.pending],
                 args=[self._settings.max_unfinished, job.id, encode_job(job), *progress_fields(job)],
             )
         if outcome == 0:
@@ -65,34 +78,53 @@ class RedisJobQueue:
         if outcome == -1:
             raise ValueError(f"job {job.id} was already submitted")
 
-    async def claim(self, worker_id: str, lease_ms: int, timeout_s: float) -> Lease | None:
+    async def claim(
+        self, worker_id: str, lease_ms: int, timeout_s: float, languages: Collection[str] | None = None
+    ) -> Lease | None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        keys = self._keys
         with storage_errors():
+            lines = await self._lines(languages)
+            # The old single line held only Python jobs (the one language there was).
+            legacy = [self._keys.pending] if languages is None or "python" in languages else []
+            woken: str | None = None
             while True:
-                lease = await self._start_job(worker_id, lease_ms, None)
+                self._turn += 1
+                start = self._turn % len(lines) if lines else 0
+                order = lines[start:] + lines[:start]
+                if woken is not None:
+                    order = [woken] + [line for line in order if line != woken]
+                lease = await self._start_job(worker_id, lease_ms, order + legacy, woken is not None)
                 if lease is not None:
                     return lease
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return None
+                if languages is None:
+                    lines = await self._lines(None)
+                if not lines:
+                    # Any language, and none was ever submitted: poll for the first line.
+                    await asyncio.sleep(min(remaining, 0.05))
+                    woken = None
+                    continue
                 # Redis blocks in whole milliseconds and reads 0 as "forever".
                 wait_s = max(min(remaining, self._settings.claim_block_s), 0.01)
-                # redis-py types the timeout as int; Redis takes fractions of a second.
-                moved = await self._client.blmove(keys.pending, keys.processing, wait_s, "LEFT", "RIGHT")  # type: ignore[arg-type]
-                if moved is not None:
-                    lease = await self._start_job(worker_id, lease_ms, moved)
-                    if lease is not None:
-                        return lease
+                popped = await self._client.blpop([f"{line}:wake" for line in lines], wait_s)
+                woken = popped[0].decode().removesuffix(":wake") if popped else None
 
-    async def _start_job(self, worker_id: str, lease_ms: int, moved: bytes | str | None) -> Lease | None:
-        """Start the job BLMOVE `moved` to processing, or (None) the oldest pending job."""
+    async def _lines(self, languages: Collection[str] | None) -> list[str]:
+        if languages is not None:
+            return [self._keys.line(language) for language in languages]
+        members = await self._client.smembers(self._keys.lines)
+        return sorted(member.decode() for member in members)
+
+    async def _start_job(self, worker_id: str, lease_ms: int, lines: list[str], woken: bool) -> Lease | None:
+        """Start the oldest job of the first of `lines` that has one."""
         keys = self._keys
-        args: list[str | bytes | int] = [keys.job_prefix, lease_ms, encode_time(self._clock.now()), worker_id]
-        if moved is not None:
-            args.append(moved)
-        started = await self._start(keys=[keys.pending, keys.processing, keys.leases], args=args)
+        args: list[str | bytes | int] = [
+            keys.job_prefix, lease_ms, encode_time(self._clock.now()), worker_id, "", "1" if woken else ""
+        ]  # fmt: skip
+        started = await self._start(keys=[keys.processing, keys.leases, *lines], args=args)
         if started is None:
             return None
         token, record = started
@@ -164,8 +196,6 @@ class RedisJobQueue:
     async def depth(self) -> QueueDepth:
         keys = self._keys
         with storage_errors():
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.llen(keys.pending)
-                pipe.llen(keys.processing)
-                pending, processing = await pipe.execute()
+            pending = await self._depth(keys=[keys.lines, keys.pending])
+            processing = await self._client.llen(keys.processing)  # type: ignore[misc]
         return QueueDepth(pending=int(pending), unfinished=int(pending) + int(processing))

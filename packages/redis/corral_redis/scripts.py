@@ -82,50 +82,87 @@ end
 
 _RECORD = "redis.call('HMGET', job, " + ", ".join(f"'{f}'" for f in FIELDS) + ")"
 
-# KEYS: job, pending, processing
+# Jobs wait in one LIST per language (`pending:<language>`, see queue.py), each with a LIST of
+# wake-up tokens beside it (`<line>:wake`, one per job put in line) that idle workers BLPOP on.
+# A job remembers its line in its hash (`line`); one submitted before lines existed has none and
+# goes back to the old single `pending` list, which every worker still reads.
+_LINES = """
+local function put_back(job, id, legacy, at_head)
+  local line = redis.call('HGET', job, 'line') or legacy
+  if at_head then redis.call('LPUSH', line, id) else redis.call('RPUSH', line, id) end
+  if line ~= legacy then redis.call('RPUSH', line .. ':wake', 1) end
+end
+"""
+
+# KEYS: job, the language's line, processing, lines SET, legacy pending
 # ARGV: max_unfinished, job id, spec, then the six progress values
 # -> 1 accepted, 0 queue full, -1 another job has this id
 SUBMIT = (
     _WRITE_PROGRESS
     + """
-local job, pending, processing = KEYS[1], KEYS[2], KEYS[3]
+local job, line, processing, lines, legacy = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 if redis.call('EXISTS', job) == 1 then
   -- A submit re-sent after its reply was lost finds its own record: it was accepted.
   if redis.call('HGET', job, 'spec') == ARGV[3] then return 1 end
   return -1
 end
-if redis.call('LLEN', pending) + redis.call('LLEN', processing) >= tonumber(ARGV[1]) then
+local unfinished = redis.call('LLEN', processing) + redis.call('LLEN', legacy)
+for _, other in ipairs(redis.call('SMEMBERS', lines)) do
+  unfinished = unfinished + redis.call('LLEN', other)
+end
+if unfinished >= tonumber(ARGV[1]) then
   return 0
 end
-redis.call('HSET', job, 'spec', ARGV[3], 'fence', 0)
+redis.call('HSET', job, 'spec', ARGV[3], 'fence', 0, 'line', line)
 write_progress(job, 4)
-redis.call('RPUSH', pending, ARGV[2])
+redis.call('SADD', lines, line)
+redis.call('RPUSH', line, ARGV[2])
+redis.call('RPUSH', line .. ':wake', 1)
 return 1
 """
 )
 
-# KEYS: pending, processing, leases
-# ARGV: job key prefix, lease (ms), started_at (JSON), worker id, [job id]
-# Without a job id, takes the oldest pending job itself (LMOVE), so a claim with work waiting
-# is one round trip. With one, the id was already moved by a BLMOVE, which cannot run inside a
-# script; recovery may have put it back in line since, or another worker may have started it.
+# KEYS: lines SET, legacy pending -> the number of jobs in line
+DEPTH = """
+local pending = redis.call('LLEN', KEYS[2])
+for _, line in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  pending = pending + redis.call('LLEN', line)
+end
+return pending
+"""
+
+# KEYS: processing, leases, then the lines to take from, in the order to try them
+# ARGV: job key prefix, lease (ms), started_at (JSON), worker id, job id or '', token taken
+# With no job id, takes the oldest job of the first line that has one (LMOVE), so a claim with
+# work waiting is one round trip, and one of that line's wake-up tokens with it, unless the
+# claim already took one (ARGV[6] = '1': it woke up on it). With a job id (a worker of the
+# version before lines, whose BLMOVE moved it), recovery may have put it back in line since, or
+# another worker may have started it.
 # -> {token, record fields} or nil
 START = _STATUSES + _NOW + f"""
-local pending, processing, leases = KEYS[1], KEYS[2], KEYS[3]
+local processing, leases = KEYS[1], KEYS[2]
 local id, job = ARGV[5], nil
-if id then
+if id and id ~= '' then
   job = ARGV[1] .. id
   if not redis.call('LPOS', processing, id) then return nil end
   if redis.call('HGET', job, 'status') ~= PENDING then return nil end
 else
-  while true do
-    id = redis.call('LMOVE', pending, processing, 'LEFT', 'RIGHT')
-    if not id then return nil end
-    job = ARGV[1] .. id
-    if redis.call('HGET', job, 'status') == PENDING then break end
-    -- An id whose record is gone (or not pending) has nothing to run: drop it.
-    redis.call('LREM', processing, -1, id)
+  id = nil
+  for i = 3, #KEYS do
+    while true do
+      id = redis.call('LMOVE', KEYS[i], processing, 'LEFT', 'RIGHT')
+      if not id then break end
+      job = ARGV[1] .. id
+      if redis.call('HGET', job, 'status') == PENDING then break end
+      -- An id whose record is gone (or not pending) has nothing to run: drop it.
+      redis.call('LREM', processing, -1, id)
+    end
+    if id then
+      if ARGV[6] ~= '1' then redis.call('LPOP', KEYS[i] .. ':wake') end
+      break
+    end
   end
+  if not id then return nil end
 end
 local token = redis.call('HINCRBY', job, 'fence', 1)
 redis.call('HINCRBY', job, 'attempts', 1)
@@ -175,10 +212,10 @@ return 1
 """
 )
 
-# KEYS: job, pending, processing, leases
+# KEYS: job, legacy pending, processing, leases
 # ARGV: job id, token
-# Back to the front of the line with the attempt given back (core's requeue(count_attempt=False)).
-RELEASE = _STATUSES + """
+# Back to the front of its line with the attempt given back (core's requeue(count_attempt=False)).
+RELEASE = _STATUSES + _LINES + """
 local job = KEYS[1]
 local state = redis.call('HMGET', job, 'status', 'fence', 'attempts')
 if state[1] ~= RUNNING or state[2] ~= ARGV[2] then return 0 end
@@ -187,7 +224,7 @@ redis.call('HSET', job, 'status', PENDING)
 redis.call('HDEL', job, 'started_at', 'worker')
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('LREM', KEYS[3], 0, ARGV[1])
-redis.call('LPUSH', KEYS[2], ARGV[1])
+put_back(job, ARGV[1], KEYS[2], true)
 return 1
 """
 
@@ -197,7 +234,7 @@ return 1
 # Jobs out of attempts are only reported: core fails them (corral_core.job.fail with
 # worker_lost), and the caller stores each with FINISH, fenced and only if its lease is still
 # expired.
-RECOVER = _STATUSES + _NOW + f"""
+RECOVER = _STATUSES + _NOW + _LINES + f"""
 local pending, processing, leases = KEYS[1], KEYS[2], KEYS[3]
 local prefix, now, max_attempts = ARGV[1], micros(now_us()), tonumber(ARGV[2])
 local requeued, exhausted = {{}}, {{}}
@@ -214,7 +251,7 @@ for _, id in ipairs(expired) do
     redis.call('HDEL', job, 'started_at', 'worker')
     redis.call('ZREM', leases, id)
     redis.call('LREM', processing, 0, id)
-    redis.call('RPUSH', pending, id)
+    put_back(job, id, pending, false)
     table.insert(requeued, id)
   end
 end
@@ -228,7 +265,7 @@ for _, id in ipairs(redis.call('LRANGE', processing, 0, -1)) do
       redis.call('ZADD', leases, now, id)
     else
       redis.call('LREM', processing, 0, id)
-      if status == PENDING then redis.call('LPUSH', pending, id) end
+      if status == PENDING then put_back(prefix .. id, id, pending, true) end
     end
   end
 end

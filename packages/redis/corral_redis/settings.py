@@ -83,13 +83,19 @@ class QueueKeys:
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
-        self.pending = f"{prefix}pending"  # LIST of job ids, oldest on the left
+        # The single line of the version before lines per language: still read, never filled.
+        self.pending = f"{prefix}pending"
+        self.lines = f"{prefix}lines"  # SET of the per-language lines ever used
         self.processing = f"{prefix}processing"  # LIST of job ids taken by workers
         self.leases = f"{prefix}leases"  # ZSET job id -> lease deadline (µs, Redis' TIME)
         self.finished = f"{prefix}finished"  # pub/sub channel: ids of jobs that just finished
         self.workers = f"{prefix}workers"  # ZSET worker id -> heartbeat expiry (µs, Redis' TIME)
         self.worker_info = f"{prefix}workers:info"  # HASH worker id -> encoded WorkerInfo
         self.job_prefix = f"{prefix}job:"
+
+    def line(self, language: str) -> str:
+        """The LIST of a language's job ids in line, oldest on the left; `<line>:wake` beside it."""
+        return f"{self.prefix}pending:{language}"
 
     def job(self, job_id: str) -> str:
         return self.job_prefix + job_id

@@ -21,6 +21,9 @@ _CEILING = Limits(
     max_processes=1 << 16,
     max_output_bytes=1 << 30,
     max_file_size_kb=1 << 30,
+    compile_cpu_time_ms=3_600_000,
+    compile_wall_time_ms=3_600_000,
+    compile_memory_mb=1 << 20,
 )
 _CEILINGS = LimitPolicy(defaults=_CEILING, maxima=_CEILING)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime
 from typing import TypeVar
 
@@ -111,11 +111,13 @@ class InstrumentedJobQueue:
     async def submit(self, job: Job) -> None:
         await self._call("submit", self._queue.submit(job))
 
-    async def claim(self, worker_id: str, lease_ms: int, timeout_s: float) -> Lease | None:
+    async def claim(
+        self, worker_id: str, lease_ms: int, timeout_s: float, languages: Collection[str] | None = None
+    ) -> Lease | None:
         self._slot_is(None)
         logs.job_id.set("")
         logs.request_id.set("")
-        lease = await self._call("claim", self._queue.claim(worker_id, lease_ms, timeout_s))
+        lease = await self._call("claim", self._queue.claim(worker_id, lease_ms, timeout_s, languages))
         if lease is None:
             return None
         job = lease.job

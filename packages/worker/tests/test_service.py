@@ -34,11 +34,11 @@ class FlakyQueue(InMemoryJobQueue):
         super().__init__(state)
         self.outages = outages
 
-    async def claim(self, worker_id: str, lease_ms: int, timeout_s: float):  # type: ignore[no-untyped-def]
+    async def claim(self, worker_id: str, lease_ms: int, timeout_s: float, languages=None):  # type: ignore[no-untyped-def]
         if self.outages > 0:
             self.outages -= 1
             raise StorageUnavailable("connection refused")
-        return await super().claim(worker_id, lease_ms, timeout_s)
+        return await super().claim(worker_id, lease_ms, timeout_s, languages)
 
 
 def make_worker(queue: InMemoryJobQueue, state: InMemoryJobs, sandbox: SlowSandbox, grace_s: float) -> Worker:
@@ -81,7 +81,7 @@ async def test_a_job_still_running_after_the_grace_is_handed_back() -> None:
     await asyncio.wait_for(serving, 5)
     handed_back = await InMemoryJobStore(state).get("job-a")
     assert handed_back is not None and handed_back.status is JobStatus.PENDING
-    assert handed_back.attempts == 0 and list(state.pending) == ["job-a"]
+    assert handed_back.attempts == 0 and [job for line in state.pending.values() for job in line] == ["job-a"]
 
 
 async def test_the_worker_rides_out_a_storage_outage() -> None:

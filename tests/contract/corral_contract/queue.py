@@ -40,9 +40,9 @@ class QueueHarness:
     elapse: Callable[[int], Awaitable[None]]
 
 
-def new_job(clock: Clock, job_id: str, code: str = "print(1)") -> Job:
-    """A PENDING Python job created now, under the server's default limits."""
-    request = RunRequest(language="python", code=code, limits=DEFAULT_LIMIT_POLICY.defaults)
+def new_job(clock: Clock, job_id: str, code: str = "print(1)", language: str = "python") -> Job:
+    """A PENDING job (Python unless told) created now, under the server's default limits."""
+    request = RunRequest(language=language, code=code, limits=DEFAULT_LIMIT_POLICY.defaults)
     return Job(id=job_id, request=request, created_at=clock.now())
 
 
@@ -241,6 +241,60 @@ class JobQueueContract:
         started = time.monotonic()
         assert await harness.store.wait_finished("job-a", 0.2) == job
         assert 0.15 <= time.monotonic() - started < 2
+
+    async def test_a_worker_claims_only_the_languages_it_offers(self, harness: QueueHarness) -> None:
+        await harness.queue.submit(new_job(harness.clock, "job-java", language="java"))
+        await harness.queue.submit(new_job(harness.clock, "job-py"))
+        lease = await harness.queue.claim("w1", LEASE_MS, 1, ["python"])
+        assert lease is not None and lease.job.id == "job-py"
+        assert await harness.queue.claim("w1", LEASE_MS, 0.1, ["python", "c"]) is None
+        lease = await harness.queue.claim("w2", LEASE_MS, 1, ["java"])
+        assert lease is not None and lease.job.id == "job-java"
+
+    async def test_a_flood_of_one_language_does_not_starve_another(self, harness: QueueHarness) -> None:
+        for index in range(QUEUE_LIMIT - 1):
+            await harness.queue.submit(new_job(harness.clock, f"java-{index}", language="java"))
+        await harness.queue.submit(new_job(harness.clock, "py"))
+        first_two = []
+        for _ in range(2):
+            lease = await harness.queue.claim("w1", LEASE_MS, 1, ["java", "python"])
+            assert lease is not None
+            first_two.append(lease.job.id)
+        assert "py" in first_two and any(job_id.startswith("java-") for job_id in first_two)
+
+    async def test_a_blocked_claim_wakes_only_for_its_languages(self, harness: QueueHarness) -> None:
+        waiting = asyncio.ensure_future(harness.queue.claim("w1", LEASE_MS, 5, ["python"]))
+        await asyncio.sleep(0.05)
+        await harness.queue.submit(new_job(harness.clock, "job-java", language="java"))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        started = time.monotonic()
+        await harness.queue.submit(new_job(harness.clock, "job-py"))
+        lease = await asyncio.wait_for(waiting, 5)
+        assert lease is not None and lease.job.id == "job-py"
+        assert time.monotonic() - started < 1
+
+    async def test_a_released_or_recovered_job_goes_back_to_its_own_language(
+        self, harness: QueueHarness
+    ) -> None:
+        await harness.queue.submit(new_job(harness.clock, "job-java", language="java"))
+        lease = await harness.queue.claim("w1", LEASE_MS, 1, ["java"])
+        assert lease is not None and await harness.queue.release(lease)
+        assert await harness.queue.claim("w2", LEASE_MS, 0.1, ["python"]) is None
+        lease = await harness.queue.claim("w2", LEASE_MS, 1, ["java"])
+        assert lease is not None and lease.job.id == "job-java"
+        await harness.elapse(LEASE_MS + 1)
+        assert (await harness.queue.recover(max_attempts=3)).requeued == ("job-java",)
+        assert await harness.queue.claim("w3", LEASE_MS, 0.1, ["python"]) is None
+        lease = await harness.queue.claim("w3", LEASE_MS, 1, ["java"])
+        assert lease is not None and lease.job.id == "job-java"
+
+    async def test_the_size_limit_counts_every_language(self, harness: QueueHarness) -> None:
+        for index in range(QUEUE_LIMIT):
+            language = "java" if index % 2 else "python"
+            await harness.queue.submit(new_job(harness.clock, f"job-{index}", language=language))
+        with pytest.raises(QueueFull):
+            await harness.queue.submit(new_job(harness.clock, "job-over", language="c"))
 
     async def test_many_concurrent_claims_share_jobs_without_duplicates(
         self, harness: QueueHarness
