@@ -44,7 +44,12 @@ def nsjail_command(
     jail_gid: int,
     cgroup_flags: list[str],
     args: tuple[str, ...],
+    stage: str = "run",
 ) -> list[str]:
+    """The command line of the run, or (stage "compile") of a compiled runtime's compile."""
+    compiling = stage == "compile"
+    program = runtime.compile_command() if compiling else runtime.command(args)
+    seccomp = (runtime.compile_seccomp or runtime.seccomp) if compiling else runtime.seccomp
     # fmt: off
     return [
         binary,
@@ -56,13 +61,13 @@ def nsjail_command(
         "--bindmount", f"{paths.box}:{BOX}",
         "--bindmount", f"{paths.tmp}:{TMP}",
         "--bindmount", f"{paths.shm}:{SHM}",
-        "--seccomp_policy", str(policy / runtime.seccomp),
+        "--seccomp_policy", str(policy / seccomp),
         *limit_flags(limits),
         *cgroup_flags,
         *(flag for bind in runtime.bind_ro for flag in ("--bindmount_ro", bind)),
         *(flag for variable in runtime.env for flag in ("--env", variable)),
         "--",
-        *runtime.command(args),
+        *program,
     ]
     # fmt: on
 

@@ -36,7 +36,10 @@ def prepare_host(settings: SandboxSettings | None = None) -> HostReport:
     try:
         binary = locate_nsjail(settings.nsjail_bin, settings.binary_cache)
         policy = policy_dir(settings.policy_dir)
-        runtimes = tuple(resolve_version(spec) for spec in load_runtimes(policy).values())
+        # A runtime this host lacks (no JDK, say) is not offered; jobs for it go to workers that have it.
+        runtimes = tuple(resolve_version(spec) for spec in load_runtimes(policy).values() if spec.installed())
+        if not runtimes:
+            raise PolicyError(f"none of the runtimes in {policy} is installed on this host")
         _check_not_writable_by_others(binary, policy, runtimes)
         _check_x32(policy, runtimes)
         host_cgroups = detect(settings.cgroup_mode, settings.cgroup_root, settings.cgroup_parent)
@@ -98,6 +101,8 @@ def _check_not_writable_by_others(binary: Path, policy: Path, runtimes: tuple[Ru
     paths = [binary, binary.parent, policy, policy / "runtimes.toml"]
     for spec in runtimes:
         paths += [policy / spec.config, policy / spec.seccomp]
+        if spec.compile_seccomp:
+            paths.append(policy / spec.compile_seccomp)
     for path in paths:
         info = path.stat()
         if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or info.st_uid not in (0, os.geteuid()):

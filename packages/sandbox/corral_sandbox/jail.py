@@ -21,7 +21,7 @@ from pathlib import Path
 
 import msgspec
 
-from corral_core.job import Limits, RunRequest, RunResult
+from corral_core.job import CompileResult, Limits, RunRequest, RunResult, Verdict
 from corral_core.ports import SandboxError
 from corral_sandbox import nsjail_log, runname
 from corral_sandbox.cgroups.hierarchy import CgroupError, HostCgroups, RunCgroups
@@ -68,6 +68,7 @@ def jail_command(
     cgroups: RunCgroups,
     limits: Limits,
     args: tuple[str, ...],
+    stage: str = "run",
 ) -> list[str]:
     """The NsJail command line for one job whose scratch space and cgroups are ready."""
     return nsjail_command(
@@ -80,14 +81,93 @@ def jail_command(
         jail_gid=ids.gid,
         cgroup_flags=cgroups.nsjail_flags(limits.max_processes),
         args=args,
+        stage=stage,
     )
 
 
 async def run_job(host: JailHost, runtime: RuntimeSpec, ids: JailIds, request: RunRequest) -> RunResult:
-    """Run one job under the host ids `ids`, which no other running job has."""
+    """Run one job under the host ids `ids`, which no other running job has.
+
+    A compiled runtime's job runs in two jails, one after the other: the compiler's, with the
+    source and input files and the compile limits; then, if it left its artifact, a fresh one
+    with only the artifact and the input files: nothing else the compiler (or the code it
+    compiled at build time) left is visible to the program.
+    """
     limits = request.limits
     check_limits(limits)
     files = job_files(runtime, request)
+    if not runtime.compiled:
+        result, _ = await _in_jail(host, runtime, ids, files, limits, request.stdin, request.args)
+        return result
+    compile_limits = _compile_limits(runtime, limits)
+    compiled, artifact = await _in_jail(
+        host, runtime, ids, files, compile_limits, "", (), stage="compile", keep=runtime.artifact
+    )
+    stage = CompileResult(
+        verdict=compiled.verdict,
+        exit_code=compiled.exit_code,
+        signal=compiled.signal,
+        cpu_time_ms=compiled.cpu_time_ms,
+        wall_time_ms=compiled.wall_time_ms,
+        memory_kb=compiled.memory_kb,
+    )
+    output = compiled.stdout + compiled.stderr
+    truncated = compiled.stdout_truncated or compiled.stderr_truncated
+    if compiled.verdict is not Verdict.OK or artifact is None:
+        if compiled.verdict is Verdict.OK:  # it said it succeeded and left nothing usable
+            stage = msgspec.structs.replace(stage, verdict=Verdict.RUNTIME_ERROR)
+            output += f"\ncorral: the compiler left no {runtime.artifact} (at most {_ARTIFACT_MAX_BYTES >> 20} MiB)"
+        elif compiled.verdict is not Verdict.RUNTIME_ERROR:
+            output += f"\ncorral: compilation stopped: {_STAGE_LIMIT[compiled.verdict]}"
+        return RunResult(
+            verdict=Verdict.COMPILE_ERROR,
+            compile_output=output[: limits.max_output_bytes],
+            compile_output_truncated=truncated or len(output) > limits.max_output_bytes,
+            compile=stage,
+        )
+    run_files = [(runtime.artifact, artifact), *files[1:]]
+    result, _ = await _in_jail(host, runtime, ids, run_files, limits, request.stdin, request.args, executable=True)
+    return msgspec.structs.replace(
+        result, compile_output=output, compile_output_truncated=truncated, compile=stage
+    )
+
+
+# An artifact larger than this is refused (a compile that made one is a compile error).
+_ARTIFACT_MAX_BYTES = 256 << 20
+_STAGE_LIMIT = {
+    Verdict.TIME_LIMIT_EXCEEDED: "compile time limit exceeded (compile_cpu_time_ms / compile_wall_time_ms)",
+    Verdict.MEMORY_LIMIT_EXCEEDED: "compile memory limit exceeded (compile_memory_mb)",
+    Verdict.OUTPUT_LIMIT_EXCEEDED: "the compiler's output reached max_output_bytes",
+}
+
+
+def _compile_limits(runtime: RuntimeSpec, limits: Limits) -> Limits:
+    """The compile stage's limits: the job's compile_* ones, the runtime's processes and file size."""
+    return msgspec.structs.replace(
+        limits,
+        cpu_time_ms=limits.compile_cpu_time_ms,
+        wall_time_ms=limits.compile_wall_time_ms,
+        memory_mb=limits.compile_memory_mb,
+        max_processes=max(limits.max_processes, runtime.compile_max_processes),
+        max_file_size_kb=max(limits.max_file_size_kb, runtime.compile_max_file_size_mb * 1024),
+    )
+
+
+async def _in_jail(
+    host: JailHost,
+    runtime: RuntimeSpec,
+    ids: JailIds,
+    files: list[tuple[str, bytes]],
+    limits: Limits,
+    stdin: str,
+    args: tuple[str, ...],
+    *,
+    stage: str = "run",
+    keep: str = "",
+    executable: bool = False,
+) -> tuple[RunResult, bytes | None]:
+    """One jail: its files written, the program run to its end, judged; and the file `keep`
+    read back (None if the program left no such regular file) before the jail is removed."""
     run = runname.new_run()
     memory_bytes = limits.memory_mb << 20
     scratch: Scratch | None = None
@@ -99,14 +179,18 @@ async def run_job(host: JailHost, runtime: RuntimeSpec, ids: JailIds, request: R
             # charged to its memory cgroup anyway, so ENOSPC comes before the OOM killer).
             size = sum(len(data) for _, data in files) + memory_bytes // 2 + (1 << 20)
             inodes = host.scratch_inodes + len(files) + 8
-            scratch = Scratch.create(host.work_root, runname.scratch_name(run), size, inodes, ids.uid, ids.gid)
-            for file_name, data in files:
-                scratch.write(file_name, data)
+            scratch = Scratch.create(
+                host.work_root, runname.scratch_name(run), size, inodes, ids.uid, ids.gid,
+                executable=executable or stage == "compile",
+            )  # fmt: skip
+            for index, (file_name, data) in enumerate(files):
+                # The first file is the source, or a compiled program's artifact: runnable.
+                scratch.write(file_name, data, 0o755 if executable and index == 0 else 0o644)
             scratch.seal()
             cgroups = run_cgroups(host.cgroups, run, memory_bytes, host.cpu_cores_per_job)
-            stdin_fd = stdin_memfd(request.stdin)
+            stdin_fd = stdin_memfd(stdin)
             log_fd = log_memfd()
-            argv = jail_command(host, runtime, ids, scratch, cgroups, limits, request.args)
+            argv = jail_command(host, runtime, ids, scratch, cgroups, limits, args, stage)
         except (OSError, ScratchError, CgroupError) as error:
             log.error("run %s: could not set up the jail: %s", run, error)
             raise SandboxError("could not set up the sandbox") from error
@@ -115,7 +199,9 @@ async def run_job(host: JailHost, runtime: RuntimeSpec, ids: JailIds, request: R
         except OSError as error:
             log.error("run %s: could not start NsJail (%s): %s", run, host.nsjail_bin, error)
             raise SandboxError("could not start the sandbox") from error
-        return _result(run, limits, outcome, cgroups, read_memfd(log_fd))
+        result = _result(run, limits, outcome, cgroups, read_memfd(log_fd))
+        kept = await asyncio.to_thread(scratch.read_back, keep, _ARTIFACT_MAX_BYTES) if keep else None
+        return result, kept
     finally:
         for fd in (stdin_fd, log_fd):
             if fd >= 0:

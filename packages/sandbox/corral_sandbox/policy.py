@@ -7,15 +7,19 @@ The policy directory (the repo's nsjail/) holds NsJail configs (*.cfg), Kafel se
 from __future__ import annotations
 
 import importlib.resources
+import os
 import subprocess
 import tomllib
 from pathlib import Path
 
 import msgspec
 
+from corral_core.job import LimitRequest
+
 RUNTIMES_FILE = "runtimes.toml"
 SOURCE = "{source}"
 ARGS = "{args}"
+ARTIFACT = "{artifact}"
 
 
 class PolicyError(Exception):
@@ -53,18 +57,51 @@ class RuntimeSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     # The job prepare_host runs to prove the runtime works, and what it must print.
     selftest_code: str = ""
     selftest_stdout: str = ""
+    # Compiled languages: the compile command (its own jail), the one file it leaves in /box
+    # that moves to the run's fresh jail, and the compile jail's seccomp policy.
+    compile_argv: tuple[str, ...] = ()
+    artifact: str = ""
+    compile_seccomp: str = ""
+    # Processes (threads count) and file size (the artifact) of the compile stage.
+    compile_max_processes: int = 64
+    compile_max_file_size_mb: int = 64
+    # Paths that must exist for the runtime to be offered (besides the commands' own).
+    requires: tuple[str, ...] = ()
+    # Limits other than the server's (Limits field names): defaults, and maxima that can only
+    # lower the server's (corral_core.policy.LimitPolicy.for_runtime).
+    default_limits: LimitRequest = LimitRequest()
+    max_limits: LimitRequest = LimitRequest()
+
+    @property
+    def compiled(self) -> bool:
+        return bool(self.compile_argv)
 
     def command(self, args: tuple[str, ...]) -> list[str]:
         """The argv run in the jail: whole-element placeholders only, nothing formatted."""
+        return self._fill(self.argv, args)
+
+    def compile_command(self) -> list[str]:
+        return self._fill(self.compile_argv, ())
+
+    def _fill(self, template: tuple[str, ...], args: tuple[str, ...]) -> list[str]:
         argv: list[str] = []
-        for element in self.argv:
+        for element in template:
             if element == SOURCE:
                 argv.append(self.source)
+            elif element == ARTIFACT:
+                argv.append(self.artifact)
             elif element == ARGS:
                 argv.extend(args)
             else:
                 argv.append(element)
         return argv
+
+    def installed(self) -> bool:
+        """Whether this host has what the runtime runs: it is offered only then."""
+        # A compiled runtime's argv[0] is its artifact, a path in the jail only.
+        run = [] if self.compiled else [self.argv[0]]
+        paths = [*run, *self.compile_argv[:1], *self.version_argv[:1], *self.requires]
+        return all(os.path.exists(path) for path in paths)
 
 
 class _RuntimesFile(msgspec.Struct, forbid_unknown_fields=True):
@@ -84,13 +121,20 @@ def load_runtimes(directory: Path) -> dict[str, RuntimeSpec]:
         where = f"{path} [runtimes.{language}]"
         if not spec.argv or not spec.argv[0].startswith("/"):
             raise PolicyError(f"{where}: argv must start with an absolute path")
-        if spec.argv.count(SOURCE) != 1:
+        if spec.compiled:
+            if not spec.compile_argv[0].startswith("/") or spec.compile_argv.count(SOURCE) != 1:
+                raise PolicyError(f"{where}: compile_argv must start with an absolute path and name {SOURCE!r} once")
+            if "/" in spec.artifact or spec.artifact in {"", ".", "..", spec.source}:
+                raise PolicyError(f"{where}: a compiled runtime needs an artifact, a plain file name")
+            if SOURCE in spec.argv:
+                raise PolicyError(f"{where}: the run has no source, only {ARTIFACT!r}")
+        elif spec.argv.count(SOURCE) != 1:
             raise PolicyError(f"{where}: argv must contain {SOURCE!r} exactly once")
         if "/" in spec.source or spec.source in {"", ".", ".."}:
             raise PolicyError(f"{where}: source must be a plain file name")
         if not spec.version and not spec.version_argv:
             raise PolicyError(f"{where}: give version or version_argv")
-        for name in (spec.config, spec.seccomp):
+        for name in (spec.config, spec.seccomp, *([spec.compile_seccomp] if spec.compile_seccomp else [])):
             if "/" in name or not (directory / name).is_file():
                 raise PolicyError(f"{where}: no file {name!r} in {directory}")
         for bind in spec.bind_ro:

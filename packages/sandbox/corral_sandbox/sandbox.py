@@ -32,7 +32,17 @@ class NsJailSandbox:
         self._runtimes = {spec.language: spec for spec in host.runtimes}
 
     def runtimes(self) -> list[Runtime]:
-        return [Runtime(spec.language, spec.version, spec.source) for spec in self.host.runtimes]
+        return [
+            Runtime(
+                spec.language,
+                spec.version,
+                spec.source,
+                default_limits=spec.default_limits,
+                max_limits=spec.max_limits,
+                compiled=spec.compiled,
+            )
+            for spec in self.host.runtimes
+        ]
 
     async def run(self, request: RunRequest) -> RunResult:
         runtime = self._runtimes.get(request.language)

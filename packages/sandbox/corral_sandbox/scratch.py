@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import stat
 
 from corral_core.policy import InvalidSubmission, check_file_name
 
@@ -54,12 +55,17 @@ class Scratch:
         self._box_fd: int | None = None
 
     @classmethod
-    def create(cls, work_root: str, name: str, size_bytes: int, inodes: int, uid: int, gid: int) -> Scratch:
+    def create(
+        cls, work_root: str, name: str, size_bytes: int, inodes: int, uid: int, gid: int, *, executable: bool = False
+    ) -> Scratch:
+        """`executable`: without noexec, for a compiled program's artifact (and the compilers'
+        own temporary files): no more than the program could do in its own memory, which
+        seccomp and the rest of the jail bound the same way."""
         scratch = cls(os.path.join(work_root, name), uid, gid)
         os.mkdir(scratch.root, 0o700)
         try:
             options = f"size={size_bytes},nr_inodes={inodes},mode=0711,uid=0,gid=0"
-            flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
+            flags = _MS_NOSUID | _MS_NODEV | (0 if executable else _MS_NOEXEC)
             if _libc.mount(b"tmpfs", scratch.root.encode(), b"tmpfs", flags, options.encode()) != 0:
                 code = ctypes.get_errno()
                 raise ScratchError(f"mount tmpfs on {scratch.root}: {os.strerror(code)}")
@@ -79,7 +85,7 @@ class Scratch:
             raise
         return scratch
 
-    def write(self, name: str, content: bytes) -> None:
+    def write(self, name: str, content: bytes, mode: int = 0o644) -> None:
         """Create box/<name> with `content`, owned by the jail's user. Before the jail starts only."""
         if self._box_fd is None:
             raise ScratchError("the scratch space is sealed: the jail may have started")
@@ -88,12 +94,44 @@ class Scratch:
         except (InvalidSubmission, UnicodeError) as error:
             raise ScratchError(f"{name!r} is not a plain file name: {error}") from None
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(name, flags, 0o644, dir_fd=self._box_fd)
+        fd = os.open(name, flags, mode, dir_fd=self._box_fd)
         try:
             view = memoryview(content)
             while view:
                 view = view[os.write(fd, view) :]
             os.fchown(fd, self._uid, self._gid)
+        finally:
+            os.close(fd)
+
+    def read_back(self, name: str, max_bytes: int) -> bytes | None:
+        """The regular file box/<name> the jail left, after it ended; None if there is none, it
+        is anything else (a symlink, a FIFO...) or it is larger than `max_bytes`.
+
+        Everything there is the job's and hostile: nothing is followed, nothing waited on.
+        """
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+        try:
+            box_fd = os.open(self.box, flags | os.O_DIRECTORY)
+        except OSError:
+            return None
+        try:
+            fd = os.open(name, flags, dir_fd=box_fd)
+        except OSError:
+            return None
+        finally:
+            os.close(box_fd)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+                return None
+            chunks: list[bytes] = []
+            size = 0
+            while chunk := os.read(fd, 1 << 20):
+                size += len(chunk)
+                if size > max_bytes:
+                    return None
+                chunks.append(chunk)
+            return b"".join(chunks)
         finally:
             os.close(fd)
 
