@@ -5,6 +5,11 @@ set -euo pipefail
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v curl >/dev/null || missing+=(curl)
+# The runtimes of nsjail/runtimes.toml, from Debian (a runtime not installed is not offered).
+# Node.js: any /usr/bin/node (Debian's nodejs, or NodeSource's package of the same name).
+[ -x /usr/bin/gcc ] || missing+=(gcc)
+[ -x /usr/bin/g++ ] || missing+=(g++)
+[ -x /usr/bin/node ] || missing+=(nodejs)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing ${missing[*]}: install them (as root: apt-get install ${missing[*]})" >&2

@@ -114,7 +114,7 @@ class Queue:
     async def leftovers(self) -> dict[str, int]:
         keys = self.keys
         return {
-            "pending": await self.client.llen(keys.pending),
+            "pending": await self.client.llen(keys.line("python")),
             "processing": await self.client.llen(keys.processing),
             "leases": await self.client.zcard(keys.leases),
         }
@@ -498,7 +498,7 @@ async def test_every_acknowledged_submission_survives_a_redis_crash(redis_server
         await within(10, "the submission streams to stop", asyncio.gather(*streams))
 
         assert refused > 0, "Redis was never seen down"
-        in_line = cast(list[bytes], await queue.client.lrange(queue.keys.pending, 0, -1))
+        in_line = cast(list[bytes], await queue.client.lrange(queue.keys.line("python"), 0, -1))
         pending = {job_id.decode() for job_id in in_line}
         assert not set(acknowledged) - pending, "acknowledged submissions lost"
         for job_id in acknowledged[:: max(len(acknowledged) // 50, 1)]:

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from corral_core.job import ErrorCode, InputFile, Job, JobError, JobStatus, RunResult, Verdict
+from corral_core.job import CompileResult, ErrorCode, InputFile, Job, JobError, JobStatus, RunResult, Verdict
 from corral_core.policy import InvalidSubmission, LimitRequest
 from corral_core.ports import WorkerInfo
 from corral_core.usecases import JobRequest
@@ -36,6 +36,9 @@ class LimitsIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_processes: Limit = None
     max_output_bytes: Limit = None
     max_file_size_kb: Limit = None
+    compile_cpu_time_ms: Limit = None
+    compile_wall_time_ms: Limit = None
+    compile_memory_mb: Limit = None
 
 
 class ExecuteIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -71,7 +74,30 @@ class Accepted(msgspec.Struct, frozen=True):
     status: JobStatus
 
 
-class ResultView(msgspec.Struct, frozen=True):
+class CompileView(msgspec.Struct, frozen=True):
+    verdict: Verdict
+    exit_code: int | None
+    signal: int | None
+    cpu_time_ms: int
+    wall_time_ms: int
+    memory_kb: int
+
+    @classmethod
+    def of(cls, stage: CompileResult) -> CompileView:
+        return cls(
+            verdict=stage.verdict,
+            exit_code=stage.exit_code,
+            signal=stage.signal,
+            cpu_time_ms=stage.cpu_time_ms,
+            wall_time_ms=stage.wall_time_ms,
+            memory_kb=stage.memory_kb,
+        )
+
+
+class ResultView(msgspec.Struct, frozen=True, omit_defaults=True):
+    """omit_defaults: only the compile_* fields have defaults, so an interpreted language's
+    result reads exactly as before they existed."""
+
     verdict: Verdict
     exit_code: int | None
     signal: int | None
@@ -82,6 +108,10 @@ class ResultView(msgspec.Struct, frozen=True):
     cpu_time_ms: int
     wall_time_ms: int
     memory_kb: int
+    # Compiled languages only: what the compiler said, and how its stage ended.
+    compile_output: str = ""
+    compile_output_truncated: bool = False
+    compile: CompileView | None = None
 
     @classmethod
     def of(cls, result: RunResult) -> ResultView:
@@ -96,6 +126,9 @@ class ResultView(msgspec.Struct, frozen=True):
             cpu_time_ms=result.cpu_time_ms,
             wall_time_ms=result.wall_time_ms,
             memory_kb=result.memory_kb,
+            compile_output=result.compile_output,
+            compile_output_truncated=result.compile_output_truncated,
+            compile=None if result.compile is None else CompileView.of(result.compile),
         )
 
 

@@ -46,6 +46,10 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     limit_default_max_processes: Positive = _DEFAULTS.max_processes
     limit_default_max_output_bytes: Positive = _DEFAULTS.max_output_bytes
     limit_default_max_file_size_kb: Positive = _DEFAULTS.max_file_size_kb
+    # The compile stage of compiled languages (its own jail); a runtime may need other defaults.
+    limit_default_compile_cpu_time_ms: Positive = _DEFAULTS.compile_cpu_time_ms
+    limit_default_compile_wall_time_ms: Positive = _DEFAULTS.compile_wall_time_ms
+    limit_default_compile_memory_mb: Positive = _DEFAULTS.compile_memory_mb
     # The most a request may ask for; above it the request is refused with 422, never clamped.
     limit_max_cpu_time_ms: Positive = _MAXIMA.cpu_time_ms
     limit_max_wall_time_ms: Positive = _MAXIMA.wall_time_ms
@@ -53,6 +57,9 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     limit_max_max_processes: Positive = _MAXIMA.max_processes
     limit_max_max_output_bytes: Positive = _MAXIMA.max_output_bytes
     limit_max_max_file_size_kb: Positive = _MAXIMA.max_file_size_kb
+    limit_max_compile_cpu_time_ms: Positive = _MAXIMA.compile_cpu_time_ms
+    limit_max_compile_wall_time_ms: Positive = _MAXIMA.compile_wall_time_ms
+    limit_max_compile_memory_mb: Positive = _MAXIMA.compile_memory_mb
 
     def __post_init__(self) -> None:
         self.limit_policy()  # a default above its maximum is refused at start

@@ -10,7 +10,8 @@ from collections.abc import Collection, Mapping, Sequence
 
 import msgspec
 
-from corral_core.job import InputFile, LimitRequest, Limits
+from corral_core.job import InputFile, Limits
+from corral_core.job import LimitRequest as LimitRequest  # re-exported: clients import it from here
 from corral_core.ports import Runtime
 
 LIMIT_FIELDS: tuple[str, ...] = tuple(Limits.__struct_fields__)

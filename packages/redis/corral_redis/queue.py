@@ -110,13 +110,13 @@ class RedisJobQueue:
                 # Redis blocks in whole milliseconds and reads 0 as "forever".
                 wait_s = max(min(remaining, self._settings.claim_block_s), 0.01)
                 popped = await self._client.blpop([f"{line}:wake" for line in lines], wait_s)
-                woken = popped[0].decode().removesuffix(":wake") if popped else None
+                woken = _text(popped[0]).removesuffix(":wake") if popped else None
 
     async def _lines(self, languages: Collection[str] | None) -> list[str]:
         if languages is not None:
             return [self._keys.line(language) for language in languages]
         members = await self._client.smembers(self._keys.lines)
-        return sorted(member.decode() for member in members)
+        return sorted(_text(member) for member in members)
 
     async def _start_job(self, worker_id: str, lease_ms: int, lines: list[str], woken: bool) -> Lease | None:
         """Start the oldest job of the first of `lines` that has one."""
@@ -197,5 +197,9 @@ class RedisJobQueue:
         keys = self._keys
         with storage_errors():
             pending = await self._depth(keys=[keys.lines, keys.pending])
-            processing = await self._client.llen(keys.processing)  # type: ignore[misc]
+            processing = await self._client.llen(keys.processing)
         return QueueDepth(pending=int(pending), unfinished=int(pending) + int(processing))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

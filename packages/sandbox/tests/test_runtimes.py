@@ -63,3 +63,14 @@ def test_a_wrong_runtimes_table_is_refused(tmp_path: Path, broken: str, message:
 def test_the_command_substitutes_whole_elements_only() -> None:
     spec = RuntimeSpec(source="main.py", argv=("/bin/x", "{source}", "--", "{args}", "{source}x"), version="1")
     assert spec.command(("{source}", "a b")) == ["/bin/x", "main.py", "--", "{source}", "a b", "{source}x"]
+
+
+def test_each_runtimes_own_seccomp_policy_keeps_the_default_policy_whole() -> None:
+    """Kafel in NsJail 3.6 has no #include: a runtime's policy copies the default's groups and
+    adds its own; a change to the default must reach every copy."""
+    directory = policy_dir()
+    base = (directory / "seccomp.kafel").read_text()
+    groups = base[base.index("POLICY refused_gently") : base.index("POLICY corral {")]
+    for spec in load_runtimes(directory).values():
+        for name in {spec.seccomp, spec.compile_seccomp or spec.seccomp}:
+            assert groups in (directory / name).read_text(), f"{name} differs from seccomp.kafel's groups"

@@ -375,6 +375,8 @@ def status_of(job: Job) -> tuple[Status, str | None]:
         return INTERNAL_ERROR, message
     result = job.result
     match result.verdict:
+        case Verdict.COMPILE_ERROR:
+            return COMPILATION_ERROR, None
         case Verdict.TIME_LIMIT_EXCEEDED:
             return TIME_LIMIT_EXCEEDED, "Time limit exceeded"
         case Verdict.MEMORY_LIMIT_EXCEEDED:
@@ -438,7 +440,7 @@ def view(job: Job, fields: Iterable[str], base64_encoded: bool, names: Mapping[i
         "enable_per_process_and_thread_time_limit": lambda: False,
         "enable_per_process_and_thread_memory_limit": lambda: False,
         "max_file_size": lambda: limits.max_file_size_kb,
-        "compile_output": lambda: None,
+        "compile_output": lambda: (result.compile_output or None) if result else None,
         # Judge0 reads 0 from a run that ended on a signal: isolate reports no exit code then.
         "exit_code": lambda: (result.exit_code or 0) if result else None,
         "exit_signal": lambda: result.signal if result else None,
