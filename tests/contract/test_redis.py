@@ -20,6 +20,7 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
+from corral_contract.access import AccessContract, AccessHarness
 from corral_contract.clock import ManualClock
 from corral_contract.queue import LEASE_MS, QUEUE_LIMIT, JobQueueContract, QueueHarness, new_job, ok_result
 from corral_contract.workers import RegistryHarness, WorkerRegistryContract
@@ -29,9 +30,12 @@ from corral_core.ports import JobQueue, Lease, RecoveryReport, WorkerInfo
 from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore
 from corral_redis import (
     QueueKeys,
+    RedisIdempotencyRecords,
     RedisJobQueue,
     RedisJobStore,
+    RedisKeyStore,
     RedisSettings,
+    RedisUsageLedger,
     RedisWorkerRegistry,
     check_durability,
     connect,
@@ -108,6 +112,39 @@ class TestRedisJobQueue(JobQueueContract):
     ) -> QueueHarness:
         queue, store, clock = parts
         return QueueHarness(queue, store, clock, elapse)
+
+
+# KEYS: GCRA arrival times. ARGV: how far back (µs).
+_MOVE_ARRIVALS_BACK = """
+for _, key in ipairs(KEYS) do
+  local arrival = redis.call('GET', key)
+  if arrival then redis.call('SET', key, string.format('%d', tonumber(arrival) - tonumber(ARGV[1])), 'KEEPTTL') end
+end
+"""
+
+
+class TestRedisAccess(AccessContract):
+    @pytest.fixture
+    def access(
+        self, client: Redis, settings: RedisSettings, parts: tuple[RedisJobQueue, RedisJobStore, ManualClock]
+    ) -> AccessHarness:
+        queue, _, clock = parts
+        keys = QueueKeys(settings.key_prefix)
+
+        async def elapse(ms: int) -> None:
+            clock.advance(ms)
+            arrivals = [key async for key in client.scan_iter(match=keys.rate("*"))]
+            if arrivals:
+                await client.eval(_MOVE_ARRIVALS_BACK, len(arrivals), *arrivals, ms * 1000)
+
+        return AccessHarness(
+            RedisKeyStore(client, settings),
+            RedisUsageLedger(client, settings),
+            RedisIdempotencyRecords(client, settings),
+            queue,
+            clock,
+            elapse,
+        )
 
 
 class TestRedisWorkerRegistry(WorkerRegistryContract):

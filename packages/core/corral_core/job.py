@@ -120,6 +120,9 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     # What a front end asked to keep beside the job (the Judge0 adapter's expected output,
     # say), returned as given. Corral never reads it; the sandbox never sees it.
     annotations: dict[str, str] = {}
+    # The id of the API key that submitted it (corral_core.access): only that key, or an
+    # admin key, may read it. Empty when the API runs without keys.
+    owner: str = ""
 
     @property
     def finished(self) -> bool:
@@ -190,6 +193,8 @@ def encode_job(job: Job) -> bytes:
     fields.update(fields.pop("request"))
     if not fields["annotations"]:
         del fields["annotations"]  # a job without them is written exactly as before they existed
+    if not fields["owner"]:
+        del fields["owner"]  # likewise a job submitted without keys
     return _job_encoder.encode(fields)
 
 

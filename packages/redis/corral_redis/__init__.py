@@ -11,6 +11,7 @@ bench/queue_throughput.py measures.
 from corral_redis.connection import connect, storage_errors
 from corral_redis.container import RedisContainer
 from corral_redis.durability import Durability, RedisCanLoseJobs, check_durability, require_durable_redis
+from corral_redis.keys import RedisIdempotencyRecords, RedisKeyStore, RedisUsageLedger
 from corral_redis.queue import RedisJobQueue
 from corral_redis.settings import QueueKeys, RedisSettings
 from corral_redis.store import RedisJobStore
@@ -21,6 +22,9 @@ __all__ = [
     "Durability",
     "RedisCanLoseJobs",
     "RedisContainer",
+    "RedisIdempotencyRecords",
+    "RedisKeyStore",
+    "RedisUsageLedger",
     "RedisJobQueue",
     "RedisJobStore",
     "RedisSettings",

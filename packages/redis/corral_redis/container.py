@@ -9,6 +9,7 @@ from dependency_injector import containers, providers
 
 from corral_core.ports import Clock
 from corral_redis.connection import connect
+from corral_redis.keys import RedisIdempotencyRecords, RedisKeyStore, RedisUsageLedger
 from corral_redis.queue import RedisJobQueue
 from corral_redis.settings import RedisSettings
 from corral_redis.store import RedisJobStore
@@ -31,3 +32,6 @@ class RedisContainer(containers.DeclarativeContainer):
     queue = providers.Singleton(RedisJobQueue, client, clock, settings)
     store = providers.Singleton(RedisJobStore, client, settings)
     registry = providers.Singleton(RedisWorkerRegistry, client, settings)
+    key_store = providers.Singleton(RedisKeyStore, client, settings)
+    usage = providers.Singleton(RedisUsageLedger, client, settings)
+    idempotency = providers.Singleton(RedisIdempotencyRecords, client, settings)

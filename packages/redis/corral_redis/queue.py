@@ -58,7 +58,13 @@ class RedisJobQueue:
         with storage_errors():
             outcome = await self._submit(
                 keys=[keys.job(job.id), keys.pending, keys.processing],
-                args=[self._settings.max_unfinished, job.id, encode_job(job), *progress_fields(job)],
+                args=[
+                    self._settings.max_unfinished,
+                    job.id,
+                    encode_job(job),
+                    *progress_fields(job),
+                    keys.usage(job.owner) if job.owner else "",
+                ],
             )
         if outcome == 0:
             raise QueueFull(self._settings.max_unfinished)

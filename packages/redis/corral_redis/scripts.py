@@ -83,7 +83,8 @@ end
 _RECORD = "redis.call('HMGET', job, " + ", ".join(f"'{f}'" for f in FIELDS) + ")"
 
 # KEYS: job, pending, processing
-# ARGV: max_unfinished, job id, spec, then the six progress values
+# ARGV: max_unfinished, job id, spec, then the six progress values, then the usage ledger of the
+# job's owner ('' for none; corral_redis.keys), which FINISH settles
 # -> 1 accepted, 0 queue full, -1 another job has this id
 SUBMIT = (
     _WRITE_PROGRESS
@@ -98,6 +99,7 @@ if redis.call('LLEN', pending) + redis.call('LLEN', processing) >= tonumber(ARGV
   return 0
 end
 redis.call('HSET', job, 'spec', ARGV[3], 'fence', 0)
+if (ARGV[10] or '') ~= '' then redis.call('HSET', job, 'usage', ARGV[10]) end
 write_progress(job, 4)
 redis.call('RPUSH', pending, ARGV[2])
 return 1
@@ -166,6 +168,9 @@ if ARGV[5] ~= '' then
   if not deadline or tonumber(deadline) > now_us() then return 0 end
 end
 write_progress(job, 6)
+-- The owner's booking (corral_redis.keys): no longer unfinished, its bytes held until expiry.
+local usage = redis.call('HGET', job, 'usage')
+if usage then redis.call('ZADD', usage, 'XX', micros(now_us() + tonumber(ARGV[4]) * 1000), ARGV[1]) end
 -- `worker` stays: who ran the final attempt, for operators and the fault tests.
 redis.call('LREM', processing, 0, ARGV[1])
 redis.call('ZREM', leases, ARGV[1])

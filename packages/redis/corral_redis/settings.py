@@ -96,3 +96,24 @@ class QueueKeys:
 
     def duty(self, name: str) -> str:
         return f"{self.prefix}duty:{name}"  # HASH holder, expires (µs, Redis' TIME)
+
+    # API keys and what each holds (corral_redis.keys): under the same hash tag as the jobs,
+    # because FINISH settles a job's booking in its key's ledger.
+    def api_key(self, hashed: str) -> str:
+        return f"{self.prefix}apikey:{hashed}"  # HASH id, name, created_at, admin, quotas
+
+    @property
+    def api_keys(self) -> str:
+        return f"{self.prefix}apikeys"  # HASH key id -> hash of its secret
+
+    def rate(self, key_id: str) -> str:
+        return f"{self.prefix}rate:{key_id}"  # STRING: GCRA's theoretical arrival time (µs)
+
+    def usage(self, key_id: str) -> str:
+        return f"{self.prefix}usage:{key_id}"  # ZSET job id -> inf while unfinished, then expiry (µs)
+
+    def usage_bytes(self, key_id: str) -> str:
+        return f"{self.prefix}usage:{key_id}:bytes"  # HASH job id -> booked bytes, ':total'
+
+    def idempotency(self, scope: str, hashed: str) -> str:
+        return f"{self.prefix}idempotency:{scope}:{hashed}"  # STRING "<job id> <fingerprint>"
