@@ -7,14 +7,15 @@ were overridden with in-memory ones.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.types import Scope
+from litestar.types import ASGIApp, Scope
 
+from corral_api.auth import auth_middleware
 from corral_api.compat import judge0, piston
 from corral_api.container import ApiContainer, close
 from corral_api.controllers import JobsController, ServiceController
@@ -36,6 +37,9 @@ def create_app(container: ApiContainer) -> Litestar:
             await close(container)
 
     metrics = container.metrics()
+    middleware: list[Callable[[ASGIApp], ASGIApp]] = [request_id_middleware]
+    if settings.auth:
+        middleware.append(auth_middleware(container.key_store, settings.key_quotas(), settings.retry_after_s))
 
     async def count_redis_errors(error: Exception, scope: Scope) -> None:
         if isinstance(error, StorageUnavailable):
@@ -51,7 +55,7 @@ def create_app(container: ApiContainer) -> Litestar:
         dependencies=dependencies(container),
         exception_handlers=exception_handlers(settings.retry_after_s),
         lifespan=[connections],
-        middleware=[request_id_middleware],
+        middleware=middleware,
         after_exception=[count_redis_errors],
         # The deployable sets up logging (JSON lines, corral_system.logs); Litestar's own
         # default would replace the root handler with its text format.

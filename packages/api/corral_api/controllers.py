@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from typing import Annotated
 
+import msgspec
 from litestar import Controller, Response, get, post
 from litestar.datastructures import ResponseHeader
 from litestar.params import JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_503_SERVICE_UNAVAILABLE
 
-from corral_api.dependencies import Gauge, Get, Metrics, RedisDurability, Registry, Settings, Submit, Waits
+from corral_api.dependencies import Gauge, Get, Metrics, RedisDurability, Registry, Settings, Submit, SubmitOnce, Waits
 from corral_api.schemas import Accepted, ExecuteIn, JobView, Readiness, RuntimeView
 from corral_api.settings import ApiSettings
 from corral_core.policy import InvalidSubmission
@@ -29,6 +31,16 @@ log = logging.getLogger("corral_api.jobs")
 
 JOB_ID = Parameter(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 Wait = Annotated[float, Parameter(ge=0, description="Seconds to wait for the job to finish.")]
+IdempotencyKey = Annotated[
+    str | None,
+    Parameter(
+        header="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Retries of a submit with the same key (per API key) get the job the first one created.",
+    ),
+]
+_encode = msgspec.json.Encoder().encode
 
 
 class JobsController(Controller):
@@ -49,24 +61,37 @@ class JobsController(Controller):
         settings: Settings,
         long_polls: Waits,
         metrics: Metrics,
+        submit_once: SubmitOnce,
         wait: Wait = 0,
+        idempotency_key: IdempotencyKey = None,
     ) -> Response[Accepted | JobView]:
         _check_wait(wait, settings)
+        headers = []
         # A wait is refused before the job is queued: a 503 must not leave behind a job the
         # client never heard of.
         with long_polls.hold() if wait > 0 else contextlib.nullcontext():
-            job = await submit_job(data.to_request(), request_id=logs.request_id.get())
+            request_id = logs.request_id.get()
+            if idempotency_key is None:
+                job, created = await submit_job(data.to_request(), request_id=request_id), True
+            else:
+                fingerprint = hashlib.sha256(_encode(data)).hexdigest()
+                job, created = await submit_once(
+                    data.to_request(), key=idempotency_key, fingerprint=fingerprint, request_id=request_id
+                )
+                if not created:
+                    headers.append(ResponseHeader(name="Idempotent-Replayed", value="true"))
             logs.job_id.set(job.id)
-            metrics.jobs_submitted.inc()
-            log.info("job submitted", extra={"language": job.request.language})
+            if created:
+                metrics.jobs_submitted.inc()
+                log.info("job submitted", extra={"language": job.request.language})
             if wait > 0:
                 job = await get_job(job.id, wait_s=wait)
         if job.finished:
-            return Response(JobView.of(job), status_code=HTTP_200_OK)
+            return Response(JobView.of(job), status_code=HTTP_200_OK, headers=headers)
         return Response(
             Accepted(job.id, job.status),
             status_code=HTTP_202_ACCEPTED,
-            headers=[ResponseHeader(name="Location", value=f"/jobs/{job.id}")],
+            headers=[*headers, ResponseHeader(name="Location", value=f"/jobs/{job.id}")],
         )
 
     @get("/jobs/{job_id:str}", summary="Read a job, or wait for it to finish")

@@ -6,6 +6,7 @@ from typing import Annotated, ClassVar
 
 import msgspec
 
+from corral_core.access import Quotas
 from corral_core.job import Limits
 from corral_core.policy import DEFAULT_LIMIT_POLICY, LIMIT_FIELDS, LimitPolicy, SizePolicy
 from corral_redis import RedisSettings
@@ -54,6 +55,23 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     limit_max_max_output_bytes: Positive = _MAXIMA.max_output_bytes
     limit_max_max_file_size_kb: Positive = _MAXIMA.max_file_size_kb
 
+    # Clients must send an API key (`corral-api keys create`). false: anyone who reaches the
+    # port may submit and read every job, for a trusted single-user install only.
+    auth: bool = True
+    # Requests a key may make per key_rate_window_s (GCRA; 429 past it), unless the key has its own.
+    key_rate_limit: Positive = 600
+    # The window of key_rate_limit, in seconds.
+    key_rate_window_s: Positive = 60
+    # Jobs a key may have pending or running at once (429 past it), unless the key has its own.
+    key_max_unfinished: Positive = 100
+    # Bytes a key's jobs may hold in Redis (429 past it), unless the key has its own: each job
+    # counts its request plus max_output_bytes for stdout and for stderr, until its record expires.
+    key_max_stored_bytes: Positive = 512 * 1024 * 1024
+    # Long-polls one key may hold at once in one API process (429 past it), unless it has its own.
+    key_max_waiters: Positive = 1000
+    # How long an Idempotency-Key is remembered, per key: a retry within it gets the first job.
+    idempotency_ttl_s: Positive = 24 * 3600
+
     def __post_init__(self) -> None:
         self.limit_policy()  # a default above its maximum is refused at start
 
@@ -61,6 +79,15 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         return LimitPolicy(
             defaults=Limits(**{name: getattr(self, f"limit_default_{name}") for name in LIMIT_FIELDS}),
             maxima=Limits(**{name: getattr(self, f"limit_max_{name}") for name in LIMIT_FIELDS}),
+        )
+
+    def key_quotas(self) -> Quotas:
+        return Quotas(
+            rate_limit=self.key_rate_limit,
+            rate_window_s=self.key_rate_window_s,
+            max_unfinished=self.key_max_unfinished,
+            max_stored_bytes=self.key_max_stored_bytes,
+            max_waiters=self.key_max_waiters,
         )
 
     def size_policy(self) -> SizePolicy:

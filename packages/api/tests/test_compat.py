@@ -42,7 +42,7 @@ async def client() -> AsyncIterator[Client]:
     state = InMemoryJobs(clock, max_unfinished=100)
     registry = InMemoryWorkerRegistry(clock)
     await registry.heartbeat(WorkerInfo("test-worker", clock.now(), (Runtime("python", "3.11.2", "main.py"),)), 60_000)
-    container = ApiContainer(settings=ApiSettings(max_wait_s=5), redis_settings=RedisSettings(max_unfinished=100))
+    container = ApiContainer(settings=ApiSettings(auth=False, max_wait_s=5), redis_settings=RedisSettings(max_unfinished=100))
     container.queue.override(providers.Object(InMemoryJobQueue(state)))
     container.store.override(providers.Object(InMemoryJobStore(state)))
     container.registry.override(providers.Object(registry))

@@ -29,6 +29,7 @@ from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_404_NOT_FOUND,
     HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_429_TOO_MANY_REQUESTS,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 from litestar.types import ExceptionHandlersMap
@@ -37,6 +38,7 @@ from corral_api.compat.languages import BY_JUDGE0_ID, BY_LANGUAGE, LanguageRow, 
 from corral_api.dependencies import Get, Runtimes, Settings, Submit, Waits
 from corral_api.longpolls import TooManyLongPolls
 from corral_api.settings import ApiSettings
+from corral_core.access import OverQuota
 from corral_core.job import Job, JobStatus, RunResult, Verdict
 from corral_core.policy import InvalidSubmission, LimitRequest
 from corral_core.ports import QueueFull, Runtime, RuntimeCatalog, StorageUnavailable
@@ -752,6 +754,9 @@ def exception_handlers(retry_after_s: int) -> ExceptionHandlersMap:
     def not_found(_: Request[Any, Any, Any], error: NotFoundException) -> Response[dict[str, str]]:
         return _error(HTTP_404_NOT_FOUND, "Not Found")
 
+    def over_quota(_: Request[Any, Any, Any], error: OverQuota) -> Response[dict[str, str]]:
+        return _error(HTTP_429_TOO_MANY_REQUESTS, str(error), {"Retry-After": str(error.retry_after_s)})
+
     def validation(_: Request[Any, Any, Any], error: ValidationException) -> Response[dict[str, str]]:
         return _error(HTTP_400_BAD_REQUEST, str(error.detail))
 
@@ -762,6 +767,7 @@ def exception_handlers(retry_after_s: int) -> ExceptionHandlersMap:
         QueueFull: queue_full,
         StorageUnavailable: unavailable,
         TooManyLongPolls: unavailable,
+        OverQuota: over_quota,
         NotFoundException: not_found,
         ValidationException: validation,
     }

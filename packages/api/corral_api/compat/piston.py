@@ -31,6 +31,7 @@ from corral_api.compat.languages import OfferedLanguage, offered
 from corral_api.dependencies import Get, Runtimes, Settings, Submit, Waits
 from corral_api.longpolls import TooManyLongPolls
 from corral_api.settings import ApiSettings
+from corral_core.access import OverQuota
 from corral_core.job import ErrorCode, InputFile, Job, Limits, RunResult, Verdict
 from corral_core.policy import InvalidSubmission, LimitRequest
 from corral_core.ports import QueueFull, StorageUnavailable
@@ -349,6 +350,9 @@ def exception_handlers(retry_after_s: int) -> ExceptionHandlersMap:
     def not_found(_: Request[Any, Any, Any], error: NotFoundException) -> Response[dict[str, str]]:
         return Response({"message": "Not Found"}, status_code=HTTP_404_NOT_FOUND)
 
+    def over_quota(_: Request[Any, Any, Any], error: OverQuota) -> Response[dict[str, str]]:
+        return Response({"message": str(error)}, status_code=429, headers={"Retry-After": str(error.retry_after_s)})
+
     def validation(_: Request[Any, Any, Any], error: ValidationException) -> Response[dict[str, str]]:
         return Response({"message": str(error.detail)}, status_code=HTTP_400_BAD_REQUEST)
 
@@ -357,6 +361,7 @@ def exception_handlers(retry_after_s: int) -> ExceptionHandlersMap:
         QueueFull: unavailable,
         StorageUnavailable: unavailable,
         TooManyLongPolls: unavailable,
+        OverQuota: over_quota,
         NotFoundException: not_found,
         ValidationException: validation,
     }
