@@ -183,7 +183,7 @@ def _with_keys(action: Callable[[RedisKeyStore], Awaitable[T]]) -> T:
     redis = _settings().get(RedisSettings)
 
     async def run() -> T:
-        client = connect(redis.url, client_name="corral-api keys")
+        client = connect(redis.url, client_name="corral-api-keys")
         try:
             return await action(RedisKeyStore(client, redis))
         finally:
