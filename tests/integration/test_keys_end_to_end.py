@@ -118,6 +118,9 @@ def test_a_retried_submit_with_an_idempotency_key_returns_the_first_job(service:
     again = post(service, key, idempotency_key="order-1")
     assert first.status_code == again.status_code == 202
     assert first.json()["job_id"] == again.json()["job_id"] and again.headers["idempotent-replayed"] == "true"
+    httpx.get(f"{service.url}/jobs/{first.json()['job_id']}", params={"wait": 20}, headers=bearer(key), timeout=30)
+    late = post(service, key, idempotency_key="order-1")  # after the job finished: still the first answer
+    assert late.status_code == 202 and late.json() == {"job_id": first.json()["job_id"], "status": "COMPLETED"}
     changed = post(service, key, {"code": "print(2)"}, idempotency_key="order-1")
     assert changed.status_code == 422
 

@@ -86,7 +86,9 @@ class JobsController(Controller):
                 log.info("job submitted", extra={"language": job.request.language})
             if wait > 0:
                 job = await get_job(job.id, wait_s=wait)
-        if job.finished:
+        # Without a wait the answer is 202 however far the job got: a replayed submit answers
+        # as the first one did, even when the job has finished since.
+        if wait > 0 and job.finished:
             return Response(JobView.of(job), status_code=HTTP_200_OK, headers=headers)
         return Response(
             Accepted(job.id, job.status),
