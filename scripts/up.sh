@@ -72,7 +72,8 @@ cat <<TXT
 Submit your own:
   curl -s -X POST 'http://127.0.0.1:$port/execute?wait=10' -H 'content-type: application/json' \\
        -d '{"code": "print(1)"}'
-  curl -s -X POST http://127.0.0.1:$port/execute -d '{"code": "import time; time.sleep(1)"}'
+  curl -s -X POST http://127.0.0.1:$port/execute -H 'content-type: application/json' \\
+       -d '{"code": "import time; time.sleep(1)"}'
   curl -s 'http://127.0.0.1:$port/jobs/JOB_ID?wait=10'
 API docs: http://127.0.0.1:$port/schema/swagger   Logs: var/log/   Stop: Ctrl-C
 TXT

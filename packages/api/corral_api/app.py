@@ -1,5 +1,6 @@
-"""The Litestar app: controllers (controllers.py), the error map (errors.py) and the
-container's services as dependencies (dependencies.py), put together.
+"""The Litestar app: controllers (controllers.py), the error map (errors.py), the container's
+services as dependencies (dependencies.py), and what every request must be (middleware.py,
+requests.py), put together.
 
 `create_app(container)` is the only way to build it; tests pass a container whose adapters
 were overridden with in-memory ones.
@@ -11,13 +12,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import OpenAPI, OpenAPIType, Schema
 
 from corral_api.container import ApiContainer, close
 from corral_api.controllers import JobsController, ServiceController
 from corral_api.dependencies import dependencies
 from corral_api.errors import exception_handlers
+from corral_api.middleware import AllowedHosts, SlowBodyCutOff
+from corral_api.requests import JsonOnlyRequest
 from corral_api.settings import ApiSettings
 
 
@@ -31,12 +37,19 @@ def create_app(container: ApiContainer) -> Litestar:
         finally:
             await close(container)
 
-    return Litestar(
+    origins = settings.cors_origins()
+    app = Litestar(
         route_handlers=[JobsController, ServiceController],
         dependencies=dependencies(container),
         exception_handlers=exception_handlers(settings.retry_after_s),
         lifespan=[connections],
+        request_class=JsonOnlyRequest,
         request_max_body_size=settings.max_body_bytes(),
+        middleware=[
+            DefineMiddleware(AllowedHosts, hosts=settings.hosts()),
+            DefineMiddleware(SlowBodyCutOff, min_bytes_per_s=settings.min_body_bytes_per_s, grace_s=settings.body_grace_s),
+        ],
+        cors_config=CORSConfig(allow_origins=origins, allow_methods=["GET", "POST"]) if origins else None,
         openapi_config=OpenAPIConfig(
             title="Corral",
             version="0.1.0",
@@ -45,3 +58,28 @@ def create_app(container: ApiContainer) -> Litestar:
             render_plugins=[SwaggerRenderPlugin()],
         ),
     )
+    _document_settings(app.openapi_schema, settings)
+    return app
+
+
+def _document_settings(document: OpenAPI, settings: ApiSettings) -> None:
+    """Write the maxima that are settings into the document: the handlers and request Structs
+    are declared before settings exist, and a client should read the limits from the schema."""
+    for path in (document.paths or {}).values():
+        for operation in (path.get, path.post):
+            for parameter in (operation.parameters if operation else None) or []:
+                if getattr(parameter, "name", None) == "wait" and isinstance(parameter.schema, Schema):
+                    parameter.schema.maximum = settings.max_wait_s
+    schemas = document.components.schemas if document.components else {}
+    maxima = settings.limit_policy().maxima
+    for name, field in (schemas["LimitsIn"].properties or {}).items():
+        if not isinstance(field, Schema):
+            continue
+        field.maximum = getattr(maxima, name)  # Litestar states the bounds beside `oneOf` too
+        for choice in field.one_of or []:
+            if isinstance(choice, Schema) and choice.type == OpenAPIType.INTEGER:
+                choice.minimum, choice.maximum = 1, getattr(maxima, name)
+    execute = schemas["ExecuteIn"].properties or {}
+    for name, most in (("args", settings.size_policy().max_args), ("files", settings.max_files)):
+        if isinstance(listed := execute[name], Schema):
+            listed.max_items = most
