@@ -216,16 +216,16 @@ async def test_a_finished_job_keeps_no_inputs_and_its_output_as_raw_bytes(
     job = new_job(clock, "job-a", code="print(input())")
     job = msgspec.structs.replace(job, request=msgspec.structs.replace(job.request, stdin=stdin))
     await queue.submit(job)
-    assert int(await client.get(keys.reserved)) == result_reserve(job.request.limits.max_output_bytes)
+    assert int(cast(bytes, await client.get(keys.reserved))) == result_reserve(job.request.limits.max_output_bytes)
     lease = await queue.claim("w1", LEASE_MS, 1)
     assert lease is not None and lease.job.request.stdin == stdin
     flood = "\x01" * 50_000
     final = jobs.complete(lease.job, ok_result(flood), clock.now())
     assert await queue.finish(lease, final)
     assert await client.hget(keys.job("job-a"), "stdout") == flood.encode()
-    assert b"print(input())" not in await client.hget(keys.job("job-a"), "spec")
-    assert int(await client.get(keys.reserved)) == 0
-    assert await client.memory_usage(keys.job("job-a")) < 50_000 + 4096
+    assert b"print(input())" not in cast(bytes, await client.hget(keys.job("job-a"), "spec"))
+    assert int(cast(bytes, await client.get(keys.reserved))) == 0
+    assert cast(int, await client.memory_usage(keys.job("job-a"))) < 50_000 + 4096
     assert await store.get("job-a") == jobs.without_inputs(final)
 
 

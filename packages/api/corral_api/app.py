@@ -16,7 +16,7 @@ from litestar.config.cors import CORSConfig
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.openapi.spec import OpenAPI, OpenAPIType, Schema
+from litestar.openapi.spec import OpenAPI, OpenAPIType, Parameter, Schema
 
 from corral_api.container import ApiContainer, close
 from corral_api.controllers import JobsController, ServiceController
@@ -68,7 +68,7 @@ def _document_settings(document: OpenAPI, settings: ApiSettings) -> None:
     for path in (document.paths or {}).values():
         for operation in (path.get, path.post):
             for parameter in (operation.parameters if operation else None) or []:
-                if getattr(parameter, "name", None) == "wait" and isinstance(parameter.schema, Schema):
+                if isinstance(parameter, Parameter) and parameter.name == "wait" and isinstance(parameter.schema, Schema):
                     parameter.schema.maximum = settings.max_wait_s
     schemas = document.components.schemas if document.components else {}
     maxima = settings.limit_policy().maxima

@@ -12,11 +12,13 @@ from collections.abc import Iterable
 from typing import Any
 
 import msgspec
+from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_408_REQUEST_TIMEOUT
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 
 from corral_api.schemas import Problem
+
 
 class AllowedHosts:
     """Answers 400 to a request whose Host header names a host not in the list.
@@ -43,7 +45,7 @@ class AllowedHosts:
         return host in self._exact or (bool(self._suffixes) and host.endswith(self._suffixes))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
+        if scope["type"] in (ScopeType.HTTP, ScopeType.WEBSOCKET):
             header = _header(scope, b"host")
             if not self.allows(header):
                 shown = header[:100]
@@ -68,7 +70,7 @@ class SlowBodyCutOff:
         self._grace_s = grace_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self._app(scope, receive, send)
             return
         loop = asyncio.get_running_loop()
@@ -76,7 +78,7 @@ class SlowBodyCutOff:
         received = 0
         complete = False
 
-        async def timed_receive() -> Message:
+        async def timed_receive() -> ReceiveMessage:
             nonlocal received, complete
             if complete:
                 return await receive()  # only a disconnect is left to come, at any time
@@ -123,4 +125,5 @@ async def _problem(send: Send, status: int, detail: str) -> None:
         "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
     }
     await send(start)
-    await send({"type": "http.response.body", "body": body})
+    end: Any = {"type": "http.response.body", "body": body}
+    await send(end)

@@ -19,8 +19,6 @@ from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore,
 from corral_redis import RedisSettings
 from corral_system.clock import SystemClock
 
-Client = AsyncTestClient  # type: ignore[type-arg]
-
 
 async def _client(settings: ApiSettings, base_url: str = "http://127.0.0.1:8000") -> AsyncIterator[tuple[Any, InMemoryJobs]]:
     clock = SystemClock()
@@ -32,12 +30,10 @@ async def _client(settings: ApiSettings, base_url: str = "http://127.0.0.1:8000"
     async with AsyncTestClient(app=create_app(container), base_url=base_url) as client:
         yield client, state
 
-
 @pytest.fixture
 async def api() -> AsyncIterator[tuple[Any, InMemoryJobs]]:
     async for made in _client(ApiSettings(max_wait_s=7)):
         yield made
-
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data", None])
 async def test_a_body_not_sent_as_json_is_415_and_queues_nothing(
@@ -49,7 +45,6 @@ async def test_a_body_not_sent_as_json_is_415_and_queues_nothing(
     assert response.status_code == 415, response.text
     assert "application/json" in response.json()["detail"]
     assert state.records == {}
-
 
 @pytest.mark.parametrize(
     ("body", "detail"),
@@ -69,14 +64,12 @@ async def test_malformed_json_is_400_saying_why(api: tuple[Any, InMemoryJobs], b
     assert response.json()["detail"].startswith(detail)
     assert state.records == {}
 
-
 async def test_json_with_a_charset_is_accepted(api: tuple[Any, InMemoryJobs]) -> None:
     client, _ = api
     response = await client.post(
         "/execute", content=b'{"code": "print(1)"}', headers={"content-type": "application/json; charset=utf-8"}
     )
     assert response.status_code == 202, response.text
-
 
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "127.0.0.1.evil.example", "localhost.evil"])
 async def test_a_host_the_api_does_not_serve_is_400(api: tuple[Any, InMemoryJobs], host: str) -> None:
@@ -89,12 +82,10 @@ async def test_a_host_the_api_does_not_serve_is_400(api: tuple[Any, InMemoryJobs
         assert "CORRAL_ALLOWED_HOSTS" in response.json()["detail"]
     assert state.records == {}
 
-
 @pytest.mark.parametrize("host", ["localhost", "localhost:8000", "127.0.0.1:1", "[::1]:8000", "LOCALHOST"])
 async def test_loopback_hosts_are_served_by_default(api: tuple[Any, InMemoryJobs], host: str) -> None:
     client, _ = api
     assert (await client.get("/healthz", headers={"host": host})).status_code == 200
-
 
 async def test_allowed_hosts_are_a_setting() -> None:
     async for client, _ in _client(ApiSettings(allowed_hosts="corral.example, *.judge.example")):
@@ -108,7 +99,6 @@ async def test_allowed_hosts_are_a_setting() -> None:
     async for client, _ in _client(ApiSettings(allowed_hosts="*")):
         assert (await client.get("/healthz", headers={"host": "anything.example"})).status_code == 200
 
-
 async def test_cors_is_off_by_default(api: tuple[Any, InMemoryJobs]) -> None:
     client, _ = api
     origin = {"origin": "https://site.example"}
@@ -119,14 +109,12 @@ async def test_cors_is_off_by_default(api: tuple[Any, InMemoryJobs]) -> None:
     )
     assert "access-control-allow-origin" not in preflight.headers
 
-
 async def test_cors_origins_are_a_setting() -> None:
     async for client, _ in _client(ApiSettings(cors_allow_origins="https://judge.example")):
         allowed = await client.get("/healthz", headers={"origin": "https://judge.example"})
         assert allowed.headers["access-control-allow-origin"] == "https://judge.example"
         other = await client.get("/healthz", headers={"origin": "https://site.example"})
         assert "access-control-allow-origin" not in other.headers
-
 
 async def test_a_trickling_body_is_cut_off_with_408() -> None:
     answered: list[dict[str, Any]] = []
@@ -152,7 +140,6 @@ async def test_a_trickling_body_is_cut_off_with_408() -> None:
     assert answered == [{"status": 408}]
     assert 0.5 <= elapsed < 1.5 and 4 <= len(read) <= 10
 
-
 async def test_a_body_at_the_minimum_rate_is_read_whole() -> None:
     read: list[bytes] = []
 
@@ -169,7 +156,6 @@ async def test_a_body_at_the_minimum_rate_is_read_whole() -> None:
 
     await SlowBodyCutOff(app, min_bytes_per_s=1000, grace_s=0.1)({"type": "http"}, steady, None)  # type: ignore[arg-type]
     assert len(read) == 9
-
 
 async def test_the_schema_documents_every_answer_with_its_body(api: tuple[Any, InMemoryJobs]) -> None:
     client, _ = api
