@@ -8,7 +8,7 @@ PANTS ?= ./pants
 LIBRARY_DIRS := $(wildcard packages/*/corral_*) tests/contract tests/testbed bench
 TEST_DIRS := $(wildcard packages/*/tests) tests/integration
 
-.PHONY: settings-tables test unit deps check lint typecheck fix package bench lockfile tailor up
+.PHONY: settings-tables test unit deps check lint typecheck fix package bench lockfile tailor up cli
 
 ## test: the architecture rules, then every test (unit, contract, integration), each file in
 ## its own process
@@ -43,7 +43,8 @@ fix:
 	$(PANTS) fix ::
 
 ## package: build dist/packages.api/corral-api.pex and dist/packages.worker/corral-worker.pex,
-## and the wheels dist/corral_core-*.whl and dist/corral_contract-*.whl (README: Adding an adapter)
+## the wheels dist/corral_core-*.whl and dist/corral_contract-*.whl (README: Adding an adapter),
+## and the client: dist/corral_client-*.whl and dist/packages.client/corral.pex
 package:
 	$(PANTS) package ::
 
@@ -66,7 +67,20 @@ settings-tables:
 tailor:
 	$(PANTS) tailor ::
 
-## up: build the PEX files, start Redis, the API and $CORRAL_WORKERS workers, run a first job,
-## serve until Ctrl-C (or SIGTERM to scripts/up.sh), then stop everything it started
+## test-cgroup2: the sandbox's contract, attack, ordinary and host suites on a cgroup v2 host with the
+## x32 ABI on: Debian 12's own kernel in a VM under emulation (tests/vm/run.sh; as root, it
+## installs qemu-system-x86, busybox-static and cpio from Debian if missing)
+.PHONY: test-cgroup2
+test-cgroup2:
+	tests/vm/run.sh test
+
+## cli: build the `corral` command line, dist/packages.client/corral.pex (README: The corral
+## command line)
+cli:
+	$(PANTS) package packages/client:corral
+
+## up: build the PEX files, start Redis and the API's and the worker's supervisors (each restarted
+## if it dies), run a first job, serve until Ctrl-C (or SIGTERM to scripts/up.sh), then stop
+## everything it started
 up:
 	scripts/up.sh

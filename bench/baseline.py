@@ -13,10 +13,13 @@ from corral_core.job import Limits
 from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_sandbox import HostReport, SandboxSettings, prepare_host, runname
 from corral_sandbox.jail import jail_command, run_cgroups
+from corral_sandbox.jailids import JailIds
 from corral_sandbox.scratch import Scratch
 
 LIMITS = DEFAULT_LIMIT_POLICY.defaults
-SETTINGS = SandboxSettings(work_root="/run/corral-bench/jobs", jail_uid=99_980, jail_gid=99_980)
+SETTINGS = SandboxSettings(
+    work_root="/run/corral-bench/jobs", jail_uid_first=99_700, jail_gid_first=99_700, jail_id_count=16
+)
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -33,15 +36,18 @@ def bare_nsjail_argv(
     runtime = next(spec for spec in host.runtimes if spec.language == "python")
     # Named as the adapter names its own runs, so that no worker's clean-up takes them for stale.
     run = runname.new_run()
-    scratch = Scratch.create(
-        settings.work_root, runname.scratch_name(run), 80 << 20, 4096, settings.jail_uid, settings.jail_gid
-    )
+    # The last ids of the range: the adapter hands out the first ones first.
+    ids = JailIds(settings.jail_uid_first + settings.jail_id_count - 1, settings.jail_gid_first + settings.jail_id_count - 1)
+    scratch = Scratch.create(settings.work_root, runname.scratch_name(run), 80 << 20, 4096, ids.uid, ids.gid)
     cgroups = None
     try:
         scratch.write(runtime.source, code.encode())
         scratch.seal()
-        cgroups = run_cgroups(host.cgroups, run, limits.memory_mb << 20)
-        yield jail_command(host.jail_host(), runtime, scratch, cgroups, limits, args=())
+        cgroups = run_cgroups(host.cgroups, run, limits.memory_mb << 20, settings.cpu_cores_per_job)
+        argv = jail_command(host.jail_host(), runtime, ids, scratch, cgroups, limits, args=())
+        # NsJail logs to stderr here, as it would bare: the adapter passes it a memfd instead.
+        argv[argv.index("--log_fd") + 1] = "2"
+        yield argv
     finally:
         scratch.remove()
         if cgroups is not None:

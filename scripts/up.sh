@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
-# Bring Corral up on this machine: Redis (append-only, data under var/), the API and
-# CORRAL_WORKERS worker processes, all from the PEX files Pants builds. Runs one job to show
-# it works, then serves until Ctrl-C or SIGTERM, and stops everything it started.
+# Bring Corral up on this machine: Redis (append-only, data under var/), the API's supervisor
+# with CORRAL_API_PROCESSES processes and the worker's with CORRAL_WORKERS, all from the PEX
+# files Pants builds. Runs one job to show it works, then serves until Ctrl-C or SIGTERM, and
+# stops everything it started.
+#
+# The supervisors restart a process of theirs that dies; this script restarts a supervisor that
+# dies (or Redis), so one dead process never stops the service. A supervisor that gave up on a
+# crash loop (exit 70) is not restarted: then everything stops, with the logs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 port=${CORRAL_PORT:-8000}
 workers=${CORRAL_WORKERS:-2}
+api_processes=${CORRAL_API_PROCESSES:-2}
 redis_port=${CORRAL_REDIS_PORT:-6390}
+metrics_port=${CORRAL_METRICS_PORT:-9464}
+crash_loop_exit=70
 
 scripts/install-system-deps.sh
 ./pants package packages/api:corral-api packages/worker:corral-worker
@@ -16,24 +24,51 @@ pids=()
 stop() {
   trap - EXIT INT TERM
   if [ ${#pids[@]} -gt 0 ]; then
-    echo "stopping Corral (${#pids[@]} processes)..."
-    kill -TERM "${pids[@]}" 2>/dev/null || true
-    wait "${pids[@]}" 2>/dev/null || true
+    echo "stopping Corral..."
+    # Newest first, one at a time: the worker hands its jobs back while Redis still answers.
+    # A keeper passes SIGTERM on to its supervisor and waits for its graceful stop.
+    for pid in "${pids[@]}"; do
+      kill -TERM "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    done
   fi
 }
 trap stop EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# keep NAME LOG COMMAND...: run COMMAND, and again after it dies, until this script stops.
+keep() {
+  local name=$1 log=$2
+  shift 2
+  (
+    child=""
+    trap '[ -n "$child" ] && kill -TERM "$child" 2>/dev/null; [ -n "$child" ] && wait "$child"; exit 0' TERM INT
+    while true; do
+      "$@" >>"$log" 2>&1 &
+      child=$!
+      status=0
+      wait "$child" || status=$?
+      child=""
+      if [ "$status" -eq "$crash_loop_exit" ]; then
+        echo "$name gave up (crash loop); see $log" >&2
+        exit "$status"
+      fi
+      echo "$name exited ($status); starting it again in 1s" >&2
+      sleep 1
+    done
+  ) &
+  pids=("$!" "${pids[@]}")
+}
+
 mkdir -p var/log
 if [ -z "${CORRAL_REDIS_URL:-}" ]; then
   mkdir -p var/redis
   # appendonly + appendfsync always: an accepted job survives a crash of Redis or of the
   # machine; noeviction: Redis never drops a queue key to make room. See README.
-  redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$PWD/var/redis" \
+  keep redis var/log/redis.out redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$PWD/var/redis" \
     --appendonly yes --appendfsync always --maxmemory-policy noeviction \
-    --save '' --daemonize no --logfile "$PWD/var/log/redis.log" &
-  pids+=($!)
+    --save '' --daemonize no --logfile "$PWD/var/log/redis.log"
   export CORRAL_REDIS_URL="redis://127.0.0.1:$redis_port/0"
   for _ in $(seq 100); do
     redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
@@ -41,12 +76,9 @@ if [ -z "${CORRAL_REDIS_URL:-}" ]; then
   done
 fi
 
-CORRAL_PORT=$port dist/packages.api/corral-api.pex serve >var/log/api.log 2>&1 &
-pids+=($!)
-for i in $(seq "$workers"); do
-  dist/packages.worker/corral-worker.pex run >"var/log/worker-$i.log" 2>&1 &
-  pids+=($!)
-done
+export CORRAL_PORT=$port CORRAL_METRICS_PORT=$metrics_port
+keep corral-api var/log/api.log dist/packages.api/corral-api.pex serve --processes "$api_processes"
+keep corral-worker var/log/worker.log dist/packages.worker/corral-worker.pex run --processes "$workers"
 
 ready=""
 for _ in $(seq 300); do
@@ -62,7 +94,8 @@ for _ in $(seq 300); do
 done
 [ -n "$ready" ] || { echo "Corral did not become ready; see var/log/" >&2; exit 1; }
 
-echo "Corral is up: API on http://127.0.0.1:$port ($workers workers, Redis at $CORRAL_REDIS_URL)."
+echo "Corral is up: API on http://127.0.0.1:$port ($api_processes processes), $workers worker processes, Redis at $CORRAL_REDIS_URL."
+echo "Metrics: http://127.0.0.1:$port/metrics (API), http://127.0.0.1:$metrics_port/metrics (workers)."
 echo "A first job, print('hello from the sandbox'):"
 curl -fsS -X POST "http://127.0.0.1:$port/execute?wait=10" \
   -H 'content-type: application/json' -d '{"code": "print(\"hello from the sandbox\")"}'
@@ -75,8 +108,11 @@ Submit your own:
   curl -s -X POST http://127.0.0.1:$port/execute -H 'content-type: application/json' \\
        -d '{"code": "import time; time.sleep(1)"}'
   curl -s 'http://127.0.0.1:$port/jobs/JOB_ID?wait=10'
-API docs: http://127.0.0.1:$port/schema/swagger   Logs: var/log/   Stop: Ctrl-C
+API docs: http://127.0.0.1:$port/schema/swagger   Logs (JSON lines): var/log/   Stop: Ctrl-C
 TXT
-wait -n "${pids[@]}" || true
-echo "a Corral process exited; stopping the rest" >&2
+# A keeper ends only when its supervisor gave up on a crash loop.
+status=0
+wait -n "${pids[@]}" || status=$?
+echo "a Corral supervisor gave up (exit $status); stopping the rest. Logs:" >&2
+tail -n 20 var/log/*.log >&2
 exit 1

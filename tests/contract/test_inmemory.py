@@ -25,14 +25,14 @@ class TestInMemoryJobQueue(JobQueueContract):
     async def harness(self) -> AsyncIterator[QueueHarness]:
         clock = ManualClock()
         state = InMemoryJobs(clock, max_unfinished=QUEUE_LIMIT)
-        yield QueueHarness(InMemoryJobQueue(state), InMemoryJobStore(state), clock)
+        yield QueueHarness(InMemoryJobQueue(state), InMemoryJobStore(state), clock, clock.elapse)
 
 
 class TestInMemoryWorkerRegistry(WorkerRegistryContract):
     @pytest.fixture
     def registry(self) -> RegistryHarness:
         clock = ManualClock()
-        return RegistryHarness(InMemoryWorkerRegistry(clock), clock)
+        return RegistryHarness(InMemoryWorkerRegistry(clock), clock, clock.elapse)
 
 
 class TestInMemoryRuntimeCatalog(RuntimeCatalogContract):

@@ -1,7 +1,12 @@
 """The contract suites bound to the Redis adapters on a real Redis, plus what only Redis has:
-the crash window between BLMOVE and start, retried scripts, record expiry, lenient reading.
+the crash window between BLMOVE and start, retried scripts, record expiry, lenient reading,
+lease time kept on Redis' own clock whatever the callers' clocks say.
 
 Each test gets its own key prefix, so a shared server (REDIS_URL) is never flushed.
+
+Leases, heartbeats and duties expire by Redis' TIME, which a test cannot move: `elapse(ms)`
+moves every stored deadline `ms` back instead, which is the same to every script (each
+compares a stored deadline with TIME), and advances the ManualClock that stamps started_at.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from corral_contract.workers import RegistryHarness, WorkerRegistryContract
 from corral_core import job as jobs
 from corral_core.job import ALLOWED, ErrorCode, JobError, JobStatus, encode_job
 from corral_core.policy import DEFAULT_LIMIT_POLICY
-from corral_core.ports import JobQueue, Lease, RecoveryReport, StorageFull
+from corral_core.ports import JobQueue, Lease, RecoveryReport, StorageFull, WorkerInfo
 from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore
 from corral_redis import (
     QueueKeys,
@@ -32,10 +37,37 @@ from corral_redis import (
     check_durability,
     connect,
 )
-from corral_redis.records import encode_time, micros, progress_fields, result_reserve
+from corral_redis.records import encode_time, progress_fields, result_reserve
 from corral_redis.scripts import FINISH, START, SUBMIT
 
 T = TypeVar("T")
+
+# KEYS: leases ZSET, workers ZSET, then duty HASHes. ARGV: how far back (µs).
+_MOVE_DEADLINES_BACK = """
+local by = tonumber(ARGV[1])
+for _, key in ipairs({KEYS[1], KEYS[2]}) do
+  local scored = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+  for i = 1, #scored, 2 do
+    redis.call('ZADD', key, string.format('%d', tonumber(scored[i + 1]) - by), scored[i])
+  end
+end
+for i = 3, #KEYS do
+  local expires = redis.call('HGET', KEYS[i], 'expires')
+  if expires then redis.call('HSET', KEYS[i], 'expires', string.format('%d', tonumber(expires) - by)) end
+end
+"""
+
+
+def elapsing(client: Redis, settings: RedisSettings, clock: ManualClock) -> Callable[[int], Awaitable[None]]:
+    """The harnesses' elapse(ms) for the Redis adapters under `settings`' prefix."""
+    keys = QueueKeys(settings.key_prefix)
+
+    async def elapse(ms: int) -> None:
+        clock.advance(ms)
+        duties = [key async for key in client.scan_iter(match=f"{keys.duty('*')}")]
+        await client.eval(_MOVE_DEADLINES_BACK, 2 + len(duties), keys.leases, keys.workers, *duties, ms * 1000)
+
+    return elapse
 
 
 @pytest.fixture
@@ -63,17 +95,27 @@ async def parts(
     await store.aclose()
 
 
+@pytest.fixture
+def elapse(
+    client: Redis, settings: RedisSettings, parts: tuple[RedisJobQueue, RedisJobStore, ManualClock]
+) -> Callable[[int], Awaitable[None]]:
+    return elapsing(client, settings, parts[2])
+
+
 class TestRedisJobQueue(JobQueueContract):
     @pytest.fixture
-    async def harness(self, parts: tuple[RedisJobQueue, RedisJobStore, ManualClock]) -> QueueHarness:
-        return QueueHarness(*parts)
+    async def harness(
+        self, parts: tuple[RedisJobQueue, RedisJobStore, ManualClock], elapse: Callable[[int], Awaitable[None]]
+    ) -> QueueHarness:
+        queue, store, clock = parts
+        return QueueHarness(queue, store, clock, elapse)
 
 
 class TestRedisWorkerRegistry(WorkerRegistryContract):
     @pytest.fixture
     def registry(self, client: Redis, settings: RedisSettings) -> RegistryHarness:
         clock = ManualClock()
-        return RegistryHarness(RedisWorkerRegistry(client, clock, settings), clock)
+        return RegistryHarness(RedisWorkerRegistry(client, settings), clock, elapsing(client, settings, clock))
 
 
 async def test_a_job_taken_by_a_worker_that_died_before_starting_it_is_requeued_uncounted(
@@ -105,10 +147,9 @@ async def test_a_moved_job_that_recovery_put_back_is_not_started(
     await queue.recover(max_attempts=3)  # runs between the worker's BLMOVE and its start
 
     # The start script as the slow worker's claim runs it, with the id its BLMOVE got.
-    deadline = micros(clock.now()) + LEASE_MS * 1000
     started = await client.eval(
         START, 3, keys.pending, keys.processing, keys.leases,
-        keys.job_prefix, deadline, encode_time(clock.now()), "slow", moved,
+        keys.job_prefix, LEASE_MS, encode_time(clock.now()), "slow", moved,
     )  # fmt: skip
     assert started is None
 
@@ -225,7 +266,11 @@ async def test_a_finished_job_keeps_no_inputs_and_its_output_as_raw_bytes(
     assert await client.hget(keys.job("job-a"), "stdout") == flood.encode()
     assert b"print(input())" not in cast(bytes, await client.hget(keys.job("job-a"), "spec"))
     assert int(cast(bytes, await client.get(keys.reserved))) == 0
-    assert cast(int, await client.memory_usage(keys.job("job-a"))) < 50_000 + 4096
+    stored = await client.hgetall(keys.job("job-a"))
+    assert sum(len(name) + len(value) for name, value in stored.items()) < 50_000 + 4096
+    # SAMPLES 0: every field counted (the default samples five and extrapolates, which varies
+    # with the hash's seed); jemalloc puts a 50,000-byte string in a 57,344-byte size class.
+    assert cast(int, await client.memory_usage(keys.job("job-a"), samples=0)) < 50_000 * 5 // 4 + 4096
     assert await store.get("job-a") == jobs.without_inputs(final)
 
 
@@ -252,22 +297,24 @@ async def test_a_submission_past_the_memory_ceiling_is_refused_and_stores_nothin
 
 
 async def test_recovery_does_not_fail_a_job_whose_lease_was_renewed_after_it_looked(
-    parts: tuple[RedisJobQueue, RedisJobStore, ManualClock], client: Redis, settings: RedisSettings
+    parts: tuple[RedisJobQueue, RedisJobStore, ManualClock],
+    client: Redis,
+    settings: RedisSettings,
+    elapse: Callable[[int], Awaitable[None]],
 ) -> None:
     queue, store, clock = parts
     await queue.submit(new_job(clock, "job-a"))
     lease = await queue.claim("w1", LEASE_MS, 1)
     assert lease is not None
-    clock.advance(LEASE_MS + 1)
+    await elapse(LEASE_MS + 1)
     # Recovery's first script found the lease expired and out of attempts; then the worker
-    # renewed it before the second step (FAILED, fenced on an expired lease) ran.
-    looked_at = micros(clock.now())
+    # renewed it before the second step (FAILED, only if the lease is still expired) ran.
     assert await queue.renew(lease, LEASE_MS)
     lost = progress_fields(jobs.fail(lease.job, jobs.worker_lost(1), clock.now()))
     keys = QueueKeys(settings.key_prefix)
     written = await client.eval(
         FINISH, 4, keys.job("job-a"), keys.processing, keys.leases, keys.reserved,
-        "job-a", lease.token, keys.finished, settings.finished_ttl_s * 1000, looked_at, *lost,
+        "job-a", lease.token, keys.finished, settings.finished_ttl_s * 1000, "1", *lost,
     )  # fmt: skip
     assert written == 0
     assert (await store.get("job-a")).status is JobStatus.RUNNING  # type: ignore[union-attr]
@@ -275,7 +322,7 @@ async def test_recovery_does_not_fail_a_job_whose_lease_was_renewed_after_it_loo
 
 
 async def test_every_record_reads_exactly_as_the_in_memory_adapter_has_it(
-    parts: tuple[RedisJobQueue, RedisJobStore, ManualClock],
+    parts: tuple[RedisJobQueue, RedisJobStore, ManualClock], elapse: Callable[[int], Awaitable[None]]
 ) -> None:
     queue, store, clock = parts
     state = InMemoryJobs(clock, max_unfinished=QUEUE_LIMIT)
@@ -299,21 +346,24 @@ async def test_every_record_reads_exactly_as_the_in_memory_adapter_has_it(
     first = await claim("claim a", "w1")
     await both("release a", lambda q: q.release(first))
     await claim("claim a again", "w1")
-    clock.advance(LEASE_MS // 2)
+    await elapse(LEASE_MS // 2)
     second = await claim("claim b", "w2")
-    clock.advance(LEASE_MS // 2 + 1)
+    await elapse(LEASE_MS // 2 + 1)
     await both("recover a", lambda q: q.recover(max_attempts=2))
     third = await claim("claim c", "w3")
     final = jobs.fail(third.job, JobError(ErrorCode.SANDBOX_ERROR, "no jail"), clock.now())
     await both("fail c", lambda q: q.finish(third, final))
     await both("renew b", lambda q: q.renew(second, LEASE_MS))
     await claim("claim a, the last time", "w4")
-    clock.advance(LEASE_MS + 1)
+    await elapse(LEASE_MS + 1)
     await both("recover a and b", lambda q: q.recover(max_attempts=2))
 
 
 async def test_every_status_change_a_script_makes_is_one_core_allows(
-    parts: tuple[RedisJobQueue, RedisJobStore, ManualClock], client: Redis, settings: RedisSettings
+    parts: tuple[RedisJobQueue, RedisJobStore, ManualClock],
+    client: Redis,
+    settings: RedisSettings,
+    elapse: Callable[[int], Awaitable[None]],
 ) -> None:
     """The lifecycle is written twice, in core (ALLOWED) and in the Lua scripts: every path of
     every script that changes a status is driven here, and each change it makes checked."""
@@ -354,17 +404,17 @@ async def test_every_status_change_a_script_makes_is_one_core_allows(
     b = await claim("w2")
     await step("FINISH", queue.finish(b, jobs.fail(b.job, JobError(ErrorCode.SANDBOX_ERROR, "no jail"), clock.now())))
     await claim("w3")
-    clock.advance(LEASE_MS + 1)
+    await elapse(LEASE_MS + 1)
     await step("RECOVER", queue.recover(max_attempts=2))  # requeued
     await claim("w3")
-    clock.advance(LEASE_MS + 1)
+    await elapse(LEASE_MS + 1)
     await step("RECOVER", queue.recover(max_attempts=2))  # out of attempts: failed
     await step("SUBMIT", queue.submit(new_job(clock, "job-d")))
     moved = await client.lmove(keys.pending, keys.processing, "LEFT", "RIGHT")  # a blocked claim's BLMOVE
     assert moved is not None
     started = client.eval(
         START, 3, keys.pending, keys.processing, keys.leases,
-        keys.job_prefix, micros(clock.now()) + LEASE_MS * 1000, encode_time(clock.now()), "w4", moved,
+        keys.job_prefix, LEASE_MS, encode_time(clock.now()), "w4", moved,
     )  # fmt: skip
     assert await step("START", started) is not None
 
@@ -374,9 +424,45 @@ async def test_every_status_change_a_script_makes_is_one_core_allows(
 
 
 async def test_the_durability_check_accepts_the_test_server(client: Redis) -> None:
-    assert await check_durability(client) == []
+    durability = await check_durability(client)
+    assert durability.risks == () and not durability.accepted_risks()
+    assert durability.appendonly == "yes" and durability.maxmemory_policy == "noeviction"
+    assert durability.appendfsync in {"always", "everysec", "no"}
 
 
 def test_a_key_prefix_without_a_hash_tag_is_refused() -> None:
     with pytest.raises(ValueError, match="hash tag"):
         RedisSettings(key_prefix="corral:")
+
+
+async def test_lease_expiry_follows_redis_time_whatever_the_callers_clocks_say(
+    client: Redis, settings: RedisSettings
+) -> None:
+    """A worker minutes ahead claims; one minutes behind recovers: neither clock moves a lease."""
+    ahead, behind = ManualClock(), ManualClock()
+    ahead.advance(10 * 60_000)
+    behind.advance(-10 * 60_000)
+    claiming, recovering = RedisJobQueue(client, ahead, settings), RedisJobQueue(client, behind, settings)
+    await claiming.submit(new_job(ahead, "job-a"))
+    lease = await claiming.claim("w-ahead", LEASE_MS, 1)
+    assert lease is not None and lease.job.started_at == ahead.now()  # stamps still come from the caller
+    assert await recovering.recover(max_attempts=1) == RecoveryReport()
+    assert await claiming.renew(lease, LEASE_MS)
+
+    registry_ahead = RedisWorkerRegistry(client, settings)
+    await registry_ahead.heartbeat(WorkerInfo("w-ahead", ahead.now()), ttl_ms=LEASE_MS)
+    assert [info.worker_id for info in await RedisWorkerRegistry(client, settings).live_workers()] == ["w-ahead"]
+    assert await registry_ahead.hold_duty("recovery", "w-ahead", ttl_ms=LEASE_MS)
+    assert not await RedisWorkerRegistry(client, settings).hold_duty("recovery", "w-behind", ttl_ms=LEASE_MS)
+
+
+async def test_a_short_real_lease_expires_by_redis_time(
+    parts: tuple[RedisJobQueue, RedisJobStore, ManualClock],
+) -> None:
+    """No elapse() here: the lease runs out in real time, as Redis' TIME counts it."""
+    queue, store, clock = parts
+    await queue.submit(new_job(clock, "job-a"))
+    assert await queue.claim("w1", 1_000, 1) is not None
+    assert await queue.recover(max_attempts=3) == RecoveryReport()
+    await asyncio.sleep(1.1)
+    assert (await queue.recover(max_attempts=3)).requeued == ("job-a",)

@@ -17,7 +17,9 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import OpenAPI, OpenAPIType, Parameter, Schema
+from litestar.types import Scope
 
+from corral_api.compat import judge0, piston
 from corral_api.container import ApiContainer, close
 from corral_api.controllers import JobsController, ServiceController
 from corral_api.dependencies import dependencies
@@ -25,6 +27,8 @@ from corral_api.errors import exception_handlers
 from corral_api.middleware import AllowedHosts, SlowBodyCutOff
 from corral_api.requests import JsonOnlyRequest
 from corral_api.settings import ApiSettings
+from corral_api.telemetry import request_id_middleware
+from corral_core.ports import StorageUnavailable
 
 
 def create_app(container: ApiContainer) -> Litestar:
@@ -37,15 +41,32 @@ def create_app(container: ApiContainer) -> Litestar:
         finally:
             await close(container)
 
+    metrics = container.metrics()
+
+    async def count_redis_errors(error: Exception, scope: Scope) -> None:
+        if isinstance(error, StorageUnavailable):
+            metrics.redis_errors.labels(scope.get("path", "")).inc()
+
     origins = settings.cors_origins()
     app = Litestar(
-        route_handlers=[JobsController, ServiceController],
+        route_handlers=[
+            JobsController,
+            ServiceController,
+            judge0.router(settings, queue_size=container.redis_settings().max_unfinished),
+            piston.router(settings),
+        ],
         dependencies=dependencies(container),
         exception_handlers=exception_handlers(settings.retry_after_s),
         lifespan=[connections],
         request_class=JsonOnlyRequest,
+        after_exception=[count_redis_errors],
+        # The deployable sets up logging (JSON lines, corral_system.logs); Litestar's own
+        # default would replace the root handler with its text format.
+        logging_config=None,
         request_max_body_size=settings.max_body_bytes(),
+        # Outermost first: even a refused Host's 400 carries its request id.
         middleware=[
+            request_id_middleware,
             DefineMiddleware(AllowedHosts, hosts=settings.hosts()),
             DefineMiddleware(SlowBodyCutOff, min_bytes_per_s=settings.min_body_bytes_per_s, grace_s=settings.body_grace_s),
         ],
@@ -68,8 +89,12 @@ def _document_settings(document: OpenAPI, settings: ApiSettings) -> None:
     for path in (document.paths or {}).values():
         for operation in (path.get, path.post):
             for parameter in (operation.parameters if operation else None) or []:
-                if isinstance(parameter, Parameter) and parameter.name == "wait" and isinstance(parameter.schema, Schema):
-                    parameter.schema.maximum = settings.max_wait_s
+                if not (isinstance(parameter, Parameter) and parameter.name == "wait"):
+                    continue
+                # Judge0's `wait` is a flag ("true"), not seconds: only a number has this maximum.
+                schema = parameter.schema
+                if isinstance(schema, Schema) and schema.type in (OpenAPIType.NUMBER, OpenAPIType.INTEGER):
+                    schema.maximum = settings.max_wait_s
     schemas = document.components.schemas if document.components else {}
     maxima = settings.limit_policy().maxima
     for name, field in (schemas["LimitsIn"].properties or {}).items():

@@ -7,12 +7,14 @@ Its settings come from corral_system.config (cli.py). Tests override `queue`, `s
 from __future__ import annotations
 
 from dependency_injector import containers, providers
+from prometheus_client import CollectorRegistry
 
 from corral_api.longpolls import LongPolls
 from corral_api.runtimes import RegistryRuntimeCatalog
 from corral_api.settings import ApiSettings
+from corral_api.telemetry import ApiMetrics
 from corral_core.usecases import GetJob, SubmitJob
-from corral_redis import RedisContainer, RedisJobQueue, RedisJobStore, RedisSettings, RedisWorkerRegistry
+from corral_redis import Durability, RedisContainer, RedisJobQueue, RedisJobStore, RedisSettings, RedisWorkerRegistry
 from corral_system.clock import SystemClock
 from corral_system.ids import RandomIds
 
@@ -20,6 +22,8 @@ from corral_system.ids import RandomIds
 class ApiContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=ApiSettings)
     redis_settings = providers.Dependency(instance_of=RedisSettings)
+    # What the start check found (corral_redis.require_durable_redis); /readyz reports it.
+    durability = providers.Dependency(instance_of=Durability, default=Durability())
 
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(RandomIds)
@@ -43,6 +47,11 @@ class ApiContainer(containers.DeclarativeContainer):
     )
     get_job = providers.Singleton(GetJob, store)
     long_polls = providers.Singleton(LongPolls, settings.provided.max_waiters)
+
+    # In the served API, samples go to the multiprocess files (corral_system.metrics) and this
+    # registry stays empty; tests read it.
+    metrics_registry = providers.Singleton(CollectorRegistry)
+    metrics = providers.Singleton(ApiMetrics, metrics_registry)
 
 
 async def close(container: ApiContainer) -> None:

@@ -6,7 +6,9 @@ a submission must satisfy are the use case's, and errors become answers in error
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from typing import Annotated
 
 from litestar import Controller, Response, get, post
@@ -15,11 +17,16 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_503_SERVICE_UNAVAILABLE
 
-from corral_api.dependencies import Get, Registry, Settings, Submit, Waits
+from corral_api.dependencies import Gauge, Get, Metrics, RedisDurability, Registry, Settings, Submit, Waits
 from corral_api.schemas import Accepted, ExecuteIn, JobView, Problem, Readiness, RuntimeView
 from corral_api.settings import ApiSettings
 from corral_core.policy import InvalidSubmission
 from corral_core.ports import StorageUnavailable
+from corral_system import logs
+from corral_system.metrics import CONTENT_TYPE
+from corral_system.metrics import exposition as metrics_exposition
+
+log = logging.getLogger("corral_api.jobs")
 
 JOB_ID = Parameter(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 # Its maximum is a setting: app.py writes it into the OpenAPI document.
@@ -66,13 +73,17 @@ class JobsController(Controller):
         get_job: Get,
         settings: Settings,
         long_polls: Waits,
+        metrics: Metrics,
         wait: Wait = 0,
     ) -> Response[Accepted | JobView]:
         _check_wait(wait, settings)
         # A wait is refused before the job is queued: a 503 must not leave behind a job the
         # client never heard of.
         with long_polls.hold() if wait > 0 else contextlib.nullcontext():
-            job = await submit_job(data.to_request())
+            job = await submit_job(data.to_request(), request_id=logs.request_id.get())
+            logs.job_id.set(job.id)
+            metrics.jobs_submitted.inc()
+            log.info("job submitted", extra={"language": job.request.language})
             if wait > 0:
                 job = await get_job(job.id, wait_s=wait)
         if job.finished:
@@ -118,16 +129,30 @@ class ServiceController(Controller):
             ),
         },
     )
-    async def readyz(self, registry: Registry) -> Response[Readiness]:
+    async def readyz(self, registry: Registry, durability: RedisDurability) -> Response[Readiness]:
+        fsync, warnings = durability.appendfsync, durability.accepted_risks()
         try:
             live = len(await registry.live_workers())
         except StorageUnavailable as error:
-            ready = Readiness(ready=False, redis=False, live_workers=0, problems=[f"redis: {error}"])
+            ready = Readiness(ready=False, redis=False, live_workers=0, problems=[f"redis: {error}"], redis_appendfsync=fsync, warnings=warnings)
             return Response(ready, status_code=HTTP_503_SERVICE_UNAVAILABLE)
         if live == 0:
-            ready = Readiness(ready=False, redis=True, live_workers=0, problems=["no live worker"])
+            ready = Readiness(ready=False, redis=True, live_workers=0, problems=["no live worker"], redis_appendfsync=fsync, warnings=warnings)
             return Response(ready, status_code=HTTP_503_SERVICE_UNAVAILABLE)
-        return Response(Readiness(ready=True, redis=True, live_workers=live))
+        return Response(Readiness(ready=True, redis=True, live_workers=live, redis_appendfsync=fsync, warnings=warnings))
+
+    @get("/metrics", summary="Metrics of every API process, in the Prometheus text format", include_in_schema=False)
+    async def metrics(self, metrics: Metrics, queue_gauge: Gauge) -> Response[bytes]:
+        try:
+            depth = await queue_gauge.depth()
+        except StorageUnavailable:
+            metrics.redis_errors.labels("/metrics").inc()
+        else:
+            metrics.queue_depth.set(depth.pending)
+            metrics.jobs_unfinished.set(depth.unfinished)
+        # In multiprocess mode this reads every process's files: not on the event loop.
+        text = await asyncio.to_thread(metrics_exposition, metrics.registry)
+        return Response(text, media_type=CONTENT_TYPE)
 
 
 def _check_wait(wait: float, settings: ApiSettings) -> None:

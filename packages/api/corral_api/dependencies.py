@@ -13,16 +13,22 @@ from litestar.params import SkipValidation
 from corral_api.container import ApiContainer
 from corral_api.longpolls import LongPolls
 from corral_api.settings import ApiSettings
-from corral_core.ports import WorkerRegistry
+from corral_api.telemetry import ApiMetrics
+from corral_core.ports import QueueGauge, RuntimeCatalog, WorkerRegistry
 from corral_core.usecases import GetJob, SubmitJob
+from corral_redis import Durability
 
 # The types handlers declare, by the names below. Litestar checks a dependency's type at every
 # request; a Protocol cannot be checked that way.
 Registry = NamedDependency[SkipValidation[WorkerRegistry]]
+Runtimes = NamedDependency[SkipValidation[RuntimeCatalog]]
 Submit = NamedDependency[SubmitJob]
 Get = NamedDependency[GetJob]
 Settings = NamedDependency[ApiSettings]
 Waits = NamedDependency[LongPolls]
+RedisDurability = NamedDependency[Durability]
+Metrics = NamedDependency[ApiMetrics]
+Gauge = NamedDependency[SkipValidation[QueueGauge]]
 
 
 def dependencies(container: ApiContainer) -> dict[str, Provide]:
@@ -35,11 +41,23 @@ def dependencies(container: ApiContainer) -> dict[str, Provide]:
     def registry() -> WorkerRegistry:
         return container.registry()
 
+    def runtimes() -> RuntimeCatalog:
+        return container.runtimes()
+
     def settings() -> ApiSettings:
         return container.settings()
 
     def long_polls() -> LongPolls:
         return container.long_polls()
+
+    def durability() -> Durability:
+        return container.durability()
+
+    def metrics() -> ApiMetrics:
+        return container.metrics()
+
+    def queue_gauge() -> QueueGauge:
+        return container.queue()
 
     return {
         name: Provide(provider, sync_to_thread=False)
@@ -47,7 +65,11 @@ def dependencies(container: ApiContainer) -> dict[str, Provide]:
             ("submit_job", submit_job),
             ("get_job", get_job),
             ("registry", registry),
+            ("runtimes", runtimes),
             ("settings", settings),
             ("long_polls", long_polls),
+            ("durability", durability),
+            ("metrics", metrics),
+            ("queue_gauge", queue_gauge),
         ]
     }

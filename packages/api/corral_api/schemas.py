@@ -168,3 +168,7 @@ class Readiness(msgspec.Struct, frozen=True):
     redis: bool
     live_workers: int
     problems: list[str] = []
+    # Redis' appendfsync as found at start ("unchecked" when the API did not check).
+    redis_appendfsync: str = "unchecked"
+    # Risks someone accepted (CORRAL_REDIS_ACCEPT_DATA_LOSS): in every answer, ready or not.
+    warnings: list[str] = []

@@ -21,10 +21,14 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """Its variables are CORRAL_<FIELD>."""
 
     config_section: ClassVar[str] = "api"
+    env_names: ClassVar[dict[str, str]] = {"processes": "CORRAL_API_PROCESSES"}
 
     # Address and port `corral-api serve` listens on (its --host and --port win).
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8000
+    # API processes sharing the port: above 1, a supervisor forks them, restarts a dead one and
+    # stops them together (`corral-api serve --processes` wins); 1: this process serves itself.
+    processes: Annotated[int, msgspec.Meta(ge=1, le=256)] = 1
     # Host names clients may address the API by (the Host header, port aside), comma-separated;
     # any other gets 400, which stops DNS rebinding. Empty means localhost, 127.0.0.1, ::1 and
     # `host`; `*.example.com` allows its subdomains, `*` any host.

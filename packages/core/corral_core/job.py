@@ -114,6 +114,12 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     attempts: int = 0
     result: RunResult | None = None
     error: JobError | None = None
+    # The id of the HTTP request that submitted the job, so that the worker's log lines of its
+    # run can be tied to the API's; empty when there was none.
+    request_id: str = ""
+    # What a front end asked to keep beside the job (the Judge0 adapter's expected output,
+    # say), returned as given. Corral never reads it; the sandbox never sees it.
+    annotations: dict[str, str] = {}
 
     @property
     def finished(self) -> bool:
@@ -192,6 +198,8 @@ _job_encoder = msgspec.json.Encoder()
 def encode_job(job: Job) -> bytes:
     fields = msgspec.to_builtins(job)
     fields.update(fields.pop("request"))
+    if not fields["annotations"]:
+        del fields["annotations"]  # a job without them is written exactly as before they existed
     return _job_encoder.encode(fields)
 
 

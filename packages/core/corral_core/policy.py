@@ -6,7 +6,7 @@ a judge that silently gets less memory than it asked for reports wrong verdicts.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import msgspec
 
@@ -99,6 +99,7 @@ class SizePolicy(msgspec.Struct, frozen=True, kw_only=True):
     max_arg_bytes: int = 4096
     max_files: int = 16
     max_files_bytes: int = 4 * 1024 * 1024
+    max_annotation_bytes: int = 1024 * 1024
 
     def check(
         self,
@@ -131,6 +132,12 @@ class SizePolicy(msgspec.Struct, frozen=True, kw_only=True):
             if file.name in seen:
                 raise InvalidSubmission(f"files[{index}].name", f"{file.name!r} given twice")
             seen.add(file.name)
+
+    def check_annotations(self, annotations: Mapping[str, str]) -> None:
+        """Annotations ride along with the job in storage: bounded like stdin."""
+        size = sum(len(key.encode()) + len(value.encode()) for key, value in annotations.items())
+        if size > self.max_annotation_bytes:
+            raise SubmissionTooLarge("annotations", f"larger than {self.max_annotation_bytes} bytes in all")
 
 
 def check_file_name(field: str, name: str, *, reserved: Collection[str] = ()) -> None:

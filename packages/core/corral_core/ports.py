@@ -15,6 +15,13 @@ from corral_core.job import Job, RunRequest, RunResult
 
 
 class Clock(Protocol):
+    """The time stamped on what users read: created_at, started_at, finished_at, seen_at.
+
+    Never the time leases, duties or heartbeats expire by: hosts' clocks differ and step, so
+    an adapter shared by many hosts keeps those on one clock of its own (Redis' TIME), and
+    each worker counts what is left of its lease on its own monotonic clock (RunNextJob).
+    """
+
     def now(self) -> datetime:
         """The current time, timezone-aware UTC."""
         ...
@@ -85,14 +92,16 @@ class JobQueue(Protocol):
         ...
 
     async def renew(self, lease: Lease, lease_ms: int) -> bool:
-        """Extend a lease. False when the lease was lost (expired and taken over)."""
+        """Extend a lease to `lease_ms` from now, on the queue's own clock. False when the lease
+        was lost (expired and taken over)."""
         ...
 
     async def finish(self, lease: Lease, job: Job) -> bool:
         """Store the job's final state (COMPLETED or FAILED) and let it go.
 
         Refused (False, nothing written) unless `lease` is the job's current lease: a job gets
-        exactly one final state however many times it ran.
+        exactly one final state however many times it ran. The same call repeated under the
+        same lease is accepted again, so a finish whose reply was lost may be retried.
         """
         ...
 
@@ -103,6 +112,17 @@ class JobQueue(Protocol):
     async def recover(self, max_attempts: int) -> RecoveryReport:
         """Re-queue jobs whose lease expired; fail those that already had `max_attempts`."""
         ...
+
+
+class QueueDepth(msgspec.Struct, frozen=True):
+    pending: int  # in line, not yet claimed
+    unfinished: int  # pending or running: what the queue's size limit counts
+
+
+class QueueGauge(Protocol):
+    """How full the queue is, for the operator's metrics (a queue adapter may offer it)."""
+
+    async def depth(self) -> QueueDepth: ...
 
 
 class JobStore(Protocol):

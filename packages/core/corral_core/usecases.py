@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from corral_core import job as jobs
 from corral_core.job import ErrorCode, Job, JobError, Program
@@ -23,10 +25,18 @@ from corral_core.ports import (
     RuntimeCatalog,
     Sandbox,
     SandboxError,
+    StorageUnavailable,
     UnsupportedLanguage,
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def _monotonic() -> float:
+    # The event loop's clock: monotonic, so no step of the wall clock moves a lease's end.
+    return asyncio.get_running_loop().time()
 
 
 class JobRequest(Program, frozen=True, kw_only=True):
@@ -34,6 +44,7 @@ class JobRequest(Program, frozen=True, kw_only=True):
 
     language: str = "python"
     limits: LimitRequest = LimitRequest()
+    annotations: dict[str, str] = {}
 
 
 class JobNotFound(Exception):
@@ -65,15 +76,18 @@ class SubmitJob:
         self._sizes = sizes
         self._runtimes = runtimes
 
-    async def __call__(self, request: JobRequest) -> Job:
+    async def __call__(self, request: JobRequest, *, request_id: str = "") -> Job:
         runtimes = await self._runtimes.offered()
         check_language(request.language, runtimes)
         reserved = source_files(request.language, runtimes)
         self._sizes.check(request.code, request.stdin, request.args, request.files, reserved=reserved)
+        self._sizes.check_annotations(request.annotations)
         job = Job(
             id=self._ids.new_id(),
             request=request.with_limits(self._limits.resolve(request.limits)),
             created_at=self._clock.now(),
+            request_id=request_id,
+            annotations=dict(request.annotations),
         )
         await self._queue.submit(job)
         return job
@@ -93,11 +107,37 @@ class GetJob:
         return found
 
 
+class _LeaseTimer:
+    """How long this worker may still count on its lease, on its own monotonic clock.
+
+    The queue keeps the real deadline, on its own clock; the worker never compares another
+    host's clock with its own. It only knows that a claim or renewal sent at local time t
+    gives a lease lasting at least until t + lease (the queue starts counting when it
+    receives the call, never earlier), so it counts from the moment it sent the last call
+    that succeeded. A step of the wall clock changes nothing here.
+    """
+
+    def __init__(self, lease_s: float, sent_at: float) -> None:
+        self._lease_s = lease_s
+        self._expires = sent_at + lease_s
+
+    def renewed(self, sent_at: float) -> None:
+        self._expires = sent_at + self._lease_s
+
+    def left_s(self) -> float:
+        return max(self._expires - _monotonic(), 0.0)
+
+
 class RunNextJob:
     """Claim one job, run it in the sandbox while renewing its lease, and store how it ended.
 
-    If the lease is lost mid-run (the worker stalled and another took the job over), the run is
-    cancelled: its result would be refused anyway.
+    The storage may be unreachable for a while (a Redis restart): renewals and the result
+    write are retried for as long as the lease lasts, counted on this worker's monotonic clock
+    from the last call that succeeded. The run is given up (its sandbox killed) only when the
+    lease is lost for real: refused by the queue, or out of time with every renewal failed.
+    A result, once the run ended, is stored even if the worker is cancelled meanwhile
+    (shutdown), and a job cancelled before it ended is handed back uncounted; both within the
+    lease, so a cancellation never waits longer than one lease.
     """
 
     def __init__(
@@ -108,6 +148,7 @@ class RunNextJob:
         *,
         lease_ms: int = 10_000,
         renew_every_ms: int = 3_000,
+        retry_every_ms: int = 200,
     ) -> None:
         if renew_every_ms >= lease_ms:
             raise ValueError("leases must be renewed more often than they expire")
@@ -116,39 +157,88 @@ class RunNextJob:
         self._clock = clock
         self._lease_ms = lease_ms
         self._renew_every_s = renew_every_ms / 1000
+        self._retry_s = min(retry_every_ms, renew_every_ms) / 1000
 
     async def __call__(self, worker_id: str, timeout_s: float) -> Job | None:
+        sent = _monotonic()
         lease = await self._queue.claim(worker_id, self._lease_ms, timeout_s)
         if lease is None:
             return None
+        timer = _LeaseTimer(self._lease_ms / 1000, sent)
         try:
-            final = await self._run_leased(lease)
+            final = await self._run_leased(lease, timer)
         except asyncio.CancelledError:
             # Shutdown: hand the job back for another worker rather than lose it.
-            await asyncio.shield(self._queue.release(lease))
+            await _outliving_cancellation(self._hand_back(lease, timer))
             raise
         if final is None:
             log.warning("lost the lease on job %s; its result is not ours to store", lease.job.id)
             return None
-        if not await self._queue.finish(lease, final):
-            log.warning("job %s was taken over; result refused", lease.job.id)
+        if not await _outliving_cancellation(self._store(lease, final, timer)):
             return None
         return final
 
-    async def _run_leased(self, lease: Lease) -> Job | None:
+    async def _run_leased(self, lease: Lease, timer: _LeaseTimer) -> Job | None:
         run = asyncio.ensure_future(self._run(lease.job))
+        healthy = True
         try:
             while True:
-                done, _ = await asyncio.wait({run}, timeout=self._renew_every_s)
+                pause = self._renew_every_s if healthy else self._retry_s
+                done, _ = await asyncio.wait({run}, timeout=min(pause, timer.left_s()))
                 if done:
                     return run.result()
-                if not await self._queue.renew(lease, self._lease_ms):
+                if timer.left_s() <= 0:
+                    log.warning("job %s: no renewal got through for a whole lease", lease.job.id)
                     return None
+                sent = _monotonic()
+                try:
+                    async with asyncio.timeout(timer.left_s()):
+                        renewed = await self._queue.renew(lease, self._lease_ms)
+                except (StorageUnavailable, TimeoutError) as error:
+                    log.warning("job %s: lease renewal failed, retrying while the lease lasts: %s", lease.job.id, error)
+                    healthy = False
+                    continue
+                if not renewed:
+                    return None
+                timer.renewed(sent)
+                healthy = True
         finally:
             if not run.done():
                 run.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await run
+
+    async def _store(self, lease: Lease, final: Job, timer: _LeaseTimer) -> bool:
+        """Write the final state; False if the queue refused it or the lease ran out first.
+
+        Retrying is safe: a finish re-sent under the same lease is recognised and accepted.
+        """
+        while True:
+            try:
+                async with asyncio.timeout(timer.left_s()):
+                    if await self._queue.finish(lease, final):
+                        return True
+                log.warning("job %s was taken over; result refused", lease.job.id)
+                return False
+            except (StorageUnavailable, TimeoutError) as error:
+                if timer.left_s() <= self._retry_s:
+                    log.warning("job %s: result not stored before the lease ran out: %s", lease.job.id, error)
+                    return False
+                log.warning("job %s: storing the result failed, retrying: %s", lease.job.id, error)
+                await asyncio.sleep(self._retry_s)
+
+    async def _hand_back(self, lease: Lease, timer: _LeaseTimer) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(timer.left_s()):
+                    await self._queue.release(lease)
+                return
+            except (StorageUnavailable, TimeoutError) as error:
+                if timer.left_s() <= self._retry_s:
+                    # Recovery re-queues it once the lease has expired, counting an attempt.
+                    log.warning("job %s: could not hand it back: %s", lease.job.id, error)
+                    return
+                await asyncio.sleep(self._retry_s)
 
     async def _run(self, job: Job) -> Job:
         try:
@@ -177,3 +267,26 @@ class RecoverAbandonedJobs:
         if report.requeued or report.failed:
             log.warning("recovered jobs: requeued %s, failed %s", report.requeued, report.failed)
         return report
+
+
+async def _outliving_cancellation(step: Awaitable[T]) -> T:
+    """Await `step` to its end even if the caller is cancelled meanwhile, then re-raise that.
+
+    For writes that must not be cut short (a finished job's result, a job handed back); each
+    such step here is bounded by its lease.
+    """
+    task = asyncio.ensure_future(step)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                break
+            cancelled = True
+    if cancelled:
+        task.cancel()  # a no-op on a done task; keeps its exception from being reported unread
+        with contextlib.suppress(Exception):
+            task.result()
+        raise asyncio.CancelledError
+    return task.result()

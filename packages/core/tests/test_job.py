@@ -86,7 +86,7 @@ def test_decoding_ignores_fields_a_newer_deployment_added() -> None:
 
 def test_decoding_fills_defaults_for_fields_an_older_deployment_lacks() -> None:
     raw = msgspec.json.decode(encode_job(pending()))
-    for newer in ("attempts", "stdin", "args", "files", "error", "result", "status"):
+    for newer in ("attempts", "stdin", "args", "files", "error", "result", "status", "request_id"):
         raw.pop(newer)
     assert decode_job(msgspec.json.encode(raw)) == pending()
 
@@ -110,7 +110,8 @@ def test_a_job_is_one_flat_object_on_the_wire_as_before_it_held_its_request() ->
         "result": None,
         "error": None,
     }
-    assert msgspec.json.decode(encode_job(job)) == previous
+    # The same, and the fields added since (which the previous version ignores).
+    assert msgspec.json.decode(encode_job(job)) == {**previous, "request_id": ""}
     assert decode_job(msgspec.json.encode(previous)) == job
 
 
@@ -123,3 +124,9 @@ def test_a_job_written_with_its_request_nested_is_read_too() -> None:
 def test_a_job_that_is_not_an_object_is_refused() -> None:
     with pytest.raises(msgspec.ValidationError):
         decode_job(b"[1, 2]")
+
+
+def test_annotations_travel_with_the_job_and_stay_out_of_the_run_request() -> None:
+    job = msgspec.structs.replace(pending(), annotations={"judge0.expected_output": "42\n"})
+    assert decode_job(encode_job(job)) == job
+    assert "annotations" not in msgspec.to_builtins(job.request)

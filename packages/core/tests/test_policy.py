@@ -103,3 +103,10 @@ def test_with_no_live_worker_every_language_is_accepted_and_waits() -> None:
 def test_the_source_files_are_those_of_the_requested_language() -> None:
     runtimes = [Runtime("python", "3.11", "main.py"), Runtime("python", "3.12", "prog.py"), Runtime("c", "12", "main.c")]
     assert source_files("python", runtimes) == {"main.py", "prog.py"}
+
+
+def test_annotations_past_their_bound_are_too_large() -> None:
+    SizePolicy(max_annotation_bytes=4).check_annotations({"ab": "cd"})
+    with pytest.raises(SubmissionTooLarge) as refused:
+        SizePolicy(max_annotation_bytes=4).check_annotations({"ab": "cde"})
+    assert refused.value.field == "annotations"

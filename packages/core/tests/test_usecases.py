@@ -7,9 +7,9 @@ import asyncio
 import pytest
 
 from corral_contract.clock import ManualClock
-from corral_core.job import ErrorCode, InputFile, JobStatus, RunRequest, RunResult, Verdict
+from corral_core.job import ErrorCode, InputFile, Job, JobStatus, RunRequest, RunResult, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY, InvalidSubmission, LimitAboveMaximum, LimitRequest, SizePolicy
-from corral_core.ports import QueueFull, Runtime, SandboxError
+from corral_core.ports import JobQueue, Lease, QueueFull, RecoveryReport, Runtime, SandboxError, StorageUnavailable
 from corral_core.usecases import GetJob, JobNotFound, JobRequest, RecoverAbandonedJobs, RunNextJob, SubmitJob
 from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore
 from corral_memory.runtimes import InMemoryRuntimeCatalog
@@ -32,6 +32,60 @@ class World:
 
 
 PYTHON = Runtime("python", "3.11.2", "main.py")
+
+
+class OutageQueue:
+    """A queue whose renewals and finishes fail as an unreachable Redis does while `down`."""
+
+    def __init__(self, queue: JobQueue) -> None:
+        self._queue = queue
+        self.down = False
+        self.refused: list[str] = []
+
+    def _check(self, call: str) -> None:
+        if self.down:
+            self.refused.append(call)
+            raise StorageUnavailable("Redis is unreachable: connection refused")
+
+    async def submit(self, job: Job) -> None:
+        await self._queue.submit(job)
+
+    async def claim(self, worker_id: str, lease_ms: int, timeout_s: float) -> Lease | None:
+        return await self._queue.claim(worker_id, lease_ms, timeout_s)
+
+    async def renew(self, lease: Lease, lease_ms: int) -> bool:
+        self._check("renew")
+        return await self._queue.renew(lease, lease_ms)
+
+    async def finish(self, lease: Lease, job: Job) -> bool:
+        self._check("finish")
+        return await self._queue.finish(lease, job)
+
+    async def release(self, lease: Lease) -> bool:
+        self._check("release")
+        return await self._queue.release(lease)
+
+    async def recover(self, max_attempts: int) -> RecoveryReport:
+        return await self._queue.recover(max_attempts)
+
+
+class SlowSandbox:
+    """Runs every program successfully after `seconds` of real time."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self.cancelled = asyncio.Event()
+
+    def runtimes(self) -> list[Runtime]:
+        return []
+
+    async def run(self, request: RunRequest) -> RunResult:
+        try:
+            await asyncio.sleep(self._seconds)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        return RunResult(verdict=Verdict.OK, exit_code=0, stdout="slow\n")
 
 
 class BrokenSandbox:
@@ -205,3 +259,92 @@ async def test_verdicts_are_reported_as_the_sandbox_gives_them() -> None:
     await RunNextJob(world.queue, InMemorySandbox(), world.clock)("w1", 1)
     result = (await world.get(job.id)).result
     assert result is not None and result.verdict is Verdict.RUNTIME_ERROR and result.exit_code == 4
+
+
+async def test_renewals_failing_for_less_than_a_lease_do_not_stop_the_run() -> None:
+    world = World()
+    job = await world.submit(JobRequest(code="print(1)"))
+    queue = OutageQueue(world.queue)
+    run = asyncio.ensure_future(
+        RunNextJob(queue, SlowSandbox(0.6), world.clock, lease_ms=400, renew_every_ms=100, retry_every_ms=20)("w1", 1)
+    )
+    await asyncio.sleep(0.1)
+    queue.down = True
+    await asyncio.sleep(0.25)  # several renewals fail, within one lease of the last success
+    queue.down = False
+    done = await asyncio.wait_for(run, 5)
+    assert "renew" in queue.refused
+    assert done is not None and done.status is JobStatus.COMPLETED
+    stored = await world.get(job.id)
+    assert stored.status is JobStatus.COMPLETED and stored.attempts == 1
+
+
+async def test_a_run_is_given_up_only_once_no_renewal_got_through_for_a_whole_lease() -> None:
+    world = World()
+    await world.submit(JobRequest(code="print(1)"))
+    queue = OutageQueue(world.queue)
+    sandbox = HangingSandbox()
+    run = asyncio.ensure_future(
+        RunNextJob(queue, sandbox, world.clock, lease_ms=300, renew_every_ms=100, retry_every_ms=20)("w1", 1)
+    )
+    await asyncio.sleep(0.15)
+    queue.down = True
+    down_at = asyncio.get_running_loop().time()
+    assert await asyncio.wait_for(run, 5) is None
+    given_up_after = asyncio.get_running_loop().time() - down_at
+    assert sandbox.cancelled.is_set()
+    # The last renewal before the outage was at most one renewal period before it.
+    assert 0.3 - 0.1 - 0.05 <= given_up_after <= 0.3 + 0.2
+
+
+async def test_a_result_write_that_fails_is_retried_within_the_lease() -> None:
+    world = World()
+    job = await world.submit(JobRequest(code="print(1)"))
+    queue = OutageQueue(world.queue)
+    run = asyncio.ensure_future(
+        RunNextJob(queue, SlowSandbox(0.05), world.clock, lease_ms=1_000, renew_every_ms=300, retry_every_ms=20)("w1", 1)
+    )
+    queue.down = True  # from before the run ends to after its result was first sent
+    await asyncio.sleep(0.2)
+    assert "finish" in queue.refused
+    queue.down = False
+    done = await asyncio.wait_for(run, 5)
+    assert done is not None and (await world.get(job.id)).status is JobStatus.COMPLETED
+
+
+async def test_a_finished_result_is_stored_even_when_the_worker_is_cancelled_meanwhile() -> None:
+    world = World()
+    job = await world.submit(JobRequest(code="print(1)"))
+    queue = OutageQueue(world.queue)
+    run = asyncio.ensure_future(
+        RunNextJob(queue, SlowSandbox(0.05), world.clock, lease_ms=1_000, renew_every_ms=300, retry_every_ms=20)("w1", 1)
+    )
+    queue.down = True
+    await asyncio.sleep(0.2)  # the run ended; its result waits for the queue to come back
+    run.cancel()
+    await asyncio.sleep(0.05)
+    assert not run.done()
+    queue.down = False
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(run, 5)
+    stored = await world.get(job.id)
+    assert stored.status is JobStatus.COMPLETED and stored.result is not None and stored.result.stdout == "slow\n"
+
+
+async def test_a_job_cancelled_while_the_queue_is_down_is_still_handed_back_uncounted() -> None:
+    world = World()
+    job = await world.submit(JobRequest(code="print(1)"))
+    queue = OutageQueue(world.queue)
+    run = asyncio.ensure_future(
+        RunNextJob(queue, HangingSandbox(), world.clock, lease_ms=1_000, renew_every_ms=300, retry_every_ms=20)("w1", 1)
+    )
+    await asyncio.sleep(0.05)
+    queue.down = True
+    run.cancel()
+    await asyncio.sleep(0.1)
+    queue.down = False
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(run, 5)
+    assert "release" in queue.refused
+    handed_back = await world.get(job.id)
+    assert handed_back.status is JobStatus.PENDING and handed_back.attempts == 0

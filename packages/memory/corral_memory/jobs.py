@@ -14,7 +14,7 @@ import msgspec
 
 from corral_core import job as jobs
 from corral_core.job import Job
-from corral_core.ports import Clock, Lease, QueueFull, RecoveryReport, WorkerInfo
+from corral_core.ports import Clock, Lease, QueueDepth, QueueFull, RecoveryReport, WorkerInfo
 
 
 class _Held(msgspec.Struct):
@@ -43,6 +43,10 @@ class InMemoryJobs:
 class InMemoryJobQueue:
     def __init__(self, state: InMemoryJobs) -> None:
         self._state = state
+
+    async def depth(self) -> QueueDepth:
+        pending = len(self._state.pending)
+        return QueueDepth(pending=pending, unfinished=pending + len(self._state.leases))
 
     async def submit(self, job: Job) -> None:
         state = self._state

@@ -2,14 +2,15 @@
 
 They pass the same contract suites as the in-memory adapters (tests/contract/test_redis.py).
 They need Redis 6.2 or later (LMOVE, BLMOVE), run with `appendonly yes` and
-`maxmemory-policy noeviction`, or Redis can lose accepted jobs: `check_durability` says so at
-start-up. `appendfsync everysec` loses nothing when the Redis process dies, up to about a
+`maxmemory-policy noeviction`, or Redis can lose accepted jobs: both deployables refuse to
+start otherwise (`require_durable_redis`, durability.py) unless the risk is accepted by name. `appendfsync everysec` loses nothing when the Redis process dies, up to about a
 second of accepted jobs when the machine does; `always` loses nothing either way, at a cost
 bench/queue_throughput.py measures.
 """
 
-from corral_redis.connection import check_durability, connect, storage_errors
+from corral_redis.connection import connect, storage_errors
 from corral_redis.container import RedisContainer
+from corral_redis.durability import Durability, RedisCanLoseJobs, check_durability, require_durable_redis
 from corral_redis.queue import RedisJobQueue
 from corral_redis.settings import QueueKeys, RedisSettings
 from corral_redis.store import RedisJobStore
@@ -17,6 +18,8 @@ from corral_redis.workers import RedisWorkerRegistry
 
 __all__ = [
     "QueueKeys",
+    "Durability",
+    "RedisCanLoseJobs",
     "RedisContainer",
     "RedisJobQueue",
     "RedisJobStore",
@@ -24,5 +27,6 @@ __all__ = [
     "RedisWorkerRegistry",
     "check_durability",
     "connect",
+    "require_durable_redis",
     "storage_errors",
 ]

@@ -1,4 +1,4 @@
-"""Connecting to Redis, checking it is set up to keep jobs, and what its failures mean to Corral.
+"""Connecting to Redis, and what its failures mean to Corral.
 
 Any lost connection or refusing server surfaces from the adapters as the core's
 StorageUnavailable, which the API turns into 503 and the worker into a retry with backoff.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -136,38 +136,3 @@ def storage_errors() -> Iterator[None]:
         if str(error).startswith(_UNAVAILABLE_REPLIES):
             raise StorageUnavailable(f"Redis refused the write: {error}") from error
         raise
-
-
-async def check_durability(client: Redis) -> list[str]:
-    """Warnings about server settings under which Redis can lose accepted jobs; [] when none."""
-    warnings: list[str] = []
-    try:
-        with storage_errors():
-            config = {
-                **_text(await client.config_get("appendonly")),
-                **_text(await client.config_get("maxmemory-policy")),
-            }
-    except ResponseError as error:
-        # Managed services often disable CONFIG; the operator has to check by hand there.
-        return [
-            f"cannot read the Redis configuration ({error}): make sure appendonly is yes and "
-            "maxmemory-policy is noeviction, or accepted jobs can be lost"
-        ]
-    appendonly, policy = config.get("appendonly", "?"), config.get("maxmemory-policy", "?")
-    if appendonly != "yes":
-        warnings.append(
-            f"Redis appendonly is {appendonly!r}: a Redis restart loses accepted jobs; " "set appendonly yes"
-        )
-    if policy != "noeviction":
-        warnings.append(
-            f"Redis maxmemory-policy is {policy!r}: Redis may evict queue keys and "
-            "silently lose jobs; set maxmemory-policy noeviction"
-        )
-    return warnings
-
-
-def _text(config: Mapping[Any, Any]) -> dict[str, str]:
-    return {
-        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-        for k, v in config.items()
-    }

@@ -30,4 +30,4 @@ class RedisContainer(containers.DeclarativeContainer):
     )
     queue = providers.Singleton(RedisJobQueue, client, clock, settings)
     store = providers.Singleton(RedisJobStore, client, settings)
-    registry = providers.Singleton(RedisWorkerRegistry, client, clock, settings)
+    registry = providers.Singleton(RedisWorkerRegistry, client, settings)

@@ -5,16 +5,18 @@ Layout (every key under the settings' prefix, see settings.py and records.py):
 - `pending`, a LIST of job ids in line, oldest on the left;
 - `processing`, a LIST of the ids workers took. A worker takes an id with a move from
   `pending`, never a pop, so a job is never only in a worker's memory;
-- `leases`, a ZSET of the running job ids scored by lease deadline (injected clock);
+- `leases`, a ZSET of the running job ids scored by lease deadline (Redis' TIME, µs);
 - `job:<id>`, a HASH per job (records.py), with `fence`, the token counter of its leases;
 - `reserved`, the bytes set aside for the results of unfinished jobs (records.py, byte budget).
 
 Lists and leases rather than Streams: a consumer group's pending-entries list has delivery
-counts and XAUTOCLAIM, but none of them fits here. Its idle time runs on Redis' own clock, so
-the contract's ManualClock could not drive expiry; a released job must be next in line, and a
+counts and XAUTOCLAIM, but none of them fits here. A released job must be next in line, and a
 stream only appends; attempts must not count a release or a worker that died before starting
 the job, which a delivery count does; and entries must be trimmed by hand. A stream would add a
 PEL beside the same lease ZSET, fence and attempt counter instead of replacing any of them.
+
+Lease deadlines are Redis' own clock (see scripts.py): the injected Clock only stamps the
+started_at and finished_at that users read, so a worker's skewed clock cannot expire a lease.
 
 Claiming is one script (LMOVE then start) while work is waiting. Only an empty queue makes a
 worker block in BLMOVE, which cannot run inside a script; the id it gets is then started by the
@@ -26,16 +28,15 @@ without counting an attempt, since it never ran.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 from redis.asyncio import Redis
 
 from corral_core import job as jobs
 from corral_core.job import Job, encode_job
-from corral_core.ports import Clock, Lease, QueueFull, RecoveryReport, StorageFull
+from corral_core.ports import Clock, Lease, QueueDepth, QueueFull, RecoveryReport, StorageFull
 from corral_redis import scripts
 from corral_redis.connection import storage_errors
-from corral_redis.records import decode_record, encode_head, encode_time, micros, progress_fields, result_reserve
+from corral_redis.records import decode_record, encode_head, encode_time, progress_fields, result_reserve
 from corral_redis.settings import DEFAULT_SETTINGS, QueueKeys, RedisSettings
 
 
@@ -105,14 +106,8 @@ class RedisJobQueue:
 
     async def _start_job(self, worker_id: str, lease_ms: int, moved: bytes | str | None) -> Lease | None:
         """Start the job BLMOVE `moved` to processing, or (None) the oldest pending job."""
-        now = self._clock.now()
         keys = self._keys
-        args: list[str | bytes | int] = [
-            keys.job_prefix,
-            micros(now + timedelta(milliseconds=lease_ms)),
-            encode_time(now),
-            worker_id,
-        ]
+        args: list[str | bytes | int] = [keys.job_prefix, lease_ms, encode_time(self._clock.now()), worker_id]
         if moved is not None:
             args.append(moved)
         started = await self._start(keys=[keys.pending, keys.processing, keys.leases], args=args)
@@ -124,12 +119,11 @@ class RedisJobQueue:
         return Lease(job, int(token), worker_id)
 
     async def renew(self, lease: Lease, lease_ms: int) -> bool:
-        deadline = micros(self._clock.now() + timedelta(milliseconds=lease_ms))
         keys = self._keys
         with storage_errors():
             renewed = await self._renew(
                 keys=[keys.job(lease.job.id), keys.leases],
-                args=[lease.job.id, lease.token, deadline],
+                args=[lease.job.id, lease.token, lease_ms],
             )
         return int(renewed) == 1
 
@@ -140,12 +134,12 @@ class RedisJobQueue:
             raise ValueError(f"lease is for job {lease.job.id}, not {job.id}")
         return await self._write_final(job.id, lease.token, "", progress_fields(job))
 
-    async def _write_final(self, job_id: str, token: int, expired_by: int | str, fields: list[str | bytes]) -> bool:
+    async def _write_final(self, job_id: str, token: int, if_expired: str, fields: list[str | bytes]) -> bool:
         keys = self._keys
         with storage_errors():
             written = await self._finish(
                 keys=[keys.job(job_id), keys.processing, keys.leases, keys.reserved],
-                args=[job_id, token, keys.finished, self._ttl_ms, expired_by, *fields],
+                args=[job_id, token, keys.finished, self._ttl_ms, if_expired, *fields],
             )
         return int(written) == 1
 
@@ -159,8 +153,7 @@ class RedisJobQueue:
         return int(released) == 1
 
     async def recover(self, max_attempts: int) -> RecoveryReport:
-        now = self._clock.now()
-        now_us = micros(now)
+        now = self._clock.now()  # only the failed jobs' finished_at: expiry is Redis' own clock
         keys = self._keys
         batch = self._settings.recover_batch
         requeued: list[str] = []
@@ -169,7 +162,7 @@ class RedisJobQueue:
             while True:
                 moved, exhausted, expired = await self._recover(
                     keys=[keys.pending, keys.processing, keys.leases],
-                    args=[keys.job_prefix, now_us, max_attempts, batch],
+                    args=[keys.job_prefix, max_attempts, batch],
                 )
                 requeued.extend(job_id.decode() for job_id in moved)
                 progress = len(moved)
@@ -177,7 +170,7 @@ class RedisJobQueue:
                     running = decode_record(record)
                     assert running is not None, "RECOVER reports only jobs it found"
                     failed_job = jobs.fail(running, jobs.worker_lost(running.attempts), now)
-                    if await self._write_final(running.id, int(fence), now_us, progress_fields(failed_job)):
+                    if await self._write_final(running.id, int(fence), "1", progress_fields(failed_job)):
                         failed.append(running.id)
                         progress += 1
                 # A full batch may have left more expired leases behind; stop if nothing
@@ -185,3 +178,12 @@ class RedisJobQueue:
                 if expired < batch or progress == 0:
                     break
         return RecoveryReport(requeued=tuple(requeued), failed=tuple(failed))
+
+    async def depth(self) -> QueueDepth:
+        keys = self._keys
+        with storage_errors():
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.llen(keys.pending)
+                pipe.llen(keys.processing)
+                pending, processing = await pipe.execute()
+        return QueueDepth(pending=int(pending), unfinished=int(pending) + int(processing))

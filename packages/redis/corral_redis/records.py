@@ -11,7 +11,8 @@ A job's hash holds:
   never JSON-escaped (a control byte stays one byte, where JSON would spend six on it), with the
   `result` JSON holding empty strings in their place;
 - `reserve`, the bytes set aside for the job's result while it is unfinished (budget below);
-- `fence` (the lease token counter) and `worker` (who holds the lease), the queue's bookkeeping.
+- `fence` (the lease token counter) and `worker` (who holds the lease, then who finished the
+  job), the queue's bookkeeping.
 
 Keeping the changing parts apart lets a script move a job through its lifecycle without decoding
 it, and lets core produce every encoding.
@@ -30,7 +31,7 @@ back to `spec`); a result an older worker wrote has its output inside `result`.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import msgspec
 
@@ -48,16 +49,10 @@ _RESULT_JSON_BYTES = 1024
 # UTF-8 spends at most three bytes on one byte of output (U+FFFD for an invalid byte).
 _UTF8_PER_BYTE = 3
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _encode = msgspec.json.Encoder().encode
 _time = msgspec.json.Decoder(datetime)
 _result = msgspec.json.Decoder(RunResult)
 _error = msgspec.json.Decoder(JobError)
-
-
-def micros(moment: datetime) -> int:
-    """Microseconds since the epoch: a ZSET score exact to the microsecond until year 2255."""
-    return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
 def encode_time(moment: datetime) -> bytes:

@@ -12,9 +12,14 @@ Scripts touch job hashes they did not get in KEYS (recovery finds its ids in the
 That is sound on Redis Cluster only because every key shares the prefix's hash tag: all of them
 live in the slot of the KEYS the script was routed by.
 
-Times come in as ARGV from the injected clock (lease deadlines in microseconds, timestamps as
-msgspec JSON), never from Redis' own clock, so a ManualClock drives leases in the contract
-tests exactly as it drives the in-memory adapter.
+One clock: every lease deadline, duty expiry and heartbeat expiry is Redis' own `TIME`
+(microseconds since the epoch) plus a duration in ARGV, and every expiry is judged against
+`TIME` too. No host's wall clock reaches a deadline, so a worker whose clock is skewed or steps
+neither loses its jobs nor keeps a dead worker's. Only the timestamps shown to users
+(started_at, finished_at, as msgspec JSON) come in from the caller's Clock. A script that reads
+TIME and then writes is sound since Redis 7 replicates scripts by their effects (the ZADD with
+the computed score reaches the AOF and replicas, never the TIME call). Moving a restored Redis
+to a host whose clock is far off moves every deadline with it: keep Redis hosts on NTP.
 
 The lifecycle the scripts move jobs through is core's (corral_core.job.ALLOWED): the status
 names come from its JobStatus, and tests/contract/test_redis.py drives every move a script
@@ -63,6 +68,19 @@ end
 """
 )
 
+# Redis' clock in microseconds, as a string: a Lua number formats with 14 digits only, which
+# would round a score of 16.
+_NOW = """
+local function now_us()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000000 + tonumber(time[2])
+end
+
+local function micros(value)
+  return string.format('%d', value)
+end
+"""
+
 _RECORD = "redis.call('HMGET', job, " + ", ".join(f"'{f}'" for f in FIELDS) + ")"
 
 # KEYS: job, pending, processing, reserved
@@ -100,12 +118,12 @@ return 1
 )
 
 # KEYS: pending, processing, leases
-# ARGV: job key prefix, lease deadline (µs), started_at (JSON), worker id, [job id]
+# ARGV: job key prefix, lease (ms), started_at (JSON), worker id, [job id]
 # Without a job id, takes the oldest pending job itself (LMOVE), so a claim with work waiting
 # is one round trip. With one, the id was already moved by a BLMOVE, which cannot run inside a
 # script; recovery may have put it back in line since, or another worker may have started it.
 # -> {token, record fields} or nil
-START = _STATUSES + f"""
+START = _STATUSES + _NOW + f"""
 local pending, processing, leases = KEYS[1], KEYS[2], KEYS[3]
 local id, job = ARGV[5], nil
 if id then
@@ -125,26 +143,27 @@ end
 local token = redis.call('HINCRBY', job, 'fence', 1)
 redis.call('HINCRBY', job, 'attempts', 1)
 redis.call('HSET', job, 'status', RUNNING, 'started_at', ARGV[3], 'worker', ARGV[4])
-redis.call('ZADD', leases, ARGV[2], id)
+redis.call('ZADD', leases, micros(now_us() + tonumber(ARGV[2]) * 1000), id)
 return {{token, {_RECORD}}}
 """
 
 # KEYS: job, leases
-# ARGV: job id, token, new deadline (µs)
-RENEW = _STATUSES + """
+# ARGV: job id, token, lease (ms)
+RENEW = _STATUSES + _NOW + """
 local state = redis.call('HMGET', KEYS[1], 'status', 'fence')
 if state[1] ~= RUNNING or state[2] ~= ARGV[2] then return 0 end
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[2], micros(now_us() + tonumber(ARGV[3]) * 1000), ARGV[1])
 return 1
 """
 
 # KEYS: job, processing, leases, reserved
-# ARGV: job id, token, channel, ttl (ms), expired_by (µs or ''), then the progress values
-# Writes a final state under the job's current lease. With expired_by, only if that lease ran
-# out by then: that is recovery failing a job whose worker is lost, which a last-moment
-# renewal must still be able to prevent.
+# ARGV: job id, token, channel, ttl (ms), if_expired ('1' or ''), then the progress values
+# Writes a final state under the job's current lease. With if_expired, only if that lease has
+# run out: that is recovery failing a job whose worker is lost, which a last-moment renewal
+# must still be able to prevent.
 FINISH = (
     _STATUSES
+    + _NOW
     + _WRITE_PROGRESS
     + """
 local job, processing, leases = KEYS[1], KEYS[2], KEYS[3]
@@ -157,7 +176,7 @@ if state[1] ~= RUNNING then
 end
 if ARGV[5] ~= '' then
   local deadline = redis.call('ZSCORE', leases, ARGV[1])
-  if not deadline or tonumber(deadline) > tonumber(ARGV[5]) then return 0 end
+  if not deadline or tonumber(deadline) > now_us() then return 0 end
 end
 write_progress(job, 6)
 -- The request's bulk goes (the worker is done with it) and its result's reserve comes back.
@@ -165,7 +184,8 @@ local head = redis.call('HGET', job, 'head')
 if head then redis.call('HSET', job, 'spec', head) end
 local reserve = redis.call('HGET', job, 'reserve')
 if reserve then redis.call('DECRBY', KEYS[4], reserve) end
-redis.call('HDEL', job, 'worker', 'reserve')
+-- `worker` stays: who ran the final attempt, for operators and the fault tests.
+redis.call('HDEL', job, 'reserve')
 redis.call('LREM', processing, 0, ARGV[1])
 redis.call('ZREM', leases, ARGV[1])
 redis.call('PEXPIRE', job, ARGV[4])
@@ -191,16 +211,16 @@ return 1
 """
 
 # KEYS: pending, processing, leases
-# ARGV: job key prefix, now (µs), max attempts, batch size
+# ARGV: job key prefix, max attempts, batch size
 # -> {requeued ids, {{fence, record fields}, ...} of jobs out of attempts, expired count}
 # Jobs out of attempts are only reported: core fails them (corral_core.job.fail with
 # worker_lost), and the caller stores each with FINISH, fenced and only if its lease is still
 # expired.
-RECOVER = _STATUSES + f"""
+RECOVER = _STATUSES + _NOW + f"""
 local pending, processing, leases = KEYS[1], KEYS[2], KEYS[3]
-local prefix, now, max_attempts = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local prefix, now, max_attempts = ARGV[1], micros(now_us()), tonumber(ARGV[2])
 local requeued, exhausted = {{}}, {{}}
-local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 for _, id in ipairs(expired) do
   local job = prefix .. id
   local state = redis.call('HMGET', job, 'status', 'attempts', 'fence')
@@ -235,42 +255,49 @@ return {{requeued, exhausted, #expired}}
 """
 
 # KEYS: workers ZSET, worker info HASH
-# ARGV: now (µs)
-_PRUNE_WORKERS = """
-local function prune(now)
+_PRUNE_WORKERS = (
+    _NOW
+    + """
+local function prune()
+  local now = micros(now_us())
   local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
   for _, id in ipairs(stale) do redis.call('HDEL', KEYS[2], id) end
   if #stale > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) end
 end
 """
+)
 
-# ARGV: now (µs), worker id, expiry (µs), encoded WorkerInfo
+# ARGV: worker id, ttl (ms), encoded WorkerInfo
 HEARTBEAT = (
     _PRUNE_WORKERS
     + """
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
-prune(ARGV[1])
+redis.call('ZADD', KEYS[1], micros(now_us() + tonumber(ARGV[2]) * 1000), ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+prune()
 return 1
 """
 )
 
-# KEYS: duty hash. ARGV: now (µs), worker id, expiry (µs) -> 1 when the worker holds the duty
-HOLD_DUTY = """
+# KEYS: duty hash. ARGV: worker id, ttl (ms) -> 1 when the worker holds the duty
+HOLD_DUTY = (
+    _NOW
+    + """
+local now = now_us()
 local holder = redis.call('HGET', KEYS[1], 'holder')
 local expires = tonumber(redis.call('HGET', KEYS[1], 'expires') or '0')
-if holder and holder ~= ARGV[2] and expires > tonumber(ARGV[1]) then
+if holder and holder ~= ARGV[1] and expires > now then
   return 0
 end
-redis.call('HSET', KEYS[1], 'holder', ARGV[2], 'expires', ARGV[3])
+redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'expires', micros(now + tonumber(ARGV[2]) * 1000))
 return 1
 """
+)
 
-# ARGV: now (µs) -> encoded WorkerInfo of every live worker
+# -> encoded WorkerInfo of every live worker
 LIVE_WORKERS = (
     _PRUNE_WORKERS
     + """
-prune(ARGV[1])
+prune()
 local live = {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   table.insert(live, redis.call('HGET', KEYS[2], id))

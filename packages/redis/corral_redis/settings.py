@@ -49,6 +49,9 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
     # job. 0 means 80% of Redis' own maxmemory (no ceiling when Redis has none). Keep it below
     # maxmemory: results and lease renewals of running jobs must always find room.
     max_memory_bytes: int = 0
+    # Start anyway against a Redis that can lose accepted jobs (appendonly no, an evicting
+    # maxmemory-policy, or a configuration it will not show); /readyz then says so.
+    accept_data_loss: bool = False
     # How long a finished job stays readable (GET /jobs/{id}) before Redis expires it.
     finished_ttl_s: int = 24 * 3600
     # A blocking claim waits in slices no longer than this, so that a client's socket timeout
@@ -89,10 +92,10 @@ class QueueKeys:
         self.prefix = prefix
         self.pending = f"{prefix}pending"  # LIST of job ids, oldest on the left
         self.processing = f"{prefix}processing"  # LIST of job ids taken by workers
-        self.leases = f"{prefix}leases"  # ZSET job id -> lease deadline (µs, injected clock)
+        self.leases = f"{prefix}leases"  # ZSET job id -> lease deadline (µs, Redis' TIME)
         self.reserved = f"{prefix}reserved"  # STRING: bytes reserved for unfinished jobs' results
         self.finished = f"{prefix}finished"  # pub/sub channel: ids of jobs that just finished
-        self.workers = f"{prefix}workers"  # ZSET worker id -> heartbeat expiry (µs)
+        self.workers = f"{prefix}workers"  # ZSET worker id -> heartbeat expiry (µs, Redis' TIME)
         self.worker_info = f"{prefix}workers:info"  # HASH worker id -> encoded WorkerInfo
         self.job_prefix = f"{prefix}job:"
 
@@ -100,4 +103,4 @@ class QueueKeys:
         return self.job_prefix + job_id
 
     def duty(self, name: str) -> str:
-        return f"{self.prefix}duty:{name}"  # HASH holder, expires (µs)
+        return f"{self.prefix}duty:{name}"  # HASH holder, expires (µs, Redis' TIME)

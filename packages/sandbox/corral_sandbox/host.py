@@ -1,9 +1,10 @@
 """Preparing a worker host once at start, and refusing to run jobs on one that cannot hold them.
 
-`prepare_host` finds the nsjail binary and the policy, detects cgroup v1 or v2 and creates the
-parent cgroups NsJail needs, checks swap accounting, readies the work root, cleans up what dead
-workers left behind (leftovers.py), resolves the runtimes' versions, and finally runs each
-runtime's self-test job (NsJailSandbox.selftest). Anything missing is a HostNotReady with the
+`prepare_host` finds the nsjail binary and the policy, refuses a seccomp policy that would let
+x32 calls through on a host that runs them, detects cgroup v1 or v2 and creates the parent
+cgroups NsJail needs, checks swap accounting, readies the work root, cleans up what dead workers
+left behind (leftovers.py), checks that no account or process uses the jail ids, resolves the
+runtimes' versions, and finally runs each runtime's self-test job (NsJailSandbox.selftest). Anything missing is a HostNotReady with the
 reason: a worker that cannot enforce every limit must not take jobs.
 """
 
@@ -12,18 +13,17 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import grp
 import os
-import pwd
 import stat
 from pathlib import Path
 
-from corral_sandbox import leftovers
+from corral_sandbox import leftovers, x32
 from corral_sandbox.binary import BinaryError, locate_nsjail
 from corral_sandbox.cgroups.detect import detect, ensure_parents
 from corral_sandbox.cgroups.hierarchy import CgroupError
+from corral_sandbox.jailids import JailIdRange, ids_in_use, ready_lease_dir
 from corral_sandbox.policy import PolicyError, RuntimeSpec, load_runtimes, policy_dir, resolve_version
-from corral_sandbox.report import HostNotReady, HostReport
+from corral_sandbox.report import HostNotReady, HostReport, lease_dir
 from corral_sandbox.sandbox import NsJailSandbox
 from corral_sandbox.scratch import ScratchError, mount_work_root
 from corral_sandbox.settings import SandboxSettings
@@ -33,18 +33,22 @@ def prepare_host(settings: SandboxSettings | None = None) -> HostReport:
     settings = settings or SandboxSettings()
     if os.geteuid() != 0:
         raise HostNotReady("the worker must run as root: NsJail needs namespaces and cgroups")
-    _check_jail_ids(settings)
     try:
         binary = locate_nsjail(settings.nsjail_bin, settings.binary_cache)
         policy = policy_dir(settings.policy_dir)
         runtimes = tuple(resolve_version(spec) for spec in load_runtimes(policy).values())
         _check_not_writable_by_others(binary, policy, runtimes)
+        _check_x32(policy, runtimes)
         host_cgroups = detect(settings.cgroup_mode, settings.cgroup_root, settings.cgroup_parent)
         with leftovers.preparing(settings.work_root):
             ensure_parents(host_cgroups)
             # The cgroups first: that kills a dead worker's jails, which may hold its mounts busy.
             cleaned = leftovers.sweep_cgroups(host_cgroups)
             cleaned += _ready_work_root(settings.work_root)
+            ready_lease_dir(lease_dir(settings.work_root))
+            # After the clean-up: a dead worker's jails, killed just now, may still have held ids.
+            ids = JailIdRange(settings.jail_uid_first, settings.jail_gid_first, settings.jail_id_count)
+            _check_jail_ids(ids, lease_dir(settings.work_root))
     except (BinaryError, PolicyError, CgroupError, ScratchError, OSError) as error:
         raise HostNotReady(str(error)) from None
     if not host_cgroups.swap_accounting and _swap_in_use():
@@ -63,14 +67,30 @@ def prepare_host(settings: SandboxSettings | None = None) -> HostReport:
     return report
 
 
-def _check_jail_ids(settings: SandboxSettings) -> None:
-    """The jail's ids must be nobody's: no host account's files or processes to reach."""
-    with contextlib.suppress(KeyError):
-        user = pwd.getpwuid(settings.jail_uid)
-        raise HostNotReady(f"jail_uid {settings.jail_uid} belongs to the host user {user.pw_name!r}")
-    with contextlib.suppress(KeyError):
-        group = grp.getgrgid(settings.jail_gid)
-        raise HostNotReady(f"jail_gid {settings.jail_gid} belongs to the host group {group.gr_name!r}")
+def _check_jail_ids(ids: JailIdRange, leases: str) -> None:
+    """The jails' ids must be nobody's: no host account's files to reach, and no process but
+    the jobs of this host's live workers (which hold leases on theirs)."""
+    used = ids_in_use(ids, leases)
+    if used:
+        shown = "; ".join(used[:5]) + ("; ..." if len(used) > 5 else "")
+        raise HostNotReady(
+            f"the jail ids (uids from {ids.uid_first}, gids from {ids.gid_first}, {ids.size} of each) "
+            f"are in use: {shown}"
+        )
+
+
+def _check_x32(policy: Path, runtimes: tuple[RuntimeSpec, ...]) -> None:
+    """On a host that runs x32 calls, refuse any seccomp policy that would let one through."""
+    permissive = [
+        spec.seccomp
+        for spec in runtimes
+        if x32.lets_unlisted_calls_through((policy / spec.seccomp).read_text())
+    ]
+    if permissive and x32.host_accepts_x32():
+        raise HostNotReady(
+            f"this kernel runs x32 system calls and the seccomp policies {sorted(set(permissive))} would "
+            "let them through: use an allow-list policy (DEFAULT KILL_PROCESS), or boot with syscall.x32=n"
+        )
 
 
 def _check_not_writable_by_others(binary: Path, policy: Path, runtimes: tuple[RuntimeSpec, ...]) -> None:

@@ -1,8 +1,15 @@
 """One job in one fresh jail: set it up, supervise NsJail, judge the run, clean up.
 
-The set-up (scratch tmpfs with the job's files, run cgroups, stdin memfd) and the reading of the
-result are a few quick system calls on the caller's event loop; supervision never blocks it
-(supervisor.py); the clean-up, which may wait for a cgroup's tasks to exit, runs in a thread.
+The set-up (scratch tmpfs with the job's files, run cgroups, stdin and log memfds) and the
+reading of the result are a few quick system calls on the caller's event loop; supervision never
+blocks it (supervisor.py); the clean-up, which may wait for a cgroup's tasks to exit, runs in a
+thread.
+
+NsJail's own log goes to a memfd of ours, passed as its --log_fd: the job can neither reach it
+nor, by filling its tmpfs, keep NsJail from writing how the program ended.
+
+When the sandbox fails (a SandboxError), the client is told a short, stable message; what
+happened in detail (host paths, NsJail's own error lines) goes to this module's log only.
 """
 
 from __future__ import annotations
@@ -20,11 +27,12 @@ from corral_sandbox import nsjail_log, runname
 from corral_sandbox.cgroups.hierarchy import CgroupError, HostCgroups, RunCgroups
 from corral_sandbox.cgroups.v1 import V1RunCgroups
 from corral_sandbox.cgroups.v2 import V2RunCgroups
-from corral_sandbox.command import JailPaths, nsjail_command
+from corral_sandbox.command import LOG_FD, JailPaths, nsjail_command
 from corral_sandbox.inputs import check_limits, job_files
+from corral_sandbox.jailids import JailIds
 from corral_sandbox.policy import RuntimeSpec
 from corral_sandbox.scratch import Scratch, ScratchError
-from corral_sandbox.streams import stdin_memfd
+from corral_sandbox.streams import log_memfd, read_memfd, stdin_memfd
 from corral_sandbox.supervisor import Outcome, Watch, supervise, through_cancellation
 from corral_sandbox.verdict import RunFacts, decide, nsjail_failure
 
@@ -36,26 +44,26 @@ class JailHost(msgspec.Struct, frozen=True, kw_only=True):
 
     nsjail_bin: str
     policy_dir: str
-    jail_uid: int
-    jail_gid: int
     work_root: str
     scratch_inodes: int
     output_grace_ms: int
     kill_grace_ms: int
     cgroups: HostCgroups
     cpu_count: int
+    cpu_cores_per_job: float
 
 
-def run_cgroups(host: HostCgroups, run: str, memory_bytes: int) -> RunCgroups:
+def run_cgroups(host: HostCgroups, run: str, memory_bytes: int, cpu_cores: float) -> RunCgroups:
     """Create the cgroups of one run, of the host's cgroup version."""
     if host.version == 1:
-        return V1RunCgroups(host, run, memory_bytes)
-    return V2RunCgroups(host, run, memory_bytes)
+        return V1RunCgroups(host, run, memory_bytes, cpu_cores)
+    return V2RunCgroups(host, run, memory_bytes, cpu_cores)
 
 
 def jail_command(
     host: JailHost,
     runtime: RuntimeSpec,
+    ids: JailIds,
     scratch: Scratch,
     cgroups: RunCgroups,
     limits: Limits,
@@ -66,16 +74,17 @@ def jail_command(
         binary=host.nsjail_bin,
         policy=Path(host.policy_dir),
         runtime=runtime,
-        paths=JailPaths(scratch.box, scratch.tmp, scratch.shm, scratch.log),
+        paths=JailPaths(scratch.box, scratch.tmp, scratch.shm),
         limits=limits,
-        jail_uid=host.jail_uid,
-        jail_gid=host.jail_gid,
+        jail_uid=ids.uid,
+        jail_gid=ids.gid,
         cgroup_flags=cgroups.nsjail_flags(limits.max_processes),
         args=args,
     )
 
 
-async def run_job(host: JailHost, runtime: RuntimeSpec, request: RunRequest) -> RunResult:
+async def run_job(host: JailHost, runtime: RuntimeSpec, ids: JailIds, request: RunRequest) -> RunResult:
+    """Run one job under the host ids `ids`, which no other running job has."""
     limits = request.limits
     check_limits(limits)
     files = job_files(runtime, request)
@@ -83,32 +92,34 @@ async def run_job(host: JailHost, runtime: RuntimeSpec, request: RunRequest) -> 
     memory_bytes = limits.memory_mb << 20
     scratch: Scratch | None = None
     cgroups: RunCgroups | None = None
-    stdin_fd = -1
+    stdin_fd = log_fd = -1
     try:
         try:
             # The job's files count once; its own writes get half its memory (tmpfs pages are
             # charged to its memory cgroup anyway, so ENOSPC comes before the OOM killer).
             size = sum(len(data) for _, data in files) + memory_bytes // 2 + (1 << 20)
             inodes = host.scratch_inodes + len(files) + 8
-            scratch = Scratch.create(
-                host.work_root, runname.scratch_name(run), size, inodes, host.jail_uid, host.jail_gid
-            )
+            scratch = Scratch.create(host.work_root, runname.scratch_name(run), size, inodes, ids.uid, ids.gid)
             for file_name, data in files:
                 scratch.write(file_name, data)
             scratch.seal()
-            cgroups = run_cgroups(host.cgroups, run, memory_bytes)
+            cgroups = run_cgroups(host.cgroups, run, memory_bytes, host.cpu_cores_per_job)
             stdin_fd = stdin_memfd(request.stdin)
-            argv = jail_command(host, runtime, scratch, cgroups, limits, request.args)
+            log_fd = log_memfd()
+            argv = jail_command(host, runtime, ids, scratch, cgroups, limits, request.args)
         except (OSError, ScratchError, CgroupError) as error:
-            raise SandboxError(f"could not set up the jail: {error}") from error
+            log.error("run %s: could not set up the jail: %s", run, error)
+            raise SandboxError("could not set up the sandbox") from error
         try:
-            outcome = await supervise(argv, stdin_fd, cgroups, _watch(host, limits))
+            outcome = await supervise(argv, stdin_fd, cgroups, _watch(host, limits), extra_fds={LOG_FD: log_fd})
         except OSError as error:
-            raise SandboxError(f"could not start NsJail: {error}") from error
-        return _result(limits, outcome, cgroups, scratch)
+            log.error("run %s: could not start NsJail (%s): %s", run, host.nsjail_bin, error)
+            raise SandboxError("could not start the sandbox") from error
+        return _result(run, limits, outcome, cgroups, read_memfd(log_fd))
     finally:
-        if stdin_fd >= 0:
-            os.close(stdin_fd)
+        for fd in (stdin_fd, log_fd):
+            if fd >= 0:
+                os.close(fd)
         if scratch is not None or cgroups is not None:
             await through_cancellation(asyncio.to_thread(_clean_up, scratch, cgroups))
 
@@ -124,14 +135,14 @@ def _watch(host: JailHost, limits: Limits) -> Watch:
     )
 
 
-def _result(limits: Limits, outcome: Outcome, cgroups: RunCgroups, scratch: Scratch) -> RunResult:
+def _result(run: str, limits: Limits, outcome: Outcome, cgroups: RunCgroups, log_text: str) -> RunResult:
     try:
         cpu_ns = cgroups.cpu_ns()
         peak = cgroups.peak_bytes()
         out_of_memory = cgroups.out_of_memory()
     except (OSError, ValueError) as error:
-        raise SandboxError(f"could not read the run's cgroups: {error}") from error
-    log_text = scratch.read_log()
+        log.error("run %s: could not read the run's cgroups: %s", run, error)
+        raise SandboxError("could not read the program's resource usage") from error
     if cpu_ns == 0 and outcome.rusage is not None:
         cpu_ns = int((outcome.rusage.ru_utime + outcome.rusage.ru_stime) * 1e9)
     facts = RunFacts(
@@ -148,7 +159,8 @@ def _result(limits: Limits, outcome: Outcome, cgroups: RunCgroups, scratch: Scra
             # NsJail stopped before opening its log (a bad config, say): the program never
             # ran, so what is on stderr is NsJail's own complaint.
             failure += f"; NsJail wrote: {outcome.stderr[-2000:].decode('utf-8', 'replace').strip()}"
-        raise SandboxError(f"NsJail could not run the program: {failure}")
+        log.error("run %s: NsJail could not run the program: %s\nNsJail's log:\n%s", run, failure, log_text)
+        raise SandboxError("the sandbox could not run the program; the worker's log says why")
     return RunResult(
         verdict=decide(limits, facts),
         exit_code=facts.log.exit_code,

@@ -1,6 +1,6 @@
 """Reading NsJail's own log: how the jailed program ended, and whether NsJail itself failed.
 
-The log goes to a file the jail cannot reach (see scratch.py), so nothing in it was written by
+The log goes to a memfd the jail cannot reach (see jail.py), so nothing in it was written by
 the program; NsJail logs no program output or arguments. Lines look like:
 
     [I][2026-11-26T14:04:28+0000] pid=14363 ([STANDALONE MODE]) exited with status: 0, (PIDs left: 0)

@@ -7,6 +7,7 @@ import msgspec
 from corral_core.ports import SandboxError
 from corral_sandbox.cgroups.hierarchy import HostCgroups
 from corral_sandbox.jail import JailHost
+from corral_sandbox.jailids import JailIdRange
 from corral_sandbox.policy import RuntimeSpec
 from corral_sandbox.settings import SandboxSettings
 
@@ -30,36 +31,53 @@ class HostReport(msgspec.Struct, frozen=True, kw_only=True):
         return JailHost(
             nsjail_bin=self.nsjail_bin,
             policy_dir=self.policy_dir,
-            jail_uid=settings.jail_uid,
-            jail_gid=settings.jail_gid,
             work_root=settings.work_root,
             scratch_inodes=settings.scratch_inodes,
             output_grace_ms=settings.output_grace_ms,
             kill_grace_ms=settings.kill_grace_ms,
             cgroups=self.cgroups,
             cpu_count=self.cpu_count,
+            cpu_cores_per_job=settings.cpu_cores_per_job,
         )
+
+    def jail_ids(self) -> JailIdRange:
+        """The host uids and gids the jails run as, one pair per running job."""
+        settings = self.settings
+        return JailIdRange(settings.jail_uid_first, settings.jail_gid_first, settings.jail_id_count)
+
+    def jail_id_leases(self) -> str:
+        """The directory of the id leases every worker of this host shares (see jailids.py)."""
+        return lease_dir(self.settings.work_root)
+
 
     def describe(self) -> list[str]:
         c = self.cgroups
+        ids = self.jail_ids()
         lines = [
             f"nsjail: {self.nsjail_bin}",
             f"policy: {self.policy_dir}",
-            f"jail user: host uid {self.settings.jail_uid}, gid {self.settings.jail_gid}",
+            f"jail users: one per running job, host uids {ids.uids().start}-{ids.uids().stop - 1}, "
+            f"gids {ids.gids().start}-{ids.gids().stop - 1}",
             f"work root: {self.settings.work_root} (a tmpfs, with one tmpfs per job in it)",
         ]
         if c.version == 1:
             lines.append(
-                f"cgroups: v1, parents {c.parent} under memory={c.memory} pids={c.pids} " f"cpuacct={c.cpuacct}"
+                f"cgroups: v1, parents {c.parent} under memory={c.memory} pids={c.pids} "
+                f"cpuacct={c.cpuacct} cpu={c.cpu}"
             )
         else:
-            lines.append(f"cgroups: v2 at {c.memory}, parent {c.parent} (untested mode)")
+            lines.append(f"cgroups: v2 at {c.memory}, parent {c.parent}")
         lines.append(
             "swap: accounted, each job's memory+swap limit equals its memory limit"
             if c.swap_accounting
             else "swap: not accounted (no swap limit is set; the host must have no swap)"
         )
-        lines.append(f"cpus: {self.cpu_count}")
+        lines.append(f"cpus: {self.cpu_count}, each job held to {self.settings.cpu_cores_per_job:g} of them")
         lines += [f"runtime: {spec.language} {spec.version}" for spec in self.runtimes]
         lines += [f"cleaned up after a dead worker: {path}" for path in self.cleaned_up]
         return lines
+
+
+def lease_dir(work_root: str) -> str:
+    # Beside the work root, not in it: preparing may mount a tmpfs over the work root.
+    return f"{work_root}.ids"

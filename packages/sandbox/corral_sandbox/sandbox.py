@@ -8,6 +8,7 @@ from corral_core.job import RunRequest, RunResult, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_core.ports import Runtime, SandboxError, UnsupportedLanguage
 from corral_sandbox.jail import run_job
+from corral_sandbox.jailids import JailIdPool
 from corral_sandbox.report import HostNotReady, HostReport
 
 # Roomy time limits: a worker starting on a busy host must not be refused for being slow.
@@ -20,12 +21,14 @@ class NsJailSandbox:
     """Runs each program in a fresh jail (see jail.py for how, and nsjail/ for the policy).
 
     Give it the HostReport of `prepare_host`: constructing it touches nothing on the host. Runs
-    may overlap: each has its own jail, scratch tmpfs and cgroups.
+    may overlap: each has its own jail, scratch tmpfs, cgroups and host uid/gid (from the
+    configured range: more runs at once than it has ids is a JailIdsExhausted SandboxError).
     """
 
     def __init__(self, *, host: HostReport) -> None:
         self.host = host
         self._jail_host = host.jail_host()
+        self._ids = JailIdPool(host.jail_ids(), host.jail_id_leases())
         self._runtimes = {spec.language: spec for spec in host.runtimes}
 
     def runtimes(self) -> list[Runtime]:
@@ -35,14 +38,15 @@ class NsJailSandbox:
         runtime = self._runtimes.get(request.language)
         if runtime is None:
             raise UnsupportedLanguage(request.language)
-        return await run_job(self._jail_host, runtime, request)
+        with self._ids.taken() as ids:
+            return await run_job(self._jail_host, runtime, ids, request)
 
     async def selftest(self) -> None:
         """Run each runtime's self-test job (runtimes.toml); HostNotReady if one does not run right."""
         for runtime in self.host.runtimes:
             request = RunRequest(language=runtime.language, code=runtime.selftest_code, limits=SELFTEST_LIMITS)
             try:
-                result = await run_job(self._jail_host, runtime, request)
+                result = await self.run(request)
             except SandboxError as error:
                 raise HostNotReady(f"a first {runtime.language} job failed: {error}") from None
             if result.verdict is not Verdict.OK or result.stdout != runtime.selftest_stdout:

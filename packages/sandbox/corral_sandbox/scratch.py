@@ -5,14 +5,14 @@ Layout of the mount (host path <work_root>/job-<run>/, root-owned, mode 0711):
     box/         the job's working directory, /box in the jail: the source and input files
     tmp/         /tmp in the jail
     shm/         /dev/shm in the jail (multiprocessing's semaphores)
-    nsjail.log   NsJail's own log, outside everything the jail can see
 
 Why a tmpfs of its own: nothing a job writes touches the host's disk; size and inodes are
 bounded per job (and the pages are charged to the job's memory cgroup); a hard link cannot reach
 a host file across file systems; and removal is one lazy unmount, which follows nothing the job
 left behind (symlinks, FIFOs, sockets, deep trees). The host writes into the mount only before
 the jail starts, through directory file descriptors with O_CREAT|O_EXCL|O_NOFOLLOW, and reads
-back only nsjail.log, a file the jail cannot reach.
+nothing back (NsJail's log is a memfd of the adapter's, never a file here: a job that fills its
+tmpfs cannot keep NsJail from saying how the program ended).
 
 The work root and each mount's root are 0711, not 0700: NsJail binds box/, tmp/ and shm/ from
 inside the jail's user namespace, where the path must be searchable by others. Nothing can be
@@ -33,9 +33,6 @@ _MS_NOEXEC = 0x8
 _MNT_DETACH = 0x2
 _UMOUNT_NOFOLLOW = 0x8
 
-_LOG = "nsjail.log"
-_LOG_MAX_BYTES = 1 << 20
-
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
 _libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
@@ -53,7 +50,6 @@ class Scratch:
         self.box = os.path.join(root, "box")
         self.tmp = os.path.join(root, "tmp")
         self.shm = os.path.join(root, "shm")
-        self.log = os.path.join(root, _LOG)
         self._mounted = False
         self._box_fd: int | None = None
 
@@ -87,7 +83,7 @@ class Scratch:
         """Create box/<name> with `content`, owned by the jail's user. Before the jail starts only."""
         if self._box_fd is None:
             raise ScratchError("the scratch space is sealed: the jail may have started")
-        try:  # a name with a '/' in it would reach past box/, to nsjail.log's directory
+        try:  # a name with a '/' in it would reach past box/
             check_file_name("file name", name)
         except (InvalidSubmission, UnicodeError) as error:
             raise ScratchError(f"{name!r} is not a plain file name: {error}") from None
@@ -106,16 +102,6 @@ class Scratch:
         if self._box_fd is not None:
             os.close(self._box_fd)
             self._box_fd = None
-
-    def read_log(self) -> str:
-        try:
-            fd = os.open(self.log, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return ""
-        try:
-            return os.read(fd, _LOG_MAX_BYTES).decode("utf-8", "replace")
-        finally:
-            os.close(fd)
 
     def remove(self) -> None:
         """Unmount (lazily: nothing inside is looked at) and remove the empty mount point."""

@@ -28,9 +28,13 @@ class SandboxSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     # The jail policy (configs, seccomp, runtimes.toml). Unset or empty: the copy packaged in
     # corral_sandbox.
     policy_dir: str | None = None
-    # The host uid/gid a job runs as: unprivileged, used by nothing else on the host.
-    jail_uid: HostId = 99_999
-    jail_gid: HostId = 99_999
+    # The host uids and gids jobs run as: jail_id_count consecutive ids from each first one.
+    # Each running job gets a uid and gid of its own (per-uid kernel counters and limits are
+    # then never shared between jobs); prepare_host refuses ids any account or process uses.
+    # The count bounds how many jobs one worker runs at once.
+    jail_uid_first: HostId = 99_000
+    jail_gid_first: HostId = 99_000
+    jail_id_count: Annotated[int, msgspec.Meta(ge=1, le=4_096)] = 256
     # Root-owned 0711 directory holding one tmpfs mount point per running job.
     work_root: str = "/run/corral/jobs"
     # Which cgroup hierarchy limits the jails; auto: v2 when it offers memory and pids, else v1.
@@ -47,10 +51,16 @@ class SandboxSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     kill_grace_ms: Annotated[int, msgspec.Meta(ge=10, le=60_000)] = 2_000
     # Inodes of the per-job tmpfs (files and directories the job may create, in all).
     scratch_inodes: Annotated[int, msgspec.Meta(ge=16, le=1_000_000)] = 4_096
+    # CPU time each job may use per second of wall time, in cores (a cgroup CPU quota): a job
+    # with many threads cannot take every core from the jobs beside it and the worker's loop.
+    cpu_cores_per_job: Annotated[float, msgspec.Meta(ge=0.01, le=1_024)] = 1.0
     # prepare_host runs each runtime's self-test job (runtimes.toml) to prove the host works.
     selftest: bool = True
 
     def __post_init__(self) -> None:
+        for name in ("jail_uid_first", "jail_gid_first"):
+            if getattr(self, name) + self.jail_id_count - 1 > 2**32 - 2:
+                raise ValueError(f"{name} + jail_id_count runs past the largest host id")
         for name in ("work_root", "cgroup_root", "binary_cache"):
             path = getattr(self, name)
             if not path.startswith("/") or ":" in path or "\0" in path:

@@ -1,4 +1,5 @@
-"""A job's standard streams: stdin as a sealed memfd, stdout and stderr as capped pipe readers."""
+"""A job's streams: stdin as a sealed memfd, stdout and stderr as capped pipe readers, and
+NsJail's own log as a memfd nobody but NsJail and the adapter holds."""
 
 from __future__ import annotations
 
@@ -8,6 +9,11 @@ import os
 from collections.abc import Callable
 
 _READ_CHUNK = 1 << 16
+# NsJail logs a few lines per run; this bounds what a misbehaving NsJail could make us read.
+_LOG_MAX_BYTES = 1 << 20
+# The log memfd is moved at least this high: its number must never already be the one NsJail
+# gets it as (command.LOG_FD), since dup2 onto itself would leave it close-on-exec.
+_LOG_FD_FLOOR = 10
 
 
 def stdin_memfd(text: str) -> int:
@@ -25,6 +31,20 @@ def stdin_memfd(text: str) -> int:
     except BaseException:
         os.close(fd)
         raise
+
+
+def log_memfd() -> int:
+    """An empty memfd for NsJail's log (close-on-exec here; the spawn dup2s it into NsJail)."""
+    fd = os.memfd_create("corral-nsjail-log", os.MFD_CLOEXEC)
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _LOG_FD_FLOOR)
+    finally:
+        os.close(fd)
+
+
+def read_memfd(fd: int) -> str:
+    """What was written to a memfd (NsJail's log), from its start, at most 1 MiB."""
+    return os.pread(fd, _LOG_MAX_BYTES, 0).decode("utf-8", "replace")
 
 
 def above_stdio(fd: int) -> int:

@@ -19,7 +19,7 @@ import logging
 import os
 import resource
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import NamedTuple, Protocol
 
 from corral_sandbox.streams import CappedStream, above_stdio
@@ -83,14 +83,18 @@ class Outcome(NamedTuple):
     wall_time_s: float
 
 
-async def supervise(argv: list[str], stdin_fd: int, accounting: Accounting, watch: Watch) -> Outcome:
+async def supervise(
+    argv: list[str], stdin_fd: int, accounting: Accounting, watch: Watch, *, extra_fds: Mapping[int, int] = {}
+) -> Outcome:
     """Run `argv` to its end with `stdin_fd` as stdin; stop it when `watch` says.
 
+    `extra_fds` maps descriptors of the program to ours (NsJail's log descriptor, say). Its
+    environment is empty: nothing of the worker's environment reaches it.
     Cancelling stops the program and still waits until it is reaped before re-raising.
     """
     supervisor = _Supervisor(asyncio.get_running_loop(), accounting, watch)
     try:
-        supervisor.start(argv, stdin_fd)
+        supervisor.start(argv, stdin_fd, extra_fds)
         try:
             await supervisor.finished()
         except asyncio.CancelledError:
@@ -121,7 +125,7 @@ class _Supervisor:
         self._timers: list[asyncio.TimerHandle] = []
         self._started = self._ended = loop.time()
 
-    def start(self, argv: list[str], stdin_fd: int) -> None:
+    def start(self, argv: list[str], stdin_fd: int, extra_fds: Mapping[int, int]) -> None:
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         try:
@@ -130,6 +134,7 @@ class _Supervisor:
                 (os.POSIX_SPAWN_DUP2, stdin_fd, 0),
                 (os.POSIX_SPAWN_DUP2, out_write, 1),
                 (os.POSIX_SPAWN_DUP2, err_write, 2),
+                *((os.POSIX_SPAWN_DUP2, ours, theirs) for theirs, ours in extra_fds.items()),
             ]
             with self._accounting.spawning():
                 self.pid = os.posix_spawn(

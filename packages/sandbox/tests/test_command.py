@@ -24,7 +24,7 @@ LIMITS = Limits(
     max_output_bytes=1000,
     max_file_size_kb=1536,
 )
-PATHS = JailPaths("/w/job/box", "/w/job/tmp", "/w/job/shm", "/w/job/nsjail.log")
+PATHS = JailPaths("/w/job/box", "/w/job/tmp", "/w/job/shm")
 
 
 def command(args: tuple[str, ...] = ()) -> list[str]:
@@ -65,7 +65,8 @@ def test_scratch_directories_are_bound_and_policy_and_runtime_extras_added() -> 
     binds = [argv[i + 1] for i, flag in enumerate(argv) if flag == "--bindmount"]
     assert binds == ["/w/job/box:/box", "/w/job/tmp:/tmp", "/w/job/shm:/dev/shm"]
     assert argv[argv.index("--seccomp_policy") + 1] == "/policy/seccomp.kafel"
-    assert argv[argv.index("--log") + 1] == "/w/job/nsjail.log"
+    assert argv[argv.index("--log_fd") + 1] == "3"
+    assert "--log" not in argv  # no log file: the job could fill the file system it is on
     assert argv[argv.index("--bindmount_ro") + 1] == "/opt/lib:/lib/extra"
     assert argv[argv.index("--env") + 1] == "EXTRA=1"
     assert argv[argv.index("--cgroup_mem_max") + 1] == "1"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -31,10 +32,22 @@ def dead_pid() -> int:
     return process.pid
 
 
-def test_a_jail_uid_that_belongs_to_a_host_user_is_refused() -> None:
+def test_a_jail_id_range_that_holds_a_host_user_is_refused() -> None:
     nsjail_host()
     with pytest.raises(HostNotReady, match="nobody"):
-        prepare_host(msgspec.structs.replace(TEST_SETTINGS, jail_uid=65534))
+        prepare_host(msgspec.structs.replace(TEST_SETTINGS, jail_uid_first=65530, jail_id_count=8))
+
+
+def test_a_jail_id_range_a_running_process_uses_is_refused() -> None:
+    nsjail_host()
+    uid = TEST_SETTINGS.jail_uid_first + 1_000_000
+    process = subprocess.Popen(["sleep", "30"], user=uid + 3, group=TEST_SETTINGS.jail_gid_first)
+    try:
+        with pytest.raises(HostNotReady, match=f"process {process.pid} runs as uid \\[{uid + 3}\\]"):
+            prepare_host(msgspec.structs.replace(TEST_SETTINGS, jail_uid_first=uid, jail_id_count=8))
+    finally:
+        process.kill()
+        process.wait()
 
 
 def test_cgroup_v2_asked_for_on_a_host_without_it_is_refused() -> None:
@@ -115,12 +128,24 @@ def broken(host: HostReport, tmp_path: Path, **changes: str) -> NsJailSandbox:
     ],
 )
 async def test_nsjails_own_failures_are_sandbox_errors_not_verdicts(
-    tmp_path: Path, change: dict[str, str], write: tuple[str, str] | None, message: str
+    tmp_path: Path,
+    change: dict[str, str],
+    write: tuple[str, str] | None,
+    message: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     host = nsjail_host()
     sandbox = broken(host, tmp_path, **change)
     if write is not None:
         (tmp_path / "policy" / write[0]).write_text(write[1])
-    with pytest.raises(SandboxError, match=f"(?i){message}"):
+    with pytest.raises(SandboxError) as raised:
         await sandbox.run(RunRequest(language="python", code="print(1)", limits=LIMITS))
+    # The client is told a short, stable message: no host path, none of NsJail's own lines.
+    told = str(raised.value)
+    assert told == "the sandbox could not run the program; the worker's log says why"
+    assert "/" not in told and "nsjail" not in told.lower()
+    # The worker's log has the whole story.
+    logged = "\n".join(record.getMessage() for record in caplog.records if record.name == "corral_sandbox.jail")
+    assert re.search(f"(?i){message}", logged), logged
+    assert re.search(r"\[[EF]\]\[", logged), logged
     assert_host_unharmed(host)

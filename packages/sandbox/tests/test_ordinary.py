@@ -11,8 +11,11 @@ from corral_core.job import InputFile, RunRequest, RunResult, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_sandbox import NsJailSandbox
 from corral_testbed.nsjail_host import assert_host_unharmed, nsjail_host
+from corral_testbed.time_scale import scaled
 
-LIMITS = msgspec.structs.replace(DEFAULT_LIMIT_POLICY.defaults, cpu_time_ms=5_000, wall_time_ms=10_000, memory_mb=256)
+LIMITS = msgspec.structs.replace(
+    DEFAULT_LIMIT_POLICY.defaults, cpu_time_ms=scaled(5_000), wall_time_ms=scaled(10_000), memory_mb=256
+)
 
 
 @pytest.fixture

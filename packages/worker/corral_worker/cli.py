@@ -8,15 +8,20 @@ import os
 import secrets
 import signal
 import socket
+import sys
 
 import click
 import msgspec
 import uvloop
+from dependency_injector import providers
+from prometheus_client import CollectorRegistry
+from setproctitle import setproctitle
 
-from corral_core.ports import StorageUnavailable
-from corral_redis import RedisSettings, check_durability
+from corral_redis import RedisCanLoseJobs, RedisSettings, require_durable_redis
 from corral_sandbox import HostNotReady, HostReport, SandboxSettings, prepare_host
+from corral_system import logs, metrics
 from corral_system.config import ConfigError, Settings, load_settings, markdown, text_table
+from corral_system.supervisor import Supervisor
 from corral_worker.container import WorkerContainer
 from corral_worker.settings import SECTIONS, WorkerSettings
 
@@ -29,25 +34,66 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--concurrency", type=int, help="Jobs run at once [CORRAL_CONCURRENCY, default 2].")
+@click.option("--concurrency", type=int, help="Jobs run at once per process [CORRAL_CONCURRENCY, default 2].")
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 256),
+    help="Worker processes; above 1, under a supervisor [CORRAL_WORKER_PROCESSES, default 1].",
+)
 @click.option("--log-level", default="info", show_default=True)
-def run(concurrency: int | None, log_level: str) -> None:
+def run(concurrency: int | None, processes: int | None, log_level: str) -> None:
     """Prepare the sandbox host, then run jobs until SIGTERM or Ctrl-C."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure("corral-worker", log_level)
     settings = _settings()
     worker = settings.get(WorkerSettings)
     if concurrency is not None:
         worker = msgspec.structs.replace(worker, concurrency=concurrency)
+    if processes is not None:
+        worker = msgspec.structs.replace(worker, processes=processes)
     host = _prepare(settings.get(SandboxSettings))
     for line in host.describe():
         log.info("sandbox host: %s", line)
-    worker_id = worker.worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-    container = WorkerContainer(
-        settings=worker, redis_settings=settings.get(RedisSettings), worker_id=worker_id, host=host
+    _require_durable_redis(settings.get(RedisSettings))
+    # Before the first metric exists: every worker process writes its samples where the
+    # endpoint below (served by this process, the supervisor when there is one) sums them.
+    metrics.enable_multiprocess()
+    if worker.metrics_port:
+        try:
+            metrics.serve_http(worker.metrics_host, worker.metrics_port, CollectorRegistry())
+        except OSError as error:
+            raise click.ClickException(
+                f"cannot serve metrics on {worker.metrics_host}:{worker.metrics_port}: {error}"
+            ) from None
+
+    def run_worker(index: int | None) -> int:
+        role = "corral-worker" if index is None else f"corral-worker: slot {index + 1}"
+        logs.set_role(role)
+        setproctitle(f"{role} idle" if index is not None else role)
+        worker_id = worker.worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        if index is not None and worker.worker_id:
+            worker_id = f"{worker.worker_id}-{index + 1}"
+        container = WorkerContainer(
+            settings=worker, redis_settings=settings.get(RedisSettings), worker_id=worker_id, host=host
+        )
+        container.title.override(providers.Object(lambda state: setproctitle(f"{role} {state}")))
+        # uvloop takes a little off every job's Redis round trips and process watching.
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_serve(container))
+        return 0
+
+    if worker.processes == 1:
+        run_worker(None)
+        return
+    setproctitle("corral-worker: supervisor")
+    supervisor = Supervisor(
+        "corral-worker",
+        worker.processes,
+        run_worker,
+        # Children hand their jobs back within their grace; only a stuck one is killed.
+        stop_timeout_s=worker.shutdown_grace_s + 30,
+        on_child_exit=metrics.retire,
     )
-    # uvloop takes a little off every job's Redis round trips and process watching.
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve(container))
+    sys.exit(supervisor.run())
 
 
 @main.command("check-host")
@@ -65,7 +111,6 @@ def config(as_markdown: bool) -> None:
 
 
 async def _serve(container: WorkerContainer) -> None:
-    await _warn_if_redis_can_lose_jobs(container)
     worker = container.worker()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -76,12 +121,11 @@ async def _serve(container: WorkerContainer) -> None:
         await container.redis().aclose()
 
 
-async def _warn_if_redis_can_lose_jobs(container: WorkerContainer) -> None:
+def _require_durable_redis(settings: RedisSettings) -> None:
     try:
-        for warning in await check_durability(container.redis()):
-            log.warning(warning)
-    except StorageUnavailable as error:
-        log.warning("cannot check Redis settings yet: %s", error)
+        require_durable_redis(settings)
+    except RedisCanLoseJobs as error:
+        raise click.ClickException(str(error)) from None
 
 
 def _settings() -> Settings:

@@ -6,14 +6,18 @@ Its settings come from corral_system.config (cli.py). Tests override `queue`, `r
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from dependency_injector import containers, providers
+from prometheus_client import CollectorRegistry
 
 from corral_core.usecases import RecoverAbandonedJobs, RunNextJob
 from corral_redis import RedisContainer, RedisJobQueue, RedisSettings, RedisWorkerRegistry
 from corral_sandbox import HostReport, NsJailSandbox
-from corral_system.clock import SystemClock
+from corral_system.clock import SkewedClock
 from corral_worker.service import Worker
 from corral_worker.settings import WorkerSettings
+from corral_worker.telemetry import InstrumentedJobQueue, InstrumentedWorkerRegistry, TimedSandbox, WorkerMetrics
 
 
 class WorkerContainer(containers.DeclarativeContainer):
@@ -24,7 +28,7 @@ class WorkerContainer(containers.DeclarativeContainer):
     # before anything else is built.
     host = providers.Dependency(instance_of=HostReport)
 
-    clock = providers.Singleton(SystemClock)
+    clock = providers.Singleton(SkewedClock, settings.provided.clock_skew_s)
     storage = providers.Container(RedisContainer, settings=redis_settings, clock=clock, client_name="corral-worker")
     redis = storage.client
     # Typed because a sub-container's providers are Any to mypy.
@@ -32,21 +36,31 @@ class WorkerContainer(containers.DeclarativeContainer):
     registry: providers.Provider[RedisWorkerRegistry] = storage.registry
     sandbox = providers.Singleton(NsJailSandbox, host=host)
 
+    # Metrics, job log lines and the process title, observed at the ports (telemetry.py). The
+    # CLI sets `title` to show the slots' jobs in `ps`; the metrics live in the registry below
+    # unless the process runs in multiprocess mode (corral_system.metrics).
+    title: providers.Provider[Callable[[str], None] | None] = providers.Object(None)
+    metrics_registry = providers.Singleton(CollectorRegistry)
+    metrics = providers.Singleton(WorkerMetrics, metrics_registry, settings.provided.concurrency)
+    observed_queue = providers.Singleton(InstrumentedJobQueue, queue, metrics, title)
+    observed_registry = providers.Singleton(InstrumentedWorkerRegistry, registry, metrics)
+    timed_sandbox = providers.Singleton(TimedSandbox, sandbox, metrics)
+
     run_next_job = providers.Singleton(
         RunNextJob,
-        queue,
-        sandbox,
+        observed_queue,
+        timed_sandbox,
         clock,
         lease_ms=settings.provided.lease_ms,
         renew_every_ms=settings.provided.renew_every_ms,
     )
-    recover = providers.Singleton(RecoverAbandonedJobs, queue, max_attempts=settings.provided.max_attempts)
+    recover = providers.Singleton(RecoverAbandonedJobs, observed_queue, max_attempts=settings.provided.max_attempts)
     worker = providers.Singleton(
         Worker,
         worker_id,
         run_next_job,
         recover,
-        registry,
+        observed_registry,
         clock,
         providers.Callable(lambda sandbox: sandbox.runtimes(), sandbox),
         concurrency=settings.provided.concurrency,

@@ -1,8 +1,10 @@
 """The worker loop: N job slots, a heartbeat, and the recovery of abandoned jobs.
 
 Redis may go away at any time: every loop backs off and tries again rather than exit, so a
-worker outlives a Redis restart. On stop (SIGTERM), slots take no new job; running jobs get
-`shutdown_grace_s` to finish, then are cancelled, which hands them back to the queue.
+worker outlives a Redis restart, and a running job outlives it too as long as its lease does
+(RunNextJob). On stop (SIGTERM), slots take no new job; running jobs get `shutdown_grace_s`
+(by default longer than the longest job may run) to finish, then are cancelled, which hands
+them back to the queue without counting the attempt; a result already in hand is stored first.
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ class Worker:
             backoff.reset()
             if job is not None:
                 self.jobs_done += 1
+                log.info("worker %s: job %s %s, attempt %d", self.worker_id, job.id, job.status.value, job.attempts)
 
     async def _heartbeat(self) -> None:
         info = WorkerInfo(self.worker_id, self._clock.now(), self._runtimes)

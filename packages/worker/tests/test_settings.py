@@ -30,6 +30,6 @@ def test_config_prints_every_section_of_the_worker_sandbox_included() -> None:
 
 
 def test_config_checks_the_sandbox_bounds() -> None:
-    result = CliRunner().invoke(main, ["config"], env={"CORRAL_JAIL_UID": "0", "CORRAL_SCRATCH_INODES": "1"})
+    result = CliRunner().invoke(main, ["config"], env={"CORRAL_JAIL_UID_FIRST": "0", "CORRAL_SCRATCH_INODES": "1"})
     assert result.exit_code == 1
-    assert "CORRAL_JAIL_UID" in result.output and "CORRAL_SCRATCH_INODES" in result.output
+    assert "CORRAL_JAIL_UID_FIRST" in result.output and "CORRAL_SCRATCH_INODES" in result.output

@@ -1,14 +1,21 @@
 """The JobQueue and JobStore contract: leases, fencing, recovery, waiting.
 
 Bind it with a fixture `harness` that yields a `QueueHarness` whose queue and store share one
-backing state, whose adapters read time from `harness.clock` (a ManualClock), and whose queue
-holds at most `QUEUE_LIMIT` unfinished jobs.
+backing state, whose queue holds at most `QUEUE_LIMIT` unfinished jobs, whose adapters stamp
+the times users read (started_at, finished_at) from `harness.clock` (a ManualClock), and whose
+`elapse(ms)` makes that much time pass for the leases.
+
+Lease expiry follows whatever clock the adapter keeps its deadlines on: the injected clock for
+the in-memory adapter (elapse advances it), Redis' own clock for the Redis adapter, whose
+binding moves every stored deadline back instead (so the suite never sleeps). Either way the
+suite sees the same thing: `ms` later, leases that had less than `ms` left have expired.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
@@ -20,7 +27,9 @@ from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_core.ports import Clock, JobQueue, JobStore, QueueFull
 
 QUEUE_LIMIT = 5
-LEASE_MS = 1_000
+# Long enough that the real time a test takes (a loaded machine, a real Redis) never expires
+# a lease the test meant to keep: only elapse() moves lease time by whole leases.
+LEASE_MS = 10_000
 
 
 @dataclass
@@ -28,6 +37,7 @@ class QueueHarness:
     queue: JobQueue
     store: JobStore
     clock: ManualClock
+    elapse: Callable[[int], Awaitable[None]]
 
 
 def new_job(clock: Clock, job_id: str, code: str = "print(1)") -> Job:
@@ -146,7 +156,7 @@ class JobQueueContract:
         await harness.queue.submit(new_job(harness.clock, "job-a"))
         lease = await harness.queue.claim("w1", LEASE_MS, 1)
         assert lease is not None
-        harness.clock.advance(LEASE_MS // 2)
+        await harness.elapse(LEASE_MS // 2)
         report = await harness.queue.recover(max_attempts=3)
         assert report.requeued == () and report.failed == ()
         assert (await harness.store.get("job-a")).status is JobStatus.RUNNING  # type: ignore[union-attr]
@@ -155,9 +165,9 @@ class JobQueueContract:
         await harness.queue.submit(new_job(harness.clock, "job-a"))
         lease = await harness.queue.claim("w1", LEASE_MS, 1)
         assert lease is not None
-        harness.clock.advance(LEASE_MS * 3 // 4)
+        await harness.elapse(LEASE_MS * 3 // 4)
         assert await harness.queue.renew(lease, LEASE_MS)
-        harness.clock.advance(LEASE_MS * 3 // 4)
+        await harness.elapse(LEASE_MS * 3 // 4)
         assert (await harness.queue.recover(max_attempts=3)).requeued == ()
         final = jobs.complete(lease.job, ok_result(), harness.clock.now())
         assert await harness.queue.finish(lease, final)
@@ -168,7 +178,7 @@ class JobQueueContract:
         await harness.queue.submit(new_job(harness.clock, "job-a"))
         stalled = await harness.queue.claim("w1", LEASE_MS, 1)
         assert stalled is not None
-        harness.clock.advance(LEASE_MS + 1)
+        await harness.elapse(LEASE_MS + 1)
         report = await harness.queue.recover(max_attempts=3)
         assert report.requeued == ("job-a",)
         requeued = await harness.store.get("job-a")
@@ -194,7 +204,7 @@ class JobQueueContract:
         for attempt in (1, 2):
             lease = await harness.queue.claim(f"w{attempt}", LEASE_MS, 1)
             assert lease is not None and lease.job.attempts == attempt
-            harness.clock.advance(LEASE_MS + 1)
+            await harness.elapse(LEASE_MS + 1)
             report = await harness.queue.recover(max_attempts=2)
         assert report.failed == ("job-a",)
         assert lease is not None

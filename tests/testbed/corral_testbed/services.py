@@ -47,6 +47,8 @@ class Corral:
     port: int = field(default_factory=free_port)
     api: subprocess.Popen[bytes] | None = None
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # Each worker's /metrics port (the supervisor's, for a supervised worker).
+    metrics_ports: list[int] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -55,20 +57,32 @@ class Corral:
     def _environ(self) -> dict[str, str]:
         return {**os.environ, "CORRAL_REDIS_URL": self.redis_url, "CORRAL_PORT": str(self.port), **self.env}
 
-    def start_api(self) -> None:
+    def start_api(self, processes: int = 1) -> None:
         log = open(self.log_dir / "api.log", "ab")  # noqa: SIM115 - closed with the process
-        self.api = subprocess.Popen([*_pex(self.pex_root / API_PEX), "serve"], env=self._environ(), stdout=log, stderr=log)
+        self.api = subprocess.Popen(
+            [*_pex(self.pex_root / API_PEX), "serve", "--processes", str(processes)],
+            env=self._environ(),
+            stdout=log,
+            stderr=log,
+        )
 
-    def start_worker(self, **env: str) -> subprocess.Popen[bytes]:
+    def start_worker(self, processes: int = 1, **env: str) -> subprocess.Popen[bytes]:
         index = len(self.workers)
         log = open(self.log_dir / f"worker-{index}.log", "ab")  # noqa: SIM115
+        metrics_port = free_port()
         worker = subprocess.Popen(
-            [*_pex(self.pex_root / WORKER_PEX), "run"],
-            env={**self._environ(), "CORRAL_WORKER_ID": f"worker-{index}", **env},
+            [*_pex(self.pex_root / WORKER_PEX), "run", "--processes", str(processes)],
+            env={
+                **self._environ(),
+                "CORRAL_WORKER_ID": f"worker-{index}",
+                "CORRAL_METRICS_PORT": str(metrics_port),
+                **env,
+            },
             stdout=log,
             stderr=log,
         )
         self.workers.append(worker)
+        self.metrics_ports.append(metrics_port)
         return worker
 
     def wait_ready(self, timeout_s: float = 60, workers: int = 1) -> None:
@@ -85,6 +99,9 @@ class Corral:
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"Corral not ready after {timeout_s}s:\n{self.logs()}")
+
+    def worker_metrics_url(self, index: int = 0) -> str:
+        return f"http://127.0.0.1:{self.metrics_ports[index]}/metrics"
 
     def logs(self) -> str:
         return "\n".join(f"== {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.log_dir.glob("*.log")))
@@ -110,13 +127,38 @@ def corral(
     workers: int = 2,
     pex_root: Path = Path(),
     env: Mapping[str, str] | None = None,
+    api_processes: int = 1,
+    worker_processes: int = 1,
 ) -> Iterator[Corral]:
+    """`workers` worker deployables (supervisors when `worker_processes` > 1) and one API."""
     service = Corral(redis_url, log_dir, dict(env or {}), pex_root)
     try:
-        service.start_api()
+        service.start_api(api_processes)
         for _ in range(workers):
-            service.start_worker()
-        service.wait_ready(workers=workers)
+            service.start_worker(worker_processes)
+        service.wait_ready(workers=workers * worker_processes)
         yield service
     finally:
         service.stop()
+
+
+def children(pid: int) -> dict[int, str]:
+    """The live child processes of `pid`, each with its title (what `ps` shows)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        # The command name in parentheses may hold spaces; the fields after it do not.
+        fields = stat.rpartition(")")[2].split()
+        if fields[0] != "Z" and int(fields[1]) == pid:
+            found[int(entry.name)] = title
+    return found
+
+
+def title(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()

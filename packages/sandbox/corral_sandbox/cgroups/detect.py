@@ -8,13 +8,16 @@ import os
 from corral_sandbox.cgroups.files import enable_v2_controllers, read
 from corral_sandbox.cgroups.hierarchy import CgroupError, HostCgroups
 
+# cpu: the per-job CPU quota; cpuacct: the jail-wide CPU time the time limit is checked against.
+_V1_CONTROLLERS = ("memory", "pids", "cpuacct", "cpu")
+
 
 def detect(mode: str, cgroup_root: str, parent: str) -> HostCgroups:
-    """v2 when `cgroup_root` is a unified hierarchy offering memory and pids, else v1 mounts."""
+    """v2 when `cgroup_root` is a unified hierarchy offering memory, pids and cpu, else v1 mounts."""
     controllers_file = os.path.join(cgroup_root, "cgroup.controllers")
     if mode in ("auto", "v2") and os.path.exists(controllers_file):
         offered = set(read(controllers_file).split())
-        if {"memory", "pids"} <= offered:
+        if {"memory", "pids", "cpu"} <= offered:
             swap = _v2_swap_accounting(cgroup_root)
             return HostCgroups(
                 version=2,
@@ -22,18 +25,19 @@ def detect(mode: str, cgroup_root: str, parent: str) -> HostCgroups:
                 memory=cgroup_root,
                 pids=cgroup_root,
                 cpuacct=cgroup_root,
+                cpu=cgroup_root,
                 swap_accounting=swap,
             )
         if mode == "v2":
-            raise CgroupError(f"{cgroup_root} offers {sorted(offered)}, not memory and pids")
+            raise CgroupError(f"{cgroup_root} offers {sorted(offered)}, not memory, pids and cpu")
     if mode == "v2":
         raise CgroupError(f"no cgroup v2 hierarchy at {cgroup_root}")
     mounts = _v1_mounts(cgroup_root)
-    missing = [name for name in ("memory", "pids", "cpuacct") if name not in mounts]
+    missing = [name for name in _V1_CONTROLLERS if name not in mounts]
     if missing:
         raise CgroupError(
             f"cgroup v1 controllers not mounted: {', '.join(missing)} (and no cgroup v2 with "
-            f"memory and pids at {cgroup_root})"
+            f"memory, pids and cpu at {cgroup_root})"
         )
     memory = mounts["memory"]
     return HostCgroups(
@@ -42,6 +46,7 @@ def detect(mode: str, cgroup_root: str, parent: str) -> HostCgroups:
         memory=memory,
         pids=mounts["pids"],
         cpuacct=mounts["cpuacct"],
+        cpu=mounts["cpu"],
         swap_accounting=os.path.exists(os.path.join(memory, "memory.memsw.limit_in_bytes")),
     )
 
@@ -67,7 +72,7 @@ def _v1_mounts(cgroup_root: str) -> dict[str, str]:
                 continue
             mount_point = fields[4].replace("\\040", " ")
             for option in tail_fields[2].split(","):
-                if option in ("memory", "pids", "cpuacct"):
+                if option in _V1_CONTROLLERS:
                     under_root = mount_point.startswith(cgroup_root.rstrip("/") + "/")
                     if option not in found or under_root:
                         found[option] = mount_point

@@ -43,7 +43,7 @@ def keyed(path: str, key: str) -> int:
 def enable_v2_controllers(directory: str) -> None:
     control = os.path.join(directory, "cgroup.subtree_control")
     enabled = set(read(control).split())
-    wanted = [name for name in ("memory", "pids") if name not in enabled]
+    wanted = [name for name in ("memory", "pids", "cpu") if name not in enabled]
     if wanted:
         write(control, " ".join(f"+{name}" for name in wanted))
 

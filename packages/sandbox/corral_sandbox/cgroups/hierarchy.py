@@ -8,9 +8,17 @@ from typing import Protocol
 
 import msgspec
 
+# The CPU quota's period: a throttled job waits at most this long; short periods cost little.
+CPU_PERIOD_US = 100_000
+
 
 class CgroupError(Exception):
     pass
+
+
+def cpu_quota_us(cpu_cores: float) -> int:
+    """The quota per CPU_PERIOD_US for `cpu_cores` cores (the kernel's least is 1 ms)."""
+    return max(1_000, round(cpu_cores * CPU_PERIOD_US))
 
 
 class HostCgroups(msgspec.Struct, frozen=True, kw_only=True):
@@ -18,14 +26,16 @@ class HostCgroups(msgspec.Struct, frozen=True, kw_only=True):
 
     version: int
     parent: str
-    # v1: each controller's mount point; v2: all three are the unified hierarchy's mount.
+    # v1: each controller's mount point (cpu and cpuacct are often the same, co-mounted);
+    # v2: all four are the unified hierarchy's mount.
     memory: str
     pids: str
     cpuacct: str
+    cpu: str
     swap_accounting: bool
 
     def parent_dirs(self) -> list[str]:
-        mounts = dict.fromkeys((self.memory, self.pids, self.cpuacct))
+        mounts = dict.fromkeys((self.memory, self.pids, self.cpuacct, self.cpu))
         return [os.path.join(mount, self.parent) for mount in mounts]
 
 

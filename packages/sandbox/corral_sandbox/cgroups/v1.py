@@ -1,4 +1,4 @@
-"""One run's cgroups on cgroup v1: memory, pids and cpuacct hierarchies.
+"""One run's cgroups on cgroup v1: memory, pids, cpuacct and cpu hierarchies.
 
 - memory: the run's limit is set on the run's parent (memory.limit_in_bytes, and
   memory.memsw.limit_in_bytes equal to it when swap accounting exists, so no swap is used).
@@ -7,10 +7,12 @@
   when we look. The OOM is caught by an eventfd registered on the parent's memory.oom_control;
   the peak is its memory.max_usage_in_bytes.
 - pids: NsJail's cgroup carries pids.max; the parent only collects it for removal.
-- cpuacct: NsJail does not place jails in cpuacct. A v1 cgroup holds threads, and a child
-  starts in its creator's cgroup, so the thread that spawns NsJail steps into the run's
-  cpuacct cgroup for the spawn and back out: NsJail and everything it starts are accounted
-  there from their first instruction (NsJail's own few milliseconds included).
+- cpuacct and cpu: NsJail places jails in neither (its own cpu quota has a 1 s period, which
+  lets a job burst on every core for a whole period). A v1 cgroup holds threads, and a child
+  starts in its creator's cgroups, so the thread that spawns NsJail steps into the run's
+  cpuacct and cpu cgroups for the spawn and back out: NsJail and everything it starts are
+  accounted, and held to the run's CPU quota (cpu.cfs_quota_us per 100 ms period), from their
+  first instruction (NsJail's own few milliseconds included).
 """
 
 from __future__ import annotations
@@ -22,24 +24,28 @@ from collections.abc import Iterator
 
 from corral_sandbox import runname
 from corral_sandbox.cgroups import files
-from corral_sandbox.cgroups.hierarchy import HostCgroups
+from corral_sandbox.cgroups.hierarchy import CPU_PERIOD_US, HostCgroups, cpu_quota_us
 
 
 class V1RunCgroups:
-    def __init__(self, host: HostCgroups, run: str, memory_bytes: int) -> None:
+    def __init__(self, host: HostCgroups, run: str, memory_bytes: int, cpu_cores: float) -> None:
         self._host = host
         self._relative = f"{host.parent}/{runname.cgroup_name(run)}"
         self._memory = os.path.join(host.memory, self._relative)
         self._pids = os.path.join(host.pids, self._relative)
         self._cpuacct = os.path.join(host.cpuacct, self._relative)
+        self._cpu = os.path.join(host.cpu, self._relative)
         self._memory_bytes = memory_bytes
         self._created: list[str] = []
         self._oom_fds: tuple[int, int] | None = None
         self._oom_seen = False
         try:
-            for directory in (self._memory, self._pids, self._cpuacct):
+            # cpu and cpuacct may be one co-mounted hierarchy: one directory then.
+            for directory in dict.fromkeys((self._memory, self._pids, self._cpuacct, self._cpu)):
                 os.mkdir(directory, 0o700)
                 self._created.append(directory)
+            files.write(os.path.join(self._cpu, "cpu.cfs_period_us"), str(CPU_PERIOD_US))
+            files.write(os.path.join(self._cpu, "cpu.cfs_quota_us"), str(cpu_quota_us(cpu_cores)))
             files.write(os.path.join(self._memory, "memory.limit_in_bytes"), str(memory_bytes))
             if host.swap_accounting:
                 files.write(os.path.join(self._memory, "memory.memsw.limit_in_bytes"), str(memory_bytes))
@@ -74,15 +80,25 @@ class V1RunCgroups:
     @contextlib.contextmanager
     def spawning(self) -> Iterator[None]:
         tid = str(threading.get_native_id())
-        home = _home_tasks(self._host.cpuacct)
-        files.write(os.path.join(self._cpuacct, "tasks"), tid)
+        entered: list[tuple[str, str]] = []
         try:
+            for mount, controller in self._cpu_hierarchies():
+                home = _home_tasks(mount, controller)
+                files.write(os.path.join(mount, self._relative, "tasks"), tid)
+                entered.append((mount, home))
             yield
         finally:
-            try:
-                files.write(home, tid)
-            except OSError:
-                files.write(os.path.join(self._host.cpuacct, "tasks"), tid)
+            for mount, home in entered:
+                try:
+                    files.write(home, tid)
+                except OSError:
+                    files.write(os.path.join(mount, "tasks"), tid)
+
+    def _cpu_hierarchies(self) -> list[tuple[str, str]]:
+        """(mount, controller) of cpuacct and cpu: one entry when they are co-mounted."""
+        if self._host.cpuacct == self._host.cpu:
+            return [(self._host.cpu, "cpuacct")]
+        return [(self._host.cpuacct, "cpuacct"), (self._host.cpu, "cpu")]
 
     def cpu_ns(self) -> int:
         return int(files.read(os.path.join(self._cpuacct, "cpuacct.usage")))
@@ -115,15 +131,17 @@ class V1RunCgroups:
 _homes = threading.local()
 
 
-def _home_tasks(cpuacct_mount: str) -> str:
-    """The tasks file of the calling thread's own cpuacct cgroup (read once per thread)."""
-    home = getattr(_homes, "cpuacct", None)
+def _home_tasks(mount: str, controller: str) -> str:
+    """The tasks file of the calling thread's own cgroup of `controller` (read once per thread)."""
+    cached: dict[str, str] = getattr(_homes, "tasks", None) or {}
+    _homes.tasks = cached
+    home = cached.get(controller)
     if home is None:
         path = "/"
         with open("/proc/thread-self/cgroup") as lines:
             for line in lines:
                 _, controllers, cgroup = line.rstrip("\n").split(":", 2)
-                if "cpuacct" in controllers.split(","):
+                if controller in controllers.split(","):
                     path = cgroup
-        home = _homes.cpuacct = os.path.join(cpuacct_mount, path.lstrip("/"), "tasks")
+        home = cached[controller] = os.path.join(mount, path.lstrip("/"), "tasks")
     return home

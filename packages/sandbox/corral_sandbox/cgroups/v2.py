@@ -1,8 +1,8 @@
-"""One run's cgroups on cgroup v2 (UNTESTED here: this host is v1 hybrid).
+"""One run's cgroups on cgroup v2 (tested in a VM by `make test-cgroup2`: this host is v1 hybrid).
 
 The run's parent is NsJail's cgroupv2_mount, with memory and pids enabled for its children;
-memory.max (and memory.swap.max 0) on it; OOM from memory.events, peak from memory.peak, CPU
-from cpu.stat, kill with cgroup.kill.
+memory.max (and memory.swap.max 0) and the CPU quota cpu.max on it; OOM from memory.events,
+peak from memory.peak, CPU from cpu.stat, kill with cgroup.kill.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import os
 
 from corral_sandbox import runname
 from corral_sandbox.cgroups import files
-from corral_sandbox.cgroups.hierarchy import HostCgroups
+from corral_sandbox.cgroups.hierarchy import CPU_PERIOD_US, HostCgroups, cpu_quota_us
 
 
 class V2RunCgroups:
-    def __init__(self, host: HostCgroups, run: str, memory_bytes: int) -> None:
+    def __init__(self, host: HostCgroups, run: str, memory_bytes: int, cpu_cores: float) -> None:
         self._directory = os.path.join(host.memory, host.parent, runname.cgroup_name(run))
         self._memory_bytes = memory_bytes
         self._created: list[str] = []
@@ -25,6 +25,7 @@ class V2RunCgroups:
             self._created.append(self._directory)
             files.enable_v2_controllers(self._directory)
             files.write(os.path.join(self._directory, "memory.max"), str(memory_bytes))
+            files.write(os.path.join(self._directory, "cpu.max"), f"{cpu_quota_us(cpu_cores)} {CPU_PERIOD_US}")
             swap_max = os.path.join(self._directory, "memory.swap.max")
             if os.path.exists(swap_max):
                 files.write(swap_max, "0")

@@ -1,0 +1,375 @@
+"""A Piston v2-compatible API, mounted at /api/v2: a Piston client's base URL is this server's.
+
+`POST /api/v2/execute` submits a Corral job through the same use case as /execute and waits for
+it (Piston answers synchronously), up to the server's longest wait. Requests are checked the way
+Piston checks them, with its messages; every error answer is {"message": ...}.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, Response, Router, delete, get, post
+from litestar.exceptions import NotFoundException, ValidationException
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_400_BAD_REQUEST,
+    HTTP_404_NOT_FOUND,
+    HTTP_405_METHOD_NOT_ALLOWED,
+    HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+    HTTP_504_GATEWAY_TIMEOUT,
+)
+from litestar.types import ExceptionHandlersMap
+
+from corral_api.compat.languages import OfferedLanguage, offered
+from corral_api.dependencies import Get, Runtimes, Settings, Submit, Waits
+from corral_api.longpolls import TooManyLongPolls
+from corral_api.settings import ApiSettings
+from corral_core.job import ErrorCode, InputFile, Job, Limits, RunResult, Verdict
+from corral_core.policy import InvalidSubmission, LimitRequest
+from corral_core.ports import QueueFull, StorageFull, StorageUnavailable
+from corral_core.usecases import JobRequest
+
+MIB = 1024 * 1024
+# Piston's numbers for signals, by name.
+SIGNALS = {
+    1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT", 7: "SIGBUS",
+    8: "SIGFPE", 9: "SIGKILL", 10: "SIGUSR1", 11: "SIGSEGV", 12: "SIGUSR2", 13: "SIGPIPE",
+    14: "SIGALRM", 15: "SIGTERM", 16: "SIGSTKFLT", 17: "SIGCHLD", 18: "SIGCONT", 19: "SIGSTOP",
+    20: "SIGTSTP", 21: "SIGTTIN", 22: "SIGTTOU", 23: "SIGURG", 24: "SIGXCPU", 25: "SIGXFSZ",
+    26: "SIGVTALRM", 27: "SIGPROF", 28: "SIGWINCH", 29: "SIGIO", 30: "SIGPWR", 31: "SIGSYS",
+}  # fmt: skip
+
+
+class PistonError(Exception):
+    """An answer Piston gives as {"message": message}."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+def _bad(message: str) -> PistonError:
+    return PistonError(HTTP_400_BAD_REQUEST, message)
+
+
+class RuntimeOut(msgspec.Struct, frozen=True, omit_defaults=True):
+    language: str
+    version: str
+    aliases: list[str]
+    runtime: str | None = None
+
+
+class PackageOut(msgspec.Struct, frozen=True):
+    language: str
+    language_version: str
+    installed: bool
+
+
+class StageOut(msgspec.Struct, frozen=True):
+    """One stage's outcome: the fields Piston's isolate runner reports."""
+
+    stdout: str
+    stderr: str
+    output: str
+    code: int | None
+    signal: str | None
+    message: str | None
+    status: str | None
+    memory: int | None
+    cpu_time: int | None
+    wall_time: int | None
+
+
+class ExecuteOut(msgspec.Struct, frozen=True, omit_defaults=True):
+    language: str
+    version: str
+    run: StageOut
+    compile: StageOut | None = None
+
+
+# ---- reading a request ----------------------------------------------------------------------
+
+
+def _matches(version: str, selector: str) -> bool:
+    """Whether a runtime's version satisfies a Piston version selector.
+
+    Piston takes SemVer ranges; clients send an exact version, a wildcard ("*", "x") or a
+    prefix ("3", "3.11", "3.x"). Those are understood; any other range matches nothing.
+    """
+    selector = selector.strip()
+    if selector in {"*", "x", "X", ""}:
+        return True
+    wanted = selector.split(".")
+    have = version.split(".")
+    if len(wanted) > len(have):
+        return False
+    return all(part in {"*", "x", "X"} or part == have[index] for index, part in enumerate(wanted))
+
+
+def _pick(languages: list[OfferedLanguage], language: str, version: str) -> OfferedLanguage | None:
+    for lang in languages:  # newest version first per language
+        aliases = lang.row.piston_aliases if lang.row else ()
+        if (lang.runtime.language == language or language in aliases) and _matches(lang.runtime.version, version):
+            return lang
+    return None
+
+
+def _decode_content(index: int, content: str, encoding: str) -> bytes:
+    try:
+        if encoding == "base64":
+            return base64.b64decode(content, validate=True)
+        if encoding == "hex":
+            return bytes.fromhex(content)
+    except (binascii.Error, ValueError):
+        raise _bad(f"files[{index}].content is not valid {encoding}") from None
+    return content.encode()
+
+
+def _limit(body: dict[str, Any], name: str, configured: int) -> int | None:
+    value = body.get(name)
+    if not value:  # Piston skips a limit given as 0 or null
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad(f"If specified, {name} must be a number")
+    if value == -1 and name.endswith("memory_limit"):
+        return None  # "no limit" in Piston: the server's default here, never unbounded
+    if value > configured:
+        raise _bad(f"{name} cannot exceed the configured limit of {configured}")
+    if value < 0:
+        raise _bad(f"{name} must be non-negative")
+    return math.ceil(value)
+
+
+def to_request(body: Any, languages: list[OfferedLanguage], maxima: Limits) -> tuple[JobRequest, OfferedLanguage]:
+    """The job a Piston execute request asks for, and the runtime it picked."""
+    if not isinstance(body, dict):
+        raise _bad("request body must be a JSON object")
+    language, version, files = body.get("language"), body.get("version"), body.get("files")
+    if not language or not isinstance(language, str):
+        raise _bad("language is required as a string")
+    if not version or not isinstance(version, str):
+        raise _bad("version is required as a string")
+    if not isinstance(files, list):
+        raise _bad("files is required as an array")
+    for index, file in enumerate(files):
+        if not isinstance(file, dict) or not isinstance(file.get("content"), str):
+            raise _bad(f"files[{index}].content is required as a string")
+    chosen = _pick(languages, language, version)
+    if chosen is None:
+        raise _bad(f"{language}-{version} runtime is unknown")
+    encodings = [file.get("encoding") or "utf8" for file in files]
+    if "utf8" not in encodings:
+        raise _bad("files must include at least one utf8 encoded file")
+    for index, encoding in enumerate(encodings):
+        if encoding not in {"utf8", "base64", "hex"}:
+            raise _bad(f"files[{index}].encoding must be one of utf8, base64, hex")
+    stdin, args = body.get("stdin") or "", body.get("args") or []
+    if not isinstance(stdin, str):
+        raise _bad("stdin must be a string")
+    if not isinstance(args, list) or not all(isinstance(arg, str | int | float) for arg in args):
+        raise _bad("args must be an array of strings")
+
+    # Piston runs the first utf8 file; the others are written beside it under their names.
+    main = encodings.index("utf8")
+    inputs = tuple(
+        InputFile(str(file.get("name") or f"file{index}.code"), _decode_content(index, file["content"], encodings[index]))
+        for index, file in enumerate(files)
+        if index != main
+    )
+    limits = LimitRequest(
+        wall_time_ms=_limit(body, "run_timeout", maxima.wall_time_ms),
+        cpu_time_ms=_limit(body, "run_cpu_time", maxima.cpu_time_ms),
+        memory_mb=_mb(_limit(body, "run_memory_limit", maxima.memory_mb * MIB)),
+    )
+    # Corral runs one stage; a compiled language's compile stage shares the run's limits. They
+    # are still checked as Piston checks them.
+    for name, configured in [
+        ("compile_timeout", maxima.wall_time_ms),
+        ("compile_cpu_time", maxima.cpu_time_ms),
+        ("compile_memory_limit", maxima.memory_mb * MIB),
+    ]:
+        _limit(body, name, configured)
+    request = JobRequest(
+        code=files[main]["content"],
+        language=chosen.runtime.language,
+        stdin=stdin,
+        args=tuple(str(arg) for arg in args),
+        files=inputs,
+        limits=limits,
+    )
+    return request, chosen
+
+
+def _mb(memory_bytes: int | None) -> int | None:
+    return None if memory_bytes is None else max(1, math.ceil(memory_bytes / MIB))
+
+
+# ---- answering ------------------------------------------------------------------------------
+
+
+def stage_of(result: RunResult) -> StageOut:
+    """The run stage as Piston reports it: isolate's status letters and messages."""
+    code: int | None = result.exit_code
+    signal = SIGNALS.get(result.signal) if result.signal is not None else None
+    status: str | None = None
+    message: str | None = None
+    match result.verdict:
+        case Verdict.TIME_LIMIT_EXCEEDED:
+            code, signal, status, message = None, "SIGKILL", "TO", "Time limit exceeded"
+        case Verdict.MEMORY_LIMIT_EXCEEDED:
+            # Piston's cgroup kills the program: a signal, with the reason said plainly.
+            code, signal, status, message = None, "SIGKILL", "SG", "Memory limit exceeded"
+        case Verdict.OUTPUT_LIMIT_EXCEEDED:
+            which = "stdout" if result.stdout_truncated or not result.stderr_truncated else "stderr"
+            status = "OL" if which == "stdout" else "EL"
+            code, signal, message = None, "SIGKILL", f"{which} length exceeded"
+        case Verdict.RUNTIME_ERROR if result.signal is not None:
+            code, status, message = None, "SG", f"Caught fatal signal {result.signal}"
+        case Verdict.RUNTIME_ERROR:
+            status, message = "RE", f"Exited with error status {result.exit_code}"
+    return StageOut(
+        stdout=result.stdout,
+        stderr=result.stderr,
+        # Corral keeps the two streams apart, so their interleaving is lost: stdout comes first.
+        output=result.stdout + result.stderr,
+        code=code,
+        signal=signal,
+        message=message,
+        status=status,
+        memory=result.memory_kb * 1024,
+        cpu_time=result.cpu_time_ms,
+        wall_time=result.wall_time_ms,
+    )
+
+
+def answer(job: Job, chosen: OfferedLanguage, language: str, version: str) -> ExecuteOut:
+    if job.error is not None:
+        if job.error.code is ErrorCode.UNSUPPORTED_LANGUAGE:
+            raise _bad(f"{language}-{version} runtime is unknown")
+        raise PistonError(HTTP_500_INTERNAL_SERVER_ERROR, job.error.message)
+    if job.result is None:
+        raise PistonError(
+            HTTP_504_GATEWAY_TIMEOUT,
+            f"job {job.id} did not finish within the server's longest wait; read it at /jobs/{job.id}",
+        )
+    run = stage_of(job.result)
+    # A compile stage is reported for compiled languages, as Piston does; Corral compiles and
+    # runs in one stage, so the run stage carries both.
+    compile = StageOut("", "", "", 0, None, None, None, None, None, None) if chosen.compiled else None
+    return ExecuteOut(language=chosen.runtime.language, version=chosen.runtime.version, run=run, compile=compile)
+
+
+# ---- the routes -----------------------------------------------------------------------------
+
+
+class PistonController(Controller):
+    tags = ["piston"]
+
+    @get("/runtimes", summary="Runtimes the workers offer (Piston)")
+    async def runtimes(self, runtimes: Runtimes) -> list[RuntimeOut]:
+        return [
+            RuntimeOut(
+                language=lang.runtime.language,
+                version=lang.runtime.version,
+                aliases=list(lang.row.piston_aliases if lang.row else ()),
+            )
+            for lang in offered(await runtimes.offered())
+        ]
+
+    @get("/packages", summary="Installed packages (Piston; read-only)")
+    async def packages(self, runtimes: Runtimes) -> list[PackageOut]:
+        return [PackageOut(lang.runtime.language, lang.runtime.version, True) for lang in offered(await runtimes.offered())]
+
+    @post("/packages", status_code=HTTP_200_OK, summary="Install a package (Piston): not here")
+    async def install(self) -> None:
+        raise _read_only()
+
+    @delete("/packages", status_code=HTTP_200_OK, summary="Uninstall a package (Piston): not here")
+    async def uninstall(self) -> None:
+        raise _read_only()
+
+    @post("/execute", status_code=HTTP_200_OK, summary="Run code and wait for it (Piston)")
+    async def execute(
+        self,
+        request: Request[Any, Any, Any],
+        submit_job: Submit,
+        get_job: Get,
+        settings: Settings,
+        long_polls: Waits,
+        runtimes: Runtimes,
+    ) -> ExecuteOut:
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            raise PistonError(HTTP_415_UNSUPPORTED_MEDIA_TYPE, "requests must be of type application/json")
+        try:
+            body = msgspec.json.decode(await request.body())
+        # msgspec raises UnicodeDecodeError for invalid UTF-8 in a string, RecursionError for
+        # deep nesting: the client's fault as much as any other malformed JSON.
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
+            raise _bad(f"malformed JSON: {error}") from None
+        job_request, chosen = to_request(body, offered(await runtimes.offered()), settings.limit_policy().maxima)
+        with long_polls.hold():
+            job = await _submit(submit_job, job_request)
+            job = await get_job(job.id, wait_s=settings.max_wait_s)
+        return answer(job, chosen, body["language"], body["version"])
+
+
+async def _submit(submit_job: Any, request: JobRequest) -> Job:
+    try:
+        job: Job = await submit_job(request)
+    except InvalidSubmission as error:
+        raise _bad(str(error)) from None
+    return job
+
+
+def _read_only() -> PistonError:
+    return PistonError(
+        HTTP_405_METHOD_NOT_ALLOWED,
+        "packages are read-only here: the runtimes are those Corral's workers offer",
+    )
+
+
+def exception_handlers(retry_after_s: int) -> ExceptionHandlersMap:
+    def piston_error(_: Request[Any, Any, Any], error: PistonError) -> Response[dict[str, str]]:
+        headers = {"Allow": "GET"} if error.status_code == HTTP_405_METHOD_NOT_ALLOWED else None
+        return Response({"message": error.message}, status_code=error.status_code, headers=headers)
+
+    def unavailable(
+        _: Request[Any, Any, Any], error: QueueFull | StorageFull | StorageUnavailable | TooManyLongPolls
+    ) -> Response[dict[str, str]]:
+        return Response(
+            {"message": str(error)}, status_code=HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": str(retry_after_s)}
+        )
+
+    def not_found(_: Request[Any, Any, Any], error: NotFoundException) -> Response[dict[str, str]]:
+        return Response({"message": "Not Found"}, status_code=HTTP_404_NOT_FOUND)
+
+    def validation(_: Request[Any, Any, Any], error: ValidationException) -> Response[dict[str, str]]:
+        return Response({"message": str(error.detail)}, status_code=HTTP_400_BAD_REQUEST)
+
+    return {
+        PistonError: piston_error,
+        QueueFull: unavailable,
+        StorageFull: unavailable,
+        StorageUnavailable: unavailable,
+        TooManyLongPolls: unavailable,
+        NotFoundException: not_found,
+        ValidationException: validation,
+    }
+
+
+def router(settings: ApiSettings) -> Router:
+    """The Piston API, for `create_app` to mount."""
+    return Router(
+        path="/api/v2",
+        route_handlers=[PistonController],
+        exception_handlers=exception_handlers(settings.retry_after_s),
+    )
+

@@ -1,0 +1,228 @@
+"""`corral`: run a file in Corral, list its runtimes, read a job.
+
+`corral run` prints the program's stdout and stderr to its own and exits with the program's exit
+code; when the program did not simply exit, one line on stderr says why and the exit code is one
+of EXIT_CODES (shown by `corral --help`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NoReturn, TextIO
+
+import click
+import msgspec
+
+from corral_client.client import DEFAULT_URL, POLL_S, Client
+from corral_client.errors import ApiError, CorralError, InvalidRequest, JobNotFound, ServerUnavailable, Unauthorized
+from corral_client.languages import language_of
+from corral_client.models import Job, Limits
+
+EXIT_FAILED = 120
+EXIT_OUTPUT_LIMIT = 123
+EXIT_TIME_LIMIT = 124
+EXIT_MEMORY_LIMIT = 125
+EXIT_REFUSED = 65
+EXIT_UNAVAILABLE = 69
+EXIT_UNAUTHORIZED = 77
+
+_LIMIT_EXITS = {
+    "time_limit_exceeded": (EXIT_TIME_LIMIT, "time limit exceeded"),
+    "memory_limit_exceeded": (EXIT_MEMORY_LIMIT, "memory limit exceeded"),
+    "output_limit_exceeded": (EXIT_OUTPUT_LIMIT, "output limit exceeded"),
+}
+
+
+def parse_duration_ms(text: str) -> int:
+    """"2s", "1.5s", "500ms", "1m" or a bare number of seconds, in milliseconds."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*", text)
+    if not found:
+        raise click.BadParameter(f"{text!r} is not a duration like 2s or 500ms")
+    value, unit = float(found.group(1)), found.group(2) or "s"
+    return max(1, round(value * {"ms": 1, "s": 1000, "m": 60_000}[unit]))
+
+
+def parse_memory_mb(text: str) -> int:
+    """"256M", "1G", "65536K" or a bare number of MiB, in MiB (rounded up)."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG])?i?[bB]?\s*", text)
+    if not found:
+        raise click.BadParameter(f"{text!r} is not a size like 256M or 1G")
+    value, unit = float(found.group(1)), (found.group(2) or "M").upper()
+    mib = value * {"K": 1 / 1024, "M": 1, "G": 1024}[unit]
+    return max(1, int(-(-mib // 1)))
+
+
+class _Spinner:
+    """The job's state on a terminal's stderr, redrawn while the job runs; nothing when piped."""
+
+    FRAMES = "|/-\\"
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.state = "submitting"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._draw, daemon=True)
+
+    def _draw(self) -> None:
+        for frame in itertools.cycle(self.FRAMES):
+            if self._stop.wait(0.1):
+                break
+            sys.stderr.write(f"\r{frame} {self.state}\033[K")
+            sys.stderr.flush()
+        sys.stderr.write("\r\033[K")
+        sys.stderr.flush()
+
+    @contextmanager
+    def running(self) -> Iterator[_Spinner]:
+        if self.enabled:
+            self._thread.start()
+        try:
+            yield self
+        finally:
+            if self.enabled:
+                self._stop.set()
+                self._thread.join()
+
+
+def _fail(code: int, reason: str) -> NoReturn:
+    click.echo(f"corral: {reason}", err=True)
+    sys.exit(code)
+
+
+def _exit_for(error: CorralError) -> NoReturn:
+    if isinstance(error, Unauthorized):
+        _fail(EXIT_UNAUTHORIZED, f"the server refused the key: {error}")
+    if isinstance(error, InvalidRequest | JobNotFound):
+        _fail(EXIT_REFUSED, f"the server refused the request: {error}")
+    if isinstance(error, ServerUnavailable) or not isinstance(error, ApiError):
+        _fail(EXIT_UNAVAILABLE, f"the server is unavailable: {error}")
+    _fail(EXIT_FAILED, f"the server answered with an error: {error}")
+
+
+def exit_code_of(job: Job) -> tuple[int, str | None]:
+    """The exit code `corral run` ends with for a finished job, and its one-line reason."""
+    if job.error is not None:
+        return EXIT_FAILED, f"job {job.job_id} failed: {job.error.code}: {job.error.message}"
+    if job.result is None:
+        return EXIT_FAILED, f"job {job.job_id} is still {job.status}"
+    result = job.result
+    if result.verdict in _LIMIT_EXITS:
+        code, reason = _LIMIT_EXITS[result.verdict]
+        return code, f"{reason} (cpu {result.cpu_time_ms} ms, wall {result.wall_time_ms} ms, memory {result.memory_kb} KB)"
+    if result.signal is not None:
+        return 128 + result.signal, f"the program was killed by signal {result.signal}"
+    return result.exit_code or 0, None
+
+
+EXIT_CODES = """\b
+Exit codes of `corral run`:
+  0-255  the program's exit code       124  time limit exceeded
+  128+N  the program died of signal N  125  memory limit exceeded
+  120    Corral failed to run the job  123  output limit exceeded
+  65     the server refused the request
+  69     the server is unreachable or busy
+  77     the key was refused
+  2      wrong usage of corral itself"""
+
+
+@click.group(epilog=EXIT_CODES)
+@click.option("--server", envvar="CORRAL_URL", default=DEFAULT_URL, show_default=True, help="Corral's URL [CORRAL_URL].")
+@click.option("--key", envvar="CORRAL_KEY", default=None, help="API key, sent as a bearer token [CORRAL_KEY].")
+@click.pass_context
+def main(context: click.Context, server: str, key: str | None) -> None:
+    """Run code in Corral's sandboxes."""
+    context.obj = Client(server, key=key)
+    context.call_on_close(context.obj.close)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--lang", "language", help="Language (default: from the file's extension).")
+@click.option("--stdin", "stdin_file", type=click.File("r"), help="File whose content is the program's stdin ('-': ours).")
+@click.option("--arg", "args", multiple=True, help="An argument for the program (repeat for more).")
+@click.option("--time", "cpu_time", help="CPU time limit, e.g. 2s or 500ms.")
+@click.option("--wall", "wall_time", help="Wall-clock time limit, e.g. 10s.")
+@click.option("--memory", help="Memory limit, e.g. 256M or 1G.")
+@click.option("--json", "as_json", is_flag=True, help="Print the finished job as JSON instead of the program's output.")
+@click.pass_obj
+def run(
+    client: Client,
+    file: Path,
+    language: str | None,
+    stdin_file: TextIO | None,
+    args: tuple[str, ...],
+    cpu_time: str | None,
+    wall_time: str | None,
+    memory: str | None,
+    as_json: bool,
+) -> None:
+    """Run FILE and exit with its exit code (`corral --help` lists the others)."""
+    language = language or language_of(file)
+    if language is None:
+        raise click.UsageError(f"cannot tell the language of {file.name} from its extension: pass --lang")
+    limits = Limits(
+        cpu_time_ms=parse_duration_ms(cpu_time) if cpu_time else None,
+        wall_time_ms=parse_duration_ms(wall_time) if wall_time else None,
+        memory_mb=parse_memory_mb(memory) if memory else None,
+    )
+    stdin = stdin_file.read() if stdin_file else ""
+    spinner = _Spinner(enabled=sys.stderr.isatty() and not as_json)
+    try:
+        with spinner.running():
+            accepted = client.submit(file.read_text(), language, stdin=stdin, args=args, limits=limits)
+            job = client.get(accepted.job_id)
+            while not job.finished:
+                spinner.state = f"{job.status.lower()} {job.job_id}"
+                job = client.get(job.job_id, wait_s=POLL_S)
+    except CorralError as error:
+        _exit_for(error)
+    code, reason = exit_code_of(job)
+    if as_json:
+        click.echo(msgspec.json.encode(job).decode())
+    elif job.result is not None:
+        sys.stdout.write(job.result.stdout)
+        sys.stdout.flush()
+        sys.stderr.write(job.result.stderr)
+        sys.stderr.flush()
+    if reason:
+        click.echo(f"corral: {reason}", err=True)
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def runtimes(client: Client, as_json: bool) -> None:
+    """The languages the server's live workers run."""
+    try:
+        found = client.runtimes()
+    except CorralError as error:
+        _exit_for(error)
+    if as_json:
+        click.echo(msgspec.json.encode(found).decode())
+        return
+    for runtime in found:
+        click.echo(f"{runtime.language}\t{runtime.version}\t{runtime.workers} worker(s)")
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--wait", is_flag=True, help="Wait until the job finishes.")
+@click.pass_obj
+def job(client: Client, job_id: str, wait: bool) -> None:
+    """Print a job as JSON."""
+    try:
+        found = client.wait(job_id) if wait else client.get(job_id)
+    except CorralError as error:
+        _exit_for(error)
+    click.echo(msgspec.json.encode(found).decode())
+
+
+if __name__ == "__main__":
+    main()

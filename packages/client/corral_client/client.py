@@ -1,0 +1,317 @@
+"""`Client` and `AsyncClient`: the same calls, blocking or awaited.
+
+Both build their requests and read their answers through `_Calls`, so they cannot drift apart;
+each only sends. A 503 or 429 is retried with exponential backoff, honouring Retry-After: the
+server answers so before it queues anything (queue full, too many long-polls). Every submit
+carries an Idempotency-Key, the same on each of its retries, so that a server that honours it
+never queues one submission twice. (Corral's server ignores the header until API keys land.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.utils
+import random
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+import msgspec
+
+from corral_client.errors import ApiError, NotSupported, TransportError, error_for
+from corral_client.models import Accepted, Job, Limits, Problem, Runtime
+
+T = TypeVar("T")
+DEFAULT_URL = "http://127.0.0.1:8000"
+# Each long-poll asks the server to hold the request this long: under its default maximum (30 s).
+POLL_S = 10.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry an answer of 503 or 429."""
+
+    attempts: int = 5
+    base_s: float = 0.5
+    max_s: float = 30.0
+
+    def delay(self, attempt: int, retry_after: str | None) -> float:
+        """Seconds to wait before retry number `attempt` (0-based)."""
+        if retry_after:
+            told = _retry_after_s(retry_after)
+            if told is not None:
+                return min(told, self.max_s)
+        backoff: float = min(self.base_s * 2.0**attempt, self.max_s)
+        return backoff * (0.5 + random.random() / 2)  # jitter: clients retrying together spread out
+
+
+def _retry_after_s(value: str) -> float | None:
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+@dataclass(frozen=True)
+class _Call:
+    method: str
+    path: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    body: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    timeout_s: float = 30.0
+
+
+_RETRIED = frozenset({429, 503})
+DEFAULT_RETRY = RetryPolicy()
+
+
+class _Calls:
+    """What each call sends, and how its answer is read: shared by both clients."""
+
+    @staticmethod
+    def submit(
+        code: str,
+        language: str,
+        stdin: str,
+        args: Sequence[str],
+        files: Mapping[str, str | bytes],
+        limits: Limits | None,
+        wait_s: float,
+    ) -> _Call:
+        body: dict[str, Any] = {"code": code, "language": language, "stdin": stdin, "args": list(args)}
+        if files:
+            body["files"] = [_file(name, content) for name, content in files.items()]
+        if limits is not None:
+            body["limits"] = msgspec.to_builtins(limits)
+        params = {"wait": wait_s} if wait_s > 0 else {}
+        headers = {"Idempotency-Key": uuid.uuid4().hex}
+        return _Call("POST", "/execute", params, body, headers, timeout_s=wait_s + 30)
+
+    @staticmethod
+    def get(job_id: str, wait_s: float) -> _Call:
+        params = {"wait": wait_s} if wait_s > 0 else {}
+        return _Call("GET", f"/jobs/{job_id}", params, timeout_s=wait_s + 30)
+
+    @staticmethod
+    def cancel(job_id: str) -> _Call:
+        return _Call("DELETE", f"/jobs/{job_id}")
+
+    @staticmethod
+    def runtimes() -> _Call:
+        return _Call("GET", "/runtimes")
+
+    @staticmethod
+    def read(response: httpx.Response, kind: type[T]) -> T:
+        if response.status_code >= 400:
+            raise _error(response)
+        return msgspec.json.decode(response.content, type=kind)
+
+
+def _file(name: str, content: str | bytes) -> dict[str, str]:
+    if isinstance(content, str):
+        return {"name": name, "content": content}
+    return {"name": name, "content": base64.b64encode(content).decode(), "encoding": "base64"}
+
+
+def _error(response: httpx.Response) -> ApiError:
+    try:
+        problem = msgspec.json.decode(response.content, type=Problem)
+    except msgspec.MsgspecError:
+        problem = Problem(response.status_code, response.text.strip() or response.reason_phrase)
+    return error_for(response.status_code, problem.detail or response.reason_phrase, problem.errors)
+
+
+def _headers(key: str | None) -> dict[str, str]:
+    headers = {"User-Agent": "corral-client/0.1.0"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    return headers
+
+
+def _not_cancellable(error: ApiError, job_id: str) -> ApiError:
+    if isinstance(error, NotSupported):
+        return NotSupported(error.status_code, f"this server does not support cancelling jobs (DELETE /jobs/{job_id})")
+    return error
+
+
+class Client:
+    """Corral's API, blocking. Use as a context manager, or call close()."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        key: str | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(base_url=url, headers=_headers(key), transport=transport)
+        self._retry = retry
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def submit(
+        self,
+        code: str,
+        language: str = "python",
+        *,
+        stdin: str = "",
+        args: Sequence[str] = (),
+        files: Mapping[str, str | bytes] | None = None,
+        limits: Limits | None = None,
+    ) -> Accepted:
+        """Queue a job; answers at once with its id."""
+        call = _Calls.submit(code, language, stdin, args, files or {}, limits, 0)
+        return _Calls.read(self._send(call), Accepted)
+
+    def get(self, job_id: str, *, wait_s: float = 0) -> Job:
+        """The job as it stands, or once finished if that happens within `wait_s`."""
+        return _Calls.read(self._send(_Calls.get(job_id, wait_s)), Job)
+
+    def wait(self, job_id: str, *, timeout_s: float | None = None) -> Job:
+        """The job once finished (long-polls); as it stands when `timeout_s` runs out."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            left = POLL_S if deadline is None else min(POLL_S, deadline - time.monotonic())
+            job = self.get(job_id, wait_s=max(left, 0))
+            if job.finished or left <= 0:
+                return job
+
+    def run(
+        self,
+        code: str,
+        language: str = "python",
+        *,
+        stdin: str = "",
+        args: Sequence[str] = (),
+        files: Mapping[str, str | bytes] | None = None,
+        limits: Limits | None = None,
+        timeout_s: float | None = None,
+    ) -> Job:
+        """Submit and wait for the finished job."""
+        accepted = self.submit(code, language, stdin=stdin, args=args, files=files, limits=limits)
+        return self.wait(accepted.job_id, timeout_s=timeout_s)
+
+    def runtimes(self) -> list[Runtime]:
+        return _Calls.read(self._send(_Calls.runtimes()), list[Runtime])
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a job. Raises NotSupported on a server that cannot cancel jobs (Corral's today)."""
+        try:
+            return _Calls.read(self._send(_Calls.cancel(job_id)), Job)
+        except ApiError as error:
+            raise _not_cancellable(error, job_id) from None
+
+    def _send(self, call: _Call) -> httpx.Response:
+        for attempt in range(self._retry.attempts + 1):
+            try:
+                response = self._http.request(
+                    call.method, call.path, params=call.params, json=call.body, headers=call.headers, timeout=call.timeout_s
+                )
+            except httpx.HTTPError as error:
+                raise TransportError(f"{call.method} {call.path}: {error}") from error
+            if response.status_code not in _RETRIED or attempt == self._retry.attempts:
+                return response
+            time.sleep(self._retry.delay(attempt, response.headers.get("retry-after")))
+        raise AssertionError("unreachable")
+
+
+class AsyncClient:
+    """Corral's API, awaited. Use as an async context manager, or await aclose()."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        key: str | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(base_url=url, headers=_headers(key), transport=transport)
+        self._retry = retry
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def submit(
+        self,
+        code: str,
+        language: str = "python",
+        *,
+        stdin: str = "",
+        args: Sequence[str] = (),
+        files: Mapping[str, str | bytes] | None = None,
+        limits: Limits | None = None,
+    ) -> Accepted:
+        call = _Calls.submit(code, language, stdin, args, files or {}, limits, 0)
+        return _Calls.read(await self._send(call), Accepted)
+
+    async def get(self, job_id: str, *, wait_s: float = 0) -> Job:
+        return _Calls.read(await self._send(_Calls.get(job_id, wait_s)), Job)
+
+    async def wait(self, job_id: str, *, timeout_s: float | None = None) -> Job:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            left = POLL_S if deadline is None else min(POLL_S, deadline - time.monotonic())
+            job = await self.get(job_id, wait_s=max(left, 0))
+            if job.finished or left <= 0:
+                return job
+
+    async def run(
+        self,
+        code: str,
+        language: str = "python",
+        *,
+        stdin: str = "",
+        args: Sequence[str] = (),
+        files: Mapping[str, str | bytes] | None = None,
+        limits: Limits | None = None,
+        timeout_s: float | None = None,
+    ) -> Job:
+        accepted = await self.submit(code, language, stdin=stdin, args=args, files=files, limits=limits)
+        return await self.wait(accepted.job_id, timeout_s=timeout_s)
+
+    async def runtimes(self) -> list[Runtime]:
+        return _Calls.read(await self._send(_Calls.runtimes()), list[Runtime])
+
+    async def cancel(self, job_id: str) -> Job:
+        try:
+            return _Calls.read(await self._send(_Calls.cancel(job_id)), Job)
+        except ApiError as error:
+            raise _not_cancellable(error, job_id) from None
+
+    async def _send(self, call: _Call) -> httpx.Response:
+        for attempt in range(self._retry.attempts + 1):
+            try:
+                response = await self._http.request(
+                    call.method, call.path, params=call.params, json=call.body, headers=call.headers, timeout=call.timeout_s
+                )
+            except httpx.HTTPError as error:
+                raise TransportError(f"{call.method} {call.path}: {error}") from error
+            if response.status_code not in _RETRIED or attempt == self._retry.attempts:
+                return response
+            await asyncio.sleep(self._retry.delay(attempt, response.headers.get("retry-after")))
+        raise AssertionError("unreachable")

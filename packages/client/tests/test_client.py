@@ -1,0 +1,156 @@
+"""The client against a tiny scripted HTTP server: retries, idempotency keys, errors."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from corral_client import (
+    AsyncClient,
+    Client,
+    InvalidRequest,
+    JobNotFound,
+    NotSupported,
+    RetryPolicy,
+    ServerUnavailable,
+    TransportError,
+)
+from corral_client.cli import EXIT_MEMORY_LIMIT, EXIT_TIME_LIMIT, exit_code_of, parse_duration_ms, parse_memory_mb
+from corral_client.models import Job, Result
+
+ACCEPTED: tuple[int, dict[str, str], object] = (202, {}, {"job_id": "j1", "status": "PENDING"})
+FAST = RetryPolicy(attempts=3, base_s=0.01, max_s=5)
+
+
+@dataclass
+class Peer:
+    """Answers each request with the next scripted (status, headers, body); records requests."""
+
+    answers: list[tuple[int, dict[str, str], object]]
+    seen: list[tuple[str, str, dict[str, str], float]] = field(default_factory=list)
+    url: str = ""
+
+
+@pytest.fixture
+def peer() -> Iterator[Peer]:
+    script = Peer(answers=[])
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            self.rfile.read(length)
+            script.seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, time.monotonic()))
+            status, headers, body = script.answers.pop(0)
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            for name, value in {"content-type": "application/json", **headers}.items():
+                self.send_header(name, value)
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_DELETE = _answer
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    script.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield script
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_503_is_retried_after_retry_after_with_the_same_idempotency_key(peer: Peer) -> None:
+    peer.answers = [(503, {"Retry-After": "1"}, {"status_code": 503, "detail": "queue full"}), ACCEPTED]
+    with Client(peer.url, retry=FAST) as client:
+        accepted = client.submit("print(1)")
+    assert accepted.job_id == "j1"
+    (_, _, first, at_first), (_, _, second, at_second) = peer.seen
+    assert first["idempotency-key"] == second["idempotency-key"]
+    # Retry-After (1 s) wins over the policy's 10 ms backoff.
+    assert at_second - at_first >= 0.9
+
+
+def test_each_submit_has_its_own_idempotency_key_and_the_key_goes_as_a_bearer_token(peer: Peer) -> None:
+    peer.answers = [ACCEPTED, ACCEPTED]
+    with Client(peer.url, key="sekrit") as client:
+        client.submit("1")
+        client.submit("2")
+    keys = {headers["idempotency-key"] for _, _, headers, _ in peer.seen}
+    assert len(keys) == 2
+    assert all(headers["authorization"] == "Bearer sekrit" for _, _, headers, _ in peer.seen)
+
+
+def test_a_429_without_retry_after_backs_off_and_gives_up_as_unavailable(peer: Peer) -> None:
+    peer.answers = [(429, {}, {"status_code": 429, "detail": "slow down"})] * 4
+    with Client(peer.url, retry=FAST) as client, pytest.raises(ServerUnavailable) as raised:
+        client.runtimes()
+    assert len(peer.seen) == 4
+    assert (raised.value.status_code, raised.value.detail) == (429, "slow down")
+
+
+def test_a_refusal_carries_the_servers_problem_details(peer: Peer) -> None:
+    problem = {"status_code": 422, "detail": "limits.memory_mb: too much", "errors": [{"field": "limits.memory_mb", "message": "too much"}]}
+    peer.answers = [(422, {}, problem)]
+    with Client(peer.url) as client, pytest.raises(InvalidRequest) as raised:
+        client.submit("x")
+    assert raised.value.status_code == 422
+    assert [(e.field, e.message) for e in raised.value.errors] == [("limits.memory_mb", "too much")]
+    assert len(peer.seen) == 1  # a refusal is not retried
+
+
+def test_unknown_job_and_unsupported_cancel(peer: Peer) -> None:
+    peer.answers = [(404, {}, {"status_code": 404, "detail": "no job with id 'x'"}), (405, {}, {"status_code": 405, "detail": "Method Not Allowed"})]
+    with Client(peer.url) as client:
+        with pytest.raises(JobNotFound):
+            client.get("x")
+        with pytest.raises(NotSupported, match="does not support cancelling"):
+            client.cancel("x")
+    assert peer.seen[1][0] == "DELETE"
+
+
+def test_an_unreachable_server_is_a_transport_error() -> None:
+    with Client("http://127.0.0.1:9", retry=FAST) as client, pytest.raises(TransportError):
+        client.runtimes()
+
+
+async def test_the_async_client_retries_and_reads_the_job(peer: Peer) -> None:
+    job = {"job_id": "j1", "status": "COMPLETED", "result": {"verdict": "ok", "exit_code": 0, "stdout": "hi\n"}, "surprise": 1}
+    peer.answers = [(503, {"Retry-After": "0"}, {}), ACCEPTED, (200, {}, job)]
+    async with AsyncClient(peer.url, retry=FAST) as client:
+        finished = await client.run("print('hi')")
+    assert finished.result is not None and finished.result.stdout == "hi\n"
+    assert peer.seen[0][2]["idempotency-key"] == peer.seen[1][2]["idempotency-key"]
+    assert "wait=" in peer.seen[2][1]
+
+
+@pytest.mark.parametrize(("text", "ms"), [("2s", 2000), ("500ms", 500), ("1.5", 1500), ("1m", 60_000)])
+def test_durations(text: str, ms: int) -> None:
+    assert parse_duration_ms(text) == ms
+
+
+@pytest.mark.parametrize(("text", "mb"), [("256M", 256), ("1G", 1024), ("65536K", 64), ("100", 100), ("1500k", 2)])
+def test_memory_sizes(text: str, mb: int) -> None:
+    assert parse_memory_mb(text) == mb
+
+
+@pytest.mark.parametrize(
+    ("result", "code"),
+    [
+        (Result(verdict="ok", exit_code=0), 0),
+        (Result(verdict="runtime_error", exit_code=3), 3),
+        (Result(verdict="runtime_error", signal=11), 139),
+        (Result(verdict="time_limit_exceeded"), EXIT_TIME_LIMIT),
+        (Result(verdict="memory_limit_exceeded"), EXIT_MEMORY_LIMIT),
+    ],
+)
+def test_exit_codes(result: Result, code: int) -> None:
+    assert exit_code_of(Job(job_id="j", status="COMPLETED", result=result))[0] == code
