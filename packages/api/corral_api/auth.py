@@ -86,7 +86,8 @@ def auth_middleware(keys: Callable[[], KeyStore], defaults: Quotas, retry_after_
     def wrap(app: ASGIApp) -> ASGIApp:
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
             path = scope.get("path", "")
-            if scope["type"] != ScopeType.HTTP or path.startswith(OPEN_PATHS):
+            # A browser's CORS preflight never carries credentials: CORS answers it, not us.
+            if scope["type"] != ScopeType.HTTP or path.startswith(OPEN_PATHS) or scope["method"] == "OPTIONS":
                 await app(scope, receive, send)
                 return
             token = _token(scope)

@@ -26,14 +26,14 @@ from corral_api.longpolls import TooManyLongPolls
 from corral_api.schemas import FieldError, Problem
 from corral_core.access import OverQuota
 from corral_core.policy import InvalidSubmission, SubmissionTooLarge
-from corral_core.ports import QueueFull, StorageUnavailable
+from corral_core.ports import QueueFull, StorageFull, StorageUnavailable
 from corral_core.usecases import IdempotencyConflict, IdempotencyKeyReused, JobNotFound
 
 log = logging.getLogger(__name__)
 
 def exception_handlers(retry_after_s: int) -> ExceptionHandlersMap:
     def retry_later(
-        _: Request[Any, Any, Any], error: QueueFull | StorageUnavailable | TooManyLongPolls
+        _: Request[Any, Any, Any], error: QueueFull | StorageFull | StorageUnavailable | TooManyLongPolls
     ) -> Response[Problem]:
         return _problem(HTTP_503_SERVICE_UNAVAILABLE, str(error), headers={"Retry-After": str(retry_after_s)})
 
@@ -43,6 +43,7 @@ def exception_handlers(retry_after_s: int) -> ExceptionHandlersMap:
         JobNotFound: _not_found,
         NotFoundException: _not_found,
         QueueFull: retry_later,
+        StorageFull: retry_later,
         StorageUnavailable: retry_later,
         TooManyLongPolls: retry_later,
         OverQuota: _over_quota,

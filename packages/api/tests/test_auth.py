@@ -55,7 +55,7 @@ async def keys() -> AsyncIterator[Keys]:
     container.key_store.override(providers.Object(store))
     container.usage.override(providers.Object(InMemoryUsageLedger(state)))
     container.idempotency.override(providers.Object(InMemoryIdempotencyRecords(clock)))
-    async with AsyncTestClient(app=create_app(container)) as client:
+    async with AsyncTestClient(app=create_app(container), base_url="http://127.0.0.1:8000") as client:
         yield Keys(client, store, state, container.long_polls())
 
 

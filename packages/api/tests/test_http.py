@@ -66,7 +66,7 @@ async def _api(
     container.queue.override(providers.Object(InMemoryJobQueue(state)))
     container.store.override(providers.Object(InMemoryJobStore(state)))
     container.registry.override(providers.Object(registry))
-    async with AsyncTestClient(app=create_app(container)) as client:
+    async with AsyncTestClient(app=create_app(container), base_url="http://127.0.0.1:8000") as client:
         # The test client serves the app on its own event loop: the worker must share it.
         running = client.blocking_portal.start_task_soon(run_worker, state) if worker else None
         yield Api(client, state, registry, container)

@@ -174,6 +174,16 @@ def requeue(job: Job, *, count_attempt: bool = True) -> Job:
     return _move(job, JobStatus.PENDING, started_at=None, attempts=attempts)
 
 
+def without_inputs(job: Job) -> Job:
+    """The job as its client reads it back: its code, stdin and files left out.
+
+    They are the bulk of a request and only the worker needs them; a store may drop them once
+    the job finishes, and reading a job never has to fetch them.
+    """
+    request = msgspec.structs.replace(job.request, code="", stdin="", files=())
+    return msgspec.structs.replace(job, request=request)
+
+
 def worker_lost(attempts: int) -> JobError:
     return JobError(
         ErrorCode.WORKER_LOST,

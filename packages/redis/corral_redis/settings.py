@@ -44,6 +44,11 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
     # QueueFull: overload answers 429/503 instead of letting Redis fill up until it refuses
     # every write, finishes included.
     max_unfinished: int = 10_000
+    # The most memory (bytes) Redis may use before submissions are refused with 503: Redis'
+    # used_memory, plus the largest result each unfinished job could still store, plus the new
+    # job. 0 means 80% of Redis' own maxmemory (no ceiling when Redis has none). Keep it below
+    # maxmemory: results and lease renewals of running jobs must always find room.
+    max_memory_bytes: int = 0
     # Start anyway against a Redis that can lose accepted jobs (appendonly no, an evicting
     # maxmemory-policy, or a configuration it will not show); /readyz then says so.
     accept_data_loss: bool = False
@@ -67,6 +72,8 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
             )
         if min(self.max_unfinished, self.finished_ttl_s, self.recover_batch, self.max_connections) < 1:
             raise ValueError("max_unfinished, finished_ttl_s, recover_batch and max_connections must be positive")
+        if self.max_memory_bytes < 0:
+            raise ValueError("max_memory_bytes must be 0 (80% of Redis' maxmemory) or a number of bytes")
         if self.max_connections < 2:
             raise ValueError("max_connections must be at least 2: the notification subscription keeps one")
         if not 0 < self.pool_timeout_s <= 60:
@@ -86,6 +93,7 @@ class QueueKeys:
         self.pending = f"{prefix}pending"  # LIST of job ids, oldest on the left
         self.processing = f"{prefix}processing"  # LIST of job ids taken by workers
         self.leases = f"{prefix}leases"  # ZSET job id -> lease deadline (µs, Redis' TIME)
+        self.reserved = f"{prefix}reserved"  # STRING: bytes reserved for unfinished jobs' results
         self.finished = f"{prefix}finished"  # pub/sub channel: ids of jobs that just finished
         self.workers = f"{prefix}workers"  # ZSET worker id -> heartbeat expiry (µs, Redis' TIME)
         self.worker_info = f"{prefix}workers:info"  # HASH worker id -> encoded WorkerInfo
