@@ -63,11 +63,11 @@ KEYS = QueueKeys(RedisSettings().key_prefix)
 
 
 def _require_tools() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("multi-host tests need root (network namespaces, NsJail)")
     missing = [tool for tool in ("ip", "nsenter", "openssl", "redis-server") if shutil.which(tool) is None]
+    message = f"multi-host tests need {', '.join(missing)} (apt-get install iproute2 util-linux openssl redis-server)"
+    if os.geteuid() != 0:
+        missing, message = ["root"], "multi-host tests need root (network namespaces, NsJail)"
     if missing:
-        message = f"multi-host tests need {', '.join(missing)} (apt-get install iproute2 util-linux openssl redis-server)"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
