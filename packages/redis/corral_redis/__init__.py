@@ -8,7 +8,7 @@ second of accepted jobs when the machine does; `always` loses nothing either way
 bench/queue_throughput.py measures.
 """
 
-from corral_redis.connection import connect, storage_errors
+from corral_redis.connection import RedisCredentialsError, connect, connect_to, security_options, storage_errors
 from corral_redis.container import RedisContainer
 from corral_redis.durability import Durability, RedisCanLoseJobs, check_durability, require_durable_redis
 from corral_redis.keys import RedisIdempotencyRecords, RedisKeyStore, RedisUsageLedger
@@ -22,6 +22,7 @@ __all__ = [
     "Durability",
     "RedisCanLoseJobs",
     "RedisContainer",
+    "RedisCredentialsError",
     "RedisIdempotencyRecords",
     "RedisKeyStore",
     "RedisUsageLedger",
@@ -31,6 +32,8 @@ __all__ = [
     "RedisWorkerRegistry",
     "check_durability",
     "connect",
+    "connect_to",
+    "security_options",
     "require_durable_redis",
     "storage_errors",
 ]

@@ -31,8 +31,22 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
         "finished_ttl_s": "CORRAL_FINISHED_JOB_TTL_S",
     }
 
-    # redis://, rediss:// (TLS) or unix:// (a socket path); see connection.connect.
+    # redis://, rediss:// (TLS) or unix:// (a socket path); see connection.connect. It may
+    # carry the ACL user and password (rediss://user:password@host:6380/0), but then
+    # `corral-… config` shows the password: prefer username and password_file.
     url: str = "redis://127.0.0.1:6379/0"
+    # The Redis ACL user to log in as; empty: the URL's, else Redis' default user.
+    username: str = ""
+    # A file holding that user's password (one line): the password never appears in a setting
+    # or in `config`. Empty: the URL's password, else none.
+    password_file: str = ""
+    # rediss:// only: the CA certificate (PEM) the server's certificate must chain to; the
+    # certificate must also name the URL's host. Empty: the system's CAs.
+    tls_ca_file: str = ""
+    # rediss:// only: this client's certificate (PEM), for a Redis with tls-auth-clients yes.
+    tls_cert_file: str = ""
+    # rediss:// only: the key (PEM) of tls_cert_file; both or neither.
+    tls_key_file: str = ""
     # The most connections one process opens to Redis (its notification subscription included).
     max_connections: int = 32
     # How long a command waits for one of those connections to come free before the request
@@ -78,6 +92,12 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("max_connections must be at least 2: the notification subscription keeps one")
         if not 0 < self.pool_timeout_s <= 60:
             raise ValueError("pool_timeout_s must be in (0, 60]")
+        tls = {"tls_ca_file": self.tls_ca_file, "tls_cert_file": self.tls_cert_file, "tls_key_file": self.tls_key_file}
+        if any(tls.values()) and not self.url.startswith("rediss://"):
+            given = ", ".join(name for name, value in tls.items() if value)
+            raise ValueError(f"{given} need a rediss:// url (TLS); the url is {self.url.partition('://')[0]}://")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file go together: give both or neither")
         if self.claim_block_s < 0.01:
             raise ValueError("claim_block_s must be at least 0.01 (Redis blocks in milliseconds)")
 
