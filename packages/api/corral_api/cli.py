@@ -20,7 +20,15 @@ from corral_api.container import ApiContainer
 from corral_api.settings import SECTIONS, ApiSettings
 from corral_core.access import ApiKey, Quotas, secret_hash
 from corral_core.ports import StorageUnavailable
-from corral_redis import Durability, RedisCanLoseJobs, RedisKeyStore, RedisSettings, connect, require_durable_redis
+from corral_redis import (
+    Durability,
+    RedisCanLoseJobs,
+    RedisCredentialsError,
+    RedisKeyStore,
+    RedisSettings,
+    connect_to,
+    require_durable_redis,
+)
 from corral_system import logs, metrics
 from corral_system.clock import SystemClock
 from corral_system.config import ConfigError, Settings, load_settings, markdown, text_table
@@ -183,7 +191,9 @@ def _with_keys(action: Callable[[RedisKeyStore], Awaitable[T]]) -> T:
     redis = _settings().get(RedisSettings)
 
     async def run() -> T:
-        client = connect(redis.url, client_name="corral-api-keys")
+        # The [redis] settings as `serve` uses them: on a secured Redis the key store is
+        # reached only as the API's ACL user, over TLS with its certificates.
+        client = connect_to(redis, client_name="corral-api-keys")
         try:
             return await action(RedisKeyStore(client, redis))
         finally:
@@ -191,7 +201,7 @@ def _with_keys(action: Callable[[RedisKeyStore], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(run())
-    except StorageUnavailable as error:
+    except (StorageUnavailable, RedisCredentialsError) as error:
         raise click.ClickException(str(error)) from None
 
 
