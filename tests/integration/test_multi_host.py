@@ -2,8 +2,9 @@
 each a network namespace with its own address, meeting only through Redis over TLS with an ACL
 user per deployable (corral_testbed.multihost).
 
-What the tests show: a job goes from the client host's HTTP request through the API host to a
-worker host and back; each deployable's Redis user is refused the other's commands; a client
+What the tests show: a job goes from the client host's HTTP request, with an API key made on
+the API host, through the API host to a worker host and back, keys, quotas and idempotent
+retries included, with no command of it refused by the ACL users; each deployable's Redis user is refused the other's commands; a client
 without TLS, with the wrong CA or without the right certificate is refused; and partitions: a
 worker host cut off mid-job stops its own jail once it cannot renew the lease, another worker
 host finishes the job exactly once, a result the cut-off worker sent is refused by the job's
@@ -33,7 +34,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, ResponseError
 
 from corral_contract.queue import new_job
-from corral_redis import QueueKeys, RedisJobQueue, RedisSettings, connect_to
+from corral_redis import (
+    QueueKeys,
+    RedisIdempotencyRecords,
+    RedisJobQueue,
+    RedisSettings,
+    RedisUsageLedger,
+    connect_to,
+)
 from corral_redis.scripts import FINISH, RENEW
 from corral_system.clock import SystemClock
 from corral_testbed.hosts import Host
@@ -237,6 +245,9 @@ def outcome(host: Host, settings: RedisSettings, action: Callable[[Any], Any]) -
 def test_a_job_goes_from_the_client_host_through_the_api_host_to_worker_hosts(bed: MultiHostCorral) -> None:
     with bed.redis.admin() as admin:
         admin.acl_log_reset()
+    # The API requires keys: the bed's client host sends the one made on the API host.
+    anonymous = bed.call(lambda client: client.post("/execute", json={"code": "print(1)"}, headers={"Authorization": ""}))
+    assert anonymous.status_code == 401, anonymous.text
     answer = bed.call(lambda client: client.post("/execute?wait=20", json={"code": "print(6 * 7)"}))
     assert answer.status_code == 200, answer.text
     assert answer.json()["status"] == "COMPLETED"
@@ -249,12 +260,57 @@ def test_a_job_goes_from_the_client_host_through_the_api_host_to_worker_hosts(be
     ran_on = finished_once(bed, job_ids)
     assert set(ran_on.values()) == {"worker1", "worker2"}, ran_on
 
+    # An idempotent retry, a quota refused, a revoked key: what the ACL lines below must allow.
+    once = {"code": "print('once')"}
+    retry = {"Idempotency-Key": f"multi-host-{os.getpid()}"}
+    first, again = (bed.call(lambda client: client.post("/execute", json=once, headers=retry)) for _ in range(2))
+    assert first.status_code == again.status_code == 202, (first.text, again.text)
+    assert again.json()["job_id"] == first.json()["job_id"] and again.headers["idempotent-replayed"] == "true"
+    assert finished(bed, first.json()["job_id"])["result"]["stdout"] == "once\n"
+    small = {"Authorization": f"Bearer {bed.create_key('small', '--max-unfinished', '1')}"}
+    slow = {"code": "import time; time.sleep(3)"}
+    held = bed.call(lambda client: client.post("/execute", json=slow, headers=small))
+    over = bed.call(lambda client: client.post("/execute", json=slow, headers=small))
+    assert held.status_code == 202 and over.status_code == 429, (held.text, over.text)
+    small_id = bed.key_ids()["small"]
+    bed.keys_command("revoke", small_id)
+    assert bed.call(lambda client: client.get(f"/jobs/{held.json()['job_id']}", headers=small)).status_code == 401
+    # The worker's FINISH settles the owner's booking: unfinished (+inf) until then.
+    with bed.redis.admin() as admin:
+        until("the small key's job to finish", lambda: admin.hget(KEYS.job(held.json()["job_id"]), "status") == b"COMPLETED", 30, bed)
+        assert admin.zscore(KEYS.usage(small_id), held.json()["job_id"]) != float("inf")
+
     ready = bed.call(lambda client: client.get("/readyz")).json()
     # The narrow users may not read CONFIG: the durability check read INFO instead.
     assert ready["redis_appendfsync"] == "unknown (CONFIG refused)", ready
     with bed.redis.admin() as admin:
         refused = admin.acl_log()
     assert refused == [], f"the ACL users were refused something they need: {refused}"
+
+
+def test_the_apis_user_may_take_back_a_booking_and_an_idempotency_claim(bed: MultiHostCorral) -> None:
+    """What the API does when queuing fails after it booked a job and claimed its idempotency
+    key (corral_core.usecases), which the HTTP flow above cannot provoke: as the API's user."""
+    assert bed.api_host is not None
+    settings = settings_as(bed, API_USER)
+    owner, job_id = f"acl-{os.getpid()}", f"acl-job-{time.monotonic_ns()}"
+
+    async def book_and_take_back(client: Any) -> Any:
+        usage = RedisUsageLedger(client, settings)
+        records = RedisIdempotencyRecords(client, settings)
+        assert await usage.book(owner, job_id, 100, 1, 1_000) is None
+        assert await records.claim(owner, "retry-1", job_id, "fingerprint", 60) is None
+        await usage.unbook(owner, job_id)
+        await records.release(owner, "retry-1", job_id)
+        return await records.claim(owner, "retry-1", "another", "fingerprint", 60)
+
+    with bed.redis.admin() as admin:
+        admin.acl_log_reset()
+    assert outcome(bed.api_host, settings, book_and_take_back) is None
+    with bed.redis.admin() as admin:
+        assert admin.acl_log() == []
+        assert admin.zcard(KEYS.usage(owner)) == 0
+        admin.delete(KEYS.usage(owner), KEYS.usage_bytes(owner), *admin.keys(f"{KEYS.idempotency(owner, '')}*"))
 
 
 def test_each_deployables_redis_user_is_refused_the_other_ones_commands(bed: MultiHostCorral) -> None:

@@ -4,6 +4,8 @@ Every host is a network namespace (corral_testbed.hosts) on 10.99.0.0/24; Corral
 run on them as they would on separate machines, meeting only through the secured Redis
 (corral_testbed.secure_redis) over TLS with their own ACL users. The API logs in with the user
 and password in its URL, the workers with username and password_file: both ways are used.
+The API requires keys, as a deployment's does: the bed makes one with `corral-api keys create`
+on the API host (as the API's Redis user), and the client host sends it with every request.
 
 Two worker hosts on one machine share its kernel, cgroups and uid space, which separate hosts
 would not: each worker host gets a work root and a jail id range of its own, as two machines
@@ -78,6 +80,8 @@ class MultiHostCorral:
     api: subprocess.Popen[bytes] | None = None
     client_host: Host | None = None
     workers: list[WorkerHost] = field(default_factory=list)
+    # The client host's key, sent with every request through `call`.
+    key: str = ""
     _http: httpx.Client | None = None
     _client_threads: Any = None
 
@@ -110,17 +114,43 @@ class MultiHostCorral:
             env["CORRAL_REDIS_PASSWORD_FILE"] = str(self.redis.password_file(user))
         return env
 
-    def start_api(self) -> None:
-        self.api_host = host = self.net.add_host("api", API_NUMBER)
-        log = open(self.log_dir / "api.log", "ab")  # noqa: SIM115 - closed with the process
-        env = {
+    def _api_env(self) -> dict[str, str]:
+        assert self.api_host is not None
+        return {
             **os.environ,
             **self.redis_env(API_USER, password_in_url=True),
-            "CORRAL_HOST": host.address,
+            "CORRAL_HOST": self.api_host.address,
             "CORRAL_PORT": str(API_PORT),
             **self.env,
         }
-        self.api = subprocess.Popen(host.command([*self._pex(API_PEX), "serve"]), env=env, stdout=log, stderr=log)
+
+    def start_api(self) -> None:
+        self.api_host = host = self.net.add_host("api", API_NUMBER)
+        log = open(self.log_dir / "api.log", "ab")  # noqa: SIM115 - closed with the process
+        self.api = subprocess.Popen(host.command([*self._pex(API_PEX), "serve"]), env=self._api_env(), stdout=log, stderr=log)
+        self.key = self.create_key("client")
+
+    def keys_command(self, *arguments: str) -> str:
+        """`corral-api keys ARGUMENTS` on the API host, with the API's settings: its output."""
+        assert self.api_host is not None
+        done = subprocess.run(
+            self.api_host.command([*self._pex(API_PEX), "keys", *arguments]),
+            env=self._api_env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"corral-api keys {' '.join(arguments)} failed ({done.returncode}):\n{done.stderr}")
+        return done.stdout
+
+    def create_key(self, name: str, *options: str) -> str:
+        """A new API key (options such as --admin, --max-unfinished 1)."""
+        return self.keys_command("create", name, "--quiet", *options).strip()
+
+    def key_ids(self) -> dict[str, str]:
+        """Key name -> id, from `corral-api keys list`."""
+        return {line.split()[1]: line.split()[0] for line in self.keys_command("list").splitlines()[1:]}
 
     def add_worker(self, user: str = WORKER_USER, **env: str) -> WorkerHost:
         """A worker host, and the worker on it (its settings: `env` over the bed's)."""
@@ -160,7 +190,7 @@ class MultiHostCorral:
         if self._http is None:
             self.client_host = self.net.add_host("client", CLIENT_NUMBER)
             self._client_threads = self.client_host.threads(1)
-            self._http = httpx.Client(base_url=self.api_url, timeout=30)
+            self._http = httpx.Client(base_url=self.api_url, timeout=30, headers={"Authorization": f"Bearer {self.key}"})
         return self._http
 
     def call(self, request: Callable[[httpx.Client], T]) -> T:

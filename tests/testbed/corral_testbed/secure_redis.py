@@ -32,19 +32,25 @@ READY_TIMEOUT_S = 15.0
 # connection names itself), PING (health checks), INFO (the durability check, when CONFIG is
 # refused), EVALSHA and SCRIPT LOAD (redis-py loads a script the server does not know yet).
 _CONNECTION = "+ping +client|setname +info +evalsha +script|load"
-# The API: SUBMIT and LIVE_WORKERS (scripts), HMGET (GET /jobs), LLEN in MULTI (the depth
-# metrics), SUBSCRIBE (long polls wake on the finished channel).
+# The API: SUBMIT (its byte reserve: GET, INCRBY) and LIVE_WORKERS (scripts), HMGET and HGET
+# (GET /jobs), LLEN in MULTI (the depth metrics), SUBSCRIBE (long polls wake on the finished
+# channel); for API keys (corral_redis.keys) AUTHORIZE (the key's GCRA state: GET, SET), BOOK
+# and UNBOOK (the owner's usage ledger: ZSET and HASH), the idempotency records (GET, SET, DEL);
+# and `corral-api keys create|list|revoke`, run on the API host as this user (HSET in MULTI,
+# HGETALL, DEL).
 API_COMMANDS = (
     f"{_CONNECTION} +hmget +multi +exec +llen +subscribe +unsubscribe"
     " +exists +hget +hset +hdel +rpush +time +zrangebyscore +zremrangebyscore +zrange"
+    " +get +set +del +incrby +hincrby +hgetall +zadd +zscore +zcount +zrem"
 )
 # The worker: BLMOVE (waiting for work), and START, RENEW, FINISH, RELEASE, RECOVER, HEARTBEAT,
-# HOLD_DUTY (scripts). It never submits (EXISTS), reads jobs (HMGET outside scripts is the same
+# HOLD_DUTY (scripts); FINISH gives back the job's byte reserve (DECRBY) and settles its owner's
+# usage booking (ZADD). It never submits (EXISTS), reads jobs (HMGET outside scripts is the same
 # command) or subscribes.
 WORKER_COMMANDS = (
     f"{_CONNECTION} +blmove"
     " +time +lpos +hget +hmget +lmove +lrem +hincrby +hset +hdel +zadd +zscore +zrem"
-    " +pexpire +publish +lpush +rpush +lrange +zrangebyscore +zremrangebyscore +zrange"
+    " +pexpire +publish +lpush +rpush +lrange +zrangebyscore +zremrangebyscore +zrange +decrby"
 )
 API_USER = "corral-api"
 WORKER_USER = "corral-worker"
