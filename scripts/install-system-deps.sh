@@ -9,6 +9,8 @@ command -v curl >/dev/null || missing+=(curl)
 # Node.js: any /usr/bin/node (Debian's nodejs, or NodeSource's package of the same name).
 [ -x /usr/bin/gcc ] || missing+=(gcc)
 [ -x /usr/bin/g++ ] || missing+=(g++)
+# gcc only recommends the C library's headers, and installs here skip recommends.
+[ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
 [ -x /usr/bin/node ] || missing+=(nodejs)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

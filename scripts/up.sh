@@ -94,19 +94,41 @@ for _ in $(seq 300); do
 done
 [ -n "$ready" ] || { echo "Corral did not become ready; see var/log/" >&2; exit 1; }
 
+# An API key for the local user, made once and kept in var/api-key (mode 600), unless keys are
+# off (CORRAL_AUTH=false). Only its hash is in Redis: the file is the one copy of the key.
+auth_header=()
+if [ "${CORRAL_AUTH:-true}" != "false" ]; then
+  if [ ! -s var/api-key ] || ! curl -fsS -o /dev/null -H "Authorization: Bearer $(cat var/api-key)" \
+      "http://127.0.0.1:$port/runtimes" 2>/dev/null; then
+    (umask 077; dist/packages.api/corral-api.pex keys create "$(id -un)@$(hostname)" --admin --quiet >var/api-key)
+  fi
+  export CORRAL_KEY
+  CORRAL_KEY=$(cat var/api-key)
+  auth_header=(-H "Authorization: Bearer $CORRAL_KEY")
+fi
+
 echo "Corral is up: API on http://127.0.0.1:$port ($api_processes processes), $workers worker processes, Redis at $CORRAL_REDIS_URL."
 echo "Metrics: http://127.0.0.1:$port/metrics (API), http://127.0.0.1:$metrics_port/metrics (workers)."
 echo "A first job, print('hello from the sandbox'):"
-curl -fsS -X POST "http://127.0.0.1:$port/execute?wait=10" \
+curl -fsS -X POST "http://127.0.0.1:$port/execute?wait=10" "${auth_header[@]}" \
   -H 'content-type: application/json' -d '{"code": "print(\"hello from the sandbox\")"}'
 echo
+if [ ${#auth_header[@]} -gt 0 ]; then
+  cat <<TXT
+
+Your API key (an admin key, also in var/api-key; make others with
+dist/packages.api/corral-api.pex keys create NAME):
+  export CORRAL_KEY=\$(cat var/api-key)
+TXT
+fi
 cat <<TXT
 
 Submit your own:
-  curl -s -X POST 'http://127.0.0.1:$port/execute?wait=10' -H 'content-type: application/json' \\
-       -d '{"code": "print(1)"}'
-  curl -s -X POST http://127.0.0.1:$port/execute -d '{"code": "import time; time.sleep(1)"}'
-  curl -s 'http://127.0.0.1:$port/jobs/JOB_ID?wait=10'
+  curl -s -X POST 'http://127.0.0.1:$port/execute?wait=10' -H "Authorization: Bearer \$CORRAL_KEY" \\
+       -H 'content-type: application/json' -d '{"code": "print(1)"}'
+  curl -s -X POST http://127.0.0.1:$port/execute -H "Authorization: Bearer \$CORRAL_KEY" \\
+       -H 'content-type: application/json' -d '{"code": "import time; time.sleep(1)"}'
+  curl -s 'http://127.0.0.1:$port/jobs/JOB_ID?wait=10' -H "Authorization: Bearer \$CORRAL_KEY"
 API docs: http://127.0.0.1:$port/schema/swagger   Logs (JSON lines): var/log/   Stop: Ctrl-C
 TXT
 # A keeper ends only when its supervisor gave up on a crash loop.

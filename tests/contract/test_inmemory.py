@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
+from corral_contract.access import AccessContract, AccessHarness
 from corral_contract.clock import ManualClock
 from corral_contract.identity import ClockContract, IdSourceContract
 from corral_contract.queue import QUEUE_LIMIT, JobQueueContract, QueueHarness
@@ -13,6 +14,7 @@ from corral_contract.runtimes import CatalogHarness, RuntimeCatalogContract
 from corral_contract.sandbox import SandboxContract
 from corral_contract.workers import RegistryHarness, WorkerRegistryContract
 from corral_core.ports import Runtime
+from corral_memory.access import InMemoryIdempotencyRecords, InMemoryKeyStore, InMemoryUsageLedger
 from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore, InMemoryWorkerRegistry
 from corral_memory.runtimes import InMemoryRuntimeCatalog
 from corral_memory.sandbox import InMemorySandbox
@@ -26,6 +28,21 @@ class TestInMemoryJobQueue(JobQueueContract):
         clock = ManualClock()
         state = InMemoryJobs(clock, max_unfinished=QUEUE_LIMIT)
         yield QueueHarness(InMemoryJobQueue(state), InMemoryJobStore(state), clock, clock.elapse)
+
+
+class TestInMemoryAccess(AccessContract):
+    @pytest.fixture
+    def access(self) -> AccessHarness:
+        clock = ManualClock()
+        state = InMemoryJobs(clock, max_unfinished=QUEUE_LIMIT)
+        return AccessHarness(
+            InMemoryKeyStore(clock),
+            InMemoryUsageLedger(state),
+            InMemoryIdempotencyRecords(clock),
+            InMemoryJobQueue(state),
+            clock,
+            clock.elapse,
+        )
 
 
 class TestInMemoryWorkerRegistry(WorkerRegistryContract):

@@ -20,23 +20,28 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
+from corral_contract.access import AccessContract, AccessHarness
 from corral_contract.clock import ManualClock
 from corral_contract.queue import LEASE_MS, QUEUE_LIMIT, JobQueueContract, QueueHarness, new_job, ok_result
 from corral_contract.workers import RegistryHarness, WorkerRegistryContract
 from corral_core import job as jobs
 from corral_core.job import ALLOWED, ErrorCode, JobError, JobStatus, encode_job
-from corral_core.ports import JobQueue, Lease, RecoveryReport, WorkerInfo
+from corral_core.policy import DEFAULT_LIMIT_POLICY
+from corral_core.ports import JobQueue, Lease, RecoveryReport, StorageFull, WorkerInfo
 from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore
 from corral_redis import (
     QueueKeys,
+    RedisIdempotencyRecords,
     RedisJobQueue,
     RedisJobStore,
+    RedisKeyStore,
     RedisSettings,
+    RedisUsageLedger,
     RedisWorkerRegistry,
     check_durability,
     connect,
 )
-from corral_redis.records import encode_time, progress_fields
+from corral_redis.records import encode_time, progress_fields, result_reserve
 from corral_redis.scripts import FINISH, START, SUBMIT
 
 T = TypeVar("T")
@@ -110,6 +115,39 @@ class TestRedisJobQueue(JobQueueContract):
         return QueueHarness(queue, store, clock, elapse)
 
 
+# KEYS: GCRA arrival times. ARGV: how far back (µs).
+_MOVE_ARRIVALS_BACK = """
+for _, key in ipairs(KEYS) do
+  local arrival = redis.call('GET', key)
+  if arrival then redis.call('SET', key, string.format('%d', tonumber(arrival) - tonumber(ARGV[1])), 'KEEPTTL') end
+end
+"""
+
+
+class TestRedisAccess(AccessContract):
+    @pytest.fixture
+    def access(
+        self, client: Redis, settings: RedisSettings, parts: tuple[RedisJobQueue, RedisJobStore, ManualClock]
+    ) -> AccessHarness:
+        queue, _, clock = parts
+        keys = QueueKeys(settings.key_prefix)
+
+        async def elapse(ms: int) -> None:
+            clock.advance(ms)
+            arrivals = [key async for key in client.scan_iter(match=keys.rate("*"))]
+            if arrivals:
+                await client.eval(_MOVE_ARRIVALS_BACK, len(arrivals), *arrivals, ms * 1000)
+
+        return AccessHarness(
+            RedisKeyStore(client, settings),
+            RedisUsageLedger(client, settings),
+            RedisIdempotencyRecords(client, settings),
+            queue,
+            clock,
+            elapse,
+        )
+
+
 class TestRedisWorkerRegistry(WorkerRegistryContract):
     @pytest.fixture
     def registry(self, client: Redis, settings: RedisSettings) -> RegistryHarness:
@@ -166,7 +204,7 @@ async def test_a_claim_that_blocked_in_blmove_starts_the_job_it_moved(
     await queue.submit(new_job(clock, "job-a"))
     lease = await waiting
     assert lease is not None and lease.job.status is JobStatus.RUNNING
-    assert await store.get("job-a") == lease.job
+    assert await store.get("job-a") == jobs.without_inputs(lease.job)
 
 
 async def test_a_finished_record_expires_and_leaves_no_queue_entry(
@@ -193,10 +231,7 @@ async def test_a_submit_resent_after_a_lost_reply_is_accepted_once(
     job = new_job(clock, "job-a")
     await queue.submit(job)
     # The same script again, as redis-py re-sends it when the first reply was lost.
-    resent = await client.eval(
-        SUBMIT, 5, keys.job(job.id), keys.line("python"), keys.processing, keys.lines, keys.pending,
-        settings.max_unfinished, job.id, encode_job(job), *progress_fields(job),
-    )  # fmt: skip
+    resent = await client.eval(SUBMIT, 6, *queue.submit_keys(job), *queue.submit_args(job))
     assert resent == 1
     assert await client.lrange(keys.line("python"), 0, -1) == [b"job-a"]
     with pytest.raises(ValueError):
@@ -215,7 +250,7 @@ async def test_a_finish_resent_after_a_lost_reply_is_accepted_again(
     assert await queue.finish(lease, final)  # the same write under the same lease: a re-send
     other = jobs.complete(lease.job, ok_result("other\n"), clock.now())
     assert not await queue.finish(lease, other)
-    assert await store.get("job-a") == final
+    assert await store.get("job-a") == jobs.without_inputs(final)
 
 
 async def test_a_record_from_a_newer_version_reads_with_unknown_fields_ignored(
@@ -226,8 +261,78 @@ async def test_a_record_from_a_newer_version_reads_with_unknown_fields_ignored(
     await queue.submit(job)
     spec = msgspec.json.decode(encode_job(job))
     spec["priority"] = 7  # a field this version does not know
-    await client.hset(QueueKeys(settings.key_prefix).job("job-a"), "spec", msgspec.json.encode(spec))
-    assert await store.get("job-a") == job
+    key = QueueKeys(settings.key_prefix).job("job-a")
+    await client.hset(key, mapping={"spec": msgspec.json.encode(spec), "head": msgspec.json.encode(spec)})
+    assert await store.get("job-a") == jobs.without_inputs(job)
+
+
+async def test_records_and_results_of_the_previous_layout_read_as_before(
+    parts: tuple[RedisJobQueue, RedisJobStore, ManualClock], client: Redis, settings: RedisSettings
+) -> None:
+    """An older API wrote no head and no reserve; an older worker kept the output in `result`."""
+    queue, store, clock = parts
+    key = QueueKeys(settings.key_prefix).job("job-a")
+    job = new_job(clock, "job-a")
+    await queue.submit(job)
+    await client.hdel(key, "head", "reserve")
+    assert await store.get("job-a") == jobs.without_inputs(job)
+    lease = await queue.claim("w1", LEASE_MS, 1)
+    assert lease is not None and lease.job.request.code == "print(1)"
+    final = jobs.complete(lease.job, ok_result("old\n"), clock.now())
+    assert await queue.finish(lease, final)
+    await client.hdel(key, "stdout")
+    await client.hset(key, "result", msgspec.json.encode(final.result))
+    assert await store.get("job-a") == jobs.without_inputs(final)
+
+
+async def test_a_finished_job_keeps_no_inputs_and_its_output_as_raw_bytes(
+    parts: tuple[RedisJobQueue, RedisJobStore, ManualClock], client: Redis, settings: RedisSettings
+) -> None:
+    queue, store, clock = parts
+    keys = QueueKeys(settings.key_prefix)
+    stdin = "x" * 100_000
+    job = new_job(clock, "job-a", code="print(input())")
+    job = msgspec.structs.replace(job, request=msgspec.structs.replace(job.request, stdin=stdin))
+    await queue.submit(job)
+    assert int(cast(bytes, await client.get(keys.reserved))) == result_reserve(job.request.limits.max_output_bytes)
+    lease = await queue.claim("w1", LEASE_MS, 1)
+    assert lease is not None and lease.job.request.stdin == stdin
+    flood = "\x01" * 50_000
+    warnings = "\x02" * 1_000
+    final = jobs.complete(lease.job, msgspec.structs.replace(ok_result(flood), compile_output=warnings), clock.now())
+    assert await queue.finish(lease, final)
+    assert await client.hget(keys.job("job-a"), "stdout") == flood.encode()
+    assert await client.hget(keys.job("job-a"), "compile_output") == warnings.encode()
+    assert b"print(input())" not in cast(bytes, await client.hget(keys.job("job-a"), "spec"))
+    assert int(cast(bytes, await client.get(keys.reserved))) == 0
+    stored = await client.hgetall(keys.job("job-a"))
+    assert sum(len(name) + len(value) for name, value in stored.items()) < 50_000 + 4096
+    # SAMPLES 0: every field counted (the default samples five and extrapolates, which varies
+    # with the hash's seed); jemalloc puts a 50,000-byte string in a 57,344-byte size class.
+    assert cast(int, await client.memory_usage(keys.job("job-a"), samples=0)) < 50_000 * 5 // 4 + 4096
+    assert await store.get("job-a") == jobs.without_inputs(final)
+
+
+async def test_a_submission_past_the_memory_ceiling_is_refused_and_stores_nothing(
+    client: Redis, settings: RedisSettings
+) -> None:
+    used = int((await client.info("memory"))["used_memory"])
+    reserve = result_reserve(DEFAULT_LIMIT_POLICY.defaults.max_output_bytes)
+    # Room for two jobs' reserves, not three.
+    tight = msgspec.structs.replace(settings, max_memory_bytes=used + 2 * reserve + reserve // 2)
+    clock = ManualClock()
+    queue = RedisJobQueue(client, clock, tight)
+    keys = QueueKeys(tight.key_prefix)
+    await queue.submit(new_job(clock, "job-1"))
+    await queue.submit(new_job(clock, "job-2"))
+    with pytest.raises(StorageFull):
+        await queue.submit(new_job(clock, "job-3"))
+    assert not await client.exists(keys.job("job-3"))
+    # A finished job gives its reserve back, and there is room again.
+    lease = await queue.claim("w1", LEASE_MS, 1)
+    assert lease is not None
+    assert await queue.finish(lease, jobs.complete(lease.job, ok_result(), clock.now()))
+    await queue.submit(new_job(clock, "job-3"))
 
 
 async def test_recovery_does_not_fail_a_job_whose_lease_was_renewed_after_it_looked(
@@ -247,7 +352,7 @@ async def test_recovery_does_not_fail_a_job_whose_lease_was_renewed_after_it_loo
     lost = progress_fields(jobs.fail(lease.job, jobs.worker_lost(1), clock.now()))
     keys = QueueKeys(settings.key_prefix)
     written = await client.eval(
-        FINISH, 3, keys.job("job-a"), keys.processing, keys.leases,
+        FINISH, 4, keys.job("job-a"), keys.processing, keys.leases, keys.reserved,
         "job-a", lease.token, keys.finished, settings.finished_ttl_s * 1000, "1", *lost,
     )  # fmt: skip
     assert written == 0

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import logging
+import secrets
 import socket
 import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import click
 import uvicorn
@@ -12,8 +18,19 @@ from setproctitle import setproctitle
 from corral_api.app import create_app
 from corral_api.container import ApiContainer
 from corral_api.settings import SECTIONS, ApiSettings
-from corral_redis import Durability, RedisCanLoseJobs, RedisSettings, require_durable_redis
+from corral_core.access import ApiKey, Quotas, secret_hash
+from corral_core.ports import StorageUnavailable
+from corral_redis import (
+    Durability,
+    RedisCanLoseJobs,
+    RedisCredentialsError,
+    RedisKeyStore,
+    RedisSettings,
+    connect_to,
+    require_durable_redis,
+)
 from corral_system import logs, metrics
+from corral_system.clock import SystemClock
 from corral_system.config import ConfigError, Settings, load_settings, markdown, text_table
 from corral_system.supervisor import Supervisor
 
@@ -41,6 +58,7 @@ def serve(host: str | None, port: int | None, processes: int | None, log_level: 
     # Checked once, before any process serves: Redis must not be able to lose accepted jobs.
     durability = _require_durable_redis(redis)
     processes = processes or api.processes
+    _warn_if_open(api.auth, host or api.host)
     # Bound once, here: every API process accepts on this one socket, and a process that dies
     # takes no connection but its own with it.
     try:
@@ -86,6 +104,120 @@ def config(as_markdown: bool) -> None:
 def check_config(context: click.Context) -> None:
     """The name of `config` before it showed where each value came from."""
     context.invoke(config)
+
+
+# A key's secret: a recognisable prefix, then 256 random bits.
+SECRET_PREFIX = "corral_"
+T = TypeVar("T")
+
+
+@main.group()
+def keys() -> None:
+    """API keys: clients send one as `Authorization: Bearer <key>` (or `X-Auth-Token`)."""
+
+
+@keys.command("create")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="May read every key's jobs.")
+@click.option("--rate", metavar="N/SECONDS", help="Requests per window, e.g. 100/60 [CORRAL_KEY_RATE_LIMIT/_WINDOW_S].")
+@click.option("--max-unfinished", type=click.IntRange(1), help="Jobs pending or running at once [CORRAL_KEY_MAX_UNFINISHED].")
+@click.option("--max-stored-bytes", type=click.IntRange(1), help="Bytes its jobs may hold [CORRAL_KEY_MAX_STORED_BYTES].")
+@click.option("--max-waiters", type=click.IntRange(1), help="Long-polls at once per API process [CORRAL_KEY_MAX_WAITERS].")
+@click.option("--quiet", is_flag=True, help="Print the key alone, for scripts.")
+def create_key(
+    name: str,
+    admin: bool,
+    rate: str | None,
+    max_unfinished: int | None,
+    max_stored_bytes: int | None,
+    max_waiters: int | None,
+    quiet: bool,
+) -> None:
+    """Make a key named NAME and print it: it is shown this once, and stored only hashed."""
+    rate_limit, window = _rate(rate) if rate else (None, None)
+    quotas = Quotas(
+        rate_limit=rate_limit,
+        rate_window_s=window,
+        max_unfinished=max_unfinished,
+        max_stored_bytes=max_stored_bytes,
+        max_waiters=max_waiters,
+    )
+    secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(id=secrets.token_hex(6), name=name, created_at=SystemClock().now(), admin=admin, quotas=quotas)
+    _with_keys(lambda store: store.add(key, secret_hash(secret)))
+    if quiet:
+        click.echo(secret)
+        return
+    click.echo(f"Key {key.id} ({name}{', admin' if admin else ''}) created. It is shown only now:\n\n  {secret}\n")
+    click.echo("Send it as:  Authorization: Bearer <key>   (or X-Auth-Token: <key>)")
+
+
+@keys.command("list")
+def list_keys() -> None:
+    """Every key: id, name, creation time, admin, and its own quotas (- is the default)."""
+    found = _with_keys(lambda store: store.keys())
+    click.echo("id            name                 created                    admin  rate     unfinished  bytes       waiters")
+    for key in found:
+        q = key.quotas
+        rate = f"{q.rate_limit}/{q.rate_window_s or '-'}" if q.rate_limit else "-"
+        click.echo(
+            f"{key.id:<13} {key.name[:20]:<20} {key.created_at.isoformat(timespec='seconds'):<26} "
+            f"{'yes' if key.admin else 'no':<6} {rate:<8} {q.max_unfinished or '-'!s:<11} "
+            f"{q.max_stored_bytes or '-'!s:<11} {q.max_waiters or '-'}"
+        )
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def revoke_key(key_id: str) -> None:
+    """Revoke the key with id KEY_ID: refused from its next request on."""
+    if not _with_keys(lambda store: store.revoke(key_id)):
+        raise click.ClickException(f"no key with id {key_id!r} (see `corral-api keys list`)")
+    click.echo(f"Key {key_id} revoked.")
+
+
+def _rate(text: str) -> tuple[int, int]:
+    count, _, window = text.partition("/")
+    try:
+        rate, seconds = int(count), int(window or "60")
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not N/SECONDS", param_hint="--rate") from None
+    if rate < 1 or seconds < 1:
+        raise click.BadParameter("both numbers must be positive", param_hint="--rate")
+    return rate, seconds
+
+
+def _with_keys(action: Callable[[RedisKeyStore], Awaitable[T]]) -> T:
+    redis = _settings().get(RedisSettings)
+
+    async def run() -> T:
+        # The [redis] settings as `serve` uses them: on a secured Redis the key store is
+        # reached only as the API's ACL user, over TLS with its certificates.
+        client = connect_to(redis, client_name="corral-api-keys")
+        try:
+            return await action(RedisKeyStore(client, redis))
+        finally:
+            await client.aclose()
+
+    try:
+        return asyncio.run(run())
+    except (StorageUnavailable, RedisCredentialsError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _warn_if_open(auth: bool, host: str) -> None:
+    if auth:
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        logging.getLogger("corral_api").warning(
+            "API keys are off (CORRAL_AUTH=false) and the API listens on %s: anyone who reaches it may run "
+            "code and read every job",
+            host,
+        )
 
 
 def _require_durable_redis(settings: RedisSettings) -> Durability:

@@ -1,7 +1,7 @@
 """The API's composition root: use cases wired to the Redis adapters.
 
-Its settings come from corral_system.config (cli.py). Tests override `queue`, `store` and
-`registry` with in-memory adapters; nothing else changes.
+Its settings come from corral_system.config (cli.py). Tests override `queue`, `store`,
+`registry`, `key_store`, `usage` and `idempotency` with in-memory adapters; nothing else changes.
 """
 
 from __future__ import annotations
@@ -14,7 +14,17 @@ from corral_api.runtimes import RegistryRuntimeCatalog
 from corral_api.settings import ApiSettings
 from corral_api.telemetry import ApiMetrics
 from corral_core.usecases import GetJob, SubmitJob
-from corral_redis import Durability, RedisContainer, RedisJobQueue, RedisJobStore, RedisSettings, RedisWorkerRegistry
+from corral_redis import (
+    Durability,
+    RedisContainer,
+    RedisIdempotencyRecords,
+    RedisJobQueue,
+    RedisJobStore,
+    RedisKeyStore,
+    RedisSettings,
+    RedisUsageLedger,
+    RedisWorkerRegistry,
+)
 from corral_system.clock import SystemClock
 from corral_system.ids import RandomIds
 
@@ -34,6 +44,9 @@ class ApiContainer(containers.DeclarativeContainer):
     queue: providers.Provider[RedisJobQueue] = storage.queue
     store: providers.Provider[RedisJobStore] = storage.store
     registry: providers.Provider[RedisWorkerRegistry] = storage.registry
+    key_store: providers.Provider[RedisKeyStore] = storage.key_store
+    usage: providers.Provider[RedisUsageLedger] = storage.usage
+    idempotency: providers.Provider[RedisIdempotencyRecords] = storage.idempotency
     runtimes = providers.Singleton(RegistryRuntimeCatalog, registry)
 
     submit_job = providers.Singleton(
@@ -44,6 +57,7 @@ class ApiContainer(containers.DeclarativeContainer):
         limits=settings.provided.limit_policy.call(),
         sizes=settings.provided.size_policy.call(),
         runtimes=runtimes,
+        usage=usage,
     )
     get_job = providers.Singleton(GetJob, store)
     long_polls = providers.Singleton(LongPolls, settings.provided.max_waiters)

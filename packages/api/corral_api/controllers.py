@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from typing import Annotated
 
+import msgspec
 from litestar import Controller, Response, get, post
 from litestar.datastructures import ResponseHeader
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_503_SERVICE_UNAVAILABLE
 
-from corral_api.dependencies import Gauge, Get, Metrics, RedisDurability, Registry, Settings, Submit, Waits
-from corral_api.schemas import Accepted, ExecuteIn, JobView, Readiness, RuntimeView
+from corral_api.dependencies import Gauge, Get, Metrics, RedisDurability, Registry, Settings, Submit, SubmitOnce, Waits
+from corral_api.schemas import Accepted, ExecuteIn, JobView, Problem, Readiness, RuntimeView
 from corral_api.settings import ApiSettings
 from corral_core.policy import InvalidSubmission
 from corral_core.ports import StorageUnavailable
@@ -28,7 +31,42 @@ from corral_system.metrics import exposition as metrics_exposition
 log = logging.getLogger("corral_api.jobs")
 
 JOB_ID = Parameter(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+# Its maximum is a setting: app.py writes it into the OpenAPI document.
 Wait = Annotated[float, Parameter(ge=0, description="Seconds to wait for the job to finish.")]
+IdempotencyKey = Annotated[
+    str | None,
+    Parameter(
+        header="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Retries of a submit with the same key (per API key) get the job the first one created.",
+    ),
+]
+_encode = msgspec.json.Encoder().encode
+
+# Why each error status can come, as the OpenAPI document says it; every one has a Problem body.
+_WHY = {
+    400: "Malformed request: a body that is not JSON (invalid UTF-8, too deeply nested, ...), "
+    "a query parameter of the wrong type, or a Host header this API does not serve.",
+    401: "No API key, or one that is unknown or revoked (the answer carries WWW-Authenticate: Bearer).",
+    404: "No job with this id (it never existed, it finished and expired, or another key submitted it).",
+    408: "The request body arrived slower than the server's minimum rate.",
+    413: "The body, its code, stdin, an argument or its files are larger than the server accepts.",
+    409: "Another request with this Idempotency-Key is still queuing its job: try again after Retry-After.",
+    415: "The body was not sent as Content-Type: application/json.",
+    422: "A well-formed request the server will not run: a field is invalid, a limit or `wait` "
+    "above the server maximum, a language no worker offers, or an Idempotency-Key reused with "
+    "another body.",
+    429: "Over one of this key's quotas (request rate, unfinished jobs, stored bytes, long-polls at "
+    "once): try again after Retry-After.",
+    503: "Try again after Retry-After seconds: the queue or the job store is full, this process "
+    "holds its most long-polls, or Redis is unreachable.",
+}
+
+
+def problems(*statuses: int) -> dict[int, ResponseSpec]:
+    """The error answers a route documents, each with its Problem body."""
+    return {status: ResponseSpec(Problem, description=_WHY[status], generate_examples=False) for status in statuses}
 
 
 class JobsController(Controller):
@@ -40,6 +78,10 @@ class JobsController(Controller):
         summary="Submit code to run",
         description="202 with the job id at once; with `wait`, the finished job (200) if it "
         "ends within that many seconds.",
+        responses={
+            HTTP_200_OK: ResponseSpec(JobView, description="The job finished within `wait`.", generate_examples=False),
+            **problems(400, 401, 408, 409, 413, 415, 422, 429, 503),
+        },
     )
     async def execute(
         self,
@@ -49,27 +91,42 @@ class JobsController(Controller):
         settings: Settings,
         long_polls: Waits,
         metrics: Metrics,
+        submit_once: SubmitOnce,
         wait: Wait = 0,
+        idempotency_key: IdempotencyKey = None,
     ) -> Response[Accepted | JobView]:
         _check_wait(wait, settings)
+        headers = []
         # A wait is refused before the job is queued: a 503 must not leave behind a job the
         # client never heard of.
         with long_polls.hold() if wait > 0 else contextlib.nullcontext():
-            job = await submit_job(data.to_request(), request_id=logs.request_id.get())
+            request_id = logs.request_id.get()
+            if idempotency_key is None:
+                job, created = await submit_job(data.to_request(), request_id=request_id), True
+            else:
+                fingerprint = hashlib.sha256(_encode(data)).hexdigest()
+                job, created = await submit_once(
+                    data.to_request(), key=idempotency_key, fingerprint=fingerprint, request_id=request_id
+                )
+                if not created:
+                    headers.append(ResponseHeader(name="Idempotent-Replayed", value="true"))
             logs.job_id.set(job.id)
-            metrics.jobs_submitted.inc()
-            log.info("job submitted", extra={"language": job.request.language})
+            if created:
+                metrics.jobs_submitted.inc()
+                log.info("job submitted", extra={"language": job.request.language})
             if wait > 0:
                 job = await get_job(job.id, wait_s=wait)
-        if job.finished:
-            return Response(JobView.of(job), status_code=HTTP_200_OK)
+        # Without a wait the answer is 202 however far the job got: a replayed submit answers
+        # as the first one did, even when the job has finished since.
+        if wait > 0 and job.finished:
+            return Response(JobView.of(job), status_code=HTTP_200_OK, headers=headers)
         return Response(
             Accepted(job.id, job.status),
             status_code=HTTP_202_ACCEPTED,
-            headers=[ResponseHeader(name="Location", value=f"/jobs/{job.id}")],
+            headers=[*headers, ResponseHeader(name="Location", value=f"/jobs/{job.id}")],
         )
 
-    @get("/jobs/{job_id:str}", summary="Read a job, or wait for it to finish")
+    @get("/jobs/{job_id:str}", summary="Read a job, or wait for it to finish", responses=problems(400, 401, 404, 422, 429, 503))
     async def read(
         self,
         job_id: Annotated[str, JOB_ID],
@@ -86,15 +143,24 @@ class JobsController(Controller):
 class ServiceController(Controller):
     tags = ["service"]
 
-    @get("/runtimes", summary="Languages the live workers can run")
+    @get("/runtimes", summary="Languages the live workers can run", responses=problems(400, 401, 429, 503))
     async def runtimes(self, registry: Registry) -> list[RuntimeView]:
         return RuntimeView.of_workers(await registry.live_workers())
 
-    @get("/healthz", summary="The API process is alive")
+    @get("/healthz", summary="The API process is alive", responses=problems(400))
     async def healthz(self) -> dict[str, str]:
         return {"status": "ok"}
 
-    @get("/readyz", summary="Redis answers and a worker was seen recently")
+    @get(
+        "/readyz",
+        summary="Redis answers and a worker was seen recently",
+        responses={
+            **problems(400),
+            HTTP_503_SERVICE_UNAVAILABLE: ResponseSpec(
+                Readiness, description="Not ready: Redis is unreachable or no worker is live.", generate_examples=False
+            ),
+        },
+    )
     async def readyz(self, registry: Registry, durability: RedisDurability) -> Response[Readiness]:
         fsync, warnings = durability.appendfsync, durability.accepted_risks()
         try:

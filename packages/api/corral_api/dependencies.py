@@ -10,12 +10,13 @@ from __future__ import annotations
 from litestar.di import NamedDependency, Provide
 from litestar.params import SkipValidation
 
+from corral_api.auth import current_caller
 from corral_api.container import ApiContainer
 from corral_api.longpolls import LongPolls
 from corral_api.settings import ApiSettings
 from corral_api.telemetry import ApiMetrics
 from corral_core.ports import QueueGauge, RuntimeCatalog, WorkerRegistry
-from corral_core.usecases import GetJob, SubmitJob
+from corral_core.usecases import GetJob, SubmitJob, SubmitJobOnce
 from corral_redis import Durability
 
 # The types handlers declare, by the names below. Litestar checks a dependency's type at every
@@ -23,6 +24,7 @@ from corral_redis import Durability
 Registry = NamedDependency[SkipValidation[WorkerRegistry]]
 Runtimes = NamedDependency[SkipValidation[RuntimeCatalog]]
 Submit = NamedDependency[SubmitJob]
+SubmitOnce = NamedDependency[SubmitJobOnce]
 Get = NamedDependency[GetJob]
 Settings = NamedDependency[ApiSettings]
 Waits = NamedDependency[LongPolls]
@@ -32,11 +34,16 @@ Gauge = NamedDependency[SkipValidation[QueueGauge]]
 
 
 def dependencies(container: ApiContainer) -> dict[str, Provide]:
+    # The use cases act for the request's caller (auth.py), a cheap copy per request.
     def submit_job() -> SubmitJob:
-        return container.submit_job()
+        return container.submit_job().as_caller(current_caller.get())
+
+    def submit_once() -> SubmitJobOnce:
+        ttl_s = container.settings().idempotency_ttl_s
+        return SubmitJobOnce(submit_job(), container.store(), container.idempotency(), ttl_s)
 
     def get_job() -> GetJob:
-        return container.get_job()
+        return container.get_job().as_caller(current_caller.get())
 
     def registry() -> WorkerRegistry:
         return container.registry()
@@ -63,6 +70,7 @@ def dependencies(container: ApiContainer) -> dict[str, Provide]:
         name: Provide(provider, sync_to_thread=False)
         for name, provider in [
             ("submit_job", submit_job),
+            ("submit_once", submit_once),
             ("get_job", get_job),
             ("registry", registry),
             ("runtimes", runtimes),

@@ -13,8 +13,10 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.status_codes import (
     HTTP_404_NOT_FOUND,
+    HTTP_409_CONFLICT,
     HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_429_TOO_MANY_REQUESTS,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
@@ -22,15 +24,16 @@ from litestar.types import ExceptionHandlersMap
 
 from corral_api.longpolls import TooManyLongPolls
 from corral_api.schemas import FieldError, Problem
+from corral_core.access import OverQuota
 from corral_core.policy import InvalidSubmission, SubmissionTooLarge
-from corral_core.ports import QueueFull, StorageUnavailable
-from corral_core.usecases import JobNotFound
+from corral_core.ports import QueueFull, StorageFull, StorageUnavailable
+from corral_core.usecases import IdempotencyConflict, IdempotencyKeyReused, JobNotFound
 
 log = logging.getLogger(__name__)
 
 def exception_handlers(retry_after_s: int) -> ExceptionHandlersMap:
     def retry_later(
-        _: Request[Any, Any, Any], error: QueueFull | StorageUnavailable | TooManyLongPolls
+        _: Request[Any, Any, Any], error: QueueFull | StorageFull | StorageUnavailable | TooManyLongPolls
     ) -> Response[Problem]:
         return _problem(HTTP_503_SERVICE_UNAVAILABLE, str(error), headers={"Retry-After": str(retry_after_s)})
 
@@ -40,8 +43,12 @@ def exception_handlers(retry_after_s: int) -> ExceptionHandlersMap:
         JobNotFound: _not_found,
         NotFoundException: _not_found,
         QueueFull: retry_later,
+        StorageFull: retry_later,
         StorageUnavailable: retry_later,
         TooManyLongPolls: retry_later,
+        OverQuota: _over_quota,
+        IdempotencyKeyReused: _idempotency_reused,
+        IdempotencyConflict: _idempotency_conflict,
         HTTPException: _http,
         Exception: _unexpected,
     }
@@ -71,6 +78,18 @@ def _validation(_: Request[Any, Any, Any], error: ValidationException) -> Respon
 
 def _not_found(_: Request[Any, Any, Any], error: JobNotFound | NotFoundException) -> Response[Problem]:
     return _problem(HTTP_404_NOT_FOUND, str(error.detail if isinstance(error, HTTPException) else error))
+
+
+def _over_quota(_: Request[Any, Any, Any], error: OverQuota) -> Response[Problem]:
+    return _problem(HTTP_429_TOO_MANY_REQUESTS, str(error), headers={"Retry-After": str(error.retry_after_s)})
+
+
+def _idempotency_reused(_: Request[Any, Any, Any], error: IdempotencyKeyReused) -> Response[Problem]:
+    return _problem(HTTP_422_UNPROCESSABLE_ENTITY, str(error), [FieldError("Idempotency-Key", str(error))])
+
+
+def _idempotency_conflict(_: Request[Any, Any, Any], error: IdempotencyConflict) -> Response[Problem]:
+    return _problem(HTTP_409_CONFLICT, str(error), headers={"Retry-After": "1"})
 
 
 def _http(_: Request[Any, Any, Any], error: HTTPException) -> Response[Problem]:

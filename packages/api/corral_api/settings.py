@@ -6,9 +6,12 @@ from typing import Annotated, ClassVar
 
 import msgspec
 
+from corral_core.access import Quotas
 from corral_core.job import Limits
 from corral_core.policy import DEFAULT_LIMIT_POLICY, LIMIT_FIELDS, LimitPolicy, SizePolicy
 from corral_redis import RedisSettings
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 _SIZES = SizePolicy()
@@ -27,6 +30,19 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     # API processes sharing the port: above 1, a supervisor forks them, restarts a dead one and
     # stops them together (`corral-api serve --processes` wins); 1: this process serves itself.
     processes: Annotated[int, msgspec.Meta(ge=1, le=256)] = 1
+    # Host names clients may address the API by (the Host header, port aside), comma-separated;
+    # any other gets 400, which stops DNS rebinding. Empty means localhost, 127.0.0.1, ::1 and
+    # `host`; `*.example.com` allows its subdomains, `*` any host.
+    allowed_hosts: str = ""
+    # Web origins whose pages may call the API from a browser (CORS), comma-separated, such as
+    # https://judge.example.com; `*` allows any. Empty (the default) sends no CORS headers.
+    cors_allow_origins: str = ""
+    # A request body must arrive at this many bytes per second at least, once its first
+    # `body_grace_s` seconds are over, or the request is ended with 408: a trickling client
+    # must not hold a connection for hours.
+    min_body_bytes_per_s: Positive = 10_000
+    # How long a request body may take before that rate applies, in seconds.
+    body_grace_s: Annotated[float, msgspec.Meta(gt=0, le=600)] = 5
     # The longest `?wait=` a client may ask for, in seconds.
     max_wait_s: Annotated[float, msgspec.Meta(ge=0, le=300)] = 30
     # The most long-polls (`?wait=`) one API process holds at once; past it a request that
@@ -61,6 +77,23 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     limit_max_compile_wall_time_ms: Positive = _MAXIMA.compile_wall_time_ms
     limit_max_compile_memory_mb: Positive = _MAXIMA.compile_memory_mb
 
+    # Clients must send an API key (`corral-api keys create`). false: anyone who reaches the
+    # port may submit and read every job, for a trusted single-user install only.
+    auth: bool = True
+    # Requests a key may make per key_rate_window_s (GCRA; 429 past it), unless the key has its own.
+    key_rate_limit: Positive = 600
+    # The window of key_rate_limit, in seconds.
+    key_rate_window_s: Positive = 60
+    # Jobs a key may have pending or running at once (429 past it), unless the key has its own.
+    key_max_unfinished: Positive = 100
+    # Bytes a key's jobs may hold in Redis (429 past it), unless the key has its own: each job
+    # counts its request plus max_output_bytes for stdout and for stderr, until its record expires.
+    key_max_stored_bytes: Positive = 512 * 1024 * 1024
+    # Long-polls one key may hold at once in one API process (429 past it), unless it has its own.
+    key_max_waiters: Positive = 1000
+    # How long an Idempotency-Key is remembered, per key: a retry within it gets the first job.
+    idempotency_ttl_s: Positive = 24 * 3600
+
     def __post_init__(self) -> None:
         self.limit_policy()  # a default above its maximum is refused at start
 
@@ -68,6 +101,15 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         return LimitPolicy(
             defaults=Limits(**{name: getattr(self, f"limit_default_{name}") for name in LIMIT_FIELDS}),
             maxima=Limits(**{name: getattr(self, f"limit_max_{name}") for name in LIMIT_FIELDS}),
+        )
+
+    def key_quotas(self) -> Quotas:
+        return Quotas(
+            rate_limit=self.key_rate_limit,
+            rate_window_s=self.key_rate_window_s,
+            max_unfinished=self.key_max_unfinished,
+            max_stored_bytes=self.key_max_stored_bytes,
+            max_waiters=self.key_max_waiters,
         )
 
     def size_policy(self) -> SizePolicy:
@@ -78,11 +120,22 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             max_files_bytes=self.max_files_bytes,
         )
 
+    def hosts(self) -> list[str]:
+        listed = _split(self.allowed_hosts)
+        return listed or [*LOOPBACK_HOSTS, self.host]
+
+    def cors_origins(self) -> list[str]:
+        return _split(self.cors_allow_origins)
+
     def max_body_bytes(self) -> int:
         # Base64 files grow by 4/3 and JSON escaping can double text; anything past this is
         # refused by Litestar before it is parsed.
         text = 2 * (self.max_code_bytes + self.max_stdin_bytes)
         return text + 2 * self.max_files_bytes + 64 * 1024
+
+
+def _split(names: str) -> list[str]:
+    return [name.strip() for name in names.split(",") if name.strip()]
 
 
 # The sections `corral-api` reads, in the order `corral-api config` shows them.

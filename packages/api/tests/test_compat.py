@@ -42,11 +42,11 @@ async def client() -> AsyncIterator[Client]:
     state = InMemoryJobs(clock, max_unfinished=100)
     registry = InMemoryWorkerRegistry(clock)
     await registry.heartbeat(WorkerInfo("test-worker", clock.now(), (Runtime("python", "3.11.2", "main.py"),)), 60_000)
-    container = ApiContainer(settings=ApiSettings(max_wait_s=5), redis_settings=RedisSettings(max_unfinished=100))
+    container = ApiContainer(settings=ApiSettings(auth=False, max_wait_s=5), redis_settings=RedisSettings(max_unfinished=100))
     container.queue.override(providers.Object(InMemoryJobQueue(state)))
     container.store.override(providers.Object(InMemoryJobStore(state)))
     container.registry.override(providers.Object(registry))
-    async with AsyncTestClient(app=create_app(container)) as test_client:
+    async with AsyncTestClient(app=create_app(container), base_url="http://127.0.0.1:8000") as test_client:
         running = test_client.blocking_portal.start_task_soon(_worker, state)
         yield test_client
         running.cancel()
@@ -77,6 +77,9 @@ async def test_judge0_create_without_wait_answers_only_the_token(client: Client)
         if read["status_id"] > 2:
             break
     assert read == {"status_id": 3, "stdout": "1\n", "language_id": 71}
+    # A job read back carries no inputs (the store drops them): null, never an empty program.
+    inputs = (await client.get(f"/judge0/submissions/{token}?fields=source_code,stdin")).json()
+    assert inputs == {"source_code": None, "stdin": None}
 
 
 async def test_judge0_wrong_answer_and_base64_both_ways(client: Client) -> None:
@@ -256,3 +259,23 @@ async def test_piston_refuses_as_piston_does(client: Client, body: dict[str, obj
 async def test_piston_wants_json(client: Client) -> None:
     response = await client.post("/api/v2/execute", content=b"{}", headers={"content-type": "text/plain"})
     assert (response.status_code, response.json()) == (415, {"message": "requests must be of type application/json"})
+
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/judge0/submissions", b'{"source_code": "\xff", "language_id": 71}'),
+        ("/judge0/submissions", b'{"source_code": "1", "language_id": 71, "x": ' + b"[" * 100_000),
+        ("/judge0/submissions", b'{"source_code": '),
+        ("/judge0/submissions/batch", b'{"submissions": [{"source_code": "\xff", "language_id": 71}]}'),
+        ("/judge0/submissions/batch", b'{"submissions": ' + b"[" * 100_000),
+        ("/api/v2/execute", b'{"language": "\xff"}'),
+        ("/api/v2/execute", b"[" * 100_000),
+        ("/api/v2/execute", b'{"language": '),
+    ],
+)
+async def test_compat_bodies_that_are_not_well_formed_json_are_400(client: Client, path: str, body: bytes) -> None:
+    response = await client.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert "malformed JSON" in response.text

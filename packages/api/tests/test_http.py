@@ -49,7 +49,7 @@ async def run_worker(state: InMemoryJobs) -> None:
 
 @pytest.fixture
 async def api() -> AsyncIterator[Api]:
-    async for made in _api(ApiSettings(max_wait_s=5, max_code_bytes=1000), RedisSettings(max_unfinished=3)):
+    async for made in _api(ApiSettings(auth=False, max_wait_s=5, max_code_bytes=1000), RedisSettings(max_unfinished=3)):
         yield made
 
 
@@ -66,7 +66,7 @@ async def _api(
     container.queue.override(providers.Object(InMemoryJobQueue(state)))
     container.store.override(providers.Object(InMemoryJobStore(state)))
     container.registry.override(providers.Object(registry))
-    async with AsyncTestClient(app=create_app(container)) as client:
+    async with AsyncTestClient(app=create_app(container), base_url="http://127.0.0.1:8000") as client:
         # The test client serves the app on its own event loop: the worker must share it.
         running = client.blocking_portal.start_task_soon(run_worker, state) if worker else None
         yield Api(client, state, registry, container)
@@ -191,7 +191,7 @@ async def test_a_language_no_worker_offers_is_422(api: Api) -> None:
 
 
 async def test_an_input_file_named_like_the_source_file_is_422() -> None:
-    async for api in _api(ApiSettings(), RedisSettings(), worker=False):
+    async for api in _api(ApiSettings(auth=False), RedisSettings(), worker=False):
         response = await api.client.post("/execute", json={"code": "", "files": [{"name": "main.py", "content": ""}]})
         assert response.status_code == 422
         assert response.json()["errors"] == [
@@ -200,7 +200,7 @@ async def test_an_input_file_named_like_the_source_file_is_422() -> None:
 
 
 async def test_with_no_live_worker_a_job_is_accepted_and_waits() -> None:
-    async for api in _api(ApiSettings(), RedisSettings(), worker=False, heartbeat=False):
+    async for api in _api(ApiSettings(auth=False), RedisSettings(), worker=False, heartbeat=False):
         response = await api.client.post("/execute", json={"code": "", "language": "ruby"})
         assert response.status_code == 202
         assert response.json()["status"] == "PENDING"
@@ -222,7 +222,7 @@ async def test_a_finished_job_reads_as_it_always_has(api: Api) -> None:
 
 
 async def test_a_full_queue_is_503_with_retry_after() -> None:
-    async for api in _api(ApiSettings(), RedisSettings(max_unfinished=2), worker=False):
+    async for api in _api(ApiSettings(auth=False), RedisSettings(max_unfinished=2), worker=False):
         for _ in range(2):
             assert (await api.client.post("/execute", json={"code": ""})).status_code == 202
         response = await api.client.post("/execute", json={"code": ""})
@@ -251,7 +251,7 @@ async def test_health_and_readiness(api: Api) -> None:
 
 
 async def test_readiness_fails_without_a_live_worker() -> None:
-    async for api in _api(ApiSettings(), RedisSettings(), worker=False, heartbeat=False):
+    async for api in _api(ApiSettings(auth=False), RedisSettings(), worker=False, heartbeat=False):
         ready = await api.client.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["problems"] == ["no live worker"]
@@ -266,14 +266,14 @@ async def test_openapi_schema_and_swagger_are_served(api: Api) -> None:
 
 async def test_a_job_no_worker_can_run_waits_for_one_instead_of_failing() -> None:
     # No heartbeat, so the API accepts the language; the worker (Python only) never takes it.
-    async for api in _api(ApiSettings(max_wait_s=5), RedisSettings(), heartbeat=False):
+    async for api in _api(ApiSettings(auth=False, max_wait_s=5), RedisSettings(), heartbeat=False):
         response = await api.client.post("/execute?wait=1", json={"code": "", "language": "ruby"})
         assert response.status_code == 202, response.text
         assert response.json()["status"] == "PENDING"
 
 
 async def test_past_the_long_poll_limit_a_wait_is_503_naming_it_and_queues_nothing() -> None:
-    async for api in _api(ApiSettings(), RedisSettings(), worker=False):
+    async for api in _api(ApiSettings(auth=False), RedisSettings(), worker=False):
         job_id = (await api.client.post("/execute", json={"code": ""})).json()["job_id"]
         full = LongPolls(limit=1)
         with full.hold():  # the one long-poll this process may hold is taken

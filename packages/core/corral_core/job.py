@@ -165,6 +165,9 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     # What a front end asked to keep beside the job (the Judge0 adapter's expected output,
     # say), returned as given. Corral never reads it; the sandbox never sees it.
     annotations: dict[str, str] = {}
+    # The id of the API key that submitted it (corral_core.access): only that key, or an
+    # admin key, may read it. Empty when the API runs without keys.
+    owner: str = ""
 
     @property
     def finished(self) -> bool:
@@ -216,6 +219,16 @@ def requeue(job: Job, *, count_attempt: bool = True) -> Job:
     return _move(job, JobStatus.PENDING, started_at=None, attempts=attempts)
 
 
+def without_inputs(job: Job) -> Job:
+    """The job as its client reads it back: its code, stdin and files left out.
+
+    They are the bulk of a request and only the worker needs them; a store may drop them once
+    the job finishes, and reading a job never has to fetch them.
+    """
+    request = msgspec.structs.replace(job.request, code="", stdin="", files=())
+    return msgspec.structs.replace(job, request=request)
+
+
 def worker_lost(attempts: int) -> JobError:
     return JobError(
         ErrorCode.WORKER_LOST,
@@ -235,6 +248,8 @@ def encode_job(job: Job) -> bytes:
     fields.update(fields.pop("request"))
     if not fields["annotations"]:
         del fields["annotations"]  # a job without them is written exactly as before they existed
+    if not fields["owner"]:
+        del fields["owner"]  # likewise a job submitted without keys
     return _job_encoder.encode(fields)
 
 

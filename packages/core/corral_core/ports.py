@@ -54,6 +54,13 @@ class QueueFull(Exception):
         self.limit = limit
 
 
+class StorageFull(Exception):
+    """Storing one more job could fill the storage; it is refused until results expire."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"the job store is full ({detail}); try again later")
+
+
 class StorageUnavailable(Exception):
     """The queue or store cannot be reached right now.
 
@@ -71,7 +78,11 @@ class JobQueue(Protocol):
     """Hands PENDING jobs to workers under leases, so that no accepted job is lost."""
 
     async def submit(self, job: Job) -> None:
-        """Record a PENDING job and put it in line, both or neither. Raises QueueFull."""
+        """Record a PENDING job and put it in line, both or neither.
+
+        Raises QueueFull, or StorageFull when the job's worst-case size (request and result)
+        does not fit in the storage's budget.
+        """
         ...
 
     async def claim(
@@ -122,7 +133,8 @@ class QueueGauge(Protocol):
 
 
 class JobStore(Protocol):
-    """Reads jobs for clients."""
+    """Reads jobs for clients, without their inputs (core's `without_inputs`): code, stdin and
+    files are the worker's, read from its lease, and may be dropped once the job finishes."""
 
     async def get(self, job_id: str) -> Job | None: ...
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Self, TypeVar
 
 from corral_core import job as jobs
+from corral_core.access import ANONYMOUS, Caller, IdempotencyRecords, OverQuota, UsageLedger
 from corral_core.job import ErrorCode, Job, JobError, Program
 from corral_core.policy import LimitPolicy, LimitRequest, SizePolicy, check_language, runtime_of, source_files
 from corral_core.ports import (
@@ -53,11 +55,31 @@ class JobNotFound(Exception):
         self.job_id = job_id
 
 
+class IdempotencyKeyReused(Exception):
+    """The Idempotency-Key was first used for a different request (HTTP 422)."""
+
+    def __init__(self) -> None:
+        super().__init__("this Idempotency-Key was already used for a different request")
+
+
+class IdempotencyConflict(Exception):
+    """The first request with this Idempotency-Key is still being handled (HTTP 409)."""
+
+    def __init__(self) -> None:
+        super().__init__("a request with this Idempotency-Key is still in progress; retry shortly")
+
+
 class SubmitJob:
     """Check a submission against every rule, then queue it as a PENDING job.
 
     Raises InvalidSubmission (SubmissionTooLarge, LimitAboveMaximum) naming the field at
-    fault, QueueFull, or StorageUnavailable; nothing is queued unless every rule holds.
+    fault, OverQuota, QueueFull, or StorageUnavailable; nothing is queued unless every rule
+    holds.
+
+    The job belongs to the caller (`as_caller`). With a usage ledger and a caller that is a
+    key, the job is booked against the key's quotas before it is queued: one unfinished job,
+    and its size in bytes, counted as what its record can grow to (the request's code, stdin,
+    arguments and files, plus max_output_bytes for each of stdout and stderr).
     """
 
     def __init__(
@@ -68,6 +90,7 @@ class SubmitJob:
         limits: LimitPolicy,
         sizes: SizePolicy,
         runtimes: RuntimeCatalog,
+        usage: UsageLedger | None = None,
     ) -> None:
         self._queue = queue
         self._ids = ids
@@ -75,36 +98,134 @@ class SubmitJob:
         self._limits = limits
         self._sizes = sizes
         self._runtimes = runtimes
+        self._usage = usage
+        self._caller = ANONYMOUS
 
-    async def __call__(self, request: JobRequest, *, request_id: str = "") -> Job:
+    def as_caller(self, caller: Caller) -> Self:
+        """This use case acting for `caller`: one per request, sharing every port."""
+        bound = copy.copy(self)
+        bound._caller = caller
+        return bound
+
+    @property
+    def caller(self) -> Caller:
+        return self._caller
+
+    def new_id(self) -> str:
+        return self._ids.new_id()
+
+    async def __call__(self, request: JobRequest, *, request_id: str = "", job_id: str = "") -> Job:
         runtimes = await self._runtimes.offered()
         check_language(request.language, runtimes)
         reserved = source_files(request.language, runtimes)
         self._sizes.check(request.code, request.stdin, request.args, request.files, reserved=reserved)
         self._sizes.check_annotations(request.annotations)
         job = Job(
-            id=self._ids.new_id(),
+            id=job_id or self._ids.new_id(),
             request=request.with_limits(
                 self._limits.for_runtime(runtime_of(request.language, runtimes)).resolve(request.limits)
             ),
             created_at=self._clock.now(),
             request_id=request_id,
             annotations=dict(request.annotations),
+            owner=self._caller.key_id,
         )
-        await self._queue.submit(job)
+        if self._usage is None or not job.owner:
+            await self._queue.submit(job)
+            return job
+        quotas = self._caller.quotas
+        assert quotas.max_unfinished is not None and quotas.max_stored_bytes is not None, "a key's quotas are resolved"
+        refused = await self._usage.book(job.owner, job.id, booked_bytes(job), quotas.max_unfinished, quotas.max_stored_bytes)
+        if refused is not None:
+            limit = quotas.max_unfinished if refused == "unfinished jobs" else quotas.max_stored_bytes
+            raise OverQuota(refused, limit)
+        try:
+            await self._queue.submit(job)
+        except BaseException:
+            # Not queued (or not known to be): give the booking back. Should the job have been
+            # queued after all (a lost reply), its finish still settles the booking.
+            await _outliving_cancellation(self._usage.unbook(job.owner, job.id))
+            raise
         return job
 
 
+def booked_bytes(job: Job) -> int:
+    """What a job's record may come to: its request, and both outputs at their limit."""
+    request = job.request
+    sent = len(request.code.encode()) + len(request.stdin.encode()) + sum(len(arg.encode()) for arg in request.args)
+    sent += sum(len(file.name) + len(file.content) for file in request.files)
+    return sent + 2 * request.limits.max_output_bytes
+
+
+class SubmitJobOnce:
+    """Submit, unless the caller already submitted with this idempotency key: then the job
+    that first submission created, however often the request is retried, and however many of
+    the retries race. Returns the job and whether it was created by this call.
+
+    The fingerprint tells one request from another; the same key with a different request is
+    refused (IdempotencyKeyReused). A retry that arrives while the first is still being queued
+    waits for it, up to `settle_s`, then is told to retry (IdempotencyConflict).
+    """
+
+    def __init__(
+        self, submit: SubmitJob, store: JobStore, records: IdempotencyRecords, ttl_s: int, *, settle_s: float = 5.0
+    ) -> None:
+        self._submit = submit
+        self._store = store
+        self._records = records
+        self._ttl_s = ttl_s
+        self._settle_s = settle_s
+
+    async def __call__(self, request: JobRequest, *, key: str, fingerprint: str, request_id: str = "") -> tuple[Job, bool]:
+        scope = self._submit.caller.key_id
+        job_id = self._submit.new_id()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settle_s
+        while True:
+            first = await self._records.claim(scope, key, job_id, fingerprint, self._ttl_s)
+            if first is None:
+                try:
+                    return await self._submit(request, request_id=request_id, job_id=job_id), True
+                except BaseException:
+                    await _outliving_cancellation(self._records.release(scope, key, job_id))
+                    raise
+            first_id, first_fingerprint = first
+            if first_fingerprint != fingerprint:
+                raise IdempotencyKeyReused
+            found = await self._store.get(first_id)
+            if found is not None:
+                return found, False
+            # The first request claimed the key and is queuing its job right now, or failed
+            # and is giving the key back: look again in a moment.
+            if loop.time() >= deadline:
+                raise IdempotencyConflict
+            await asyncio.sleep(0.02)
+
+
 class GetJob:
+    """Read a job for a caller: a job the caller may not read is, to it, a job that does not
+    exist (JobNotFound, never a refusal that would tell it exists)."""
+
     def __init__(self, store: JobStore) -> None:
         self._store = store
+        self._caller = ANONYMOUS
+
+    def as_caller(self, caller: Caller) -> Self:
+        bound = copy.copy(self)
+        bound._caller = caller
+        return bound
 
     async def __call__(self, job_id: str, wait_s: float = 0) -> Job:
-        if wait_s > 0:
+        if wait_s > 0 and not self._caller.admin:
+            # Ownership first: someone else's job must not make a stranger wait for its end.
+            found = await self._store.get(job_id)
+            if found is not None and self._caller.may_read(found.owner) and not found.finished:
+                found = await self._store.wait_finished(job_id, wait_s)
+        elif wait_s > 0:
             found = await self._store.wait_finished(job_id, wait_s)
         else:
             found = await self._store.get(job_id)
-        if found is None:
+        if found is None or not self._caller.may_read(found.owner):
             raise JobNotFound(job_id)
         return found
 

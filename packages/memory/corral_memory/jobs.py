@@ -158,7 +158,8 @@ class InMemoryJobStore:
         self._state = state
 
     async def get(self, job_id: str) -> Job | None:
-        return self._state.records.get(job_id)
+        found = self._state.records.get(job_id)
+        return None if found is None else jobs.without_inputs(found)
 
     async def wait_finished(self, job_id: str, timeout_s: float) -> Job | None:
         state = self._state
@@ -170,7 +171,7 @@ class InMemoryJobStore:
                     await state.changed.wait_for(lambda: state.records[job_id].finished)
             except TimeoutError:
                 pass
-        return state.records[job_id]
+        return jobs.without_inputs(state.records[job_id])
 
 
 class InMemoryWorkerRegistry:

@@ -8,9 +8,10 @@ second of accepted jobs when the machine does; `always` loses nothing either way
 bench/queue_throughput.py measures.
 """
 
-from corral_redis.connection import connect, storage_errors
+from corral_redis.connection import RedisCredentialsError, connect, connect_to, security_options, storage_errors
 from corral_redis.container import RedisContainer
 from corral_redis.durability import Durability, RedisCanLoseJobs, check_durability, require_durable_redis
+from corral_redis.keys import RedisIdempotencyRecords, RedisKeyStore, RedisUsageLedger
 from corral_redis.queue import RedisJobQueue
 from corral_redis.settings import QueueKeys, RedisSettings
 from corral_redis.store import RedisJobStore
@@ -21,12 +22,18 @@ __all__ = [
     "Durability",
     "RedisCanLoseJobs",
     "RedisContainer",
+    "RedisCredentialsError",
+    "RedisIdempotencyRecords",
+    "RedisKeyStore",
+    "RedisUsageLedger",
     "RedisJobQueue",
     "RedisJobStore",
     "RedisSettings",
     "RedisWorkerRegistry",
     "check_durability",
     "connect",
+    "connect_to",
+    "security_options",
     "require_durable_redis",
     "storage_errors",
 ]

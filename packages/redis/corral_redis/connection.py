@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -18,10 +19,53 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, MaxConnectionsError, ResponseError, TimeoutError
 
 from corral_core.ports import StorageUnavailable
+from corral_redis.settings import RedisSettings
 
 # Server replies that mean "not now" rather than "wrong request": out of memory under
 # noeviction, a failing AOF (MISCONF), a replica, a long script, a cluster in transition.
 _UNAVAILABLE_REPLIES = ("OOM", "MISCONF", "READONLY", "BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN")
+
+
+class RedisCredentialsError(Exception):
+    """A [redis] password_file that cannot be read: the deployable stops at start, saying so."""
+
+
+def connect_to(settings: RedisSettings, **options: Any) -> Redis:
+    """connect() with the [redis] settings: its URL, pool bounds, ACL user, password and TLS files.
+
+    `options` are connect()'s own (client_name, timeouts, retries).
+    """
+    return connect(
+        settings.url,
+        max_connections=settings.max_connections,
+        pool_timeout_s=settings.pool_timeout_s,
+        **security_options(settings),
+        **options,
+    )
+
+
+def security_options(settings: RedisSettings) -> dict[str, Any]:
+    """What connect() needs to log in and check the server: user, password and TLS files.
+
+    Unset settings are left out, so that a user or password given in the URL still counts.
+    """
+    found: dict[str, Any] = {}
+    if settings.username:
+        found["username"] = settings.username
+    if settings.password_file:
+        try:
+            found["password"] = Path(settings.password_file).read_text().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as error:
+            raise RedisCredentialsError(
+                f"cannot read the Redis password from password_file {settings.password_file}: {error}"
+            ) from error
+    tls = {
+        "ssl_ca_certs": settings.tls_ca_file,
+        "ssl_certfile": settings.tls_cert_file,
+        "ssl_keyfile": settings.tls_key_file,
+    }
+    found.update({option: path for option, path in tls.items() if path})
+    return found
 
 
 def connect(
@@ -34,6 +78,7 @@ def connect(
     connect_timeout: float = 2.0,
     retries: int = 3,
     health_check_interval: int = 15,
+    **security: Any,
 ) -> Redis:
     """A client of at most `max_connections` connections that retries a dropped one a few times.
 
@@ -44,9 +89,15 @@ def connect(
 
     The adapters' scripts are safe to run twice (see scripts.py), which is what a retry after a
     lost reply does. `socket_timeout` must stay above RedisSettings.claim_block_s.
+
+    `security` (security_options()) logs in as an ACL user and, for rediss://, names the CA
+    and client certificate. A rediss:// connection always checks the server's certificate and
+    that it names the URL's host (redis-py's defaults, stated here so no upgrade relaxes them).
     """
     # TCP keepalive has no meaning on a Unix socket, whose connection class refuses the option.
     keepalive = {} if url.startswith("unix:") else {"socket_keepalive": True}
+    if url.startswith("rediss:"):
+        security = {"ssl_cert_reqs": "required", "ssl_check_hostname": True, **security}
     pool = _BoundedPool.from_url(
         url,
         max_connections=max_connections,
@@ -57,6 +108,7 @@ def connect(
         health_check_interval=health_check_interval,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
         **keepalive,
+        **security,
     )
     # The URL's scheme picked the class (TCP, TLS or a Unix socket); keep it, fixed.
     pool.connection_class = _keeping_cancellations(pool.connection_class)

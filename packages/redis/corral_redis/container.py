@@ -8,7 +8,8 @@ from __future__ import annotations
 from dependency_injector import containers, providers
 
 from corral_core.ports import Clock
-from corral_redis.connection import connect
+from corral_redis.connection import connect_to
+from corral_redis.keys import RedisIdempotencyRecords, RedisKeyStore, RedisUsageLedger
 from corral_redis.queue import RedisJobQueue
 from corral_redis.settings import RedisSettings
 from corral_redis.store import RedisJobStore
@@ -21,13 +22,10 @@ class RedisContainer(containers.DeclarativeContainer):
     # Shown by Redis's CLIENT LIST for every connection: which deployable holds it.
     client_name = providers.Object("corral")
 
-    client = providers.Singleton(
-        connect,
-        settings.provided.url,
-        max_connections=settings.provided.max_connections,
-        pool_timeout_s=settings.provided.pool_timeout_s,
-        client_name=client_name,
-    )
+    client = providers.Singleton(connect_to, settings, client_name=client_name)
     queue = providers.Singleton(RedisJobQueue, client, clock, settings)
     store = providers.Singleton(RedisJobStore, client, settings)
     registry = providers.Singleton(RedisWorkerRegistry, client, settings)
+    key_store = providers.Singleton(RedisKeyStore, client, settings)
+    usage = providers.Singleton(RedisUsageLedger, client, settings)
+    idempotency = providers.Singleton(RedisIdempotencyRecords, client, settings)

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from corral_core.ports import StorageUnavailable
-from corral_redis.connection import connect, storage_errors
+from corral_redis.connection import RedisCredentialsError, connect_to, storage_errors
 from corral_redis.settings import RedisSettings
 
 log = logging.getLogger(__name__)
@@ -63,14 +63,10 @@ async def check_durability(client: Redis, *, accept_data_loss: bool = False) -> 
     """What Redis' configuration means for accepted jobs. Raises RedisCanLoseJobs when it can
     lose them and `accept_data_loss` is false, StorageUnavailable when Redis does not answer."""
     try:
-        with storage_errors():
-            config = {
-                **_text(await client.config_get("appendonly")),
-                **_text(await client.config_get("appendfsync")),
-                **_text(await client.config_get("maxmemory-policy")),
-            }
+        config = await _read_config(client)
     except ResponseError as error:
-        # Managed services often disable CONFIG: the operator has to check by hand and say so.
+        # Some managed services refuse both CONFIG and INFO: the operator has to check by hand
+        # and say so.
         found = Durability(
             appendonly="unknown",
             appendfsync="unknown",
@@ -104,6 +100,33 @@ async def check_durability(client: Redis, *, accept_data_loss: bool = False) -> 
     return msgspec.structs.replace(found, risk_accepted=bool(found.risks))
 
 
+async def _read_config(client: Redis) -> dict[str, str]:
+    """appendonly, appendfsync and maxmemory-policy, from CONFIG GET or else from INFO.
+
+    Managed services and the narrow ACL users of the README's deployment section refuse CONFIG
+    (it would show every setting, secrets included); INFO shows the two settings that decide,
+    though not appendfsync. Raises ResponseError when Redis refuses both.
+    """
+    with storage_errors():
+        try:
+            return {
+                **_text(await client.config_get("appendonly")),
+                **_text(await client.config_get("appendfsync")),
+                **_text(await client.config_get("maxmemory-policy")),
+            }
+        except ResponseError as refused:
+            try:
+                persistence = await client.info("persistence")
+                memory = await client.info("memory")
+            except ResponseError as error:
+                raise ResponseError(f"CONFIG GET: {refused}; INFO: {error}") from error
+    return {
+        "appendonly": "yes" if str(persistence.get("aof_enabled")) == "1" else "no",
+        "appendfsync": "unknown (CONFIG refused)",
+        "maxmemory-policy": str(memory.get("maxmemory_policy", "?")),
+    }
+
+
 def require_durable_redis(settings: RedisSettings, wait_s: float = START_WAIT_S) -> Durability:
     """The start check of both deployables, run before they serve: waits up to `wait_s` for
     Redis to answer, refuses (RedisCanLoseJobs) a Redis that can lose jobs unless
@@ -116,7 +139,10 @@ def require_durable_redis(settings: RedisSettings, wait_s: float = START_WAIT_S)
 
 
 async def _check_when_up(settings: RedisSettings, wait_s: float) -> Durability:
-    client = connect(settings.url, retries=0, connect_timeout=1.0)
+    try:
+        client = connect_to(settings, retries=0, connect_timeout=1.0)
+    except RedisCredentialsError as error:
+        raise RedisCanLoseJobs(f"cannot check Redis: {error}") from error
     deadline = time.monotonic() + wait_s
     try:
         while True:

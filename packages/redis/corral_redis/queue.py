@@ -12,7 +12,8 @@ Layout (every key under the settings' prefix, see settings.py and records.py):
 - `processing`, a LIST of the ids workers took. A worker takes an id with a move from
   its line, never a pop, so a job is never only in a worker's memory;
 - `leases`, a ZSET of the running job ids scored by lease deadline (Redis' TIME, µs);
-- `job:<id>`, a HASH per job (records.py), with `fence`, the token counter of its leases.
+- `job:<id>`, a HASH per job (records.py), with `fence`, the token counter of its leases;
+- `reserved`, the bytes set aside for the results of unfinished jobs (records.py, byte budget).
 
 Lists and leases rather than Streams: a consumer group's pending-entries list has delivery
 counts and XAUTOCLAIM, but none of them fits here. A released job must be next in line, and a
@@ -43,10 +44,10 @@ from redis.asyncio import Redis
 
 from corral_core import job as jobs
 from corral_core.job import Job, encode_job
-from corral_core.ports import Clock, Lease, QueueDepth, QueueFull, RecoveryReport
+from corral_core.ports import Clock, Lease, QueueDepth, QueueFull, RecoveryReport, StorageFull
 from corral_redis import scripts
 from corral_redis.connection import storage_errors
-from corral_redis.records import decode_record, encode_time, progress_fields
+from corral_redis.records import decode_record, encode_head, encode_time, progress_fields, result_reserve
 from corral_redis.settings import DEFAULT_SETTINGS, QueueKeys, RedisSettings
 
 
@@ -67,16 +68,36 @@ class RedisJobQueue:
         self._turn = 0  # which of a worker's lines a claim looks at first, rotating
 
     async def submit(self, job: Job) -> None:
-        keys = self._keys
         with storage_errors():
-            outcome = await self._submit(
-                keys=[keys.job(job.id), keys.line(job.request.language), keys.processing, keys.lines, keys.pending],
-                args=[self._settings.max_unfinished, job.id, encode_job(job), *progress_fields(job)],
-            )
+            outcome = await self._submit(keys=self.submit_keys(job), args=self.submit_args(job))
         if outcome == 0:
             raise QueueFull(self._settings.max_unfinished)
         if outcome == -1:
             raise ValueError(f"job {job.id} was already submitted")
+        if outcome == -2:
+            ceiling = self._settings.max_memory_bytes
+            raise StorageFull(
+                f"Redis' memory is near its ceiling of {ceiling} bytes" if ceiling else "Redis' memory is near its maxmemory"
+            )
+
+    def submit_keys(self, job: Job) -> list[str]:
+        keys = self._keys
+        line = keys.line(job.request.language)
+        return [keys.job(job.id), line, keys.processing, keys.lines, keys.pending, keys.reserved]
+
+    def submit_args(self, job: Job) -> list[str | bytes | int]:
+        """The SUBMIT script's arguments for `job`: the same on a re-send, as the script expects."""
+        keys = self._keys
+        return [
+            self._settings.max_unfinished,
+            job.id,
+            encode_job(job),
+            encode_head(job),
+            result_reserve(job.request.limits.max_output_bytes),
+            self._settings.max_memory_bytes,
+            keys.usage(job.owner) if job.owner else "",
+            *progress_fields(job),
+        ]
 
     async def claim(
         self, worker_id: str, lease_ms: int, timeout_s: float, languages: Collection[str] | None = None
@@ -152,7 +173,7 @@ class RedisJobQueue:
         keys = self._keys
         with storage_errors():
             written = await self._finish(
-                keys=[keys.job(job_id), keys.processing, keys.leases],
+                keys=[keys.job(job_id), keys.processing, keys.leases, keys.reserved],
                 args=[job_id, token, keys.finished, self._ttl_ms, if_expired, *fields],
             )
         return int(written) == 1

@@ -1,14 +1,34 @@
 """How a job is laid out in its Redis hash, and read back.
 
-A job's hash holds `spec`, the job as submitted (msgspec JSON, never rewritten), and one field
-per part of the job that changes: `status` and `attempts` as plain text so the Lua scripts can
-compare and count them, `started_at`, `finished_at`, `result` and `error` as msgspec JSON
-(absent means None). Beside them, `fence` (the lease token counter) and `worker` (who holds the
-lease, then who finished the job) are the queue's own bookkeeping. Keeping the changing parts apart lets a script move a job
-through its lifecycle without decoding it, and lets core produce every encoding.
+A job's hash holds:
+- `spec`, the job as submitted (msgspec JSON, core's encode_job), which the worker's claim reads;
+- `head`, the same without its inputs (code, stdin, files: core's without_inputs), a few
+  hundred bytes that a client's read fetches instead of `spec`. When the job finishes, `head`
+  replaces `spec`, so a finished job keeps none of its request's bulk for its TTL;
+- one field per part of the job that changes: `status` and `attempts` as plain text so the Lua
+  scripts can compare and count them, `started_at`, `finished_at`, `result` and `error` as
+  msgspec JSON (absent means None), and `stdout`, `stderr`, `compile_output`: the result's
+  output (and its compiler's, for a compiled language) as UTF-8 bytes, never JSON-escaped (a
+  control byte stays one byte, where JSON would spend six on it), with the `result` JSON holding
+  empty strings in their place;
+- `reserve`, the bytes set aside for the job's result while it is unfinished (budget below);
+- `fence` (the lease token counter) and `worker` (who holds the lease, then who finished the
+  job), the queue's bookkeeping.
+
+Keeping the changing parts apart lets a script move a job through its lifecycle without decoding
+it, and lets core produce every encoding.
+
+Byte budget: a submission is refused (StorageFull) unless Redis' used memory, plus what is
+reserved for the results of the unfinished jobs, plus this job's request and reserve fit under
+the storage ceiling (settings.py, max_memory_bytes). The reserve is the most a result can take:
+each of the three streams (stdout, stderr, the compiler's output) at most max_output_bytes of
+raw output, which as UTF-8 text is at most three bytes
+per byte (an invalid byte becomes U+FFFD), plus its JSON. Finishing gives the reserve back; the
+result it stores is then in used_memory until the record expires.
 
 Reading is lenient like core's decode_job: fields a newer version added are ignored, fields it
-does not know yet get their defaults.
+does not know yet get their defaults. A record an older API wrote has no `head` (the read falls
+back to `spec`); a result an older worker wrote has its output inside `result`.
 """
 
 from __future__ import annotations
@@ -17,12 +37,21 @@ from datetime import datetime
 
 import msgspec
 
-from corral_core.job import Job, JobError, JobStatus, RunResult, decode_job
+from corral_core.job import Job, JobError, JobStatus, RunResult, decode_job, encode_job, without_inputs
 
 # The parts of a job that change, in the order scripts take them.
-PROGRESS = ("status", "attempts", "started_at", "finished_at", "result", "error")
-# The order in which scripts and reads return a record's fields (HMGET).
+PROGRESS = (
+    "status", "attempts", "started_at", "finished_at", "result", "error", "stdout", "stderr", "compile_output"
+)  # fmt: skip
+# The order in which the worker's scripts return a record's fields (HMGET).
 FIELDS = ("spec", *PROGRESS)
+# What a client's read fetches: everything its answer shows, none of the job's inputs.
+VIEW_FIELDS = ("head", *PROGRESS)
+
+# A result's JSON without its output (verdict, exit code, times) fits well within this.
+_RESULT_JSON_BYTES = 1024
+# UTF-8 spends at most three bytes on one byte of output (U+FFFD for an invalid byte).
+_UTF8_PER_BYTE = 3
 
 _encode = msgspec.json.Encoder().encode
 _time = msgspec.json.Decoder(datetime)
@@ -34,21 +63,34 @@ def encode_time(moment: datetime) -> bytes:
     return _encode(moment)
 
 
+def encode_head(job: Job) -> bytes:
+    return encode_job(without_inputs(job))
+
+
+def result_reserve(max_output_bytes: int) -> int:
+    """The most a job's stored result takes, each of its three streams at most max_output_bytes."""
+    return 3 * _UTF8_PER_BYTE * max_output_bytes + _RESULT_JSON_BYTES
+
+
 def progress_fields(job: Job) -> list[str | bytes]:
-    """The job's changing parts in PROGRESS order; an empty value means None."""
+    """The job's changing parts in PROGRESS order; an empty value means None (or no output)."""
+    result = job.result
     return [
         job.status.value,
         str(job.attempts),
         b"" if job.started_at is None else _encode(job.started_at),
         b"" if job.finished_at is None else _encode(job.finished_at),
-        b"" if job.result is None else _encode(job.result),
+        b"" if result is None else _encode(msgspec.structs.replace(result, stdout="", stderr="", compile_output="")),
         b"" if job.error is None else _encode(job.error),
+        b"" if result is None else result.stdout.encode(),
+        b"" if result is None else result.stderr.encode(),
+        b"" if result is None else result.compile_output.encode(),
     ]
 
 
 def decode_record(values: list[bytes | None]) -> Job | None:
-    """A job from its fields in FIELDS order; None when the record does not exist."""
-    spec, status, attempts, started_at, finished_at, result, error = values
+    """A job from its fields in FIELDS (or VIEW_FIELDS) order; None when it does not exist."""
+    spec, status, attempts, started_at, finished_at, result, error, stdout, stderr, compiled = values
     if spec is None:
         return None
     return msgspec.structs.replace(
@@ -57,6 +99,19 @@ def decode_record(values: list[bytes | None]) -> Job | None:
         attempts=int(attempts) if attempts else 0,
         started_at=_time.decode(started_at) if started_at else None,
         finished_at=_time.decode(finished_at) if finished_at else None,
-        result=_result.decode(result) if result else None,
+        result=_decode_result(result, stdout, stderr, compiled) if result else None,
         error=_error.decode(error) if error else None,
+    )
+
+
+def _decode_result(result: bytes, stdout: bytes | None, stderr: bytes | None, compiled: bytes | None) -> RunResult:
+    decoded = _result.decode(result)
+    if stdout is None and stderr is None and compiled is None:
+        return decoded  # written by an older worker, output and all, or a run with no output
+    return msgspec.structs.replace(
+        decoded,
+        stdout=(stdout or b"").decode(errors="replace"),
+        stderr=(stderr or b"").decode(errors="replace"),
+        # An older worker's result kept the compiler's output in its JSON, if it had any.
+        compile_output=decoded.compile_output if compiled is None else compiled.decode(errors="replace"),
     )

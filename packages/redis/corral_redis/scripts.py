@@ -36,7 +36,8 @@ from corral_redis.records import FIELDS, PROGRESS
 _STATUSES = "".join(f"local {status.name} = '{status.value}'\n" for status in JobStatus)
 
 # Shared helpers, prepended to the scripts that write a job's changing fields. Those come as
-# six ARGV values from `first` on, in PROGRESS order (records.progress_fields); '' is unset.
+# one ARGV value per PROGRESS field from `first` on, in PROGRESS order
+# (records.progress_fields); '' is unset.
 _WRITE_PROGRESS = (
     "local PROGRESS = {"
     + ", ".join(f"'{field}'" for field in PROGRESS)
@@ -94,13 +95,16 @@ local function put_back(job, id, legacy, at_head)
 end
 """
 
-# KEYS: job, the language's line, processing, lines SET, legacy pending
-# ARGV: max_unfinished, job id, spec, then the six progress values
-# -> 1 accepted, 0 queue full, -1 another job has this id
+# KEYS: job, the language's line, processing, lines SET, legacy pending, reserved
+# ARGV: max_unfinished, job id, spec, head, reserve, ceiling, the usage ledger of the job's owner
+# ('' for none; corral_redis.keys), which FINISH settles, then the progress values
+# -> 1 accepted, 0 queue full, -1 another job has this id, -2 no room for its bytes
+# The ceiling is in bytes; 0 means 80% of Redis' maxmemory, none when Redis has no maxmemory.
 SUBMIT = (
     _WRITE_PROGRESS
     + """
-local job, line, processing, lines, legacy = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local job, line, processing, lines = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local legacy, reserved = KEYS[5], KEYS[6]
 if redis.call('EXISTS', job) == 1 then
   -- A submit re-sent after its reply was lost finds its own record: it was accepted.
   if redis.call('HGET', job, 'spec') == ARGV[3] then return 1 end
@@ -113,8 +117,20 @@ end
 if unfinished >= tonumber(ARGV[1]) then
   return 0
 end
-redis.call('HSET', job, 'spec', ARGV[3], 'fence', 0, 'line', line)
-write_progress(job, 4)
+local reserve, ceiling = tonumber(ARGV[5]), tonumber(ARGV[6])
+local memory = redis.call('INFO', 'memory')
+if ceiling == 0 then
+  ceiling = math.floor(tonumber(string.match(memory, '\\nmaxmemory:(%d+)')) * 0.8)
+end
+if ceiling > 0 then
+  local used = tonumber(string.match(memory, 'used_memory:(%d+)'))
+  local held = tonumber(redis.call('GET', reserved) or '0')
+  if used + held + #ARGV[3] + #ARGV[4] + reserve > ceiling then return -2 end
+end
+redis.call('HSET', job, 'spec', ARGV[3], 'head', ARGV[4], 'reserve', reserve, 'fence', 0, 'line', line)
+redis.call('INCRBY', reserved, reserve)
+if ARGV[7] ~= '' then redis.call('HSET', job, 'usage', ARGV[7]) end
+write_progress(job, 8)
 redis.call('SADD', lines, line)
 redis.call('RPUSH', line, ARGV[2])
 redis.call('RPUSH', line .. ':wake', 1)
@@ -180,8 +196,8 @@ redis.call('ZADD', KEYS[2], micros(now_us() + tonumber(ARGV[3]) * 1000), ARGV[1]
 return 1
 """
 
-# KEYS: job, processing, leases
-# ARGV: job id, token, channel, ttl (ms), if_expired ('1' or ''), then the six progress values
+# KEYS: job, processing, leases, reserved
+# ARGV: job id, token, channel, ttl (ms), if_expired ('1' or ''), then the progress values
 # Writes a final state under the job's current lease. With if_expired, only if that lease has
 # run out: that is recovery failing a job whose worker is lost, which a last-moment renewal
 # must still be able to prevent.
@@ -203,7 +219,16 @@ if ARGV[5] ~= '' then
   if not deadline or tonumber(deadline) > now_us() then return 0 end
 end
 write_progress(job, 6)
+-- The request's bulk goes (the worker is done with it) and its result's reserve comes back.
+local head = redis.call('HGET', job, 'head')
+if head then redis.call('HSET', job, 'spec', head) end
+local reserve = redis.call('HGET', job, 'reserve')
+if reserve then redis.call('DECRBY', KEYS[4], reserve) end
+-- The owner's booking (corral_redis.keys): no longer unfinished, its bytes held until expiry.
+local usage = redis.call('HGET', job, 'usage')
+if usage then redis.call('ZADD', usage, 'XX', micros(now_us() + tonumber(ARGV[4]) * 1000), ARGV[1]) end
 -- `worker` stays: who ran the final attempt, for operators and the fault tests.
+redis.call('HDEL', job, 'reserve')
 redis.call('LREM', processing, 0, ARGV[1])
 redis.call('ZREM', leases, ARGV[1])
 redis.call('PEXPIRE', job, ARGV[4])

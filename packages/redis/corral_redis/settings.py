@@ -31,8 +31,22 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
         "finished_ttl_s": "CORRAL_FINISHED_JOB_TTL_S",
     }
 
-    # redis://, rediss:// (TLS) or unix:// (a socket path); see connection.connect.
+    # redis://, rediss:// (TLS) or unix:// (a socket path); see connection.connect. It may
+    # carry the ACL user and password (rediss://user:password@host:6380/0), but then
+    # `corral-… config` shows the password: prefer username and password_file.
     url: str = "redis://127.0.0.1:6379/0"
+    # The Redis ACL user to log in as; empty: the URL's, else Redis' default user.
+    username: str = ""
+    # A file holding that user's password (one line): the password never appears in a setting
+    # or in `config`. Empty: the URL's password, else none.
+    password_file: str = ""
+    # rediss:// only: the CA certificate (PEM) the server's certificate must chain to; the
+    # certificate must also name the URL's host. Empty: the system's CAs.
+    tls_ca_file: str = ""
+    # rediss:// only: this client's certificate (PEM), for a Redis with tls-auth-clients yes.
+    tls_cert_file: str = ""
+    # rediss:// only: the key (PEM) of tls_cert_file; both or neither.
+    tls_key_file: str = ""
     # The most connections one process opens to Redis (its notification subscription included).
     max_connections: int = 32
     # How long a command waits for one of those connections to come free before the request
@@ -44,6 +58,11 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
     # QueueFull: overload answers 429/503 instead of letting Redis fill up until it refuses
     # every write, finishes included.
     max_unfinished: int = 10_000
+    # The most memory (bytes) Redis may use before submissions are refused with 503: Redis'
+    # used_memory, plus the largest result each unfinished job could still store, plus the new
+    # job. 0 means 80% of Redis' own maxmemory (no ceiling when Redis has none). Keep it below
+    # maxmemory: results and lease renewals of running jobs must always find room.
+    max_memory_bytes: int = 0
     # Start anyway against a Redis that can lose accepted jobs (appendonly no, an evicting
     # maxmemory-policy, or a configuration it will not show); /readyz then says so.
     accept_data_loss: bool = False
@@ -67,10 +86,18 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
             )
         if min(self.max_unfinished, self.finished_ttl_s, self.recover_batch, self.max_connections) < 1:
             raise ValueError("max_unfinished, finished_ttl_s, recover_batch and max_connections must be positive")
+        if self.max_memory_bytes < 0:
+            raise ValueError("max_memory_bytes must be 0 (80% of Redis' maxmemory) or a number of bytes")
         if self.max_connections < 2:
             raise ValueError("max_connections must be at least 2: the notification subscription keeps one")
         if not 0 < self.pool_timeout_s <= 60:
             raise ValueError("pool_timeout_s must be in (0, 60]")
+        tls = {"tls_ca_file": self.tls_ca_file, "tls_cert_file": self.tls_cert_file, "tls_key_file": self.tls_key_file}
+        if any(tls.values()) and not self.url.startswith("rediss://"):
+            given = ", ".join(name for name, value in tls.items() if value)
+            raise ValueError(f"{given} need a rediss:// url (TLS); the url is {self.url.partition('://')[0]}://")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file go together: give both or neither")
         if self.claim_block_s < 0.01:
             raise ValueError("claim_block_s must be at least 0.01 (Redis blocks in milliseconds)")
 
@@ -88,6 +115,7 @@ class QueueKeys:
         self.lines = f"{prefix}lines"  # SET of the per-language lines ever used
         self.processing = f"{prefix}processing"  # LIST of job ids taken by workers
         self.leases = f"{prefix}leases"  # ZSET job id -> lease deadline (µs, Redis' TIME)
+        self.reserved = f"{prefix}reserved"  # STRING: bytes reserved for unfinished jobs' results
         self.finished = f"{prefix}finished"  # pub/sub channel: ids of jobs that just finished
         self.workers = f"{prefix}workers"  # ZSET worker id -> heartbeat expiry (µs, Redis' TIME)
         self.worker_info = f"{prefix}workers:info"  # HASH worker id -> encoded WorkerInfo
@@ -102,3 +130,24 @@ class QueueKeys:
 
     def duty(self, name: str) -> str:
         return f"{self.prefix}duty:{name}"  # HASH holder, expires (µs, Redis' TIME)
+
+    # API keys and what each holds (corral_redis.keys): under the same hash tag as the jobs,
+    # because FINISH settles a job's booking in its key's ledger.
+    def api_key(self, hashed: str) -> str:
+        return f"{self.prefix}apikey:{hashed}"  # HASH id, name, created_at, admin, quotas
+
+    @property
+    def api_keys(self) -> str:
+        return f"{self.prefix}apikeys"  # HASH key id -> hash of its secret
+
+    def rate(self, key_id: str) -> str:
+        return f"{self.prefix}rate:{key_id}"  # STRING: GCRA's theoretical arrival time (µs)
+
+    def usage(self, key_id: str) -> str:
+        return f"{self.prefix}usage:{key_id}"  # ZSET job id -> inf while unfinished, then expiry (µs)
+
+    def usage_bytes(self, key_id: str) -> str:
+        return f"{self.prefix}usage:{key_id}:bytes"  # HASH job id -> booked bytes, ':total'
+
+    def idempotency(self, scope: str, hashed: str) -> str:
+        return f"{self.prefix}idempotency:{scope}:{hashed}"  # STRING "<job id> <fingerprint>"

@@ -24,9 +24,9 @@ from typing import cast
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from corral_core.job import Job
+from corral_core.job import Job, without_inputs
 from corral_redis.connection import storage_errors
-from corral_redis.records import FIELDS, decode_record
+from corral_redis.records import VIEW_FIELDS, decode_record
 from corral_redis.settings import DEFAULT_SETTINGS, QueueKeys, RedisSettings
 
 log = logging.getLogger(__name__)
@@ -49,9 +49,14 @@ class RedisJobStore:
         self._listener: asyncio.Task[None] | None = None
 
     async def get(self, job_id: str) -> Job | None:
+        key = self._keys.job(job_id)
         with storage_errors():
-            values = await self._client.hmget(self._keys.job(job_id), FIELDS)
-        return decode_record(cast(list[bytes | None], values))
+            values = cast(list[bytes | None], await self._client.hmget(key, VIEW_FIELDS))
+            if values[0] is None and values[1] is not None:
+                # A status without a head: an older API submitted the job.
+                values[0] = cast(bytes | None, await self._client.hget(key, "spec"))
+        found = decode_record(values)
+        return None if found is None else without_inputs(found)
 
     async def wait_finished(self, job_id: str, timeout_s: float) -> Job | None:
         if timeout_s <= 0:

@@ -22,7 +22,7 @@ import pytest
 
 from corral_contract.clock import ManualClock
 from corral_core import job as jobs
-from corral_core.job import ErrorCode, Job, JobStatus, RunRequest, RunResult, Verdict
+from corral_core.job import CompileResult, ErrorCode, InputFile, Job, JobStatus, RunRequest, RunResult, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_core.ports import Clock, JobQueue, JobStore, QueueFull
 
@@ -58,11 +58,41 @@ class JobQueueContract:
     async def test_submitted_job_is_pending_and_readable(self, harness: QueueHarness) -> None:
         job = new_job(harness.clock, "job-a", code="print('hé')")
         await harness.queue.submit(job)
-        assert await harness.store.get("job-a") == job
+        assert await harness.store.get("job-a") == jobs.without_inputs(job)
 
     async def test_unknown_job_reads_as_none(self, harness: QueueHarness) -> None:
         assert await harness.store.get("no-such-job") is None
         assert await harness.store.wait_finished("no-such-job", 0.05) is None
+
+    async def test_the_worker_gets_the_inputs_and_readers_do_not(self, harness: QueueHarness) -> None:
+        files = (InputFile("data.bin", b"\x00\xff"),)
+        request = RunRequest(
+            language="python", code="print(1)", stdin="in", files=files, limits=DEFAULT_LIMIT_POLICY.defaults
+        )
+        await harness.queue.submit(Job(id="job-a", request=request, created_at=harness.clock.now()))
+        read = await harness.store.get("job-a")
+        assert read is not None and (read.request.code, read.request.stdin, read.request.files) == ("", "", ())
+        assert read.request.language == "python" and read.request.limits == DEFAULT_LIMIT_POLICY.defaults
+        lease = await harness.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None and lease.job.request == request
+
+    async def test_output_of_any_bytes_reads_back_exactly(self, harness: QueueHarness) -> None:
+        await harness.queue.submit(new_job(harness.clock, "job-a"))
+        lease = await harness.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None
+        output = "\x01\x00é\ufffd\n" * 100
+        result = RunResult(
+            verdict=Verdict.OK,
+            exit_code=0,
+            stdout=output,
+            stderr="\x1b[31m",
+            stdout_truncated=True,
+            compile_output="main.c:1: warning: \x01é\n",
+            compile=CompileResult(verdict=Verdict.OK, exit_code=0, wall_time_ms=40),
+        )
+        final = jobs.complete(lease.job, result, harness.clock.now())
+        assert await harness.queue.finish(lease, final)
+        assert await harness.store.get("job-a") == jobs.without_inputs(final)
 
     async def test_claim_marks_the_job_running_under_a_lease(self, harness: QueueHarness) -> None:
         await harness.queue.submit(new_job(harness.clock, "job-a"))
@@ -73,7 +103,7 @@ class JobQueueContract:
         assert lease.job.status is JobStatus.RUNNING
         assert lease.job.attempts == 1
         assert lease.job.started_at == harness.clock.now()
-        assert await harness.store.get("job-a") == lease.job
+        assert await harness.store.get("job-a") == jobs.without_inputs(lease.job)
 
     async def test_claim_on_an_empty_queue_times_out(self, harness: QueueHarness) -> None:
         started = time.monotonic()
@@ -110,8 +140,8 @@ class JobQueueContract:
         assert lease is not None
         final = jobs.complete(lease.job, ok_result(), harness.clock.now())
         assert await harness.queue.finish(lease, final)
-        assert await harness.store.get("job-a") == final
-        assert await harness.store.wait_finished("job-a", 0.05) == final
+        assert await harness.store.get("job-a") == jobs.without_inputs(final)
+        assert await harness.store.wait_finished("job-a", 0.05) == jobs.without_inputs(final)
 
     async def test_finish_refuses_a_job_that_is_not_final(self, harness: QueueHarness) -> None:
         await harness.queue.submit(new_job(harness.clock, "job-a"))
@@ -128,7 +158,7 @@ class JobQueueContract:
         assert await harness.queue.finish(lease, first)
         second = jobs.complete(lease.job, ok_result("second\n"), harness.clock.now())
         assert not await harness.queue.finish(lease, second)
-        assert await harness.store.get("job-a") == first
+        assert await harness.store.get("job-a") == jobs.without_inputs(first)
 
     async def test_recover_leaves_live_leases_alone(self, harness: QueueHarness) -> None:
         await harness.queue.submit(new_job(harness.clock, "job-a"))
@@ -230,7 +260,7 @@ class JobQueueContract:
         started = time.monotonic()
         final = jobs.complete(lease.job, ok_result(), harness.clock.now())
         assert await harness.queue.finish(lease, final)
-        assert await asyncio.wait_for(waiting, 10) == final
+        assert await asyncio.wait_for(waiting, 10) == jobs.without_inputs(final)
         assert time.monotonic() - started < 1
 
     async def test_waiting_reader_gets_the_unfinished_job_after_its_timeout(
@@ -239,7 +269,7 @@ class JobQueueContract:
         job = new_job(harness.clock, "job-a")
         await harness.queue.submit(job)
         started = time.monotonic()
-        assert await harness.store.wait_finished("job-a", 0.2) == job
+        assert await harness.store.wait_finished("job-a", 0.2) == jobs.without_inputs(job)
         assert 0.15 <= time.monotonic() - started < 2
 
     async def test_a_worker_claims_only_the_languages_it_offers(self, harness: QueueHarness) -> None:

@@ -122,6 +122,7 @@ class RedisServerProcess:
         appendfsync: str = "everysec",
         appendonly: bool = True,
         maxmemory_policy: str = "noeviction",
+        maxmemory: int = 0,
         executable: str | None = None,
     ) -> None:
         if unix_socket and port is not None:
@@ -134,6 +135,7 @@ class RedisServerProcess:
         self.appendfsync = appendfsync
         self.appendonly = appendonly
         self.maxmemory_policy = maxmemory_policy
+        self.maxmemory = maxmemory  # bytes; 0 is Redis' default, no limit
         self.executable = executable or shutil.which("redis-server") or "redis-server"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -168,6 +170,7 @@ class RedisServerProcess:
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", self.appendfsync,
             "--maxmemory-policy", self.maxmemory_policy,
+            "--maxmemory", str(self.maxmemory),
             "--daemonize", "no",
             "--logfile", str(self.log_path),
         ]  # fmt: skip

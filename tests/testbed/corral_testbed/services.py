@@ -100,6 +100,29 @@ class Corral:
             time.sleep(0.1)
         raise TimeoutError(f"Corral not ready after {timeout_s}s:\n{self.logs()}")
 
+    def create_key(self, name: str, *options: str) -> str:
+        """A new API key from `corral-api keys create` (options such as --admin, --rate 5/60)."""
+        made = subprocess.run(
+            [*_pex(self.pex_root / API_PEX), "keys", "create", name, "--quiet", *options],
+            env=self._environ(),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return made.stdout.strip()
+
+    def revoke_key(self, key_id: str) -> None:
+        subprocess.run(
+            [*_pex(self.pex_root / API_PEX), "keys", "revoke", key_id], env=self._environ(), capture_output=True, check=True
+        )
+
+    def key_ids(self) -> dict[str, str]:
+        """Key name -> id, from `corral-api keys list`."""
+        listed = subprocess.run(
+            [*_pex(self.pex_root / API_PEX), "keys", "list"], env=self._environ(), capture_output=True, text=True, check=True
+        )
+        return {line.split()[1]: line.split()[0] for line in listed.stdout.splitlines()[1:]}
+
     def worker_metrics_url(self, index: int = 0) -> str:
         return f"http://127.0.0.1:{self.metrics_ports[index]}/metrics"
 
@@ -129,9 +152,14 @@ def corral(
     env: Mapping[str, str] | None = None,
     api_processes: int = 1,
     worker_processes: int = 1,
+    auth: bool = False,
 ) -> Iterator[Corral]:
-    """`workers` worker deployables (supervisors when `worker_processes` > 1) and one API."""
-    service = Corral(redis_url, log_dir, dict(env or {}), pex_root)
+    """`workers` worker deployables (supervisors when `worker_processes` > 1) and one API.
+
+    Without `auth` the API runs with keys off (CORRAL_AUTH=false), as the suites written before
+    keys existed expect; tests of keys pass auth=True and make keys with `create_key`.
+    """
+    service = Corral(redis_url, log_dir, {"CORRAL_AUTH": "true" if auth else "false", **(env or {})}, pex_root)
     try:
         service.start_api(api_processes)
         for _ in range(workers):

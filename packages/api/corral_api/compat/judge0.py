@@ -29,6 +29,7 @@ from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_404_NOT_FOUND,
     HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_429_TOO_MANY_REQUESTS,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 from litestar.types import ExceptionHandlersMap
@@ -37,9 +38,10 @@ from corral_api.compat.languages import BY_JUDGE0_ID, BY_LANGUAGE, LanguageRow, 
 from corral_api.dependencies import Get, Runtimes, Settings, Submit, Waits
 from corral_api.longpolls import TooManyLongPolls
 from corral_api.settings import ApiSettings
+from corral_core.access import OverQuota
 from corral_core.job import Job, JobStatus, RunResult, Verdict
 from corral_core.policy import InvalidSubmission, LimitRequest
-from corral_core.ports import QueueFull, Runtime, RuntimeCatalog, StorageUnavailable
+from corral_core.ports import QueueFull, Runtime, RuntimeCatalog, StorageFull, StorageUnavailable
 from corral_core.usecases import JobNotFound, JobRequest
 
 MAX_BATCH = 20
@@ -149,7 +151,7 @@ def _decode_submission(raw: bytes) -> SubmissionIn:
         return msgspec.json.decode(raw, type=SubmissionIn, strict=False)
     except msgspec.ValidationError as error:
         raise AttributeErrors({_attribute_of(str(error)): [_type_message(str(error))]}) from None
-    except msgspec.DecodeError as error:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
         raise Judge0Error(HTTP_400_BAD_REQUEST, f"malformed JSON: {error}") from None
 
 
@@ -418,7 +420,8 @@ def view(job: Job, fields: Iterable[str], base64_encoded: bool, names: Mapping[i
     )
     redirect = bool(job.annotations.get(_REDIRECT))
     values: dict[str, Callable[[], Any]] = {
-        "source_code": lambda: request.code,
+        # Empty once read back: a store keeps no job's code (core's without_inputs).
+        "source_code": lambda: request.code or None,
         "language_id": lambda: language_id,
         "stdin": lambda: request.stdin or None,
         "expected_output": lambda: job.annotations.get(_EXPECTED),
@@ -517,7 +520,9 @@ class SubmissionsController(Controller):
     ) -> Response[list[dict[str, Any]]]:
         try:
             batch = msgspec.json.decode(await request.body(), type=BatchIn)
-        except msgspec.DecodeError as error:
+        # msgspec raises UnicodeDecodeError for invalid UTF-8 in a string, RecursionError for
+        # deep nesting: the client's fault as much as any other malformed JSON.
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
             raise Judge0Error(HTTP_400_BAD_REQUEST, f"malformed JSON: {error}") from None
         _check_batch_size(len(batch.submissions or []))
         answers: list[dict[str, Any]] = []
@@ -748,11 +753,16 @@ def exception_handlers(retry_after_s: int) -> ExceptionHandlersMap:
     def queue_full(_: Request[Any, Any, Any], error: QueueFull) -> Response[dict[str, str]]:
         return _error(HTTP_503_SERVICE_UNAVAILABLE, "queue is full", {"Retry-After": str(retry_after_s)})
 
-    def unavailable(_: Request[Any, Any, Any], error: StorageUnavailable | TooManyLongPolls) -> Response[dict[str, str]]:
+    def unavailable(
+        _: Request[Any, Any, Any], error: StorageFull | StorageUnavailable | TooManyLongPolls
+    ) -> Response[dict[str, str]]:
         return _error(HTTP_503_SERVICE_UNAVAILABLE, str(error), {"Retry-After": str(retry_after_s)})
 
     def not_found(_: Request[Any, Any, Any], error: NotFoundException) -> Response[dict[str, str]]:
         return _error(HTTP_404_NOT_FOUND, "Not Found")
+
+    def over_quota(_: Request[Any, Any, Any], error: OverQuota) -> Response[dict[str, str]]:
+        return _error(HTTP_429_TOO_MANY_REQUESTS, str(error), {"Retry-After": str(error.retry_after_s)})
 
     def validation(_: Request[Any, Any, Any], error: ValidationException) -> Response[dict[str, str]]:
         return _error(HTTP_400_BAD_REQUEST, str(error.detail))
@@ -762,8 +772,10 @@ def exception_handlers(retry_after_s: int) -> ExceptionHandlersMap:
         AttributeErrors: attribute_errors,
         InvalidSubmission: invalid,
         QueueFull: queue_full,
+        StorageFull: unavailable,
         StorageUnavailable: unavailable,
         TooManyLongPolls: unavailable,
+        OverQuota: over_quota,
         NotFoundException: not_found,
         ValidationException: validation,
     }

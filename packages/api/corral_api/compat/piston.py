@@ -31,9 +31,10 @@ from corral_api.compat.languages import OfferedLanguage, offered
 from corral_api.dependencies import Get, Runtimes, Settings, Submit, Waits
 from corral_api.longpolls import TooManyLongPolls
 from corral_api.settings import ApiSettings
+from corral_core.access import OverQuota
 from corral_core.job import ErrorCode, InputFile, Job, Limits, RunResult, Verdict
 from corral_core.policy import InvalidSubmission, LimitRequest
-from corral_core.ports import QueueFull, StorageUnavailable
+from corral_core.ports import QueueFull, StorageFull, StorageUnavailable
 from corral_core.usecases import JobRequest
 
 MIB = 1024 * 1024
@@ -310,7 +311,9 @@ class PistonController(Controller):
             raise PistonError(HTTP_415_UNSUPPORTED_MEDIA_TYPE, "requests must be of type application/json")
         try:
             body = msgspec.json.decode(await request.body())
-        except msgspec.DecodeError as error:
+        # msgspec raises UnicodeDecodeError for invalid UTF-8 in a string, RecursionError for
+        # deep nesting: the client's fault as much as any other malformed JSON.
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
             raise _bad(f"malformed JSON: {error}") from None
         job_request, chosen = to_request(body, offered(await runtimes.offered()), settings.limit_policy().maxima)
         with long_polls.hold():
@@ -340,7 +343,7 @@ def exception_handlers(retry_after_s: int) -> ExceptionHandlersMap:
         return Response({"message": error.message}, status_code=error.status_code, headers=headers)
 
     def unavailable(
-        _: Request[Any, Any, Any], error: QueueFull | StorageUnavailable | TooManyLongPolls
+        _: Request[Any, Any, Any], error: QueueFull | StorageFull | StorageUnavailable | TooManyLongPolls
     ) -> Response[dict[str, str]]:
         return Response(
             {"message": str(error)}, status_code=HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": str(retry_after_s)}
@@ -349,14 +352,19 @@ def exception_handlers(retry_after_s: int) -> ExceptionHandlersMap:
     def not_found(_: Request[Any, Any, Any], error: NotFoundException) -> Response[dict[str, str]]:
         return Response({"message": "Not Found"}, status_code=HTTP_404_NOT_FOUND)
 
+    def over_quota(_: Request[Any, Any, Any], error: OverQuota) -> Response[dict[str, str]]:
+        return Response({"message": str(error)}, status_code=429, headers={"Retry-After": str(error.retry_after_s)})
+
     def validation(_: Request[Any, Any, Any], error: ValidationException) -> Response[dict[str, str]]:
         return Response({"message": str(error.detail)}, status_code=HTTP_400_BAD_REQUEST)
 
     return {
         PistonError: piston_error,
         QueueFull: unavailable,
+        StorageFull: unavailable,
         StorageUnavailable: unavailable,
         TooManyLongPolls: unavailable,
+        OverQuota: over_quota,
         NotFoundException: not_found,
         ValidationException: validation,
     }

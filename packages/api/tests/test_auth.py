@@ -1,0 +1,181 @@
+"""API keys over HTTP, on the in-memory adapters: the door (401), ownership (404), quotas (429
+with the rate headers), idempotent submits, and the Judge0 token."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from dependency_injector import providers
+from litestar.testing import AsyncTestClient
+
+from corral_api.app import create_app
+from corral_api.auth import current_caller
+from corral_api.container import ApiContainer
+from corral_api.longpolls import LongPolls
+from corral_api.settings import ApiSettings
+from corral_core.access import ApiKey, Caller, Quotas, secret_hash
+from corral_core.ports import Runtime, WorkerInfo
+from corral_memory.access import InMemoryIdempotencyRecords, InMemoryKeyStore, InMemoryUsageLedger
+from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore, InMemoryWorkerRegistry
+from corral_redis import RedisSettings
+from corral_system.clock import SystemClock
+
+PRINT = {"code": "print(1)"}
+
+
+@dataclass
+class Keys:
+    client: AsyncTestClient  # type: ignore[type-arg]
+    store: InMemoryKeyStore
+    state: InMemoryJobs
+    long_polls: LongPolls
+
+    async def make(self, key_id: str, *, admin: bool = False, **quotas: int) -> dict[str, str]:
+        secret = f"corral_secret_{key_id}"
+        made = ApiKey(id=key_id, name=key_id, created_at=self.state.clock.now(), admin=admin, quotas=Quotas(**quotas))
+        await self.store.add(made, secret_hash(secret))
+        return {"Authorization": f"Bearer {secret}"}
+
+
+@pytest.fixture
+async def keys() -> AsyncIterator[Keys]:
+    clock = SystemClock()
+    state = InMemoryJobs(clock)
+    registry = InMemoryWorkerRegistry(clock)
+    await registry.heartbeat(WorkerInfo("w", clock.now(), (Runtime("python", "3.11.2", "main.py"),)), 60_000)
+    store = InMemoryKeyStore(clock)
+    settings = ApiSettings(max_wait_s=5, key_rate_limit=50, key_max_unfinished=3)
+    container = ApiContainer(settings=settings, redis_settings=RedisSettings())
+    container.queue.override(providers.Object(InMemoryJobQueue(state)))
+    container.store.override(providers.Object(InMemoryJobStore(state)))
+    container.registry.override(providers.Object(registry))
+    container.key_store.override(providers.Object(store))
+    container.usage.override(providers.Object(InMemoryUsageLedger(state)))
+    container.idempotency.override(providers.Object(InMemoryIdempotencyRecords(clock)))
+    async with AsyncTestClient(app=create_app(container), base_url="http://127.0.0.1:8000") as client:
+        yield Keys(client, store, state, container.long_polls())
+
+
+async def test_without_a_key_or_with_a_wrong_one_it_is_401_with_a_challenge(keys: Keys) -> None:
+    for headers in ({}, {"Authorization": "Bearer corral_wrong"}, {"X-Auth-Token": "corral_wrong"}):
+        response = await keys.client.post("/execute", json=PRINT, headers=headers)
+        assert response.status_code == 401, headers
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        assert response.json()["status_code"] == 401
+    assert (await keys.client.get("/healthz")).status_code == 200  # the operator's probes stay open
+
+
+async def test_a_key_submits_reads_its_job_and_gets_the_rate_headers(keys: Keys) -> None:
+    alice = await keys.make("alice")
+    accepted = await keys.client.post("/execute", json=PRINT, headers=alice)
+    assert accepted.status_code == 202
+    assert accepted.headers["ratelimit-policy"] == '"rate";q=50;w=60'
+    assert accepted.headers["ratelimit"].startswith('"rate";r=49;t=')
+    job_id = accepted.json()["job_id"]
+    assert keys.state.records[job_id].owner == "alice"
+    read = await keys.client.get(f"/jobs/{job_id}", headers={"X-Auth-Token": "corral_secret_alice"})
+    assert read.status_code == 200 and read.headers["ratelimit"].startswith('"rate";r=48;')
+
+
+async def test_another_key_is_told_the_job_does_not_exist_and_an_admin_reads_it(keys: Keys) -> None:
+    alice, bob, admin = await keys.make("alice"), await keys.make("bob"), await keys.make("root", admin=True)
+    job_id = (await keys.client.post("/execute", json=PRINT, headers=alice)).json()["job_id"]
+    hidden = await keys.client.get(f"/jobs/{job_id}?wait=1", headers=bob)
+    unknown = await keys.client.get("/jobs/no-such-job", headers=bob)
+    assert hidden.status_code == unknown.status_code == 404
+    assert hidden.json()["detail"] == f"no job with id {job_id!r}"
+    assert (await keys.client.get(f"/jobs/{job_id}", headers=admin)).status_code == 200
+
+
+async def test_a_revoked_key_is_refused_at_its_next_request(keys: Keys) -> None:
+    alice = await keys.make("alice")
+    assert (await keys.client.get("/runtimes", headers=alice)).status_code == 200
+    assert await keys.store.revoke("alice")
+    assert (await keys.client.get("/runtimes", headers=alice)).status_code == 401
+
+
+async def test_over_its_rate_a_key_gets_429_with_retry_after_and_the_headers(keys: Keys) -> None:
+    slow = await keys.make("slow", rate_limit=2, rate_window_s=60)
+    answers = [await keys.client.get("/runtimes", headers=slow) for _ in range(3)]
+    assert [answer.status_code for answer in answers] == [200, 200, 429]
+    refused = answers[2]
+    assert refused.headers["retry-after"] == "30"
+    assert refused.headers["ratelimit-policy"] == '"rate";q=2;w=60'
+    assert refused.headers["ratelimit"].startswith('"rate";r=0;')
+    assert "2 requests per 60 s" in refused.json()["detail"]
+
+
+async def test_past_its_unfinished_jobs_a_key_gets_429_and_others_still_submit(keys: Keys) -> None:
+    alice, bob = await keys.make("alice", max_unfinished=2), await keys.make("bob")
+    statuses = [(await keys.client.post("/execute", json=PRINT, headers=alice)).status_code for _ in range(3)]
+    assert statuses == [202, 202, 429]
+    refused = await keys.client.post("/execute", json=PRINT, headers=alice)
+    assert refused.headers["retry-after"] == "1" and "ratelimit" in refused.headers
+    assert "2 unfinished jobs" in refused.json()["detail"]
+    assert (await keys.client.post("/execute", json=PRINT, headers=bob)).status_code == 202
+
+
+async def test_past_its_stored_bytes_a_key_gets_429(keys: Keys) -> None:
+    # 64 KiB of default output, twice, plus the code: one job fits in 200,000 bytes, not two.
+    small = await keys.make("small", max_stored_bytes=200_000)
+    first = await keys.client.post("/execute", json=PRINT, headers=small)
+    second = await keys.client.post("/execute", json=PRINT, headers=small)
+    assert (first.status_code, second.status_code) == (202, 429)
+    assert "stored bytes" in second.json()["detail"]
+
+
+async def test_past_its_long_polls_a_key_gets_429_naming_the_limit(keys: Keys) -> None:
+    alice, bob = await keys.make("alice", max_waiters=1), await keys.make("bob")
+    job_id = (await keys.client.post("/execute", json=PRINT, headers=alice)).json()["job_id"]
+    reset = current_caller.set(Caller(key_id="alice", quotas=Quotas(max_waiters=1)))
+    try:
+        with keys.long_polls.hold():  # alice's one long-poll is taken
+            refused = await keys.client.get(f"/jobs/{job_id}?wait=1", headers=alice)
+            assert refused.status_code == 429 and "max_waiters" in refused.json()["detail"]
+            assert refused.headers["retry-after"] == "1" and "ratelimit" in refused.headers
+            other = (await keys.client.post("/execute", json=PRINT, headers=bob)).json()["job_id"]
+            assert (await keys.client.get(f"/jobs/{other}?wait=0.01", headers=bob)).status_code == 200
+    finally:
+        current_caller.reset(reset)
+    assert (await keys.client.get(f"/jobs/{job_id}?wait=0.01", headers=alice)).status_code == 200
+
+
+async def test_a_retried_submit_with_an_idempotency_key_gets_the_first_job(keys: Keys) -> None:
+    alice, bob = await keys.make("alice"), await keys.make("bob")
+    first = await keys.client.post("/execute", json=PRINT, headers={**alice, "Idempotency-Key": "k-1"})
+    again = await keys.client.post("/execute", json=PRINT, headers={**alice, "Idempotency-Key": "k-1"})
+    assert first.status_code == again.status_code == 202
+    assert first.json()["job_id"] == again.json()["job_id"]
+    assert again.headers["idempotent-replayed"] == "true"
+    assert len(keys.state.records) == 1
+    theirs = await keys.client.post("/execute", json=PRINT, headers={**bob, "Idempotency-Key": "k-1"})
+    assert theirs.json()["job_id"] != first.json()["job_id"]  # scoped to the key
+    other = await keys.client.post("/execute", json={"code": "print(2)"}, headers={**alice, "Idempotency-Key": "k-1"})
+    assert other.status_code == 422 and other.json()["errors"][0]["field"] == "Idempotency-Key"
+
+
+async def test_racing_submits_with_one_idempotency_key_make_one_job(keys: Keys) -> None:
+    alice = await keys.make("alice")
+    headers = {**alice, "Idempotency-Key": "race"}
+    answers = await asyncio.gather(*(keys.client.post("/execute", json=PRINT, headers=headers) for _ in range(5)))
+    assert {answer.status_code for answer in answers} == {202}
+    assert len({answer.json()["job_id"] for answer in answers}) == 1
+    assert len(keys.state.records) == 1
+
+
+async def test_judge0_takes_the_token_as_header_or_query_and_refuses_with_an_empty_401(keys: Keys) -> None:
+    await keys.make("alice")
+    body = {"source_code": "print(1)", "language_id": 71}
+    refused = await keys.client.post("/judge0/submissions", json=body)
+    assert refused.status_code == 401 and refused.content == b""
+    by_header = await keys.client.post("/judge0/submissions", json=body, headers={"X-Auth-Token": "corral_secret_alice"})
+    assert by_header.status_code == 201
+    token = by_header.json()["token"]
+    by_query = await keys.client.get(f"/judge0/submissions/{token}?X-Auth-Token=corral_secret_alice")
+    assert by_query.status_code == 200
+    piston = await keys.client.get("/api/v2/runtimes", headers={"Authorization": "Bearer corral_secret_alice"})
+    assert piston.status_code == 200
+    assert (await keys.client.get("/api/v2/runtimes")).json() == {"message": "an API key is required: Authorization: Bearer <key>"}

@@ -1,0 +1,135 @@
+"""Who may do what: API keys, the jobs each key owns, and the quotas that bound each key.
+
+A key is known by the SHA-256 of its secret only; the secret is shown once, when it is made.
+A job belongs to the key that submitted it (`Job.owner`, the key's id): any other key is told
+the job does not exist, an admin key reads every job. Quotas bound what one key may hold at
+once (unfinished jobs, stored bytes) and how fast it may ask (requests per window); each has a
+service-wide default and may be overridden per key.
+
+The ports here are the storage of keys and of each key's usage; core's use cases apply the
+rules (corral_core.usecases), adapters only keep the counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Protocol
+
+import msgspec
+
+
+def secret_hash(secret: str) -> str:
+    """What a key is stored and looked up by. A fast hash is enough: the secret has 256 bits."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Quotas(msgspec.Struct, frozen=True, kw_only=True):
+    """One key's bounds. As a key's overrides, None means the service default."""
+
+    rate_limit: int | None = None  # requests per rate window
+    rate_window_s: int | None = None
+    max_unfinished: int | None = None  # jobs PENDING or RUNNING at once
+    max_stored_bytes: int | None = None  # bytes its jobs may hold in storage (see SubmitJob)
+    max_waiters: int | None = None  # long-polls at once, per API process
+
+    def over(self, defaults: Quotas) -> Quotas:
+        """These overrides on top of `defaults`."""
+        mine = {name: getattr(self, name) for name in Quotas.__struct_fields__}
+        return Quotas(**{name: getattr(defaults, name) if value is None else value for name, value in mine.items()})
+
+
+class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
+    id: str  # public: stored on the jobs it submits, shown by `keys list`; never the secret
+    name: str
+    created_at: datetime
+    admin: bool = False
+    quotas: Quotas = Quotas()
+
+
+class Caller(msgspec.Struct, frozen=True, kw_only=True):
+    """Who a use case acts for: a key with its quotas resolved, or ANONYMOUS when auth is off."""
+
+    key_id: str
+    admin: bool = False
+    quotas: Quotas = Quotas()
+
+    def may_read(self, owner: str) -> bool:
+        return self.admin or owner == self.key_id
+
+
+# Auth off (a trusted single-user install): one caller who owns and reads everything.
+ANONYMOUS = Caller(key_id="", admin=True)
+
+
+class OverQuota(Exception):
+    """A key is at one of its quotas: try again once it has less in flight (HTTP 429)."""
+
+    def __init__(self, quota: str, limit: int, retry_after_s: int = 1) -> None:
+        super().__init__(f"this key is at its limit of {limit} {quota}")
+        self.quota = quota
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+
+
+class RateDecision(msgspec.Struct, frozen=True):
+    """A request counted against its key's rate (GCRA), and what is left of it."""
+
+    allowed: bool
+    limit: int
+    window_s: int
+    remaining: int
+    reset_s: int  # until the key's full allowance is back
+    retry_after_s: int  # 0 when allowed
+
+
+class Authorized(msgspec.Struct, frozen=True):
+    key: ApiKey
+    rate: RateDecision
+
+
+class KeyStore(Protocol):
+    """API keys by the hash of their secret, and each key's request rate."""
+
+    async def add(self, key: ApiKey, hashed: str) -> None: ...
+
+    async def keys(self) -> list[ApiKey]: ...
+
+    async def revoke(self, key_id: str) -> bool:
+        """Forget the key at once; False when no key has that id."""
+        ...
+
+    async def authorize(self, hashed: str, defaults: Quotas) -> Authorized | None:
+        """The key with this hash, with one request counted against its rate (its override,
+        else `defaults`'); None, nothing counted, when there is no such key."""
+        ...
+
+
+class UsageLedger(Protocol):
+    """What each key holds in storage: its unfinished jobs and the bytes booked for its jobs.
+
+    A booking stays unfinished until the queue finishes the job; its bytes stay booked until
+    the finished record expires. The queue adapter of the same storage keeps that in step.
+    """
+
+    async def book(self, owner: str, job_id: str, size: int, max_unfinished: int, max_bytes: int) -> str | None:
+        """Book one unfinished job of `size` bytes; None when booked, else the quota it would
+        break ("unfinished jobs" or "stored bytes"), nothing booked."""
+        ...
+
+    async def unbook(self, owner: str, job_id: str) -> None:
+        """Take back a booking whose job was never queued."""
+        ...
+
+
+class IdempotencyRecords(Protocol):
+    """The job each (key, Idempotency-Key) pair first created, for a while."""
+
+    async def claim(self, scope: str, key: str, job_id: str, fingerprint: str, ttl_s: int) -> tuple[str, str] | None:
+        """Record `job_id` for the pair unless one is recorded; None when this call recorded
+        it, else the (job id, fingerprint) recorded first. Atomic: of two calls racing, one wins."""
+        ...
+
+    async def release(self, scope: str, key: str, job_id: str) -> None:
+        """Forget the pair if it still names `job_id` (its submission failed)."""
+        ...

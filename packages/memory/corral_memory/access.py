@@ -1,0 +1,104 @@
+"""In-memory API keys, usage ledger and idempotency records, as the Redis ones behave.
+
+The usage ledger reads the in-memory jobs' state, so a finished job stops counting as
+unfinished there exactly as FINISH settles it in Redis; in-memory records never expire, so
+their bytes stay booked.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+
+from corral_core.access import ApiKey, Authorized, Quotas, RateDecision
+from corral_core.ports import Clock
+from corral_memory.jobs import InMemoryJobs
+
+
+def _us(moment: datetime) -> int:
+    return (moment - datetime(1970, 1, 1, tzinfo=moment.tzinfo)) // timedelta(microseconds=1)
+
+
+def _seconds(us: float) -> int:
+    return math.ceil(us / 1_000_000)
+
+
+class InMemoryKeyStore:
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._by_hash: dict[str, ApiKey] = {}
+        self._arrivals: dict[str, float] = {}  # key id -> GCRA's theoretical arrival time (µs)
+
+    async def add(self, key: ApiKey, hashed: str) -> None:
+        self._by_hash[hashed] = key
+
+    async def keys(self) -> list[ApiKey]:
+        return sorted(self._by_hash.values(), key=lambda key: (key.created_at, key.id))
+
+    async def revoke(self, key_id: str) -> bool:
+        for hashed, key in list(self._by_hash.items()):
+            if key.id == key_id:
+                del self._by_hash[hashed]
+                return True
+        return False
+
+    async def authorize(self, hashed: str, defaults: Quotas) -> Authorized | None:
+        key = self._by_hash.get(hashed)
+        if key is None:
+            return None
+        quotas = key.quotas.over(defaults)
+        limit, window = quotas.rate_limit or 1, quotas.rate_window_s or 1
+        now, window_us = _us(self._clock.now()), window * 1_000_000
+        interval = window_us / limit
+        arrival = max(self._arrivals.get(key.id, 0), now)
+        following = arrival + interval
+        if following - now > window_us:
+            rate = RateDecision(False, limit, window, 0, _seconds(arrival - now), _seconds(following - now - window_us))
+        else:
+            self._arrivals[key.id] = following
+            remaining = math.floor((window_us - (following - now)) / interval)
+            rate = RateDecision(True, limit, window, remaining, _seconds(following - now), 0)
+        return Authorized(key, rate)
+
+
+class InMemoryUsageLedger:
+    def __init__(self, state: InMemoryJobs) -> None:
+        self._state = state
+        self._booked: dict[str, dict[str, int]] = {}  # owner -> job id -> bytes
+
+    async def book(self, owner: str, job_id: str, size: int, max_unfinished: int, max_bytes: int) -> str | None:
+        booked = self._booked.setdefault(owner, {})
+        if job_id in booked:
+            return None
+        records = self._state.records
+        unfinished = sum(1 for other in booked if other not in records or not records[other].finished)
+        if unfinished >= max_unfinished:
+            return "unfinished jobs"
+        if sum(booked.values()) + size > max_bytes:
+            return "stored bytes"
+        booked[job_id] = size
+        return None
+
+    async def unbook(self, owner: str, job_id: str) -> None:
+        record = self._state.records.get(job_id)
+        if record is None or not record.finished:
+            self._booked.get(owner, {}).pop(job_id, None)
+
+
+class InMemoryIdempotencyRecords:
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._records: dict[tuple[str, str], tuple[str, str, datetime]] = {}
+
+    async def claim(self, scope: str, key: str, job_id: str, fingerprint: str, ttl_s: int) -> tuple[str, str] | None:
+        now = self._clock.now()
+        first = self._records.get((scope, key))
+        if first is not None and first[2] > now:
+            return first[0], first[1]
+        self._records[(scope, key)] = (job_id, fingerprint, now + timedelta(seconds=ttl_s))
+        return None
+
+    async def release(self, scope: str, key: str, job_id: str) -> None:
+        first = self._records.get((scope, key))
+        if first is not None and first[0] == job_id:
+            del self._records[(scope, key)]
