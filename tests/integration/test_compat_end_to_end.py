@@ -170,6 +170,29 @@ def test_piston_execute_python(service: Corral) -> None:
     assert (run["stdout"], run["stderr"], run["code"], run["signal"]) == ("['a'] x\n", "e\n", 0, None)
 
 
+def test_piston_execute_c_compiles_then_runs(service: Corral) -> None:
+    code = '#include <stdio.h>\nint main(int argc, char **argv) { char s[16]; scanf("%15s", s); printf("%s %s\\n", argv[1], s); return 0; }\n'
+    response = piston(service, {"language": "c", "version": "*", "files": [{"name": "main.c", "content": code}], "stdin": "in", "args": ["arg"]})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["compile"]["code"], body["compile"]["status"]) == (0, None)
+    assert (body["run"]["stdout"], body["run"]["code"]) == ("arg in\n", 0)
+
+
+def test_piston_a_compile_error_is_reported_in_the_compile_stage(service: Corral) -> None:
+    broken = piston(service, {"language": "c", "version": "*", "files": [{"content": "int main(void) { return nope; }"}]})
+    assert broken.status_code == 200, broken.text
+    stage = broken.json()["compile"]
+    assert stage["code"] not in (0, None) and stage["status"] == "RE"
+    assert "nope" in stage["stderr"] and stage["output"] == stage["stderr"]
+    assert broken.json()["run"]["code"] is None and "did not run" in broken.json()["run"]["message"]
+    slow = piston(
+        service,
+        {"language": "c", "version": "*", "files": [{"content": "int main(void) { return 0; }"}], "compile_timeout": 10**9},
+    )
+    assert slow.status_code == 400 and "compile_timeout cannot exceed" in slow.json()["message"]
+
+
 def test_piston_limits(service: Corral) -> None:
     slow = piston(service, {"language": "py", "version": "*", "files": [{"content": "while True: pass"}], "run_cpu_time": 500})
     assert (slow.json()["run"]["status"], slow.json()["run"]["signal"]) == ("TO", "SIGKILL")

@@ -189,15 +189,11 @@ def to_request(body: Any, languages: list[OfferedLanguage], maxima: Limits) -> t
         wall_time_ms=_limit(body, "run_timeout", maxima.wall_time_ms),
         cpu_time_ms=_limit(body, "run_cpu_time", maxima.cpu_time_ms),
         memory_mb=_mb(_limit(body, "run_memory_limit", maxima.memory_mb * MIB)),
+        # A compiled language's compile stage runs in a jail of its own, with these.
+        compile_wall_time_ms=_limit(body, "compile_timeout", maxima.compile_wall_time_ms),
+        compile_cpu_time_ms=_limit(body, "compile_cpu_time", maxima.compile_cpu_time_ms),
+        compile_memory_mb=_mb(_limit(body, "compile_memory_limit", maxima.compile_memory_mb * MIB)),
     )
-    # Corral runs one stage; a compiled language's compile stage shares the run's limits. They
-    # are still checked as Piston checks them.
-    for name, configured in [
-        ("compile_timeout", maxima.wall_time_ms),
-        ("compile_cpu_time", maxima.cpu_time_ms),
-        ("compile_memory_limit", maxima.memory_mb * MIB),
-    ]:
-        _limit(body, name, configured)
     request = JobRequest(
         code=files[main]["content"],
         language=chosen.runtime.language,
@@ -261,11 +257,33 @@ def answer(job: Job, chosen: OfferedLanguage, language: str, version: str) -> Ex
             HTTP_504_GATEWAY_TIMEOUT,
             f"job {job.id} did not finish within the server's longest wait; read it at /jobs/{job.id}",
         )
-    run = stage_of(job.result)
-    # A compile stage is reported for compiled languages, as Piston does; Corral compiles and
-    # runs in one stage, so the run stage carries both.
-    compile = StageOut("", "", "", 0, None, None, None, None, None, None) if chosen.compiled else None
+    result = job.result
+    compile = _compile_stage(result) if chosen.compiled else None
+    if result.verdict is Verdict.COMPILE_ERROR:
+        # Nothing ran: Piston clients read the compile stage's code and output for why.
+        run = StageOut("", "", "", None, None, "the program did not run: its compile stage failed", None, None, None, None)
+    else:
+        run = stage_of(result)
     return ExecuteOut(language=chosen.runtime.language, version=chosen.runtime.version, run=run, compile=compile)
+
+
+def _compile_stage(result: RunResult) -> StageOut:
+    """The compile stage as Piston reports it: the compiler's output, and how it ended."""
+    ended = result.compile
+    if ended is None:  # compiled before the compile stage was recorded apart
+        return StageOut("", "", "", 0, None, None, None, None, None, None)
+    as_run = RunResult(
+        verdict=ended.verdict,
+        exit_code=ended.exit_code,
+        signal=ended.signal,
+        # Corral keeps the compiler's stdout and stderr together, as its diagnostics.
+        stderr=result.compile_output,
+        stderr_truncated=result.compile_output_truncated,
+        cpu_time_ms=ended.cpu_time_ms,
+        wall_time_ms=ended.wall_time_ms,
+        memory_kb=ended.memory_kb,
+    )
+    return stage_of(as_run)
 
 
 # ---- the routes -----------------------------------------------------------------------------
