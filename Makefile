@@ -8,11 +8,14 @@ PANTS ?= ./pants
 LIBRARY_DIRS := $(wildcard packages/*/corral_*) tests/contract tests/testbed bench
 TEST_DIRS := $(wildcard packages/*/tests) tests/integration
 
-.PHONY: settings-tables test unit deps check lint typecheck fix package bench lockfile tailor up cli
+.PHONY: settings-tables test test-host unit deps check lint typecheck fix package bench lockfile tailor up cli
 
-## test: the architecture rules, then every test (unit, contract, integration), each file in
-## its own process
-test: deps
+## test: the architecture rules, then every test: unit, contract and integration on this host
+## (each file in its own process), then the sandbox's suites on cgroup v2 in a VM (test-cgroup2)
+test: test-host test-cgroup2
+
+## test-host: the architecture rules, then every test on this host (no VM)
+test-host: deps
 	$(PANTS) test ::
 
 ## unit: the fast tier, the test files tagged "unit" in their BUILD files: no root, no NsJail,
