@@ -437,7 +437,9 @@ async def test_a_stderr_flood_while_stdout_is_idle_is_cut_at_the_cap(sandbox: Ns
     assert result.verdict is Verdict.OUTPUT_LIMIT_EXCEEDED
     assert result.stderr == "e" * 10_000 and result.stderr_truncated
     assert result.stdout == "" and not result.stdout_truncated
-    assert result.wall_time_ms < scaled(1_000)  # stopped after the grace period, not at the wall limit
+    # Stopped after the output grace period, not at the 10 s wall limit. The bound has room for a
+    # loaded machine (1.1 s was seen under CI load); without the stop the run takes the whole 10 s.
+    assert result.wall_time_ms < scaled(5_000)
 
 
 async def test_one_giant_line_without_a_newline_is_cut_at_the_cap(sandbox: NsJailSandbox) -> None:
