@@ -13,11 +13,11 @@ import logging
 from typing import Annotated
 
 import msgspec
-from litestar import Controller, Response, delete, get, post
+from litestar import Controller, HttpMethod, Response, delete, get, post, route
 from litestar.datastructures import ResponseHeader
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, Parameter
-from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_503_SERVICE_UNAVAILABLE
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT, HTTP_503_SERVICE_UNAVAILABLE
 
 from corral_api.dependencies import Cancel, Gauge, Get, Metrics, RedisDurability, Registry, Settings, Submit, SubmitOnce, Waits
 from corral_api.schemas import Accepted, ExecuteIn, JobView, Problem, Readiness, RuntimeView
@@ -73,6 +73,14 @@ def problems(*statuses: int, why: dict[int, str] | None = None) -> dict[int, Res
 
 class JobsController(Controller):
     tags = ["jobs"]
+
+    # Litestar (2.25) registers a controller's handlers one by one, in the order of their names,
+    # and the OPTIONS answer it makes for a path lists the methods of the first one only (DELETE
+    # here, not GET). This path says all of its own; its name sorts first, so that it is the
+    # path's OPTIONS handler rather than Litestar's.
+    @route("/jobs/{job_id:str}", http_method=HttpMethod.OPTIONS, status_code=HTTP_204_NO_CONTENT, include_in_schema=False)
+    async def allowed_job_methods(self) -> Response[None]:
+        return Response(None, status_code=HTTP_204_NO_CONTENT, headers={"Allow": "DELETE, GET, OPTIONS"})
 
     @post(
         "/execute",

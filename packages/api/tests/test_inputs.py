@@ -190,3 +190,9 @@ async def test_with_keys_on_the_schema_asks_for_a_bearer_key_on_every_route_but_
             for operation in operations.values():
                 needs_key = not path.startswith(("/healthz", "/readyz", "/schema"))
                 assert (operation.get("security") == [{"apiKey": []}]) is needs_key, path
+
+
+async def test_options_on_a_job_lists_every_method_it_answers(api: tuple[Any, InMemoryJobs]) -> None:
+    client, _ = api
+    allowed = (await client.options("/jobs/some-job")).headers["allow"]
+    assert set(allowed.split(", ")) == {"DELETE", "GET", "OPTIONS"}
