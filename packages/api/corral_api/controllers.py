@@ -19,7 +19,18 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT, HTTP_503_SERVICE_UNAVAILABLE
 
-from corral_api.dependencies import Cancel, Gauge, Get, Metrics, RedisDurability, Registry, Settings, Submit, SubmitOnce, Waits
+from corral_api.dependencies import (
+    Cancel,
+    Gauge,
+    Get,
+    Metrics,
+    RedisDurability,
+    Registry,
+    Settings,
+    Submit,
+    SubmitOnce,
+    Waits,
+)
 from corral_api.schemas import Accepted, ExecuteIn, JobView, Problem, Readiness, RuntimeView
 from corral_api.settings import ApiSettings
 from corral_core.policy import InvalidSubmission

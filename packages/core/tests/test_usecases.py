@@ -8,10 +8,10 @@ from collections.abc import Collection
 import pytest
 
 from corral_contract.clock import ManualClock
+from corral_core.access import Caller
 from corral_core.job import ErrorCode, InputFile, Job, JobStatus, RunRequest, RunResult, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY, InvalidSubmission, LimitAboveMaximum, LimitRequest, SizePolicy
 from corral_core.ports import JobQueue, Lease, QueueFull, RecoveryReport, Runtime, SandboxError, StorageUnavailable
-from corral_core.access import Caller
 from corral_core.usecases import (
     CancelJob,
     GetJob,
