@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import glob
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
@@ -17,8 +17,8 @@ import pytest
 from corral_testbed.redis_server import RedisServerProcess, require_redis_server
 from corral_testbed.services import Corral, corral
 
-SPIN = {"code": "while True:\n    pass", "limits": {"wall_time_ms": 30_000, "cpu_time_ms": 10_000}}
-QUICK = {"code": "print(2)"}
+SPIN: dict[str, object] = {"code": "while True:\n    pass", "limits": {"wall_time_ms": 30_000, "cpu_time_ms": 10_000}}
+QUICK: dict[str, object] = {"code": "print(2)"}
 # The kill must come well within this: the bound, measured from the DELETE's answer.
 GONE_WITHIN_S = 1.0
 
@@ -40,7 +40,7 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def submit(service: Corral, key: str, body: dict[str, object], wait: float = 0) -> httpx.Response:
+def submit(service: Corral, key: str, body: Mapping[str, object], wait: float = 0) -> httpx.Response:
     return httpx.post(f"{service.url}/execute", params={"wait": wait}, json=body, headers=bearer(key), timeout=wait + 10)
 
 
