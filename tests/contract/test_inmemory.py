@@ -15,7 +15,13 @@ from corral_contract.sandbox import SandboxContract
 from corral_contract.workers import RegistryHarness, WorkerRegistryContract
 from corral_core.ports import Runtime
 from corral_memory.access import InMemoryIdempotencyRecords, InMemoryKeyStore, InMemoryUsageLedger
-from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore, InMemoryWorkerRegistry
+from corral_memory.jobs import (
+    InMemoryCancelNotices,
+    InMemoryJobQueue,
+    InMemoryJobs,
+    InMemoryJobStore,
+    InMemoryWorkerRegistry,
+)
 from corral_memory.runtimes import InMemoryRuntimeCatalog
 from corral_memory.sandbox import InMemorySandbox
 from corral_system.clock import SystemClock
@@ -27,7 +33,8 @@ class TestInMemoryJobQueue(JobQueueContract):
     async def harness(self) -> AsyncIterator[QueueHarness]:
         clock = ManualClock()
         state = InMemoryJobs(clock, max_unfinished=QUEUE_LIMIT)
-        yield QueueHarness(InMemoryJobQueue(state), InMemoryJobStore(state), clock, clock.elapse)
+        queue = InMemoryJobQueue(state)
+        yield QueueHarness(queue, InMemoryJobStore(state), clock, clock.elapse, queue, InMemoryCancelNotices(state))
 
 
 class TestInMemoryAccess(AccessContract):
@@ -35,13 +42,15 @@ class TestInMemoryAccess(AccessContract):
     def access(self) -> AccessHarness:
         clock = ManualClock()
         state = InMemoryJobs(clock, max_unfinished=QUEUE_LIMIT)
+        queue = InMemoryJobQueue(state)
         return AccessHarness(
             InMemoryKeyStore(clock),
             InMemoryUsageLedger(state),
             InMemoryIdempotencyRecords(clock),
-            InMemoryJobQueue(state),
+            queue,
             clock,
             clock.elapse,
+            queue,
         )
 
 

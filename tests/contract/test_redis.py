@@ -31,6 +31,7 @@ from corral_core.ports import JobQueue, Lease, RecoveryReport, StorageFull, Work
 from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore
 from corral_redis import (
     QueueKeys,
+    RedisCancelNotices,
     RedisIdempotencyRecords,
     RedisJobQueue,
     RedisJobStore,
@@ -42,7 +43,7 @@ from corral_redis import (
     connect,
 )
 from corral_redis.records import encode_time, progress_fields, result_reserve
-from corral_redis.scripts import FINISH, START, SUBMIT
+from corral_redis.scripts import CANCEL, FINISH, START, SUBMIT
 
 T = TypeVar("T")
 
@@ -90,6 +91,13 @@ async def client(redis_url: str, settings: RedisSettings) -> AsyncIterator[Redis
 
 
 @pytest.fixture
+async def notices(client: Redis, settings: RedisSettings) -> AsyncIterator[RedisCancelNotices]:
+    listening = RedisCancelNotices(client, settings)
+    yield listening
+    await listening.aclose()
+
+
+@pytest.fixture
 async def parts(
     client: Redis, settings: RedisSettings
 ) -> AsyncIterator[tuple[RedisJobQueue, RedisJobStore, ManualClock]]:
@@ -109,10 +117,13 @@ def elapse(
 class TestRedisJobQueue(JobQueueContract):
     @pytest.fixture
     async def harness(
-        self, parts: tuple[RedisJobQueue, RedisJobStore, ManualClock], elapse: Callable[[int], Awaitable[None]]
+        self,
+        parts: tuple[RedisJobQueue, RedisJobStore, ManualClock],
+        elapse: Callable[[int], Awaitable[None]],
+        notices: RedisCancelNotices,
     ) -> QueueHarness:
         queue, store, clock = parts
-        return QueueHarness(queue, store, clock, elapse)
+        return QueueHarness(queue, store, clock, elapse, queue, notices)
 
 
 # KEYS: GCRA arrival times. ARGV: how far back (µs).
@@ -145,6 +156,7 @@ class TestRedisAccess(AccessContract):
             queue,
             clock,
             elapse,
+            queue,
         )
 
 
@@ -251,6 +263,38 @@ async def test_a_finish_resent_after_a_lost_reply_is_accepted_again(
     other = jobs.complete(lease.job, ok_result("other\n"), clock.now())
     assert not await queue.finish(lease, other)
     assert await store.get("job-a") == jobs.without_inputs(final)
+
+
+async def test_a_cancel_resent_after_a_lost_reply_is_accepted_again_and_gives_back_once(
+    parts: tuple[RedisJobQueue, RedisJobStore, ManualClock], client: Redis, settings: RedisSettings
+) -> None:
+    queue, store, clock = parts
+    keys = QueueKeys(settings.key_prefix)
+    await queue.submit(new_job(clock, "job-a", code="print('a' * 10)"))
+    await queue.submit(new_job(clock, "job-b"))
+    lease = await queue.claim("w1", LEASE_MS, 1)
+    assert lease is not None and lease.job.id == "job-a"
+    reserve = result_reserve(DEFAULT_LIMIT_POLICY.defaults.max_output_bytes)
+    assert int(cast(bytes, await client.get(keys.reserved))) == 2 * reserve
+    now = clock.now()
+    assert await queue.cancel("job-a", now)
+    # The same script again, as redis-py re-sends it when the first reply was lost.
+    args: list[str | bytes | int] = ["job-a", encode_time(now), keys.finished, keys.cancelled, settings.finished_ttl_s * 1000]
+    cancel_keys = [keys.job("job-a"), keys.processing, keys.leases, keys.reserved]
+    assert await client.eval(CANCEL, 4, *cancel_keys, *args) == 1
+    assert not await queue.finish(lease, jobs.complete(lease.job, ok_result(), clock.now()))
+    assert int(cast(bytes, await client.get(keys.reserved))) == reserve  # job-b's alone
+    assert await client.lrange(keys.processing, 0, -1) == [] and await client.zcard(keys.leases) == 0
+    assert b"print('a' * 10)" not in cast(bytes, await client.hget(keys.job("job-a"), "spec"))
+    assert 0 < await client.pttl(keys.job("job-a")) <= settings.finished_ttl_s * 1000
+    # A pending job's id stays in its line until a claim passes over it.
+    assert await queue.cancel("job-b", clock.now())
+    assert int(cast(bytes, await client.get(keys.reserved))) == 0
+    assert await client.lrange(keys.line("python"), 0, -1) == [b"job-b"]
+    assert await queue.claim("w1", LEASE_MS, 0.1) is None
+    assert await client.lrange(keys.line("python"), 0, -1) == []
+    assert await client.lrange(keys.processing, 0, -1) == []
+    assert (await store.get("job-b")).status is JobStatus.CANCELLED  # type: ignore[union-attr]
 
 
 async def test_a_record_from_a_newer_version_reads_with_unknown_fields_ignored(
@@ -408,7 +452,7 @@ async def test_every_status_change_a_script_makes_is_one_core_allows(
     every script that changes a status is driven here, and each change it makes checked."""
     queue, _, clock = parts
     keys = QueueKeys(settings.key_prefix)
-    job_ids = ["job-a", "job-b", "job-c", "job-d"]
+    job_ids = ["job-a", "job-b", "job-c", "job-d", "job-e"]
     seen: set[tuple[JobStatus, JobStatus]] = set()
 
     async def statuses() -> dict[str, JobStatus | None]:
@@ -456,6 +500,9 @@ async def test_every_status_change_a_script_makes_is_one_core_allows(
         keys.job_prefix, LEASE_MS, encode_time(clock.now()), "w4", moved, "",
     )  # fmt: skip
     assert await step("START", started) is not None
+    assert await step("CANCEL", queue.cancel("job-d", clock.now()))  # running
+    await step("SUBMIT", queue.submit(new_job(clock, "job-e")))
+    assert await step("CANCEL", queue.cancel("job-e", clock.now()))  # pending
 
     lifecycle = {(was, now) for was, moves in ALLOWED.items() for now in moves}
     assert seen == lifecycle - {(JobStatus.PENDING, JobStatus.FAILED)}  # no script fails a pending job

@@ -42,8 +42,8 @@ def key(service: Corral) -> str:
     return service.create_key("fuzzer", "--rate", "1000000/60", "--max-unfinished", "10000")
 
 
-# Every check runs. One is told what the document says: a submission valid by the schema may
-# still be refused with 422, for rules JSON Schema cannot state (file names unique and plain, a
+# Every check runs (but one, see SCOPES). One is told what the document says: a submission
+# valid by the schema may still be refused with 422, for rules JSON Schema cannot state (file names unique and plain, a
 # language some live worker offers, base64 that decodes, no NUL in an argument). The other
 # statuses are the check's own defaults, less 401 and 403: every request carries a valid key,
 # so a valid submission refused for it would be a bug (and a run that only met 401s, no test).
@@ -55,11 +55,13 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "404", "409",
 """
 
 
-# Corral's own API is held to every check. The Judge0 and Piston routes answer as those services
-# do ({"error": ...}, their statuses), which the document does not spell out: schemathesis
-# still sends them everything it generates, and none may answer 5xx.
+# Corral's own API is held to every check but use_after_free: its one DELETE, DELETE /jobs/{id},
+# cancels a job, which then stays readable (CANCELLED) until it expires, as issue 9 asks. Nothing
+# is deleted, so "a deleted resource reads 404" does not apply. The Judge0 and Piston routes
+# answer as those services do ({"error": ...}, their statuses), which the document does not
+# spell out: schemathesis still sends them everything it generates, and none may answer 5xx.
 SCOPES = {
-    "corral": ["--exclude-tag", "judge0", "--exclude-tag", "piston", "--checks", "all"],
+    "corral": ["--exclude-tag", "judge0", "--exclude-tag", "piston", "--checks", "all", "--exclude-checks", "use_after_free"],
     "compat": ["--include-tag", "judge0", "--include-tag", "piston", "--checks", "not_a_server_error"],
 }
 

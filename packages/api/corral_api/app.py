@@ -75,7 +75,7 @@ def create_app(container: ApiContainer) -> Litestar:
         logging_config=None,
         request_max_body_size=settings.max_body_bytes(),
         middleware=middleware,
-        cors_config=CORSConfig(allow_origins=origins, allow_methods=["GET", "POST"]) if origins else None,
+        cors_config=CORSConfig(allow_origins=origins, allow_methods=["GET", "POST", "DELETE"]) if origins else None,
         openapi_config=OpenAPIConfig(
             title="Corral",
             version="0.1.0",

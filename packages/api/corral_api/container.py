@@ -13,7 +13,7 @@ from corral_api.longpolls import LongPolls
 from corral_api.runtimes import RegistryRuntimeCatalog
 from corral_api.settings import ApiSettings
 from corral_api.telemetry import ApiMetrics
-from corral_core.usecases import GetJob, SubmitJob
+from corral_core.usecases import CancelJob, GetJob, SubmitJob
 from corral_redis import (
     Durability,
     RedisContainer,
@@ -60,6 +60,7 @@ class ApiContainer(containers.DeclarativeContainer):
         usage=usage,
     )
     get_job = providers.Singleton(GetJob, store)
+    cancel_job = providers.Singleton(CancelJob, store, queue, clock)
     long_polls = providers.Singleton(LongPolls, settings.provided.max_waiters)
 
     # In the served API, samples go to the multiprocess files (corral_system.metrics) and this

@@ -13,13 +13,24 @@ import logging
 from typing import Annotated
 
 import msgspec
-from litestar import Controller, Response, get, post
+from litestar import Controller, HttpMethod, Response, delete, get, post, route
 from litestar.datastructures import ResponseHeader
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, Parameter
-from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_503_SERVICE_UNAVAILABLE
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT, HTTP_503_SERVICE_UNAVAILABLE
 
-from corral_api.dependencies import Gauge, Get, Metrics, RedisDurability, Registry, Settings, Submit, SubmitOnce, Waits
+from corral_api.dependencies import (
+    Cancel,
+    Gauge,
+    Get,
+    Metrics,
+    RedisDurability,
+    Registry,
+    Settings,
+    Submit,
+    SubmitOnce,
+    Waits,
+)
 from corral_api.schemas import Accepted, ExecuteIn, JobView, Problem, Readiness, RuntimeView
 from corral_api.settings import ApiSettings
 from corral_core.policy import InvalidSubmission
@@ -64,13 +75,23 @@ _WHY = {
 }
 
 
-def problems(*statuses: int) -> dict[int, ResponseSpec]:
-    """The error answers a route documents, each with its Problem body."""
-    return {status: ResponseSpec(Problem, description=_WHY[status], generate_examples=False) for status in statuses}
+def problems(*statuses: int, why: dict[int, str] | None = None) -> dict[int, ResponseSpec]:
+    """The error answers a route documents, each with its Problem body; `why` overrides the
+    reason given for some of them."""
+    reasons = {**_WHY, **(why or {})}
+    return {status: ResponseSpec(Problem, description=reasons[status], generate_examples=False) for status in statuses}
 
 
 class JobsController(Controller):
     tags = ["jobs"]
+
+    # Litestar (2.25) registers a controller's handlers one by one, in the order of their names,
+    # and the OPTIONS answer it makes for a path lists the methods of the first one only (DELETE
+    # here, not GET). This path says all of its own; its name sorts first, so that it is the
+    # path's OPTIONS handler rather than Litestar's.
+    @route("/jobs/{job_id:str}", http_method=HttpMethod.OPTIONS, status_code=HTTP_204_NO_CONTENT, include_in_schema=False)
+    async def allowed_job_methods(self) -> Response[None]:
+        return Response(None, status_code=HTTP_204_NO_CONTENT, headers={"Allow": "DELETE, GET, OPTIONS"})
 
     @post(
         "/execute",
@@ -138,6 +159,22 @@ class JobsController(Controller):
         _check_wait(wait, settings)
         with long_polls.hold() if wait > 0 else contextlib.nullcontext():
             return JobView.of(await get_job(job_id, wait_s=wait))
+
+
+    @delete(
+        "/jobs/{job_id:str}",
+        status_code=HTTP_200_OK,
+        summary="Cancel a job",
+        description="A PENDING job never runs; a RUNNING one has its sandbox killed at once. 200 with "
+        "the job, now CANCELLED (its final state is set before the answer; a running job's sandbox "
+        "is gone a moment later). Only the job's key, or an admin key, may cancel it.",
+        responses=problems(
+            400, 401, 404, 409, 422, 429, 503,
+            why={409: "The job already finished (COMPLETED, FAILED or CANCELLED): nothing is left to cancel."},
+        ),  # fmt: skip
+    )
+    async def cancel(self, job_id: Annotated[str, JOB_ID], cancel_job: Cancel) -> JobView:
+        return JobView.of(await cancel_job(job_id))
 
 
 class ServiceController(Controller):

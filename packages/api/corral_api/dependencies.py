@@ -16,7 +16,7 @@ from corral_api.longpolls import LongPolls
 from corral_api.settings import ApiSettings
 from corral_api.telemetry import ApiMetrics
 from corral_core.ports import QueueGauge, RuntimeCatalog, WorkerRegistry
-from corral_core.usecases import GetJob, SubmitJob, SubmitJobOnce
+from corral_core.usecases import CancelJob, GetJob, SubmitJob, SubmitJobOnce
 from corral_redis import Durability
 
 # The types handlers declare, by the names below. Litestar checks a dependency's type at every
@@ -26,6 +26,7 @@ Runtimes = NamedDependency[SkipValidation[RuntimeCatalog]]
 Submit = NamedDependency[SubmitJob]
 SubmitOnce = NamedDependency[SubmitJobOnce]
 Get = NamedDependency[GetJob]
+Cancel = NamedDependency[CancelJob]
 Settings = NamedDependency[ApiSettings]
 Waits = NamedDependency[LongPolls]
 RedisDurability = NamedDependency[Durability]
@@ -44,6 +45,9 @@ def dependencies(container: ApiContainer) -> dict[str, Provide]:
 
     def get_job() -> GetJob:
         return container.get_job().as_caller(current_caller.get())
+
+    def cancel_job() -> CancelJob:
+        return container.cancel_job().as_caller(current_caller.get())
 
     def registry() -> WorkerRegistry:
         return container.registry()
@@ -72,6 +76,7 @@ def dependencies(container: ApiContainer) -> dict[str, Provide]:
             ("submit_job", submit_job),
             ("submit_once", submit_once),
             ("get_job", get_job),
+            ("cancel_job", cancel_job),
             ("registry", registry),
             ("runtimes", runtimes),
             ("settings", settings),

@@ -27,7 +27,7 @@ from corral_api.schemas import FieldError, Problem
 from corral_core.access import OverQuota
 from corral_core.policy import InvalidSubmission, SubmissionTooLarge
 from corral_core.ports import QueueFull, StorageFull, StorageUnavailable
-from corral_core.usecases import IdempotencyConflict, IdempotencyKeyReused, JobNotFound
+from corral_core.usecases import IdempotencyConflict, IdempotencyKeyReused, JobAlreadyFinished, JobNotFound
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ def exception_handlers(retry_after_s: int) -> ExceptionHandlersMap:
         OverQuota: _over_quota,
         IdempotencyKeyReused: _idempotency_reused,
         IdempotencyConflict: _idempotency_conflict,
+        JobAlreadyFinished: _already_finished,
         HTTPException: _http,
         Exception: _unexpected,
     }
@@ -90,6 +91,10 @@ def _idempotency_reused(_: Request[Any, Any, Any], error: IdempotencyKeyReused) 
 
 def _idempotency_conflict(_: Request[Any, Any, Any], error: IdempotencyConflict) -> Response[Problem]:
     return _problem(HTTP_409_CONFLICT, str(error), headers={"Retry-After": "1"})
+
+
+def _already_finished(_: Request[Any, Any, Any], error: JobAlreadyFinished) -> Response[Problem]:
+    return _problem(HTTP_409_CONFLICT, str(error))
 
 
 def _http(_: Request[Any, Any, Any], error: HTTPException) -> Response[Problem]:

@@ -179,3 +179,20 @@ async def test_judge0_takes_the_token_as_header_or_query_and_refuses_with_an_emp
     piston = await keys.client.get("/api/v2/runtimes", headers={"Authorization": "Bearer corral_secret_alice"})
     assert piston.status_code == 200
     assert (await keys.client.get("/api/v2/runtimes")).json() == {"message": "an API key is required: Authorization: Bearer <key>"}
+
+
+async def test_a_key_cancels_its_own_job_others_get_404_and_a_second_cancel_409(keys: Keys) -> None:
+    alice, bob, admin = await keys.make("alice", max_unfinished=1), await keys.make("bob"), await keys.make("root", admin=True)
+    job_id = (await keys.client.post("/execute", json=PRINT, headers=alice)).json()["job_id"]
+    assert (await keys.client.post("/execute", json=PRINT, headers=alice)).status_code == 429
+    assert (await keys.client.delete(f"/jobs/{job_id}")).status_code == 401
+    hidden = await keys.client.delete(f"/jobs/{job_id}", headers=bob)
+    assert hidden.status_code == 404 and hidden.json()["detail"] == f"no job with id {job_id!r}"
+    cancelled = await keys.client.delete(f"/jobs/{job_id}", headers=alice)
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "CANCELLED" and cancelled.json()["finished_at"] is not None
+    again = await keys.client.delete(f"/jobs/{job_id}", headers=alice)
+    assert again.status_code == 409 and "already finished (CANCELLED)" in again.json()["detail"]
+    # Its unfinished place came back; an admin may cancel any key's job.
+    second = (await keys.client.post("/execute", json=PRINT, headers=alice)).json()["job_id"]
+    assert (await keys.client.delete(f"/jobs/{second}", headers=admin)).json()["status"] == "CANCELLED"

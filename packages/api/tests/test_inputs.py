@@ -164,6 +164,7 @@ async def test_the_schema_documents_every_answer_with_its_body(api: tuple[Any, I
     expected = {
         ("/execute", "post"): {"200", "202", "400", "401", "408", "409", "413", "415", "422", "429", "503"},
         ("/jobs/{job_id}", "get"): {"200", "400", "401", "404", "422", "429", "503"},
+        ("/jobs/{job_id}", "delete"): {"200", "400", "401", "404", "409", "422", "429", "503"},
         ("/runtimes", "get"): {"200", "400", "401", "429", "503"},
         ("/healthz", "get"): {"200", "400"},
         ("/readyz", "get"): {"200", "400", "503"},
@@ -175,8 +176,8 @@ async def test_the_schema_documents_every_answer_with_its_body(api: tuple[Any, I
             body = responses[status]["content"]["application/json"]["schema"]
             name = "Readiness" if path == "/readyz" and status == "503" else "Problem"
             assert body == {"$ref": f"#/components/schemas/{name}"}, (path, method, status)
-    for path in ("/execute", "/jobs/{job_id}"):
-        [wait] = [p for p in next(iter(paths[path].values()))["parameters"] if p["name"] == "wait"]
+    for path, method in (("/execute", "post"), ("/jobs/{job_id}", "get")):
+        [wait] = [p for p in paths[path][method]["parameters"] if p["name"] == "wait"]
         assert (wait["schema"]["minimum"], wait["schema"]["maximum"]) == (0, 7)
     assert "securitySchemes" not in document.get("components", {}), "keys are off: the schema must not ask for one"
 
@@ -189,3 +190,9 @@ async def test_with_keys_on_the_schema_asks_for_a_bearer_key_on_every_route_but_
             for operation in operations.values():
                 needs_key = not path.startswith(("/healthz", "/readyz", "/schema"))
                 assert (operation.get("security") == [{"apiKey": []}]) is needs_key, path
+
+
+async def test_options_on_a_job_lists_every_method_it_answers(api: tuple[Any, InMemoryJobs]) -> None:
+    client, _ = api
+    allowed = (await client.options("/jobs/some-job")).headers["allow"]
+    assert set(allowed.split(", ")) == {"DELETE", "GET", "OPTIONS"}

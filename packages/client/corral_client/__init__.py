@@ -7,6 +7,7 @@ Nothing here imports Corral's server packages: this package ships alone as a whe
 
 from corral_client.client import AsyncClient, Client, RetryPolicy
 from corral_client.errors import (
+    AlreadyFinished,
     ApiError,
     CorralError,
     InvalidRequest,
@@ -20,6 +21,7 @@ from corral_client.models import Accepted, FieldError, Job, JobError, Limits, Re
 
 __all__ = [
     "Accepted",
+    "AlreadyFinished",
     "ApiError",
     "AsyncClient",
     "Client",

@@ -1,4 +1,4 @@
-"""`corral`: run a file in Corral, list its runtimes, read a job.
+"""`corral`: run a file in Corral, list its runtimes, read or cancel a job.
 
 `corral run` prints the program's stdout and stderr to its own and exits with the program's exit
 code; when the program did not simply exit, one line on stderr says why and the exit code is one
@@ -109,6 +109,8 @@ def exit_code_of(job: Job) -> tuple[int, str | None]:
     """The exit code `corral run` ends with for a finished job, and its one-line reason."""
     if job.error is not None:
         return EXIT_FAILED, f"job {job.job_id} failed: {job.error.code}: {job.error.message}"
+    if job.status == "CANCELLED":
+        return EXIT_FAILED, f"job {job.job_id} was cancelled"
     if job.result is None:
         return EXIT_FAILED, f"job {job.job_id} is still {job.status}"
     result = job.result
@@ -125,6 +127,7 @@ Exit codes of `corral run`:
   0-255  the program's exit code       124  time limit exceeded
   128+N  the program died of signal N  125  memory limit exceeded
   120    Corral failed to run the job  123  output limit exceeded
+         (or it was cancelled)
   65     the server refused the request
   69     the server is unreachable or busy
   77     the key was refused
@@ -222,6 +225,21 @@ def job(client: Client, job_id: str, wait: bool) -> None:
     except CorralError as error:
         _exit_for(error)
     click.echo(msgspec.json.encode(found).decode())
+
+
+@main.command()
+@click.argument("job_id")
+@click.pass_obj
+def cancel(client: Client, job_id: str) -> None:
+    """Cancel a pending or running job and print it (now CANCELLED) as JSON.
+
+    A job that already finished is left as it is: exit code 65, like any refused request.
+    """
+    try:
+        cancelled = client.cancel(job_id)
+    except CorralError as error:
+        _exit_for(error)
+    click.echo(msgspec.json.encode(cancelled).decode())
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import httpx
 import msgspec
 
-from corral_client.errors import ApiError, NotSupported, TransportError, error_for
+from corral_client.errors import AlreadyFinished, ApiError, NotSupported, TransportError, error_for
 from corral_client.models import Accepted, Job, Limits, Problem, Runtime
 
 T = TypeVar("T")
@@ -138,9 +138,11 @@ def _headers(key: str | None) -> dict[str, str]:
     return headers
 
 
-def _not_cancellable(error: ApiError, job_id: str) -> ApiError:
+def _cancel_error(error: ApiError, job_id: str) -> ApiError:
     if isinstance(error, NotSupported):
         return NotSupported(error.status_code, f"this server does not support cancelling jobs (DELETE /jobs/{job_id})")
+    if error.status_code == 409:
+        return AlreadyFinished(error.status_code, error.detail, error.errors)
     return error
 
 
@@ -213,11 +215,13 @@ class Client:
         return _Calls.read(self._send(_Calls.runtimes()), list[Runtime])
 
     def cancel(self, job_id: str) -> Job:
-        """Cancel a job. Raises NotSupported on a server that cannot cancel jobs (Corral's today)."""
+        """Cancel a pending or running job; returns it, CANCELLED. Raises AlreadyFinished when it
+        had finished, JobNotFound when it is unknown (or another key's), NotSupported on a server
+        without cancel."""
         try:
             return _Calls.read(self._send(_Calls.cancel(job_id)), Job)
         except ApiError as error:
-            raise _not_cancellable(error, job_id) from None
+            raise _cancel_error(error, job_id) from None
 
     def _send(self, call: _Call) -> httpx.Response:
         for attempt in range(self._retry.attempts + 1):
@@ -301,7 +305,7 @@ class AsyncClient:
         try:
             return _Calls.read(await self._send(_Calls.cancel(job_id)), Job)
         except ApiError as error:
-            raise _not_cancellable(error, job_id) from None
+            raise _cancel_error(error, job_id) from None
 
     async def _send(self, call: _Call) -> httpx.Response:
         for attempt in range(self._retry.attempts + 1):

@@ -36,6 +36,10 @@ class JobNotFound(ApiError):
     """404: no job with that id."""
 
 
+class AlreadyFinished(InvalidRequest):
+    """409 to a cancel: the job already finished (COMPLETED, FAILED or CANCELLED)."""
+
+
 class NotSupported(ApiError):
     """405 or 501: this server does not offer the operation (e.g. cancelling a job)."""
 

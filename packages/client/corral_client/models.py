@@ -11,8 +11,8 @@ from typing import Literal
 
 import msgspec
 
-Status = Literal["PENDING", "RUNNING", "COMPLETED", "FAILED"]
-FINISHED = frozenset({"COMPLETED", "FAILED"})
+Status = Literal["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
+FINISHED = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from corral_client import (
+    AlreadyFinished,
     AsyncClient,
     Client,
     InvalidRequest,
@@ -115,6 +116,21 @@ def test_unknown_job_and_unsupported_cancel(peer: Peer) -> None:
         with pytest.raises(NotSupported, match="does not support cancelling"):
             client.cancel("x")
     assert peer.seen[1][0] == "DELETE"
+
+
+async def test_cancel_returns_the_cancelled_job_and_a_finished_one_is_already_finished(peer: Peer) -> None:
+    cancelled = {"job_id": "j1", "status": "CANCELLED", "finished_at": "2026-01-01T00:00:00Z"}
+    refusal = {"status_code": 409, "detail": "job j1 already finished (CANCELLED)"}
+    peer.answers = [(200, {}, cancelled), (409, {}, refusal), (409, {}, refusal)]
+    with Client(peer.url) as client:
+        job = client.cancel("j1")
+        assert job.status == "CANCELLED" and job.finished
+        with pytest.raises(AlreadyFinished, match="already finished"):
+            client.cancel("j1")
+    async with AsyncClient(peer.url) as aclient:
+        with pytest.raises(AlreadyFinished):
+            await aclient.cancel("j1")
+    assert [(method, path) for method, path, *_ in peer.seen] == [("DELETE", "/jobs/j1")] * 3
 
 
 def test_an_unreachable_server_is_a_transport_error() -> None:

@@ -22,9 +22,11 @@ class JobStatus(enum.StrEnum):
     RUNNING = "RUNNING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
+    # Its client called it off (DELETE /jobs/{id}): it never ran, or its run was killed.
+    CANCELLED = "CANCELLED"
 
 
-FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
+FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 class Verdict(enum.StrEnum):
@@ -182,11 +184,12 @@ class IllegalTransition(Exception):
 
 
 ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.FAILED}),
+    JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELLED}),
     # RUNNING -> PENDING is a re-queue: the worker was lost or handed the job back.
-    JobStatus.RUNNING: frozenset({JobStatus.PENDING, JobStatus.COMPLETED, JobStatus.FAILED}),
+    JobStatus.RUNNING: frozenset({JobStatus.PENDING, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}),
     JobStatus.COMPLETED: frozenset(),
     JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELLED: frozenset(),
 }
 
 
@@ -207,6 +210,11 @@ def complete(job: Job, result: RunResult, now: datetime) -> Job:
 
 def fail(job: Job, error: JobError, now: datetime) -> Job:
     return _move(job, JobStatus.FAILED, error=error, finished_at=now)
+
+
+def cancel(job: Job, now: datetime) -> Job:
+    """Its client called it off: a pending job never runs, a running one is stopped."""
+    return _move(job, JobStatus.CANCELLED, finished_at=now)
 
 
 def requeue(job: Job, *, count_attempt: bool = True) -> Job:

@@ -121,6 +121,33 @@ class JobQueue(Protocol):
         ...
 
 
+class JobCanceller(Protocol):
+    """Calls unfinished jobs off; the JobQueue adapter of the same storage offers it."""
+
+    async def cancel(self, job_id: str, now: datetime) -> bool:
+        """Move a PENDING or RUNNING job to CANCELLED (finished at `now`), atomically.
+
+        True when this call cancelled it: a pending job will never be handed out, a running
+        one's lease is gone (its worker's renewals and result are refused from now on), what
+        it booked is given back, and waiters on its end are woken. A call re-sent after its
+        reply was lost finds its own cancel and answers True again. False, nothing changed,
+        when the job is unknown or already finished.
+        """
+        ...
+
+
+class CancelNotices(Protocol):
+    """How a worker learns, within a moment, that a job it runs was cancelled."""
+
+    async def wait_cancelled(self, job_id: str) -> None:
+        """Return once the job is CANCELLED (at once if it already is); otherwise never.
+
+        The caller cancels the wait when its run ends. A worker that misses a notice still
+        learns of the cancel from its next lease renewal, which is refused.
+        """
+        ...
+
+
 class QueueDepth(msgspec.Struct, frozen=True):
     pending: int  # in line, not yet claimed
     unfinished: int  # pending or running: what the queue's size limit counts

@@ -1,7 +1,7 @@
-"""The use cases: submit a job, read it, run the next one, recover abandoned ones.
+"""The use cases: submit a job, read it, cancel it, run the next one, recover abandoned ones.
 
 Each is a small class that gets its ports in the constructor and does one thing when called.
-The API composes the first two, the worker the last two.
+The API composes the first three, the worker the last two.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from corral_core.access import ANONYMOUS, Caller, IdempotencyRecords, OverQuota,
 from corral_core.job import ErrorCode, Job, JobError, Program
 from corral_core.policy import LimitPolicy, LimitRequest, SizePolicy, check_language, runtime_of, source_files
 from corral_core.ports import (
+    CancelNotices,
     Clock,
     IdSource,
+    JobCanceller,
     JobQueue,
     JobStore,
     Lease,
@@ -53,6 +55,17 @@ class JobNotFound(Exception):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"no job with id {job_id!r}")
         self.job_id = job_id
+
+
+class JobAlreadyFinished(Exception):
+    """Only a PENDING or RUNNING job can be cancelled (HTTP 409)."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(
+            f"job {job.id} already finished ({job.status.value}): only a PENDING or RUNNING job can be cancelled"
+        )
+        self.job_id = job.id
+        self.status = job.status
 
 
 class IdempotencyKeyReused(Exception):
@@ -230,6 +243,45 @@ class GetJob:
         return found
 
 
+class CancelJob:
+    """Call off a caller's job: a pending one never runs, a running one's sandbox is stopped
+    by its worker (RunNextJob), and either ends CANCELLED. Returns the cancelled job.
+
+    Whoever may read a job may cancel it (its owner, an admin key); to anyone else it does not
+    exist (JobNotFound). A finished job stays as it is (JobAlreadyFinished), as does one that
+    finishes while the cancel is on its way: the storage decides atomically which came first.
+    """
+
+    def __init__(self, store: JobStore, canceller: JobCanceller, clock: Clock) -> None:
+        self._store = store
+        self._canceller = canceller
+        self._clock = clock
+        self._caller = ANONYMOUS
+
+    def as_caller(self, caller: Caller) -> Self:
+        bound = copy.copy(self)
+        bound._caller = caller
+        return bound
+
+    async def __call__(self, job_id: str) -> Job:
+        found = await self._store.get(job_id)
+        if found is None or not self._caller.may_read(found.owner):
+            raise JobNotFound(job_id)
+        if found.finished:
+            raise JobAlreadyFinished(found)
+        cancelled = await self._canceller.cancel(job_id, self._clock.now())
+        after = await self._store.get(job_id)
+        if after is None:
+            raise JobNotFound(job_id)  # finished and expired in between: gone either way
+        if not cancelled:
+            raise JobAlreadyFinished(after)
+        return after
+
+
+class _Cancelled(Exception):
+    """The job was cancelled while it ran: its run is stopped and nothing is stored."""
+
+
 class _LeaseTimer:
     """How long this worker may still count on its lease, on its own monotonic clock.
 
@@ -261,6 +313,9 @@ class RunNextJob:
     A result, once the run ended, is stored even if the worker is cancelled meanwhile
     (shutdown), and a job cancelled before it ended is handed back uncounted; both within the
     lease, so a cancellation never waits longer than one lease.
+
+    A job its client cancels (CancelJob) has its sandbox stopped as soon as `cancels` tells,
+    or at the latest when the next renewal is refused; its run's result is not stored.
     """
 
     def __init__(
@@ -272,10 +327,12 @@ class RunNextJob:
         lease_ms: int = 10_000,
         renew_every_ms: int = 3_000,
         retry_every_ms: int = 200,
+        cancels: CancelNotices | None = None,
     ) -> None:
         if renew_every_ms >= lease_ms:
             raise ValueError("leases must be renewed more often than they expire")
         self._queue = queue
+        self._cancels = cancels
         self._sandbox = sandbox
         self._clock = clock
         self._lease_ms = lease_ms
@@ -291,6 +348,9 @@ class RunNextJob:
         timer = _LeaseTimer(self._lease_ms / 1000, sent)
         try:
             final = await self._run_leased(lease, timer)
+        except _Cancelled:
+            log.info("job %s was cancelled; its run was stopped", lease.job.id)
+            return None
         except asyncio.CancelledError:
             # Shutdown: hand the job back for another worker rather than lose it.
             await _outliving_cancellation(self._hand_back(lease, timer))
@@ -304,13 +364,21 @@ class RunNextJob:
 
     async def _run_leased(self, lease: Lease, timer: _LeaseTimer) -> Job | None:
         run = asyncio.ensure_future(self._run(lease.job))
+        notice = None if self._cancels is None else asyncio.ensure_future(self._cancels.wait_cancelled(lease.job.id))
         healthy = True
         try:
             while True:
                 pause = self._renew_every_s if healthy else self._retry_s
-                done, _ = await asyncio.wait({run}, timeout=min(pause, timer.left_s()))
-                if done:
+                watched = {run} if notice is None else {run, notice}
+                done, _ = await asyncio.wait(watched, timeout=min(pause, timer.left_s()), return_when=asyncio.FIRST_COMPLETED)
+                if run in done:
                     return run.result()
+                if notice is not None and notice in done:
+                    if notice.exception() is None:
+                        raise _Cancelled
+                    # Renewals still tell of a cancel, only later.
+                    log.warning("job %s: no more cancel notices: %s", lease.job.id, notice.exception())
+                    notice = None
                 if timer.left_s() <= 0:
                     log.warning("job %s: no renewal got through for a whole lease", lease.job.id)
                     return None
@@ -327,6 +395,8 @@ class RunNextJob:
                 timer.renewed(sent)
                 healthy = True
         finally:
+            if notice is not None and not notice.done():
+                notice.cancel()
             if not run.done():
                 run.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

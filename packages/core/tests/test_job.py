@@ -48,18 +48,36 @@ def test_a_pending_job_cannot_complete_without_running() -> None:
         jobs.complete(pending(), OK, NOW)
 
 
-@pytest.mark.parametrize("final", [JobStatus.COMPLETED, JobStatus.FAILED])
+@pytest.mark.parametrize("final", [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED])
 def test_a_finished_job_never_changes_again(final: JobStatus) -> None:
     running = jobs.start(pending(), NOW)
-    done = jobs.complete(running, OK, NOW) if final is JobStatus.COMPLETED else jobs.fail(running, LOST, NOW)
+    ends = {
+        JobStatus.COMPLETED: lambda: jobs.complete(running, OK, NOW),
+        JobStatus.FAILED: lambda: jobs.fail(running, LOST, NOW),
+        JobStatus.CANCELLED: lambda: jobs.cancel(running, NOW),
+    }
+    done = ends[final]()
+    assert done.finished
     for move in (
         lambda j: jobs.start(j, NOW),
         lambda j: jobs.complete(j, OK, NOW),
         lambda j: jobs.fail(j, LOST, NOW),
+        lambda j: jobs.cancel(j, NOW),
         jobs.requeue,
     ):
         with pytest.raises(IllegalTransition):
             move(done)
+
+
+def test_a_pending_job_is_cancelled_without_ever_starting() -> None:
+    cancelled = jobs.cancel(pending(), NOW)
+    assert cancelled.status is JobStatus.CANCELLED and cancelled.finished
+    assert cancelled.finished_at == NOW and cancelled.started_at is None and cancelled.attempts == 0
+
+
+def test_a_running_job_is_cancelled_without_a_result() -> None:
+    cancelled = jobs.cancel(jobs.start(pending(), NOW), NOW)
+    assert cancelled.status is JobStatus.CANCELLED and cancelled.result is None and cancelled.attempts == 1
 
 
 def test_requeue_after_a_lost_worker_keeps_the_attempt() -> None:

@@ -8,11 +8,21 @@ from collections.abc import Collection
 import pytest
 
 from corral_contract.clock import ManualClock
+from corral_core.access import Caller
 from corral_core.job import ErrorCode, InputFile, Job, JobStatus, RunRequest, RunResult, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY, InvalidSubmission, LimitAboveMaximum, LimitRequest, SizePolicy
 from corral_core.ports import JobQueue, Lease, QueueFull, RecoveryReport, Runtime, SandboxError, StorageUnavailable
-from corral_core.usecases import GetJob, JobNotFound, JobRequest, RecoverAbandonedJobs, RunNextJob, SubmitJob
-from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore
+from corral_core.usecases import (
+    CancelJob,
+    GetJob,
+    JobAlreadyFinished,
+    JobNotFound,
+    JobRequest,
+    RecoverAbandonedJobs,
+    RunNextJob,
+    SubmitJob,
+)
+from corral_memory.jobs import InMemoryCancelNotices, InMemoryJobQueue, InMemoryJobs, InMemoryJobStore
 from corral_memory.runtimes import InMemoryRuntimeCatalog
 from corral_memory.sandbox import InMemorySandbox
 from corral_system.ids import RandomIds
@@ -30,6 +40,8 @@ class World:
             self.queue, RandomIds(), self.clock, DEFAULT_LIMIT_POLICY, SizePolicy(), runtimes=self.runtimes
         )
         self.get = GetJob(self.store)
+        self.cancel = CancelJob(self.store, self.queue, self.clock)
+        self.notices = InMemoryCancelNotices(self.state)
 
 
 PYTHON = Runtime("python", "3.11.2", "main.py")
@@ -255,6 +267,69 @@ async def test_a_cancelled_worker_hands_its_job_back() -> None:
     assert sandbox.cancelled.is_set()
     handed_back = await world.get(job.id)
     assert handed_back.status is JobStatus.PENDING and handed_back.attempts == 0
+
+
+async def test_a_cancelled_pending_job_never_runs() -> None:
+    world = World()
+    job = await world.submit(JobRequest(code="print(1)"))
+    cancelled = await world.cancel(job.id)
+    assert cancelled.status is JobStatus.CANCELLED and cancelled.finished_at == world.clock.now()
+    assert await RunNextJob(world.queue, InMemorySandbox(), world.clock)("w1", 0.05) is None
+    assert (await world.get(job.id)).status is JobStatus.CANCELLED
+
+
+async def test_a_cancelled_running_job_has_its_run_stopped_at_once_and_nothing_stored() -> None:
+    world = World()
+    job = await world.submit(JobRequest(code="print(1)"))
+    sandbox = HangingSandbox()
+    # Renewals far apart: only the notice can stop the run this soon.
+    run_next = RunNextJob(world.queue, sandbox, world.clock, lease_ms=60_000, renew_every_ms=30_000, cancels=world.notices)
+    run = asyncio.ensure_future(run_next("w1", 1))
+    await asyncio.sleep(0.05)
+    assert (await world.get(job.id)).status is JobStatus.RUNNING
+    await world.cancel(job.id)
+    assert await asyncio.wait_for(run, 1) is None
+    assert sandbox.cancelled.is_set()
+    stopped = await world.get(job.id)
+    assert stopped.status is JobStatus.CANCELLED and stopped.result is None
+
+
+async def test_a_worker_without_notices_stops_a_cancelled_run_at_its_next_renewal() -> None:
+    world = World()
+    job = await world.submit(JobRequest(code="print(1)"))
+    sandbox = HangingSandbox()
+    run = asyncio.ensure_future(RunNextJob(world.queue, sandbox, world.clock, lease_ms=1_000, renew_every_ms=50)("w1", 1))
+    await asyncio.sleep(0.05)
+    await world.cancel(job.id)
+    assert await asyncio.wait_for(run, 1) is None
+    assert sandbox.cancelled.is_set() and (await world.get(job.id)).status is JobStatus.CANCELLED
+
+
+async def test_a_finished_job_cannot_be_cancelled() -> None:
+    world = World()
+    job = await world.submit(JobRequest(code="print(1)"))
+    await RunNextJob(world.queue, InMemorySandbox(), world.clock)("w1", 1)
+    with pytest.raises(JobAlreadyFinished, match="COMPLETED"):
+        await world.cancel(job.id)
+    assert (await world.get(job.id)).status is JobStatus.COMPLETED
+    pending = await world.submit(JobRequest(code="print(1)"))
+    await world.cancel(pending.id)
+    with pytest.raises(JobAlreadyFinished, match="CANCELLED"):
+        await world.cancel(pending.id)
+
+
+async def test_only_the_owner_or_an_admin_may_cancel_and_others_are_told_it_does_not_exist() -> None:
+    world = World()
+    owner, stranger, admin = Caller(key_id="k1"), Caller(key_id="k2"), Caller(key_id="k3", admin=True)
+    mine = await world.submit.as_caller(owner)(JobRequest(code="print(1)"))
+    other = await world.submit.as_caller(owner)(JobRequest(code="print(2)"))
+    with pytest.raises(JobNotFound):
+        await world.cancel.as_caller(stranger)(mine.id)
+    with pytest.raises(JobNotFound):
+        await world.cancel.as_caller(owner)("no-such-job")
+    assert (await world.get(mine.id)).status is JobStatus.PENDING
+    assert (await world.cancel.as_caller(owner)(mine.id)).status is JobStatus.CANCELLED
+    assert (await world.cancel.as_caller(admin)(other.id)).status is JobStatus.CANCELLED
 
 
 async def test_a_job_whose_worker_keeps_vanishing_fails_as_worker_lost() -> None:

@@ -1,4 +1,4 @@
-"""In-memory queue, store and worker registry, sharing one `InMemoryJobs` state.
+"""In-memory queue, store, cancel notices and worker registry, sharing one `InMemoryJobs` state.
 
 Behaves as the Redis adapters do, lease for lease, so that use-case tests written against it
 say something true about production.
@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import msgspec
 
 from corral_core import job as jobs
-from corral_core.job import Job
+from corral_core.job import Job, JobStatus
 from corral_core.ports import Clock, Lease, QueueDepth, QueueFull, RecoveryReport, WorkerInfo
 
 
@@ -131,6 +131,19 @@ class InMemoryJobQueue:
         await state.notify()
         return True
 
+    async def cancel(self, job_id: str, now: datetime) -> bool:
+        state = self._state
+        record = state.records.get(job_id)
+        if record is None or record.finished:
+            return False
+        state.records[job_id] = jobs.cancel(record, now)
+        state.leases.pop(job_id, None)
+        for line in state.pending.values():
+            if job_id in line:
+                line.remove(job_id)
+        await state.notify()
+        return True
+
     async def recover(self, max_attempts: int) -> RecoveryReport:
         state = self._state
         now = state.clock.now()
@@ -174,6 +187,21 @@ class InMemoryJobStore:
         return jobs.without_inputs(state.records[job_id])
 
 
+class InMemoryCancelNotices:
+    def __init__(self, state: InMemoryJobs) -> None:
+        self._state = state
+
+    async def wait_cancelled(self, job_id: str) -> None:
+        state = self._state
+
+        def cancelled() -> bool:
+            record = state.records.get(job_id)
+            return record is not None and record.status is JobStatus.CANCELLED
+
+        async with state.changed:
+            await state.changed.wait_for(cancelled)
+
+
 class InMemoryWorkerRegistry:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
@@ -199,6 +227,7 @@ class InMemoryWorkerRegistry:
 
 
 __all__ = [
+    "InMemoryCancelNotices",
     "InMemoryJobQueue",
     "InMemoryJobStore",
     "InMemoryJobs",

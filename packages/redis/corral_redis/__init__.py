@@ -8,6 +8,7 @@ second of accepted jobs when the machine does; `always` loses nothing either way
 bench/queue_throughput.py measures.
 """
 
+from corral_redis.cancels import RedisCancelNotices
 from corral_redis.connection import RedisCredentialsError, connect, connect_to, security_options, storage_errors
 from corral_redis.container import RedisContainer
 from corral_redis.durability import Durability, RedisCanLoseJobs, check_durability, require_durable_redis
@@ -21,6 +22,7 @@ __all__ = [
     "QueueKeys",
     "Durability",
     "RedisCanLoseJobs",
+    "RedisCancelNotices",
     "RedisContainer",
     "RedisCredentialsError",
     "RedisIdempotencyRecords",

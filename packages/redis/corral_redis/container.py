@@ -8,6 +8,7 @@ from __future__ import annotations
 from dependency_injector import containers, providers
 
 from corral_core.ports import Clock
+from corral_redis.cancels import RedisCancelNotices
 from corral_redis.connection import connect_to
 from corral_redis.keys import RedisIdempotencyRecords, RedisKeyStore, RedisUsageLedger
 from corral_redis.queue import RedisJobQueue
@@ -25,6 +26,7 @@ class RedisContainer(containers.DeclarativeContainer):
     client = providers.Singleton(connect_to, settings, client_name=client_name)
     queue = providers.Singleton(RedisJobQueue, client, clock, settings)
     store = providers.Singleton(RedisJobStore, client, settings)
+    cancel_notices = providers.Singleton(RedisCancelNotices, client, settings)
     registry = providers.Singleton(RedisWorkerRegistry, client, settings)
     key_store = providers.Singleton(RedisKeyStore, client, settings)
     usage = providers.Singleton(RedisUsageLedger, client, settings)

@@ -13,7 +13,12 @@ Layout (every key under the settings' prefix, see settings.py and records.py):
   its line, never a pop, so a job is never only in a worker's memory;
 - `leases`, a ZSET of the running job ids scored by lease deadline (Redis' TIME, µs);
 - `job:<id>`, a HASH per job (records.py), with `fence`, the token counter of its leases;
-- `reserved`, the bytes set aside for the results of unfinished jobs (records.py, byte budget).
+- `reserved`, the bytes set aside for the results of unfinished jobs (records.py, byte budget);
+- `cancelled`, a pub/sub channel of the ids of jobs just cancelled, which workers listen to
+  (cancels.py) so that a cancelled job's sandbox is stopped at once.
+
+A cancelled pending job leaves its id in its line until a claim passes over it (START drops ids
+whose job is not PENDING): until then the id still counts towards max_unfinished.
 
 Lists and leases rather than Streams: a consumer group's pending-entries list has delivery
 counts and XAUTOCLAIM, but none of them fits here. A released job must be next in line, and a
@@ -39,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection
+from datetime import datetime
 
 from redis.asyncio import Redis
 
@@ -64,6 +70,7 @@ class RedisJobQueue:
         self._finish = client.register_script(scripts.FINISH)
         self._release = client.register_script(scripts.RELEASE)
         self._recover = client.register_script(scripts.RECOVER)
+        self._cancel = client.register_script(scripts.CANCEL)
         self._depth = client.register_script(scripts.DEPTH)
         self._turn = 0  # which of a worker's lines a claim looks at first, rotating
 
@@ -186,6 +193,15 @@ class RedisJobQueue:
                 args=[lease.job.id, lease.token],
             )
         return int(released) == 1
+
+    async def cancel(self, job_id: str, now: datetime) -> bool:
+        keys = self._keys
+        with storage_errors():
+            cancelled = await self._cancel(
+                keys=[keys.job(job_id), keys.processing, keys.leases, keys.reserved],
+                args=[job_id, encode_time(now), keys.finished, keys.cancelled, self._ttl_ms],
+            )
+        return int(cancelled) == 1
 
     async def recover(self, max_attempts: int) -> RecoveryReport:
         now = self._clock.now()  # only the failed jobs' finished_at: expiry is Redis' own clock

@@ -117,6 +117,7 @@ class QueueKeys:
         self.leases = f"{prefix}leases"  # ZSET job id -> lease deadline (µs, Redis' TIME)
         self.reserved = f"{prefix}reserved"  # STRING: bytes reserved for unfinished jobs' results
         self.finished = f"{prefix}finished"  # pub/sub channel: ids of jobs that just finished
+        self.cancelled = f"{prefix}cancelled"  # pub/sub channel: ids of jobs just cancelled
         self.workers = f"{prefix}workers"  # ZSET worker id -> heartbeat expiry (µs, Redis' TIME)
         self.worker_info = f"{prefix}workers:info"  # HASH worker id -> encoded WorkerInfo
         self.job_prefix = f"{prefix}job:"

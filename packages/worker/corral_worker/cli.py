@@ -118,6 +118,7 @@ async def _serve(container: WorkerContainer) -> None:
     try:
         await worker.serve()
     finally:
+        await container.cancel_notices().aclose()
         await container.redis().aclose()
 
 

@@ -1,7 +1,7 @@
 """The worker's composition root: use cases wired to Redis and NsJail.
 
-Its settings come from corral_system.config (cli.py). Tests override `queue`, `registry` and
-`sandbox` with in-memory adapters, which leaves `host` unused: no root, no NsJail.
+Its settings come from corral_system.config (cli.py). Tests override `queue`, `registry`,
+`cancel_notices` and `sandbox` with in-memory adapters, which leaves `host` unused: no root, no NsJail.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dependency_injector import containers, providers
 from prometheus_client import CollectorRegistry
 
 from corral_core.usecases import RecoverAbandonedJobs, RunNextJob
-from corral_redis import RedisContainer, RedisJobQueue, RedisSettings, RedisWorkerRegistry
+from corral_redis import RedisCancelNotices, RedisContainer, RedisJobQueue, RedisSettings, RedisWorkerRegistry
 from corral_sandbox import HostReport, NsJailSandbox
 from corral_system.clock import SkewedClock
 from corral_worker.service import Worker
@@ -34,6 +34,7 @@ class WorkerContainer(containers.DeclarativeContainer):
     # Typed because a sub-container's providers are Any to mypy.
     queue: providers.Provider[RedisJobQueue] = storage.queue
     registry: providers.Provider[RedisWorkerRegistry] = storage.registry
+    cancel_notices: providers.Provider[RedisCancelNotices] = storage.cancel_notices
     sandbox = providers.Singleton(NsJailSandbox, host=host)
 
     # Metrics, job log lines and the process title, observed at the ports (telemetry.py). The
@@ -53,6 +54,7 @@ class WorkerContainer(containers.DeclarativeContainer):
         clock,
         lease_ms=settings.provided.lease_ms,
         renew_every_ms=settings.provided.renew_every_ms,
+        cancels=cancel_notices,
     )
     recover = providers.Singleton(RecoverAbandonedJobs, observed_queue, max_attempts=settings.provided.max_attempts)
     worker = providers.Singleton(

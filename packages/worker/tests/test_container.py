@@ -7,7 +7,7 @@ import asyncio
 
 from dependency_injector import providers
 
-from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryWorkerRegistry
+from corral_memory.jobs import InMemoryCancelNotices, InMemoryJobQueue, InMemoryJobs, InMemoryWorkerRegistry
 from corral_memory.sandbox import InMemorySandbox
 from corral_redis import RedisSettings
 from corral_system.clock import SystemClock
@@ -28,6 +28,7 @@ async def test_the_container_resolves_the_worker_over_the_overridden_adapters() 
     registry = InMemoryWorkerRegistry(clock)
     container.queue.override(providers.Object(InMemoryJobQueue(state)))
     container.registry.override(providers.Object(registry))
+    container.cancel_notices.override(providers.Object(InMemoryCancelNotices(state)))
     container.sandbox.override(providers.Object(InMemorySandbox()))
 
     worker = container.worker()

@@ -1,7 +1,7 @@
 """Contracts for the KeyStore, UsageLedger and IdempotencyRecords ports (corral_core.access).
 
-Bind with a fixture `access` yielding an `AccessHarness`: the three adapters, the queue of the
-same storage (a finished job settles its booking there), a ManualClock, and `elapse(ms)` that
+Bind with a fixture `access` yielding an `AccessHarness`: the three adapters, the queue and
+canceller of the same storage (a finished or cancelled job settles its booking there), a ManualClock, and `elapse(ms)` that
 makes that much time pass for the rate limiter as the adapter counts it.
 """
 
@@ -17,7 +17,7 @@ from corral_contract.queue import LEASE_MS, new_job, ok_result
 from corral_core import job as jobs
 from corral_core.access import ApiKey, IdempotencyRecords, KeyStore, Quotas, UsageLedger, secret_hash
 from corral_core.job import Job
-from corral_core.ports import JobQueue
+from corral_core.ports import JobCanceller, JobQueue
 
 DEFAULTS = Quotas(rate_limit=3, rate_window_s=60, max_unfinished=2, max_stored_bytes=100, max_waiters=10)
 
@@ -30,6 +30,7 @@ class AccessHarness:
     queue: JobQueue
     clock: ManualClock
     elapse: Callable[[int], Awaitable[None]]
+    canceller: JobCanceller | None = None
 
 
 def key(clock: ManualClock, key_id: str = "k1", *, admin: bool = False, quotas: Quotas | None = None) -> ApiKey:
@@ -118,6 +119,23 @@ class AccessContract:
         assert await access.usage.book("k1", "job-b", 10, 1, 100) == "unfinished jobs"
         await access.usage.unbook("k1", "job-a")
         assert await access.usage.book("k1", "job-b", 100, 1, 100) is None
+
+    async def test_a_cancelled_job_gives_its_unfinished_place_back_once(self, access: AccessHarness) -> None:
+        assert access.canceller is not None, "bind `canceller`"
+        assert await access.usage.book("k1", "job-a", 10, 1, 100) is None
+        await access.queue.submit(owned_job(access.clock, "job-a", "k1"))
+        assert await access.canceller.cancel("job-a", access.clock.now())
+        assert await access.usage.book("k1", "job-b", 10, 1, 100) is None
+        await access.queue.submit(owned_job(access.clock, "job-b", "k1"))
+        lease = await access.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None and lease.job.id == "job-b"
+        access.clock.advance(5)
+        assert not await access.canceller.cancel("job-a", access.clock.now())  # nothing given back twice
+        assert await access.usage.book("k1", "job-c", 10, 1, 100) == "unfinished jobs"
+        assert await access.canceller.cancel("job-b", access.clock.now())  # running: its place comes back too
+        assert not await access.queue.finish(lease, jobs.complete(lease.job, ok_result(), access.clock.now()))
+        assert await access.usage.book("k1", "job-c", 10, 1, 100) is None
+        assert await access.usage.book("k1", "job-d", 10, 2, 100) is None  # and only once
 
     async def test_an_idempotency_key_is_claimed_once_per_scope(self, access: AccessHarness) -> None:
         records = access.idempotency

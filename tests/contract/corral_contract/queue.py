@@ -1,7 +1,8 @@
-"""The JobQueue and JobStore contract: leases, fencing, recovery, waiting.
+"""The JobQueue, JobStore, JobCanceller and CancelNotices contract: leases, fencing, recovery,
+waiting, cancelling.
 
-Bind it with a fixture `harness` that yields a `QueueHarness` whose queue and store share one
-backing state, whose queue holds at most `QUEUE_LIMIT` unfinished jobs, whose adapters stamp
+Bind it with a fixture `harness` that yields a `QueueHarness` whose queue, store, canceller and
+notices share one backing state, whose queue holds at most `QUEUE_LIMIT` unfinished jobs, whose adapters stamp
 the times users read (started_at, finished_at) from `harness.clock` (a ManualClock), and whose
 `elapse(ms)` makes that much time pass for the leases.
 
@@ -24,7 +25,7 @@ from corral_contract.clock import ManualClock
 from corral_core import job as jobs
 from corral_core.job import CompileResult, ErrorCode, InputFile, Job, JobStatus, RunRequest, RunResult, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY
-from corral_core.ports import Clock, JobQueue, JobStore, QueueFull
+from corral_core.ports import CancelNotices, Clock, JobCanceller, JobQueue, JobStore, QueueFull, RecoveryReport
 
 QUEUE_LIMIT = 5
 # Long enough that the real time a test takes (a loaded machine, a real Redis) never expires
@@ -38,6 +39,13 @@ class QueueHarness:
     store: JobStore
     clock: ManualClock
     elapse: Callable[[int], Awaitable[None]]
+    # The queue adapter usually is the canceller too. Both are needed by the cancel cases.
+    canceller: JobCanceller | None = None
+    notices: CancelNotices | None = None
+
+    def cancels(self) -> tuple[JobCanceller, CancelNotices]:
+        assert self.canceller is not None and self.notices is not None, "bind `canceller` and `notices`"
+        return self.canceller, self.notices
 
 
 def new_job(clock: Clock, job_id: str, code: str = "print(1)", language: str = "python") -> Job:
@@ -336,3 +344,78 @@ class JobQueueContract:
         )
         claimed = [lease.job.id for lease in leases if lease is not None]
         assert sorted(claimed) == sorted(f"job-{index}" for index in range(QUEUE_LIMIT))
+
+    async def test_a_cancelled_pending_job_is_never_handed_out(self, harness: QueueHarness) -> None:
+        canceller, _ = harness.cancels()
+        await harness.queue.submit(new_job(harness.clock, "job-a"))
+        await harness.queue.submit(new_job(harness.clock, "job-b"))
+        harness.clock.advance(5)
+        assert await canceller.cancel("job-a", harness.clock.now())
+        cancelled = await harness.store.get("job-a")
+        assert cancelled is not None and cancelled.status is JobStatus.CANCELLED and cancelled.finished
+        assert cancelled.finished_at == harness.clock.now() and cancelled.started_at is None
+        lease = await harness.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None and lease.job.id == "job-b"
+        assert await harness.queue.claim("w1", LEASE_MS, 0.1) is None
+        assert (await harness.store.get("job-a")).status is JobStatus.CANCELLED  # type: ignore[union-attr]
+
+    async def test_a_cancelled_running_job_refuses_its_worker_s_renewal_result_and_release(
+        self, harness: QueueHarness
+    ) -> None:
+        canceller, _ = harness.cancels()
+        await harness.queue.submit(new_job(harness.clock, "job-a"))
+        lease = await harness.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None
+        assert await canceller.cancel("job-a", harness.clock.now())
+        assert not await harness.queue.renew(lease, LEASE_MS)
+        assert not await harness.queue.finish(lease, jobs.complete(lease.job, ok_result(), harness.clock.now()))
+        assert not await harness.queue.release(lease)
+        await harness.elapse(LEASE_MS + 1)
+        assert await harness.queue.recover(max_attempts=1) == RecoveryReport()
+        assert await harness.queue.claim("w2", LEASE_MS, 0.1) is None
+        cancelled = await harness.store.get("job-a")
+        assert cancelled is not None and cancelled.status is JobStatus.CANCELLED
+        assert cancelled.result is None and cancelled.attempts == 1 and cancelled.started_at is not None
+
+    async def test_a_finished_or_unknown_job_is_not_cancelled(self, harness: QueueHarness) -> None:
+        canceller, _ = harness.cancels()
+        await harness.queue.submit(new_job(harness.clock, "job-a"))
+        lease = await harness.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None
+        final = jobs.complete(lease.job, ok_result(), harness.clock.now())
+        assert await harness.queue.finish(lease, final)
+        harness.clock.advance(5)
+        assert not await canceller.cancel("job-a", harness.clock.now())
+        assert await harness.store.get("job-a") == jobs.without_inputs(final)
+        assert not await canceller.cancel("no-such-job", harness.clock.now())
+        await harness.queue.submit(new_job(harness.clock, "job-b"))
+        assert await canceller.cancel("job-b", harness.clock.now())
+        harness.clock.advance(5)
+        assert not await canceller.cancel("job-b", harness.clock.now())  # once cancelled, done
+
+    async def test_a_cancel_wakes_waiting_readers_and_the_worker_s_notice(self, harness: QueueHarness) -> None:
+        canceller, notices = harness.cancels()
+        await harness.queue.submit(new_job(harness.clock, "job-a"))
+        await harness.queue.submit(new_job(harness.clock, "job-b"))
+        lease = await harness.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None and lease.job.id == "job-a"
+        reader = asyncio.ensure_future(harness.store.wait_finished("job-a", 10))
+        notice = asyncio.ensure_future(notices.wait_cancelled("job-a"))
+        bystander = asyncio.ensure_future(notices.wait_cancelled("job-b"))
+        await asyncio.sleep(0.1)
+        assert not reader.done() and not notice.done()
+        started = time.monotonic()
+        assert await canceller.cancel("job-a", harness.clock.now())
+        await asyncio.wait_for(notice, 5)
+        woken = await asyncio.wait_for(reader, 5)
+        assert time.monotonic() - started < 1
+        assert woken is not None and woken.status is JobStatus.CANCELLED
+        await asyncio.sleep(0.1)
+        assert not bystander.done()  # another job's cancel is no notice for it
+        bystander.cancel()
+
+    async def test_a_notice_for_a_job_cancelled_before_the_wait_comes_at_once(self, harness: QueueHarness) -> None:
+        canceller, notices = harness.cancels()
+        await harness.queue.submit(new_job(harness.clock, "job-a"))
+        assert await canceller.cancel("job-a", harness.clock.now())
+        await asyncio.wait_for(notices.wait_cancelled("job-a"), 5)
