@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the language runtimes of nsjail/runtimes.toml that this host lacks: Debian's gcc, g++,
 # Node.js, OpenJDK 17, Go 1.19 and rustc 1.63, and the python-sci runtime's pinned packages
-# (scripts/python-sci-requirements.txt) for Debian's /usr/bin/python3 in PYTHON_SCI_DIR.
+# (scripts/python-sci-packages.txt) for Debian's /usr/bin/python3 in PYTHON_SCI_DIR.
 # Idempotent, and quick when everything is there: it checks paths, and the package directory
 # carries the hash of the requirements it was installed from. A runtime left out is simply not
 # offered by the worker (`requires` in runtimes.toml).
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python_sci_dir=${PYTHON_SCI_DIR:-/opt/corral/python-sci}
-requirements=scripts/python-sci-requirements.txt
+requirements=scripts/python-sci-packages.txt
 
 missing=()
 [ -x /usr/bin/gcc ] || missing+=(gcc)
