@@ -48,6 +48,38 @@ PROGRAMS: dict[str, dict[str, str]] = {
         "memory": "x=a; while :; do x=$x$x; done\n",
         "broken": "",
     },
+    "java": {
+        "hello": 'import java.util.Scanner;\npublic class Main { public static void main(String[] a) { System.out.println("hi " + new Scanner(System.in).next() + " " + a[0]); } }\n',
+        "exit": "public class Main { public static void main(String[] a) { System.exit(3); } }\n",
+        "error": 'public class Main { public static void main(String[] a) { throw new IllegalStateException("boom"); } }\n',
+        "loop": "public class Main { public static void main(String[] a) { for (long i = 0;; i++); } }\n",
+        "memory": "import java.util.*;\npublic class Main { public static void main(String[] a) { List<long[]> l = new ArrayList<>(); for (;;) l.add(new long[1 << 17]); } }\n",
+        "broken": 'public class Main { public static void main(String[] a) { int x = "no"; } }\n',
+    },
+    "go": {
+        "hello": 'package main\n\nimport ("fmt"; "os")\n\nfunc main() { var s string; fmt.Scan(&s); fmt.Println("hi", s, os.Args[1]) }\n',
+        "exit": 'package main\n\nimport "os"\n\nfunc main() { os.Exit(3) }\n',
+        "error": 'package main\n\nfunc main() { panic("boom") }\n',
+        "loop": "package main\n\nfunc main() { for {} }\n",
+        "memory": "package main\n\nfunc main() { var keep [][]byte; for { b := make([]byte, 1<<20); for i := range b { b[i] = 1 }; keep = append(keep, b) } }\n",
+        "broken": "package main\n\nfunc main() { undeclared() }\n",
+    },
+    "rust": {
+        "hello": 'fn main() { let mut s = String::new(); std::io::stdin().read_line(&mut s).unwrap(); println!("hi {} {}", s.trim(), std::env::args().nth(1).unwrap()); }\n',
+        "exit": "fn main() { std::process::exit(3); }\n",
+        "error": 'fn main() { panic!("boom"); }\n',
+        "loop": "fn main() { let x = 0u64; loop { unsafe { std::ptr::read_volatile(&x) }; } }\n",
+        "memory": "fn main() { let mut keep = Vec::new(); loop { keep.push(vec![1u8; 1 << 20]); } }\n",
+        "broken": 'fn main() { let x: i32 = "no"; }\n',
+    },
+    "python-sci": {
+        "hello": 'import sys, numpy, pandas\nprint("hi", input(), sys.argv[1])\n',
+        "exit": "import numpy\nraise SystemExit(3)\n",
+        "error": "import numpy\nnumpy.linalg.inv(numpy.zeros((2, 2)))\n",
+        "loop": "import numpy\nwhile True:\n    pass\n",
+        "memory": "import numpy\nkeep = []\nwhile True:\n    keep.append(numpy.ones(1 << 20))\n",
+        "broken": "",
+    },
 }
 LANGUAGES = sorted(PROGRAMS)
 
@@ -109,6 +141,20 @@ def test_the_memory_limit(service: Corral, language: str) -> None:
     # V8 may give up with its own heap error just before the cgroup's limit is reached.
     allowed = {"memory_limit_exceeded"} | ({"runtime_error"} if language == "javascript" else set())
     assert result["verdict"] in allowed, result
+
+
+def test_python_sci_draws_a_plot_into_box_and_its_packages_are_read_only(service: Corral) -> None:
+    code = (
+        "import os, numpy, pandas, scipy.optimize, matplotlib.pyplot as plt\n"
+        "root = scipy.optimize.brentq(lambda x: x * x - 4, 0, 5)\n"
+        "plt.plot(pandas.Series(numpy.arange(5)) ** 2)\n"
+        "plt.savefig('plot.png')\n"
+        "print(round(root, 6), os.path.getsize('/box/plot.png') > 1000)\n"
+        "try:\n    open(os.path.join(os.path.dirname(numpy.__file__), 'x'), 'w')\n    print('WROTE')\n"
+        "except OSError as error:\n    print(error.strerror)\n"
+    )
+    result = run(service, code, language="python-sci")
+    assert (result["verdict"], result["stdout"]) == ("ok", "2.0 True\nRead-only file system\n"), result
 
 
 @pytest.mark.parametrize("language", [language for language in LANGUAGES if PROGRAMS[language]["broken"]])

@@ -65,6 +65,7 @@ def nsjail_command(
         *limit_flags(limits),
         *cgroup_flags,
         *(flag for bind in runtime.bind_ro for flag in ("--bindmount_ro", bind)),
+        *(flag for link in runtime.symlinks for flag in ("--symlink", link)),
         *(flag for variable in runtime.env for flag in ("--env", variable)),
         "--",
         *program,

@@ -54,6 +54,8 @@ class RuntimeSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     seccomp: str = "seccomp.kafel"
     bind_ro: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
+    # Symlinks made in the jail's own root, "target:link" (nothing on the host is touched).
+    symlinks: tuple[str, ...] = ()
     # The job prepare_host runs to prove the runtime works, and what it must print.
     selftest_code: str = ""
     selftest_stdout: str = ""
@@ -140,6 +142,10 @@ def load_runtimes(directory: Path) -> dict[str, RuntimeSpec]:
         for bind in spec.bind_ro:
             if not bind.startswith("/") or bind.count(":") > 1:
                 raise PolicyError(f"{where}: bind_ro entry {bind!r} is not 'path' or 'src:dst'")
+        for link in spec.symlinks:
+            target, _, name = link.partition(":")
+            if not target.startswith("/") or not name.startswith("/") or ":" in name or name.startswith("/box"):
+                raise PolicyError(f"{where}: symlinks entry {link!r} is not 'target:link' (absolute, outside /box)")
         for variable in spec.env:
             if "=" not in variable:
                 raise PolicyError(f"{where}: env entry {variable!r} is not NAME=value")

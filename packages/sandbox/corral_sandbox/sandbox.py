@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import msgspec
 
-from corral_core.job import RunRequest, RunResult, Verdict
+from corral_core.job import Limits, RunRequest, RunResult, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_core.ports import Runtime, SandboxError, UnsupportedLanguage
 from corral_sandbox.jail import run_job
 from corral_sandbox.jailids import JailIdPool
+from corral_sandbox.policy import RuntimeSpec
 from corral_sandbox.report import HostNotReady, HostReport
 
 # Roomy time limits: a worker starting on a busy host must not be refused for being slow.
@@ -24,6 +25,18 @@ SELFTEST_LIMITS = msgspec.structs.replace(
     compile_cpu_time_ms=120_000,
     compile_wall_time_ms=240_000,
 )
+
+
+def _selftest_limits(runtime: RuntimeSpec) -> Limits:
+    """SELFTEST_LIMITS, with the memory and processes the runtime asks for by default (a JVM
+    starts a dozen threads before main)."""
+    own = runtime.default_limits
+    return msgspec.structs.replace(
+        SELFTEST_LIMITS,
+        memory_mb=max(SELFTEST_LIMITS.memory_mb, own.memory_mb or 0),
+        max_processes=max(SELFTEST_LIMITS.max_processes, own.max_processes or 0),
+        compile_memory_mb=max(SELFTEST_LIMITS.compile_memory_mb, own.compile_memory_mb or 0),
+    )
 
 
 class NsJailSandbox:
@@ -63,7 +76,7 @@ class NsJailSandbox:
     async def selftest(self) -> None:
         """Run each runtime's self-test job (runtimes.toml); HostNotReady if one does not run right."""
         for runtime in self.host.runtimes:
-            request = RunRequest(language=runtime.language, code=runtime.selftest_code, limits=SELFTEST_LIMITS)
+            request = RunRequest(language=runtime.language, code=runtime.selftest_code, limits=_selftest_limits(runtime))
             try:
                 result = await self.run(request)
             except SandboxError as error:

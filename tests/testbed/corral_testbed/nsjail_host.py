@@ -24,8 +24,14 @@ TEST_JAIL_IDS = 16
 TEST_JAIL_UID = TEST_JAIL_GID = 3_000_000 + (os.getpid() % 1_000_000) * TEST_JAIL_IDS
 TEST_WORK_ROOT = "/run/corral-test/jobs"
 
+# CORRAL_NSJAIL_POLICY_DIR, as the worker reads it: the cgroup v2 VM (tests/vm/guest.sh) offers
+# a subset of the runtimes, since a JVM or rustc under emulation takes minutes to start.
 TEST_SETTINGS = SandboxSettings(
-    jail_uid_first=TEST_JAIL_UID, jail_gid_first=TEST_JAIL_GID, jail_id_count=TEST_JAIL_IDS, work_root=TEST_WORK_ROOT
+    jail_uid_first=TEST_JAIL_UID,
+    jail_gid_first=TEST_JAIL_GID,
+    jail_id_count=TEST_JAIL_IDS,
+    work_root=TEST_WORK_ROOT,
+    policy_dir=os.environ.get("CORRAL_NSJAIL_POLICY_DIR") or None,
 )
 
 
