@@ -69,7 +69,7 @@ class RedisJobQueue:
 
     async def submit(self, job: Job) -> None:
         with storage_errors():
-            outcome = await self._submit(keys=self.submit_keys(job), args=self.submit_args(job))
+            outcome = await self._run_submit(job)
         if outcome == 0:
             raise QueueFull(self._settings.max_unfinished)
         if outcome == -1:
@@ -79,6 +79,10 @@ class RedisJobQueue:
             raise StorageFull(
                 f"Redis' memory is near its ceiling of {ceiling} bytes" if ceiling else "Redis' memory is near its maxmemory"
             )
+
+    async def _run_submit(self, job: Job) -> int:
+        """The SUBMIT script's outcome; corral_redis.shards also waits for replicas here."""
+        return int(await self._submit(keys=self.submit_keys(job), args=self.submit_args(job)))
 
     def submit_keys(self, job: Job) -> list[str]:
         keys = self._keys
