@@ -9,7 +9,8 @@ for or finishing a job needs no lookup. API keys, quotas, idempotency records, w
 duties stay under key_prefix itself, the control shard.
 
 Claiming: a worker tries every shard without blocking, starting one shard further each claim,
-so no shard is always looked at first; only when all are empty does it block, on one shard's
+so no shard is always looked at first, and for the language whose turn it is first (see
+ShardedJobQueue.claim); only when all are empty does it block, on one shard's
 wake lists at a time (a blocking pop cannot wait on keys of several slots), for a short slice
 before trying all of them again. A job that lands on another shard meanwhile waits at most that
 slice.
@@ -185,10 +186,16 @@ class ShardedJobQueue:
             self._turn += 1
             first = self._turn % len(self._shards)
             order = self._shards[first:] + self._shards[:first]
-            for shard in order:
-                lease = await shard.claim(worker_id, lease_ms, 0, languages)
-                if lease is not None:
-                    return lease
+            # Each shard takes turns between languages on its own, which would not stop one
+            # shard full of one language from answering every claim: this claim's language
+            # (in turn) is looked for on every shard first.
+            offered = sorted(languages) if languages is not None else []
+            rounds = [[offered[self._turn % len(offered)]], languages] if len(offered) > 1 else [languages]
+            for wanted in rounds:
+                for shard in order:
+                    lease = await shard.claim(worker_id, lease_ms, 0, wanted)
+                    if lease is not None:
+                        return lease
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
