@@ -19,7 +19,7 @@ from corral_contract.access import AccessContract, AccessHarness
 from corral_contract.clock import ManualClock
 from corral_contract.queue import LEASE_MS, QUEUE_LIMIT, JobQueueContract, QueueHarness, new_job
 from corral_contract.workers import RegistryHarness, WorkerRegistryContract
-from corral_core.ports import QueueFull
+from corral_core.ports import QueueFull, StorageUnavailable
 from corral_redis import (
     QueueKeys,
     RedisIdempotencyRecords,
@@ -205,3 +205,24 @@ def test_one_shard_is_the_queue_under_key_prefix_itself() -> None:
     assert shard_prefixes(settings) == ["corral:{q}:"]
     three = msgspec.structs.replace(settings, shards=3)
     assert shard_prefixes(three) == ["corral:{q0}:", "corral:{q1}:", "corral:{q2}:"]
+
+
+@pytest.mark.parametrize("cluster", [True, False], ids=["cluster", "server"])
+async def test_a_submit_no_replica_confirms_is_refused_as_unavailable(
+    cluster: bool,
+    cluster_url: str,  # noqa: F811
+    redis_url: str,
+) -> None:
+    settings = RedisSettings(
+        url=cluster_url if cluster else redis_url, cluster=cluster, key_prefix=f"test:{uuid.uuid4().hex[:12]}:{{q}}:",
+        min_replicas_acked=1, replica_ack_timeout_ms=50,
+    )  # fmt: skip
+    client = connect_to(settings)
+    try:
+        queue = make_queue(client, ManualClock(), settings)
+        with pytest.raises(StorageUnavailable, match="0 of the 1 replicas"):
+            await queue.submit(new_job(ManualClock(), "job-a"))
+        # The connection that waited is whole: the next command on the pool reads its own reply.
+        assert await client.ping()
+    finally:
+        await client.aclose()

@@ -21,10 +21,11 @@ the control shard, right after. A crash between the two leaves the booking count
 unfinished until the key's bookings are cleared by hand (the job itself is done): quotas are
 then stricter than they should be, never looser.
 
-Replicated submits (min_replicas_acked): the SUBMIT script and `WAIT n timeout` go over one
-connection, since WAIT waits for the replicas to catch up with that connection's own writes.
-When fewer replicas confirm in time, the submit answers StorageUnavailable (503): the job is in
-Redis and may still run, but its submitter was never told it is safe.
+Replicated writes (min_replicas_acked): a submit's or finish's script and `WAIT n timeout` go
+over one connection, since WAIT waits for the replicas to catch up with that connection's own
+writes. When fewer replicas confirm in time, the call raises StorageUnavailable: a submit
+answers 503 (the job is in Redis and may still run, but its submitter was never told it is
+safe), a worker retries its finish (a repeated finish is accepted again, scripts.py).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import AskError, ConnectionError, MovedError, TimeoutError
+from redis.commands.core import AsyncScript
+from redis.exceptions import AskError, ConnectionError, MovedError, RedisError, TimeoutError
 
 from corral_core.job import Job, decode_job
 from corral_core.ports import Clock, Lease, QueueDepth, RecoveryReport, StorageUnavailable
@@ -123,21 +125,21 @@ class ShardQueue(RedisJobQueue):
         # FINISH must not name a ledger it cannot reach; finish() settles it instead.
         return ["" if arg == self._keys.usage(job.owner) else arg for arg in args]
 
-    async def _run_submit(self, job: Job) -> int:
+    async def _confirmed(self, script: AsyncScript, keys: list[str], args: list[str | bytes | int]) -> int:
         wanted = self._settings.min_replicas_acked
         if wanted == 0:
-            return await super()._run_submit(job)
-        keys, args = self.submit_keys(job), self.submit_args(job)
+            return await super()._confirmed(script, keys, args)
         timeout_ms = self._settings.replica_ack_timeout_ms
         async with _connection_for(self._client, keys[0]) as connection:
+            # EVAL rather than EVALSHA: a NOSCRIPT reply would leave the WAIT's to read.
             await connection.send_packed_command(
-                connection.pack_commands([("EVAL", scripts.SUBMIT, len(keys), *keys, *args), ("WAIT", wanted, timeout_ms)])
+                connection.pack_commands([("EVAL", script.script, len(keys), *keys, *args), ("WAIT", wanted, timeout_ms)])
             )
             outcome = int(await connection.read_response())
             acked = int(await connection.read_response())
-        if outcome == 1 and acked < wanted:
+        if acked < wanted:
             raise StorageUnavailable(
-                f"job {job.id} reached {acked} of the {wanted} replicas it needs within {timeout_ms} ms "
+                f"a write reached {acked} of the {wanted} replicas it needs within {timeout_ms} ms "
                 "(redis min_replicas_acked): not acknowledged"
             )
         return outcome
@@ -272,11 +274,16 @@ async def _connection_for(client: Redis, key: str) -> AsyncIterator[AbstractConn
             try:
                 yield connection
             except BaseException as error:
+                # A topology refresh by another task closes this node's connections, ours
+                # included, under our feet: redis-py then fails on a writer it no longer has.
+                closed_under_us = not isinstance(error, RedisError) and not connection.is_connected
                 await connection.disconnect()
-                if isinstance(error, (ConnectionError, TimeoutError, MovedError, AskError)):
-                    # The slot may have moved (a failover): learn the new map for the next submit.
+                if closed_under_us or isinstance(error, (ConnectionError, TimeoutError, MovedError, AskError)):
+                    # The slot may have moved (a failover): learn the new map for the next write.
                     with contextlib.suppress(Exception):
                         await cluster.nodes_manager.initialize()
+                if closed_under_us and isinstance(error, Exception):
+                    raise ConnectionError(f"the connection to {node.name} was closed while in use") from error
                 raise
             finally:
                 node.release(connection)

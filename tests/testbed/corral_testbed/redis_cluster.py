@@ -90,6 +90,21 @@ class RedisCluster:
         if created.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster create failed:\n{created.stdout}\n{created.stderr}")
         self.wait_healthy()
+        self.wait_replicas_synced()
+
+    def wait_replicas_synced(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Until every live replica has finished its first sync with its master."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            states = [self.cli(node, "INFO", "replication") for node in self.nodes if node.process is not None]
+            replicas = [state for state in states if "role:slave" in state]
+            if len(replicas) == self.replicas * self.masters and all(
+                "master_link_status:up" in state and "master_sync_in_progress:0" in state for state in replicas
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the replicas have not synced after {timeout_s}s: {replicas}")
+            time.sleep(0.1)
 
     def wait_healthy(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Until every live node says cluster_state:ok and knows every slot's master."""
