@@ -148,7 +148,7 @@ def connect_cluster(
     """
     if url.startswith("rediss:"):
         security = {"ssl_cert_reqs": "required", "ssl_check_hostname": True, **security}
-    client = RedisCluster.from_url(
+    client = _ClusterClient.from_url(
         url,
         max_connections=max_connections,
         client_name=client_name,
@@ -165,6 +165,29 @@ def connect_cluster(
     for node in client.nodes_manager.startup_nodes.values():
         node.connection_class = _keeping_cancellations(node.connection_class)
     return cast(Redis, client)
+
+
+class _ClusterClient(RedisCluster):
+    """A RedisCluster that learns the cluster's map once, before its first command goes out.
+
+    redis-py 8.1 races when many tasks send the first commands of a new RedisCluster together:
+    one task's initialization closes connections that others are using, which then fail with
+    AttributeError (seen with 16 concurrent submits on a fresh client). The learning is done
+    once, under a lock, and every command waits for it.
+    """
+
+    _learned = False
+    _learning: asyncio.Lock | None = None
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if not self._learned:
+            if self._learning is None:
+                self._learning = asyncio.Lock()
+            async with self._learning:
+                if not self._learned:
+                    await self.initialize()
+                    self._learned = True
+        return await super().execute_command(*args, **kwargs)
 
 
 class PoolExhausted(MaxConnectionsError):
