@@ -89,7 +89,7 @@ async def test_killing_a_master_loses_no_acknowledged_job(cluster: RedisCluster)
                         await asyncio.sleep(0.1)
             except StorageUnavailable:
                 await asyncio.sleep(0.1)
-            except Exception as error:  # noqa: BLE001 - reported by the test, not swallowed
+            except Exception as error:  # reported by the test below, not swallowed
                 unexpected.append(repr(error))
                 await asyncio.sleep(0.1)
 
@@ -99,7 +99,7 @@ async def test_killing_a_master_loses_no_acknowledged_job(cluster: RedisCluster)
                 await queue.recover(max_attempts=10)
             except StorageUnavailable:
                 pass
-            except Exception as error:  # noqa: BLE001 - reported by the test, not swallowed
+            except Exception as error:  # reported by the test below, not swallowed
                 unexpected.append(repr(error))
             await asyncio.sleep(0.3)
 

@@ -8,7 +8,14 @@ second of accepted jobs when the machine does; `always` loses nothing either way
 bench/queue_throughput.py measures.
 """
 
-from corral_redis.connection import RedisCredentialsError, connect, connect_cluster, connect_to, security_options, storage_errors
+from corral_redis.connection import (
+    RedisCredentialsError,
+    connect,
+    connect_cluster,
+    connect_to,
+    security_options,
+    storage_errors,
+)
 from corral_redis.container import RedisContainer
 from corral_redis.durability import Durability, RedisCanLoseJobs, check_durability, require_durable_redis
 from corral_redis.keys import RedisIdempotencyRecords, RedisKeyStore, RedisUsageLedger

@@ -163,7 +163,7 @@ def connect_cluster(
     kwargs = client.nodes_manager.connection_kwargs
     kwargs["connection_class"] = _keeping_cancellations(kwargs.get("connection_class", Connection))
     for node in client.nodes_manager.startup_nodes.values():
-        node.connection_class = _keeping_cancellations(node.connection_class)
+        node.connection_class = _keeping_cancellations(node.connection_class)  # type: ignore[assignment]
     return cast(Redis, client)
 
 

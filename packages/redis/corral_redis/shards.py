@@ -270,6 +270,8 @@ async def _connection_for(client: Redis, key: str) -> AsyncIterator[AbstractConn
         if isinstance(cluster, RedisCluster):
             await cluster.initialize()
             node = cluster.get_node_from_key(key)
+            if node is None:
+                raise StorageUnavailable(f"no Redis Cluster node serves the slot of {key} now")
             connection = node.acquire_connection()
             try:
                 yield connection
@@ -278,7 +280,7 @@ async def _connection_for(client: Redis, key: str) -> AsyncIterator[AbstractConn
                 # included, under our feet: redis-py then fails on a writer it no longer has.
                 closed_under_us = not isinstance(error, RedisError) and not connection.is_connected
                 await connection.disconnect()
-                if closed_under_us or isinstance(error, (ConnectionError, TimeoutError, MovedError, AskError)):
+                if closed_under_us or isinstance(error, ConnectionError | TimeoutError | MovedError | AskError):
                     # The slot may have moved (a failover): learn the new map for the next write.
                     with contextlib.suppress(Exception):
                         await cluster.nodes_manager.initialize()
@@ -289,7 +291,7 @@ async def _connection_for(client: Redis, key: str) -> AsyncIterator[AbstractConn
                 node.release(connection)
         else:
             pool = client.connection_pool
-            connection = await pool.get_connection()
+            connection = await pool.get_connection()  # type: ignore[no-untyped-call]
             try:
                 yield connection
             except BaseException:

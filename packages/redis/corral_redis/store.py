@@ -132,7 +132,7 @@ class RedisJobStore:
             sharded = self._settings.cluster
             try:
                 if sharded:
-                    await pubsub.ssubscribe(self._keys.finished)  # type: ignore[attr-defined]
+                    await pubsub.ssubscribe(self._keys.finished)
                 else:
                     await pubsub.subscribe(self._keys.finished)
                 while True:
