@@ -85,10 +85,11 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
     # API keys, quotas, workers and duties stay under key_prefix. 1 is one queue under
     # key_prefix itself.
     shards: int = 1
-    # A submit is acknowledged only once this many replicas have it (WAIT after the submit
-    # script); when they do not confirm within replica_ack_timeout_ms the submit fails as
-    # unavailable (503). 0 acknowledges on the primary's word alone.
+    # A submit, and a worker's finish, count only once this many replicas have them (WAIT
+    # after the script): a submit they do not confirm answers 503, a finish is retried. 0
+    # trusts the primary's word alone, and a failover may then lose what it last acknowledged.
     min_replicas_acked: int = 0
+    # How long (ms) a submit or finish waits for min_replicas_acked replicas before it gives up.
     replica_ack_timeout_ms: int = 1000
 
     def __post_init__(self) -> None:
