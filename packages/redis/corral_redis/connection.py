@@ -232,7 +232,15 @@ class _CancellationKeepingConnection(AbstractConnection):
     async def send_packed_command(self, command: bytes | str | Iterable[bytes], check_health: bool = True) -> None:
         task = asyncio.current_task()
         requested = task.cancelling() if task is not None else 0
-        await super().send_packed_command(command, check_health)
+        try:
+            await super().send_packed_command(command, check_health)
+        except AttributeError as error:
+            # RedisCluster (redis-py 8.1) refreshing its map after a failover closes a node's
+            # connections, some still in use: the send then finds no writer. That is a lost
+            # connection, which callers retry, not a bug of theirs.
+            if getattr(self, "_writer", None) is not None:
+                raise
+            raise ConnectionError(f"the connection was closed while in use: {error}") from error
         if task is not None and task.cancelling() > requested:
             await self.disconnect(nowait=True)
             raise asyncio.CancelledError
