@@ -9,12 +9,20 @@ bench/queue_throughput.py measures.
 """
 
 from corral_redis.cancels import RedisCancelNotices
-from corral_redis.connection import RedisCredentialsError, connect, connect_to, security_options, storage_errors
+from corral_redis.connection import (
+    RedisCredentialsError,
+    connect,
+    connect_cluster,
+    connect_to,
+    security_options,
+    storage_errors,
+)
 from corral_redis.container import RedisContainer
 from corral_redis.durability import Durability, RedisCanLoseJobs, check_durability, require_durable_redis
 from corral_redis.keys import RedisIdempotencyRecords, RedisKeyStore, RedisUsageLedger
 from corral_redis.queue import RedisJobQueue
 from corral_redis.settings import QueueKeys, RedisSettings
+from corral_redis.shards import ShardedCancelNotices, ShardedJobQueue, ShardedJobStore, make_queue, make_store
 from corral_redis.store import RedisJobStore
 from corral_redis.workers import RedisWorkerRegistry
 
@@ -32,9 +40,15 @@ __all__ = [
     "RedisJobStore",
     "RedisSettings",
     "RedisWorkerRegistry",
+    "ShardedCancelNotices",
+    "ShardedJobQueue",
+    "ShardedJobStore",
     "check_durability",
     "connect",
+    "connect_cluster",
     "connect_to",
+    "make_queue",
+    "make_store",
     "security_options",
     "require_durable_redis",
     "storage_errors",

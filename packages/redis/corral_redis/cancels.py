@@ -81,15 +81,23 @@ class RedisCancelNotices:
         backoff = 0.05
         while True:
             pubsub = self._client.pubsub()
+            # On a Cluster, CANCEL announces with SPUBLISH (corral_redis.shards), as FINISH does.
+            sharded = self._settings.cluster
             try:
-                await pubsub.subscribe(self._keys.cancelled)
+                if sharded:
+                    await pubsub.ssubscribe(self._keys.cancelled)
+                else:
+                    await pubsub.subscribe(self._keys.cancelled)
                 while True:
-                    message = await pubsub.get_message(timeout=self._settings.listen_idle_s)
+                    if sharded:
+                        message = await pubsub.get_sharded_message(timeout=self._settings.listen_idle_s)  # type: ignore[attr-defined]
+                    else:
+                        message = await pubsub.get_message(timeout=self._settings.listen_idle_s)
                     if message is None:
                         continue
-                    if message["type"] == "message":
+                    if message["type"] in ("message", "smessage"):
                         self._wake(message["data"].decode())
-                    elif message["type"] == "subscribe":
+                    elif message["type"] in ("subscribe", "ssubscribe"):
                         # Also after a reconnect: notices sent meanwhile were lost.
                         self._subscribed.set()
                         for job_id in list(self._waiters):

@@ -10,13 +10,22 @@ import asyncio
 import contextlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.asyncio.connection import AbstractConnection, Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError, MaxConnectionsError, ResponseError, TimeoutError
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    ConnectionError,
+    MaxConnectionsError,
+    MovedError,
+    RedisClusterException,
+    ResponseError,
+    TimeoutError,
+)
 
 from corral_core.ports import StorageUnavailable
 from corral_redis.settings import RedisSettings
@@ -33,8 +42,11 @@ class RedisCredentialsError(Exception):
 def connect_to(settings: RedisSettings, **options: Any) -> Redis:
     """connect() with the [redis] settings: its URL, pool bounds, ACL user, password and TLS files.
 
-    `options` are connect()'s own (client_name, timeouts, retries).
+    `options` are connect()'s own (client_name, timeouts, retries). With `cluster` set, a
+    RedisCluster that found the other nodes from the URL's (connect_cluster).
     """
+    if settings.cluster:
+        return connect_cluster(settings.url, max_connections=settings.max_connections, **security_options(settings), **options)
     return connect(
         settings.url,
         max_connections=settings.max_connections,
@@ -115,6 +127,69 @@ def connect(
     return Redis.from_pool(pool)
 
 
+def connect_cluster(
+    url: str,
+    *,
+    max_connections: int = 32,
+    client_name: str | None = None,
+    socket_timeout: float = 5.0,
+    connect_timeout: float = 2.0,
+    retries: int = 3,
+    health_check_interval: int = 15,
+    **security: Any,
+) -> Redis:
+    """A Redis Cluster client, as connect() is for one server: `url` names any one node.
+
+    RedisCluster follows MOVED and ASK replies and reloads the slot map after a failover; a
+    command that still fails surfaces as StorageUnavailable (storage_errors). Each node gets at
+    most `max_connections` connections and a busy node refuses at once rather than queueing
+    (MaxConnectionsError, a 503). Typed as Redis: the cluster client answers every command the
+    adapters send (each names keys under one hash tag), so the adapters keep one signature.
+    """
+    if url.startswith("rediss:"):
+        security = {"ssl_cert_reqs": "required", "ssl_check_hostname": True, **security}
+    client = _ClusterClient.from_url(
+        url,
+        max_connections=max_connections,
+        client_name=client_name,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=connect_timeout,
+        socket_keepalive=True,
+        health_check_interval=health_check_interval,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
+        **security,
+    )
+    # The same cancellation fix as connect()'s, for every node this client will meet.
+    kwargs = client.nodes_manager.connection_kwargs
+    kwargs["connection_class"] = _keeping_cancellations(kwargs.get("connection_class", Connection))
+    for node in client.nodes_manager.startup_nodes.values():
+        node.connection_class = _keeping_cancellations(node.connection_class)  # type: ignore[assignment]
+    return cast(Redis, client)
+
+
+class _ClusterClient(RedisCluster):
+    """A RedisCluster that learns the cluster's map once, before its first command goes out.
+
+    redis-py 8.1 races when many tasks send the first commands of a new RedisCluster together:
+    one task's initialization closes connections that others are using, which then fail with
+    AttributeError (seen with 16 concurrent submits on a fresh client). The learning is done
+    once, under a lock, and every command waits for it.
+    """
+
+    _learned = False
+    _learning: asyncio.Lock | None = None
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if not self._learned:
+            if self._learning is None:
+                self._learning = asyncio.Lock()
+            async with self._learning:
+                if not self._learned:
+                    await self.initialize()
+                    self._learned = True
+        return await super().execute_command(*args, **kwargs)
+
+
 class PoolExhausted(MaxConnectionsError):
     """Every connection of this process stayed busy for the pool's whole timeout.
 
@@ -157,7 +232,15 @@ class _CancellationKeepingConnection(AbstractConnection):
     async def send_packed_command(self, command: bytes | str | Iterable[bytes], check_health: bool = True) -> None:
         task = asyncio.current_task()
         requested = task.cancelling() if task is not None else 0
-        await super().send_packed_command(command, check_health)
+        try:
+            await super().send_packed_command(command, check_health)
+        except AttributeError as error:
+            # RedisCluster (redis-py 8.1) refreshing its map after a failover closes a node's
+            # connections, some still in use: the send then finds no writer. That is a lost
+            # connection, which callers retry, not a bug of theirs.
+            if getattr(self, "_writer", None) is not None:
+                raise
+            raise ConnectionError(f"the connection was closed while in use: {error}") from error
         if task is not None and task.cancelling() > requested:
             await self.disconnect(nowait=True)
             raise asyncio.CancelledError
@@ -184,6 +267,9 @@ def storage_errors() -> Iterator[None]:
         raise StorageUnavailable(f"too busy: {error}") from error
     except (ConnectionError, TimeoutError) as error:
         raise StorageUnavailable(f"Redis is unreachable: {error}") from error
+    except (ClusterError, RedisClusterException, MovedError, AskError) as error:
+        # A Cluster in failover or resharding that its client's retries did not outlast.
+        raise StorageUnavailable(f"Redis Cluster is not serving that slot now: {error!r}") from error
     except ResponseError as error:
         if str(error).startswith(_UNAVAILABLE_REPLIES):
             raise StorageUnavailable(f"Redis refused the write: {error}") from error

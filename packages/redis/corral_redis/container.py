@@ -8,12 +8,10 @@ from __future__ import annotations
 from dependency_injector import containers, providers
 
 from corral_core.ports import Clock
-from corral_redis.cancels import RedisCancelNotices
 from corral_redis.connection import connect_to
 from corral_redis.keys import RedisIdempotencyRecords, RedisKeyStore, RedisUsageLedger
-from corral_redis.queue import RedisJobQueue
 from corral_redis.settings import RedisSettings
-from corral_redis.store import RedisJobStore
+from corral_redis.shards import make_cancel_notices, make_queue, make_store
 from corral_redis.workers import RedisWorkerRegistry
 
 
@@ -24,9 +22,10 @@ class RedisContainer(containers.DeclarativeContainer):
     client_name = providers.Object("corral")
 
     client = providers.Singleton(connect_to, settings, client_name=client_name)
-    queue = providers.Singleton(RedisJobQueue, client, clock, settings)
-    store = providers.Singleton(RedisJobStore, client, settings)
-    cancel_notices = providers.Singleton(RedisCancelNotices, client, settings)
+    # One RedisJobQueue and RedisJobStore, or their shards (corral_redis.shards).
+    queue = providers.Singleton(make_queue, client, clock, settings)
+    store = providers.Singleton(make_store, client, settings)
+    cancel_notices = providers.Singleton(make_cancel_notices, client, settings)
     registry = providers.Singleton(RedisWorkerRegistry, client, settings)
     key_store = providers.Singleton(RedisKeyStore, client, settings)
     usage = providers.Singleton(RedisUsageLedger, client, settings)

@@ -47,6 +47,7 @@ from collections.abc import Collection
 from datetime import datetime
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from corral_core import job as jobs
 from corral_core.job import Job, encode_job
@@ -76,7 +77,7 @@ class RedisJobQueue:
 
     async def submit(self, job: Job) -> None:
         with storage_errors():
-            outcome = await self._submit(keys=self.submit_keys(job), args=self.submit_args(job))
+            outcome = await self._confirmed(self._submit, self.submit_keys(job), self.submit_args(job))
         if outcome == 0:
             raise QueueFull(self._settings.max_unfinished)
         if outcome == -1:
@@ -86,6 +87,11 @@ class RedisJobQueue:
             raise StorageFull(
                 f"Redis' memory is near its ceiling of {ceiling} bytes" if ceiling else "Redis' memory is near its maxmemory"
             )
+
+    async def _confirmed(self, script: AsyncScript, keys: list[str], args: list[str | bytes | int]) -> int:
+        """A submit's or finish's outcome: what a client is told must survive a failover, so
+        corral_redis.shards waits for replicas here."""
+        return int(await script(keys=keys, args=args))
 
     def submit_keys(self, job: Job) -> list[str]:
         keys = self._keys
@@ -179,9 +185,10 @@ class RedisJobQueue:
     async def _write_final(self, job_id: str, token: int, if_expired: str, fields: list[str | bytes]) -> bool:
         keys = self._keys
         with storage_errors():
-            written = await self._finish(
-                keys=[keys.job(job_id), keys.processing, keys.leases, keys.reserved],
-                args=[job_id, token, keys.finished, self._ttl_ms, if_expired, *fields],
+            written = await self._confirmed(
+                self._finish,
+                [keys.job(job_id), keys.processing, keys.leases, keys.reserved],
+                [job_id, token, keys.finished, self._ttl_ms, if_expired, *fields],
             )
         return int(written) == 1
 

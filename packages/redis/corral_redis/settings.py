@@ -76,6 +76,21 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
     # The notification reader wakes this often when idle, which lets redis-py's health check
     # notice a dead connection that never said goodbye.
     listen_idle_s: float = 5.0
+    # Talk to a Redis Cluster (redis.asyncio.RedisCluster; `url` names any one of its nodes):
+    # finishes are announced with sharded pub/sub (SPUBLISH), which stays on the node that owns
+    # the channel's slot instead of being broadcast to every node.
+    cluster: bool = False
+    # Queue shards, each a whole queue under its own hash tag (key_prefix's `{q}` becomes
+    # `{q0}`, `{q1}`, ...), so a Cluster spreads them over its masters (corral_redis.shards).
+    # API keys, quotas, workers and duties stay under key_prefix. 1 is one queue under
+    # key_prefix itself.
+    shards: int = 1
+    # A submit, and a worker's finish, count only once this many replicas have them (WAIT
+    # after the script): a submit they do not confirm answers 503, a finish is retried. 0
+    # trusts the primary's word alone, and a failover may then lose what it last acknowledged.
+    min_replicas_acked: int = 0
+    # How long (ms) a submit or finish waits for min_replicas_acked replicas before it gives up.
+    replica_ack_timeout_ms: int = 1000
 
     def __post_init__(self) -> None:
         tag = _HASH_TAG.search(self.key_prefix)
@@ -100,6 +115,12 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("tls_cert_file and tls_key_file go together: give both or neither")
         if self.claim_block_s < 0.01:
             raise ValueError("claim_block_s must be at least 0.01 (Redis blocks in milliseconds)")
+        if not 1 <= self.shards <= 256:
+            raise ValueError("shards must be between 1 and 256")
+        if self.min_replicas_acked < 0 or self.replica_ack_timeout_ms < 1:
+            raise ValueError("min_replicas_acked must be 0 or more and replica_ack_timeout_ms positive")
+        if self.cluster and self.url.startswith("unix:"):
+            raise ValueError("a Redis Cluster is reached over TCP: give a redis:// or rediss:// url of one node")
 
 
 DEFAULT_SETTINGS = RedisSettings()

@@ -127,15 +127,24 @@ class RedisJobStore:
         backoff = 0.05
         while True:
             pubsub = self._client.pubsub()
+            # On a Cluster, FINISH announces with SPUBLISH (corral_redis.shards): sharded pub/sub
+            # stays on the node owning the channel's slot, which is the node of the queue.
+            sharded = self._settings.cluster
             try:
-                await pubsub.subscribe(self._keys.finished)
+                if sharded:
+                    await pubsub.ssubscribe(self._keys.finished)
+                else:
+                    await pubsub.subscribe(self._keys.finished)
                 while True:
-                    message = await pubsub.get_message(timeout=self._settings.listen_idle_s)
+                    if sharded:
+                        message = await pubsub.get_sharded_message(timeout=self._settings.listen_idle_s)  # type: ignore[attr-defined]
+                    else:
+                        message = await pubsub.get_message(timeout=self._settings.listen_idle_s)
                     if message is None:
                         continue
-                    if message["type"] == "message":
+                    if message["type"] in ("message", "smessage"):
                         self._wake(message["data"].decode())
-                    elif message["type"] == "subscribe":
+                    elif message["type"] in ("subscribe", "ssubscribe"):
                         # Also sent when redis-py re-subscribes after a reconnect: finishes
                         # published while the connection was down were lost, so every waiter
                         # reads its record again.

@@ -12,7 +12,14 @@ from dependency_injector import containers, providers
 from prometheus_client import CollectorRegistry
 
 from corral_core.usecases import RecoverAbandonedJobs, RunNextJob
-from corral_redis import RedisCancelNotices, RedisContainer, RedisJobQueue, RedisSettings, RedisWorkerRegistry
+from corral_redis import (
+    RedisCancelNotices,
+    RedisContainer,
+    RedisJobQueue,
+    RedisSettings,
+    RedisWorkerRegistry,
+    ShardedCancelNotices,
+)
 from corral_sandbox import HostReport, NsJailSandbox
 from corral_system.clock import SkewedClock
 from corral_worker.service import Worker
@@ -34,7 +41,7 @@ class WorkerContainer(containers.DeclarativeContainer):
     # Typed because a sub-container's providers are Any to mypy.
     queue: providers.Provider[RedisJobQueue] = storage.queue
     registry: providers.Provider[RedisWorkerRegistry] = storage.registry
-    cancel_notices: providers.Provider[RedisCancelNotices] = storage.cancel_notices
+    cancel_notices: providers.Provider[RedisCancelNotices | ShardedCancelNotices] = storage.cancel_notices
     sandbox = providers.Singleton(NsJailSandbox, host=host)
 
     # Metrics, job log lines and the process title, observed at the ports (telemetry.py). The
