@@ -29,6 +29,7 @@ from corral_redis import (
     RedisWorkerRegistry,
     ShardedJobQueue,
     connect_to,
+    make_cancel_notices,
     make_queue,
     make_store,
 )
@@ -102,7 +103,10 @@ def elapsing(client: Redis, settings: RedisSettings, clock: ManualClock) -> Call
 async def parts(client: Redis, settings: RedisSettings) -> AsyncIterator[QueueHarness]:
     clock = ManualClock()
     store = make_store(client, settings)
-    yield QueueHarness(make_queue(client, clock, settings), store, clock, elapsing(client, settings, clock))
+    queue = make_queue(client, clock, settings)
+    notices = make_cancel_notices(client, settings)
+    yield QueueHarness(queue, store, clock, elapsing(client, settings, clock), queue, notices)
+    await notices.aclose()
     await store.aclose()
 
 
@@ -179,6 +183,7 @@ class TestRedisClusterAccess(AccessContract):
             parts.queue,
             parts.clock,
             elapse,
+            parts.canceller,
         )
 
 

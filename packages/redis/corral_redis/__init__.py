@@ -22,7 +22,14 @@ from corral_redis.durability import Durability, RedisCanLoseJobs, check_durabili
 from corral_redis.keys import RedisIdempotencyRecords, RedisKeyStore, RedisUsageLedger
 from corral_redis.queue import RedisJobQueue
 from corral_redis.settings import QueueKeys, RedisSettings
-from corral_redis.shards import ShardedCancelNotices, ShardedJobQueue, ShardedJobStore, make_queue, make_store
+from corral_redis.shards import (
+    ShardedCancelNotices,
+    ShardedJobQueue,
+    ShardedJobStore,
+    make_cancel_notices,
+    make_queue,
+    make_store,
+)
 from corral_redis.store import RedisJobStore
 from corral_redis.workers import RedisWorkerRegistry
 
@@ -47,6 +54,7 @@ __all__ = [
     "connect",
     "connect_cluster",
     "connect_to",
+    "make_cancel_notices",
     "make_queue",
     "make_store",
     "security_options",
