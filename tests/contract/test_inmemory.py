@@ -27,7 +27,8 @@ class TestInMemoryJobQueue(JobQueueContract):
     async def harness(self) -> AsyncIterator[QueueHarness]:
         clock = ManualClock()
         state = InMemoryJobs(clock, max_unfinished=QUEUE_LIMIT)
-        yield QueueHarness(InMemoryJobQueue(state), InMemoryJobStore(state), clock, clock.elapse)
+        queue = InMemoryJobQueue(state)
+        yield QueueHarness(queue, InMemoryJobStore(state), clock, clock.elapse, queue)
 
 
 class TestInMemoryAccess(AccessContract):

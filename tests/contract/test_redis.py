@@ -112,7 +112,7 @@ class TestRedisJobQueue(JobQueueContract):
         self, parts: tuple[RedisJobQueue, RedisJobStore, ManualClock], elapse: Callable[[int], Awaitable[None]]
     ) -> QueueHarness:
         queue, store, clock = parts
-        return QueueHarness(queue, store, clock, elapse)
+        return QueueHarness(queue, store, clock, elapse, queue)
 
 
 # KEYS: GCRA arrival times. ARGV: how far back (µs).
@@ -231,7 +231,8 @@ async def test_a_submit_resent_after_a_lost_reply_is_accepted_once(
     job = new_job(clock, "job-a")
     await queue.submit(job)
     # The same script again, as redis-py re-sends it when the first reply was lost.
-    resent = await client.eval(SUBMIT, 6, *queue.submit_keys(job), *queue.submit_args(job))
+    keys_sent = queue.submit_keys(job)
+    resent = await client.eval(SUBMIT, len(keys_sent), *keys_sent, *queue.submit_args(job))
     assert resent == 1
     assert await client.lrange(keys.line("python"), 0, -1) == [b"job-a"]
     with pytest.raises(ValueError):
