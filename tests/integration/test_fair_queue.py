@@ -59,9 +59,11 @@ def submit_many(service: Corral, key: str, count: int, clients: int = 4) -> list
 
 
 def read_jobs(service: Corral, key: str, job_ids: list[str]) -> list[dict[str, object]]:
-    with httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            answers = list(pool.map(lambda job_id: client.get(f"{service.url}/jobs/{job_id}"), job_ids))
+    with (
+        httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=30) as client,
+        concurrent.futures.ThreadPoolExecutor(4) as pool,
+    ):
+        answers = list(pool.map(lambda job_id: client.get(f"{service.url}/jobs/{job_id}"), job_ids))
     assert {answer.status_code for answer in answers} == {200}
     return [answer.json() for answer in answers]
 
