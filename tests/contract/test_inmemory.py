@@ -14,7 +14,7 @@ from corral_contract.runtimes import CatalogHarness, RuntimeCatalogContract
 from corral_contract.sandbox import SandboxContract
 from corral_contract.workers import RegistryHarness, WorkerRegistryContract
 from corral_core.ports import Runtime
-from corral_memory.access import InMemoryIdempotencyRecords, InMemoryKeyStore, InMemoryUsageLedger
+from corral_memory.access import InMemoryAdmittingQueue, InMemoryIdempotencyRecords, InMemoryKeyStore, InMemoryUsageLedger
 from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore, InMemoryWorkerRegistry
 from corral_memory.runtimes import InMemoryRuntimeCatalog
 from corral_memory.sandbox import InMemorySandbox
@@ -36,13 +36,15 @@ class TestInMemoryAccess(AccessContract):
     def access(self) -> AccessHarness:
         clock = ManualClock()
         state = InMemoryJobs(clock, max_unfinished=QUEUE_LIMIT)
+        keys, usage, queue = InMemoryKeyStore(clock), InMemoryUsageLedger(state), InMemoryJobQueue(state)
         return AccessHarness(
-            InMemoryKeyStore(clock),
-            InMemoryUsageLedger(state),
+            keys,
+            usage,
             InMemoryIdempotencyRecords(clock),
-            InMemoryJobQueue(state),
+            queue,
             clock,
             clock.elapse,
+            InMemoryAdmittingQueue(keys, usage, queue),
         )
 
 

@@ -31,6 +31,7 @@ from corral_core.ports import JobQueue, Lease, RecoveryReport, StorageFull, Work
 from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore
 from corral_redis import (
     QueueKeys,
+    RedisAdmittingQueue,
     RedisIdempotencyRecords,
     RedisJobQueue,
     RedisJobStore,
@@ -145,6 +146,7 @@ class TestRedisAccess(AccessContract):
             queue,
             clock,
             elapse,
+            RedisAdmittingQueue(client, queue, settings),
         )
 
 

@@ -18,6 +18,8 @@ from typing import Protocol
 
 import msgspec
 
+from corral_core.job import Job
+
 
 def secret_hash(secret: str) -> str:
     """What a key is stored and looked up by. A fast hash is enough: the secret has 256 bits."""
@@ -47,12 +49,31 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
     quotas: Quotas = Quotas()
 
 
+class RateCount:
+    """A request whose key is checked and whose rate is counted by its submit, in the same
+    storage step that books and queues the job (SubmitJob): one round trip for all of it.
+
+    The door looked the key up (possibly from a cache) but did not count the request; the
+    submit fills in what storage found, which the door then answers with. A request that never
+    reaches a submit is counted by the door afterwards.
+    """
+
+    __slots__ = ("hashed", "rate", "revoked")
+
+    def __init__(self, hashed: str) -> None:
+        self.hashed = hashed  # the key's secret hash, which storage finds the key by
+        self.rate: RateDecision | None = None  # set once the request is counted
+        self.revoked = False  # storage no longer has the key: refuse the request (401)
+
+
 class Caller(msgspec.Struct, frozen=True, kw_only=True):
     """Who a use case acts for: a key with its quotas resolved, or ANONYMOUS when auth is off."""
 
     key_id: str
     admin: bool = False
     quotas: Quotas = Quotas()
+    # Set when the request's key is still to be confirmed and counted by its submit.
+    rate_count: RateCount | None = None
 
     def may_read(self, owner: str) -> bool:
         return self.admin or owner == self.key_id
@@ -60,6 +81,13 @@ class Caller(msgspec.Struct, frozen=True, kw_only=True):
 
 # Auth off (a trusted single-user install): one caller who owns and reads everything.
 ANONYMOUS = Caller(key_id="", admin=True)
+
+
+class KeyRevoked(Exception):
+    """The caller's key was revoked since it was looked up (HTTP 401)."""
+
+    def __init__(self) -> None:
+        super().__init__("this API key is unknown or was revoked")
 
 
 class OverQuota(Exception):
@@ -102,6 +130,30 @@ class KeyStore(Protocol):
     async def authorize(self, hashed: str, defaults: Quotas) -> Authorized | None:
         """The key with this hash, with one request counted against its rate (its override,
         else `defaults`'); None, nothing counted, when there is no such key."""
+        ...
+
+    async def find(self, hashed: str) -> ApiKey | None:
+        """The key with this hash, nothing counted; None when there is no such key."""
+        ...
+
+
+class Admitted(msgspec.Struct, frozen=True):
+    """What a keyed submit found: `refused` is None when the job was queued, else "revoked"
+    (no such key), "rate" (rate is the refusal), or the quota the booking would break."""
+
+    refused: str | None
+    rate: RateDecision | None  # None only when revoked
+
+
+class AdmittingQueue(Protocol):
+    """Queues a keyed job in one atomic step with the checks of its request: the key still
+    exists, one request is counted against its rate, the job is booked against its quotas."""
+
+    async def submit_admitted(self, job: Job, hashed: str, quotas: Quotas, size: int) -> Admitted:
+        """Queue `job` (owned by the key with hash `hashed`) as JobQueue.submit does, if the key
+        exists, its rate (its override, else `quotas`') allows the request and the booking of
+        `size` bytes fits `quotas`; nothing is booked or queued otherwise. Raises what
+        JobQueue.submit raises (QueueFull, StorageFull), with nothing booked."""
         ...
 
 

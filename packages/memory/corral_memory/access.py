@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from corral_core.access import ApiKey, Authorized, Quotas, RateDecision
-from corral_core.ports import Clock
+from corral_core.access import Admitted, ApiKey, Authorized, Quotas, RateDecision
+from corral_core.job import Job
+from corral_core.ports import Clock, JobQueue
 from corral_memory.jobs import InMemoryJobs
 
 
@@ -41,6 +42,9 @@ class InMemoryKeyStore:
                 del self._by_hash[hashed]
                 return True
         return False
+
+    async def find(self, hashed: str) -> ApiKey | None:
+        return self._by_hash.get(hashed)
 
     async def authorize(self, hashed: str, defaults: Quotas) -> Authorized | None:
         key = self._by_hash.get(hashed)
@@ -83,6 +87,33 @@ class InMemoryUsageLedger:
         record = self._state.records.get(job_id)
         if record is None or not record.finished:
             self._booked.get(owner, {}).pop(job_id, None)
+
+
+class InMemoryAdmittingQueue:
+    """The three steps of a keyed submit, in order; nothing else runs between them (no await
+    in them suspends), so they are as atomic as Redis' one script."""
+
+    def __init__(self, keys: InMemoryKeyStore, usage: InMemoryUsageLedger, queue: JobQueue) -> None:
+        self._keys = keys
+        self._usage = usage
+        self._queue = queue
+
+    async def submit_admitted(self, job: Job, hashed: str, quotas: Quotas, size: int) -> Admitted:
+        assert quotas.max_unfinished is not None and quotas.max_stored_bytes is not None, "quotas are resolved"
+        found = await self._keys.authorize(hashed, quotas)
+        if found is None or found.key.id != job.owner:
+            return Admitted("revoked", None)
+        if not found.rate.allowed:
+            return Admitted("rate", found.rate)
+        refused = await self._usage.book(job.owner, job.id, size, quotas.max_unfinished, quotas.max_stored_bytes)
+        if refused is not None:
+            return Admitted(refused, found.rate)
+        try:
+            await self._queue.submit(job)
+        except BaseException:
+            await self._usage.unbook(job.owner, job.id)
+            raise
+        return Admitted(None, found.rate)
 
 
 class InMemoryIdempotencyRecords:

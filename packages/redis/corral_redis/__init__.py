@@ -11,7 +11,7 @@ bench/queue_throughput.py measures.
 from corral_redis.connection import RedisCredentialsError, connect, connect_to, security_options, storage_errors
 from corral_redis.container import RedisContainer
 from corral_redis.durability import Durability, RedisCanLoseJobs, check_durability, require_durable_redis
-from corral_redis.keys import RedisIdempotencyRecords, RedisKeyStore, RedisUsageLedger
+from corral_redis.keys import RedisAdmittingQueue, RedisIdempotencyRecords, RedisKeyStore, RedisUsageLedger
 from corral_redis.queue import RedisJobQueue
 from corral_redis.settings import QueueKeys, RedisSettings
 from corral_redis.store import RedisJobStore
@@ -20,6 +20,7 @@ from corral_redis.workers import RedisWorkerRegistry
 __all__ = [
     "QueueKeys",
     "Durability",
+    "RedisAdmittingQueue",
     "RedisCanLoseJobs",
     "RedisContainer",
     "RedisCredentialsError",

@@ -9,7 +9,7 @@ from dependency_injector import containers, providers
 
 from corral_core.ports import Clock
 from corral_redis.connection import connect_to
-from corral_redis.keys import RedisIdempotencyRecords, RedisKeyStore, RedisUsageLedger
+from corral_redis.keys import RedisAdmittingQueue, RedisIdempotencyRecords, RedisKeyStore, RedisUsageLedger
 from corral_redis.queue import RedisJobQueue
 from corral_redis.settings import RedisSettings
 from corral_redis.store import RedisJobStore
@@ -28,4 +28,5 @@ class RedisContainer(containers.DeclarativeContainer):
     registry = providers.Singleton(RedisWorkerRegistry, client, settings)
     key_store = providers.Singleton(RedisKeyStore, client, settings)
     usage = providers.Singleton(RedisUsageLedger, client, settings)
+    admitting = providers.Singleton(RedisAdmittingQueue, client, queue, settings)
     idempotency = providers.Singleton(RedisIdempotencyRecords, client, settings)

@@ -4,7 +4,9 @@ Layout (QueueKeys, under the queue's prefix and hash tag):
 
 - `apikey:<sha256 of the secret>`, a HASH per key: id, name, created_at, admin, quotas (JSON);
   `apikeys`, a HASH key id -> that hash, for listing and revoking by id. Revoking deletes both,
-  so the next request with the key is refused: nothing caches a key.
+  so the next request with the key is refused: a process may cache a key's record (the API does,
+  for a second), but every request is still checked against Redis by a script that finds the
+  record itself (AUTHORIZE, or ADMIT for a submit).
 - `rate:<key id>`, the key's GCRA state: one number, the theoretical arrival time (µs, Redis'
   TIME). GCRA rather than a token bucket because it is one value, read and written by one
   script, with no refill loop: a request is allowed when the next arrival time stays within one
@@ -17,6 +19,10 @@ Layout (QueueKeys, under the queue's prefix and hash tag):
   expiry are dropped by the next booking. So "unfinished" is exact, and "stored bytes" counts
   each job's booking until its record is gone.
 - `idempotency:<key id>:<sha256 of the Idempotency-Key>`, "<job id> <fingerprint>" with a TTL.
+
+A keyed submit is one script, ADMIT: AUTHORIZE, BOOK and the queue's SUBMIT run as functions of
+one script (each with its own KEYS and ARGV), so the request costs one round trip and a refusal
+at any step leaves nothing behind (a booking whose job the queue refuses is taken back in it).
 """
 
 from __future__ import annotations
@@ -28,17 +34,17 @@ from typing import Any, cast
 import msgspec
 from redis.asyncio import Redis
 
-from corral_core.access import ApiKey, Authorized, Quotas, RateDecision
+from corral_core.access import Admitted, ApiKey, Authorized, Quotas, RateDecision
+from corral_core.job import Job
 from corral_redis.connection import storage_errors
-from corral_redis.scripts import _NOW
+from corral_redis.queue import RedisJobQueue
+from corral_redis.scripts import _LINES, _NOW, _WRITE_PROGRESS, SUBMIT
 from corral_redis.settings import DEFAULT_SETTINGS, QueueKeys, RedisSettings
 
 # KEYS: the key's record. ARGV: rate key prefix, default limit, default window (s)
 # -> nil (no such key), or {id, name, created_at, admin, quotas, allowed, limit, window (s),
 #    remaining, reset (µs), retry after (µs)}
-AUTHORIZE = (
-    _NOW
-    + """
+_AUTHORIZE = """
 local record = redis.call('HMGET', KEYS[1], 'id', 'name', 'created_at', 'admin', 'quotas')
 if not record[1] then return nil end
 local quotas = cjson.decode(record[5] or '{}')
@@ -60,13 +66,11 @@ end
 return {record[1], record[2], record[3], record[4], record[5] or '{}', allowed, limit, window,
         remaining, micros(reset), micros(retry)}
 """
-)
+AUTHORIZE = _NOW + _AUTHORIZE
 
 # KEYS: ledger ZSET, bytes HASH. ARGV: job id, size, max unfinished, max bytes
 # -> 'ok', or the quota the booking would break
-BOOK = (
-    _NOW
-    + """
+_BOOK = """
 local ledger, sizes, id = KEYS[1], KEYS[2], ARGV[1]
 local lapsed = redis.call('ZRANGEBYSCORE', ledger, '-inf', micros(now_us()), 'LIMIT', 0, 1000)
 for _, gone in ipairs(lapsed) do
@@ -84,7 +88,7 @@ redis.call('HSET', sizes, id, ARGV[2])
 redis.call('HINCRBY', sizes, ':total', ARGV[2])
 return 'ok'
 """
-)
+BOOK = _NOW + _BOOK
 
 # KEYS: ledger ZSET, bytes HASH. ARGV: job id. Only a booking still unfinished is taken back.
 UNBOOK = """
@@ -95,6 +99,45 @@ redis.call('HINCRBY', KEYS[2], ':total', -tonumber(redis.call('HGET', KEYS[2], A
 redis.call('HDEL', KEYS[2], ARGV[1])
 return 1
 """
+
+# KEYS: the key's record, its ledger ZSET and bytes HASH, then SUBMIT's KEYS
+# ARGV: the key's id, AUTHORIZE's ARGV (3), the job's size, max unfinished, max bytes, then
+# SUBMIT's ARGV (whose second is the job id)
+# -> {outcome, AUTHORIZE's answer from `allowed` on}; outcome 'ok', 'revoked' (no such key, no
+#    rate), 'rate', BOOK's refusal, or 'queue <SUBMIT outcome>'
+# SUBMIT's body is used as is: it reads its stored prefix of the progress values from the
+# ARGV it is given, so ADMIT hands each function the slice of its own.
+_SUBMIT_BODY = SUBMIT.removeprefix(_WRITE_PROGRESS + _LINES)
+assert _SUBMIT_BODY != SUBMIT, "SUBMIT starts with its helpers"
+ADMIT = (
+    _NOW
+    + "local function authorize(KEYS, ARGV)\n" + _AUTHORIZE + "end\n"
+    + "local function book(KEYS, ARGV)\n" + _BOOK + "end\n"
+    + "local function unbook(KEYS, ARGV)\n" + UNBOOK + "end\n"
+    + "local function submit(KEYS, ARGV)\n" + _WRITE_PROGRESS + _LINES + _SUBMIT_BODY + "end\n"
+    + """
+local function slice(values, first, last)
+  local part = {}
+  for i = first, last or #values do table.insert(part, values[i]) end
+  return part
+end
+
+local found = authorize({KEYS[1]}, slice(ARGV, 2, 4))
+if not found or found[1] ~= ARGV[1] then return {'revoked'} end
+local rate = slice(found, 6)
+if tonumber(found[6]) ~= 1 then return {'rate', unpack(rate)} end
+local sized = {KEYS[2], KEYS[3]}
+local job_args = slice(ARGV, 8)
+local booked = book(sized, {job_args[2], ARGV[5], ARGV[6], ARGV[7]})
+if booked ~= 'ok' then return {booked, unpack(rate)} end
+local queued = submit(slice(KEYS, 4), job_args)
+if queued ~= 1 then
+  unbook(sized, {job_args[2]})
+  return {'queue ' .. queued, unpack(rate)}
+end
+return {'ok', unpack(rate)}
+"""
+)
 
 # KEYS: the record. ARGV: "<job id> <fingerprint>", ttl (s) -> nil when claimed, else the first
 CLAIM = """
@@ -173,16 +216,25 @@ class RedisKeyStore:
             )
         if found is None:
             return None
-        allowed, limit, window, remaining, reset_us, retry_us = found[5:]
-        rate = RateDecision(
-            allowed=bool(allowed),
-            limit=int(limit),
-            window_s=int(window),
-            remaining=int(remaining),
-            reset_s=_seconds(reset_us),
-            retry_after_s=_seconds(retry_us) if not allowed else 0,
-        )
-        return Authorized(_api_key(found[:5]), rate)
+        return Authorized(_api_key(found[:5]), _rate(found[5:]))
+
+    async def find(self, hashed: str) -> ApiKey | None:
+        with storage_errors():
+            values = await self._client.hmget(self._keys.api_key(hashed), ["id", "name", "created_at", "admin", "quotas"])
+        return None if values[0] is None else _api_key(values)
+
+
+def _rate(values: list[Any]) -> RateDecision:
+    """AUTHORIZE's answer from `allowed` on."""
+    allowed, limit, window, remaining, reset_us, retry_us = values
+    return RateDecision(
+        allowed=bool(allowed),
+        limit=int(limit),
+        window_s=int(window),
+        remaining=int(remaining),
+        reset_s=_seconds(reset_us),
+        retry_after_s=_seconds(retry_us) if not allowed else 0,
+    )
 
 
 def _api_key(values: list[Any]) -> ApiKey:
@@ -214,6 +266,33 @@ class RedisUsageLedger:
     async def unbook(self, owner: str, job_id: str) -> None:
         with storage_errors():
             await self._unbook(keys=[self._keys.usage(owner), self._keys.usage_bytes(owner)], args=[job_id])
+
+
+class RedisAdmittingQueue:
+    """Keyed submits in one round trip (ADMIT), onto the queue of the same Redis."""
+
+    def __init__(self, client: Redis, queue: RedisJobQueue, settings: RedisSettings = DEFAULT_SETTINGS) -> None:
+        self._queue = queue
+        self._keys = QueueKeys(settings.key_prefix)
+        self._admit = client.register_script(ADMIT)
+
+    async def submit_admitted(self, job: Job, hashed: str, quotas: Quotas, size: int) -> Admitted:
+        assert quotas.max_unfinished is not None and quotas.max_stored_bytes is not None, "quotas are resolved"
+        keys = self._keys
+        with storage_errors():
+            answer = await self._admit(
+                keys=[keys.api_key(hashed), keys.usage(job.owner), keys.usage_bytes(job.owner), *self._queue.submit_keys(job)],
+                args=[
+                    job.owner, keys.rate(""), quotas.rate_limit or 1, quotas.rate_window_s or 1,
+                    size, quotas.max_unfinished, quotas.max_stored_bytes, *self._queue.submit_args(job),
+                ],
+            )  # fmt: skip
+        outcome = _text(answer[0])
+        if outcome == "revoked":
+            return Admitted("revoked", None)
+        if outcome.startswith("queue "):
+            raise self._queue.refusal(int(outcome.removeprefix("queue ")), job)
+        return Admitted(None if outcome == "ok" else outcome, _rate(answer[1:]))
 
 
 class RedisIdempotencyRecords:

@@ -77,15 +77,19 @@ class RedisJobQueue:
     async def submit(self, job: Job) -> None:
         with storage_errors():
             outcome = await self._submit(keys=self.submit_keys(job), args=self.submit_args(job))
+        if outcome != 1:
+            raise self.refusal(outcome, job)
+
+    def refusal(self, outcome: int, job: Job) -> Exception:
+        """What the SUBMIT script's refusal `outcome` (not 1) means for `job`."""
         if outcome == 0:
-            raise QueueFull(self._settings.max_unfinished)
+            return QueueFull(self._settings.max_unfinished)
         if outcome == -1:
-            raise ValueError(f"job {job.id} was already submitted")
-        if outcome == -2:
-            ceiling = self._settings.max_memory_bytes
-            raise StorageFull(
-                f"Redis' memory is near its ceiling of {ceiling} bytes" if ceiling else "Redis' memory is near its maxmemory"
-            )
+            return ValueError(f"job {job.id} was already submitted")
+        ceiling = self._settings.max_memory_bytes
+        return StorageFull(
+            f"Redis' memory is near its ceiling of {ceiling} bytes" if ceiling else "Redis' memory is near its maxmemory"
+        )
 
     def submit_keys(self, job: Job) -> list[str]:
         keys = self._keys
