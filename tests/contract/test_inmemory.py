@@ -14,7 +14,12 @@ from corral_contract.runtimes import CatalogHarness, RuntimeCatalogContract
 from corral_contract.sandbox import SandboxContract
 from corral_contract.workers import RegistryHarness, WorkerRegistryContract
 from corral_core.ports import Runtime
-from corral_memory.access import InMemoryAdmittingQueue, InMemoryIdempotencyRecords, InMemoryKeyStore, InMemoryUsageLedger
+from corral_memory.access import (
+    InMemoryAdmittingQueue,
+    InMemoryIdempotencyRecords,
+    InMemoryKeyStore,
+    InMemoryUsageLedger,
+)
 from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore, InMemoryWorkerRegistry
 from corral_memory.runtimes import InMemoryRuntimeCatalog
 from corral_memory.sandbox import InMemorySandbox
