@@ -508,3 +508,21 @@ async def test_a_short_real_lease_expires_by_redis_time(
     assert await queue.recover(max_attempts=3) == RecoveryReport()
     await asyncio.sleep(1.1)
     assert (await queue.recover(max_attempts=3)).requeued == ("job-a",)
+
+
+async def test_jobs_an_older_version_put_in_a_language_s_line_take_their_turn(
+    parts: tuple[RedisJobQueue, RedisJobStore, ManualClock], client: Redis, settings: RedisSettings
+) -> None:
+    queue, _, clock = parts
+    keys = QueueKeys(settings.key_prefix)
+    for index in range(2):
+        await queue.submit(new_job(clock, f"big-{index}", owner="big"))
+    # What SUBMIT did before owners had lines: the language's line, and no turn for it.
+    await queue.submit(new_job(clock, "old-0"))
+    await client.lrem(keys.turns("python"), 0, keys.line("python"))
+    claimed = []
+    for index in range(3):
+        lease = await queue.claim(f"w{index}", LEASE_MS, 1)
+        assert lease is not None
+        claimed.append(lease.job.id)
+    assert claimed == ["big-0", "old-0", "big-1"]

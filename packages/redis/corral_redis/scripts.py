@@ -200,14 +200,18 @@ end
 -- A job of the language's next owner in turn; that owner goes to the back of the turns.
 local function take_in_turn(line)
   local turns = line .. ':turns'
+  -- Jobs put in the language's own line by a version before turns (a rolling upgrade) take
+  -- their turn too.
+  if redis.call('LLEN', line) > 0 and not redis.call('LPOS', turns, line) then
+    redis.call('RPUSH', turns, line)
+  end
   for _ = 1, redis.call('LLEN', turns) do
     local own = redis.call('LMOVE', turns, turns, 'LEFT', 'RIGHT')
     local id = take(own)
     if redis.call('LLEN', own) == 0 then redis.call('LREM', turns, -1, own) end
     if id then return id end
   end
-  -- Jobs put in the language's line before lines had turns.
-  return take(line)
+  return nil
 end
 
 local id, job = ARGV[5], nil
