@@ -44,29 +44,38 @@ from corral_redis.settings import DEFAULT_SETTINGS, QueueKeys, RedisSettings
 # KEYS: the key's record. ARGV: rate key prefix, default limit, default window (s)
 # -> nil (no such key), or {id, name, created_at, admin, quotas, allowed, limit, window (s),
 #    remaining, reset (µs), retry after (µs)}
-_AUTHORIZE = """
+# GCRA: one request against a key's rate kept in `rate` (its theoretical arrival time, µs)
+# -> {allowed, limit, window (s), remaining, reset (µs), retry after (µs)}
+_GCRA = """
+local function gcra(rate, limit, window)
+  local now, window_us = now_us(), window * 1000000
+  local interval = window_us / limit
+  local tat = math.max(tonumber(redis.call('GET', rate) or '0'), now)
+  local next_tat = tat + interval
+  if next_tat - now > window_us then
+    return {0, limit, window, 0, micros(tat - now), micros(next_tat - now - window_us)}
+  end
+  redis.call('SET', rate, micros(next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1)
+  return {1, limit, window, math.floor((window_us - (next_tat - now)) / interval), micros(next_tat - now), '0'}
+end
+"""
+
+# KEYS: the key's record. ARGV: rate key prefix, default limit, default window (s)
+# -> nil (no such key), or {id, name, created_at, admin, quotas, then GCRA's answer}
+AUTHORIZE = (
+    _NOW
+    + _GCRA
+    + """
 local record = redis.call('HMGET', KEYS[1], 'id', 'name', 'created_at', 'admin', 'quotas')
 if not record[1] then return nil end
 local quotas = cjson.decode(record[5] or '{}')
 local limit, window = tonumber(ARGV[2]), tonumber(ARGV[3])
 if type(quotas.rate_limit) == 'number' then limit = quotas.rate_limit end
 if type(quotas.rate_window_s) == 'number' then window = quotas.rate_window_s end
-local rate = ARGV[1] .. record[1]
-local now, window_us = now_us(), window * 1000000
-local interval = window_us / limit
-local tat = math.max(tonumber(redis.call('GET', rate) or '0'), now)
-local next_tat = tat + interval
-local allowed, remaining, reset, retry = 1, 0, 0, 0
-if next_tat - now > window_us then
-  allowed, reset, retry = 0, tat - now, next_tat - now - window_us
-else
-  redis.call('SET', rate, micros(next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1)
-  remaining, reset = math.floor((window_us - (next_tat - now)) / interval), next_tat - now
-end
-return {record[1], record[2], record[3], record[4], record[5] or '{}', allowed, limit, window,
-        remaining, micros(reset), micros(retry)}
+local rate = gcra(ARGV[1] .. record[1], limit, window)
+return {record[1], record[2], record[3], record[4], record[5] or '{}', unpack(rate)}
 """
-AUTHORIZE = _NOW + _AUTHORIZE
+)
 
 # KEYS: ledger ZSET, bytes HASH. ARGV: job id, size, max unfinished, max bytes
 # -> 'ok', or the quota the booking would break
@@ -100,39 +109,33 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 return 1
 """
 
-# KEYS: the key's record, its ledger ZSET and bytes HASH, then SUBMIT's KEYS
-# ARGV: the key's id, AUTHORIZE's ARGV (3), the job's size, max unfinished, max bytes, then
-# SUBMIT's ARGV (whose second is the job id)
-# -> {outcome, AUTHORIZE's answer from `allowed` on}; outcome 'ok', 'revoked' (no such key, no
-#    rate), 'rate', BOOK's refusal, or 'queue <SUBMIT outcome>'
-# SUBMIT's body is used as is: it reads its stored prefix of the progress values from the
-# ARGV it is given, so ADMIT hands each function the slice of its own.
+# KEYS: the key's record, its rate, its ledger ZSET and bytes HASH, then SUBMIT's KEYS
+# ARGV: the key's id, its rate limit and window (s), the job's size, its max unfinished and max
+# bytes (the key's quotas, resolved), then SUBMIT's ARGV (whose second is the job id)
+# -> {outcome, GCRA's answer}; outcome 'ok', 'revoked' (no key with that id: no answer
+#    follows), 'rate', BOOK's refusal, or 'queue <SUBMIT outcome>'
+# The key's quotas come from the caller, who read them from the key's record (they never
+# change); the record itself is only checked to be there, which is what revoking removes.
+# BOOK, UNBOOK and SUBMIT run as they are, as functions whose KEYS and ARGV are ADMIT's slices.
 _SUBMIT_BODY = SUBMIT.removeprefix(_WRITE_PROGRESS + _LINES)
 assert _SUBMIT_BODY != SUBMIT, "SUBMIT starts with its helpers"
 ADMIT = (
     _NOW
-    + "local function authorize(KEYS, ARGV)\n" + _AUTHORIZE + "end\n"
+    + _GCRA
     + "local function book(KEYS, ARGV)\n" + _BOOK + "end\n"
     + "local function unbook(KEYS, ARGV)\n" + UNBOOK + "end\n"
     + "local function submit(KEYS, ARGV)\n" + _WRITE_PROGRESS + _LINES + _SUBMIT_BODY + "end\n"
     + """
-local function slice(values, first, last)
-  local part = {}
-  for i = first, last or #values do table.insert(part, values[i]) end
-  return part
-end
-
-local found = authorize({KEYS[1]}, slice(ARGV, 2, 4))
-if not found or found[1] ~= ARGV[1] then return {'revoked'} end
-local rate = slice(found, 6)
-if tonumber(found[6]) ~= 1 then return {'rate', unpack(rate)} end
-local sized = {KEYS[2], KEYS[3]}
-local job_args = slice(ARGV, 8)
-local booked = book(sized, {job_args[2], ARGV[5], ARGV[6], ARGV[7]})
+if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return {'revoked'} end
+local rate = gcra(KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[3]))
+if rate[1] ~= 1 then return {'rate', unpack(rate)} end
+local ledger = {KEYS[3], KEYS[4]}
+local job_keys, job_args = {unpack(KEYS, 5)}, {unpack(ARGV, 7)}
+local booked = book(ledger, {job_args[2], ARGV[4], ARGV[5], ARGV[6]})
 if booked ~= 'ok' then return {booked, unpack(rate)} end
-local queued = submit(slice(KEYS, 4), job_args)
+local queued = submit(job_keys, job_args)
 if queued ~= 1 then
-  unbook(sized, {job_args[2]})
+  unbook(ledger, {job_args[2]})
   return {'queue ' .. queued, unpack(rate)}
 end
 return {'ok', unpack(rate)}
@@ -281,9 +284,12 @@ class RedisAdmittingQueue:
         keys = self._keys
         with storage_errors():
             answer = await self._admit(
-                keys=[keys.api_key(hashed), keys.usage(job.owner), keys.usage_bytes(job.owner), *self._queue.submit_keys(job)],
+                keys=[
+                    keys.api_key(hashed), keys.rate(job.owner), keys.usage(job.owner), keys.usage_bytes(job.owner),
+                    *self._queue.submit_keys(job),
+                ],
                 args=[
-                    job.owner, keys.rate(""), quotas.rate_limit or 1, quotas.rate_window_s or 1,
+                    job.owner, quotas.rate_limit or 1, quotas.rate_window_s or 1,
                     size, quotas.max_unfinished, quotas.max_stored_bytes, *self._queue.submit_args(job),
                 ],
             )  # fmt: skip
