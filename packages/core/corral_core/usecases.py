@@ -168,7 +168,6 @@ class SubmitJob:
             raise
         return job
 
-
     async def _admit(self, job: Job, hashed: str, quotas: Quotas) -> None:
         assert self._admitting is not None and self._caller.rate_count is not None
         admitted = await self._admitting.submit_admitted(job, hashed, quotas, booked_bytes(job))

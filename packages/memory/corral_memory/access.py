@@ -90,8 +90,9 @@ class InMemoryUsageLedger:
 
 
 class InMemoryAdmittingQueue:
-    """The three steps of a keyed submit, in order; nothing else runs between them (no await
-    in them suspends), so they are as atomic as Redis' one script."""
+    """The steps of a keyed submit in the order ADMIT takes them, the booking given back if the
+    queue refuses the job. Not atomic against a racing submit of the same key, as the script
+    is: enough for the single-process uses of the in-memory adapters."""
 
     def __init__(self, keys: InMemoryKeyStore, usage: InMemoryUsageLedger, queue: JobQueue) -> None:
         self._keys = keys
