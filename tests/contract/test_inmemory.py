@@ -14,7 +14,12 @@ from corral_contract.runtimes import CatalogHarness, RuntimeCatalogContract
 from corral_contract.sandbox import SandboxContract
 from corral_contract.workers import RegistryHarness, WorkerRegistryContract
 from corral_core.ports import Runtime
-from corral_memory.access import InMemoryIdempotencyRecords, InMemoryKeyStore, InMemoryUsageLedger
+from corral_memory.access import (
+    InMemoryAdmittingQueue,
+    InMemoryIdempotencyRecords,
+    InMemoryKeyStore,
+    InMemoryUsageLedger,
+)
 from corral_memory.jobs import (
     InMemoryCancelNotices,
     InMemoryJobQueue,
@@ -34,7 +39,9 @@ class TestInMemoryJobQueue(JobQueueContract):
         clock = ManualClock()
         state = InMemoryJobs(clock, max_unfinished=QUEUE_LIMIT)
         queue = InMemoryJobQueue(state)
-        yield QueueHarness(queue, InMemoryJobStore(state), clock, clock.elapse, queue, InMemoryCancelNotices(state))
+        yield QueueHarness(
+            queue, InMemoryJobStore(state), clock, clock.elapse, queue, canceller=queue, notices=InMemoryCancelNotices(state)
+        )
 
 
 class TestInMemoryAccess(AccessContract):
@@ -42,14 +49,15 @@ class TestInMemoryAccess(AccessContract):
     def access(self) -> AccessHarness:
         clock = ManualClock()
         state = InMemoryJobs(clock, max_unfinished=QUEUE_LIMIT)
-        queue = InMemoryJobQueue(state)
+        keys, usage, queue = InMemoryKeyStore(clock), InMemoryUsageLedger(state), InMemoryJobQueue(state)
         return AccessHarness(
-            InMemoryKeyStore(clock),
-            InMemoryUsageLedger(state),
+            keys,
+            usage,
             InMemoryIdempotencyRecords(clock),
             queue,
             clock,
             clock.elapse,
+            InMemoryAdmittingQueue(keys, usage, queue),
             queue,
         )
 

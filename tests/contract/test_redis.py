@@ -31,6 +31,7 @@ from corral_core.ports import JobQueue, Lease, RecoveryReport, StorageFull, Work
 from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore
 from corral_redis import (
     QueueKeys,
+    RedisAdmittingQueue,
     RedisCancelNotices,
     RedisIdempotencyRecords,
     RedisJobQueue,
@@ -123,7 +124,7 @@ class TestRedisJobQueue(JobQueueContract):
         notices: RedisCancelNotices,
     ) -> QueueHarness:
         queue, store, clock = parts
-        return QueueHarness(queue, store, clock, elapse, queue, notices)
+        return QueueHarness(queue, store, clock, elapse, queue, canceller=queue, notices=notices)
 
 
 # KEYS: GCRA arrival times. ARGV: how far back (µs).
@@ -156,6 +157,7 @@ class TestRedisAccess(AccessContract):
             queue,
             clock,
             elapse,
+            RedisAdmittingQueue(client, queue, settings),
             queue,
         )
 
@@ -243,7 +245,8 @@ async def test_a_submit_resent_after_a_lost_reply_is_accepted_once(
     job = new_job(clock, "job-a")
     await queue.submit(job)
     # The same script again, as redis-py re-sends it when the first reply was lost.
-    resent = await client.eval(SUBMIT, 6, *queue.submit_keys(job), *queue.submit_args(job))
+    keys_sent = queue.submit_keys(job)
+    resent = await client.eval(SUBMIT, len(keys_sent), *keys_sent, *queue.submit_args(job))
     assert resent == 1
     assert await client.lrange(keys.line("python"), 0, -1) == [b"job-a"]
     with pytest.raises(ValueError):
@@ -552,3 +555,21 @@ async def test_a_short_real_lease_expires_by_redis_time(
     assert await queue.recover(max_attempts=3) == RecoveryReport()
     await asyncio.sleep(1.1)
     assert (await queue.recover(max_attempts=3)).requeued == ("job-a",)
+
+
+async def test_jobs_an_older_version_put_in_a_language_s_line_take_their_turn(
+    parts: tuple[RedisJobQueue, RedisJobStore, ManualClock], client: Redis, settings: RedisSettings
+) -> None:
+    queue, _, clock = parts
+    keys = QueueKeys(settings.key_prefix)
+    for index in range(2):
+        await queue.submit(new_job(clock, f"big-{index}", owner="big"))
+    # What SUBMIT did before owners had lines: the language's line, and no turn for it.
+    await queue.submit(new_job(clock, "old-0"))
+    await client.lrem(keys.turns("python"), 0, keys.line("python"))
+    claimed = []
+    for index in range(3):
+        lease = await queue.claim(f"w{index}", LEASE_MS, 1)
+        assert lease is not None
+        claimed.append(lease.job.id)
+    assert claimed == ["big-0", "old-0", "big-1"]

@@ -8,6 +8,7 @@ outside the slot it was routed by, which is what proves each keeps to its prefix
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -29,6 +30,7 @@ from corral_redis import (
     RedisWorkerRegistry,
     ShardedJobQueue,
     connect_to,
+    make_admitting,
     make_cancel_notices,
     make_queue,
     make_store,
@@ -105,7 +107,7 @@ async def parts(client: Redis, settings: RedisSettings) -> AsyncIterator[QueueHa
     store = make_store(client, settings)
     queue = make_queue(client, clock, settings)
     notices = make_cancel_notices(client, settings)
-    yield QueueHarness(queue, store, clock, elapsing(client, settings, clock), queue, notices)
+    yield QueueHarness(queue, store, clock, elapsing(client, settings, clock), queue, canceller=queue, notices=notices)
     await notices.aclose()
     await store.aclose()
 
@@ -134,6 +136,59 @@ class TestRedisClusterJobQueue(JobQueueContract):
             await super().test_the_size_limit_counts_every_language(harness)
             return
         await _each_shard_refuses_past_its_share(harness, languages=("python", "javascript"))
+
+
+    # Turns between owners are a shard's own: the same cases with every job on one shard.
+    async def test_owners_take_turns_so_a_busy_one_does_not_starve_another(  # type: ignore[override]
+        self, harness: QueueHarness, client: Redis, settings: RedisSettings
+    ) -> None:
+        if not isinstance(harness.queue, ShardedJobQueue):
+            await super().test_owners_take_turns_so_a_busy_one_does_not_starve_another(harness)
+            return
+        harness = _room_for_a_shard_full(harness, client, settings)
+        big, small = _on_shard_0("big", 3), _on_shard_0("small", 2)
+        await _submit_owned(harness, [(big[0], "big"), (big[1], "big"), (big[2], "big"), (small[0], "small"), (small[1], "small")])
+        assert await self._claim_ids(harness, 5) == [big[0], small[0], big[1], small[1], big[2]]
+
+    async def test_jobs_without_an_owner_take_turns_as_one_owner(  # type: ignore[override]
+        self, harness: QueueHarness, client: Redis, settings: RedisSettings
+    ) -> None:
+        if not isinstance(harness.queue, ShardedJobQueue):
+            await super().test_jobs_without_an_owner_take_turns_as_one_owner(harness)
+            return
+        harness = _room_for_a_shard_full(harness, client, settings)
+        anon, keyed = _on_shard_0("anon", 3), _on_shard_0("keyed", 2)
+        await _submit_owned(harness, [(anon[0], ""), (anon[1], ""), (anon[2], ""), (keyed[0], "key"), (keyed[1], "key")])
+        assert await self._claim_ids(harness, 5) == [anon[0], keyed[0], anon[1], keyed[1], anon[2]]
+
+    async def test_a_released_job_is_next_of_its_owner_and_keeps_the_turns(  # type: ignore[override]
+        self, harness: QueueHarness, client: Redis, settings: RedisSettings
+    ) -> None:
+        if not isinstance(harness.queue, ShardedJobQueue):
+            await super().test_a_released_job_is_next_of_its_owner_and_keeps_the_turns(harness)
+            return
+        harness = _room_for_a_shard_full(harness, client, settings)
+        big, small = _on_shard_0("big", 2), _on_shard_0("small", 1)
+        await _submit_owned(harness, [(big[0], "big"), (big[1], "big"), (small[0], "small")])
+        lease = await harness.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None and lease.job.id == big[0]
+        assert await harness.queue.release(lease)
+        assert await self._claim_ids(harness, 3) == [small[0], big[0], big[1]]
+
+
+def _room_for_a_shard_full(harness: QueueHarness, client: Redis, settings: RedisSettings) -> QueueHarness:
+    """The harness with room for all of a case's jobs on one shard (each holds a third)."""
+    roomy = msgspec.structs.replace(settings, max_unfinished=3 * QUEUE_LIMIT)
+    return dataclasses.replace(harness, queue=make_queue(client, harness.clock, roomy))
+
+
+def _on_shard_0(name: str, count: int) -> list[str]:
+    return [job_id for job_id in (f"{name}-{index}" for index in range(500)) if shard_of(job_id, 3) == 0][:count]
+
+
+async def _submit_owned(harness: QueueHarness, jobs: list[tuple[str, str]]) -> None:
+    for job_id, owner in jobs:
+        await harness.queue.submit(new_job(harness.clock, job_id, owner=owner))
 
 
 async def _claimed_in_order_within_each_shard(harness: QueueHarness) -> None:
@@ -183,6 +238,7 @@ class TestRedisClusterAccess(AccessContract):
             parts.queue,
             parts.clock,
             elapse,
+            make_admitting(client, parts.queue, settings),  # type: ignore[arg-type]
             parts.canceller,
         )
 

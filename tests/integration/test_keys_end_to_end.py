@@ -69,6 +69,14 @@ def test_a_revoked_key_is_refused_at_once(service: Corral) -> None:
     assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
 
 
+def test_a_key_revoked_by_another_process_cannot_submit_even_while_the_api_caches_it(service: Corral) -> None:
+    key = service.create_key("cached")
+    assert post(service, key).status_code == 202  # the API now holds the key in its cache
+    service.revoke_key(service.key_ids()["cached"])  # `corral-api keys revoke`: another process
+    refused = post(service, key)
+    assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
+
+
 def test_over_its_rate_a_key_gets_429_with_retry_after_and_rate_headers(service: Corral) -> None:
     key = service.create_key("chatty", "--rate", "3/60")
     answers = [httpx.get(f"{service.url}/runtimes", headers=bearer(key)) for _ in range(4)]

@@ -19,7 +19,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, OpenAPI, OpenAPIType, Parameter, Schema, SecurityScheme
 from litestar.types import Middleware, Scope
 
-from corral_api.auth import OPEN_PATHS, auth_middleware
+from corral_api.auth import OPEN_PATHS, KeyCache, auth_middleware
 from corral_api.compat import judge0, piston
 from corral_api.container import ApiContainer, close
 from corral_api.controllers import JobsController, ServiceController
@@ -51,7 +51,8 @@ def create_app(container: ApiContainer) -> Litestar:
         DefineMiddleware(SlowBodyCutOff, min_bytes_per_s=settings.min_body_bytes_per_s, grace_s=settings.body_grace_s),
     ]
     if settings.auth:
-        middleware.append(auth_middleware(container.key_store, settings.key_quotas(), settings.retry_after_s))
+        cache = KeyCache(container.key_store)
+        middleware.append(auth_middleware(container.key_store, settings.key_quotas(), settings.retry_after_s, cache))
 
     async def count_redis_errors(error: Exception, scope: Scope) -> None:
         if isinstance(error, StorageUnavailable):

@@ -1,7 +1,8 @@
 """The API's composition root: use cases wired to the Redis adapters.
 
 Its settings come from corral_system.config (cli.py). Tests override `queue`, `store`,
-`registry`, `key_store`, `usage` and `idempotency` with in-memory adapters; nothing else changes.
+`registry`, `key_store`, `usage`, `admitting` and `idempotency` with in-memory adapters; nothing
+else changes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from corral_api.longpolls import LongPolls
 from corral_api.runtimes import RegistryRuntimeCatalog
 from corral_api.settings import ApiSettings
 from corral_api.telemetry import ApiMetrics
+from corral_core.access import AdmittingQueue
 from corral_core.usecases import CancelJob, GetJob, SubmitJob
 from corral_redis import (
     Durability,
@@ -46,6 +48,7 @@ class ApiContainer(containers.DeclarativeContainer):
     registry: providers.Provider[RedisWorkerRegistry] = storage.registry
     key_store: providers.Provider[RedisKeyStore] = storage.key_store
     usage: providers.Provider[RedisUsageLedger] = storage.usage
+    admitting: providers.Provider[AdmittingQueue] = storage.admitting
     idempotency: providers.Provider[RedisIdempotencyRecords] = storage.idempotency
     runtimes = providers.Singleton(RegistryRuntimeCatalog, registry)
 
@@ -58,6 +61,7 @@ class ApiContainer(containers.DeclarativeContainer):
         sizes=settings.provided.size_policy.call(),
         runtimes=runtimes,
         usage=usage,
+        admitting=admitting,
     )
     get_job = providers.Singleton(GetJob, store)
     cancel_job = providers.Singleton(CancelJob, store, queue, clock)

@@ -19,6 +19,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT, HTTP_503_SERVICE_UNAVAILABLE
 
+from corral_api.auth import SUBMITS
 from corral_api.dependencies import (
     Cancel,
     Gauge,
@@ -99,6 +100,7 @@ class JobsController(Controller):
         summary="Submit code to run",
         description="202 with the job id at once; with `wait`, the finished job (200) if it "
         "ends within that many seconds.",
+        opt={SUBMITS: True},
         responses={
             HTTP_200_OK: ResponseSpec(JobView, description="The job finished within `wait`.", generate_examples=False),
             **problems(400, 401, 408, 409, 413, 415, 422, 429, 503),

@@ -18,7 +18,12 @@ from corral_api.longpolls import LongPolls
 from corral_api.settings import ApiSettings
 from corral_core.access import ApiKey, Caller, Quotas, secret_hash
 from corral_core.ports import Runtime, WorkerInfo
-from corral_memory.access import InMemoryIdempotencyRecords, InMemoryKeyStore, InMemoryUsageLedger
+from corral_memory.access import (
+    InMemoryAdmittingQueue,
+    InMemoryIdempotencyRecords,
+    InMemoryKeyStore,
+    InMemoryUsageLedger,
+)
 from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore, InMemoryWorkerRegistry
 from corral_redis import RedisSettings
 from corral_system.clock import SystemClock
@@ -53,7 +58,9 @@ async def keys() -> AsyncIterator[Keys]:
     container.store.override(providers.Object(InMemoryJobStore(state)))
     container.registry.override(providers.Object(registry))
     container.key_store.override(providers.Object(store))
-    container.usage.override(providers.Object(InMemoryUsageLedger(state)))
+    usage, queue = InMemoryUsageLedger(state), container.queue()
+    container.usage.override(providers.Object(usage))
+    container.admitting.override(providers.Object(InMemoryAdmittingQueue(store, usage, queue)))
     container.idempotency.override(providers.Object(InMemoryIdempotencyRecords(clock)))
     async with AsyncTestClient(app=create_app(container), base_url="http://127.0.0.1:8000") as client:
         yield Keys(client, store, state, container.long_polls())
@@ -95,6 +102,40 @@ async def test_a_revoked_key_is_refused_at_its_next_request(keys: Keys) -> None:
     assert (await keys.client.get("/runtimes", headers=alice)).status_code == 200
     assert await keys.store.revoke("alice")
     assert (await keys.client.get("/runtimes", headers=alice)).status_code == 401
+
+
+async def test_a_key_revoked_after_a_submit_cannot_submit_again(keys: Keys) -> None:
+    alice = await keys.make("alice")
+    assert (await keys.client.post("/execute", json=PRINT, headers=alice)).status_code == 202  # cached now
+    assert await keys.store.revoke("alice")
+    for _ in range(2):
+        refused = await keys.client.post("/execute", json=PRINT, headers=alice)
+        assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
+        assert refused.json()["detail"] == "this API key is unknown or was revoked"
+    assert len(keys.state.records) == 1
+
+
+async def test_over_its_rate_a_submit_gets_429_and_queues_nothing(keys: Keys) -> None:
+    slow = await keys.make("slow", rate_limit=2, rate_window_s=60)
+    answers = [await keys.client.post("/execute", json=PRINT, headers=slow) for _ in range(3)]
+    assert [answer.status_code for answer in answers] == [202, 202, 429]
+    assert [answer.headers["ratelimit"].split(";")[1] for answer in answers] == ["r=1", "r=0", "r=0"]
+    refused = answers[2]
+    assert refused.headers["retry-after"] == "30" and refused.headers["ratelimit-policy"] == '"rate";q=2;w=60'
+    assert "2 requests per 60 s" in refused.json()["detail"]
+    assert len(keys.state.records) == 2
+
+
+async def test_a_submit_refused_before_it_is_queued_is_still_counted_against_the_rate(keys: Keys) -> None:
+    slow = await keys.make("slow", rate_limit=2, rate_window_s=60)
+    invalid = await keys.client.post("/execute", json={"code": 1}, headers=slow)
+    assert invalid.status_code == 422 and invalid.headers["ratelimit"].startswith('"rate";r=1;')
+    assert (await keys.client.post("/execute", json=PRINT, headers=slow)).status_code == 202
+    over = await keys.client.post("/execute", json={"code": 1}, headers=slow)
+    assert over.status_code == 429 and "2 requests per 60 s" in over.json()["detail"]
+    revoked = await keys.make("gone")
+    assert await keys.store.revoke("gone")
+    assert (await keys.client.post("/execute", json={"code": 1}, headers=revoked)).status_code == 401
 
 
 async def test_over_its_rate_a_key_gets_429_with_retry_after_and_the_headers(keys: Keys) -> None:

@@ -14,9 +14,14 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
+
+from corral_core.job import Job
+
+if TYPE_CHECKING:
+    from corral_core.ports import JobQueue
 
 
 def secret_hash(secret: str) -> str:
@@ -47,12 +52,31 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
     quotas: Quotas = Quotas()
 
 
+class RateCount:
+    """A request whose key is checked and whose rate is counted by its submit, in the same
+    storage step that books and queues the job (SubmitJob): one round trip for all of it.
+
+    The door looked the key up (possibly from a cache) but did not count the request; the
+    submit fills in what storage found, which the door then answers with. A request that never
+    reaches a submit is counted by the door afterwards.
+    """
+
+    __slots__ = ("hashed", "rate", "revoked")
+
+    def __init__(self, hashed: str) -> None:
+        self.hashed = hashed  # the key's secret hash, which storage finds the key by
+        self.rate: RateDecision | None = None  # set once the request is counted
+        self.revoked = False  # storage no longer has the key: refuse the request (401)
+
+
 class Caller(msgspec.Struct, frozen=True, kw_only=True):
     """Who a use case acts for: a key with its quotas resolved, or ANONYMOUS when auth is off."""
 
     key_id: str
     admin: bool = False
     quotas: Quotas = Quotas()
+    # Set when the request's key is still to be confirmed and counted by its submit.
+    rate_count: RateCount | None = None
 
     def may_read(self, owner: str) -> bool:
         return self.admin or owner == self.key_id
@@ -60,6 +84,13 @@ class Caller(msgspec.Struct, frozen=True, kw_only=True):
 
 # Auth off (a trusted single-user install): one caller who owns and reads everything.
 ANONYMOUS = Caller(key_id="", admin=True)
+
+
+class KeyRevoked(Exception):
+    """The caller's key was revoked since it was looked up (HTTP 401)."""
+
+    def __init__(self) -> None:
+        super().__init__("this API key is unknown or was revoked")
 
 
 class OverQuota(Exception):
@@ -103,6 +134,60 @@ class KeyStore(Protocol):
         """The key with this hash, with one request counted against its rate (its override,
         else `defaults`'); None, nothing counted, when there is no such key."""
         ...
+
+    async def find(self, hashed: str) -> ApiKey | None:
+        """The key with this hash, nothing counted; None when there is no such key."""
+        ...
+
+
+class Admitted(msgspec.Struct, frozen=True):
+    """What a keyed submit found: `refused` is None when the job was queued, else "revoked"
+    (no such key), "rate" (rate is the refusal), or the quota the booking would break."""
+
+    refused: str | None
+    rate: RateDecision | None  # None only when revoked
+
+
+class AdmittingQueue(Protocol):
+    """Queues a keyed job in one atomic step with the checks of its request: the key still
+    exists, one request is counted against its rate, the job is booked against its quotas."""
+
+    async def submit_admitted(self, job: Job, hashed: str, quotas: Quotas, size: int) -> Admitted:
+        """Queue `job` (owned by the key with hash `hashed`) as JobQueue.submit does, if the key
+        exists, its rate (its override, else `quotas`') allows the request and the booking of
+        `size` bytes fits `quotas`; nothing is booked or queued otherwise. Raises what
+        JobQueue.submit raises (QueueFull, StorageFull), with nothing booked."""
+        ...
+
+
+class AdmittingInSteps:
+    """An AdmittingQueue made of the other ports, one step after another in the order an atomic
+    one takes them, the booking given back if the queue refuses the job: for storage where the
+    key, its usage and the job cannot be reached in one step (the in-memory adapters; Redis
+    queue shards). Each step is atomic on its own; a key revoked between the first and the
+    last lets that one submit through."""
+
+    def __init__(self, keys: KeyStore, usage: UsageLedger, queue: JobQueue) -> None:
+        self._keys = keys
+        self._usage = usage
+        self._queue = queue
+
+    async def submit_admitted(self, job: Job, hashed: str, quotas: Quotas, size: int) -> Admitted:
+        assert quotas.max_unfinished is not None and quotas.max_stored_bytes is not None, "quotas are resolved"
+        found = await self._keys.authorize(hashed, quotas)
+        if found is None or found.key.id != job.owner:
+            return Admitted("revoked", None)
+        if not found.rate.allowed:
+            return Admitted("rate", found.rate)
+        refused = await self._usage.book(job.owner, job.id, size, quotas.max_unfinished, quotas.max_stored_bytes)
+        if refused is not None:
+            return Admitted(refused, found.rate)
+        try:
+            await self._queue.submit(job)
+        except BaseException:
+            await self._usage.unbook(job.owner, job.id)
+            raise
+        return Admitted(None, found.rate)
 
 
 class UsageLedger(Protocol):

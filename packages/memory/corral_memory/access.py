@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from corral_core.access import ApiKey, Authorized, Quotas, RateDecision
-from corral_core.ports import Clock
+from corral_core.access import AdmittingInSteps, ApiKey, Authorized, Quotas, RateDecision
+from corral_core.ports import Clock, JobQueue
 from corral_memory.jobs import InMemoryJobs
 
 
@@ -41,6 +41,9 @@ class InMemoryKeyStore:
                 del self._by_hash[hashed]
                 return True
         return False
+
+    async def find(self, hashed: str) -> ApiKey | None:
+        return self._by_hash.get(hashed)
 
     async def authorize(self, hashed: str, defaults: Quotas) -> Authorized | None:
         key = self._by_hash.get(hashed)
@@ -83,6 +86,15 @@ class InMemoryUsageLedger:
         record = self._state.records.get(job_id)
         if record is None or not record.finished:
             self._booked.get(owner, {}).pop(job_id, None)
+
+
+class InMemoryAdmittingQueue(AdmittingInSteps):
+    """The steps of a keyed submit in the order ADMIT takes them: not atomic against a racing
+    submit of the same key, as the script is, which is enough for the single-process uses of
+    the in-memory adapters."""
+
+    def __init__(self, keys: InMemoryKeyStore, usage: InMemoryUsageLedger, queue: JobQueue) -> None:
+        super().__init__(keys, usage, queue)
 
 
 class InMemoryIdempotencyRecords:

@@ -32,16 +32,40 @@ class InMemoryJobs:
         self.max_unfinished = max_unfinished
         self.records: dict[str, Job] = {}
         self.tokens: dict[str, int] = collections.defaultdict(int)
-        # One line per language, as the Redis queue keeps them.
-        self.pending: dict[str, collections.deque[str]] = collections.defaultdict(collections.deque)
+        # One line per (language, owner), as the Redis queue keeps them; jobs without an owner
+        # are the owner "". `turns` holds, per language, the owners with jobs waiting, the next
+        # to serve first.
+        self.pending: dict[tuple[str, str], collections.deque[str]] = collections.defaultdict(collections.deque)
+        self.turns: dict[str, collections.deque[str]] = collections.defaultdict(collections.deque)
         self.leases: dict[str, _Held] = {}
         self.changed = asyncio.Condition()
 
     def pending_count(self) -> int:
         return sum(len(line) for line in self.pending.values())
 
-    def line_of(self, job_id: str) -> collections.deque[str]:
-        return self.pending[self.records[job_id].request.language]
+    def put_in_line(self, job_id: str, *, at_head: bool = False) -> None:
+        job = self.records[job_id]
+        language, owner = job.request.language, job.owner
+        line = self.pending[language, owner]
+        if at_head:
+            line.appendleft(job_id)
+        else:
+            line.append(job_id)
+        if owner not in self.turns[language]:
+            self.turns[language].append(owner)
+
+    def has_waiting(self, language: str) -> bool:
+        return bool(self.turns.get(language))
+
+    def take_in_turn(self, language: str) -> str:
+        """The next job of the language's owner whose turn it is, who goes to the back."""
+        turns = self.turns[language]
+        owner = turns.popleft()
+        line = self.pending[language, owner]
+        job_id = line.popleft()
+        if line:
+            turns.append(owner)
+        return job_id
 
     async def notify(self) -> None:
         async with self.changed:
@@ -64,16 +88,16 @@ class InMemoryJobQueue:
         if job.id in state.records:
             raise ValueError(f"job {job.id} was already submitted")
         state.records[job.id] = job
-        state.line_of(job.id).append(job.id)
+        state.put_in_line(job.id)
         await state.notify()
 
-    def _next_line(self, languages: Collection[str] | None) -> collections.deque[str] | None:
-        pending = self._state.pending
-        names = sorted(pending) if languages is None else list(languages)
+    def _next_language(self, languages: Collection[str] | None) -> str | None:
+        state = self._state
+        names = sorted(state.turns) if languages is None else list(languages)
         for offset in range(len(names)):
-            line = pending.get(names[(self._turn + offset) % len(names)])
-            if line:
-                return line
+            name = names[(self._turn + offset) % len(names)]
+            if state.has_waiting(name):
+                return name
         return None
 
     async def claim(
@@ -84,12 +108,12 @@ class InMemoryJobQueue:
             try:
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel.
                 async with asyncio.timeout(timeout_s):
-                    await state.changed.wait_for(lambda: self._next_line(languages) is not None)
+                    await state.changed.wait_for(lambda: self._next_language(languages) is not None)
             except TimeoutError:
                 return None
-            line = self._next_line(languages)
-            assert line is not None
-            job_id = line.popleft()
+            language = self._next_language(languages)
+            assert language is not None
+            job_id = state.take_in_turn(language)
             self._turn += 1
         state.tokens[job_id] += 1
         token = state.tokens[job_id]
@@ -127,7 +151,7 @@ class InMemoryJobQueue:
         state = self._state
         del state.leases[lease.job.id]
         state.records[lease.job.id] = jobs.requeue(state.records[lease.job.id], count_attempt=False)
-        state.line_of(lease.job.id).appendleft(lease.job.id)
+        state.put_in_line(lease.job.id, at_head=True)
         await state.notify()
         return True
 
@@ -138,9 +162,11 @@ class InMemoryJobQueue:
             return False
         state.records[job_id] = jobs.cancel(record, now)
         state.leases.pop(job_id, None)
-        for line in state.pending.values():
+        for (language, owner), line in state.pending.items():
             if job_id in line:
                 line.remove(job_id)
+                if not line:
+                    state.turns[language].remove(owner)  # an owner with nothing waiting has no turn
         await state.notify()
         return True
 
@@ -159,7 +185,7 @@ class InMemoryJobQueue:
                 failed.append(job_id)
             else:
                 state.records[job_id] = jobs.requeue(record)
-                state.line_of(job_id).append(job_id)
+                state.put_in_line(job_id)
                 requeued.append(job_id)
         if requeued or failed:
             await state.notify()

@@ -19,13 +19,14 @@ from corral_redis.connection import (
 )
 from corral_redis.container import RedisContainer
 from corral_redis.durability import Durability, RedisCanLoseJobs, check_durability, require_durable_redis
-from corral_redis.keys import RedisIdempotencyRecords, RedisKeyStore, RedisUsageLedger
+from corral_redis.keys import RedisAdmittingQueue, RedisIdempotencyRecords, RedisKeyStore, RedisUsageLedger
 from corral_redis.queue import RedisJobQueue
 from corral_redis.settings import QueueKeys, RedisSettings
 from corral_redis.shards import (
     ShardedCancelNotices,
     ShardedJobQueue,
     ShardedJobStore,
+    make_admitting,
     make_cancel_notices,
     make_queue,
     make_store,
@@ -36,6 +37,7 @@ from corral_redis.workers import RedisWorkerRegistry
 __all__ = [
     "QueueKeys",
     "Durability",
+    "RedisAdmittingQueue",
     "RedisCanLoseJobs",
     "RedisCancelNotices",
     "RedisContainer",
@@ -54,6 +56,7 @@ __all__ = [
     "connect",
     "connect_cluster",
     "connect_to",
+    "make_admitting",
     "make_cancel_notices",
     "make_queue",
     "make_store",

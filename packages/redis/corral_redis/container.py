@@ -11,7 +11,7 @@ from corral_core.ports import Clock
 from corral_redis.connection import connect_to
 from corral_redis.keys import RedisIdempotencyRecords, RedisKeyStore, RedisUsageLedger
 from corral_redis.settings import RedisSettings
-from corral_redis.shards import make_cancel_notices, make_queue, make_store
+from corral_redis.shards import make_admitting, make_cancel_notices, make_queue, make_store
 from corral_redis.workers import RedisWorkerRegistry
 
 
@@ -29,4 +29,6 @@ class RedisContainer(containers.DeclarativeContainer):
     registry = providers.Singleton(RedisWorkerRegistry, client, settings)
     key_store = providers.Singleton(RedisKeyStore, client, settings)
     usage = providers.Singleton(RedisUsageLedger, client, settings)
+    # One script (ADMIT), or in steps on shards or with replicated submits.
+    admitting = providers.Singleton(make_admitting, client, queue, settings)
     idempotency = providers.Singleton(RedisIdempotencyRecords, client, settings)

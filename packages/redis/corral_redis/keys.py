@@ -4,7 +4,9 @@ Layout (QueueKeys, under the queue's prefix and hash tag):
 
 - `apikey:<sha256 of the secret>`, a HASH per key: id, name, created_at, admin, quotas (JSON);
   `apikeys`, a HASH key id -> that hash, for listing and revoking by id. Revoking deletes both,
-  so the next request with the key is refused: nothing caches a key.
+  so the next request with the key is refused: a process may cache a key's record (the API does,
+  for a second), but every request is still checked against Redis by a script that finds the
+  record itself (AUTHORIZE, or ADMIT for a submit).
 - `rate:<key id>`, the key's GCRA state: one number, the theoretical arrival time (µs, Redis'
   TIME). GCRA rather than a token bucket because it is one value, read and written by one
   script, with no refill loop: a request is allowed when the next arrival time stays within one
@@ -17,6 +19,10 @@ Layout (QueueKeys, under the queue's prefix and hash tag):
   expiry are dropped by the next booking. So "unfinished" is exact, and "stored bytes" counts
   each job's booking until its record is gone.
 - `idempotency:<key id>:<sha256 of the Idempotency-Key>`, "<job id> <fingerprint>" with a TTL.
+
+A keyed submit is one script, ADMIT: AUTHORIZE, BOOK and the queue's SUBMIT run as functions of
+one script (each with its own KEYS and ARGV), so the request costs one round trip and a refusal
+at any step leaves nothing behind (a booking whose job the queue refuses is taken back in it).
 """
 
 from __future__ import annotations
@@ -28,16 +34,37 @@ from typing import Any, cast
 import msgspec
 from redis.asyncio import Redis
 
-from corral_core.access import ApiKey, Authorized, Quotas, RateDecision
+from corral_core.access import Admitted, ApiKey, Authorized, Quotas, RateDecision
+from corral_core.job import Job
 from corral_redis.connection import storage_errors
-from corral_redis.scripts import _NOW
+from corral_redis.queue import RedisJobQueue
+from corral_redis.scripts import _LINES, _NOW, _WRITE_PROGRESS, SUBMIT
 from corral_redis.settings import DEFAULT_SETTINGS, QueueKeys, RedisSettings
 
 # KEYS: the key's record. ARGV: rate key prefix, default limit, default window (s)
 # -> nil (no such key), or {id, name, created_at, admin, quotas, allowed, limit, window (s),
 #    remaining, reset (µs), retry after (µs)}
+# GCRA: one request against a key's rate kept in `rate` (its theoretical arrival time, µs)
+# -> {allowed, limit, window (s), remaining, reset (µs), retry after (µs)}
+_GCRA = """
+local function gcra(rate, limit, window)
+  local now, window_us = now_us(), window * 1000000
+  local interval = window_us / limit
+  local tat = math.max(tonumber(redis.call('GET', rate) or '0'), now)
+  local next_tat = tat + interval
+  if next_tat - now > window_us then
+    return {0, limit, window, 0, micros(tat - now), micros(next_tat - now - window_us)}
+  end
+  redis.call('SET', rate, micros(next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1)
+  return {1, limit, window, math.floor((window_us - (next_tat - now)) / interval), micros(next_tat - now), '0'}
+end
+"""
+
+# KEYS: the key's record. ARGV: rate key prefix, default limit, default window (s)
+# -> nil (no such key), or {id, name, created_at, admin, quotas, then GCRA's answer}
 AUTHORIZE = (
     _NOW
+    + _GCRA
     + """
 local record = redis.call('HMGET', KEYS[1], 'id', 'name', 'created_at', 'admin', 'quotas')
 if not record[1] then return nil end
@@ -45,28 +72,14 @@ local quotas = cjson.decode(record[5] or '{}')
 local limit, window = tonumber(ARGV[2]), tonumber(ARGV[3])
 if type(quotas.rate_limit) == 'number' then limit = quotas.rate_limit end
 if type(quotas.rate_window_s) == 'number' then window = quotas.rate_window_s end
-local rate = ARGV[1] .. record[1]
-local now, window_us = now_us(), window * 1000000
-local interval = window_us / limit
-local tat = math.max(tonumber(redis.call('GET', rate) or '0'), now)
-local next_tat = tat + interval
-local allowed, remaining, reset, retry = 1, 0, 0, 0
-if next_tat - now > window_us then
-  allowed, reset, retry = 0, tat - now, next_tat - now - window_us
-else
-  redis.call('SET', rate, micros(next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1)
-  remaining, reset = math.floor((window_us - (next_tat - now)) / interval), next_tat - now
-end
-return {record[1], record[2], record[3], record[4], record[5] or '{}', allowed, limit, window,
-        remaining, micros(reset), micros(retry)}
+local rate = gcra(ARGV[1] .. record[1], limit, window)
+return {record[1], record[2], record[3], record[4], record[5] or '{}', unpack(rate)}
 """
 )
 
 # KEYS: ledger ZSET, bytes HASH. ARGV: job id, size, max unfinished, max bytes
 # -> 'ok', or the quota the booking would break
-BOOK = (
-    _NOW
-    + """
+_BOOK = """
 local ledger, sizes, id = KEYS[1], KEYS[2], ARGV[1]
 local lapsed = redis.call('ZRANGEBYSCORE', ledger, '-inf', micros(now_us()), 'LIMIT', 0, 1000)
 for _, gone in ipairs(lapsed) do
@@ -84,7 +97,7 @@ redis.call('HSET', sizes, id, ARGV[2])
 redis.call('HINCRBY', sizes, ':total', ARGV[2])
 return 'ok'
 """
-)
+BOOK = _NOW + _BOOK
 
 # KEYS: ledger ZSET, bytes HASH. ARGV: job id. Only a booking still unfinished is taken back.
 UNBOOK = """
@@ -95,6 +108,39 @@ redis.call('HINCRBY', KEYS[2], ':total', -tonumber(redis.call('HGET', KEYS[2], A
 redis.call('HDEL', KEYS[2], ARGV[1])
 return 1
 """
+
+# KEYS: the key's record, its rate, its ledger ZSET and bytes HASH, then SUBMIT's KEYS
+# ARGV: the key's id, its rate limit and window (s), the job's size, its max unfinished and max
+# bytes (the key's quotas, resolved), then SUBMIT's ARGV (whose second is the job id)
+# -> {outcome, GCRA's answer}; outcome 'ok', 'revoked' (no key with that id: no answer
+#    follows), 'rate', BOOK's refusal, or 'queue <SUBMIT outcome>'
+# The key's quotas come from the caller, who read them from the key's record (they never
+# change); the record itself is only checked to be there, which is what revoking removes.
+# BOOK, UNBOOK and SUBMIT run as they are, as functions whose KEYS and ARGV are ADMIT's slices.
+_SUBMIT_BODY = SUBMIT.removeprefix(_WRITE_PROGRESS + _LINES)
+assert _SUBMIT_BODY != SUBMIT, "SUBMIT starts with its helpers"
+ADMIT = (
+    _NOW
+    + _GCRA
+    + "local function book(KEYS, ARGV)\n" + _BOOK + "end\n"
+    + "local function unbook(KEYS, ARGV)\n" + UNBOOK + "end\n"
+    + "local function submit(KEYS, ARGV)\n" + _WRITE_PROGRESS + _LINES + _SUBMIT_BODY + "end\n"
+    + """
+if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return {'revoked'} end
+local rate = gcra(KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[3]))
+if rate[1] ~= 1 then return {'rate', unpack(rate)} end
+local ledger = {KEYS[3], KEYS[4]}
+local job_keys, job_args = {unpack(KEYS, 5)}, {unpack(ARGV, 7)}
+local booked = book(ledger, {job_args[2], ARGV[4], ARGV[5], ARGV[6]})
+if booked ~= 'ok' then return {booked, unpack(rate)} end
+local queued = submit(job_keys, job_args)
+if queued ~= 1 then
+  unbook(ledger, {job_args[2]})
+  return {'queue ' .. queued, unpack(rate)}
+end
+return {'ok', unpack(rate)}
+"""
+)
 
 # KEYS: the record. ARGV: "<job id> <fingerprint>", ttl (s) -> nil when claimed, else the first
 CLAIM = """
@@ -173,16 +219,25 @@ class RedisKeyStore:
             )
         if found is None:
             return None
-        allowed, limit, window, remaining, reset_us, retry_us = found[5:]
-        rate = RateDecision(
-            allowed=bool(allowed),
-            limit=int(limit),
-            window_s=int(window),
-            remaining=int(remaining),
-            reset_s=_seconds(reset_us),
-            retry_after_s=_seconds(retry_us) if not allowed else 0,
-        )
-        return Authorized(_api_key(found[:5]), rate)
+        return Authorized(_api_key(found[:5]), _rate(found[5:]))
+
+    async def find(self, hashed: str) -> ApiKey | None:
+        with storage_errors():
+            values = await self._client.hmget(self._keys.api_key(hashed), ["id", "name", "created_at", "admin", "quotas"])
+        return None if values[0] is None else _api_key(values)
+
+
+def _rate(values: list[Any]) -> RateDecision:
+    """AUTHORIZE's answer from `allowed` on."""
+    allowed, limit, window, remaining, reset_us, retry_us = values
+    return RateDecision(
+        allowed=bool(allowed),
+        limit=int(limit),
+        window_s=int(window),
+        remaining=int(remaining),
+        reset_s=_seconds(reset_us),
+        retry_after_s=_seconds(retry_us) if not allowed else 0,
+    )
 
 
 def _api_key(values: list[Any]) -> ApiKey:
@@ -214,6 +269,36 @@ class RedisUsageLedger:
     async def unbook(self, owner: str, job_id: str) -> None:
         with storage_errors():
             await self._unbook(keys=[self._keys.usage(owner), self._keys.usage_bytes(owner)], args=[job_id])
+
+
+class RedisAdmittingQueue:
+    """Keyed submits in one round trip (ADMIT), onto the queue of the same Redis."""
+
+    def __init__(self, client: Redis, queue: RedisJobQueue, settings: RedisSettings = DEFAULT_SETTINGS) -> None:
+        self._queue = queue
+        self._keys = QueueKeys(settings.key_prefix)
+        self._admit = client.register_script(ADMIT)
+
+    async def submit_admitted(self, job: Job, hashed: str, quotas: Quotas, size: int) -> Admitted:
+        assert quotas.max_unfinished is not None and quotas.max_stored_bytes is not None, "quotas are resolved"
+        keys = self._keys
+        with storage_errors():
+            answer = await self._admit(
+                keys=[
+                    keys.api_key(hashed), keys.rate(job.owner), keys.usage(job.owner), keys.usage_bytes(job.owner),
+                    *self._queue.submit_keys(job),
+                ],
+                args=[
+                    job.owner, quotas.rate_limit or 1, quotas.rate_window_s or 1,
+                    size, quotas.max_unfinished, quotas.max_stored_bytes, *self._queue.submit_args(job),
+                ],
+            )  # fmt: skip
+        outcome = _text(answer[0])
+        if outcome == "revoked":
+            return Admitted("revoked", None)
+        if outcome.startswith("queue "):
+            raise self._queue.refusal(int(outcome.removeprefix("queue ")), job)
+        return Admitted(None if outcome == "ok" else outcome, _rate(answer[1:]))
 
 
 class RedisIdempotencyRecords:

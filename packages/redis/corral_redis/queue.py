@@ -5,6 +5,10 @@ Layout (every key under the settings' prefix, see settings.py and records.py):
 - `pending:<language>`, one LIST per language of job ids in line, oldest on the left (the job's
   hash names its line), and `lines`, the SET of those lists. A worker takes only from the lines
   of the languages it offers, so a worker without Java never takes a Java job;
+- `pending:<language>:owner:<key id>`, one LIST per owner (API key) with jobs waiting in that
+  language; jobs without an owner (keys off) wait in `pending:<language>` itself, as one owner.
+  `pending:<language>:turns` lists the language's lines with jobs waiting, each once, in the
+  order claims serve them;
 - `pending:<language>:wake`, a LIST of one token per job put in that line: an idle worker
   blocks in BLPOP on the wake lists of its languages (a blocking pop can wait on several keys,
   a blocking move only on one). A token is only a hint; losing one costs a worker at most one
@@ -33,7 +37,10 @@ Claiming is one script (LMOVE from the first of the worker's lines with a job, t
 Fairness between languages: each claim starts at the next of the worker's lines in turn, so a
 worker offering Java and Python under a flood of Java jobs still takes every other Python job.
 Only when all its lines are empty does a worker block, on their wake lists, and then claims
-again with the line it was woken for first.
+again with the line it was woken for first. Fairness between owners, inside a language: a claim
+takes the next job of the owner whose turn it is and sends that owner to the back of the turns,
+so a key with thousands of jobs queued delays another key's next job by at most one job per
+key waiting, not by its whole backlog.
 
 Workers of the version before lines took from the single `pending` list with a BLMOVE and then
 started the moved id with the same script; that path is still served (a rolling upgrade), and a
@@ -78,15 +85,19 @@ class RedisJobQueue:
     async def submit(self, job: Job) -> None:
         with storage_errors():
             outcome = await self._confirmed(self._submit, self.submit_keys(job), self.submit_args(job))
+        if outcome != 1:
+            raise self.refusal(outcome, job)
+
+    def refusal(self, outcome: int, job: Job) -> Exception:
+        """What the SUBMIT script's refusal `outcome` (not 1) means for `job`."""
         if outcome == 0:
-            raise QueueFull(self._settings.max_unfinished)
+            return QueueFull(self._settings.max_unfinished)
         if outcome == -1:
-            raise ValueError(f"job {job.id} was already submitted")
-        if outcome == -2:
-            ceiling = self._settings.max_memory_bytes
-            raise StorageFull(
-                f"Redis' memory is near its ceiling of {ceiling} bytes" if ceiling else "Redis' memory is near its maxmemory"
-            )
+            return ValueError(f"job {job.id} was already submitted")
+        ceiling = self._settings.max_memory_bytes
+        return StorageFull(
+            f"Redis' memory is near its ceiling of {ceiling} bytes" if ceiling else "Redis' memory is near its maxmemory"
+        )
 
     async def _confirmed(self, script: AsyncScript, keys: list[str], args: list[str | bytes | int]) -> int:
         """A submit's or finish's outcome: what a client is told must survive a failover, so
@@ -95,8 +106,11 @@ class RedisJobQueue:
 
     def submit_keys(self, job: Job) -> list[str]:
         keys = self._keys
-        line = keys.line(job.request.language)
-        return [keys.job(job.id), line, keys.processing, keys.lines, keys.pending, keys.reserved]
+        language = job.request.language
+        return [
+            keys.job(job.id), keys.line(language), keys.processing, keys.lines, keys.pending, keys.reserved,
+            keys.owner_line(language, job.owner),
+        ]  # fmt: skip
 
     def submit_args(self, job: Job) -> list[str | bytes | int]:
         """The SUBMIT script's arguments for `job`: the same on a re-send, as the script expects."""

@@ -83,28 +83,51 @@ end
 
 _RECORD = "redis.call('HMGET', job, " + ", ".join(f"'{f}'" for f in FIELDS) + ")"
 
-# Jobs wait in one LIST per language (`pending:<language>`, see queue.py), each with a LIST of
+# Jobs wait in lines per language (`pending:<language>`, see queue.py), each with a LIST of
 # wake-up tokens beside it (`<line>:wake`, one per job put in line) that idle workers BLPOP on.
-# A job remembers its line in its hash (`line`); one submitted before lines existed has none and
-# goes back to the old single `pending` list, which every worker still reads.
+# A job remembers its language's line in its hash (`line`); one submitted before lines existed
+# has none and goes back to the old single `pending` list, which every worker still reads.
+# A job with an owner waits in its owner's line of that language (`own`, QueueKeys.owner_line);
+# one without waits in the language's line itself. `<line>:turns` lists the language's lines
+# that have jobs waiting, owners' and its own, each once, the next one to serve on the left.
 _LINES = """
+local function in_turn(line, own)
+  local turns = line .. ':turns'
+  if not redis.call('LPOS', turns, own) then redis.call('RPUSH', turns, own) end
+end
+
 local function put_back(job, id, legacy, at_head)
   local line = redis.call('HGET', job, 'line') or legacy
-  if at_head then redis.call('LPUSH', line, id) else redis.call('RPUSH', line, id) end
-  if line ~= legacy then redis.call('RPUSH', line .. ':wake', 1) end
+  local own = redis.call('HGET', job, 'own') or line
+  if at_head then redis.call('LPUSH', own, id) else redis.call('RPUSH', own, id) end
+  if line ~= legacy then
+    in_turn(line, own)
+    redis.call('RPUSH', line .. ':wake', 1)
+  end
+end
+
+-- The jobs waiting in a language: in its own line and in its owners'.
+local function waiting(line)
+  local count = redis.call('LLEN', line)
+  for _, own in ipairs(redis.call('LRANGE', line .. ':turns', 0, -1)) do
+    if own ~= line then count = count + redis.call('LLEN', own) end
+  end
+  return count
 end
 """
 
-# KEYS: job, the language's line, processing, lines SET, legacy pending, reserved
+# KEYS: job, the language's line, processing, lines SET, legacy pending, reserved, the owner's
+# line in that language (the language's line for a job without an owner)
 # ARGV: max_unfinished, job id, spec, head, reserve, ceiling, the usage ledger of the job's owner
 # ('' for none; corral_redis.keys), which FINISH settles, then the progress values
 # -> 1 accepted, 0 queue full, -1 another job has this id, -2 no room for its bytes
 # The ceiling is in bytes; 0 means 80% of Redis' maxmemory, none when Redis has no maxmemory.
 SUBMIT = (
     _WRITE_PROGRESS
+    + _LINES
     + """
 local job, line, processing, lines = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local legacy, reserved = KEYS[5], KEYS[6]
+local legacy, reserved, own = KEYS[5], KEYS[6], KEYS[7]
 if redis.call('EXISTS', job) == 1 then
   -- A submit re-sent after its reply was lost finds its own record: it was accepted.
   if redis.call('HGET', job, 'spec') == ARGV[3] then return 1 end
@@ -112,7 +135,7 @@ if redis.call('EXISTS', job) == 1 then
 end
 local unfinished = redis.call('LLEN', processing) + redis.call('LLEN', legacy)
 for _, other in ipairs(redis.call('SMEMBERS', lines)) do
-  unfinished = unfinished + redis.call('LLEN', other)
+  unfinished = unfinished + waiting(other)
 end
 if unfinished >= tonumber(ARGV[1]) then
   return 0
@@ -128,35 +151,69 @@ if ceiling > 0 then
   if used + held + #ARGV[3] + #ARGV[4] + reserve > ceiling then return -2 end
 end
 redis.call('HSET', job, 'spec', ARGV[3], 'head', ARGV[4], 'reserve', reserve, 'fence', 0, 'line', line)
+if own ~= line then redis.call('HSET', job, 'own', own) end
 redis.call('INCRBY', reserved, reserve)
 if ARGV[7] ~= '' then redis.call('HSET', job, 'usage', ARGV[7]) end
 write_progress(job, 8)
 redis.call('SADD', lines, line)
-redis.call('RPUSH', line, ARGV[2])
+redis.call('RPUSH', own, ARGV[2])
+in_turn(line, own)
 redis.call('RPUSH', line .. ':wake', 1)
 return 1
 """
 )
 
 # KEYS: lines SET, legacy pending -> the number of jobs in line
-DEPTH = """
+DEPTH = _LINES + """
 local pending = redis.call('LLEN', KEYS[2])
 for _, line in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  pending = pending + redis.call('LLEN', line)
+  pending = pending + waiting(line)
 end
 return pending
 """
 
 # KEYS: processing, leases, then the lines to take from, in the order to try them
 # ARGV: job key prefix, lease (ms), started_at (JSON), worker id, job id or '', token taken
-# With no job id, takes the oldest job of the first line that has one (LMOVE), so a claim with
-# work waiting is one round trip, and one of that line's wake-up tokens with it, unless the
-# claim already took one (ARGV[6] = '1': it woke up on it). With a job id (a worker of the
+# With no job id, takes a job from the first language's line that has one (LMOVE), so a claim
+# with work waiting is one round trip, and one of that line's wake-up tokens with it, unless the
+# claim already took one (ARGV[6] = '1': it woke up on it). Within a language, the owners with
+# jobs waiting take turns (round robin over `<line>:turns`), so one owner's thousands of jobs
+# delay another's first job by at most one job per owner waiting; each owner's jobs go oldest
+# first. With a job id (a worker of the
 # version before lines, whose BLMOVE moved it), recovery may have put it back in line since, or
 # another worker may have started it.
 # -> {token, record fields} or nil
 START = _STATUSES + _NOW + f"""
 local processing, leases = KEYS[1], KEYS[2]
+
+-- The oldest pending job of one line, moved to processing.
+local function take(line)
+  while true do
+    local id = redis.call('LMOVE', line, processing, 'LEFT', 'RIGHT')
+    if not id then return nil end
+    if redis.call('HGET', ARGV[1] .. id, 'status') == PENDING then return id end
+    -- An id whose record is gone (or not pending) has nothing to run: drop it.
+    redis.call('LREM', processing, -1, id)
+  end
+end
+
+-- A job of the language's next owner in turn; that owner goes to the back of the turns.
+local function take_in_turn(line)
+  local turns = line .. ':turns'
+  -- Jobs put in the language's own line by a version before turns (a rolling upgrade) take
+  -- their turn too.
+  if redis.call('LLEN', line) > 0 and not redis.call('LPOS', turns, line) then
+    redis.call('RPUSH', turns, line)
+  end
+  for _ = 1, redis.call('LLEN', turns) do
+    local own = redis.call('LMOVE', turns, turns, 'LEFT', 'RIGHT')
+    local id = take(own)
+    if redis.call('LLEN', own) == 0 then redis.call('LREM', turns, -1, own) end
+    if id then return id end
+  end
+  return nil
+end
+
 local id, job = ARGV[5], nil
 if id and id ~= '' then
   job = ARGV[1] .. id
@@ -165,15 +222,9 @@ if id and id ~= '' then
 else
   id = nil
   for i = 3, #KEYS do
-    while true do
-      id = redis.call('LMOVE', KEYS[i], processing, 'LEFT', 'RIGHT')
-      if not id then break end
-      job = ARGV[1] .. id
-      if redis.call('HGET', job, 'status') == PENDING then break end
-      -- An id whose record is gone (or not pending) has nothing to run: drop it.
-      redis.call('LREM', processing, -1, id)
-    end
+    id = take_in_turn(KEYS[i])
     if id then
+      job = ARGV[1] .. id
       if ARGV[6] ~= '1' then redis.call('LPOP', KEYS[i] .. ':wake') end
       break
     end

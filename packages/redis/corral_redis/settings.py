@@ -144,8 +144,21 @@ class QueueKeys:
         self.job_prefix = f"{prefix}job:"
 
     def line(self, language: str) -> str:
-        """The LIST of a language's job ids in line, oldest on the left; `<line>:wake` beside it."""
+        """The LIST of a language's job ids in line, oldest on the left; `<line>:wake` beside it.
+
+        It holds the jobs without an owner (keys off); each owner's jobs have a line of their
+        own (owner_line), taken in turn with the others (turns)."""
         return f"{self.prefix}pending:{language}"
+
+    def owner_line(self, language: str, owner: str) -> str:
+        """The LIST of one owner's job ids waiting in a language, oldest on the left."""
+        return f"{self.line(language)}:owner:{owner}" if owner else self.line(language)
+
+    def turns(self, language: str) -> str:
+        """The LIST of the language's lines with jobs waiting, the next to serve on the left.
+
+        The scripts derive it from the language's line (`<line>:turns`), as they do `<line>:wake`."""
+        return f"{self.line(language)}:turns"
 
     def job(self, job_id: str) -> str:
         return self.job_prefix + job_id

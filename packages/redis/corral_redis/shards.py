@@ -44,11 +44,13 @@ from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
 from redis.exceptions import AskError, ConnectionError, MovedError, RedisError, TimeoutError
 
+from corral_core.access import AdmittingInSteps
 from corral_core.job import Job, decode_job
 from corral_core.ports import Clock, Lease, QueueDepth, RecoveryReport, StorageUnavailable
 from corral_redis import scripts
 from corral_redis.cancels import RedisCancelNotices
 from corral_redis.connection import storage_errors
+from corral_redis.keys import RedisAdmittingQueue, RedisKeyStore, RedisUsageLedger
 from corral_redis.queue import RedisJobQueue
 from corral_redis.scripts import _NOW
 from corral_redis.settings import QueueKeys, RedisSettings
@@ -100,6 +102,19 @@ def make_queue(client: Redis, clock: Clock, settings: RedisSettings) -> RedisJob
         return RedisJobQueue(client, clock, settings)
     shards = [ShardQueue(client, clock, _shard_settings(settings, prefix), settings) for prefix in shard_prefixes(settings)]
     return shards[0] if len(shards) == 1 else ShardedJobQueue(shards)
+
+
+def make_admitting(
+    client: Redis, queue: RedisJobQueue | ShardedJobQueue, settings: RedisSettings
+) -> RedisAdmittingQueue | AdmittingInSteps:
+    """A keyed submit in one round trip (keys.ADMIT) where it can be one script, else in steps.
+
+    ADMIT reads the key and books its usage in the control shard and queues in the job's shard:
+    one script only when they are the same slot and the submit needs no replica's WAIT.
+    """
+    if type(queue) is RedisJobQueue:
+        return RedisAdmittingQueue(client, queue, settings)
+    return AdmittingInSteps(RedisKeyStore(client, settings), RedisUsageLedger(client, settings), queue)
 
 
 def make_cancel_notices(client: Redis, settings: RedisSettings) -> RedisCancelNotices | ShardedCancelNotices:

@@ -1,7 +1,8 @@
 """Contracts for the KeyStore, UsageLedger and IdempotencyRecords ports (corral_core.access).
 
-Bind with a fixture `access` yielding an `AccessHarness`: the three adapters, the queue and
-canceller of the same storage (a finished or cancelled job settles its booking there), a ManualClock, and `elapse(ms)` that
+Bind with a fixture `access` yielding an `AccessHarness`: the three adapters, the admitting
+queue (a keyed submit in one step) over them, the queue and canceller of the same storage (a
+finished or cancelled job settles its booking there), a ManualClock, and `elapse(ms)` that
 makes that much time pass for the rate limiter as the adapter counts it.
 """
 
@@ -15,9 +16,9 @@ import pytest
 from corral_contract.clock import ManualClock
 from corral_contract.queue import LEASE_MS, new_job, ok_result
 from corral_core import job as jobs
-from corral_core.access import ApiKey, IdempotencyRecords, KeyStore, Quotas, UsageLedger, secret_hash
+from corral_core.access import AdmittingQueue, ApiKey, IdempotencyRecords, KeyStore, Quotas, UsageLedger, secret_hash
 from corral_core.job import Job
-from corral_core.ports import JobCanceller, JobQueue
+from corral_core.ports import JobCanceller, JobQueue, QueueFull
 
 DEFAULTS = Quotas(rate_limit=3, rate_window_s=60, max_unfinished=2, max_stored_bytes=100, max_waiters=10)
 
@@ -30,6 +31,7 @@ class AccessHarness:
     queue: JobQueue
     clock: ManualClock
     elapse: Callable[[int], Awaitable[None]]
+    admitting: AdmittingQueue
     canceller: JobCanceller | None = None
 
 
@@ -146,3 +148,61 @@ class AccessContract:
         assert await records.claim("k1", "retry-1", "job-b", "f1", 60) == ("job-a", "f1")
         await records.release("k1", "retry-1", "job-a")
         assert await records.claim("k1", "retry-1", "job-b", "f1", 60) is None
+
+    async def test_a_key_is_found_without_counting_a_request(self, access: AccessHarness) -> None:
+        made = key(access.clock, quotas=Quotas(rate_limit=1, rate_window_s=60))
+        await access.keys.add(made, secret_hash("corral_s1"))
+        assert await access.keys.find(secret_hash("corral_s1")) == made
+        assert await access.keys.find(secret_hash("corral_nobody")) is None
+        counted = await access.keys.authorize(secret_hash("corral_s1"), DEFAULTS)
+        assert counted is not None and counted.rate.allowed
+        assert await access.keys.revoke("k1")
+        assert await access.keys.find(secret_hash("corral_s1")) is None
+
+    async def _queued(self, access: AccessHarness) -> list[str]:
+        claimed = []
+        while (lease := await access.queue.claim("w1", LEASE_MS, 0.05)) is not None:
+            claimed.append(lease.job.id)
+        return claimed
+
+    async def test_an_admitted_submit_counts_the_request_books_the_job_and_queues_it(self, access: AccessHarness) -> None:
+        await access.keys.add(key(access.clock), secret_hash("corral_s1"))
+        quotas = Quotas().over(DEFAULTS)
+        admitted = await access.admitting.submit_admitted(owned_job(access.clock, "job-a", "k1"), secret_hash("corral_s1"), quotas, 10)
+        assert admitted.refused is None and admitted.rate is not None
+        assert (admitted.rate.allowed, admitted.rate.limit, admitted.rate.remaining) == (True, 3, 2)
+        assert await access.usage.book("k1", "job-b", 10, 1, 100) == "unfinished jobs"  # job-a is booked
+        assert await self._queued(access) == ["job-a"]
+
+    async def test_an_admitted_submit_of_a_revoked_key_counts_books_and_queues_nothing(self, access: AccessHarness) -> None:
+        await access.keys.add(key(access.clock), secret_hash("corral_s1"))
+        assert await access.keys.revoke("k1")
+        quotas = Quotas().over(DEFAULTS)
+        admitted = await access.admitting.submit_admitted(owned_job(access.clock, "job-a", "k1"), secret_hash("corral_s1"), quotas, 10)
+        assert admitted == admitted.__class__("revoked", None)
+        assert await access.usage.book("k1", "job-b", 10, 1, 100) is None
+        assert await self._queued(access) == []
+
+    async def test_over_its_rate_or_a_quota_an_admitted_submit_books_and_queues_nothing(self, access: AccessHarness) -> None:
+        await access.keys.add(key(access.clock, quotas=Quotas(max_unfinished=2)), secret_hash("corral_s1"))
+        quotas = Quotas(max_unfinished=2).over(DEFAULTS)
+        outcomes = []
+        for index in range(4):
+            job = owned_job(access.clock, f"job-{index}", "k1")
+            admitted = await access.admitting.submit_admitted(job, secret_hash("corral_s1"), quotas, 10)
+            assert admitted.rate is not None
+            outcomes.append((admitted.refused, admitted.rate.allowed, admitted.rate.remaining))
+        assert outcomes == [(None, True, 2), (None, True, 1), ("unfinished jobs", True, 0), ("rate", False, 0)]
+        assert await self._queued(access) == ["job-0", "job-1"]
+
+    async def test_a_job_the_queue_refuses_leaves_no_booking(self, access: AccessHarness) -> None:
+        await access.keys.add(key(access.clock, quotas=Quotas(max_unfinished=100)), secret_hash("corral_s1"))
+        quotas = Quotas(max_unfinished=100).over(DEFAULTS)
+        filled = 0
+        with pytest.raises(QueueFull):
+            while True:
+                await access.queue.submit(owned_job(access.clock, f"other-{filled}", "k2"))
+                filled += 1
+        with pytest.raises(QueueFull):
+            await access.admitting.submit_admitted(owned_job(access.clock, "job-a", "k1"), secret_hash("corral_s1"), quotas, 10)
+        assert await access.usage.book("k1", "job-b", 10, 1, 100) is None

@@ -25,7 +25,17 @@ from corral_contract.clock import ManualClock
 from corral_core import job as jobs
 from corral_core.job import CompileResult, ErrorCode, InputFile, Job, JobStatus, RunRequest, RunResult, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY
-from corral_core.ports import CancelNotices, Clock, JobCanceller, JobQueue, JobStore, QueueFull, RecoveryReport
+from corral_core.ports import (
+    CancelNotices,
+    Clock,
+    JobCanceller,
+    JobQueue,
+    JobStore,
+    QueueDepth,
+    QueueFull,
+    QueueGauge,
+    RecoveryReport,
+)
 
 QUEUE_LIMIT = 5
 # Long enough that the real time a test takes (a loaded machine, a real Redis) never expires
@@ -39,6 +49,7 @@ class QueueHarness:
     store: JobStore
     clock: ManualClock
     elapse: Callable[[int], Awaitable[None]]
+    gauge: QueueGauge  # the queue's depth, as /metrics reads it
     # The queue adapter usually is the canceller too. Both are needed by the cancel cases.
     canceller: JobCanceller | None = None
     notices: CancelNotices | None = None
@@ -48,10 +59,11 @@ class QueueHarness:
         return self.canceller, self.notices
 
 
-def new_job(clock: Clock, job_id: str, code: str = "print(1)", language: str = "python") -> Job:
-    """A PENDING job (Python unless told) created now, under the server's default limits."""
+def new_job(clock: Clock, job_id: str, code: str = "print(1)", language: str = "python", owner: str = "") -> Job:
+    """A PENDING job (Python unless told, no owner unless told) created now, under the
+    server's default limits."""
     request = RunRequest(language=language, code=code, limits=DEFAULT_LIMIT_POLICY.defaults)
-    return Job(id=job_id, request=request, created_at=clock.now())
+    return Job(id=job_id, request=request, created_at=clock.now(), owner=owner)
 
 
 def ok_result(stdout: str = "1\n") -> RunResult:
@@ -419,3 +431,53 @@ class JobQueueContract:
         await harness.queue.submit(new_job(harness.clock, "job-a"))
         assert await canceller.cancel("job-a", harness.clock.now())
         await asyncio.wait_for(notices.wait_cancelled("job-a"), 5)
+    async def _claim_ids(self, harness: QueueHarness, count: int) -> list[str]:
+        claimed = []
+        for index in range(count):
+            lease = await harness.queue.claim(f"w{index}", LEASE_MS, 1)
+            assert lease is not None
+            claimed.append(lease.job.id)
+        return claimed
+
+    async def test_owners_take_turns_so_a_busy_one_does_not_starve_another(self, harness: QueueHarness) -> None:
+        for index in range(3):
+            await harness.queue.submit(new_job(harness.clock, f"big-{index}", owner="big"))
+        for index in range(2):
+            await harness.queue.submit(new_job(harness.clock, f"small-{index}", owner="small"))
+        assert await self._claim_ids(harness, 5) == ["big-0", "small-0", "big-1", "small-1", "big-2"]
+
+    async def test_jobs_without_an_owner_take_turns_as_one_owner(self, harness: QueueHarness) -> None:
+        for index in range(3):
+            await harness.queue.submit(new_job(harness.clock, f"anon-{index}"))
+        await harness.queue.submit(new_job(harness.clock, "keyed-0", owner="key"))
+        await harness.queue.submit(new_job(harness.clock, "keyed-1", owner="key"))
+        assert await self._claim_ids(harness, 5) == ["anon-0", "keyed-0", "anon-1", "keyed-1", "anon-2"]
+
+    async def test_a_released_job_is_next_of_its_owner_and_keeps_the_turns(self, harness: QueueHarness) -> None:
+        for index in range(2):
+            await harness.queue.submit(new_job(harness.clock, f"big-{index}", owner="big"))
+        await harness.queue.submit(new_job(harness.clock, "small-0", owner="small"))
+        lease = await harness.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None and lease.job.id == "big-0"
+        assert await harness.queue.release(lease)
+        assert await self._claim_ids(harness, 3) == ["small-0", "big-0", "big-1"]
+
+    async def test_a_recovered_job_goes_back_to_its_owner_s_line(self, harness: QueueHarness) -> None:
+        await harness.queue.submit(new_job(harness.clock, "solo-0", owner="solo"))
+        lease = await harness.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None
+        await harness.queue.submit(new_job(harness.clock, "other-0", owner="other"))
+        await harness.elapse(LEASE_MS + 1)
+        assert (await harness.queue.recover(max_attempts=3)).requeued == ("solo-0",)
+        assert await self._claim_ids(harness, 2) == ["other-0", "solo-0"]
+        assert await harness.queue.claim("w9", LEASE_MS, 0.1) is None
+
+    async def test_depth_and_the_size_limit_count_every_owner_s_jobs(self, harness: QueueHarness) -> None:
+        owners = ["a", "b", "", "a", "c"]
+        for index, owner in enumerate(owners):
+            await harness.queue.submit(new_job(harness.clock, f"job-{index}", owner=owner))
+        assert await harness.gauge.depth() == QueueDepth(pending=QUEUE_LIMIT, unfinished=QUEUE_LIMIT)
+        with pytest.raises(QueueFull):
+            await harness.queue.submit(new_job(harness.clock, "job-over", owner="d"))
+        assert await harness.queue.claim("w1", LEASE_MS, 1) is not None
+        assert await harness.gauge.depth() == QueueDepth(pending=QUEUE_LIMIT - 1, unfinished=QUEUE_LIMIT)
