@@ -5,10 +5,13 @@ Per runtime, the p50 wall time of
          from the PEX files of `make package`): queueing, the compile stage's jail if any, the
          run's jail, the result back
   nsjail the same compile and run commands under bare NsJail (the command lines the adapter
-         builds, same config, seccomp policy, binds, limits and cgroups), one after the other
-         in one scratch directory made once (no artifact copied between two), through
-         subprocess.run
-and the difference. Needs root, redis-server and `make package` (dist/).
+         builds, same config, seccomp policy, binds, limits and cgroups, NsJail started inside
+         the run's cpu cgroups as the adapter starts it, so the same CPU quota holds), one after
+         the other in a scratch directory made afresh for each run (no artifact copied between
+         the two; nothing a compiler caches, such as Go's build cache, survives to the next run,
+         as none survives from one job to the next), through subprocess.run
+and the difference. The two sides take turns, run by run, so that a load that comes and goes
+on a shared machine weighs on both alike. Needs root, redis-server and `make package` (dist/).
 
     python bench/runtimes.py [--runs 10]
 """
@@ -51,57 +54,76 @@ HELLO = {
 }
 
 
-def bare_runs(host: HostReport, runtime: RuntimeSpec, runs: int) -> list[float]:
-    """Wall times of the compile (if any) and run commands under bare NsJail, in ms."""
-    limits = DEFAULT_LIMIT_POLICY.for_runtime(_as_runtime(runtime)).defaults
-    stages = [("compile", _compile_limits(runtime, limits))] if runtime.compiled else []
-    stages.append(("run", limits))
-    settings = host.settings
-    ids = JailIds(settings.jail_uid_first + settings.jail_id_count - 1, settings.jail_gid_first + settings.jail_id_count - 1)
-    run = runname.new_run()
-    scratch = Scratch.create(
-        settings.work_root, runname.scratch_name(run), 256 << 20, 4096, ids.uid, ids.gid, executable=runtime.compiled
-    )
-    commands = []
-    with contextlib.ExitStack() as cleanup:
-        cleanup.callback(scratch.remove)
-        scratch.write(runtime.source, HELLO[runtime.language].encode())
-        scratch.seal()
-        for stage, stage_limits in stages:
-            cgroups = run_cgroups(host.cgroups, runname.new_run(), stage_limits.memory_mb << 20, settings.cpu_cores_per_job)
-            cleanup.callback(cgroups.remove)
-            argv = jail_command(host.jail_host(), runtime, ids, scratch, cgroups, stage_limits, (), stage=stage)
-            # NsJail logs to stderr here, as it would bare: the adapter passes it a memfd instead.
-            argv[argv.index("--log_fd") + 1] = "2"
-            commands.append(argv)
-        times = []
-        for index in range(runs + 1):
+class BareNsJail:
+    """One runtime's compile and run commands under bare NsJail, each run in a fresh scratch."""
+
+    def __init__(self, host: HostReport, runtime: RuntimeSpec) -> None:
+        limits = DEFAULT_LIMIT_POLICY.for_runtime(_as_runtime(runtime)).defaults
+        self._stages = [("compile", _compile_limits(runtime, limits))] if runtime.compiled else []
+        self._stages.append(("run", limits))
+        self._host = host
+        self._runtime = runtime
+        settings = host.settings
+        # The last ids of the range: the adapter hands out the first ones first.
+        last = settings.jail_id_count - 1
+        self._ids = JailIds(settings.jail_uid_first + last, settings.jail_gid_first + last)
+
+    def run_once(self) -> float:
+        """Wall time of the compile (if any) and run commands, in ms, set-up excluded."""
+        settings, ids, runtime = self._host.settings, self._ids, self._runtime
+        with contextlib.ExitStack() as cleanup:
+            scratch = Scratch.create(
+                settings.work_root, runname.scratch_name(runname.new_run()), 256 << 20, 4096, ids.uid, ids.gid,
+                executable=runtime.compiled,
+            )  # fmt: skip
+            cleanup.callback(scratch.remove)
+            scratch.write(runtime.source, HELLO[runtime.language].encode())
+            scratch.seal()
+            stages = []
+            for stage, limits in self._stages:
+                cgroups = run_cgroups(self._host.cgroups, runname.new_run(), limits.memory_mb << 20, settings.cpu_cores_per_job)
+                cleanup.callback(cgroups.remove)
+                argv = jail_command(self._host.jail_host(), runtime, ids, scratch, cgroups, limits, (), stage=stage)
+                # NsJail logs to stderr here, as it would bare: the adapter passes it a memfd instead.
+                argv[argv.index("--log_fd") + 1] = "2"
+                stages.append((cgroups, argv))
             started = time.perf_counter()
-            for argv in commands:
-                done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=False)
-                assert done.returncode == 0, (argv, done.stderr[-2000:])
-            assert done.stdout == b"hello\n", done
-            if index:  # the first run warms the page cache
-                times.append((time.perf_counter() - started) * 1000)
-    return times
+            for cgroups, argv in stages:
+                with cgroups.spawning():  # the child starts in the run's cpu and cpuacct cgroups
+                    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                stdout, stderr = process.communicate()
+                assert process.returncode == 0, (argv, stderr[-2000:])
+            elapsed = (time.perf_counter() - started) * 1000
+        assert stdout == b"hello\n", stdout
+        return elapsed
 
 
 def _as_runtime(spec: RuntimeSpec) -> Runtime:
     return Runtime(spec.language, spec.version, spec.source, default_limits=spec.default_limits, max_limits=spec.max_limits, compiled=spec.compiled)
 
 
-def http_runs(url: str, language: str, runs: int) -> list[float]:
-    times = []
-    with httpx.Client(timeout=60) as client:
-        for index in range(runs + 1):
-            started = time.perf_counter()
-            response = client.post(f"{url}/execute", params={"wait": 30}, json={"language": language, "code": HELLO[language]})
-            elapsed = (time.perf_counter() - started) * 1000
-            result = response.json()["result"]
-            assert (result["verdict"], result["stdout"]) == ("ok", "hello\n"), result
+def http_once(client: httpx.Client, url: str, language: str) -> float:
+    started = time.perf_counter()
+    response = client.post(f"{url}/execute", params={"wait": 30}, json={"language": language, "code": HELLO[language]})
+    elapsed = (time.perf_counter() - started) * 1000
+    result = response.json()["result"]
+    assert (result["verdict"], result["stdout"]) == ("ok", "hello\n"), result
+    return elapsed
+
+
+def taking_turns(host: HostReport, runtime: RuntimeSpec, client: httpx.Client, url: str, runs: int) -> tuple[float, float]:
+    """p50 of HTTP and of bare NsJail, in ms, one run of each in turn (which goes first
+    alternates); a first run of each warms the page cache and is not counted."""
+    bare = BareNsJail(host, runtime)
+    sides = [lambda: http_once(client, url, runtime.language), bare.run_once]
+    times: list[list[float]] = [[], []]
+    for index in range(runs + 1):
+        order = (0, 1) if index % 2 else (1, 0)
+        for side in order:
+            elapsed = sides[side]()
             if index:
-                times.append(elapsed)
-    return times
+                times[side].append(elapsed)
+    return percentile(times[0], 0.5), percentile(times[1], 0.5)
 
 
 @contextlib.contextmanager
@@ -119,15 +141,16 @@ def stack() -> Iterator[str]:
 def main(runs: int) -> None:
     host = prepare_host(msgspec.structs.replace(SETTINGS, selftest=False))
     runtimes = [spec for spec in host.runtimes if spec.language in HELLO]
-    bare = {spec.language: percentile(bare_runs(host, spec, runs), 0.5) for spec in runtimes}
-    with stack() as url:
-        http = {spec.language: percentile(http_runs(url, spec.language, runs), 0.5) for spec in runtimes}
-    print(f"hello world per runtime, {runs} runs each; p50 wall time in ms")
+    results = {}
+    with stack() as url, httpx.Client(timeout=60) as client:
+        for spec in runtimes:
+            results[spec.language] = taking_turns(host, spec, client, url, runs)
+    print(f"hello world per runtime, {runs} runs each, HTTP and bare NsJail in turn; p50 wall time in ms")
     print(f"{'runtime':12}{'version':28}{'http':>9}{'nsjail':>9}{'http-nsjail':>13}")
     for spec in runtimes:
-        language = spec.language
+        http, bare = results[spec.language]
         version = spec.version if len(spec.version) <= 26 else spec.version[:25] + "…"
-        print(f"{language:12}{version:28}{http[language]:9.0f}{bare[language]:9.0f}{http[language] - bare[language]:+13.0f}")
+        print(f"{spec.language:12}{version:28}{http:9.0f}{bare:9.0f}{http - bare:+13.0f}")
 
 
 if __name__ == "__main__":

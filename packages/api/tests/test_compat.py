@@ -14,7 +14,8 @@ from dependency_injector import providers
 from litestar.testing import AsyncTestClient
 
 from corral_api.app import create_app
-from corral_api.compat import judge0
+from corral_api.compat import judge0, piston
+from corral_api.compat.languages import offered
 from corral_api.container import ApiContainer
 from corral_api.settings import ApiSettings
 from corral_core import job as jobs
@@ -191,7 +192,37 @@ def test_judge0_status_of_every_verdict(verdict: Verdict, result: dict[str, obje
     assert (found.id, said) == (status, message)
 
 
+@pytest.mark.parametrize("started", [False, True], ids=["pending", "running"])
+def test_judge0_reads_a_cancelled_job_as_internal_error_cancelled(started: bool) -> None:
+    job = _cancelled(started)
+    assert judge0.status_of(job) == (judge0.INTERNAL_ERROR, judge0.CANCELLED_MESSAGE)
+    view = judge0.view(job, ("status", "message", "stdout", "time"), base64_encoded=False, names={})
+    assert view == {
+        "status": {"id": 13, "description": "Internal Error"},
+        "message": judge0.CANCELLED_MESSAGE,
+        "stdout": None,
+        "time": None,
+    }
+
+
+def _cancelled(started: bool) -> Job:
+    job = Job(
+        id="c", request=RunRequest(language="python", code="", limits=DEFAULT_LIMIT_POLICY.defaults), created_at=SystemClock().now()
+    )
+    if started:
+        job = jobs.start(job, SystemClock().now())
+    return jobs.cancel(job, SystemClock().now())
+
+
 # ---- Piston ---------------------------------------------------------------------------------
+
+
+def test_piston_answers_a_cancelled_job_with_409_and_says_so() -> None:
+    chosen = offered([Runtime("python", "3.11.2", "main.py")])[0]
+    with pytest.raises(piston.PistonError) as raised:
+        piston.answer(_cancelled(started=True), chosen, "python", "3.x")
+    assert raised.value.status_code == 409
+    assert raised.value.message == "job c was cancelled (DELETE /jobs/c) before it finished"
 
 
 async def test_piston_runtimes_and_packages(client: Client) -> None:

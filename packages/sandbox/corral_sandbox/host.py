@@ -5,7 +5,8 @@ x32 calls through on a host that runs them, detects cgroup v1 or v2 and creates 
 cgroups NsJail needs, checks swap accounting, readies the work root, cleans up what dead workers
 left behind (leftovers.py), checks that no account or process uses the jail ids, resolves the
 runtimes' versions, and finally runs each runtime's self-test job (NsJailSandbox.selftest). Anything missing is a HostNotReady with the
-reason: a worker that cannot enforce every limit must not take jobs.
+reason: a worker that cannot enforce every limit must not take jobs. A runtime whose self-test fails is
+not offered (the report and the log say why); a host where none passes is not ready.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import os
 import stat
 from pathlib import Path
+
+import msgspec
 
 from corral_sandbox import leftovers, x32
 from corral_sandbox.binary import BinaryError, locate_nsjail
@@ -27,6 +31,8 @@ from corral_sandbox.report import HostNotReady, HostReport, lease_dir
 from corral_sandbox.sandbox import NsJailSandbox
 from corral_sandbox.scratch import ScratchError, mount_work_root
 from corral_sandbox.settings import SandboxSettings
+
+log = logging.getLogger(__name__)
 
 
 def prepare_host(settings: SandboxSettings | None = None) -> HostReport:
@@ -66,8 +72,21 @@ def prepare_host(settings: SandboxSettings | None = None) -> HostReport:
         cleaned_up=tuple(cleaned),
     )
     if settings.selftest:
-        _run_selftest(NsJailSandbox(host=report))
+        return _proven(report, _run_selftest(NsJailSandbox(host=report)))
     return report
+
+
+def _proven(report: HostReport, failed: dict[str, str]) -> HostReport:
+    """The report with only the runtimes whose self-test passed; HostNotReady if none did."""
+    for language, reason in failed.items():
+        log.warning("runtime %s is not offered: its self-test failed: %s", language, reason)
+    if len(failed) == len(report.runtimes):
+        raise HostNotReady("no runtime passed its self-test: " + "; ".join(failed.values()))
+    return msgspec.structs.replace(
+        report,
+        runtimes=tuple(spec for spec in report.runtimes if spec.language not in failed),
+        failed_selftest=tuple(failed.items()),
+    )
 
 
 def _check_jail_ids(ids: JailIdRange, leases: str) -> None:
@@ -136,17 +155,12 @@ def _swap_in_use() -> bool:
     return False
 
 
-def _run_selftest(sandbox: NsJailSandbox) -> None:
+def _run_selftest(sandbox: NsJailSandbox) -> dict[str, str]:
     """Run the async self-test to its end: prepare_host is a start-up step, called before a
     worker's loop runs, or from inside a loop (tests), where it needs a loop of its own."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        in_a_loop = False
-    else:
-        in_a_loop = True
-    if not in_a_loop:
-        asyncio.run(sandbox.selftest())
-        return
+        return asyncio.run(sandbox.selftest())
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="corral-selftest") as pool:
-        pool.submit(asyncio.run, sandbox.selftest()).result()
+        return pool.submit(asyncio.run, sandbox.selftest()).result()

@@ -24,6 +24,8 @@ class HostReport(msgspec.Struct, frozen=True, kw_only=True):
     runtimes: tuple[RuntimeSpec, ...]
     cpu_count: int
     cleaned_up: tuple[str, ...] = ()
+    # Runtimes installed here whose self-test failed, with why: not offered.
+    failed_selftest: tuple[tuple[str, str], ...] = ()
 
     def jail_host(self) -> JailHost:
         """The part of the report that running a jail needs."""
@@ -74,6 +76,7 @@ class HostReport(msgspec.Struct, frozen=True, kw_only=True):
         )
         lines.append(f"cpus: {self.cpu_count}, each job held to {self.settings.cpu_cores_per_job:g} of them")
         lines += [f"runtime: {spec.language} {spec.version}" for spec in self.runtimes]
+        lines += [f"runtime not offered: {language}: {reason}" for language, reason in self.failed_selftest]
         lines += [f"cleaned up after a dead worker: {path}" for path in self.cleaned_up]
         return lines
 

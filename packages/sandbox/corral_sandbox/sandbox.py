@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 
 from corral_core.job import Limits, RunRequest, RunResult, Verdict
@@ -10,7 +12,7 @@ from corral_core.ports import Runtime, SandboxError, UnsupportedLanguage
 from corral_sandbox.jail import run_job
 from corral_sandbox.jailids import JailIdPool
 from corral_sandbox.policy import RuntimeSpec
-from corral_sandbox.report import HostNotReady, HostReport
+from corral_sandbox.report import HostReport
 
 # Roomy time limits: a worker starting on a busy host must not be refused for being slow.
 # The self-test proves that each runtime runs on this host, not how fast: a slow host (the
@@ -73,13 +75,31 @@ class NsJailSandbox:
         with self._ids.taken() as ids:
             return await run_job(self._jail_host, runtime, ids, request)
 
-    async def selftest(self) -> None:
-        """Run each runtime's self-test job (runtimes.toml); HostNotReady if one does not run right."""
-        for runtime in self.host.runtimes:
-            request = RunRequest(language=runtime.language, code=runtime.selftest_code, limits=_selftest_limits(runtime))
-            try:
-                result = await self.run(request)
-            except SandboxError as error:
-                raise HostNotReady(f"a first {runtime.language} job failed: {error}") from None
-            if result.verdict is not Verdict.OK or result.stdout != runtime.selftest_stdout:
-                raise HostNotReady(f"a first {runtime.language} job did not run right: {result}")
+    async def selftest(self) -> dict[str, str]:
+        """Run each runtime's self-test job (runtimes.toml), a few at once; the runtimes that
+        did not run right, each with why (none: every runtime works on this host)."""
+        gate = asyncio.Semaphore(_selftest_concurrency(self.host))
+
+        async def one(runtime: RuntimeSpec) -> str | None:
+            async with gate:
+                return await self._selftest_one(runtime)
+
+        reasons = await asyncio.gather(*(one(runtime) for runtime in self.host.runtimes))
+        return {runtime.language: reason for runtime, reason in zip(self.host.runtimes, reasons, strict=True) if reason is not None}
+
+    async def _selftest_one(self, runtime: RuntimeSpec) -> str | None:
+        request = RunRequest(language=runtime.language, code=runtime.selftest_code, limits=_selftest_limits(runtime))
+        try:
+            result = await self.run(request)
+        except SandboxError as error:
+            return f"a first {runtime.language} job failed: {error}"
+        if result.verdict is not Verdict.OK or result.stdout != runtime.selftest_stdout:
+            return f"a first {runtime.language} job did not run right: {result}"
+        return None
+
+
+def _selftest_concurrency(host: HostReport) -> int:
+    """How many self-tests run at once. Each is mostly one program's start-up (a JVM, a
+    compiler), which leaves a CPU idle now and then: one more than the CPUs keeps them busy,
+    more would only queue for them (and slow each one past its limits on a loaded host)."""
+    return max(1, min(len(host.runtimes), host.cpu_count + 1, host.settings.jail_id_count))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ctypes
+import json
+import logging
 import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import msgspec
@@ -62,6 +65,50 @@ def test_a_missing_nsjail_binary_is_refused(tmp_path: Path) -> None:
     nsjail_host()
     with pytest.raises(HostNotReady, match="no nsjail binary"):
         prepare_host(msgspec.structs.replace(TEST_SETTINGS, nsjail_bin=str(tmp_path / "nsjail")))
+
+
+def _policy_with(tmp_path: Path, runtimes: dict[str, tuple[str, str]]) -> Path:
+    """A copy of the policy whose runtimes.toml has only `runtimes`: name -> (self-test code, its
+    expected stdout), each run by Debian's Python."""
+    policy = tmp_path / "policy"
+    policy.mkdir(mode=0o755)
+    for source in policy_dir().iterdir():
+        if source.is_file() and source.name != "runtimes.toml":
+            (policy / source.name).write_bytes(source.read_bytes())
+    tables = [
+        f'[runtimes.{name}]\nsource = "main.py"\nargv = ["/usr/bin/python3", "-s", "{{source}}"]\nversion = "1"\n'
+        f"selftest_code = {json.dumps(code)}\nselftest_stdout = {json.dumps(stdout)}\n"
+        for name, (code, stdout) in runtimes.items()
+    ]
+    (policy / "runtimes.toml").write_text("\n".join(tables))
+    tmp_path.chmod(0o755)
+    return policy
+
+
+def test_self_tests_run_side_by_side_and_a_runtime_failing_its_own_is_not_offered(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    nsjail_host()
+    slow = ("import time; time.sleep(2); print(42)", "42\n")
+    policy = _policy_with(tmp_path, {"slow-a": slow, "slow-b": slow, "slow-c": slow, "broken": ("print(41)", "42\n")})
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="corral_sandbox.host"):
+        report = prepare_host(msgspec.structs.replace(TEST_SETTINGS, policy_dir=str(policy)))
+    # One after the other, the three would take over 6 s.
+    assert time.monotonic() - started < 5
+    assert [spec.language for spec in report.runtimes] == ["slow-a", "slow-b", "slow-c"]
+    assert [language for language, _ in report.failed_selftest] == ["broken"]
+    assert "did not run right" in report.failed_selftest[0][1]
+    assert "runtime not offered: broken: a first broken job did not run right" in "\n".join(report.describe())
+    assert "runtime broken is not offered: its self-test failed" in caplog.text
+    assert NsJailSandbox(host=report).runtimes()[0].language == "slow-a"
+
+
+def test_a_host_where_no_runtime_passes_its_self_test_is_refused(tmp_path: Path) -> None:
+    nsjail_host()
+    policy = _policy_with(tmp_path, {"broken": ("print(41)", "42\n"), "crashing": ("raise SystemExit(3)", "")})
+    with pytest.raises(HostNotReady, match="no runtime passed its self-test: a first broken job did not run right"):
+        prepare_host(msgspec.structs.replace(TEST_SETTINGS, policy_dir=str(policy)))
 
 
 def test_leftovers_of_a_dead_worker_are_cleaned_up_and_a_live_ones_kept() -> None:

@@ -93,6 +93,8 @@ STATUSES = (
     INTERNAL_ERROR,
     EXEC_FORMAT_ERROR,
 )
+# The message of a job its client cancelled (DELETE /jobs/{id}), with status 13.
+CANCELLED_MESSAGE = "Cancelled: the job was called off (DELETE /jobs/{id}) before it finished"
 # Judge0 names these signals' runtime errors; any other signal is "Other".
 _BY_SIGNAL = {11: SIGSEGV, 25: SIGXFSZ, 8: SIGFPE, 6: SIGABRT}
 
@@ -372,6 +374,10 @@ def status_of(job: Job) -> tuple[Status, str | None]:
         return IN_QUEUE, None
     if job.status is JobStatus.RUNNING:
         return PROCESSING, None
+    if job.status is JobStatus.CANCELLED:
+        # Judge0 has no such status (its DELETE only removes finished submissions): the closest
+        # is a run that ended without a verdict, said plainly.
+        return INTERNAL_ERROR, CANCELLED_MESSAGE
     if job.error is not None or job.result is None:
         message = job.error.message if job.error else "the job failed without a result"
         return INTERNAL_ERROR, message
@@ -576,7 +582,8 @@ class SubmissionsController(Controller):
 
     @delete("/{token:str}", status_code=HTTP_200_OK, summary="Delete a submission (Judge0): not allowed here")
     async def remove(self, token: str) -> None:
-        # Corral cannot cancel or delete a job yet; Judge0 answers so when deletion is off.
+        # Judge0's delete removes a finished submission, which Corral keeps until it expires (a
+        # job is cancelled through DELETE /jobs/{id}); Judge0 answers so when deletion is off.
         raise Judge0Error(HTTP_400_BAD_REQUEST, "delete not allowed")
 
 

@@ -20,6 +20,7 @@ from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_404_NOT_FOUND,
     HTTP_405_METHOD_NOT_ALLOWED,
+    HTTP_409_CONFLICT,
     HTTP_415_UNSUPPORTED_MEDIA_TYPE,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
@@ -32,7 +33,7 @@ from corral_api.dependencies import Get, Runtimes, Settings, Submit, Waits
 from corral_api.longpolls import TooManyLongPolls
 from corral_api.settings import ApiSettings
 from corral_core.access import OverQuota
-from corral_core.job import ErrorCode, InputFile, Job, Limits, RunResult, Verdict
+from corral_core.job import ErrorCode, InputFile, Job, JobStatus, Limits, RunResult, Verdict
 from corral_core.policy import InvalidSubmission, LimitRequest
 from corral_core.ports import QueueFull, StorageFull, StorageUnavailable
 from corral_core.usecases import JobRequest
@@ -248,6 +249,9 @@ def stage_of(result: RunResult) -> StageOut:
 
 
 def answer(job: Job, chosen: OfferedLanguage, language: str, version: str) -> ExecuteOut:
+    if job.status is JobStatus.CANCELLED:
+        # Piston cannot cancel; another client called this job off through Corral's own API.
+        raise PistonError(HTTP_409_CONFLICT, f"job {job.id} was cancelled (DELETE /jobs/{job.id}) before it finished")
     if job.error is not None:
         if job.error.code is ErrorCode.UNSUPPORTED_LANGUAGE:
             raise _bad(f"{language}-{version} runtime is unknown")
