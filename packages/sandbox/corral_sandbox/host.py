@@ -103,6 +103,8 @@ def _check_not_writable_by_others(binary: Path, policy: Path, runtimes: tuple[Ru
         paths += [policy / spec.config, policy / spec.seccomp]
         if spec.compile_seccomp:
             paths.append(policy / spec.compile_seccomp)
+        if spec.warm_hook:
+            paths.append(policy / spec.warm_hook.partition(":")[0])
     for path in paths:
         info = path.stat()
         if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or info.st_uid not in (0, os.geteuid()):
