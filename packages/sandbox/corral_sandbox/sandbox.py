@@ -71,8 +71,13 @@ class NsJailSandbox:
         for standby in self._standby.values():
             standby.fill()
 
+    @property
+    def warm(self) -> bool:
+        """Whether warm jails are kept for some runtime."""
+        return bool(self._standby)
+
     async def aclose(self) -> None:
-        """Remove the warm jails; later runs start cold."""
+        """Remove the warm jails that wait for a job (a later run starts them again)."""
         await asyncio.gather(*(standby.aclose() for standby in self._standby.values()))
 
     def runtimes(self) -> list[Runtime]:
@@ -172,11 +177,14 @@ class _Standby:
 
     async def aclose(self) -> None:
         self._closed = True
-        waiting, self._waiting = list(self._waiting), collections.deque()
-        for result in await asyncio.gather(*waiting, return_exceptions=True):
-            if isinstance(result, WarmJail):
-                await result.discard()
-        await asyncio.gather(*self._discarding, return_exceptions=True)
+        try:
+            waiting, self._waiting = list(self._waiting), collections.deque()
+            for result in await asyncio.gather(*waiting, return_exceptions=True):
+                if isinstance(result, WarmJail):
+                    await result.discard()
+            await asyncio.gather(*self._discarding, return_exceptions=True)
+        finally:
+            self._closed = False
 
     def _discard_later(self, task: asyncio.Task[WarmJail]) -> None:
         if task.cancelled() or task.exception() is not None:

@@ -144,7 +144,9 @@ class WarmJail:
         try:
             try:
                 stdin_fd = stdin_memfd(stdin)
-                payload = b"".join(os.fsencode(arg) + b"\0" for arg in args)
+                # "j", then each argument NUL-terminated: never empty (an empty message would
+                # carry no descriptor), and an empty argument stays one.
+                payload = b"j" + b"".join(os.fsencode(arg) + b"\0" for arg in args)
             except (OSError, UnicodeError) as error:
                 raise WarmUnusable(f"stdin or arguments: {error}") from error
             assert self._supervisor is not None and self._cgroups is not None
