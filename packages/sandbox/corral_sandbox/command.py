@@ -52,6 +52,7 @@ def nsjail_command(
     args: tuple[str, ...],
     stage: str = "run",
     warm: bool = False,
+    hook_dir: Path | None = None,
 ) -> list[str]:
     """The command line of the run, or (stage "compile") of a compiled runtime's compile.
 
@@ -61,7 +62,7 @@ def nsjail_command(
     """
     compiling = stage == "compile"
     program = runtime.compile_command() if compiling else runtime.command(args)
-    hook = [] if compiling or not runtime.warm_hook else ["--bindmount_ro", runtime.warm_hook_bind(policy)]
+    hook = [] if compiling or not runtime.warm_hook else ["--bindmount_ro", runtime.warm_hook_bind(hook_dir or policy)]
     rlimits = limit_flags(limits)
     if warm:
         rlimits[1] = str(WARM_MAX_AGE_S + WARM_MAX_WALL_S)

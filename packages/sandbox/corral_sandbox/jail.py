@@ -44,6 +44,8 @@ class JailHost(msgspec.Struct, frozen=True, kw_only=True):
 
     nsjail_bin: str
     policy_dir: str
+    # The runtimes' warm hooks, bound into their jails from here (HostReport.hook_dir).
+    hook_dir: str
     work_root: str
     scratch_inodes: int
     output_grace_ms: int
@@ -75,6 +77,7 @@ def jail_command(
     return nsjail_command(
         binary=host.nsjail_bin,
         policy=Path(host.policy_dir),
+        hook_dir=Path(host.hook_dir),
         runtime=runtime,
         paths=JailPaths(scratch.box, scratch.tmp, scratch.shm),
         limits=limits,

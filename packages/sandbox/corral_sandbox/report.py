@@ -24,6 +24,8 @@ class HostReport(msgspec.Struct, frozen=True, kw_only=True):
     runtimes: tuple[RuntimeSpec, ...]
     cpu_count: int
     cleaned_up: tuple[str, ...] = ()
+    # Where the runtimes' warm hooks are bound from (see host._ready_hooks).
+    hook_dir: str = ""
 
     def jail_host(self) -> JailHost:
         """The part of the report that running a jail needs."""
@@ -31,6 +33,7 @@ class HostReport(msgspec.Struct, frozen=True, kw_only=True):
         return JailHost(
             nsjail_bin=self.nsjail_bin,
             policy_dir=self.policy_dir,
+            hook_dir=self.hook_dir or self.policy_dir,
             work_root=settings.work_root,
             scratch_inodes=settings.scratch_inodes,
             output_grace_ms=settings.output_grace_ms,
@@ -76,6 +79,11 @@ class HostReport(msgspec.Struct, frozen=True, kw_only=True):
         lines += [f"runtime: {spec.language} {spec.version}" for spec in self.runtimes]
         lines += [f"cleaned up after a dead worker: {path}" for path in self.cleaned_up]
         return lines
+
+
+def hook_dir(work_root: str) -> str:
+    # Beside the work root too: a path every jail's user namespace can search.
+    return f"{work_root}.hooks"
 
 
 def lease_dir(work_root: str) -> str:
