@@ -153,7 +153,10 @@ class WarmJail:
 
             def release() -> None:
                 sock = self._sock()
-                sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, stdin_fd.to_bytes(4, sys.byteorder))])
+                try:
+                    sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, stdin_fd.to_bytes(4, sys.byteorder))])
+                except OSError as error:  # the jail ended just now: nothing of the job ran
+                    raise WarmUnusable(f"the warm jail did not take the job: {error}") from error
                 sock.close()
                 self._socket = None
 
