@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 
 import msgspec
 
@@ -59,7 +59,7 @@ class NsJailSandbox:
             if spec.warmable and warm_slots > 0
         }
 
-    def _start_warm(self, runtime: RuntimeSpec) -> Callable[[], Awaitable[WarmJail]]:
+    def _start_warm(self, runtime: RuntimeSpec) -> Callable[[], Coroutine[None, None, WarmJail]]:
         async def start() -> WarmJail:
             ids, give_back = self._ids.lease()  # WarmJail gives them back when it is gone
             return await WarmJail.start(self._jail_host, runtime, ids, give_back)
@@ -132,7 +132,7 @@ class _Standby:
     # the host or the hook, and failing in the background would only burn CPU.
     _MAX_FAILURES = 3
 
-    def __init__(self, language: str, start: Callable[[], Awaitable[WarmJail]], slots: int) -> None:
+    def __init__(self, language: str, start: Callable[[], Coroutine[None, None, WarmJail]], slots: int) -> None:
         self._language = language
         self._start = start
         self._slots = slots

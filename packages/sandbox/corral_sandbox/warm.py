@@ -96,7 +96,7 @@ class WarmJail:
             ready = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(jail._sock(), 1), READY_TIMEOUT_S)
         except BaseException as error:
             await through_cancellation(jail.discard())
-            if isinstance(error, (OSError, ScratchError, CgroupError, TimeoutError)):
+            if isinstance(error, OSError | ScratchError | CgroupError | TimeoutError):
                 raise SandboxError(f"a warm jail could not start: {error}") from error
             raise
         if ready != b"r":
@@ -118,13 +118,14 @@ class WarmJail:
         argv = jail_command(host, self.runtime, self._ids, self._scratch, self._cgroups, limits, (), warm=True)
         supervisor = Supervisor(asyncio.get_running_loop(), self._cgroups)
         self._supervisor = supervisor
-        with _fd(above_stdio(os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))) as devnull:
-            # Both above every descriptor the spawn writes to (0-3, HANDOVER_FD).
-            with _fd(fcntl.fcntl(theirs.fileno(), fcntl.F_DUPFD_CLOEXEC, 10)) as handover:
-                theirs.close()
-                supervisor.start(
-                    argv, devnull, {LOG_FD: self._log_fd, HANDOVER_FD: handover}, limits.max_output_bytes
-                )
+        # The jail's end of the socket goes above every descriptor the spawn writes to (0-3 and
+        # HANDOVER_FD), as the log memfd does; ours close once NsJail has them.
+        with (
+            theirs,
+            _fd(above_stdio(os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))) as devnull,
+            _fd(fcntl.fcntl(theirs.fileno(), fcntl.F_DUPFD_CLOEXEC, 10)) as handover,
+        ):
+            supervisor.start(argv, devnull, {LOG_FD: self._log_fd, HANDOVER_FD: handover}, limits.max_output_bytes)
 
     def _sock(self) -> socket.socket:
         assert self._socket is not None
