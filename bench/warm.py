@@ -75,6 +75,7 @@ def stack(scratch: Path, name: str, warm: bool, workers: int, concurrency: int) 
     redis.start()
     env = {"CORRAL_CONCURRENCY": str(concurrency), "CORRAL_WARM_JAILS": "true" if warm else "false",
            "CORRAL_METRICS_PORT": "0"}  # fmt: skip
+    (scratch / name).mkdir()
     try:
         with corral(redis.url, scratch / name, workers=workers, pex_root=Path("dist"), env=env) as service:
             yield Stack(redis, service)
