@@ -94,7 +94,7 @@ async def supervise(
     """
     supervisor = Supervisor(asyncio.get_running_loop(), accounting)
     try:
-        supervisor.start(argv, stdin_fd, extra_fds, watch.output_cap)
+        await supervisor.start(argv, stdin_fd, extra_fds, watch.output_cap)
     except BaseException:
         await supervisor.close()
         raise
@@ -116,11 +116,15 @@ class Supervisor:
     def exited(self) -> bool:
         return self._impl.reaped_already
 
-    def exit_seen(self) -> asyncio.Future[None]:
-        return self._impl.exit_future
-
-    def start(self, argv: list[str], stdin_fd: int, extra_fds: Mapping[int, int], output_cap: int) -> None:
-        self._impl.start(argv, stdin_fd, extra_fds, output_cap)
+    async def start(self, argv: list[str], stdin_fd: int, extra_fds: Mapping[int, int], output_cap: int) -> None:
+        """Spawn the program in a thread (see _Supervisor.spawn). Cancelled, it still waits for
+        the spawn, so that `close` can kill what was spawned."""
+        spawned = asyncio.ensure_future(asyncio.to_thread(self._impl.spawn, argv, stdin_fd, extra_fds))
+        try:
+            await through_cancellation(spawned)
+        finally:
+            if spawned.done() and not spawned.cancelled() and spawned.exception() is None:
+                self._impl.adopt(*spawned.result(), output_cap)
 
     async def watch(
         self, watch: Watch, accounting: Accounting | None = None, on_watching: Callable[[], None] | None = None
@@ -180,11 +184,10 @@ class _Supervisor:
     def reaped_already(self) -> bool:
         return self._reaped
 
-    @property
-    def exit_future(self) -> asyncio.Future[None]:
-        return self._exited
-
-    def start(self, argv: list[str], stdin_fd: int, extra_fds: Mapping[int, int], output_cap: int) -> None:
+    def spawn(self, argv: list[str], stdin_fd: int, extra_fds: Mapping[int, int]) -> tuple[int, int, int]:
+        """Spawn the program: (pid, stdout read end, stderr read end). Touches nothing of the
+        loop's, so it may run in a thread: on cgroup v1 stepping into the run's cgroups for the
+        spawn (Accounting.spawning) can take milliseconds, which the loop must not wait for."""
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         try:
@@ -196,7 +199,7 @@ class _Supervisor:
                 *((os.POSIX_SPAWN_DUP2, ours, theirs) for theirs, ours in extra_fds.items()),
             ]
             with self._accounting.spawning():
-                self.pid = os.posix_spawn(
+                pid = os.posix_spawn(
                     argv[0], argv, {}, file_actions=actions, setsid=True, setsigdef=_DEFAULT_SIGNALS, setsigmask=()
                 )
         except BaseException:
@@ -206,6 +209,11 @@ class _Supervisor:
         finally:
             os.close(out_write)
             os.close(err_write)
+        return pid, out_read, err_read
+
+    def adopt(self, pid: int, out_read: int, err_read: int, output_cap: int) -> None:
+        """Watch the spawned program's exit and read its output (on the loop)."""
+        self.pid = pid
         self._started = self._ended = self._loop.time()
         # From here on a failure leaves a running program: close() kills and reaps it.
         cap = output_cap

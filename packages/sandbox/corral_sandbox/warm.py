@@ -92,7 +92,7 @@ class WarmJail:
         """Start a jail and wait until its interpreter waits for a job; SandboxError if it does not."""
         jail = cls(host, runtime, ids, give_back)
         try:
-            jail._spawn()
+            await jail._spawn()
             ready = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(jail._sock(), 1), READY_TIMEOUT_S)
         except BaseException as error:
             await through_cancellation(jail.discard())
@@ -105,7 +105,7 @@ class WarmJail:
             raise SandboxError(f"a warm jail ended before it was ready; NsJail's log:\n{log_text}")
         return jail
 
-    def _spawn(self) -> None:
+    async def _spawn(self) -> None:
         host, limits = self._host, WARM_LIMITS
         self._scratch = Scratch.create(
             host.work_root, runname.scratch_name(self._run), 1 << 20, host.scratch_inodes + 8, *self._ids
@@ -125,7 +125,7 @@ class WarmJail:
             _fd(above_stdio(os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))) as devnull,
             _fd(fcntl.fcntl(theirs.fileno(), fcntl.F_DUPFD_CLOEXEC, 10)) as handover,
         ):
-            supervisor.start(argv, devnull, {LOG_FD: self._log_fd, HANDOVER_FD: handover}, limits.max_output_bytes)
+            await supervisor.start(argv, devnull, {LOG_FD: self._log_fd, HANDOVER_FD: handover}, limits.max_output_bytes)
 
     def _sock(self) -> socket.socket:
         assert self._socket is not None
