@@ -54,9 +54,9 @@ from corral_sandbox.supervisor import Supervisor, through_cancellation
 log = logging.getLogger(__name__)
 
 # What a warm jail starts with, until its job's limits replace them. Its rlimits start at the
-# highest any job may get: at hand-over they are only ever lowered, which needs no privilege
-# (raising a hard limit needs CAP_SYS_RESOURCE in the initial user namespace, which a worker in
-# a container lacks). Its memory is the server's default until then.
+# highest any job may get (see `_warm_limits`): at hand-over they are only ever lowered, which
+# needs no privilege (raising a hard limit needs CAP_SYS_RESOURCE in the initial user
+# namespace, which a worker in a container lacks). Its memory is the server's default until then.
 WARM_LIMITS = msgspec.structs.replace(
     DEFAULT_LIMIT_POLICY.defaults, cpu_time_ms=3_600_000, max_processes=1 << 16, max_file_size_kb=1 << 30
 )
@@ -106,7 +106,7 @@ class WarmJail:
         return jail
 
     async def _spawn(self) -> None:
-        host, limits = self._host, WARM_LIMITS
+        host, limits = self._host, _warm_limits()
         self._scratch = Scratch.create(
             host.work_root, runname.scratch_name(self._run), 1 << 20, host.scratch_inodes + 8, *self._ids
         )
@@ -227,6 +227,24 @@ class WarmJail:
             if self._scratch is not None or self._cgroups is not None:
                 await asyncio.to_thread(clean_up, self._scratch, self._cgroups)
             self._give_back()
+
+
+def _warm_limits() -> Limits:
+    """WARM_LIMITS within the worker's own hard rlimits: NsJail sets them in the jail's user
+    namespace, where no hard limit can be raised (a job asking for more would fail cold too)."""
+
+    def hard(limit: int) -> int | None:
+        value = resource.getrlimit(limit)[1]
+        return None if value == resource.RLIM_INFINITY else value
+
+    limits = WARM_LIMITS
+    if (cpu_s := hard(resource.RLIMIT_CPU)) is not None:  # --rlimit_cpu: the limit's seconds plus one
+        limits = msgspec.structs.replace(limits, cpu_time_ms=min(limits.cpu_time_ms, max(1, cpu_s - 1) * 1000))
+    if (processes := hard(resource.RLIMIT_NPROC)) is not None:
+        limits = msgspec.structs.replace(limits, max_processes=min(limits.max_processes, processes))
+    if (size := hard(resource.RLIMIT_FSIZE)) is not None:  # --rlimit_fsize: whole MiB
+        limits = msgspec.structs.replace(limits, max_file_size_kb=min(limits.max_file_size_kb, max(1, size >> 20) << 10))
+    return limits
 
 
 def _rlimits(limits: Limits, cpu_before_ns: int) -> list[tuple[int, int]]:
