@@ -42,6 +42,13 @@ class Verdict(enum.StrEnum):
     COMPILE_ERROR = "compile_error"
 
 
+class SandboxStart(enum.StrEnum):
+    """How the program's sandbox was started: for it (cold), or ahead of the job (warm)."""
+
+    COLD = "cold"
+    WARM = "warm"
+
+
 class ErrorCode(enum.StrEnum):
     """Why Corral could not run a job (a FAILED job's error code)."""
 
@@ -121,6 +128,7 @@ class RunResult(msgspec.Struct, frozen=True, kw_only=True):
     compile_output: str = ""
     compile_output_truncated: bool = False
     compile: CompileResult | None = None
+    sandbox_start: SandboxStart = SandboxStart.COLD
 
 
 class JobError(msgspec.Struct, frozen=True):

@@ -6,8 +6,9 @@
 
 Modules, from the top down (an import only ever points down this list; test_imports.py checks):
     host         prepare_host: checks the host, cleans up after dead workers, runs the self-test
-    sandbox      NsJailSandbox: the port (run, runtimes) and the self-test
+    sandbox      NsJailSandbox: the port (run, runtimes), the self-test, the warm jails kept ready
     report       HostReport, what preparing found; HostNotReady
+    warm         a warm jail: started before its job, handed one job, destroyed
     jail         one job: set up, supervise, judge, clean up; JailHost, the narrow host it needs
     jailids      the host uid/gid of each running job, leased from a range shared by the host's workers
     supervisor   spawning NsJail, reaping it through a pidfd, timers, stop and kill

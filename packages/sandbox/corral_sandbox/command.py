@@ -23,6 +23,12 @@ SHM = "/dev/shm"
 # NsJail's own log goes to this descriptor of NsJail (a memfd of the adapter's, see jail.py):
 # no file the job could fill or reach. NsJail closes it in the jail before the program starts.
 LOG_FD = 3
+# A warm jail's end of its hand-over socket (warm.py; the runtime's warm hook expects it here).
+HANDOVER_FD = 9
+# A warm jail waits for its job for at most WARM_MAX_AGE_S, and its job then runs for at most
+# the wall-time ceiling below: NsJail's backstop, counted from its start, covers both.
+WARM_MAX_AGE_S = 600
+WARM_MAX_WALL_S = 300
 
 
 class JailPaths(NamedTuple):
@@ -45,10 +51,22 @@ def nsjail_command(
     cgroup_flags: list[str],
     args: tuple[str, ...],
     stage: str = "run",
+    warm: bool = False,
+    hook_dir: Path | None = None,
 ) -> list[str]:
-    """The command line of the run, or (stage "compile") of a compiled runtime's compile."""
+    """The command line of the run, or (stage "compile") of a compiled runtime's compile.
+
+    `warm`: a warm jail's, started before its job is known (warm.py): no arguments yet, the
+    hand-over socket kept open, NsJail's wall backstop covering the wait; its other limits are
+    set on it at hand-over.
+    """
     compiling = stage == "compile"
     program = runtime.compile_command() if compiling else runtime.command(args)
+    hook = [] if compiling or not runtime.warm_hook else ["--bindmount_ro", runtime.warm_hook_bind(hook_dir or policy)]
+    rlimits = limit_flags(limits)
+    if warm:
+        rlimits[1] = str(WARM_MAX_AGE_S + WARM_MAX_WALL_S)
+        hook += ["--pass_fd", str(HANDOVER_FD)]
     seccomp = (runtime.compile_seccomp or runtime.seccomp) if compiling else runtime.seccomp
     # fmt: off
     return [
@@ -62,10 +80,11 @@ def nsjail_command(
         "--bindmount", f"{paths.tmp}:{TMP}",
         "--bindmount", f"{paths.shm}:{SHM}",
         "--seccomp_policy", str(policy / seccomp),
-        *limit_flags(limits),
+        *rlimits,
         *cgroup_flags,
         *(flag for bind in runtime.bind_ro for flag in ("--bindmount_ro", bind)),
         *(flag for link in runtime.symlinks for flag in ("--symlink", link)),
+        *hook,
         *(flag for variable in runtime.env for flag in ("--env", variable)),
         "--",
         *program,

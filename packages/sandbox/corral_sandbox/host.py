@@ -27,7 +27,7 @@ from corral_sandbox.cgroups.detect import detect, ensure_parents
 from corral_sandbox.cgroups.hierarchy import CgroupError
 from corral_sandbox.jailids import JailIdRange, ids_in_use, ready_lease_dir
 from corral_sandbox.policy import PolicyError, RuntimeSpec, load_runtimes, policy_dir, resolve_version
-from corral_sandbox.report import HostNotReady, HostReport, lease_dir
+from corral_sandbox.report import HostNotReady, HostReport, hook_dir, lease_dir
 from corral_sandbox.sandbox import NsJailSandbox
 from corral_sandbox.scratch import ScratchError, mount_work_root
 from corral_sandbox.settings import SandboxSettings
@@ -55,6 +55,7 @@ def prepare_host(settings: SandboxSettings | None = None) -> HostReport:
             cleaned = leftovers.sweep_cgroups(host_cgroups)
             cleaned += _ready_work_root(settings.work_root)
             ready_lease_dir(lease_dir(settings.work_root))
+            hooks = _ready_hooks(policy, runtimes, hook_dir(settings.work_root))
             # After the clean-up: a dead worker's jails, killed just now, may still have held ids.
             ids = JailIdRange(settings.jail_uid_first, settings.jail_gid_first, settings.jail_id_count)
             _check_jail_ids(ids, lease_dir(settings.work_root))
@@ -70,6 +71,7 @@ def prepare_host(settings: SandboxSettings | None = None) -> HostReport:
         runtimes=runtimes,
         cpu_count=len(os.sched_getaffinity(0)),
         cleaned_up=tuple(cleaned),
+        hook_dir=hooks,
     )
     if settings.selftest:
         return _proven(report, _run_selftest(NsJailSandbox(host=report)))
@@ -122,10 +124,41 @@ def _check_not_writable_by_others(binary: Path, policy: Path, runtimes: tuple[Ru
         paths += [policy / spec.config, policy / spec.seccomp]
         if spec.compile_seccomp:
             paths.append(policy / spec.compile_seccomp)
+        if spec.warm_hook:
+            paths.append(policy / spec.warm_hook.partition(":")[0])
     for path in paths:
         info = path.stat()
         if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or info.st_uid not in (0, os.geteuid()):
             raise HostNotReady(f"{path} must be owned by root and writable by root only")
+
+
+def _ready_hooks(policy: Path, runtimes: tuple[RuntimeSpec, ...], directory: str) -> str:
+    """Copy the runtimes' warm hooks to `directory` (root's, 0755) and return it.
+
+    NsJail binds them from inside the jail's user namespace, where every directory on the way
+    must be searchable by others: the policy's own directory may not be (a worker PEX unpacked
+    under /root). Several workers may start at once: each writes a copy and renames it over.
+    """
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0:
+        raise HostNotReady(f"{directory} must be a directory owned by root")
+    os.chmod(directory, 0o755)
+    for spec in runtimes:
+        if not spec.warm_hook:
+            continue
+        name = spec.warm_hook.partition(":")[0]
+        content = (policy / name).read_bytes()
+        target = os.path.join(directory, name)
+        with contextlib.suppress(OSError):
+            if Path(target).read_bytes() == content:
+                continue
+        partial = f"{target}.{os.getpid()}"
+        with open(partial, "wb") as file:
+            file.write(content)
+        os.chmod(partial, 0o644)
+        os.replace(partial, target)
+    return directory
 
 
 def _ready_work_root(work_root: str) -> list[str]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import msgspec
 
-from corral_core.job import CompileResult, Limits, RunRequest, RunResult, Verdict
+from corral_core.job import CompileResult, Limits, RunRequest, RunResult, SandboxStart, Verdict
 from corral_core.ports import SandboxError
 from corral_sandbox import nsjail_log, runname
 from corral_sandbox.cgroups.hierarchy import CgroupError, HostCgroups, RunCgroups
@@ -44,6 +44,8 @@ class JailHost(msgspec.Struct, frozen=True, kw_only=True):
 
     nsjail_bin: str
     policy_dir: str
+    # The runtimes' warm hooks, bound into their jails from here (HostReport.hook_dir).
+    hook_dir: str
     work_root: str
     scratch_inodes: int
     output_grace_ms: int
@@ -69,11 +71,13 @@ def jail_command(
     limits: Limits,
     args: tuple[str, ...],
     stage: str = "run",
+    warm: bool = False,
 ) -> list[str]:
     """The NsJail command line for one job whose scratch space and cgroups are ready."""
     return nsjail_command(
         binary=host.nsjail_bin,
         policy=Path(host.policy_dir),
+        hook_dir=Path(host.hook_dir),
         runtime=runtime,
         paths=JailPaths(scratch.box, scratch.tmp, scratch.shm),
         limits=limits,
@@ -82,6 +86,7 @@ def jail_command(
         cgroup_flags=cgroups.nsjail_flags(limits.max_processes),
         args=args,
         stage=stage,
+        warm=warm,
     )
 
 
@@ -175,10 +180,7 @@ async def _in_jail(
     stdin_fd = log_fd = -1
     try:
         try:
-            # The job's files count once; its own writes get half its memory (tmpfs pages are
-            # charged to its memory cgroup anyway, so ENOSPC comes before the OOM killer).
-            size = sum(len(data) for _, data in files) + memory_bytes // 2 + (1 << 20)
-            inodes = host.scratch_inodes + len(files) + 8
+            size, inodes = scratch_size(host, files, memory_bytes)
             scratch = Scratch.create(
                 host.work_root, runname.scratch_name(run), size, inodes, ids.uid, ids.gid,
                 executable=executable or stage == "compile",
@@ -195,11 +197,11 @@ async def _in_jail(
             log.error("run %s: could not set up the jail: %s", run, error)
             raise SandboxError("could not set up the sandbox") from error
         try:
-            outcome = await supervise(argv, stdin_fd, cgroups, _watch(host, limits), extra_fds={LOG_FD: log_fd})
+            outcome = await supervise(argv, stdin_fd, cgroups, watch_of(host, limits), extra_fds={LOG_FD: log_fd})
         except OSError as error:
             log.error("run %s: could not start NsJail (%s): %s", run, host.nsjail_bin, error)
             raise SandboxError("could not start the sandbox") from error
-        result = _result(run, limits, outcome, cgroups, read_memfd(log_fd))
+        result = judge(run, limits, outcome, cgroups, read_memfd(log_fd))
         kept = await asyncio.to_thread(scratch.read_back, keep, _ARTIFACT_MAX_BYTES) if keep else None
         return result, kept
     finally:
@@ -207,10 +209,19 @@ async def _in_jail(
             if fd >= 0:
                 os.close(fd)
         if scratch is not None or cgroups is not None:
-            await through_cancellation(asyncio.to_thread(_clean_up, scratch, cgroups))
+            await through_cancellation(asyncio.to_thread(clean_up, scratch, cgroups))
 
 
-def _watch(host: JailHost, limits: Limits) -> Watch:
+def scratch_size(host: JailHost, files: list[tuple[str, bytes]], memory_bytes: int) -> tuple[int, int]:
+    """Bytes and inodes of a job's tmpfs.
+
+    The job's files count once; its own writes get half its memory (tmpfs pages are charged to
+    its memory cgroup anyway, so ENOSPC comes before the OOM killer).
+    """
+    return sum(len(data) for _, data in files) + memory_bytes // 2 + (1 << 20), host.scratch_inodes + len(files) + 8
+
+
+def watch_of(host: JailHost, limits: Limits) -> Watch:
     return Watch(
         wall_time_s=limits.wall_time_ms / 1000,
         cpu_time_ns=limits.cpu_time_ms * 1_000_000,
@@ -221,15 +232,26 @@ def _watch(host: JailHost, limits: Limits) -> Watch:
     )
 
 
-def _result(run: str, limits: Limits, outcome: Outcome, cgroups: RunCgroups, log_text: str) -> RunResult:
+def judge(
+    run: str,
+    limits: Limits,
+    outcome: Outcome,
+    cgroups: RunCgroups,
+    log_text: str,
+    *,
+    cpu_before_ns: int = 0,
+    start: SandboxStart = SandboxStart.COLD,
+) -> RunResult:
+    """The result of a run NsJail ended; `cpu_before_ns`: the CPU time the run's cgroups had
+    used before the program was handed its job (a warm jail's start), not counted."""
     try:
-        cpu_ns = cgroups.cpu_ns()
+        cpu_ns = cgroups.cpu_ns() - cpu_before_ns
         peak = cgroups.peak_bytes()
         out_of_memory = cgroups.out_of_memory()
     except (OSError, ValueError) as error:
         log.error("run %s: could not read the run's cgroups: %s", run, error)
         raise SandboxError("could not read the program's resource usage") from error
-    if cpu_ns == 0 and outcome.rusage is not None:
+    if cpu_ns == 0 and cpu_before_ns == 0 and outcome.rusage is not None:
         cpu_ns = int((outcome.rusage.ru_utime + outcome.rusage.ru_stime) * 1e9)
     facts = RunFacts(
         stopped_for=outcome.stopped_for,
@@ -258,10 +280,11 @@ def _result(run: str, limits: Limits, outcome: Outcome, cgroups: RunCgroups, log
         cpu_time_ms=facts.cpu_time_ms,
         wall_time_ms=round(outcome.wall_time_s * 1000),
         memory_kb=peak // 1024,
+        sandbox_start=start,
     )
 
 
-def _clean_up(scratch: Scratch | None, cgroups: RunCgroups | None) -> None:
+def clean_up(scratch: Scratch | None, cgroups: RunCgroups | None) -> None:
     """Remove the run's scratch space and cgroups (in a thread: a busy cgroup is waited for)."""
     # The scratch tmpfs first: its pages are charged to the run's memory cgroup.
     if scratch is not None:

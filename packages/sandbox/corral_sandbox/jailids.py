@@ -21,7 +21,7 @@ import fcntl
 import grp
 import os
 import pwd
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 from corral_core.ports import SandboxError
@@ -58,18 +58,26 @@ class JailIdPool:
 
     @contextlib.contextmanager
     def taken(self) -> Iterator[JailIds]:
+        ids, give_back = self.lease()
+        try:
+            yield ids
+        finally:
+            give_back()
+
+    def lease(self) -> tuple[JailIds, Callable[[], None]]:
+        """A free pair, and the function that gives it back (once its jail is gone)."""
         for _ in range(len(self._free)):
             ids = self._free.popleft()
             lease = _lease(self._lease_dir, ids.uid)
             if lease is None:  # another worker's job runs under it
                 self._free.append(ids)
                 continue
-            try:
-                yield ids
-            finally:
+
+            def give_back(ids: JailIds = ids, lease: int = lease) -> None:
                 os.close(lease)
                 self._free.append(ids)
-            return
+
+            return ids, give_back
         raise JailIdsExhausted(
             f"all {self._size} jail ids are in use: run fewer jobs at once or raise jail_id_count"
         )

@@ -67,6 +67,9 @@ class RuntimeSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     # Processes (threads count) and file size (the artifact) of the compile stage.
     compile_max_processes: int = 64
     compile_max_file_size_mb: int = 64
+    # "file:jail_path": a file of the policy bound read-only at jail_path in every run, which
+    # lets a jail of this runtime start before its job is known (warm.py); "" for none.
+    warm_hook: str = ""
     # Paths that must exist for the runtime to be offered (besides the commands' own).
     requires: tuple[str, ...] = ()
     # Limits other than the server's (Limits field names): defaults, and maxima that can only
@@ -77,6 +80,15 @@ class RuntimeSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     @property
     def compiled(self) -> bool:
         return bool(self.compile_argv)
+
+    @property
+    def warmable(self) -> bool:
+        return bool(self.warm_hook) and not self.compiled
+
+    def warm_hook_bind(self, directory: Path) -> str:
+        """The --bindmount_ro argument of the warm hook: policy file, then jail path."""
+        file, _, jail_path = self.warm_hook.partition(":")
+        return f"{directory / file}:{jail_path}"
 
     def command(self, args: tuple[str, ...]) -> list[str]:
         """The argv run in the jail: whole-element placeholders only, nothing formatted."""
@@ -139,6 +151,12 @@ def load_runtimes(directory: Path) -> dict[str, RuntimeSpec]:
         for name in (spec.config, spec.seccomp, *([spec.compile_seccomp] if spec.compile_seccomp else [])):
             if "/" in name or not (directory / name).is_file():
                 raise PolicyError(f"{where}: no file {name!r} in {directory}")
+        if spec.warm_hook:
+            file, _, jail_path = spec.warm_hook.partition(":")
+            if "/" in file or not (directory / file).is_file() or not jail_path.startswith("/") or ":" in jail_path:
+                raise PolicyError(f"{where}: warm_hook {spec.warm_hook!r} is not 'file:/jail/path' with a file here")
+            if spec.compiled or spec.argv[-2:] != (SOURCE, ARGS):
+                raise PolicyError(f"{where}: warm_hook needs an interpreted runtime whose argv ends in source, args")
         for bind in spec.bind_ro:
             if not bind.startswith("/") or bind.count(":") > 1:
                 raise PolicyError(f"{where}: bind_ro entry {bind!r} is not 'path' or 'src:dst'")

@@ -26,6 +26,8 @@ class HostReport(msgspec.Struct, frozen=True, kw_only=True):
     cleaned_up: tuple[str, ...] = ()
     # Runtimes installed here whose self-test failed, with why: not offered.
     failed_selftest: tuple[tuple[str, str], ...] = ()
+    # Where the runtimes' warm hooks are bound from (see host._ready_hooks).
+    hook_dir: str = ""
 
     def jail_host(self) -> JailHost:
         """The part of the report that running a jail needs."""
@@ -33,6 +35,7 @@ class HostReport(msgspec.Struct, frozen=True, kw_only=True):
         return JailHost(
             nsjail_bin=self.nsjail_bin,
             policy_dir=self.policy_dir,
+            hook_dir=self.hook_dir or self.policy_dir,
             work_root=settings.work_root,
             scratch_inodes=settings.scratch_inodes,
             output_grace_ms=settings.output_grace_ms,
@@ -79,6 +82,11 @@ class HostReport(msgspec.Struct, frozen=True, kw_only=True):
         lines += [f"runtime not offered: {language}: {reason}" for language, reason in self.failed_selftest]
         lines += [f"cleaned up after a dead worker: {path}" for path in self.cleaned_up]
         return lines
+
+
+def hook_dir(work_root: str) -> str:
+    # Beside the work root too: a path every jail's user namespace can search.
+    return f"{work_root}.hooks"
 
 
 def lease_dir(work_root: str) -> str:

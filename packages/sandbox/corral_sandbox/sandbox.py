@@ -1,18 +1,25 @@
-"""NsJailSandbox: the Sandbox port, one fresh NsJail per run."""
+"""NsJailSandbox: the Sandbox port, one fresh NsJail per run, started cold or ahead of time."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import logging
+from collections.abc import Callable, Coroutine
 
 import msgspec
 
 from corral_core.job import Limits, RunRequest, RunResult, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_core.ports import Runtime, SandboxError, UnsupportedLanguage
+from corral_sandbox.inputs import check_limits, job_files
 from corral_sandbox.jail import run_job
 from corral_sandbox.jailids import JailIdPool
 from corral_sandbox.policy import RuntimeSpec
 from corral_sandbox.report import HostReport
+from corral_sandbox.warm import WarmJail, WarmUnusable
+
+log = logging.getLogger(__name__)
 
 # Roomy time limits: a worker starting on a busy host must not be refused for being slow.
 # The self-test proves that each runtime runs on this host, not how fast: a slow host (the
@@ -47,13 +54,43 @@ class NsJailSandbox:
     Give it the HostReport of `prepare_host`: constructing it touches nothing on the host. Runs
     may overlap: each has its own jail, scratch tmpfs, cgroups and host uid/gid (from the
     configured range: more runs at once than it has ids is a JailIdsExhausted SandboxError).
+
+    `warm_slots` > 0: that many warm jails (warm.py) per runtime that has a warm hook are kept
+    started ahead of their jobs, from the first run or `keep_warm` on; `aclose` removes them.
+    A job a warm jail cannot take starts cold; RunResult.sandbox_start says which it was.
     """
 
-    def __init__(self, *, host: HostReport) -> None:
+    def __init__(self, *, host: HostReport, warm_slots: int = 0) -> None:
         self.host = host
         self._jail_host = host.jail_host()
         self._ids = JailIdPool(host.jail_ids(), host.jail_id_leases())
         self._runtimes = {spec.language: spec for spec in host.runtimes}
+        self._standby = {
+            spec.language: _Standby(spec.language, self._start_warm(spec), warm_slots)
+            for spec in host.runtimes
+            if spec.warmable and warm_slots > 0
+        }
+
+    def _start_warm(self, runtime: RuntimeSpec) -> Callable[[], Coroutine[None, None, WarmJail]]:
+        async def start() -> WarmJail:
+            ids, give_back = self._ids.lease()  # WarmJail gives them back when it is gone
+            return await WarmJail.start(self._jail_host, runtime, ids, give_back)
+
+        return start
+
+    def keep_warm(self) -> None:
+        """Start the warm jails now (in the background), rather than at the first run."""
+        for standby in self._standby.values():
+            standby.fill()
+
+    @property
+    def warm(self) -> bool:
+        """Whether warm jails are kept for some runtime."""
+        return bool(self._standby)
+
+    async def aclose(self) -> None:
+        """Remove the warm jails that wait for a job (a later run starts them again)."""
+        await asyncio.gather(*(standby.aclose() for standby in self._standby.values()))
 
     def runtimes(self) -> list[Runtime]:
         return [
@@ -72,6 +109,18 @@ class NsJailSandbox:
         runtime = self._runtimes.get(request.language)
         if runtime is None:
             raise UnsupportedLanguage(request.language)
+        standby = self._standby.get(runtime.language)
+        if standby is not None:
+            check_limits(request.limits)
+            files = job_files(runtime, request)
+            jail = await standby.take()
+            if jail is not None:
+                try:
+                    return await jail.run(files, request.limits, request.stdin, request.args)
+                except WarmUnusable as error:
+                    log.info("a warm %s jail could not take a job, starting it cold: %s", runtime.language, error)
+                finally:
+                    standby.done()
         with self._ids.taken() as ids:
             return await run_job(self._jail_host, runtime, ids, request)
 
@@ -103,3 +152,73 @@ def _selftest_concurrency(host: HostReport) -> int:
     compiler), which leaves a CPU idle now and then: one more than the CPUs keeps them busy,
     more would only queue for them (and slow each one past its limits on a loaded host)."""
     return max(1, min(len(host.runtimes), host.cpu_count + 1, host.settings.jail_id_count))
+
+
+class _Standby:
+    """One runtime's warm jails: at most `slots` of them, waiting or running, each started in
+    the background when a run takes one (or at the first `fill`)."""
+
+    # After this many failed starts in a row the runtime runs cold: something is wrong with
+    # the host or the hook, and failing in the background would only burn CPU.
+    _MAX_FAILURES = 3
+
+    def __init__(self, language: str, start: Callable[[], Coroutine[None, None, WarmJail]], slots: int) -> None:
+        self._language = language
+        self._start = start
+        self._slots = slots
+        self._waiting: collections.deque[asyncio.Task[WarmJail]] = collections.deque()
+        self._taken = 0
+        self._failures = 0
+        self._closed = False
+        self._discarding: set[asyncio.Task[None]] = set()
+
+    def fill(self) -> None:
+        while not self._closed and self._failures < self._MAX_FAILURES and len(self._waiting) + self._taken < self._slots:
+            self._waiting.append(asyncio.create_task(self._start()))
+
+    async def take(self) -> WarmJail | None:
+        """A warm jail for one job (one that is ready first, else the oldest still starting), or
+        None: start the job cold. Give it back with `done` after the run."""
+        self.fill()
+        if not self._waiting:
+            return None
+        ready = [task for task in self._waiting if task.done()]
+        task = ready[0] if ready else self._waiting[0]
+        self._waiting.remove(task)
+        self._taken += 1
+        try:
+            jail = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            self._taken -= 1
+            task.add_done_callback(self._discard_later)
+            raise
+        except Exception as error:
+            self._taken -= 1
+            self._failures += 1
+            log.error("a warm %s jail failed to start (%d in a row): %s", self._language, self._failures, error)
+            return None
+        self._failures = 0
+        return jail
+
+    def done(self) -> None:
+        """The job of a taken jail ended (and the jail with it): start the next one."""
+        self._taken -= 1
+        self.fill()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        try:
+            waiting, self._waiting = list(self._waiting), collections.deque()
+            for result in await asyncio.gather(*waiting, return_exceptions=True):
+                if isinstance(result, WarmJail):
+                    await result.discard()
+            await asyncio.gather(*self._discarding, return_exceptions=True)
+        finally:
+            self._closed = False
+
+    def _discard_later(self, task: asyncio.Task[WarmJail]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return
+        discarding = asyncio.ensure_future(task.result().discard())
+        self._discarding.add(discarding)
+        discarding.add_done_callback(self._discarding.discard)

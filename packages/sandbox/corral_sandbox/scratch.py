@@ -31,6 +31,7 @@ from corral_core.policy import InvalidSubmission, check_file_name
 _MS_NOSUID = 0x2
 _MS_NODEV = 0x4
 _MS_NOEXEC = 0x8
+_MS_REMOUNT = 0x20
 _MNT_DETACH = 0x2
 _UMOUNT_NOFOLLOW = 0x8
 
@@ -53,6 +54,7 @@ class Scratch:
         self.shm = os.path.join(root, "shm")
         self._mounted = False
         self._box_fd: int | None = None
+        self._flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
 
     @classmethod
     def create(
@@ -62,10 +64,11 @@ class Scratch:
         own temporary files): no more than the program could do in its own memory, which
         seccomp and the rest of the jail bound the same way."""
         scratch = cls(os.path.join(work_root, name), uid, gid)
+        scratch._flags = _MS_NOSUID | _MS_NODEV | (0 if executable else _MS_NOEXEC)
         os.mkdir(scratch.root, 0o700)
         try:
             options = f"size={size_bytes},nr_inodes={inodes},mode=0711,uid=0,gid=0"
-            flags = _MS_NOSUID | _MS_NODEV | (0 if executable else _MS_NOEXEC)
+            flags = scratch._flags
             if _libc.mount(b"tmpfs", scratch.root.encode(), b"tmpfs", flags, options.encode()) != 0:
                 code = ctypes.get_errno()
                 raise ScratchError(f"mount tmpfs on {scratch.root}: {os.strerror(code)}")
@@ -84,6 +87,15 @@ class Scratch:
             scratch.remove()
             raise
         return scratch
+
+    def resize(self, size_bytes: int, inodes: int) -> None:
+        """Give the mount the job's size and inodes (a warm jail's, made before its job was known)."""
+        if self._box_fd is None:
+            raise ScratchError("the scratch space is sealed: the jail may have started")
+        options = f"size={size_bytes},nr_inodes={inodes}".encode()
+        if _libc.mount(b"tmpfs", self.root.encode(), b"tmpfs", _MS_REMOUNT | self._flags, options) != 0:
+            code = ctypes.get_errno()
+            raise ScratchError(f"remount tmpfs on {self.root}: {os.strerror(code)}")
 
     def write(self, name: str, content: bytes, mode: int = 0o644) -> None:
         """Create box/<name> with `content`, owned by the jail's user. Before the jail starts only."""

@@ -54,6 +54,10 @@ class SandboxSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     # CPU time each job may use per second of wall time, in cores (a cgroup CPU quota): a job
     # with many threads cannot take every core from the jobs beside it and the worker's loop.
     cpu_cores_per_job: Annotated[float, msgspec.Meta(ge=0.01, le=1_024)] = 1.0
+    # Keep one warm jail per job slot and runtime that has a warm hook (runtimes.toml; Python):
+    # started before its job arrives, used for exactly one job, then destroyed. Off: every job
+    # starts its jail cold. Results say which (sandbox_start).
+    warm_jails: bool = True
     # prepare_host runs each runtime's self-test job (runtimes.toml) to prove the host works.
     selftest: bool = True
 

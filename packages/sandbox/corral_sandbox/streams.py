@@ -67,7 +67,8 @@ class CappedStream:
     def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, cap: int, on_overflow: Callable[[], None]) -> None:
         self._loop = loop
         self._fd = fd
-        self._cap = cap
+        # May be changed until the first byte arrives (a warm jail's cap is the job's).
+        self.cap = cap
         self._on_overflow = on_overflow
         self.data = bytearray()
         self.truncated = False
@@ -85,7 +86,7 @@ class CappedStream:
         if not chunk:
             self.close()
             return
-        room = self._cap - len(self.data)
+        room = self.cap - len(self.data)
         if len(chunk) <= room:
             self.data += chunk
             return

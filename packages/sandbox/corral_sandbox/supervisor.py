@@ -92,26 +92,81 @@ async def supervise(
     environment is empty: nothing of the worker's environment reaches it.
     Cancelling stops the program and still waits until it is reaped before re-raising.
     """
-    supervisor = _Supervisor(asyncio.get_running_loop(), accounting, watch)
+    supervisor = Supervisor(asyncio.get_running_loop(), accounting)
     try:
-        supervisor.start(argv, stdin_fd, extra_fds)
-        try:
-            await supervisor.finished()
-        except asyncio.CancelledError:
-            supervisor.stop(StopReason.CANCELLED)
-            await supervisor.reaped()
-            raise
-    finally:
+        await supervisor.start(argv, stdin_fd, extra_fds, watch.output_cap)
+    except BaseException:
         await supervisor.close()
-    return supervisor.outcome()
+        raise
+    return await supervisor.watch(watch)
+
+
+class Supervisor:
+    """One program: spawned by `start`, watched from `watch` on (a warm jail waits in between:
+    its timers, its CPU count and its wall time all begin at `watch`), closed by either."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, accounting: Accounting) -> None:
+        self._impl = _Supervisor(loop, accounting)
+
+    @property
+    def pid(self) -> int:
+        return self._impl.pid
+
+    @property
+    def exited(self) -> bool:
+        return self._impl.reaped_already
+
+    async def start(self, argv: list[str], stdin_fd: int, extra_fds: Mapping[int, int], output_cap: int) -> None:
+        """Spawn the program in a thread (see _Supervisor.spawn). Cancelled, it still waits for
+        the spawn, so that `close` can kill what was spawned."""
+        spawned = asyncio.ensure_future(asyncio.to_thread(self._impl.spawn, argv, stdin_fd, extra_fds))
+        try:
+            await through_cancellation(spawned)
+        finally:
+            if spawned.done() and not spawned.cancelled() and spawned.exception() is None:
+                self._impl.adopt(*spawned.result(), output_cap)
+
+    async def watch(
+        self, watch: Watch, accounting: Accounting | None = None, on_watching: Callable[[], None] | None = None
+    ) -> Outcome:
+        """Watch the started program from now to its end (see `supervise`); close it after.
+
+        `on_watching` runs once the clocks run (a warm jail's hand-over: its job starts then).
+        """
+        supervisor = self._impl
+        try:
+            supervisor.watch(watch, accounting)
+            if on_watching is not None:
+                on_watching()
+            try:
+                await supervisor.finished()
+            except asyncio.CancelledError:
+                supervisor.stop(StopReason.CANCELLED)
+                await supervisor.reaped()
+                raise
+        finally:
+            await supervisor.close()
+        return supervisor.outcome()
+
+    async def end(self) -> None:
+        """Stop the program (SIGTERM: NsJail kills and reaps its jail; SIGKILL after the kill
+        grace), wait until it is reaped, close our ends of its pipes."""
+        if self._impl.pid >= 0:
+            self._impl.stop(StopReason.CANCELLED)
+            await self._impl.reaped()
+        await self._impl.close()
+
+    async def close(self) -> None:
+        """Kill the program if it still runs, reap it, close our ends of its pipes."""
+        await self._impl.close()
 
 
 class _Supervisor:
-    def __init__(self, loop: asyncio.AbstractEventLoop, accounting: Accounting, watch: Watch) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, accounting: Accounting) -> None:
         self._loop = loop
         self._accounting = accounting
-        self._watch = watch
-        self._cpu_count = max(1, watch.cpu_count)
+        # Until `watch`: no limit but a kill grace, for a program closed before it was watched.
+        self._watch = Watch(0.0, 0, 1, 0, 0.0, 1.0)
         self.pid = -1
         self._pidfd = -1
         self._stdout: CappedStream | None = None
@@ -125,7 +180,14 @@ class _Supervisor:
         self._timers: list[asyncio.TimerHandle] = []
         self._started = self._ended = loop.time()
 
-    def start(self, argv: list[str], stdin_fd: int, extra_fds: Mapping[int, int]) -> None:
+    @property
+    def reaped_already(self) -> bool:
+        return self._reaped
+
+    def spawn(self, argv: list[str], stdin_fd: int, extra_fds: Mapping[int, int]) -> tuple[int, int, int]:
+        """Spawn the program: (pid, stdout read end, stderr read end). Touches nothing of the
+        loop's, so it may run in a thread: on cgroup v1 stepping into the run's cgroups for the
+        spawn (Accounting.spawning) can take milliseconds, which the loop must not wait for."""
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         try:
@@ -137,7 +199,7 @@ class _Supervisor:
                 *((os.POSIX_SPAWN_DUP2, ours, theirs) for theirs, ours in extra_fds.items()),
             ]
             with self._accounting.spawning():
-                self.pid = os.posix_spawn(
+                pid = os.posix_spawn(
                     argv[0], argv, {}, file_actions=actions, setsid=True, setsigdef=_DEFAULT_SIGNALS, setsigmask=()
                 )
         except BaseException:
@@ -147,9 +209,14 @@ class _Supervisor:
         finally:
             os.close(out_write)
             os.close(err_write)
+        return pid, out_read, err_read
+
+    def adopt(self, pid: int, out_read: int, err_read: int, output_cap: int) -> None:
+        """Watch the spawned program's exit and read its output (on the loop)."""
+        self.pid = pid
         self._started = self._ended = self._loop.time()
         # From here on a failure leaves a running program: close() kills and reaps it.
-        cap = self._watch.output_cap
+        cap = output_cap
         try:
             self._stdout = CappedStream(self._loop, out_read, cap, self._overflow)
         except BaseException:
@@ -163,10 +230,21 @@ class _Supervisor:
             raise
         self._pidfd = os.pidfd_open(self.pid)
         self._loop.add_reader(self._pidfd, self._reap)
+
+    def watch(self, watch: Watch, accounting: Accounting | None) -> None:
+        """From now on: the wall deadline, the CPU checks, the output cap of `watch`."""
+        self._watch = watch
+        if accounting is not None:
+            self._accounting = accounting
+        assert self._stdout is not None and self._stderr is not None
+        self._stdout.cap = self._stderr.cap = watch.output_cap
+        if self._reaped:
+            return
+        self._started = self._ended = self._loop.time()
         self._timers.append(
             self._loop.call_at(self._started + self._watch.wall_time_s, self.stop, StopReason.WALL_TIME)
         )
-        first_check = self._watch.cpu_time_ns / 1e9 / self._cpu_count
+        first_check = self._watch.cpu_time_ns / 1e9 / max(1, watch.cpu_count)
         self._timers.append(self._loop.call_later(max(first_check, _CPU_CHECK_MIN_S), self._check_cpu))
 
     async def finished(self) -> None:
@@ -243,7 +321,7 @@ class _Supervisor:
             self.stop(StopReason.CPU_TIME)
             return
         # No earlier: even with every CPU busy the jail cannot use up the rest before then.
-        delay = max(left / 1e9 / self._cpu_count, _CPU_CHECK_MIN_S)
+        delay = max(left / 1e9 / max(1, self._watch.cpu_count), _CPU_CHECK_MIN_S)
         self._timers.append(self._loop.call_later(delay, self._check_cpu))
 
     def _reap(self) -> None:

@@ -3,6 +3,10 @@
 After every case the `sandbox` fixture checks that no process of the jail's uid is left, that no
 run cgroup, scratch directory or mount of this process is left, and that the next job runs
 normally. Cases that try to reach the host check the host side themselves.
+
+Every case runs twice: with jails started cold, and with warm jails (each job handed to a jail
+started before it, see corral_sandbox/warm.py). Before looking for leftovers a case removes
+the warm jail kept ready for the next job (`settled`): that one is no job's leftover.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 
-from corral_core.job import InputFile, RunRequest, RunResult, Verdict
+from corral_core.job import InputFile, RunRequest, RunResult, SandboxStart, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_core.ports import SandboxError
 from corral_sandbox import HostReport, NsJailSandbox, runname
@@ -47,14 +51,24 @@ def host() -> HostReport:
     return nsjail_host()
 
 
-@pytest.fixture
-async def sandbox(host: HostReport) -> AsyncIterator[NsJailSandbox]:
-    sandbox = NsJailSandbox(host=host)
+@pytest.fixture(params=[SandboxStart.COLD, SandboxStart.WARM])
+async def sandbox(host: HostReport, request: pytest.FixtureRequest) -> AsyncIterator[NsJailSandbox]:
+    # Two slots, as a worker has by default: some cases run two jobs at once.
+    sandbox = NsJailSandbox(host=host, warm_slots=2 if request.param is SandboxStart.WARM else 0)
+    sandbox.keep_warm()
     yield sandbox
+    await settled(sandbox)
     assert_host_unharmed(host)
     after = await sandbox.run(RunRequest(language="python", code="print('next')", limits=LIMITS))
     assert (after.verdict, after.stdout) == (Verdict.OK, "next\n"), "the next job did not run normally"
+    assert after.sandbox_start is request.param
+    await settled(sandbox)
     assert_host_unharmed(host)
+
+
+async def settled(sandbox: NsJailSandbox) -> None:
+    """Remove the warm jail waiting for the next job, if any: it is no job's leftover."""
+    await sandbox.aclose()
 
 
 async def run(
@@ -74,7 +88,9 @@ async def run(
         files=files,
         limits=msgspec.structs.replace(LIMITS, **limits),
     )
-    return await sandbox.run(request)
+    result = await sandbox.run(request)
+    assert result.sandbox_start is (SandboxStart.WARM if sandbox.warm else SandboxStart.COLD)
+    return result
 
 
 # -- time -----------------------------------------------------------------------------------
@@ -166,6 +182,7 @@ async def test_a_double_forked_daemon_dies_with_the_program(sandbox: NsJailSandb
     assert result.verdict is Verdict.OK
     assert result.stdout == "parent done\n"
     assert result.wall_time_ms < scaled(1_000)  # the daemon held stdout open, and was not waited for
+    await settled(sandbox)
     assert jail_processes(host.jail_ids().uids()) == []
 
 
@@ -564,7 +581,8 @@ async def test_host_secrets_are_not_in_the_jail(sandbox: NsJailSandbox, monkeypa
     environment = result.stdout.splitlines()[0]
     assert "'PATH'" in environment and "CORRAL" not in environment
     assert "root: ['bin', 'box', 'dev', 'etc', 'lib', 'lib64', 'tmp', 'usr']" in result.stdout
-    assert "etc: ['ld.so.cache']" in result.stdout
+    # The linker cache, and Python's read-only warm-jail hook (nsjail/python-warm.stub).
+    assert "etc: ['ld.so.cache', 'python3.11']" in result.stdout
     assert "dev: ['null', 'random', 'shm', 'urandom', 'zero']" in result.stdout
 
 
@@ -1005,4 +1023,5 @@ async def test_a_cancelled_run_kills_its_jail_and_cleans_up(sandbox: NsJailSandb
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    await settled(sandbox)
     assert_host_unharmed(host)

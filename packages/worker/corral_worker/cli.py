@@ -112,13 +112,16 @@ def config(as_markdown: bool) -> None:
 
 async def _serve(container: WorkerContainer) -> None:
     worker = container.worker()
+    sandbox = container.sandbox()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
+    sandbox.keep_warm()
     try:
         await worker.serve()
     finally:
         await container.cancel_notices().aclose()
+        await sandbox.aclose()
         await container.redis().aclose()
 
 

@@ -42,7 +42,11 @@ class WorkerContainer(containers.DeclarativeContainer):
     queue: providers.Provider[RedisJobQueue] = storage.queue
     registry: providers.Provider[RedisWorkerRegistry] = storage.registry
     cancel_notices: providers.Provider[RedisCancelNotices | ShardedCancelNotices] = storage.cancel_notices
-    sandbox = providers.Singleton(NsJailSandbox, host=host)
+    # One warm jail per job slot (per runtime that can be warmed), unless [sandbox] warm_jails is off.
+    warm_slots = providers.Callable(
+        lambda settings, host: settings.concurrency if host.settings.warm_jails else 0, settings, host
+    )
+    sandbox = providers.Singleton(NsJailSandbox, host=host, warm_slots=warm_slots)
 
     # Metrics, job log lines and the process title, observed at the ports (telemetry.py). The
     # CLI sets `title` to show the slots' jobs in `ps`; the metrics live in the registry below

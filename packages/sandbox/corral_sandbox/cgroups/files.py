@@ -58,6 +58,14 @@ def tasks(directory: str) -> list[int]:
     return pids
 
 
+def jail_cgroup(run_directory: str) -> str:
+    """The one cgroup NsJail made for its jail under a run's cgroup (`NSJAIL.<pid>`)."""
+    names = [name for name in os.listdir(run_directory) if name.startswith("NSJAIL.")]
+    if len(names) != 1:
+        raise CgroupError(f"{run_directory} holds {len(names)} NsJail cgroups, not one")
+    return os.path.join(run_directory, names[0])
+
+
 def kill_tasks(directory: str) -> None:
     for pid in tasks(directory):
         with contextlib.suppress(ProcessLookupError):

@@ -52,6 +52,15 @@ class RunCgroups(Protocol):
 
     def out_of_memory(self) -> bool: ...
 
+    def hand_over(self, memory_bytes: int, max_processes: int) -> None:
+        """A warm jail's limits become the job's: the memory limit, and NsJail's own cgroup's
+        memory (twice that, as at a cold start) and process limits (see warm.py)."""
+        ...
+
+    def jail_pids(self) -> list[int]:
+        """The processes NsJail put in the run's memory cgroup (the jail's, never NsJail itself)."""
+        ...
+
     def kill_all(self) -> None:
         """SIGKILL every process left in the run's cgroups (the fallback when NsJail is stuck)."""
         ...

@@ -114,6 +114,21 @@ class V1RunCgroups:
                 pass
         return self._oom_seen
 
+    def hand_over(self, memory_bytes: int, max_processes: int) -> None:
+        # memsw may never be below the memory limit: raise memsw first, lower it last.
+        limits = [("memory.limit_in_bytes", memory_bytes)]
+        if self._host.swap_accounting:
+            memsw = ("memory.memsw.limit_in_bytes", memory_bytes)
+            limits = [memsw, *limits] if memory_bytes > self._memory_bytes else [*limits, memsw]
+        for name, value in limits:
+            files.write(os.path.join(self._memory, name), str(value))
+        self._memory_bytes = memory_bytes
+        files.write(os.path.join(files.jail_cgroup(self._memory), "memory.limit_in_bytes"), str(2 * memory_bytes))
+        files.write(os.path.join(files.jail_cgroup(self._pids), "pids.max"), str(max_processes))
+
+    def jail_pids(self) -> list[int]:
+        return files.tasks(self._memory)
+
     def kill_all(self) -> None:
         for directory in self._created:
             files.kill_tasks(directory)

@@ -59,6 +59,16 @@ class V2RunCgroups:
         events = os.path.join(self._directory, "memory.events")
         return files.keyed(events, "oom") > 0 or files.keyed(events, "oom_kill") > 0
 
+    def hand_over(self, memory_bytes: int, max_processes: int) -> None:
+        files.write(os.path.join(self._directory, "memory.max"), str(memory_bytes))
+        self._memory_bytes = memory_bytes
+        jail = files.jail_cgroup(self._directory)
+        files.write(os.path.join(jail, "memory.max"), str(2 * memory_bytes))
+        files.write(os.path.join(jail, "pids.max"), str(max_processes))
+
+    def jail_pids(self) -> list[int]:
+        return files.tasks(self._directory)
+
     def kill_all(self) -> None:
         try:
             files.write(os.path.join(self._directory, "cgroup.kill"), "1")

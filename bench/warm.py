@@ -1,0 +1,157 @@
+"""Warm jails against cold ones, bare NsJail and bare python3, all in one run.
+
+Starts two Corral stacks (each a redis-server, the API PEX and two worker PEX processes, as
+`make up`), one with warm jails on and one with them off (CORRAL_WARM_JAILS=false), then prints:
+  - p50/p90 wall time of `POST /execute?wait=10` for `print(1)` from one client on each stack,
+    next to a bare NsJail run of the same program with the same policy (cold) and bare
+    `python3 -s -c 'print(1)'`, interleaved run by run so that noise hits all four alike;
+  - jobs per second with 4 concurrent clients for the same four (in rounds, interleaved);
+  - CPU per job of each process outside the jails (API, worker, Redis) during those runs.
+Goals: warm p50 at most 0.5x bare NsJail's and at most 10 ms; warm jobs/s at least 0.9x bare
+NsJail's. Needs root and `make package` (dist/). Run: `./pants run bench/warm.py` or `make bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from baseline import bare_nsjail_argv, percentile
+from corral_testbed.redis_server import RedisServerProcess
+from corral_testbed.services import Corral, corral
+from http_latency import rate, timed
+
+CODE = "print(1)"
+ROUNDS = 8
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ms(pid: int, children: bool = False) -> float:
+    """CPU time of a process so far (its reaped children's too when `children`), in ms."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    ticks = int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if children else 0)
+    return ticks * 1000 / _TICKS
+
+
+class Stack:
+    def __init__(self, redis: RedisServerProcess, service: Corral) -> None:
+        self.redis = redis
+        self.service = service
+        self._local = threading.local()
+        self.starts: dict[str, int] = {}
+
+    def execute(self) -> None:
+        # One keep-alive connection per client thread, as bench/http_latency.py.
+        if not hasattr(self._local, "connection"):
+            self._local.connection = http.client.HTTPConnection("127.0.0.1", self.service.port, timeout=30)
+        body = json.dumps({"code": CODE})
+        self._local.connection.request("POST", "/execute?wait=10", body, {"content-type": "application/json"})
+        response = self._local.connection.getresponse()
+        job = json.loads(response.read())
+        assert response.status == 200 and job["result"]["stdout"] == "1\n", job
+
+    def processes(self) -> dict[str, list[int]]:
+        assert self.service.api is not None
+        return {
+            "api": [self.service.api.pid],
+            "workers": [worker.pid for worker in self.service.workers],
+            "redis": [self.redis.pid],
+        }
+
+    def cpu(self) -> dict[str, float]:
+        return {name: sum(cpu_ms(pid) for pid in pids) for name, pids in self.processes().items()}
+
+
+@contextlib.contextmanager
+def stack(scratch: Path, name: str, warm: bool, workers: int, concurrency: int) -> Iterator[Stack]:
+    redis = RedisServerProcess(scratch / f"redis-{name}")
+    redis.start()
+    env = {"CORRAL_CONCURRENCY": str(concurrency), "CORRAL_WARM_JAILS": "true" if warm else "false",
+           "CORRAL_METRICS_PORT": "0"}  # fmt: skip
+    (scratch / name).mkdir()
+    try:
+        with corral(redis.url, scratch / name, workers=workers, pex_root=Path("dist"), env=env) as service:
+            yield Stack(redis, service)
+    finally:
+        redis.stop()
+
+
+def main(runs: int, jobs: int, workers: int, concurrency: int) -> None:
+    python_argv = ["/usr/bin/python3", "-s", "-c", CODE]
+    with tempfile.TemporaryDirectory() as directory, bare_nsjail_argv(CODE) as nsjail_argv:
+        scratch = Path(directory)
+
+        def bare(argv: list[str]) -> Callable[[], None]:
+            def call() -> None:
+                done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True)
+                assert done.returncode == 0 and done.stdout == b"1\n", done
+
+            return call
+
+        with (
+            stack(scratch, "warm", True, workers, concurrency) as warm,
+            stack(scratch, "cold", False, workers, concurrency) as cold,
+        ):
+            ways: dict[str, Callable[[], None]] = {
+                "warm jails (HTTP)": warm.execute,
+                "cold jails (HTTP)": cold.execute,
+                "bare NsJail (cold)": bare(nsjail_argv),
+                "bare python3": bare(python_argv),
+            }
+            for call in ways.values():
+                timed(call, 20)  # warm-up
+            latency: dict[str, list[float]] = {name: [] for name in ways}
+            names = list(ways)
+            for index in range(runs):  # interleaved, rotating the order
+                for name in names[index % 4 :] + names[: index % 4]:
+                    latency[name] += timed(ways[name], 1)
+            # Throughput in rounds, rotating the order too: other load on the machine comes and
+            # goes, and must not fall on one of the four only.
+            seconds = dict.fromkeys(ways, 0.0)
+            cpu_ms_total: dict[str, dict[str, float]] = {}
+            stacks = {"warm jails (HTTP)": warm, "cold jails (HTTP)": cold}
+            per_round = max(4, jobs // ROUNDS)
+            for index in range(ROUNDS):
+                for name in names[index % 4 :] + names[: index % 4]:
+                    target = stacks.get(name)
+                    before = target.cpu() if target else {}
+                    seconds[name] += per_round / rate(ways[name], 4, per_round)
+                    if target:
+                        spent = {process: value - before[process] for process, value in target.cpu().items()}
+                        totals = cpu_ms_total.setdefault(name, dict.fromkeys(spent, 0.0))
+                        for process, value in spent.items():
+                            totals[process] += value
+            rates = {name: ROUNDS * per_round / spent_s for name, spent_s in seconds.items()}
+            cpu = {name: {p: v / (ROUNDS * per_round) for p, v in totals.items()} for name, totals in cpu_ms_total.items()}
+
+    print(f"print(1): {runs} runs each, interleaved; wall ms submit -> result")
+    print(f"{'':24}{'p50':>8}{'p90':>8}{'jobs/s (4 clients)':>22}")
+    for name, values in latency.items():
+        print(f"{name:24}{percentile(values, .5):8.2f}{percentile(values, .9):8.2f}{rates[name]:22.1f}")
+    warm_p50 = percentile(latency["warm jails (HTTP)"], 0.5)
+    nsjail_p50 = percentile(latency["bare NsJail (cold)"], 0.5)
+    print(f"warm p50 / bare NsJail p50: {warm_p50 / nsjail_p50:.2f}x (goal: at most 0.5x and 10 ms; warm p50 "
+          f"{warm_p50:.2f} ms)")
+    print(f"warm jobs/s / bare NsJail runs/s: {rates['warm jails (HTTP)'] / rates['bare NsJail (cold)']:.2f}x "
+          "(goal: at least 0.9x)")
+    print("CPU per job outside the jails during the 4-client runs, ms (workers: their own, not NsJail's)")
+    for name, shares in cpu.items():
+        print(f"  {name:22}" + "".join(f"{process} {value:6.2f}  " for process, value in shares.items()))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--jobs", type=int, default=400)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes per stack (as make up)")
+    parser.add_argument("--concurrency", type=int, default=2, help="job slots per worker")
+    arguments = parser.parse_args()
+    main(arguments.runs, arguments.jobs, arguments.workers, arguments.concurrency)
