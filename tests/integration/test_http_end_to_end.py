@@ -59,6 +59,13 @@ def test_print_completes_ok(service: Corral) -> None:
     assert (result["verdict"], result["exit_code"], result["stdout"], result["stderr"]) == ("ok", 0, "1\n", "")
 
 
+def test_results_say_how_the_jail_started(service: Corral) -> None:
+    # Warm jails are on by default: Python has a warm hook, C has none and starts cold.
+    assert run(service, "print(1)")["sandbox_start"] == "warm"
+    c = run(service, '#include <stdio.h>\nint main(void) { puts("1"); }\n', language="c")
+    assert (c["stdout"], c["sandbox_start"]) == ("1\n", "cold")
+
+
 @pytest.mark.parametrize(
     ("code", "limits", "verdict"),
     [

@@ -15,7 +15,17 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from corral_core.job import CompileResult, ErrorCode, InputFile, Job, JobError, JobStatus, RunResult, Verdict
+from corral_core.job import (
+    CompileResult,
+    ErrorCode,
+    InputFile,
+    Job,
+    JobError,
+    JobStatus,
+    RunResult,
+    SandboxStart,
+    Verdict,
+)
 from corral_core.policy import InvalidSubmission, LimitRequest
 from corral_core.ports import WorkerInfo
 from corral_core.usecases import JobRequest
@@ -108,6 +118,8 @@ class ResultView(msgspec.Struct, frozen=True, omit_defaults=True):
     cpu_time_ms: int
     wall_time_ms: int
     memory_kb: int
+    # Whether the program's jail was started for it (cold) or ahead of the job (warm).
+    sandbox_start: SandboxStart
     # Compiled languages only: what the compiler said, and how its stage ended.
     compile_output: str = ""
     compile_output_truncated: bool = False
@@ -126,6 +138,7 @@ class ResultView(msgspec.Struct, frozen=True, omit_defaults=True):
             cpu_time_ms=result.cpu_time_ms,
             wall_time_ms=result.wall_time_ms,
             memory_kb=result.memory_kb,
+            sandbox_start=result.sandbox_start,
             compile_output=result.compile_output,
             compile_output_truncated=result.compile_output_truncated,
             compile=None if result.compile is None else CompileView.of(result.compile),

@@ -215,7 +215,7 @@ async def test_a_finished_job_reads_as_it_always_has(api: Api) -> None:
     ]  # fmt: skip
     assert list(body["result"]) == [
         "verdict", "exit_code", "signal", "stdout", "stderr", "stdout_truncated", "stderr_truncated",
-        "cpu_time_ms", "wall_time_ms", "memory_kb",
+        "cpu_time_ms", "wall_time_ms", "memory_kb", "sandbox_start",
     ]  # fmt: skip
     assert body["result"]["exit_code"] == 3 and body["result"]["verdict"] == "runtime_error"
     assert body["language"] == "python" and body["attempts"] == 1

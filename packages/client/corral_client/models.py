@@ -37,6 +37,7 @@ class Result(msgspec.Struct, frozen=True, kw_only=True):
     cpu_time_ms: int = 0
     wall_time_ms: int = 0
     memory_kb: int = 0
+    sandbox_start: str = "cold"  # warm: the jail was started ahead of the job
 
 
 class JobError(msgspec.Struct, frozen=True):
