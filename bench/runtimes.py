@@ -29,8 +29,8 @@ from pathlib import Path
 
 import httpx
 import msgspec
-from baseline import SETTINGS, percentile
 
+from baseline import SETTINGS, percentile
 from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_core.ports import Runtime
 from corral_sandbox import HostReport, prepare_host, runname

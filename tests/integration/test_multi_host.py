@@ -46,7 +46,7 @@ from corral_redis.scripts import FINISH, RENEW
 from corral_system.clock import SystemClock
 from corral_testbed.hosts import Host
 from corral_testbed.multihost import MultiHostCorral, WorkerHost, multihost_corral
-from corral_testbed.nsjail_host import WAIT_FOR_THE_TEST, jail_init_pid, jail_processes
+from corral_testbed.nsjail_host import WAIT_FOR_THE_TEST, jail_init_pid
 from corral_testbed.secure_redis import API_USER, WORKER_USER, acl_lines
 
 T = TypeVar("T")
@@ -323,6 +323,11 @@ def test_each_deployables_redis_user_is_refused_the_other_ones_commands(bed: Mul
     def claim(client: Any) -> Any:
         return RedisJobQueue(client, SystemClock(), own).claim("intruder", LEASE_MS, 0.1)
 
+    async def queue_and_claim(client: Any) -> Any:
+        # With a job waiting: on an empty queue a claim may end before the first command it needs.
+        await RedisJobQueue(client, SystemClock(), own).submit(new_job(SystemClock(), f"{job.id}-waiting", "print(1)"))
+        return await claim(client)
+
     def submit_job(client: Any) -> Any:
         return RedisJobQueue(client, SystemClock(), own).submit(job)
 
@@ -333,7 +338,7 @@ def test_each_deployables_redis_user_is_refused_the_other_ones_commands(bed: Mul
     # user cannot queue one; neither reads the server's configuration.
     with bed.redis.admin() as admin:
         admin.acl_log_reset()
-    assert refused(outcome(worker_host, settings_as(bed, API_USER), claim))
+    assert refused(outcome(worker_host, settings_as(bed, API_USER), queue_and_claim))
     assert refused(outcome(worker_host, settings_as(bed, WORKER_USER), submit_job))
     assert refused(outcome(worker_host, settings_as(bed, WORKER_USER), config))
     assert refused(outcome(worker_host, settings_as(bed, API_USER), config))
@@ -392,7 +397,9 @@ def test_a_cut_off_worker_host_stops_its_jail_and_another_host_finishes_the_job_
     # Its jail is gone once it could not renew for a whole lease, while the link is still down.
     # (The lease counts from the last renewal that got through, up to a renewal period before
     # the cut, so the jail may end a little less than a lease after it.)
-    until("the cut-off worker's jail to end", lambda: not jail_processes(cut_off.jail_uids), LEASE_MS / 1000 + MARGIN_S, bed)
+    # The job's own jail (its init, the namespace's every process with it): the worker's warm
+    # jails, started ahead of jobs, run under the host's other jail uids meanwhile.
+    until("the cut-off worker's jail to end", lambda: not Path(f"/proc/{jail}").exists(), LEASE_MS / 1000 + MARGIN_S, bed)
     assert "no renewal got through for a whole lease" in cut_off.log_path.read_text()
     with contextlib.suppress(ProcessLookupError):
         os.kill(jail, 0)

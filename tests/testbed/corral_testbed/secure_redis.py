@@ -38,22 +38,25 @@ _CONNECTION = "+ping +client|setname +info +evalsha +script|load"
 # channel); for API keys (corral_redis.keys) AUTHORIZE (the key's GCRA state: GET, SET), BOOK
 # and UNBOOK (the owner's usage ledger: ZSET and HASH), the idempotency records (GET, SET, DEL);
 # and `corral-api keys create|list|revoke`, run on the API host as this user (HSET in MULTI,
-# HGETALL, DEL).
+# HGETALL, DEL); SUBMIT's per-owner lines and turns (LPOS, LPUSH, LRANGE), and CANCEL (DECRBY,
+# LREM, PEXPIRE, PUBLISH).
 API_COMMANDS = (
     f"{_CONNECTION} +hmget +multi +exec +llen +subscribe +unsubscribe +smembers +sadd"
     " +exists +hget +hset +hdel +rpush +time +zrangebyscore +zremrangebyscore +zrange"
     " +get +set +del +incrby +hincrby +hgetall +zadd +zscore +zcount +zrem"
+    " +lpos +lpush +lrange +decrby +lrem +pexpire +publish"
 )
 # The worker: BLPOP on its languages' wake lists (waiting for work), SMEMBERS (the lines, when it
 # takes any language), BLMOVE (a worker of the version before per-language lines), and START
 # (LPOP of a wake token), RENEW, FINISH, RELEASE, RECOVER, HEARTBEAT,
 # HOLD_DUTY (scripts); FINISH gives back the job's byte reserve (DECRBY) and settles its owner's
-# usage booking (ZADD). It never submits (EXISTS), reads jobs (HMGET outside scripts is the same
-# command) or subscribes.
+# usage booking (ZADD); SUBSCRIBE to the cancelled channel (stopping a cancelled job's jail). It
+# never submits (EXISTS) or reads jobs (HMGET outside scripts is the same command).
 WORKER_COMMANDS = (
     f"{_CONNECTION} +blpop +blmove +lpop +smembers"
     " +time +lpos +hget +hmget +lmove +lrem +hincrby +hset +hdel +zadd +zscore +zrem"
     " +pexpire +publish +lpush +rpush +lrange +zrangebyscore +zremrangebyscore +zrange +decrby"
+    " +llen +subscribe +unsubscribe"
 )
 API_USER = "corral-api"
 WORKER_USER = "corral-worker"
