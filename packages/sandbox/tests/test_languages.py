@@ -3,6 +3,7 @@ own idiom of the attacks (a C fork bomb, a Java thread bomb, a Node network requ
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from corral_core.job import RunRequest, RunResult, Verdict
@@ -79,6 +80,10 @@ def request(language: str, code: str, **changes: object) -> RunRequest:
     for runtime in nsjail_sandbox().runtimes():
         if runtime.language == language:
             limits = DEFAULT_LIMIT_POLICY.for_runtime(runtime).defaults
+    if language == "python-sci":
+        # Importing the scientific stack takes seconds of wall time on a loaded machine: these
+        # cases are about verdicts, not speed (the CPU limit stays the runtime's own).
+        limits = msgspec.structs.replace(limits, wall_time_ms=DEFAULT_LIMIT_POLICY.maxima.wall_time_ms)
     return RunRequest(language=language, code=code, limits=limits, **changes)  # type: ignore[arg-type]
 
 
