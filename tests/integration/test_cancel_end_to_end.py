@@ -17,7 +17,11 @@ import pytest
 from corral_testbed.redis_server import RedisServerProcess, require_redis_server
 from corral_testbed.services import Corral, corral
 
-SPIN: dict[str, object] = {"code": "while True:\n    pass", "limits": {"wall_time_ms": 30_000, "cpu_time_ms": 10_000}}
+# It marks its scratch space, so the test tells its jail from the worker's warm ones.
+SPIN: dict[str, object] = {
+    "code": "open('/tmp/spinning', 'w').close()\nwhile True:\n    pass",
+    "limits": {"wall_time_ms": 30_000, "cpu_time_ms": 10_000},
+}
 QUICK: dict[str, object] = {"code": "print(2)"}
 # The kill must come well within this: the issue's bound, measured from the DELETE's answer.
 GONE_WITHIN_S = 1.0
@@ -92,6 +96,25 @@ def runs_of(worker_pid: int) -> list[str]:
     return sorted(path for pattern in patterns for path in glob.glob(pattern))
 
 
+def spinning_run(worker_pid: int) -> tuple[str, int]:
+    """The run name (the part its scratch directory and cgroups share) and jail uid of the
+    worker's job that marked its /tmp as SPIN does."""
+    deadline = time.monotonic() + 30
+    while not (marks := glob.glob(f"/run/corral/jobs/job-{worker_pid}-*/tmp/spinning")):
+        assert time.monotonic() < deadline, "the running job never marked its scratch space"
+        time.sleep(0.05)
+    scratch = Path(marks[0]).parents[1].name
+    return scratch.removeprefix("job-"), Path(marks[0]).lstat().st_uid
+
+
+def uid_of(pid: int) -> int | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return int(status.split("\nUid:")[1].split()[0])
+
+
 def alive(pids: set[int]) -> set[int]:
     """Those of `pids` still running (a zombie has ended; its parent just did not reap it yet)."""
     left = set()
@@ -110,19 +133,24 @@ def test_a_running_job_s_jail_is_gone_within_a_second_and_its_place_comes_back(s
     job_id = submit(service, key, SPIN).json()["job_id"]
     wait_running(service, key, job_id)
     assert submit(service, key, QUICK).status_code == 429  # its one unfinished place is taken
-    jail = descendants(worker_pid)
+    # The job's own jail and runs: the worker's warm jails, started ahead of jobs, stay.
+    name, jail_uid = spinning_run(worker_pid)
+    jail = {pid for pid in descendants(worker_pid) if uid_of(pid) == jail_uid}
     assert jail, "the running job has no process under the worker"
-    runs = runs_of(worker_pid)
-    assert any("/corral-" in run for run in runs) and any("/job-" in run for run in runs), runs
+
+    def runs() -> list[str]:
+        return [run for run in runs_of(worker_pid) if run.endswith(f"-{name}")]
+
+    assert any("/corral-" in run for run in runs()) and any("/job-" in run for run in runs()), runs_of(worker_pid)
 
     answer = cancel(service, key, job_id)
     cancelled_at = time.monotonic()
     assert answer.status_code == 200, answer.text
     assert answer.json()["status"] == "CANCELLED" and answer.json()["result"] is None
-    while alive(jail) or runs_of(worker_pid):
+    while alive(jail) or runs():
         assert time.monotonic() - cancelled_at < GONE_WITHIN_S, (
             f"left {time.monotonic() - cancelled_at:.2f} s after the cancel: processes {alive(jail)}, "
-            f"runs {runs_of(worker_pid)}\n{service.logs()}"
+            f"runs {runs()}\n{service.logs()}"
         )
         time.sleep(0.02)
 
