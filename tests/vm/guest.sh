@@ -61,7 +61,7 @@ export CORRAL_TEST_TIME_SCALE="$TIME_SCALE"
 VM_RUNTIMES="python c cpp javascript bash"
 policy=/tmp/corral-vm-policy
 mkdir -p "$policy"
-cp nsjail/*.cfg nsjail/*.kafel "$policy"/
+cp nsjail/*.cfg nsjail/*.kafel nsjail/*.stub "$policy"/
 "$python" - nsjail/runtimes.toml "$policy/runtimes.toml" $VM_RUNTIMES <<'PY' || fail "cannot write the VM's runtimes table"
 import re, sys
 # Keep the sections [runtimes.<name>] named on the command line (and the comments before them).
@@ -74,11 +74,11 @@ say "runtimes offered: $VM_RUNTIMES"
 started_s="$(uptime_s)"
 say "up after ${booted_s}s of kernel time; running $MODE"
 
-# The sandbox's contract suite, its attack and ordinary-program suites, and its host checks
-# (detection, clean-up after a dead worker), in one process. test_host.py skips its one v1-only
+# The sandbox's contract suite, its attack and ordinary-program suites, its host checks
+# (detection, clean-up after a dead worker) and its warm jails' checks, in one process. test_host.py skips its one v1-only
 # case here ("this host has cgroup v2").
 SUITES="tests/contract/test_nsjail.py packages/sandbox/tests/test_attacks.py packages/sandbox/tests/test_ordinary.py
-    packages/sandbox/tests/test_host.py"
+    packages/sandbox/tests/test_host.py packages/sandbox/tests/test_warm.py"
 case "$MODE" in
 test)
     # pyproject.toml's settings, as Pants passes them; no cache (the checkout is read-only).
