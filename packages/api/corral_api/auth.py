@@ -23,6 +23,7 @@ and that answer is replaced by the 401 or 429 the key earns.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -136,6 +137,11 @@ def auth_middleware(
     challenge = [(b"www-authenticate", b'Bearer realm="corral"')]
     busy = [(b"retry-after", str(retry_after_s).encode())]
 
+    # Every request's caller needs its key's quotas over the defaults; few keys, many requests.
+    @functools.lru_cache(maxsize=1024)
+    def resolved(quotas: Quotas) -> Quotas:
+        return quotas.over(defaults)
+
     def wrap(app: ASGIApp) -> ASGIApp:
         async def counted_by_submit(scope: Scope, receive: Receive, send: Send, hashed: str) -> None:
             assert cache is not None
@@ -177,7 +183,7 @@ def auth_middleware(
                     message["headers"] = [*message.get("headers", []), *rate_headers(count.rate)]
                 await send(message)
 
-            caller = Caller(key_id=key.id, admin=key.admin, quotas=key.quotas.over(defaults), rate_count=count)
+            caller = Caller(key_id=key.id, admin=key.admin, quotas=resolved(key.quotas), rate_count=count)
             reset = current_caller.set(caller)
             try:
                 await app(scope, receive, send_counted)
@@ -217,7 +223,7 @@ def auth_middleware(
                 await send(message)
 
             key = found.key
-            reset = current_caller.set(Caller(key_id=key.id, admin=key.admin, quotas=key.quotas.over(defaults)))
+            reset = current_caller.set(Caller(key_id=key.id, admin=key.admin, quotas=resolved(key.quotas)))
             try:
                 await app(scope, receive, send_with_rate)
             finally:

@@ -47,8 +47,8 @@ from corral_redis.settings import DEFAULT_SETTINGS, QueueKeys, RedisSettings
 # GCRA: one request against a key's rate kept in `rate` (its theoretical arrival time, µs)
 # -> {allowed, limit, window (s), remaining, reset (µs), retry after (µs)}
 _GCRA = """
-local function gcra(rate, limit, window)
-  local now, window_us = now_us(), window * 1000000
+local function gcra(rate, limit, window, now)
+  local window_us = window * 1000000
   local interval = window_us / limit
   local tat = math.max(tonumber(redis.call('GET', rate) or '0'), now)
   local next_tat = tat + interval
@@ -72,32 +72,37 @@ local quotas = cjson.decode(record[5] or '{}')
 local limit, window = tonumber(ARGV[2]), tonumber(ARGV[3])
 if type(quotas.rate_limit) == 'number' then limit = quotas.rate_limit end
 if type(quotas.rate_window_s) == 'number' then window = quotas.rate_window_s end
-local rate = gcra(ARGV[1] .. record[1], limit, window)
+local rate = gcra(ARGV[1] .. record[1], limit, window, now_us())
 return {record[1], record[2], record[3], record[4], record[5] or '{}', unpack(rate)}
 """
 )
 
-# KEYS: ledger ZSET, bytes HASH. ARGV: job id, size, max unfinished, max bytes
+# KEYS: ledger ZSET, bytes HASH. ARGV: job id, size, max unfinished, max bytes; `now` (µs)
 # -> 'ok', or the quota the booking would break
+# The bytes HASH holds a job's booking exactly while the ledger does (both are written and
+# dropped together; FINISH only moves the ledger's score), so one HMGET finds both whether the
+# job is booked and the key's total.
 _BOOK = """
 local ledger, sizes, id = KEYS[1], KEYS[2], ARGV[1]
-local lapsed = redis.call('ZRANGEBYSCORE', ledger, '-inf', micros(now_us()), 'LIMIT', 0, 1000)
-for _, gone in ipairs(lapsed) do
-  redis.call('HINCRBY', sizes, ':total', -tonumber(redis.call('HGET', sizes, gone) or '0'))
-  redis.call('HDEL', sizes, gone)
+local lapsed = redis.call('ZRANGEBYSCORE', ledger, '-inf', micros(now), 'LIMIT', 0, 1000)
+if #lapsed > 0 then
+  local freed = 0
+  for _, size in ipairs(redis.call('HMGET', sizes, unpack(lapsed))) do freed = freed + tonumber(size or '0') end
+  redis.call('HINCRBY', sizes, ':total', -freed)
+  redis.call('HDEL', sizes, unpack(lapsed))
+  redis.call('ZREM', ledger, unpack(lapsed))
 end
-if #lapsed > 0 then redis.call('ZREM', ledger, unpack(lapsed)) end
+local booked = redis.call('HMGET', sizes, id, ':total')
 -- A booking re-sent after its reply was lost finds itself: it was made.
-if redis.call('ZSCORE', ledger, id) then return 'ok' end
+if booked[1] then return 'ok' end
 if redis.call('ZCOUNT', ledger, '+inf', '+inf') >= tonumber(ARGV[3]) then return 'unfinished jobs' end
-local total = tonumber(redis.call('HGET', sizes, ':total') or '0')
-if total + tonumber(ARGV[2]) > tonumber(ARGV[4]) then return 'stored bytes' end
+local total = tonumber(booked[2] or '0') + tonumber(ARGV[2])
+if total > tonumber(ARGV[4]) then return 'stored bytes' end
 redis.call('ZADD', ledger, '+inf', id)
-redis.call('HSET', sizes, id, ARGV[2])
-redis.call('HINCRBY', sizes, ':total', ARGV[2])
+redis.call('HSET', sizes, id, ARGV[2], ':total', micros(total))
 return 'ok'
 """
-BOOK = _NOW + _BOOK
+BOOK = _NOW + "local now = now_us()\n" + _BOOK
 
 # KEYS: ledger ZSET, bytes HASH. ARGV: job id. Only a booking still unfinished is taken back.
 UNBOOK = """
@@ -122,16 +127,17 @@ assert _SUBMIT_BODY != SUBMIT, "SUBMIT starts with its helpers"
 ADMIT = (
     _NOW
     + _GCRA
-    + "local function book(KEYS, ARGV)\n" + _BOOK + "end\n"
+    + "local function book(KEYS, ARGV, now)\n" + _BOOK + "end\n"
     + "local function unbook(KEYS, ARGV)\n" + UNBOOK + "end\n"
     + "local function submit(KEYS, ARGV)\n" + _WRITE_PROGRESS + _LINES + _SUBMIT_BODY + "end\n"
     + """
 if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return {'revoked'} end
-local rate = gcra(KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[3]))
+local now = now_us()
+local rate = gcra(KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[3]), now)
 if rate[1] ~= 1 then return {'rate', unpack(rate)} end
 local ledger = {KEYS[3], KEYS[4]}
 local job_keys, job_args = {unpack(KEYS, 5)}, {unpack(ARGV, 7)}
-local booked = book(ledger, {job_args[2], ARGV[4], ARGV[5], ARGV[6]})
+local booked = book(ledger, {job_args[2], ARGV[4], ARGV[5], ARGV[6]}, now)
 if booked ~= 'ok' then return {booked, unpack(rate)} end
 local queued = submit(job_keys, job_args)
 if queued ~= 1 then

@@ -150,10 +150,11 @@ if ceiling > 0 then
   local held = tonumber(redis.call('GET', reserved) or '0')
   if used + held + #ARGV[3] + #ARGV[4] + reserve > ceiling then return -2 end
 end
-redis.call('HSET', job, 'spec', ARGV[3], 'head', ARGV[4], 'reserve', reserve, 'fence', 0, 'line', line)
-if own ~= line then redis.call('HSET', job, 'own', own) end
+local fields = {'spec', ARGV[3], 'head', ARGV[4], 'reserve', reserve, 'fence', 0, 'line', line}
+if own ~= line then table.insert(fields, 'own'); table.insert(fields, own) end
+if ARGV[7] ~= '' then table.insert(fields, 'usage'); table.insert(fields, ARGV[7]) end
+redis.call('HSET', job, unpack(fields))
 redis.call('INCRBY', reserved, reserve)
-if ARGV[7] ~= '' then redis.call('HSET', job, 'usage', ARGV[7]) end
 write_progress(job, 8)
 redis.call('SADD', lines, line)
 redis.call('RPUSH', own, ARGV[2])
