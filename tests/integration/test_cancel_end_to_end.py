@@ -14,8 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from corral_testbed.redis_server import RedisServerProcess, require_redis_server
-from corral_testbed.services import Corral, corral
+from corral_testbed.services import Corral, corral_on_its_own_redis
 
 # It marks its scratch space, so the test tells its jail from the worker's warm ones.
 SPIN: dict[str, object] = {
@@ -29,15 +28,8 @@ GONE_WITHIN_S = 1.0
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corral]:
-    require_redis_server()
-    redis = RedisServerProcess(tmp_path_factory.mktemp("redis"))
-    redis.start()
-    try:
-        env = {"CORRAL_CONCURRENCY": "1"}
-        with corral(redis.url, tmp_path_factory.mktemp("logs"), workers=1, auth=True, env=env) as running:
-            yield running
-    finally:
-        redis.stop()
+    with corral_on_its_own_redis(tmp_path_factory, workers=1, auth=True, env={"CORRAL_CONCURRENCY": "1"}) as running:
+        yield running
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -18,22 +18,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from corral_testbed.redis_server import RedisServerProcess, require_redis_server
-from corral_testbed.services import Corral, corral
+from corral_testbed.services import Corral, corral_on_its_own_redis
 
 CORRAL_PEX = Path("packages.client/corral.pex")
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corral]:
-    require_redis_server()
-    redis = RedisServerProcess(tmp_path_factory.mktemp("redis"))
-    redis.start()
-    try:
-        with corral(redis.url, tmp_path_factory.mktemp("logs"), workers=2) as running:
-            yield running
-    finally:
-        redis.stop()
+    with corral_on_its_own_redis(tmp_path_factory, workers=2) as running:
+        yield running
 
 
 # ---- Judge0 ---------------------------------------------------------------------------------

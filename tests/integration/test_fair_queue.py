@@ -14,8 +14,7 @@ from datetime import datetime
 import httpx
 import pytest
 
-from corral_testbed.redis_server import RedisServerProcess, require_redis_server
-from corral_testbed.services import Corral, corral
+from corral_testbed.services import Corral, corral_on_its_own_redis
 
 BIG_JOBS = 2000
 SMALL_JOBS = 3
@@ -25,14 +24,8 @@ BODY = {"code": "pass", "limits": {"max_output_bytes": 1024}}
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corral]:
-    require_redis_server()
-    redis = RedisServerProcess(tmp_path_factory.mktemp("redis"))
-    redis.start()
-    try:
-        with corral(redis.url, tmp_path_factory.mktemp("logs"), workers=1, auth=True) as running:
-            yield running
-    finally:
-        redis.stop()
+    with corral_on_its_own_redis(tmp_path_factory, workers=1, auth=True) as running:
+        yield running
 
 
 def submit_many(service: Corral, key: str, count: int, clients: int = 4) -> list[str]:

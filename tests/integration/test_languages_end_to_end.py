@@ -10,8 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from corral_testbed.redis_server import RedisServerProcess, require_redis_server
-from corral_testbed.services import Corral, corral
+from corral_testbed.services import Corral, corral_on_its_own_redis
 
 # Per language: hello (reads a word from stdin, prints it and the first argument), exit 3,
 # an uncaught error, a busy loop, a memory hog, and code that does not compile ("": interpreted).
@@ -87,14 +86,8 @@ LANGUAGES = sorted(PROGRAMS)
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corral]:
     """One stack for the module: compilers are slow, the stack's start-up need not add to them."""
-    require_redis_server()
-    redis = RedisServerProcess(tmp_path_factory.mktemp("redis"))
-    redis.start()
-    try:
-        with corral(redis.url, tmp_path_factory.mktemp("logs"), workers=2) as running:
-            yield running
-    finally:
-        redis.stop()
+    with corral_on_its_own_redis(tmp_path_factory, workers=2) as running:
+        yield running
 
 
 def run(service: Corral, code: str, **fields: object) -> dict[str, Any]:

@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
+
+from corral_testbed.redis_server import RedisServerProcess, require_redis_server
 
 API_PEX = Path("packages.api/corral-api.pex")
 WORKER_PEX = Path("packages.worker/corral-worker.pex")
@@ -190,3 +193,18 @@ def children(pid: int) -> dict[int, str]:
 
 def title(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+
+
+@contextmanager
+def corral_on_its_own_redis(
+    tmp_path_factory: pytest.TempPathFactory, *, workers: int = 2, auth: bool = False, env: Mapping[str, str] | None = None
+) -> Iterator[Corral]:
+    """`corral` on a redis-server of its own, started first and stopped last: a module's stack."""
+    require_redis_server()
+    redis = RedisServerProcess(tmp_path_factory.mktemp("redis"))
+    redis.start()
+    try:
+        with corral(redis.url, tmp_path_factory.mktemp("logs"), workers=workers, auth=auth, env=env) as running:
+            yield running
+    finally:
+        redis.stop()
