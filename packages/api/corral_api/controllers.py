@@ -124,6 +124,7 @@ class JobsController(Controller):
         # client never heard of.
         with long_polls.hold() if wait > 0 else contextlib.nullcontext():
             request_id = logs.request_id.get()
+            submitted_s = asyncio.get_running_loop().time()
             if idempotency_key is None:
                 job, created = await submit_job(data.to_request(), request_id=request_id), True
             else:
@@ -138,7 +139,8 @@ class JobsController(Controller):
                 metrics.jobs_submitted.inc()
                 log.info("job submitted", extra={"language": job.request.language})
             if wait > 0:
-                job = await get_job(job.id, wait_s=wait)
+                # A job this request created is known to exist unfinished: no need to read it first.
+                job = await get_job(job.id, wait_s=wait, submitted_s=submitted_s if created else None)
         # Without a wait the answer is 202 however far the job got: a replayed submit answers
         # as the first one did, even when the job has finished since.
         if wait > 0 and job.finished:

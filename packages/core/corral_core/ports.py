@@ -139,9 +139,12 @@ class JobCanceller(Protocol):
 class CancelNotices(Protocol):
     """How a worker learns, within a moment, that a job it runs was cancelled."""
 
-    async def wait_cancelled(self, job_id: str) -> None:
+    async def wait_cancelled(self, job_id: str, since_s: float | None = None) -> None:
         """Return once the job is CANCELLED (at once if it already is); otherwise never.
 
+        `since_s`: the event loop's time before the job was claimed (by this process). A
+        cancel from before then would have kept the claim from starting the job, so an adapter
+        whose notices were heard all along since then need not look the job up first.
         The caller cancels the wait when its run ends. A worker that misses a notice still
         learns of the cancel from its next lease renewal, which is refused.
         """
@@ -165,10 +168,12 @@ class JobStore(Protocol):
 
     async def get(self, job_id: str) -> Job | None: ...
 
-    async def wait_finished(self, job_id: str, timeout_s: float) -> Job | None:
+    async def wait_finished(self, job_id: str, timeout_s: float, submitted_s: float | None = None) -> Job | None:
         """The job once it is finished, or as it stands after `timeout_s`; None if unknown.
 
-        Waits on a notification, never by polling in a loop.
+        Waits on a notification, never by polling in a loop. `submitted_s`: the event loop's
+        time before this process submitted the job (it exists, and was unfinished then); an
+        adapter whose notifications were heard all along since then need not read it first.
         """
         ...
 

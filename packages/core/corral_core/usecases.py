@@ -264,14 +264,16 @@ class GetJob:
         bound._caller = caller
         return bound
 
-    async def __call__(self, job_id: str, wait_s: float = 0) -> Job:
-        if wait_s > 0 and not self._caller.admin:
+    async def __call__(self, job_id: str, wait_s: float = 0, submitted_s: float | None = None) -> Job:
+        """`submitted_s`: the event loop's time before the caller's own submit created the job
+        (JobStore.wait_finished), which saves a read of it."""
+        if wait_s > 0 and not self._caller.admin and submitted_s is None:
             # Ownership first: someone else's job must not make a stranger wait for its end.
             found = await self._store.get(job_id)
             if found is not None and self._caller.may_read(found.owner) and not found.finished:
                 found = await self._store.wait_finished(job_id, wait_s)
         elif wait_s > 0:
-            found = await self._store.wait_finished(job_id, wait_s)
+            found = await self._store.wait_finished(job_id, wait_s, submitted_s)
         else:
             found = await self._store.get(job_id)
         if found is None or not self._caller.may_read(found.owner):
@@ -383,7 +385,7 @@ class RunNextJob:
             return None
         timer = _LeaseTimer(self._lease_ms / 1000, sent)
         try:
-            final = await self._run_leased(lease, timer)
+            final = await self._run_leased(lease, timer, sent)
         except _Cancelled:
             log.info("job %s was cancelled; its run was stopped", lease.job.id)
             return None
@@ -398,9 +400,11 @@ class RunNextJob:
             return None
         return final
 
-    async def _run_leased(self, lease: Lease, timer: _LeaseTimer) -> Job | None:
+    async def _run_leased(self, lease: Lease, timer: _LeaseTimer, claimed_s: float) -> Job | None:
         run = asyncio.ensure_future(self._run(lease.job))
-        notice = None if self._cancels is None else asyncio.ensure_future(self._cancels.wait_cancelled(lease.job.id))
+        notice = (
+            None if self._cancels is None else asyncio.ensure_future(self._cancels.wait_cancelled(lease.job.id, claimed_s))
+        )
         healthy = True
         try:
             while True:

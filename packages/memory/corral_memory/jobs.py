@@ -200,7 +200,7 @@ class InMemoryJobStore:
         found = self._state.records.get(job_id)
         return None if found is None else jobs.without_inputs(found)
 
-    async def wait_finished(self, job_id: str, timeout_s: float) -> Job | None:
+    async def wait_finished(self, job_id: str, timeout_s: float, submitted_s: float | None = None) -> Job | None:
         state = self._state
         if job_id not in state.records:
             return None
@@ -217,7 +217,7 @@ class InMemoryCancelNotices:
     def __init__(self, state: InMemoryJobs) -> None:
         self._state = state
 
-    async def wait_cancelled(self, job_id: str) -> None:
+    async def wait_cancelled(self, job_id: str, since_s: float | None = None) -> None:
         state = self._state
 
         def cancelled() -> bool:

@@ -8,11 +8,17 @@ caught by the job's next lease renewal, which the cancel made fail.
 
 A channel of its own rather than the `finished` one: cancels are rare, and a worker would
 otherwise hear of every job that finishes anywhere.
+
+The first read is skipped when the subscription has been live since before the job was
+claimed (`since_s`): a cancel from before the claim would have kept it from starting the job,
+and one from after reached the subscription, where a notice heard before its waiter came is
+remembered for a while (`_HEARD_FOR_S`). That saves a worker one round trip per job.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 
@@ -27,6 +33,10 @@ from corral_redis.settings import DEFAULT_SETTINGS, QueueKeys, RedisSettings
 log = logging.getLogger(__name__)
 
 _MAX_BACKOFF_S = 2.0
+# How long, and how many, cancels heard are remembered for a waiter that comes after its notice
+# (a job claimed a moment before its cancel). One forgotten is still caught by a renewal.
+_HEARD_FOR_S = 60.0
+_HEARD_MOST = 10_000
 _CANCELLED = JobStatus.CANCELLED.value.encode()
 
 
@@ -37,15 +47,24 @@ class RedisCancelNotices:
         self._keys = QueueKeys(settings.key_prefix)
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._subscribed = asyncio.Event()
+        # The loop's time the live subscription was confirmed (None while there is none).
+        self._live_since: float | None = None
+        # Job ids cancelled lately, each with the loop's time it was heard, oldest first.
+        self._heard: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._listener: asyncio.Task[None] | None = None
 
-    async def wait_cancelled(self, job_id: str) -> None:
+    async def wait_cancelled(self, job_id: str, since_s: float | None = None) -> None:
         self._listen()
         woken = asyncio.Event()
         self._waiters.setdefault(job_id, set()).add(woken)
         try:
             # Subscribed before the first read, or a cancel published in between goes unheard.
             await self._subscribed.wait()
+            if since_s is not None and self._live_since is not None and self._live_since <= since_s:
+                if job_id in self._heard:
+                    return
+                await woken.wait()
+                woken.clear()
             while not await self._is_cancelled(job_id):
                 await woken.wait()
                 woken.clear()
@@ -96,9 +115,10 @@ class RedisCancelNotices:
                     if message is None:
                         continue
                     if message["type"] in ("message", "smessage"):
-                        self._wake(message["data"].decode())
+                        self._heard_now(message["data"].decode())
                     elif message["type"] in ("subscribe", "ssubscribe"):
                         # Also after a reconnect: notices sent meanwhile were lost.
+                        self._live_since = asyncio.get_running_loop().time()
                         self._subscribed.set()
                         for job_id in list(self._waiters):
                             self._wake(job_id)
@@ -108,11 +128,20 @@ class RedisCancelNotices:
             except Exception:
                 log.exception("cancel-notice listener failed, restarting it")
             finally:
+                self._live_since = None
                 self._subscribed.clear()
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF_S)
+
+    def _heard_now(self, job_id: str) -> None:
+        now = asyncio.get_running_loop().time()
+        self._heard[job_id] = now
+        self._heard.move_to_end(job_id)
+        while self._heard and (len(self._heard) > _HEARD_MOST or next(iter(self._heard.values())) < now - _HEARD_FOR_S):
+            self._heard.popitem(last=False)
+        self._wake(job_id)
 
     def _wake(self, job_id: str) -> None:
         for event in self._waiters.get(job_id, ()):

@@ -281,8 +281,8 @@ class ShardedJobStore:
     async def get(self, job_id: str) -> Job | None:
         return await self.shard(job_id).get(job_id)
 
-    async def wait_finished(self, job_id: str, timeout_s: float) -> Job | None:
-        return await self.shard(job_id).wait_finished(job_id, timeout_s)
+    async def wait_finished(self, job_id: str, timeout_s: float, submitted_s: float | None = None) -> Job | None:
+        return await self.shard(job_id).wait_finished(job_id, timeout_s, submitted_s)
 
     def waiting(self, job_id: str | None = None) -> int:
         if job_id is not None:
@@ -302,8 +302,8 @@ class ShardedCancelNotices:
     def __init__(self, shards: Sequence[RedisCancelNotices]) -> None:
         self._shards = list(shards)
 
-    async def wait_cancelled(self, job_id: str) -> None:
-        await self._shards[shard_of(job_id, len(self._shards))].wait_cancelled(job_id)
+    async def wait_cancelled(self, job_id: str, since_s: float | None = None) -> None:
+        await self._shards[shard_of(job_id, len(self._shards))].wait_cancelled(job_id, since_s)
 
     async def aclose(self) -> None:
         for shard in self._shards:

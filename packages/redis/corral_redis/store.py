@@ -12,11 +12,16 @@ generation if one is under way (it began after the wake, so it sees the finish).
 Pub/sub delivers at most once: a finish published while the subscription was down is gone.
 So each time the subscription is (re)established, every waiter is woken to read its record
 again, and a waiter whose time runs out reads the record once more before it answers.
+
+A caller that has just submitted the job says when (`submitted_s`): if the subscription has
+been live since before then, the finish cannot have been missed (it is among the ids heard
+lately, kept for `_HEARD_FOR_S`, or still to come), so the first read is skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from typing import cast
@@ -32,6 +37,10 @@ from corral_redis.settings import DEFAULT_SETTINGS, QueueKeys, RedisSettings
 log = logging.getLogger(__name__)
 
 _MAX_BACKOFF_S = 2.0
+# How long, and how many, finished ids heard are remembered for a waiter that comes after its
+# job's notification (a job done before its submitter began to wait).
+_HEARD_FOR_S = 60.0
+_HEARD_MOST = 20_000
 
 
 class RedisJobStore:
@@ -46,6 +55,10 @@ class RedisJobStore:
         self._generation: dict[str, int] = {}
         self._reads: dict[str, tuple[int, asyncio.Future[Job | None]]] = {}
         self._subscribed = asyncio.Event()
+        # The loop's time the live subscription was confirmed (None while there is none).
+        self._live_since: float | None = None
+        # Job ids heard finished lately, each with the loop's time it was heard, oldest first.
+        self._heard: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._listener: asyncio.Task[None] | None = None
 
     async def get(self, job_id: str) -> Job | None:
@@ -58,7 +71,7 @@ class RedisJobStore:
         found = decode_record(values)
         return None if found is None else without_inputs(found)
 
-    async def wait_finished(self, job_id: str, timeout_s: float) -> Job | None:
+    async def wait_finished(self, job_id: str, timeout_s: float, submitted_s: float | None = None) -> Job | None:
         if timeout_s <= 0:
             return await self.get(job_id)
         loop = asyncio.get_running_loop()
@@ -69,8 +82,15 @@ class RedisJobStore:
         try:
             # Subscribed before the first read, or a finish published in between goes unseen.
             await _wait(self._subscribed, deadline - loop.time())
-            found = await self.get(job_id)
-            while found is not None and not found.finished:
+            unread = (
+                submitted_s is not None
+                and self._live_since is not None
+                and self._live_since <= submitted_s
+                and job_id not in self._heard
+            )
+            found = None if unread else await self.get(job_id)
+            while unread or (found is not None and not found.finished):
+                unread = False
                 if not await _wait(woken, deadline - loop.time()):
                     return await self.get(job_id)
                 woken.clear()
@@ -143,11 +163,12 @@ class RedisJobStore:
                     if message is None:
                         continue
                     if message["type"] in ("message", "smessage"):
-                        self._wake(message["data"].decode())
+                        self._heard_now(message["data"].decode())
                     elif message["type"] in ("subscribe", "ssubscribe"):
                         # Also sent when redis-py re-subscribes after a reconnect: finishes
                         # published while the connection was down were lost, so every waiter
                         # reads its record again.
+                        self._live_since = asyncio.get_running_loop().time()
                         self._subscribed.set()
                         self._wake_all()
                         backoff = 0.05
@@ -156,11 +177,20 @@ class RedisJobStore:
             except Exception:
                 log.exception("finished-job listener failed, restarting it")
             finally:
+                self._live_since = None
                 self._subscribed.clear()
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF_S)
+
+    def _heard_now(self, job_id: str) -> None:
+        now = asyncio.get_running_loop().time()
+        self._heard[job_id] = now
+        self._heard.move_to_end(job_id)
+        while self._heard and (len(self._heard) > _HEARD_MOST or next(iter(self._heard.values())) < now - _HEARD_FOR_S):
+            self._heard.popitem(last=False)
+        self._wake(job_id)
 
     def _wake(self, job_id: str) -> None:
         waiting = self._waiters.get(job_id)

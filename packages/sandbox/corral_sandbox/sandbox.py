@@ -120,7 +120,7 @@ class NsJailSandbox:
                 except WarmUnusable as error:
                     log.info("a warm %s jail could not take a job, starting it cold: %s", runtime.language, error)
                 finally:
-                    standby.done()
+                    standby.done(jail)
         with self._ids.taken() as ids:
             return await run_job(self._jail_host, runtime, ids, request)
 
@@ -200,9 +200,11 @@ class _Standby:
         self._failures = 0
         return jail
 
-    def done(self) -> None:
-        """The job of a taken jail ended (and the jail with it): start the next one."""
+    def done(self, jail: WarmJail) -> None:
+        """The job of a taken jail ended: remove that jail in the background (the result need
+        not wait for it; `aclose` does) and start the next one."""
         self._taken -= 1
+        self._discard(jail)
         self.fill()
 
     async def aclose(self) -> None:
@@ -219,6 +221,14 @@ class _Standby:
     def _discard_later(self, task: asyncio.Task[WarmJail]) -> None:
         if task.cancelled() or task.exception() is not None:
             return
-        discarding = asyncio.ensure_future(task.result().discard())
+        self._discard(task.result())
+
+    def _discard(self, jail: WarmJail) -> None:
+        discarding = asyncio.ensure_future(jail.discard())
         self._discarding.add(discarding)
-        discarding.add_done_callback(self._discarding.discard)
+        discarding.add_done_callback(self._discarded)
+
+    def _discarded(self, discarding: asyncio.Future[None]) -> None:
+        self._discarding.discard(discarding)
+        if not discarding.cancelled() and discarding.exception() is not None:
+            log.error("a used %s jail could not be removed: %s", self._language, discarding.exception())

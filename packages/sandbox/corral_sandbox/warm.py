@@ -17,9 +17,11 @@ stdin memfd and the arguments go down the socket. The hook puts them where a col
 them, closes the socket and returns, and the interpreter runs main.py as a cold start does.
 
 Nothing is reused: after its job the jail is removed like a cold one (NsJail, its processes,
-its tmpfs, its cgroups) and a fresh one starts in the background (sandbox.py). A hand-over that
-fails before the job is sent (the jail died, a limit could not be set) leaves the program
-unrun: the jail is discarded and the job starts cold.
+its tmpfs, its cgroups) and a fresh one starts in the background (sandbox.py). The removal
+happens after `run` has returned the result, in the background too: by then NsJail has reaped
+the jail (its processes died with its PID namespace), and what is left (the tmpfs, the cgroups,
+the host ids) waits for nobody. A hand-over that fails before the job is sent (the jail died, a
+limit could not be set) leaves the program unrun: the jail is discarded and the job starts cold.
 """
 
 from __future__ import annotations
@@ -132,7 +134,9 @@ class WarmJail:
         return self._socket
 
     async def run(self, files: list[tuple[str, bytes]], limits: Limits, stdin: str, args: tuple[str, ...]) -> RunResult:
-        """Hand the job over, run it to its end, judge it, and destroy the jail (always).
+        """Hand the job over, run it to its end and judge it. The caller `discard`s the jail
+        after (its program has ended then: what is left to remove waits for nobody); when this
+        raises, the jail is gone already.
 
         WarmUnusable if the job could not be handed over: its program did not run.
         """
@@ -177,10 +181,12 @@ class WarmJail:
                 cpu_before_ns=cpu_before_ns,
                 start=SandboxStart.WARM,
             )
+        except BaseException:
+            await through_cancellation(self.discard())
+            raise
         finally:
             if stdin_fd >= 0:
                 os.close(stdin_fd)
-            await through_cancellation(self.discard())
 
     def _prepare(self, files: list[tuple[str, bytes]], limits: Limits, args: tuple[str, ...]) -> tuple[int, int]:
         """Everything before the job is sent: (the jailed pid, the CPU time used so far)."""

@@ -283,6 +283,35 @@ class JobQueueContract:
         assert await asyncio.wait_for(waiting, 10) == jobs.without_inputs(final)
         assert time.monotonic() - started < 1
 
+    async def test_its_submitter_gets_a_job_that_finished_before_it_began_to_wait(self, harness: QueueHarness) -> None:
+        # As the API waits for the job it has just submitted: told when it submitted it.
+        listening = asyncio.ensure_future(harness.store.wait_finished("no-such-job", 10))
+        await asyncio.sleep(0.1)
+        submitted_s = asyncio.get_running_loop().time()
+        await harness.queue.submit(new_job(harness.clock, "job-a"))
+        await harness.queue.submit(new_job(harness.clock, "job-b"))
+        lease = await harness.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None and lease.job.id == "job-a"
+        final = jobs.complete(lease.job, ok_result(), harness.clock.now())
+        assert await harness.queue.finish(lease, final)
+        await asyncio.sleep(0.1)  # its notification has come before the wait
+        started = time.monotonic()
+        assert await harness.store.wait_finished("job-a", 10, submitted_s) == jobs.without_inputs(final)
+        assert time.monotonic() - started < 1
+        waiting = asyncio.ensure_future(harness.store.wait_finished("job-b", 10, submitted_s))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        lease = await harness.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None and lease.job.id == "job-b"
+        final = jobs.complete(lease.job, ok_result(), harness.clock.now())
+        assert await harness.queue.finish(lease, final)
+        assert await asyncio.wait_for(waiting, 10) == jobs.without_inputs(final)
+        timed_out = harness.store.wait_finished("job-c", 0.2, asyncio.get_running_loop().time())
+        await harness.queue.submit(new_job(harness.clock, "job-c"))
+        as_it_stands = await timed_out
+        assert as_it_stands is not None and as_it_stands.status is JobStatus.PENDING
+        listening.cancel()
+
     async def test_waiting_reader_gets_the_unfinished_job_after_its_timeout(
         self, harness: QueueHarness
     ) -> None:
@@ -431,6 +460,27 @@ class JobQueueContract:
         await harness.queue.submit(new_job(harness.clock, "job-a"))
         assert await canceller.cancel("job-a", harness.clock.now())
         await asyncio.wait_for(notices.wait_cancelled("job-a"), 5)
+
+    async def test_a_job_cancelled_between_its_claim_and_the_wait_is_noticed(self, harness: QueueHarness) -> None:
+        # As a worker waits: told when it claimed the job, with notices heard all along since.
+        canceller, notices = harness.cancels()
+        listening = asyncio.ensure_future(notices.wait_cancelled("no-such-job"))
+        await asyncio.sleep(0.1)
+        await harness.queue.submit(new_job(harness.clock, "job-a"))
+        await harness.queue.submit(new_job(harness.clock, "job-b"))
+        claimed_s = asyncio.get_running_loop().time()
+        leases = [await harness.queue.claim("w1", LEASE_MS, 1) for _ in range(2)]
+        assert [lease.job.id for lease in leases if lease is not None] == ["job-a", "job-b"]
+        assert await canceller.cancel("job-a", harness.clock.now())
+        await asyncio.sleep(0.1)  # the notice has come before the wait
+        await asyncio.wait_for(notices.wait_cancelled("job-a", claimed_s), 5)
+        bystander = asyncio.ensure_future(notices.wait_cancelled("job-b", claimed_s))
+        await asyncio.sleep(0.1)
+        assert not bystander.done()
+        assert await canceller.cancel("job-b", harness.clock.now())
+        await asyncio.wait_for(bystander, 5)
+        listening.cancel()
+
     async def _claim_ids(self, harness: QueueHarness, count: int) -> list[str]:
         claimed = []
         for index in range(count):

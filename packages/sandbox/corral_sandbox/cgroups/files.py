@@ -58,6 +58,11 @@ def tasks(directory: str) -> list[int]:
     return pids
 
 
+def procs(directory: str) -> list[int]:
+    """The processes of one cgroup (not of those under it)."""
+    return [int(pid) for pid in read(os.path.join(directory, "cgroup.procs")).split()]
+
+
 def jail_cgroup(run_directory: str) -> str:
     """The one cgroup NsJail made for its jail under a run's cgroup (`NSJAIL.<pid>`)."""
     names = [name for name in os.listdir(run_directory) if name.startswith("NSJAIL.")]

@@ -36,6 +36,8 @@ class V1RunCgroups:
         self._cpuacct = os.path.join(host.cpuacct, self._relative)
         self._cpu = os.path.join(host.cpu, self._relative)
         self._memory_bytes = memory_bytes
+        # NsJail's cgroup under the run's memory cgroup, once `hand_over` has looked it up.
+        self._jail: str | None = None
         self._created: list[str] = []
         self._oom_fds: tuple[int, int] | None = None
         self._oom_seen = False
@@ -123,11 +125,15 @@ class V1RunCgroups:
         for name, value in limits:
             files.write(os.path.join(self._memory, name), str(value))
         self._memory_bytes = memory_bytes
-        files.write(os.path.join(files.jail_cgroup(self._memory), "memory.limit_in_bytes"), str(2 * memory_bytes))
-        files.write(os.path.join(files.jail_cgroup(self._pids), "pids.max"), str(max_processes))
+        self._jail = files.jail_cgroup(self._memory)
+        files.write(os.path.join(self._jail, "memory.limit_in_bytes"), str(2 * memory_bytes))
+        # NsJail names its cgroup alike in every controller (NSJAIL.<pid>).
+        files.write(os.path.join(self._pids, os.path.basename(self._jail), "pids.max"), str(max_processes))
 
     def jail_pids(self) -> list[int]:
-        return files.tasks(self._memory)
+        # Only NsJail's cgroup holds processes (NsJail itself is in none of the run's memory
+        # cgroups): one read, not a walk of the tree.
+        return files.procs(self._jail) if self._jail is not None else files.tasks(self._memory)
 
     def kill_all(self) -> None:
         for directory in self._created:

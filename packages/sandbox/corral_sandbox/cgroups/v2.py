@@ -19,6 +19,8 @@ class V2RunCgroups:
     def __init__(self, host: HostCgroups, run: str, memory_bytes: int, cpu_cores: float) -> None:
         self._directory = os.path.join(host.memory, host.parent, runname.cgroup_name(run))
         self._memory_bytes = memory_bytes
+        # NsJail's cgroup under the run's, once `hand_over` has looked it up.
+        self._jail: str | None = None
         self._created: list[str] = []
         try:
             os.mkdir(self._directory, 0o700)
@@ -62,12 +64,14 @@ class V2RunCgroups:
     def hand_over(self, memory_bytes: int, max_processes: int) -> None:
         files.write(os.path.join(self._directory, "memory.max"), str(memory_bytes))
         self._memory_bytes = memory_bytes
-        jail = files.jail_cgroup(self._directory)
-        files.write(os.path.join(jail, "memory.max"), str(2 * memory_bytes))
-        files.write(os.path.join(jail, "pids.max"), str(max_processes))
+        self._jail = files.jail_cgroup(self._directory)
+        files.write(os.path.join(self._jail, "memory.max"), str(2 * memory_bytes))
+        files.write(os.path.join(self._jail, "pids.max"), str(max_processes))
 
     def jail_pids(self) -> list[int]:
-        return files.tasks(self._directory)
+        # Only NsJail's cgroup holds processes (NsJail itself stays out of the run's cgroup):
+        # one read, not a walk of the tree.
+        return files.procs(self._jail) if self._jail is not None else files.tasks(self._directory)
 
     def kill_all(self) -> None:
         try:
