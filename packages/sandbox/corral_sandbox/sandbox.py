@@ -171,6 +171,7 @@ class _Standby:
         self._failures = 0
         self._closed = False
         self._discarding: set[asyncio.Task[None]] = set()
+        self._abandoned: set[asyncio.Task[WarmJail]] = set()
 
     def fill(self) -> None:
         while not self._closed and self._failures < self._MAX_FAILURES and len(self._waiting) + self._taken < self._slots:
@@ -190,7 +191,9 @@ class _Standby:
             jail = await asyncio.shield(task)
         except asyncio.CancelledError:
             self._taken -= 1
-            task.add_done_callback(self._discard_later)
+            # Still starting, perhaps: removed once started, and `aclose` waits for that.
+            self._abandoned.add(task)
+            task.add_done_callback(self._discard_abandoned)
             raise
         except Exception as error:
             self._taken -= 1
@@ -214,11 +217,14 @@ class _Standby:
             for result in await asyncio.gather(*waiting, return_exceptions=True):
                 if isinstance(result, WarmJail):
                     await result.discard()
-            await asyncio.gather(*self._discarding, return_exceptions=True)
+            # A jail a cancelled run left starting is discarded once started: wait for both.
+            while self._abandoned or self._discarding:
+                await asyncio.gather(*self._abandoned, *self._discarding, return_exceptions=True)
         finally:
             self._closed = False
 
-    def _discard_later(self, task: asyncio.Task[WarmJail]) -> None:
+    def _discard_abandoned(self, task: asyncio.Task[WarmJail]) -> None:
+        self._abandoned.discard(task)
         if task.cancelled() or task.exception() is not None:
             return
         self._discard(task.result())

@@ -259,3 +259,15 @@ async def test_jobs_at_once_each_get_a_jail_of_their_own(host: HostReport) -> No
     assert [(result.verdict, result.stdout) for result in results] == [(Verdict.OK, "[]\n")] * 6
     assert {result.sandbox_start for result in results} == {SandboxStart.WARM}
     assert_host_unharmed(host)
+
+
+async def test_a_run_cancelled_while_its_warm_jail_still_starts_leaves_nothing(host: HostReport) -> None:
+    # No jail started ahead: the run waits for the one its take starts, and is cancelled then.
+    sandbox = NsJailSandbox(host=host, warm_slots=1)
+    running = asyncio.ensure_future(sandbox.run(RunRequest(language="python", code="print(1)", limits=LIMITS)))
+    await asyncio.sleep(0.01)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    await sandbox.aclose()
+    assert_host_unharmed(host)
