@@ -25,10 +25,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from baseline import bare_nsjail_argv, percentile
-from http_latency import rate, timed
-
 from corral_testbed.redis_server import RedisServerProcess
 from corral_testbed.services import Corral, corral
+from http_latency import rate, timed
 
 CODE = "print(1)"
 ROUNDS = 8

@@ -100,8 +100,8 @@ class Worker:
                 continue
             backoff.reset()
             if job is not None:
-                # No line of its own here: the job's "job finished" line (telemetry) says it all.
                 self.jobs_done += 1
+                log.info("worker %s: job %s %s, attempt %d", self.worker_id, job.id, job.status.value, job.attempts)
 
     async def _heartbeat(self) -> None:
         info = WorkerInfo(self.worker_id, self._clock.now(), self._runtimes)
