@@ -130,11 +130,25 @@ def _leased(lease_dir: str, uid: int) -> bool:
 
 
 def _processes() -> Iterator[tuple[int, set[int], set[int]]]:
-    """(pid, uids, gids) of every process but zombies (a killed jail's, not reaped yet)."""
+    """(pid, uids, gids) of every process that can still run code of its own: not a zombie, not
+    exiting and not killed (a dead worker's jail just killed by the clean-up is all three in
+    turn; its PID 1 stays exiting, out of its cgroup, until the kernel has reaped the rest)."""
     for pid in filter(str.isdigit, os.listdir("/proc")):
         with contextlib.suppress(OSError, ValueError, KeyError, IndexError):
             with open(f"/proc/{pid}/status") as status:
-                fields = dict(line.split(":", 1) for line in status if line.startswith(("State:", "Uid:", "Gid:")))
-            if fields["State"].split()[0] in ("Z", "X"):
+                fields = dict(line.split(":", 1) for line in status if line.startswith(_STATUS_FIELDS))
+            with open(f"/proc/{pid}/stat") as stat:
+                flags = int(stat.read().rpartition(")")[2].split()[6])
+            if fields["State"].split()[0] in ("Z", "X") or flags & _PF_EXITING or _killed(fields):
                 continue
             yield int(pid), {int(value) for value in fields["Uid"].split()}, {int(value) for value in fields["Gid"].split()}
+
+
+_STATUS_FIELDS = ("State:", "Uid:", "Gid:", "SigPnd:", "ShdPnd:")
+_PF_EXITING = 0x4  # include/linux/sched.h: the process is in do_exit
+_SIGKILL_BIT = 1 << 8  # signal 9, in /proc/<pid>/status's pending masks
+
+
+def _killed(fields: dict[str, str]) -> bool:
+    """A SIGKILL is pending: the process never runs code of its own again."""
+    return any(int(fields[name], 16) & _SIGKILL_BIT for name in ("SigPnd", "ShdPnd"))
