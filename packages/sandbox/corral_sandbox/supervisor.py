@@ -1,6 +1,6 @@
 """Running one NsJail (or any program) to its end on the caller's event loop, without threads.
 
-The program is spawned with posix_spawn; its stdout and stderr pipes and a pidfd are watched
+The program is spawned with posix_spawn (spawn.py: without holding the GIL); its stdout and stderr pipes and a pidfd are watched
 with add_reader; the wall deadline, the CPU check and the output grace period are loop timers.
 Stopping is SIGTERM, which NsJail answers by SIGKILLing the jail (its PID 1: the PID namespace
 takes every other process with it), reaping it and removing its cgroups; if the program is not
@@ -22,6 +22,7 @@ import signal
 from collections.abc import Awaitable, Callable, Mapping
 from typing import NamedTuple, Protocol
 
+from corral_sandbox import spawn
 from corral_sandbox.streams import CappedStream, above_stdio
 from corral_sandbox.verdict import StopReason
 
@@ -192,16 +193,9 @@ class _Supervisor:
         err_read, err_write = os.pipe()
         try:
             out_write, err_write = above_stdio(out_write), above_stdio(err_write)
-            actions = [
-                (os.POSIX_SPAWN_DUP2, stdin_fd, 0),
-                (os.POSIX_SPAWN_DUP2, out_write, 1),
-                (os.POSIX_SPAWN_DUP2, err_write, 2),
-                *((os.POSIX_SPAWN_DUP2, ours, theirs) for theirs, ours in extra_fds.items()),
-            ]
+            dup2 = [(stdin_fd, 0), (out_write, 1), (err_write, 2), *((ours, theirs) for theirs, ours in extra_fds.items())]
             with self._accounting.spawning():
-                pid = os.posix_spawn(
-                    argv[0], argv, {}, file_actions=actions, setsid=True, setsigdef=_DEFAULT_SIGNALS, setsigmask=()
-                )
+                pid = spawn.spawn(argv[0], argv, dup2, _DEFAULT_SIGNALS)
         except BaseException:
             os.close(out_read)
             os.close(err_read)
