@@ -108,11 +108,13 @@ class WarmJail:
         return jail
 
     async def _spawn(self) -> None:
-        host, limits = self._host, _warm_limits()
-        self._scratch = Scratch.create(
-            host.work_root, runname.scratch_name(self._run), 1 << 20, host.scratch_inodes + 8, *self._ids
-        )
-        self._cgroups = run_cgroups(host.cgroups, self._run, limits.memory_mb << 20, host.cpu_cores_per_job)
+        limits = _warm_limits()
+        # In a thread: a jail starts while the worker stores the result of the job before it,
+        # and the mount and cgroups take about a millisecond the loop need not wait for. Cancelled,
+        # it still waits for them, so that `discard` finds what was made.
+        await through_cancellation(asyncio.to_thread(self._make_room, limits))
+        host = self._host
+        assert self._scratch is not None and self._cgroups is not None
         self._log_fd = log_memfd()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._socket = ours
@@ -128,6 +130,14 @@ class WarmJail:
             _fd(fcntl.fcntl(theirs.fileno(), fcntl.F_DUPFD_CLOEXEC, 10)) as handover,
         ):
             await supervisor.start(argv, devnull, {LOG_FD: self._log_fd, HANDOVER_FD: handover}, limits.max_output_bytes)
+
+    def _make_room(self, limits: Limits) -> None:
+        """The jail's scratch tmpfs and run cgroups."""
+        host = self._host
+        self._scratch = Scratch.create(
+            host.work_root, runname.scratch_name(self._run), 1 << 20, host.scratch_inodes + 8, *self._ids
+        )
+        self._cgroups = run_cgroups(host.cgroups, self._run, limits.memory_mb << 20, host.cpu_cores_per_job)
 
     def _sock(self) -> socket.socket:
         assert self._socket is not None
