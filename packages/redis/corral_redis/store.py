@@ -21,22 +21,16 @@ lately, kept for `_HEARD_FOR_S`, or still to come), so the first read is skipped
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
-import logging
 from typing import cast
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from corral_core.job import Job, without_inputs
+from corral_redis.announcements import Announcements
 from corral_redis.connection import storage_errors
 from corral_redis.records import VIEW_FIELDS, decode_record
 from corral_redis.settings import DEFAULT_SETTINGS, QueueKeys, RedisSettings
 
-log = logging.getLogger(__name__)
-
-_MAX_BACKOFF_S = 2.0
 # How long, and how many, finished ids heard are remembered for a waiter that comes after its
 # job's notification (a job done before its submitter began to wait).
 _HEARD_FOR_S = 60.0
@@ -46,7 +40,6 @@ _HEARD_MOST = 20_000
 class RedisJobStore:
     def __init__(self, client: Redis, settings: RedisSettings = DEFAULT_SETTINGS) -> None:
         self._client = client
-        self._settings = settings
         self._keys = QueueKeys(settings.key_prefix)
         self._waiters: dict[str, set[asyncio.Event]] = {}
         # Per job id: the generation of its latest wake (a store-wide count, so that a number
@@ -54,12 +47,12 @@ class RedisJobStore:
         self._wakes = 0
         self._generation: dict[str, int] = {}
         self._reads: dict[str, tuple[int, asyncio.Future[Job | None]]] = {}
-        self._subscribed = asyncio.Event()
-        # The loop's time the live subscription was confirmed (None while there is none).
-        self._live_since: float | None = None
-        # Job ids heard finished lately, each with the loop's time it was heard, oldest first.
-        self._heard: collections.OrderedDict[str, float] = collections.OrderedDict()
-        self._listener: asyncio.Task[None] | None = None
+        # On a Cluster, FINISH announces with SPUBLISH (corral_redis.shards): sharded pub/sub
+        # stays on the node owning the channel's slot, which is the node of the queue.
+        self._finishes = Announcements(
+            client, self._keys.finished, settings, self._wake, self._wake_all,
+            heard_for_s=_HEARD_FOR_S, heard_most=_HEARD_MOST, what="finished-job notifications",
+        )  # fmt: skip
 
     async def get(self, job_id: str) -> Job | None:
         key = self._keys.job(job_id)
@@ -76,17 +69,18 @@ class RedisJobStore:
             return await self.get(job_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        self._listen()
+        self._finishes.listen()
         woken = asyncio.Event()
         self._waiters.setdefault(job_id, set()).add(woken)
         try:
             # Subscribed before the first read, or a finish published in between goes unseen.
-            await _wait(self._subscribed, deadline - loop.time())
+            await _wait(self._finishes.subscribed, deadline - loop.time())
+            live_since = self._finishes.live_since
             unread = (
                 submitted_s is not None
-                and self._live_since is not None
-                and self._live_since <= submitted_s
-                and job_id not in self._heard
+                and live_since is not None
+                and live_since <= submitted_s
+                and not self._finishes.heard(job_id)
             )
             found = None if unread else await self.get(job_id)
             while unread or (found is not None and not found.finished):
@@ -129,68 +123,9 @@ class RedisJobStore:
 
     async def aclose(self) -> None:
         """Stop the notification reader. The client stays open: it is the caller's."""
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+        await self._finishes.aclose()
 
     close = aclose
-
-    def _listen(self) -> None:
-        if self._listener is None or self._listener.done():
-            self._listener = asyncio.get_running_loop().create_task(
-                self._read_notifications(), name=f"corral finished-job listener {self._keys.prefix}"
-            )
-
-    async def _read_notifications(self) -> None:
-        backoff = 0.05
-        while True:
-            pubsub = self._client.pubsub()
-            # On a Cluster, FINISH announces with SPUBLISH (corral_redis.shards): sharded pub/sub
-            # stays on the node owning the channel's slot, which is the node of the queue.
-            sharded = self._settings.cluster
-            try:
-                if sharded:
-                    await pubsub.ssubscribe(self._keys.finished)
-                else:
-                    await pubsub.subscribe(self._keys.finished)
-                while True:
-                    if sharded:
-                        message = await pubsub.get_sharded_message(timeout=self._settings.listen_idle_s)  # type: ignore[attr-defined]
-                    else:
-                        message = await pubsub.get_message(timeout=self._settings.listen_idle_s)
-                    if message is None:
-                        continue
-                    if message["type"] in ("message", "smessage"):
-                        self._heard_now(message["data"].decode())
-                    elif message["type"] in ("subscribe", "ssubscribe"):
-                        # Also sent when redis-py re-subscribes after a reconnect: finishes
-                        # published while the connection was down were lost, so every waiter
-                        # reads its record again.
-                        self._live_since = asyncio.get_running_loop().time()
-                        self._subscribed.set()
-                        self._wake_all()
-                        backoff = 0.05
-            except (RedisError, OSError) as error:
-                log.warning("finished-job notifications interrupted, resubscribing: %s", error)
-            except Exception:
-                log.exception("finished-job listener failed, restarting it")
-            finally:
-                self._live_since = None
-                self._subscribed.clear()
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, _MAX_BACKOFF_S)
-
-    def _heard_now(self, job_id: str) -> None:
-        now = asyncio.get_running_loop().time()
-        self._heard[job_id] = now
-        self._heard.move_to_end(job_id)
-        while self._heard and (len(self._heard) > _HEARD_MOST or next(iter(self._heard.values())) < now - _HEARD_FOR_S):
-            self._heard.popitem(last=False)
-        self._wake(job_id)
 
     def _wake(self, job_id: str) -> None:
         waiting = self._waiters.get(job_id)
