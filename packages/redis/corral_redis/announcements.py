@@ -2,7 +2,8 @@
 
 The job store hears finishes on the queue's `finished` channel, the cancel notices hear cancels
 on `cancelled`; both need the same reader: subscribe (SSUBSCRIBE on a Cluster, where the
-scripts announce with SPUBLISH), hand each id heard to `on_heard`, remember the ids heard lately
+scripts announce with SPUBLISH), hand each id heard to `on_heard` (with what follows it in the
+message after a newline: a finished job's view, see scripts.FINISH), remember the ids heard lately
 for a waiter that comes after its announcement, and resubscribe with a backoff after an outage.
 
 Pub/sub delivers at most once: an id announced while the subscription was down is gone. So each
@@ -36,7 +37,7 @@ class Announcements:
         client: Redis,
         channel: str,
         settings: RedisSettings,
-        on_heard: Callable[[str], None],
+        on_heard: Callable[[str, bytes], None],
         on_live: Callable[[], None],
         *,
         heard_for_s: float,
@@ -92,7 +93,8 @@ class Announcements:
                     if message is None:
                         continue
                     if message["type"] in ("message", "smessage"):
-                        self._heard_now(message["data"].decode())
+                        job_id, _, rest = message["data"].partition(b"\n")
+                        self._heard_now(job_id.decode(), rest)
                     elif message["type"] in ("subscribe", "ssubscribe"):
                         # Also sent when redis-py re-subscribes after a reconnect: what was
                         # announced while the connection was down is lost.
@@ -112,10 +114,10 @@ class Announcements:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
-    def _heard_now(self, job_id: str) -> None:
+    def _heard_now(self, job_id: str, rest: bytes) -> None:
         now = asyncio.get_running_loop().time()
         self._heard[job_id] = now
         self._heard.move_to_end(job_id)
         while self._heard and (len(self._heard) > self._heard_most or next(iter(self._heard.values())) < now - self._heard_for_s):
             self._heard.popitem(last=False)
-        self._on_heard(job_id)
+        self._on_heard(job_id, rest)

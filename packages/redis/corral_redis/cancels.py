@@ -41,7 +41,7 @@ class RedisCancelNotices:
         self._waiters: dict[str, set[asyncio.Event]] = {}
         # On a Cluster, CANCEL announces with SPUBLISH (corral_redis.shards), as FINISH does.
         self._cancels = Announcements(
-            client, self._keys.cancelled, settings, self._wake, self._wake_all,
+            client, self._keys.cancelled, settings, lambda job_id, _: self._wake(job_id), self._wake_all,
             heard_for_s=_HEARD_FOR_S, heard_most=_HEARD_MOST, what="cancel notices",
         )  # fmt: skip
 

@@ -48,6 +48,11 @@ FIELDS = ("spec", *PROGRESS)
 # What a client's read fetches: everything its answer shows, none of the job's inputs.
 VIEW_FIELDS = ("head", *PROGRESS)
 
+# A finish announces the job's view with its id (scripts.FINISH) up to this many bytes of fields;
+# a larger one only by its id. Every API process gets every announcement: this bounds what one
+# job's finish makes each of them read, and what a burst leaves in Redis' pub/sub buffers.
+MAX_ANNOUNCED_VIEW_BYTES = 16 * 1024
+
 # A result's JSON without its output (verdict, exit code, times) fits well within this.
 _RESULT_JSON_BYTES = 1024
 # UTF-8 spends at most three bytes on one byte of output (U+FFFD for an invalid byte).
@@ -115,3 +120,26 @@ def _decode_result(result: bytes, stdout: bytes | None, stderr: bytes | None, co
         # An older worker's result kept the compiler's output in its JSON, if it had any.
         compile_output=decoded.compile_output if compiled is None else compiled.decode(errors="replace"),
     )
+
+
+def announced_view(frame: bytes) -> list[bytes | None] | None:
+    """The VIEW_FIELDS values a finish announced after the job's id (scripts.FINISH): per field
+    "-" (none) or "<length>:<bytes>". None when there are none, or they do not parse."""
+    values: list[bytes | None] = []
+    at = 0
+    while at < len(frame) and len(values) < len(VIEW_FIELDS):
+        if frame[at : at + 1] == b"-":
+            values.append(None)
+            at += 1
+            continue
+        colon = frame.find(b":", at, at + 21)
+        if colon < 0 or not frame[at:colon].isdigit():
+            return None
+        end = colon + 1 + int(frame[at:colon])
+        if end > len(frame):
+            return None
+        values.append(frame[colon + 1 : end])
+        at = end
+    if at != len(frame) or len(values) != len(VIEW_FIELDS):
+        return None
+    return values

@@ -29,7 +29,7 @@ makes and checks that core allows it.
 from __future__ import annotations
 
 from corral_core.job import JobStatus
-from corral_redis.records import FIELDS, PROGRESS
+from corral_redis.records import FIELDS, MAX_ANNOUNCED_VIEW_BYTES, PROGRESS, VIEW_FIELDS
 
 # Core's status names as Lua locals (PENDING = 'PENDING', ...), prepended to every script that
 # reads or writes a status, so no script spells one itself.
@@ -248,6 +248,32 @@ redis.call('ZADD', KEYS[2], micros(now_us() + tonumber(ARGV[3]) * 1000), ARGV[1]
 return 1
 """
 
+# A finish's announcement on the `finished` channel: the job's id, then, when it is small, what
+# a client's read would fetch (VIEW_FIELDS, records.view_frame), so that a waiter need not read it
+# back: "<id>\n" and per field "-" (none) or "<length>:<bytes>".
+_ANNOUNCEMENT = (
+    "local VIEW = {"
+    + ", ".join(f"'{field}'" for field in VIEW_FIELDS)
+    + "}\n"
+    + f"local MAX_VIEW = {MAX_ANNOUNCED_VIEW_BYTES}\n"
+    + """
+local function announcement(job, id)
+  local parts, size = {id, '\\n'}, 0
+  for _, value in ipairs(redis.call('HMGET', job, unpack(VIEW))) do
+    if value then
+      size = size + #value
+      table.insert(parts, #value .. ':')
+      table.insert(parts, value)
+    else
+      table.insert(parts, '-')
+    end
+  end
+  if size > MAX_VIEW then return id end
+  return table.concat(parts)
+end
+"""
+)
+
 # KEYS: job, processing, leases, reserved
 # ARGV: job id, token, channel, ttl (ms), if_expired ('1' or ''), then the progress values
 # Writes a final state under the job's current lease. With if_expired, only if that lease has
@@ -257,6 +283,7 @@ FINISH = (
     _STATUSES
     + _NOW
     + _WRITE_PROGRESS
+    + _ANNOUNCEMENT
     + """
 local job, processing, leases = KEYS[1], KEYS[2], KEYS[3]
 local state = redis.call('HMGET', job, 'status', 'fence')
@@ -284,7 +311,7 @@ redis.call('HDEL', job, 'reserve')
 redis.call('LREM', processing, 0, ARGV[1])
 redis.call('ZREM', leases, ARGV[1])
 redis.call('PEXPIRE', job, ARGV[4])
-redis.call('PUBLISH', ARGV[3], ARGV[1])
+redis.call('PUBLISH', ARGV[3], announcement(job, ARGV[1]))
 return 1
 """
 )

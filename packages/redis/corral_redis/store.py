@@ -7,7 +7,9 @@ published in between still wakes it.
 
 When a finish wakes many waiters of one job at once, they share one read of its record: each
 wake starts a new generation of reads for that id, and a waiter joins the read of its own
-generation if one is under way (it began after the wake, so it sees the finish).
+generation if one is under way (it began after the wake, so it sees the finish). A finish whose
+job is small announces what that read would fetch along with the id (scripts.FINISH): that is
+then the generation's read, and no waiter reads the record back.
 
 Pub/sub delivers at most once: a finish published while the subscription was down is gone.
 So each time the subscription is (re)established, every waiter is woken to read its record
@@ -23,12 +25,13 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
+import msgspec
 from redis.asyncio import Redis
 
 from corral_core.job import Job, without_inputs
 from corral_redis.announcements import Announcements
 from corral_redis.connection import storage_errors
-from corral_redis.records import VIEW_FIELDS, decode_record
+from corral_redis.records import VIEW_FIELDS, announced_view, decode_record
 from corral_redis.settings import DEFAULT_SETTINGS, QueueKeys, RedisSettings
 
 # How long, and how many, finished ids heard are remembered for a waiter that comes after its
@@ -50,7 +53,7 @@ class RedisJobStore:
         # On a Cluster, FINISH announces with SPUBLISH (corral_redis.shards): sharded pub/sub
         # stays on the node owning the channel's slot, which is the node of the queue.
         self._finishes = Announcements(
-            client, self._keys.finished, settings, self._wake, self._wake_all,
+            client, self._keys.finished, settings, self._heard, self._wake_all,
             heard_for_s=_HEARD_FOR_S, heard_most=_HEARD_MOST, what="finished-job notifications",
         )  # fmt: skip
 
@@ -96,6 +99,9 @@ class RedisJobStore:
             if not waiting:
                 del self._waiters[job_id]
                 self._generation.pop(job_id, None)
+                read = self._reads.get(job_id)
+                if read is not None and read[1].done():
+                    del self._reads[job_id]  # an announced view (a read removes itself)
 
     async def _shared_read(self, job_id: str) -> Job | None:
         """The record as read once since the latest wake for it, by whichever waiter came first."""
@@ -126,6 +132,23 @@ class RedisJobStore:
         await self._finishes.aclose()
 
     close = aclose
+
+    def _heard(self, job_id: str, view: bytes) -> None:
+        """A finish announced: wake the job's waiters, and when the announcement carried the job's
+        view, make it the read of this wake, so that they answer without reading the record."""
+        self._wake(job_id)
+        if not view or job_id not in self._waiters:
+            return
+        values = announced_view(view)
+        try:
+            job = None if values is None else decode_record(values)
+        except (msgspec.MsgspecError, ValueError):
+            job = None
+        if job is None:
+            return  # not one this version can read: the waiters read the record
+        read: asyncio.Future[Job | None] = asyncio.get_running_loop().create_future()
+        read.set_result(without_inputs(job))
+        self._reads[job_id] = (self._generation[job_id], read)
 
     def _wake(self, job_id: str) -> None:
         waiting = self._waiters.get(job_id)
