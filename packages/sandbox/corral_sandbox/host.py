@@ -17,6 +17,8 @@ import contextlib
 import logging
 import os
 import stat
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -58,7 +60,7 @@ def prepare_host(settings: SandboxSettings | None = None) -> HostReport:
             hooks = _ready_hooks(policy, runtimes, hook_dir(settings.work_root))
             # After the clean-up: a dead worker's jails, killed just now, may still have held ids.
             ids = JailIdRange(settings.jail_uid_first, settings.jail_gid_first, settings.jail_id_count)
-            _check_jail_ids(ids, lease_dir(settings.work_root))
+            _check_jail_ids(ids, lease_dir(settings.work_root), lambda: leftovers.sweep_cgroups(host_cgroups))
     except (BinaryError, PolicyError, CgroupError, ScratchError, OSError) as error:
         raise HostNotReady(str(error)) from None
     if not host_cgroups.swap_accounting and _swap_in_use():
@@ -91,16 +93,29 @@ def _proven(report: HostReport, failed: dict[str, str]) -> HostReport:
     )
 
 
-def _check_jail_ids(ids: JailIdRange, leases: str) -> None:
+def _check_jail_ids(
+    ids: JailIdRange, leases: str, sweep: Callable[[], object], pause: Callable[[], None] = lambda: time.sleep(0.2)
+) -> None:
     """The jails' ids must be nobody's: no host account's files to reach, and no process but
-    the jobs of this host's live workers (which hold leases on theirs)."""
-    used = ids_in_use(ids, leases)
-    if used:
-        shown = "; ".join(used[:5]) + ("; ..." if len(used) > 5 else "")
-        raise HostNotReady(
-            f"the jail ids (uids from {ids.uid_first}, gids from {ids.gid_first}, {ids.size} of each) "
-            f"are in use: {shown}"
-        )
+    the jobs of this host's live workers (which hold leases on theirs).
+
+    A worker killed just after this host's sweep found it alive leaves jails whose ids nobody
+    leases any more (its warm jails, say). So before calling them strangers: `pause`, `sweep`
+    the dead workers' runs again, and look again, a few times. A stranger stays."""
+    for attempt in range(_ID_CHECKS):
+        used = ids_in_use(ids, leases)
+        if not used:
+            return
+        if attempt + 1 < _ID_CHECKS:
+            pause()
+            sweep()
+    shown = "; ".join(used[:5]) + ("; ..." if len(used) > 5 else "")
+    raise HostNotReady(
+        f"the jail ids (uids from {ids.uid_first}, gids from {ids.gid_first}, {ids.size} of each) are in use: {shown}"
+    )
+
+
+_ID_CHECKS = 5
 
 
 def _check_x32(policy: Path, runtimes: tuple[RuntimeSpec, ...]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import ctypes
 import json
 import logging
@@ -19,9 +20,12 @@ import pytest
 from corral_core.job import RunRequest
 from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_core.ports import SandboxError
-from corral_sandbox import HostNotReady, HostReport, NsJailSandbox, prepare_host
+from corral_sandbox import HostNotReady, HostReport, NsJailSandbox, leftovers, prepare_host
 from corral_sandbox.binary import _cached_copy
+from corral_sandbox.host import _check_jail_ids
+from corral_sandbox.jailids import JailIdRange
 from corral_sandbox.policy import policy_dir
+from corral_sandbox.report import lease_dir
 from corral_sandbox.runname import CGROUP_PREFIX
 from corral_testbed.nsjail_host import TEST_SETTINGS, assert_host_unharmed, jail_processes, nsjail_host
 
@@ -52,6 +56,46 @@ def test_a_jail_id_range_a_running_process_uses_is_refused() -> None:
     finally:
         process.kill()
         process.wait()
+
+
+def test_the_jails_of_a_worker_killed_after_the_sweep_are_swept_again_not_taken_for_strangers() -> None:
+    """A worker killed just after a starting worker's sweep found it alive: its jail still runs
+    under an id it no longer leases. The start looks again after another sweep, and the killed
+    worker's jail is gone by then; a real stranger (the range test above) is still refused."""
+    host = nsjail_host()
+    uid = TEST_SETTINGS.jail_uid_first + 2_000_000
+    ids = JailIdRange(uid, uid, 8)
+    owner = subprocess.Popen(["sleep", "600"])  # the worker, alive at the first sweep
+    cgroups = [f"{parent}/{CGROUP_PREFIX}{owner.pid}-0badc0ffee" for parent in host.cgroups.parent_dirs()]
+    jail = subprocess.Popen(["sleep", "600"], user=uid + 1, group=uid + 1, extra_groups=[])
+    pauses = []
+
+    def sweep() -> None:
+        leftovers.sweep_cgroups(host.cgroups)
+
+    def worker_killed_meanwhile() -> None:
+        pauses.append(1)
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+
+    try:
+        for path in cgroups:
+            os.mkdir(path)
+            Path(path, "cgroup.procs").write_text(str(jail.pid))
+        sweep()  # the first sweep: the owner lives, its run stays
+        assert jail.poll() is None
+        _check_jail_ids(ids, str(lease_dir(host.settings.work_root)), sweep, pause=worker_killed_meanwhile)
+        assert pauses == [1]  # refused once, swept, and then found free
+        assert jail.wait(timeout=10) == -9
+        assert not any(os.path.exists(path) for path in cgroups)
+    finally:
+        for process in (owner, jail):
+            process.kill()
+            process.wait()
+        for path in cgroups:
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
 
 
 def test_cgroup_v2_asked_for_on_a_host_without_it_is_refused() -> None:
