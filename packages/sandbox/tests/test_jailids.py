@@ -52,7 +52,6 @@ def test_two_workers_sharing_the_range_never_hand_out_the_same_pair(tmp_path: Pa
 FREEZER = Path("/sys/fs/cgroup/freezer")
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not FREEZER.is_dir(), reason="needs root and cgroup v1's freezer")
 def test_a_killed_jail_still_exiting_does_not_hold_its_ids(tmp_path: Path) -> None:
     """A dead worker's jail, killed by the clean-up, leaves its cgroup before its PID 1 is gone:
     that PID 1 waits, exiting, for the kernel to reap the rest of its PID namespace. A worker
@@ -60,6 +59,9 @@ def test_a_killed_jail_still_exiting_does_not_hold_its_ids(tmp_path: Path) -> No
 
     The test holds that moment: the namespace's other process is frozen (cgroup v1's freezer
     keeps a frozen process from dying), so its PID 1, killed, stays exiting."""
+    if os.geteuid() != 0 or not FREEZER.is_dir():
+        # CI runs on cgroup v1 hosts as root: there, a missing freezer is a failure.
+        (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)("needs root and cgroup v1's freezer")
     ids = JailIdRange(uid_first=4_100_000 + os.getpid() % 1000 * 2, gid_first=4_100_000 + os.getpid() % 1000 * 2, size=2)
     with _jail_whose_init_waits(ids.uid_first, FREEZER / f"corral-test-{os.getpid()}") as (init, child):
         assert [entry.split()[1] for entry in ids_in_use(ids, str(tmp_path))] == sorted(map(str, (init, child)))
