@@ -250,10 +250,19 @@ def test_corral_run_json_runtimes_and_job(service: Corral, tmp_path: Path) -> No
     job = json.loads(done.stdout)
     assert job["result"]["stdout"] == "1\n"
     again = corral_cli(service, "job", job["job_id"], "--wait")
+    assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["job_id"] == job["job_id"]
     listed = corral_cli(service, "runtimes").stdout.splitlines()
     assert [line.split("\t")[0] for line in listed] == offered(service)
     assert any(line.startswith("python\t3.") for line in listed)
+
+
+def test_corral_job_and_cancel_take_an_id_that_begins_with_a_dash(service: Corral) -> None:
+    # One id in 64 began with "-" (CI once drew one): it is an id, not an unknown option.
+    for command in (["job", "-7ZrV1ZuKGeP8T8iSvjlm9Q", "--wait"], ["cancel", "-7ZrV1ZuKGeP8T8iSvjlm9Q"]):
+        done = corral_cli(service, *command)
+        assert done.returncode == 65, done.stderr
+        assert "-7ZrV1ZuKGeP8T8iSvjlm9Q" in done.stderr and "No such option" not in done.stderr
 
 
 def test_corral_run_refuses_an_unknown_extension_and_a_refused_request(service: Corral, tmp_path: Path) -> None:

@@ -134,6 +134,11 @@ Exit codes of `corral run`:
   2      wrong usage of corral itself"""
 
 
+# A job id is URL-safe base64, and one made before ids were drawn without a leading "-" (or by
+# another server) may begin with one: an unknown option is then the id, not a usage error.
+_AN_ID_MAY_BEGIN_WITH_A_DASH = {"ignore_unknown_options": True}
+
+
 @click.group(epilog=EXIT_CODES)
 @click.option("--server", envvar="CORRAL_URL", default=DEFAULT_URL, show_default=True, help="Corral's URL [CORRAL_URL].")
 @click.option("--key", envvar="CORRAL_KEY", default=None, help="API key, sent as a bearer token [CORRAL_KEY].")
@@ -214,7 +219,7 @@ def runtimes(client: Client, as_json: bool) -> None:
         click.echo(f"{runtime.language}\t{runtime.version}\t{runtime.workers} worker(s)")
 
 
-@main.command()
+@main.command(context_settings=_AN_ID_MAY_BEGIN_WITH_A_DASH)
 @click.argument("job_id")
 @click.option("--wait", is_flag=True, help="Wait until the job finishes.")
 @click.pass_obj
@@ -227,7 +232,7 @@ def job(client: Client, job_id: str, wait: bool) -> None:
     click.echo(msgspec.json.encode(found).decode())
 
 
-@main.command()
+@main.command(context_settings=_AN_ID_MAY_BEGIN_WITH_A_DASH)
 @click.argument("job_id")
 @click.pass_obj
 def cancel(client: Client, job_id: str) -> None:
