@@ -52,6 +52,7 @@ class RedisCancelNotices:
         try:
             # Subscribed before the first read, or a cancel published in between goes unheard.
             await self._cancels.subscribed.wait()
+            woken.clear()  # a wake until now (going live) asks for the read made below anyway
             live_since = self._cancels.live_since
             if since_s is not None and live_since is not None and live_since <= since_s:
                 if self._cancels.heard(job_id):

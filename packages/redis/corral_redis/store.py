@@ -78,6 +78,9 @@ class RedisJobStore:
         try:
             # Subscribed before the first read, or a finish published in between goes unseen.
             await _wait(self._finishes.subscribed, deadline - loop.time())
+            # A wake until now (the subscription going live wakes every waiter) asks for a read
+            # that the first one, below, makes anyway: with it, a burst of waiters read twice.
+            woken.clear()
             live_since = self._finishes.live_since
             unread = (
                 submitted_s is not None

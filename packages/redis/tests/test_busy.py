@@ -72,6 +72,33 @@ async def test_a_pool_that_stays_busy_says_so_not_that_redis_is_unreachable(
         await client.aclose()
 
 
+async def test_waiters_that_came_before_the_subscription_read_the_record_once(
+    redis_url: str,
+    settings: RedisSettings,
+    admin: Redis,
+) -> None:
+    client = connect(redis_url)
+    clock = ManualClock()
+    store = RedisJobStore(client, settings)
+    queue = RedisJobQueue(client, clock, settings)
+    try:
+        await queue.submit(new_job(clock, "early"))
+        start = await hmget_calls(admin)
+        # All registered before the reader subscribes: going live wakes them, before their first read.
+        waiters = [asyncio.create_task(store.wait_finished("early", 20)) for _ in range(50)]
+        while await hmget_calls(admin) - start < 50:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)
+        assert await hmget_calls(admin) - start == 50
+        assert store.waiting("early") == 50
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+    finally:
+        await store.aclose()
+        await client.aclose()
+
+
 async def test_the_waiters_of_one_job_share_the_read_when_it_finishes(
     redis_url: str,
     settings: RedisSettings,
