@@ -3,7 +3,9 @@
 Starts a redis-server, the API PEX and two worker PEX processes (as `make up` does), then in
 one run prints:
   - p50/p90 latency of `POST /execute?wait=10` for `print(1)` from one client, next to a bare
-    NsJail run of the same program with the same policy (target: p50 within 1.3x);
+    NsJail run of the same program with the same policy (target: p50 within 1.3x), with a pause
+    after each run (--settle-ms) so that neither starts while the other's background work (a
+    used warm jail's removal and its successor's start) runs;
   - jobs per second with 4 concurrent clients, next to what bare NsJail runs per second on the
     same 2 cores (target: at least 80%).
 Needs root and `make package` (dist/). Run: `./pants run bench/http_latency.py` or `make bench`.
@@ -56,7 +58,7 @@ def rate(call: object, clients: int, total: int) -> float:
     return total / (time.perf_counter() - started)
 
 
-def main(runs: int, jobs: int, workers: int, concurrency: int) -> None:
+def main(runs: int, jobs: int, workers: int, concurrency: int, settle_s: float) -> None:
     with tempfile.TemporaryDirectory() as scratch, bare_nsjail_argv(CODE) as bare_argv:
 
         def bare() -> None:
@@ -87,13 +89,15 @@ def main(runs: int, jobs: int, workers: int, concurrency: int) -> None:
                 api_ms, bare_ms = [], []
                 for _ in range(runs):  # interleaved, so that noise hits both alike
                     api_ms += timed(execute, 1)
+                    time.sleep(settle_s)
                     bare_ms += timed(bare, 1)
+                    time.sleep(settle_s)
                 bare_rate = max(rate(bare, parallel, jobs) for parallel in (2, 4))
                 api_rate = rate(execute, 4, jobs)
         finally:
             redis.stop()
 
-    print(f"print(1): {runs} runs each, interleaved; wall ms")
+    print(f"print(1): {runs} runs each, interleaved, {settle_s * 1000:g} ms apart; wall ms")
     print(f"{'':28}{'p50':>8}{'p90':>8}{'mean':>8}")
     for name, values in (("POST /execute?wait (1 client)", api_ms), ("bare NsJail", bare_ms)):
         print(f"{name:28}{percentile(values, .5):8.2f}{percentile(values, .9):8.2f}{statistics.fmean(values):8.2f}")
@@ -109,5 +113,6 @@ if __name__ == "__main__":
     parser.add_argument("--jobs", type=int, default=400)
     parser.add_argument("--workers", type=int, default=2, help="worker processes (as make up)")
     parser.add_argument("--concurrency", type=int, default=2, help="job slots per worker")
+    parser.add_argument("--settle-ms", type=float, default=200, help="pause after each run")
     arguments = parser.parse_args()
-    main(arguments.runs, arguments.jobs, arguments.workers, arguments.concurrency)
+    main(arguments.runs, arguments.jobs, arguments.workers, arguments.concurrency, arguments.settle_ms / 1000)

@@ -4,7 +4,9 @@ Starts two Corral stacks (each a redis-server, the API PEX and two worker PEX pr
 `make up`), one with warm jails on and one with them off (CORRAL_WARM_JAILS=false), then prints:
   - p50/p90 wall time of `POST /execute?wait=10` for `print(1)` from one client on each stack,
     next to a bare NsJail run of the same program with the same policy (cold) and bare
-    `python3 -s -c 'print(1)'`, interleaved run by run so that noise hits all four alike;
+    `python3 -s -c 'print(1)'`, interleaved run by run so that noise hits all four alike, with a
+    pause after each run (--settle-ms) so that no run starts while the last one's background
+    work (a used warm jail's removal and its successor's start, about a core for 30 ms) runs;
   - jobs per second with 4 concurrent clients for the same four (in rounds, interleaved);
   - CPU per job of each process outside the jails (API, worker, Redis) during those runs.
 Goals: warm p50 at most 0.5x bare NsJail's and at most 10 ms; warm jobs/s at least 0.9x bare
@@ -21,6 +23,7 @@ import os
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -95,7 +98,7 @@ def stack(scratch: Path, name: str, warm: bool, workers: int, concurrency: int) 
         redis.stop()
 
 
-def main(runs: int, jobs: int, workers: int, concurrency: int) -> None:
+def main(runs: int, jobs: int, workers: int, concurrency: int, settle_s: float) -> None:
     python_argv = ["/usr/bin/python3", "-s", "-c", CODE]
     with tempfile.TemporaryDirectory() as directory, bare_nsjail_argv(CODE) as nsjail_argv:
         scratch = Path(directory)
@@ -124,6 +127,7 @@ def main(runs: int, jobs: int, workers: int, concurrency: int) -> None:
             for index in range(runs):  # interleaved, rotating the order
                 for name in names[index % 4 :] + names[: index % 4]:
                     latency[name] += timed(ways[name], 1)
+                    time.sleep(settle_s)
             # Throughput in rounds, rotating the order too: other load on the machine comes and
             # goes, and must not fall on one of the four only.
             seconds = dict.fromkeys(ways, 0.0)
@@ -134,6 +138,7 @@ def main(runs: int, jobs: int, workers: int, concurrency: int) -> None:
                 for name in names[index % 4 :] + names[: index % 4]:
                     target = stacks.get(name)
                     before = target.cpu() if target else {}
+                    time.sleep(settle_s)
                     seconds[name] += per_round / rate(ways[name], 4, per_round)
                     if target:
                         spent = {process: value - before[process] for process, value in target.cpu().items()}
@@ -143,7 +148,7 @@ def main(runs: int, jobs: int, workers: int, concurrency: int) -> None:
             rates = {name: ROUNDS * per_round / spent_s for name, spent_s in seconds.items()}
             cpu = {name: {p: v / (ROUNDS * per_round) for p, v in totals.items()} for name, totals in cpu_ms_total.items()}
 
-    print(f"print(1): {runs} runs each, interleaved; wall ms submit -> result")
+    print(f"print(1): {runs} runs each, interleaved, {settle_s * 1000:g} ms apart; wall ms submit -> result")
     print(f"{'':24}{'p50':>8}{'p90':>8}{'jobs/s (4 clients)':>22}")
     for name, values in latency.items():
         print(f"{name:24}{percentile(values, .5):8.2f}{percentile(values, .9):8.2f}{rates[name]:22.1f}")
@@ -164,5 +169,6 @@ if __name__ == "__main__":
     parser.add_argument("--jobs", type=int, default=400)
     parser.add_argument("--workers", type=int, default=2, help="worker processes per stack (as make up)")
     parser.add_argument("--concurrency", type=int, default=2, help="job slots per worker")
+    parser.add_argument("--settle-ms", type=float, default=200, help="pause after each run and before each round")
     arguments = parser.parse_args()
-    main(arguments.runs, arguments.jobs, arguments.workers, arguments.concurrency)
+    main(arguments.runs, arguments.jobs, arguments.workers, arguments.concurrency, arguments.settle_ms / 1000)
