@@ -17,6 +17,8 @@ from corral_core import job as jobs
 from corral_core.ports import StorageUnavailable
 from corral_redis import RedisJobQueue, RedisJobStore, RedisSettings, connect
 
+CLOCK = ManualClock()
+
 
 @pytest.fixture
 def settings() -> RedisSettings:
@@ -33,6 +35,18 @@ async def admin(redis_url: str) -> AsyncIterator[Redis]:
     client = connect(redis_url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def store_and_queue(redis_url: str, settings: RedisSettings) -> AsyncIterator[tuple[RedisJobStore, RedisJobQueue]]:
+    """A store and a queue on one client with the default pool, as an API process has them."""
+    client = connect(redis_url)
+    store = RedisJobStore(client, settings)
+    try:
+        yield store, RedisJobQueue(client, CLOCK, settings)
+    finally:
+        await store.aclose()
+        await client.aclose()
 
 
 async def test_more_concurrent_reads_than_connections_all_succeed(
@@ -73,56 +87,40 @@ async def test_a_pool_that_stays_busy_says_so_not_that_redis_is_unreachable(
 
 
 async def test_waiters_that_came_before_the_subscription_read_the_record_once(
-    redis_url: str,
-    settings: RedisSettings,
+    store_and_queue: tuple[RedisJobStore, RedisJobQueue],
     admin: Redis,
 ) -> None:
-    client = connect(redis_url)
-    clock = ManualClock()
-    store = RedisJobStore(client, settings)
-    queue = RedisJobQueue(client, clock, settings)
-    try:
-        await queue.submit(new_job(clock, "early"))
-        start = await hmget_calls(admin)
-        # All registered before the reader subscribes: going live wakes them, before their first read.
-        waiters = [asyncio.create_task(store.wait_finished("early", 20)) for _ in range(50)]
-        while await hmget_calls(admin) - start < 50:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.3)
-        assert await hmget_calls(admin) - start == 50
-        assert store.waiting("early") == 50
-        for waiter in waiters:
-            waiter.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
-    finally:
-        await store.aclose()
-        await client.aclose()
+    store, queue = store_and_queue
+    await queue.submit(new_job(CLOCK, "early"))
+    start = await hmget_calls(admin)
+    # All registered before the reader subscribes: going live wakes them, before their first read.
+    waiters = [asyncio.create_task(store.wait_finished("early", 20)) for _ in range(50)]
+    while await hmget_calls(admin) - start < 50:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.3)
+    assert await hmget_calls(admin) - start == 50
+    assert store.waiting("early") == 50
+    for waiter in waiters:
+        waiter.cancel()
+    await asyncio.gather(*waiters, return_exceptions=True)
 
 
 async def test_the_waiters_of_one_job_share_the_read_when_it_finishes(
-    redis_url: str,
-    settings: RedisSettings,
+    store_and_queue: tuple[RedisJobStore, RedisJobQueue],
     admin: Redis,
 ) -> None:
-    client = connect(redis_url)
-    clock = ManualClock()
-    store = RedisJobStore(client, settings)
-    queue = RedisJobQueue(client, clock, settings)
-    try:
-        await queue.submit(new_job(clock, "awaited"))
-        lease = await queue.claim("w", 10_000, 1)
-        assert lease is not None
-        start = await hmget_calls(admin)
-        waiters = [asyncio.create_task(store.wait_finished("awaited", 20)) for _ in range(200)]
-        # Each waiter reads the record once on its own when it starts; then they all sleep.
-        while store.waiting("awaited") < 200 or await hmget_calls(admin) - start < 200:
-            await asyncio.sleep(0.01)
-        before = await hmget_calls(admin)
-        assert await queue.finish(lease, jobs.complete(lease.job, ok_result(), clock.now()))
-        finished = await asyncio.gather(*waiters)
-        reads = await hmget_calls(admin) - before
-        assert {job.status for job in finished if job is not None} == {jobs.JobStatus.COMPLETED}
-        assert reads <= 3, f"{reads} reads of the record for 200 waiters"
-    finally:
-        await store.aclose()
-        await client.aclose()
+    store, queue = store_and_queue
+    await queue.submit(new_job(CLOCK, "awaited"))
+    lease = await queue.claim("w", 10_000, 1)
+    assert lease is not None
+    start = await hmget_calls(admin)
+    waiters = [asyncio.create_task(store.wait_finished("awaited", 20)) for _ in range(200)]
+    # Each waiter reads the record once on its own when it starts; then they all sleep.
+    while store.waiting("awaited") < 200 or await hmget_calls(admin) - start < 200:
+        await asyncio.sleep(0.01)
+    before = await hmget_calls(admin)
+    assert await queue.finish(lease, jobs.complete(lease.job, ok_result(), CLOCK.now()))
+    finished = await asyncio.gather(*waiters)
+    reads = await hmget_calls(admin) - before
+    assert {job.status for job in finished if job is not None} == {jobs.JobStatus.COMPLETED}
+    assert reads <= 3, f"{reads} reads of the record for 200 waiters"
