@@ -241,6 +241,7 @@ def judge(
     *,
     cpu_before_ns: int = 0,
     start: SandboxStart = SandboxStart.COLD,
+    jail_log: nsjail_log.JailLog | None = None,
 ) -> RunResult:
     """The result of a run NsJail ended; `cpu_before_ns`: the CPU time the run's cgroups had
     used before the program was handed its job (a warm jail's start), not counted."""
@@ -259,11 +260,11 @@ def judge(
         stderr_truncated=outcome.stderr_truncated,
         out_of_memory=out_of_memory,
         cpu_time_ms=cpu_ns // 1_000_000,
-        log=nsjail_log.parse(log_text),
+        log=jail_log if jail_log is not None else nsjail_log.parse(log_text),
     )
     failure = nsjail_failure(facts)
     if failure is not None:
-        if not log_text:
+        if not log_text and jail_log is None:
             # NsJail stopped before opening its log (a bad config, say): the program never
             # ran, so what is on stderr is NsJail's own complaint.
             failure += f"; NsJail wrote: {outcome.stderr[-2000:].decode('utf-8', 'replace').strip()}"

@@ -106,8 +106,10 @@ class Supervisor:
     """One program: spawned by `start`, watched from `watch` on (a warm jail waits in between:
     its timers, its CPU count and its wall time all begin at `watch`), closed by either."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, accounting: Accounting) -> None:
-        self._impl = _Supervisor(loop, accounting)
+    def __init__(self, loop: asyncio.AbstractEventLoop, accounting: Accounting, stop_signal: int = signal.SIGTERM) -> None:
+        """`stop_signal`: SIGKILL for a program that is its jail's PID 1 itself (fork.py): one
+        signalled from outside its PID namespace ignores every other signal it has no handler for."""
+        self._impl = _Supervisor(loop, accounting, stop_signal)
 
     @property
     def pid(self) -> int:
@@ -126,6 +128,12 @@ class Supervisor:
         finally:
             if spawned.done() and not spawned.cancelled() and spawned.exception() is None:
                 self._impl.adopt(*spawned.result(), output_cap)
+
+    def adopt(self, pid: int, out_read: int, err_read: int, output_cap: int) -> None:
+        """Watch a program someone else started (fork.py), which writes to pipes whose read
+        ends are given (and owned from now on). Its exit is seen through a pidfd; with no
+        wait4 of ours, its Outcome has no rusage."""
+        self._impl.adopt(pid, out_read, err_read, output_cap)
 
     async def watch(
         self, watch: Watch, accounting: Accounting | None = None, on_watching: Callable[[], None] | None = None
@@ -163,9 +171,10 @@ class Supervisor:
 
 
 class _Supervisor:
-    def __init__(self, loop: asyncio.AbstractEventLoop, accounting: Accounting) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, accounting: Accounting, stop_signal: int) -> None:
         self._loop = loop
         self._accounting = accounting
+        self._stop_signal = stop_signal
         # Until `watch`: no limit but a kill grace, for a program closed before it was watched.
         self._watch = Watch(0.0, 0, 1, 0, 0.0, 1.0)
         self.pid = -1
@@ -254,8 +263,11 @@ class _Supervisor:
         if self._reaped or self._terminating or self.pid < 0:
             return
         self._terminating = True
+        if self._stop_signal == signal.SIGKILL:
+            self._kill()
+            return
         with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGTERM)
+            os.kill(self.pid, self._stop_signal)
         self._timers.append(self._loop.call_later(self._watch.kill_grace_s, self._force))
 
     async def reaped(self) -> None:

@@ -51,7 +51,7 @@ from corral_sandbox.jailids import JailIds
 from corral_sandbox.policy import RuntimeSpec
 from corral_sandbox.scratch import Scratch, ScratchError
 from corral_sandbox.streams import above_stdio, log_memfd, read_memfd, stdin_memfd
-from corral_sandbox.supervisor import Supervisor, through_cancellation
+from corral_sandbox.supervisor import Outcome, Supervisor, through_cancellation
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +75,15 @@ class WarmUnusable(Exception):
 class WarmJail:
     """One warm jail: `start` it, then `run` one job in it or `discard` it."""
 
+    # What the hand-over socket carries: one job (a nursery's carries messages, fork.py).
+    _SOCKET_TYPE = socket.SOCK_STREAM
+
     def __init__(self, host: JailHost, runtime: RuntimeSpec, ids: JailIds, give_back: Callable[[], None]) -> None:
         self._host = host
         self.runtime = runtime
-        self._ids = ids
+        self.ids = ids
+        # Whose the scratch tmpfs is: the jail's user's (a nursery's own, fork.py).
+        self._owner = ids
         self._give_back = give_back
         self._run = runname.new_run()
         self._scratch: Scratch | None = None
@@ -93,33 +98,35 @@ class WarmJail:
     async def start(cls, host: JailHost, runtime: RuntimeSpec, ids: JailIds, give_back: Callable[[], None]) -> WarmJail:
         """Start a jail and wait until its interpreter waits for a job; SandboxError if it does not."""
         jail = cls(host, runtime, ids, give_back)
+        await jail._start()
+        return jail
+
+    async def _start(self) -> None:
         try:
-            await jail._spawn()
-            ready = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(jail._sock(), 1), READY_TIMEOUT_S)
+            ready = await self._spawn()
         except BaseException as error:
-            await through_cancellation(jail.discard())
+            await through_cancellation(self.discard())
             if isinstance(error, OSError | ScratchError | CgroupError | TimeoutError):
                 raise SandboxError(f"a warm jail could not start: {error}") from error
             raise
         if ready != b"r":
-            log_text = read_memfd(jail._log_fd)
-            await jail.discard()
+            log_text = read_memfd(self._log_fd) if self._log_fd >= 0 else ""
+            await self.discard()
             raise SandboxError(f"a warm jail ended before it was ready; NsJail's log:\n{log_text}")
-        return jail
 
-    async def _spawn(self) -> None:
+    async def _spawn(self) -> bytes:
+        """Start the jail; what it said first ("r": ready)."""
         limits = _warm_limits()
         # In a thread: a jail starts while the worker stores the result of the job before it,
         # and the mount and cgroups take about a millisecond the loop need not wait for. Cancelled,
         # it still waits for them, so that `discard` finds what was made.
         await through_cancellation(asyncio.to_thread(self._make_room, limits))
-        host = self._host
         assert self._scratch is not None and self._cgroups is not None
         self._log_fd = log_memfd()
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, self._SOCKET_TYPE)
         self._socket = ours
         ours.setblocking(False)
-        argv = jail_command(host, self.runtime, self._ids, self._scratch, self._cgroups, limits, (), warm=True)
+        argv = self._command(limits)
         supervisor = Supervisor(asyncio.get_running_loop(), self._cgroups)
         self._supervisor = supervisor
         # The jail's end of the socket goes above every descriptor the spawn writes to (0-3 and
@@ -130,12 +137,17 @@ class WarmJail:
             _fd(fcntl.fcntl(theirs.fileno(), fcntl.F_DUPFD_CLOEXEC, 10)) as handover,
         ):
             await supervisor.start(argv, devnull, {LOG_FD: self._log_fd, HANDOVER_FD: handover}, limits.max_output_bytes)
+        return await asyncio.wait_for(asyncio.get_running_loop().sock_recv(ours, 1), READY_TIMEOUT_S)
+
+    def _command(self, limits: Limits) -> list[str]:
+        assert self._scratch is not None and self._cgroups is not None
+        return jail_command(self._host, self.runtime, self.ids, self._scratch, self._cgroups, limits, (), warm=True)
 
     def _make_room(self, limits: Limits) -> None:
         """The jail's scratch tmpfs and run cgroups."""
         host = self._host
         self._scratch = Scratch.create(
-            host.work_root, runname.scratch_name(self._run), 1 << 20, host.scratch_inodes + 8, *self._ids
+            host.work_root, runname.scratch_name(self._run), 1 << 20, host.scratch_inodes + 8, *self._owner
         )
         self._cgroups = run_cgroups(host.cgroups, self._run, limits.memory_mb << 20, host.cpu_cores_per_job)
 
@@ -182,21 +194,25 @@ class WarmJail:
             except OSError as error:
                 log.error("run %s: could not hand the job to warm jail pid %d: %s", self._run, pid, error)
                 raise SandboxError("could not start the sandbox") from error
-            return judge(
-                self._run,
-                limits,
-                outcome,
-                self._cgroups,
-                read_memfd(self._log_fd),
-                cpu_before_ns=cpu_before_ns,
-                start=SandboxStart.WARM,
-            )
+            return await self._judge(limits, outcome, cpu_before_ns)
         except BaseException:
             await through_cancellation(self.discard())
             raise
         finally:
             if stdin_fd >= 0:
                 os.close(stdin_fd)
+
+    async def _judge(self, limits: Limits, outcome: Outcome, cpu_before_ns: int) -> RunResult:
+        assert self._cgroups is not None
+        return judge(
+            self._run,
+            limits,
+            outcome,
+            self._cgroups,
+            read_memfd(self._log_fd),
+            cpu_before_ns=cpu_before_ns,
+            start=SandboxStart.WARM,
+        )
 
     def _prepare(self, files: list[tuple[str, bytes]], limits: Limits, args: tuple[str, ...]) -> tuple[int, int]:
         """Everything before the job is sent: (the jailed pid, the CPU time used so far)."""

@@ -57,6 +57,12 @@ class RunCgroups(Protocol):
         memory (twice that, as at a cold start) and process limits (see warm.py)."""
         ...
 
+    def adopt(self, pid: int, jail_memory_bytes: int, max_processes: int) -> None:
+        """Put a process started elsewhere (a forked jail, fork.py) where NsJail puts its jail:
+        a cgroup of its own under the run's (`NSJAIL.<pid>`, with that memory and process limit),
+        and the run's CPU cgroups."""
+        ...
+
     def jail_pids(self) -> list[int]:
         """The processes NsJail put in the run's memory cgroup (the jail's, never NsJail itself)."""
         ...

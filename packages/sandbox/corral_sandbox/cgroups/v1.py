@@ -130,6 +130,16 @@ class V1RunCgroups:
         # NsJail names its cgroup alike in every controller (NSJAIL.<pid>).
         files.write(os.path.join(self._pids, os.path.basename(self._jail), "pids.max"), str(max_processes))
 
+    def adopt(self, pid: int, jail_memory_bytes: int, max_processes: int) -> None:
+        name = f"NSJAIL.{pid}"
+        memory, pids = os.path.join(self._memory, name), os.path.join(self._pids, name)
+        for directory in (memory, pids):
+            os.mkdir(directory, 0o700)
+        files.write(os.path.join(memory, "memory.limit_in_bytes"), str(jail_memory_bytes))
+        files.write(os.path.join(pids, "pids.max"), str(max_processes))
+        for directory in dict.fromkeys((memory, pids, self._cpuacct, self._cpu)):
+            files.write(os.path.join(directory, "cgroup.procs"), str(pid))
+
     def jail_pids(self) -> list[int]:
         # Only NsJail's cgroup holds processes (NsJail itself is in none of the run's memory
         # cgroups): one read, not a walk of the tree.

@@ -68,6 +68,13 @@ class V2RunCgroups:
         files.write(os.path.join(self._jail, "memory.max"), str(2 * memory_bytes))
         files.write(os.path.join(self._jail, "pids.max"), str(max_processes))
 
+    def adopt(self, pid: int, jail_memory_bytes: int, max_processes: int) -> None:
+        jail = os.path.join(self._directory, f"NSJAIL.{pid}")
+        os.mkdir(jail, 0o700)
+        files.write(os.path.join(jail, "memory.max"), str(jail_memory_bytes))
+        files.write(os.path.join(jail, "pids.max"), str(max_processes))
+        files.write(os.path.join(jail, "cgroup.procs"), str(pid))
+
     def jail_pids(self) -> list[int]:
         # Only NsJail's cgroup holds processes (NsJail itself stays out of the run's cgroup):
         # one read, not a walk of the tree.
