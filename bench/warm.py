@@ -1,13 +1,15 @@
 """Warm jails against cold ones, bare NsJail and bare python3, all in one run.
 
-Starts two Corral stacks (each a redis-server, the API PEX and two worker PEX processes, as
-`make up`), one with warm jails on and one with them off (CORRAL_WARM_JAILS=false), then prints:
+Starts three Corral stacks (each a redis-server, the API PEX and two worker PEX processes, as
+`make up`): one with warm jails as configured by default (forked from a nursery), one with warm
+jails started as cold ones are (CORRAL_FORK_JAILS=false) and one with them off
+(CORRAL_WARM_JAILS=false), then prints:
   - p50/p90 wall time of `POST /execute?wait=10` for `print(1)` from one client on each stack,
     next to a bare NsJail run of the same program with the same policy (cold) and bare
-    `python3 -s -c 'print(1)'`, interleaved run by run so that noise hits all four alike, with a
+    `python3 -s -c 'print(1)'`, interleaved run by run so that noise hits all five alike, with a
     pause after each run (--settle-ms) so that no run starts while the last one's background
-    work (a used warm jail's removal and its successor's start, about a core for 30 ms) runs;
-  - jobs per second with 4 concurrent clients for the same four (in rounds, interleaved);
+    work (a used warm jail's removal and its successor's start) runs;
+  - jobs per second with 4 concurrent clients for the same five (in rounds, interleaved);
   - CPU per job of each process outside the jails (API, worker, Redis) during those runs.
 Goals: warm p50 at most 0.5x bare NsJail's and at most 10 ms; warm jobs/s at least 0.9x bare
 NsJail's. Needs root and `make package` (dist/). Run: `./pants run bench/warm.py` or `make bench`.
@@ -85,11 +87,11 @@ class Stack:
 
 
 @contextlib.contextmanager
-def stack(scratch: Path, name: str, warm: bool, workers: int, concurrency: int) -> Iterator[Stack]:
+def stack(scratch: Path, name: str, warm: bool, workers: int, concurrency: int, forked: bool = True) -> Iterator[Stack]:
     redis = RedisServerProcess(scratch / f"redis-{name}")
     redis.start()
     env = {"CORRAL_CONCURRENCY": str(concurrency), "CORRAL_WARM_JAILS": "true" if warm else "false",
-           "CORRAL_METRICS_PORT": "0"}  # fmt: skip
+           "CORRAL_FORK_JAILS": "true" if forked else "false", "CORRAL_METRICS_PORT": "0"}  # fmt: skip
     (scratch / name).mkdir()
     try:
         with corral(redis.url, scratch / name, workers=workers, pex_root=Path("dist"), env=env) as service:
@@ -112,10 +114,12 @@ def main(runs: int, jobs: int, workers: int, concurrency: int, settle_s: float) 
 
         with (
             stack(scratch, "warm", True, workers, concurrency) as warm,
+            stack(scratch, "started", True, workers, concurrency, forked=False) as started,
             stack(scratch, "cold", False, workers, concurrency) as cold,
         ):
             ways: dict[str, Callable[[], None]] = {
                 "warm jails (HTTP)": warm.execute,
+                "warm, not forked (HTTP)": started.execute,
                 "cold jails (HTTP)": cold.execute,
                 "bare NsJail (cold)": bare(nsjail_argv),
                 "bare python3": bare(python_argv),
@@ -125,17 +129,17 @@ def main(runs: int, jobs: int, workers: int, concurrency: int, settle_s: float) 
             latency: dict[str, list[float]] = {name: [] for name in ways}
             names = list(ways)
             for index in range(runs):  # interleaved, rotating the order
-                for name in names[index % 4 :] + names[: index % 4]:
+                for name in names[index % len(names) :] + names[: index % len(names)]:
                     latency[name] += timed(ways[name], 1)
                     time.sleep(settle_s)
             # Throughput in rounds, rotating the order too: other load on the machine comes and
-            # goes, and must not fall on one of the four only.
+            # goes, and must not fall on one of the five only.
             seconds = dict.fromkeys(ways, 0.0)
             cpu_ms_total: dict[str, dict[str, float]] = {}
-            stacks = {"warm jails (HTTP)": warm, "cold jails (HTTP)": cold}
+            stacks = {"warm jails (HTTP)": warm, "warm, not forked (HTTP)": started, "cold jails (HTTP)": cold}
             per_round = max(4, jobs // ROUNDS)
             for index in range(ROUNDS):
-                for name in names[index % 4 :] + names[: index % 4]:
+                for name in names[index % len(names) :] + names[: index % len(names)]:
                     target = stacks.get(name)
                     before = target.cpu() if target else {}
                     time.sleep(settle_s)

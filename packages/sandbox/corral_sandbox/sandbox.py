@@ -12,6 +12,7 @@ import msgspec
 from corral_core.job import Limits, RunRequest, RunResult, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_core.ports import Runtime, SandboxError, UnsupportedLanguage
+from corral_sandbox.fork import ForkJail, Nursery
 from corral_sandbox.inputs import check_limits, job_files
 from corral_sandbox.jail import run_job
 from corral_sandbox.jailids import JailIdPool
@@ -60,18 +61,49 @@ class NsJailSandbox:
     A job a warm jail cannot take starts cold; RunResult.sandbox_start says which it was.
     """
 
-    def __init__(self, *, host: HostReport, warm_slots: int = 0) -> None:
+    def __init__(self, *, host: HostReport, warm_slots: int = 0, fork_jails: bool = False) -> None:
         self.host = host
         self._jail_host = host.jail_host()
         self._ids = JailIdPool(host.jail_ids(), host.jail_id_leases())
         self._runtimes = {spec.language: spec for spec in host.runtimes}
+        self._nurseries = (
+            {spec.language: _Nurseries(self._open_nursery(spec)) for spec in host.runtimes if spec.warmable}
+            if fork_jails
+            else {}
+        )
         self._standby = {
             spec.language: _Standby(spec.language, self._start_warm(spec), warm_slots)
             for spec in host.runtimes
             if spec.warmable and warm_slots > 0
         }
 
+    def _open_nursery(self, runtime: RuntimeSpec) -> Callable[[], Coroutine[None, None, Nursery]]:
+        async def open_one() -> Nursery:
+            # Its jobs' ids and its own: it gives both back when it is gone.
+            ids, give_back = self._ids.lease()
+            try:
+                own_ids, give_back_own = self._ids.lease()
+            except BaseException:
+                give_back()
+                raise
+
+            def give_back_both() -> None:
+                give_back_own()
+                give_back()
+
+            return await Nursery.open(self._jail_host, runtime, ids, own_ids, give_back_both)
+
+        return open_one
+
     def _start_warm(self, runtime: RuntimeSpec) -> Callable[[], Coroutine[None, None, WarmJail]]:
+        nurseries = self._nurseries.get(runtime.language)
+        if nurseries is not None:
+
+            async def fork() -> WarmJail:
+                return await ForkJail.fork(self._jail_host, runtime, await nurseries.take())
+
+            return fork
+
         async def start() -> WarmJail:
             ids, give_back = self._ids.lease()  # WarmJail gives them back when it is gone
             return await WarmJail.start(self._jail_host, runtime, ids, give_back)
@@ -91,6 +123,7 @@ class NsJailSandbox:
     async def aclose(self) -> None:
         """Remove the warm jails that wait for a job (a later run starts them again)."""
         await asyncio.gather(*(standby.aclose() for standby in self._standby.values()))
+        await asyncio.gather(*(nurseries.aclose() for nurseries in self._nurseries.values()))
 
     def runtimes(self) -> list[Runtime]:
         return [
@@ -255,3 +288,30 @@ class _Standby:
         self._discarding.discard(discarding)
         if not discarding.cancelled() and discarding.exception() is not None:
             log.error("a used %s jail could not be removed: %s", self._language, discarding.exception())
+
+
+class _Nurseries:
+    """One runtime's nurseries (fork.py): a forked jail takes one with no child, else a new one.
+    A nursery too old for NsJail's backstop to cover another job is removed once it is free."""
+
+    def __init__(self, open_one: Callable[[], Coroutine[None, None, Nursery]]) -> None:
+        self._open = open_one
+        self._all: list[Nursery] = []
+        self._lock = asyncio.Lock()
+
+    async def take(self) -> Nursery:
+        async with self._lock:
+            for nursery in [nursery for nursery in self._all if not nursery.busy and not nursery.fresh]:
+                self._all.remove(nursery)
+                await nursery.discard()
+            free = next((nursery for nursery in self._all if not nursery.busy), None)
+            if free is None:
+                free = await self._open()
+                self._all.append(free)
+            free.busy = True
+            return free
+
+    async def aclose(self) -> None:
+        async with self._lock:
+            nurseries, self._all = self._all, []
+            await asyncio.gather(*(nursery.discard() for nursery in nurseries), return_exceptions=True)

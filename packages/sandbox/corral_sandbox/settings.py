@@ -58,6 +58,10 @@ class SandboxSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     # started before its job arrives, used for exactly one job, then destroyed. Off: every job
     # starts its jail cold. Results say which (sandbox_start).
     warm_jails: bool = True
+    # Fork each warm jail from a nursery, a jail of its own that never runs a job, into fresh
+    # namespaces, scratch mounts and cgroups, rather than start NsJail and the interpreter for it
+    # (corral_sandbox/fork.py): a quarter of the CPU per job. Off: warm jails start as cold ones do.
+    fork_jails: bool = True
     # prepare_host runs each runtime's self-test job (runtimes.toml) to prove the host works.
     selftest: bool = True
 

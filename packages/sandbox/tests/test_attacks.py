@@ -4,8 +4,9 @@ After every case the `sandbox` fixture checks that no process of the jail's uid 
 run cgroup, scratch directory or mount of this process is left, and that the next job runs
 normally. Cases that try to reach the host check the host side themselves.
 
-Every case runs twice: with jails started cold, and with warm jails (each job handed to a jail
-started before it, see corral_sandbox/warm.py). Before looking for leftovers a case removes
+Every case runs three times: with jails started cold, with warm jails (each job handed to a jail
+started before it, see corral_sandbox/warm.py), and with warm jails forked from a nursery
+(corral_sandbox/fork.py). Before looking for leftovers a case removes
 the warm jail kept ready for the next job (`settled`): that one is no job's leftover.
 """
 
@@ -51,17 +52,19 @@ def host() -> HostReport:
     return nsjail_host()
 
 
-@pytest.fixture(params=[SandboxStart.COLD, SandboxStart.WARM])
+@pytest.fixture(params=["cold", "started", "forked"])
 async def sandbox(host: HostReport, request: pytest.FixtureRequest) -> AsyncIterator[NsJailSandbox]:
     # Two slots, as a worker has by default: some cases run two jobs at once.
-    sandbox = NsJailSandbox(host=host, warm_slots=2 if request.param is SandboxStart.WARM else 0)
+    sandbox = NsJailSandbox(
+        host=host, warm_slots=0 if request.param == "cold" else 2, fork_jails=request.param == "forked"
+    )
     sandbox.keep_warm()
     yield sandbox
     await settled(sandbox)
     assert_host_unharmed(host)
     after = await sandbox.run(RunRequest(language="python", code="print('next')", limits=LIMITS))
     assert (after.verdict, after.stdout) == (Verdict.OK, "next\n"), "the next job did not run normally"
-    assert after.sandbox_start is request.param
+    assert after.sandbox_start is (SandboxStart.COLD if request.param == "cold" else SandboxStart.WARM)
     await settled(sandbox)
     assert_host_unharmed(host)
 
@@ -599,6 +602,30 @@ async def test_the_jail_runs_as_an_unprivileged_user_that_cannot_become_root(san
     """
     result = await run(sandbox, code)
     assert result.stdout == "1000 1000 1000\nrefused\nrefused\nrefused\n"
+
+
+async def test_the_jail_holds_no_capability(sandbox: NsJailSandbox) -> None:
+    # A nursery keeps its capabilities to make forked jails (corral_sandbox/fork.py), and maps its
+    # own user (1001) beside the job's: a jail must hold none of them. Reading a file with no
+    # permission bits takes CAP_DAC_OVERRIDE; taking the nursery's ids, CAP_SETUID and CAP_SETGID.
+    code = """
+        import os
+        with open("/tmp/sealed", "w") as f:
+            f.write("secret")
+        os.chmod("/tmp/sealed", 0)
+        try:
+            print(open("/tmp/sealed").read())
+        except PermissionError:
+            print("refused")
+        for change in (lambda: os.setresuid(1001, 1001, 1001), lambda: os.setresgid(1001, 1001, 1001)):
+            try:
+                change()
+                print("CHANGED")
+            except OSError:
+                print("refused")
+    """
+    result = await run(sandbox, code)
+    assert result.stdout == "refused\nrefused\nrefused\n"
 
 
 async def test_another_jobs_files_are_out_of_reach(sandbox: NsJailSandbox) -> None:

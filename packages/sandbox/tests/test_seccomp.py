@@ -160,8 +160,9 @@ _PTRACE_SECCOMP_GET_FILTER = 0x420C
 _WALL = 0x40000000
 
 
-def installed_filter(pid: int) -> list[tuple[int, int, int, int]]:
-    """The first seccomp filter of process `pid`, as (code, jt, jf, k) instructions."""
+def installed_filter(pid: int, index: int = 0) -> list[tuple[int, int, int, int]]:
+    """A seccomp filter of process `pid`, as (code, jt, jf, k) instructions: the one installed
+    last (index 0), or the one before it (1)..."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.ptrace.restype = ctypes.c_long
     libc.ptrace.argtypes = (ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
@@ -176,9 +177,9 @@ def installed_filter(pid: int) -> list[tuple[int, int, int, int]]:
     try:
         ptrace(_PTRACE_INTERRUPT)
         os.waitpid(pid, _WALL)
-        count = ptrace(_PTRACE_SECCOMP_GET_FILTER)
+        count = ptrace(_PTRACE_SECCOMP_GET_FILTER, addr=index)
         buffer = ctypes.create_string_buffer(count * 8)
-        ptrace(_PTRACE_SECCOMP_GET_FILTER, buffer)
+        ptrace(_PTRACE_SECCOMP_GET_FILTER, buffer, addr=index)
     finally:
         ptrace(_PTRACE_DETACH)
     return list(struct.iter_unpack("=HBBI", buffer.raw))
@@ -251,24 +252,50 @@ def evaluate(program: list[tuple[int, int, int, int]], nr: int, arch: int, args:
 @pytest.fixture(scope="module")
 def compiled() -> list[tuple[int, int, int, int]]:
     """The filter NsJail installed on a real job, read while the job waits for the test."""
+    (program,) = asyncio.run(filters_of_a_job(NsJailSandbox(host=nsjail_host()), 1))
+    return program
 
-    async def read() -> list[tuple[int, int, int, int]]:
-        host = nsjail_host()
-        sandbox = NsJailSandbox(host=host)
-        request = RunRequest(
-            language="python", code=WAIT_FOR_THE_TEST + 'ready("filtered")\n', limits=LIMITS
-        )
-        job = asyncio.ensure_future(sandbox.run(request))
-        try:
-            pid = await until_ready(host, "filtered")
-            program = installed_filter(pid)
-            release(pid)
-            assert (await job).verdict is Verdict.OK
-        finally:
-            job.cancel()
-        return program
 
-    return asyncio.run(read())
+async def filters_of_a_job(sandbox: NsJailSandbox, count: int) -> list[list[tuple[int, int, int, int]]]:
+    """The `count` filters installed last on a real job of `sandbox`, the last one first."""
+    request = RunRequest(language="python", code=WAIT_FOR_THE_TEST + 'ready("filtered")\n', limits=LIMITS)
+    job = asyncio.ensure_future(sandbox.run(request))
+    try:
+        pid = await until_ready(sandbox.host, "filtered")
+        programs = [installed_filter(pid, index) for index in range(count)]
+        release(pid)
+        assert (await job).verdict is Verdict.OK
+    finally:
+        job.cancel()
+        await sandbox.aclose()
+    return programs
+
+
+# What the kernel does when several filters answer: the action that comes first here wins
+# (among equals, the filter installed last).
+_PRECEDENCE = (RET_KILL_PROCESS, RET_KILL_THREAD, 0x00030000, RET_ERRNO, 0x7FC00000, 0x7FF00000, 0x7FFC0000, RET_ALLOW)
+
+
+def evaluate_all(programs: list[list[tuple[int, int, int, int]]], nr: int, arch: int, args: tuple[int, ...] = ()) -> int:
+    answers = [evaluate(program, nr, arch, args) for program in programs]
+    return min(answers, key=lambda answer: _PRECEDENCE.index(answer & 0xFFFF0000 if answer & 0xFFFF0000 != 0x80000000 else answer))
+
+
+def test_a_forked_jails_two_filters_together_are_the_jails_policy(compiled: list[tuple[int, int, int, int]]) -> None:
+    # A forked jail (corral_sandbox/fork.py) runs under its nursery's policy, which allows the
+    # calls that make jails, and under its own filter, which refuses them again. What the two
+    # answer together must be what a cold jail's policy answers, for every call, every
+    # architecture the filters tell apart, and the arguments they look at.
+    forked = NsJailSandbox(host=nsjail_host(), warm_slots=1, fork_jails=True)
+    programs = asyncio.run(filters_of_a_job(forked, 2))
+    assert programs[1] != compiled  # the nursery's policy is not the jail's on its own
+    arguments = [(), (0x11,), *((0x11 | flag,) for flag in (0x20000, 0x2000000, 0x4000000, 0x8000000, 0x10000000, 0x20000000, 0x40000000))]
+    arguments += [(1, 1, 0), (2, 1, 0), (40, 1, 0), (0xFFFFFFFF,), (8,)]
+    for number in range(1024):
+        for arch_number, arch in ((number, AUDIT_ARCH_X86_64), (x32.X32_BIT | number, AUDIT_ARCH_X86_64), (number, AUDIT_ARCH_I386)):
+            for args in arguments:
+                expected = evaluate(compiled, arch_number, arch, args)
+                assert evaluate_all(programs, arch_number, arch, args) == expected, (number, arch_number, arch, args)
 
 
 def test_the_filter_allows_listed_calls_and_refuses_by_argument(compiled: list[tuple[int, int, int, int]]) -> None:

@@ -4,17 +4,22 @@ gets the same verdicts, and no job leaves anything for the next one."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
 import textwrap
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import msgspec
 import pytest
 
 from corral_core.job import InputFile, RunRequest, RunResult, SandboxStart, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY
+from corral_core.ports import SandboxError
 from corral_sandbox import HostReport, NsJailSandbox
-from corral_testbed.nsjail_host import assert_host_unharmed, nsjail_host
+from corral_testbed.nsjail_host import WAIT_FOR_THE_TEST, assert_host_unharmed, nsjail_host, until_ready
 from corral_testbed.time_scale import scaled
 
 LIMITS = msgspec.structs.replace(
@@ -94,9 +99,15 @@ def host() -> HostReport:
     return nsjail_host()
 
 
+@pytest.fixture(params=["started", "forked"])
+def fork_jails(request: pytest.FixtureRequest) -> bool:
+    """Each case runs with warm jails NsJail started, and with jails forked from a nursery (fork.py)."""
+    return bool(request.param == "forked")
+
+
 @pytest.fixture
-async def both(host: HostReport) -> AsyncIterator[tuple[NsJailSandbox, NsJailSandbox]]:
-    cold, warm = NsJailSandbox(host=host), NsJailSandbox(host=host, warm_slots=1)
+async def both(host: HostReport, fork_jails: bool) -> AsyncIterator[tuple[NsJailSandbox, NsJailSandbox]]:
+    cold, warm = NsJailSandbox(host=host), NsJailSandbox(host=host, warm_slots=1, fork_jails=fork_jails)
     warm.keep_warm()
     yield cold, warm
     await warm.aclose()
@@ -190,8 +201,8 @@ async def test_a_warm_jails_limits_are_its_jobs(both: tuple[NsJailSandbox, NsJai
     assert forks.stdout == "4\n"
 
 
-async def test_nothing_a_job_leaves_reaches_the_next_job_on_the_same_slot(host: HostReport) -> None:
-    sandbox = NsJailSandbox(host=host, warm_slots=1)
+async def test_nothing_a_job_leaves_reaches_the_next_job_on_the_same_slot(host: HostReport, fork_jails: bool) -> None:
+    sandbox = NsJailSandbox(host=host, warm_slots=1, fork_jails=fork_jails)
     leave = """
         import os, subprocess, time
         for path in ("/tmp/left", "/box/left", "/dev/shm/left"):
@@ -227,9 +238,9 @@ async def test_nothing_a_job_leaves_reaches_the_next_job_on_the_same_slot(host: 
     assert_host_unharmed(host)
 
 
-async def test_a_job_a_warm_jail_cannot_take_starts_cold(host: HostReport) -> None:
+async def test_a_job_a_warm_jail_cannot_take_starts_cold(host: HostReport, fork_jails: bool) -> None:
     # Arguments go to a warm jail in one message of at most 64 KiB: these are too long for it.
-    sandbox = NsJailSandbox(host=host, warm_slots=1)
+    sandbox = NsJailSandbox(host=host, warm_slots=1, fork_jails=fork_jails)
     request = RunRequest(
         language="python",
         code="import sys\nprint(len(sys.argv[1]))",
@@ -246,8 +257,8 @@ async def test_a_job_a_warm_jail_cannot_take_starts_cold(host: HostReport) -> No
     assert_host_unharmed(host)
 
 
-async def test_jobs_at_once_each_get_a_jail_of_their_own(host: HostReport) -> None:
-    sandbox = NsJailSandbox(host=host, warm_slots=2)
+async def test_jobs_at_once_each_get_a_jail_of_their_own(host: HostReport, fork_jails: bool) -> None:
+    sandbox = NsJailSandbox(host=host, warm_slots=2, fork_jails=fork_jails)
     sandbox.keep_warm()
     request = RunRequest(language="python", code="import os\nprint(os.listdir('/tmp'))\nopen('/tmp/mine', 'w')", limits=LIMITS)
     results: list[RunResult] = []
@@ -261,13 +272,70 @@ async def test_jobs_at_once_each_get_a_jail_of_their_own(host: HostReport) -> No
     assert_host_unharmed(host)
 
 
-async def test_a_run_cancelled_while_its_warm_jail_still_starts_leaves_nothing(host: HostReport) -> None:
+async def test_a_run_cancelled_while_its_warm_jail_still_starts_leaves_nothing(host: HostReport, fork_jails: bool) -> None:
     # No jail started ahead: the run waits for the one its take starts, and is cancelled then.
-    sandbox = NsJailSandbox(host=host, warm_slots=1)
+    sandbox = NsJailSandbox(host=host, warm_slots=1, fork_jails=fork_jails)
     running = asyncio.ensure_future(sandbox.run(RunRequest(language="python", code="print(1)", limits=LIMITS)))
     await asyncio.sleep(0.01)
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
     await sandbox.aclose()
+    assert_host_unharmed(host)
+
+
+def nursery_pids() -> list[int]:
+    """The host PIDs of this test's nurseries (fork.py): each the jailed child of one of our NsJail
+    processes started with --keep_caps, the only ones that are."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if b"--keep_caps" in argv and Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1] == str(os.getpid()):
+                found += [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return found
+
+
+async def test_a_nursery_that_dies_between_jobs_is_replaced(host: HostReport) -> None:
+    # Killed (its NsJail then reaps it and ends): the jail it had forked for the next job dies
+    # with it. That job starts cold, the one after it is forked from a new nursery, and nothing
+    # of the old one is left.
+    sandbox = NsJailSandbox(host=host, warm_slots=1, fork_jails=True)
+    request = RunRequest(language="python", code="print(1)", limits=LIMITS)
+    try:
+        first = await sandbox.run(request)
+        await asyncio.sleep(0.2)  # the next job's jail is forked
+        killed = nursery_pids()  # the used jail's nursery, if it is not gone yet, and the next job's
+        for pid in killed:
+            os.kill(pid, signal.SIGKILL)
+        await asyncio.sleep(0.2)
+        after = [await sandbox.run(request) for _ in range(3)]
+        assert killed and not set(killed) & set(nursery_pids())
+    finally:
+        await sandbox.aclose()
+    assert (first.stdout, first.sandbox_start) == ("1\n", SandboxStart.WARM)
+    assert [result.stdout for result in after] == ["1\n"] * 3
+    assert after[-1].sandbox_start is SandboxStart.WARM
+    assert_host_unharmed(host)
+
+
+async def test_a_nursery_that_dies_under_a_running_job_fails_the_run_and_leaves_nothing(host: HostReport) -> None:
+    # The job dies with its nursery's PID namespace: the run is a SandboxError (as when a cold
+    # jail's NsJail is killed), never a verdict, and the next job runs.
+    sandbox = NsJailSandbox(host=host, warm_slots=1, fork_jails=True)
+    sandbox.keep_warm()
+    code = WAIT_FOR_THE_TEST + "ready('running')\nprint('never')\n"
+    try:
+        running = asyncio.ensure_future(
+            sandbox.run(RunRequest(language="python", code=code, limits=msgspec.structs.replace(LIMITS, wall_time_ms=scaled(10_000))))
+        )
+        await until_ready(host, "running")
+        for pid in nursery_pids():
+            os.kill(pid, signal.SIGKILL)
+        with pytest.raises(SandboxError):
+            await running
+        after = await sandbox.run(RunRequest(language="python", code="print(2)", limits=LIMITS))
+    finally:
+        await sandbox.aclose()
+    assert after.stdout == "2\n"
     assert_host_unharmed(host)

@@ -46,7 +46,12 @@ class WorkerContainer(containers.DeclarativeContainer):
     warm_slots = providers.Callable(
         lambda settings, host: settings.concurrency if host.settings.warm_jails else 0, settings, host
     )
-    sandbox = providers.Singleton(NsJailSandbox, host=host, warm_slots=warm_slots)
+    sandbox = providers.Singleton(
+        NsJailSandbox,
+        host=host,
+        warm_slots=warm_slots,
+        fork_jails=providers.Callable(lambda host: host.settings.fork_jails, host),
+    )
 
     # Metrics, job log lines and the process title, observed at the ports (telemetry.py). The
     # CLI sets `title` to show the slots' jobs in `ps`; the metrics live in the registry below

@@ -1,0 +1,352 @@
+"""Forked jails: a warm jail that costs a clone, not an NsJail and an interpreter start.
+
+A cold or warm Python jail costs about 30 ms of CPU here: NsJail's own start (loading its
+libraries alone is a fifth of a run of /usr/bin/true in it), the namespaces and mounts, then the
+interpreter's start. A warm jail pays all of that too, only earlier. A forked jail pays a clone
+and its namespaces: with the program's run and exit, about 8 ms of CPU for `print(1)`.
+
+A nursery is a warm jail that is told "z" instead of a job: NsJail started it with the jail's
+config, except that it runs as a user of its own (1001, with the jobs' 1000 mapped too), keeps
+its capabilities inside its user namespace, and has a seccomp policy that also allows clone into
+new namespaces (never a user namespace), mount, move_mount, capset, setresuid and setresgid
+(`nursery_policy`). It never runs a job. For each jail asked of it (`fork`), its hook
+(nsjail/python-warm.stub) clones a child into new PID, mount, network, IPC, UTS and cgroup
+namespaces, where the child, before any byte of a job reaches it:
+  - moves in /box, /tmp and /dev/shm from a fresh host tmpfs, sent as detached mounts (open_tree);
+  - takes the stdout, stderr and hand-over socket it was sent, closes every other descriptor (the
+    nursery's control socket among them), becomes the job's user and drops every capability
+    (bounding and ambient sets too);
+  - adds a seccomp filter that refuses the nursery's six calls again as the jail's policy does:
+    the two filters together answer every call as the jail's policy does (test_seccomp.py);
+  - says "c", from which the worker learns its host PID (SO_PASSCRED), and waits while the
+    worker moves it into the run's cgroups (`RunCgroups.adopt`), as NsJail moves a jail; then
+    copies the pages it shares with the nursery that the job would write (charged to the job,
+    as a cold start's are, and off the job's clock), and says "r".
+From there it is a warm jail (warm.py): the same hand-over and limits, the same program start.
+The worker watches it through a pidfd; its wait status comes from the nursery. A nursery has
+one child at a time, so `_Nurseries` in sandbox.py keeps about two per slot.
+
+What a forked jail shares with the jobs before it, and a cold jail does not: the nursery's user
+namespace and host uids, the read-only root NsJail built, and the interpreter's start-up state
+(its hash seed and address layout among them). Nothing a job can write outlives it: its tmpfs,
+namespaces and cgroups are its own, and it cannot see the nursery (another PID namespace), reach
+its memory or take its user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import re
+import signal
+import socket
+import struct
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from corral_core.job import Limits, RunResult, SandboxStart
+from corral_core.ports import SandboxError
+from corral_sandbox.command import JAIL_UID, WARM_MAX_AGE_S
+from corral_sandbox.jail import JailHost, judge
+from corral_sandbox.jailids import JailIds
+from corral_sandbox.nsjail_log import JailLog
+from corral_sandbox.policy import RuntimeSpec
+from corral_sandbox.supervisor import Outcome, Supervisor, through_cancellation
+from corral_sandbox.warm import READY_TIMEOUT_S, WarmJail, _fd, _warm_limits
+
+log = logging.getLogger(__name__)
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_OPEN_TREE = 428
+_OPEN_TREE_CLONE = 1
+_OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+_AT_FDCWD = -100
+# What the nursery's policy allows beyond the jail's (the child's filter refuses them again).
+# clone: into every namespace but a user namespace (the nursery's children share its own).
+_NURSERY_ALLOWS = (
+    "clone(clone_flags, newsp, parent_tidptr, child_tidptr, tls) { (clone_flags & 0x10000000) == 0 },\n"
+    "    mount, move_mount, capset, setresuid, setresgid"
+)
+# A nursery's own uid and gid in the jail; its children take the job's (JAIL_UID) and drop it.
+_NURSERY_ID = JAIL_UID + 1
+_USE_LINE = re.compile(r"^USE (\w+) DEFAULT KILL_PROCESS\s*$", re.MULTILINE)
+
+
+def nursery_policy(jail_policy: Path, directory: Path) -> Path:
+    """The nursery's seccomp policy, written next to the hooks: the jail's, with the calls a
+    nursery makes for its children allowed first."""
+    text = jail_policy.read_text()
+    uses = _USE_LINE.findall(text)
+    if len(uses) != 1:
+        raise SandboxError(f"{jail_policy} does not end in one 'USE <policy> DEFAULT KILL_PROCESS'")
+    nursery = _USE_LINE.sub(
+        f"POLICY corral_nursery_allowed {{\n  ALLOW {{\n    {_NURSERY_ALLOWS}\n  }}\n}}\n\n"
+        f"POLICY corral_nursery {{\n  USE corral_nursery_allowed,\n  USE {uses[0]}\n}}\n\n"
+        "USE corral_nursery DEFAULT KILL_PROCESS\n",
+        text,
+    )
+    path = directory / f"{jail_policy.stem}.nursery.kafel"
+    if not path.exists() or path.read_text() != nursery:
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(nursery)
+        temporary.replace(path)
+    return path
+
+
+class Nursery(WarmJail):
+    """One nursery: `open` it, `fork` jails from it one at a time, `discard` it."""
+
+    _SOCKET_TYPE = socket.SOCK_SEQPACKET
+
+    def __init__(
+        self, host: JailHost, runtime: RuntimeSpec, ids: JailIds, own_ids: JailIds, give_back: Callable[[], None]
+    ) -> None:
+        """`ids`: its jobs' user and group (the jail's 1000); `own_ids`: its own (1001 in the jail)."""
+        super().__init__(host, runtime, ids, give_back)
+        self._owner = own_ids
+        self._policy = nursery_policy(Path(host.policy_dir) / runtime.seccomp, Path(host.hook_dir))
+        self._forked: asyncio.Future[int] | None = None
+        self._exits: dict[int, asyncio.Future[int]] = {}
+        self._reading = False
+        self.busy = False
+        self.ended = False
+
+    @classmethod
+    async def open(
+        cls, host: JailHost, runtime: RuntimeSpec, ids: JailIds, own_ids: JailIds, give_back: Callable[[], None]
+    ) -> Nursery:
+        """Start a nursery and wait until it takes requests; SandboxError if it does not."""
+        nursery = cls(host, runtime, ids, own_ids, give_back)
+        await nursery._start()
+        control = nursery._sock()
+        try:
+            control.send(b"z")
+        except OSError as error:
+            await nursery.discard()
+            raise SandboxError(f"a nursery ended before it took requests: {error}") from error
+        asyncio.get_running_loop().add_reader(control.fileno(), nursery._read)
+        nursery._reading = True
+        return nursery
+
+    def _command(self, limits: Limits) -> list[str]:
+        """A warm jail's, with the nursery's policy and capabilities, run as its own user, with
+        its jobs' user mapped too."""
+        argv = super()._command(limits)
+        argv[argv.index("--seccomp_policy") + 1] = str(self._policy)
+        for flag, job, own in (("--user", self.ids.uid, self._owner.uid), ("--group", self.ids.gid, self._owner.gid)):
+            at = argv.index(flag)
+            argv[at : at + 2] = [flag, f"{_NURSERY_ID}:{own}:1", flag, f"{JAIL_UID}:{job}:1"]
+        argv.insert(argv.index("--"), "--keep_caps")
+        return argv
+
+    async def run(self, files: list[tuple[str, bytes]], limits: Limits, stdin: str, args: tuple[str, ...]) -> RunResult:
+        raise TypeError("a nursery never runs a job")
+
+    @property
+    def started(self) -> float:
+        return self._started
+
+    @property
+    def fresh(self) -> bool:
+        """Whether a child forked now still has its whole wall time under NsJail's backstop."""
+        return not self.ended and time.monotonic() - self._started < WARM_MAX_AGE_S
+
+    async def fork(self, fds: list[int]) -> tuple[int, asyncio.Future[int]]:
+        """A child given `fds` (see the stub): its PID in the nursery, and its wait status to come."""
+        if self.ended:
+            raise SandboxError("the nursery has ended")
+        loop = asyncio.get_running_loop()
+        assert self._forked is None
+        self._forked = loop.create_future()
+        try:
+            self._sock().sendmsg([b"f"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"={len(fds)}i", *fds))])
+            pid = await asyncio.wait_for(asyncio.shield(self._forked), READY_TIMEOUT_S)
+        except OSError as error:
+            self.end(f"could not ask it for a jail: {error}")
+            raise SandboxError("the nursery has ended") from error
+        finally:
+            self._forked = None
+        return pid, self._exits.setdefault(pid, loop.create_future())
+
+    def forget(self, pid: int) -> None:
+        self._exits.pop(pid, None)
+
+    def _read(self) -> None:
+        try:
+            message = self._sock().recv(64)
+        except BlockingIOError:
+            return
+        except OSError:
+            message = b""
+        if message[:1] == b"p" and len(message) == 5 and self._forked is not None and not self._forked.done():
+            self._forked.set_result(struct.unpack("=i", message[1:])[0])
+        elif message[:1] == b"x" and len(message) == 9:
+            pid, status = struct.unpack("=ii", message[1:])
+            future = self._exits.setdefault(pid, asyncio.get_running_loop().create_future())
+            if not future.done():
+                future.set_result(status)
+        else:
+            self.end(f"it said {message[:16]!r}")
+
+    def end(self, why: str) -> None:
+        if not self.ended:
+            log.warning("a %s nursery ended: %s", self.runtime.language, why)
+        self.ended = True
+        if self._reading:
+            self._reading = False
+            asyncio.get_running_loop().remove_reader(self._sock().fileno())
+        error = SandboxError(f"the nursery ended: {why}")
+        for future in (self._forked, *self._exits.values()):
+            if future is not None and not future.done():
+                future.set_exception(error)
+                future.exception()  # retrieved: a child's run may not ask for it
+
+    async def discard(self) -> None:
+        if not self.ended and self._socket is not None:
+            self.ended = True
+            if self._reading:
+                self._reading = False
+                asyncio.get_running_loop().remove_reader(self._sock().fileno())
+        await super().discard()
+
+
+class ForkJail(WarmJail):
+    """One jail forked from a nursery: run one job in it (as in a warm jail), or discard it."""
+
+    def __init__(self, host: JailHost, runtime: RuntimeSpec, nursery: Nursery) -> None:
+        super().__init__(host, runtime, nursery.ids, lambda: None)
+        self._nursery = nursery
+        # Its wall time is covered by its nursery's NsJail backstop: it is as old as its nursery.
+        self._started = nursery.started
+        self._pid = -1
+        self._exit_status: asyncio.Future[int] | None = None
+
+    @classmethod
+    async def fork(cls, host: JailHost, runtime: RuntimeSpec, nursery: Nursery) -> ForkJail:
+        """Fork a jail from `nursery` (busy until this jail is discarded) and wait until it is ready."""
+        jail = cls(host, runtime, nursery)
+        nursery.busy = True
+        try:
+            await jail._start()
+        finally:
+            if jail._done:
+                nursery.busy = False
+        return jail
+
+    async def _spawn(self) -> bytes:
+        limits = _warm_limits()
+        await through_cancellation(asyncio.to_thread(self._make_room, limits))
+        assert self._scratch is not None and self._cgroups is not None
+        scratch = self._scratch
+        supervisor = self._supervisor = Supervisor(asyncio.get_running_loop(), self._cgroups, stop_signal=signal.SIGKILL)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._socket = ours
+        ours.setblocking(False)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        mounts: list[int] = []
+        try:
+            with theirs, _fd(out_write), _fd(err_write):
+                for path in (scratch.box, scratch.tmp, scratch.shm):
+                    mounts.append(_open_tree(path))
+                self._pid, self._exit_status = await self._nursery.fork([theirs.fileno(), out_write, err_write, *mounts])
+        except BaseException:
+            os.close(out_read)
+            os.close(err_read)
+            raise
+        finally:
+            for fd in mounts:
+                os.close(fd)
+        try:
+            # The child's "c" comes with its host PID; then it is moved into the run's cgroups.
+            said, host_pid = await asyncio.wait_for(_credentials(ours), READY_TIMEOUT_S)
+            if said != b"c" or host_pid <= 0:
+                raise SandboxError(f"a forked jail ended before it was ready ({await self._status_text()})")
+            supervisor.adopt(host_pid, out_read, err_read, limits.max_output_bytes)
+        except BaseException:
+            os.close(out_read)
+            os.close(err_read)
+            raise
+        await through_cancellation(
+            asyncio.to_thread(self._cgroups.adopt, host_pid, 2 * (limits.memory_mb << 20), limits.max_processes)
+        )
+        loop = asyncio.get_running_loop()
+        await loop.sock_sendall(ours, b"a")
+        return await asyncio.wait_for(loop.sock_recv(ours, 1), READY_TIMEOUT_S)
+
+    async def _status_text(self) -> str:
+        assert self._exit_status is not None
+        try:
+            status = await asyncio.wait_for(asyncio.shield(self._exit_status), READY_TIMEOUT_S)
+        except (SandboxError, TimeoutError) as error:
+            return str(error)
+        return f"wait status {status:#x}"
+
+    async def _judge(self, limits: Limits, outcome: Outcome, cpu_before_ns: int) -> RunResult:
+        assert self._cgroups is not None and self._exit_status is not None
+        try:
+            status = await asyncio.wait_for(asyncio.shield(self._exit_status), READY_TIMEOUT_S)
+        except (SandboxError, TimeoutError) as error:
+            raise SandboxError("the forked jail's nursery did not say how its program ended") from error
+        if os.WIFSIGNALED(status):
+            jail_log = JailLog(signal=os.WTERMSIG(status))
+        else:
+            jail_log = JailLog(exit_code=os.WEXITSTATUS(status))
+        return judge(
+            self._run, limits, outcome, self._cgroups, "", cpu_before_ns=cpu_before_ns, start=SandboxStart.WARM, jail_log=jail_log
+        )
+
+    async def discard(self) -> None:
+        if self._done:
+            return
+        if self._exit_status is not None and self._supervisor is not None and self._supervisor.pid < 0:
+            # Forked but never watched: only its nursery can stop it, by ending.
+            self._nursery.end("a child it forked did not become ready")
+        try:
+            await super().discard()
+            if self._exit_status is not None:
+                with contextlib.suppress(SandboxError, TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._exit_status), READY_TIMEOUT_S)
+        finally:
+            self._nursery.forget(self._pid)
+            self._nursery.busy = False
+
+
+async def _credentials(sock: socket.socket) -> tuple[bytes, int]:
+    """One byte from the child, and its host PID from the credentials the kernel attached."""
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[tuple[bytes, int]] = loop.create_future()
+
+    def read() -> None:
+        try:
+            data, ancillary, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(12))
+        except BlockingIOError:
+            return
+        except OSError:
+            data, ancillary = b"", []
+        pid = -1
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(payload) >= 12:
+                pid = struct.unpack("=iII", payload[:12])[0]
+        if not received.done():
+            received.set_result((data, pid))
+
+    loop.add_reader(sock.fileno(), read)
+    try:
+        return await received
+    finally:
+        loop.remove_reader(sock.fileno())
+
+
+def _open_tree(path: str) -> int:
+    """A detached bind mount of `path` (open_tree OPEN_TREE_CLONE), as a descriptor."""
+    fd: int = _libc.syscall(_OPEN_TREE, _AT_FDCWD, os.fsencode(path), _OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC)
+    if fd < 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"open_tree {path}: {os.strerror(error)}")
+    return fd
