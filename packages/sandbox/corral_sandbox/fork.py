@@ -26,17 +26,22 @@ From there it is a warm jail (warm.py): the same hand-over and limits, the same 
 The worker watches it through a pidfd; its wait status comes from the nursery. A nursery has
 one child at a time, so `_Nurseries` in sandbox.py keeps about two per slot.
 
+The worker trusts the nursery no further than it must: it signals a child and sees it end
+through a pidfd only (the nursery reaps it, so its PID may be another process's by then), and
+ends a nursery that says anything it was not asked or leaves a child unaccounted for.
+
 What a forked jail shares with the jobs before it, and a cold jail does not: the nursery's user
 namespace and host uids, the read-only root NsJail built, and the interpreter's start-up state
-(its hash seed and address layout among them). Nothing a job can write outlives it: its tmpfs,
-namespaces and cgroups are its own, and it cannot see the nursery (another PID namespace), reach
-its memory or take its user.
+(hash seed, address layout, stack canary, pointer guard, and freed memory that may hold the PIDs
+earlier children had in the nursery's namespace; their wait statuses only ever pass through a
+buffer the nursery clears). Nothing a job can write outlives it: its tmpfs, namespaces and
+cgroups are its own, and it cannot see the nursery (another PID namespace), reach its memory or
+take its user.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import logging
 import os
@@ -165,14 +170,17 @@ class Nursery(WarmJail):
         try:
             self._sock().sendmsg([b"f"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"={len(fds)}i", *fds))])
             pid = await asyncio.wait_for(asyncio.shield(self._forked), READY_TIMEOUT_S)
-        except OSError as error:
-            self.end(f"could not ask it for a jail: {error}")
+        except (OSError, TimeoutError) as error:
+            # A child it may still make would be one the worker knows nothing of.
+            self.end(f"could not have a jail of it: {error!r}")
             raise SandboxError("the nursery has ended") from error
         finally:
             self._forked = None
-        return pid, self._exits.setdefault(pid, loop.create_future())
+        exit_status = self._exits[pid] = loop.create_future()
+        return pid, exit_status
 
     def forget(self, pid: int) -> None:
+        """The child `pid` ended and was judged: its wait status is no longer awaited."""
         self._exits.pop(pid, None)
 
     def _read(self) -> None:
@@ -182,15 +190,18 @@ class Nursery(WarmJail):
             return
         except OSError:
             message = b""
+        # Only what was asked for: a "p" while a fork waits, an "x" for a child of a fork. Anything
+        # else ends the nursery, whose children then cannot be accounted for.
         if message[:1] == b"p" and len(message) == 5 and self._forked is not None and not self._forked.done():
             self._forked.set_result(struct.unpack("=i", message[1:])[0])
-        elif message[:1] == b"x" and len(message) == 9:
+            return
+        if message[:1] == b"x" and len(message) == 9:
             pid, status = struct.unpack("=ii", message[1:])
-            future = self._exits.setdefault(pid, asyncio.get_running_loop().create_future())
-            if not future.done():
+            future = self._exits.get(pid)
+            if future is not None and not future.done():
                 future.set_result(status)
-        else:
-            self.end(f"it said {message[:16]!r}")
+                return
+        self.end(f"it said {message[:16]!r}")
 
     def end(self, why: str) -> None:
         if not self.ended:
@@ -275,6 +286,9 @@ class ForkJail(WarmJail):
         await through_cancellation(
             asyncio.to_thread(self._cgroups.adopt, host_pid, 2 * (limits.memory_mb << 20), limits.max_processes)
         )
+        if supervisor.exited or not supervisor.running():
+            # It ended while it was being moved: the PID moved may already be another process's.
+            raise SandboxError("a forked jail ended before it was ready")
         loop = asyncio.get_running_loop()
         await loop.sock_sendall(ours, b"a")
         return await asyncio.wait_for(loop.sock_recv(ours, 1), READY_TIMEOUT_S)
@@ -310,8 +324,13 @@ class ForkJail(WarmJail):
         try:
             await super().discard()
             if self._exit_status is not None:
-                with contextlib.suppress(SandboxError, TimeoutError):
+                try:
                     await asyncio.wait_for(asyncio.shield(self._exit_status), READY_TIMEOUT_S)
+                except TimeoutError:
+                    # Still there, as far as the worker knows: its nursery is no place for another.
+                    self._nursery.end("a child it forked did not end")
+                except SandboxError:
+                    pass
         finally:
             self._nursery.forget(self._pid)
             self._nursery.busy = False

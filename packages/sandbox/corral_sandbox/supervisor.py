@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import resource
+import select
 import signal
 from collections.abc import Awaitable, Callable, Mapping
 from typing import NamedTuple, Protocol
@@ -130,10 +131,16 @@ class Supervisor:
                 self._impl.adopt(*spawned.result(), output_cap)
 
     def adopt(self, pid: int, out_read: int, err_read: int, output_cap: int) -> None:
-        """Watch a program someone else started (fork.py), which writes to pipes whose read
-        ends are given (and owned from now on). Its exit is seen through a pidfd; with no
+        """Watch a program someone else started (fork.py) and reaps, which writes to pipes whose
+        read ends are given (and owned from now on). Its exit is seen and it is signalled
+        through a pidfd only (its PID may be another process's once it is reaped); with no
         wait4 of ours, its Outcome has no rusage."""
+        self._impl.external = True
         self._impl.adopt(pid, out_read, err_read, output_cap)
+
+    def running(self) -> bool:
+        """Whether the program has not exited, as its pidfd says now."""
+        return self._impl.running()
 
     async def watch(
         self, watch: Watch, accounting: Accounting | None = None, on_watching: Callable[[], None] | None = None
@@ -175,6 +182,8 @@ class _Supervisor:
         self._loop = loop
         self._accounting = accounting
         self._stop_signal = stop_signal
+        # A program someone else reaps (Supervisor.adopt): never wait4'ed, signalled by pidfd.
+        self.external = False
         # Until `watch`: no limit but a kill grace, for a program closed before it was watched.
         self._watch = Watch(0.0, 0, 1, 0, 0.0, 1.0)
         self.pid = -1
@@ -266,8 +275,7 @@ class _Supervisor:
         if self._stop_signal == signal.SIGKILL:
             self._kill()
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, self._stop_signal)
+        self._signal(self._stop_signal)
         self._timers.append(self._loop.call_later(self._watch.kill_grace_s, self._force))
 
     async def reaped(self) -> None:
@@ -330,7 +338,15 @@ class _Supervisor:
         delay = max(left / 1e9 / max(1, self._watch.cpu_count), _CPU_CHECK_MIN_S)
         self._timers.append(self._loop.call_later(delay, self._check_cpu))
 
+    def running(self) -> bool:
+        if self._reaped or self._pidfd < 0:
+            return False
+        return not select.select([self._pidfd], [], [], 0)[0]
+
     def _reap(self) -> None:
+        if self.external:
+            self._exited_now(None)
+            return
         try:
             pid, _, rusage = os.wait4(self.pid, os.WNOHANG)
         except ChildProcessError:  # reaped by someone else's waitpid(-1): the log still tells
@@ -373,8 +389,14 @@ class _Supervisor:
         if self._reaped or self.pid < 0:
             return
         self._accounting.kill_all()
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, number: int) -> None:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
+            if self._pidfd >= 0:
+                signal.pidfd_send_signal(self._pidfd, number)
+            elif not self.external:
+                os.kill(self.pid, number)
 
 
 async def through_cancellation(awaitable: Awaitable[object], on_cancel: Callable[[], None] | None = None) -> None:

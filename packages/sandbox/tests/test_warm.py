@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from corral_core.job import InputFile, RunRequest, RunResult, SandboxStart, Verd
 from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_core.ports import SandboxError
 from corral_sandbox import HostReport, NsJailSandbox
-from corral_testbed.nsjail_host import WAIT_FOR_THE_TEST, assert_host_unharmed, nsjail_host, until_ready
+from corral_testbed.nsjail_host import WAIT_FOR_THE_TEST, assert_host_unharmed, nsjail_host, release, until_ready
 from corral_testbed.time_scale import scaled
 
 LIMITS = msgspec.structs.replace(
@@ -40,7 +41,17 @@ OBSERVE = """
                 pass
         return found
     stdin_stat = os.fstat(0)
+    def process():
+        # Session and group (NsJail makes the program a session leader), whether it is
+        # dumpable (a change of user clears it) and whether its thread's robust futex list is
+        # registered (glibc's fork registers it again in a child).
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        head, length = ctypes.c_void_p(), ctypes.c_size_t()
+        robust = libc.syscall(274, 0, ctypes.byref(head), ctypes.byref(length))
+        return [os.getsid(0), os.getpgrp(), libc.prctl(3, 0, 0, 0, 0), robust, bool(head.value), length.value]
     seen = {
+        "process": process(),
         "argv": sys.argv,
         "orig_argv": sys.orig_argv,
         "cwd": os.getcwd(),
@@ -142,6 +153,7 @@ async def test_a_program_sees_the_same_start_in_a_warm_jail_as_in_a_cold_one(
     assert cold_seen["frames"] == ["/box/main.py"]  # main.py's frame is the first: no frame above it
     assert cold_seen["stdin"][0] == "some input\nmore\n"
     assert "sitecustomize" not in cold_seen["modules"] and "_socket" not in cold_seen["modules"]
+    assert cold_seen["process"] == [1, 1, 1, 0, True, 24]  # session leader, dumpable, robust list
 
 
 @pytest.mark.parametrize("ending", sorted(ENDINGS))
@@ -338,4 +350,30 @@ async def test_a_nursery_that_dies_under_a_running_job_fails_the_run_and_leaves_
     finally:
         await sandbox.aclose()
     assert after.stdout == "2\n"
+    assert_host_unharmed(host)
+
+
+async def test_a_forked_jails_scratch_mounts_are_no_peers_of_the_hosts(host: HostReport) -> None:
+    # Where the host's mounts are shared (systemd makes / shared), a copy of the host's scratch
+    # mount would stay in its peer group: a mount made under the jail's /box would show on the
+    # host. The forked jail makes its mounts private, as NsJail does a cold jail's.
+    work_root = host.settings.work_root
+    subprocess.run(["mount", "--make-rshared", work_root], check=True)
+    try:
+        sandbox = NsJailSandbox(host=host, warm_slots=1, fork_jails=True)
+        code = WAIT_FOR_THE_TEST + "ready('mounted')\n"
+        job = asyncio.ensure_future(sandbox.run(RunRequest(language="python", code=code, limits=LIMITS)))
+        try:
+            pid = await until_ready(host, "mounted")
+            mounts = Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+            release(pid)
+            assert (await job).sandbox_start is SandboxStart.WARM
+        finally:
+            job.cancel()
+            await sandbox.aclose()
+    finally:
+        subprocess.run(["mount", "--make-rprivate", work_root], check=True)
+    # Each path twice: the nursery's own (NsJail's bind, covered) and the job's on top of it.
+    scratch = [line for line in mounts if line.split()[4] in ("/box", "/tmp", "/dev/shm")]
+    assert len(scratch) == 6 and not [line for line in scratch if "shared:" in line], scratch
     assert_host_unharmed(host)
