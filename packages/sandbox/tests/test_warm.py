@@ -358,7 +358,7 @@ async def test_a_forked_jails_scratch_mounts_are_no_peers_of_the_hosts(host: Hos
     # mount would stay in its peer group: a mount made under the jail's /box would show on the
     # host. The forked jail makes its mounts private, as NsJail does a cold jail's.
     work_root = host.settings.work_root
-    subprocess.run(["mount", "--make-rshared", work_root], check=True)
+    await asyncio.to_thread(subprocess.run, ["mount", "--make-rshared", work_root], check=True)
     try:
         sandbox = NsJailSandbox(host=host, warm_slots=1, fork_jails=True)
         code = WAIT_FOR_THE_TEST + "ready('mounted')\n"
@@ -372,7 +372,7 @@ async def test_a_forked_jails_scratch_mounts_are_no_peers_of_the_hosts(host: Hos
             job.cancel()
             await sandbox.aclose()
     finally:
-        subprocess.run(["mount", "--make-rprivate", work_root], check=True)
+        await asyncio.to_thread(subprocess.run, ["mount", "--make-rprivate", work_root], check=True)
     # Each path twice: the nursery's own (NsJail's bind, covered) and the job's on top of it.
     scratch = [line for line in mounts if line.split()[4] in ("/box", "/tmp", "/dev/shm")]
     assert len(scratch) == 6 and not [line for line in scratch if "shared:" in line], scratch
