@@ -207,9 +207,7 @@ class Nursery(WarmJail):
         if not self.ended:
             log.warning("a %s nursery ended: %s", self.runtime.language, why)
         self.ended = True
-        if self._reading:
-            self._reading = False
-            asyncio.get_running_loop().remove_reader(self._sock().fileno())
+        self._stop_reading()
         error = SandboxError(f"the nursery ended: {why}")
         for future in (self._forked, *self._exits.values()):
             if future is not None and not future.done():
@@ -217,12 +215,14 @@ class Nursery(WarmJail):
                 future.exception()  # retrieved: a child's run may not ask for it
 
     async def discard(self) -> None:
-        if not self.ended and self._socket is not None:
-            self.ended = True
-            if self._reading:
-                self._reading = False
-                asyncio.get_running_loop().remove_reader(self._sock().fileno())
+        self.ended = True
+        self._stop_reading()
         await super().discard()
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            asyncio.get_running_loop().remove_reader(self._sock().fileno())
 
 
 class ForkJail(WarmJail):
@@ -238,14 +238,10 @@ class ForkJail(WarmJail):
 
     @classmethod
     async def fork(cls, host: JailHost, runtime: RuntimeSpec, nursery: Nursery) -> ForkJail:
-        """Fork a jail from `nursery` (busy until this jail is discarded) and wait until it is ready."""
+        """Fork a jail from `nursery`, which `_Nurseries.take` made busy (until this jail is
+        discarded, as it is when it fails to start), and wait until it is ready."""
         jail = cls(host, runtime, nursery)
-        nursery.busy = True
-        try:
-            await jail._start()
-        finally:
-            if jail._done:
-                nursery.busy = False
+        await jail._start()
         return jail
 
     async def _spawn(self) -> bytes:
@@ -286,7 +282,7 @@ class ForkJail(WarmJail):
         await through_cancellation(
             asyncio.to_thread(self._cgroups.adopt, host_pid, 2 * (limits.memory_mb << 20), limits.max_processes)
         )
-        if supervisor.exited or not supervisor.running():
+        if not supervisor.running():
             # It ended while it was being moved: the PID moved may already be another process's.
             raise SandboxError("a forked jail ended before it was ready")
         loop = asyncio.get_running_loop()
