@@ -59,6 +59,8 @@ class NsJailSandbox:
     `warm_slots` > 0: that many warm jails (warm.py) per runtime that has a warm hook are kept
     started ahead of their jobs, from the first run or `keep_warm` on; `aclose` removes them.
     A job a warm jail cannot take starts cold; RunResult.sandbox_start says which it was.
+    `fork_jails`: the warm jails are forked from nurseries (fork.py), two host ids each, rather
+    than started as cold ones are.
     """
 
     def __init__(self, *, host: HostReport, warm_slots: int = 0, fork_jails: bool = False) -> None:
