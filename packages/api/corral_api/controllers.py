@@ -20,18 +20,7 @@ from litestar.params import JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT, HTTP_503_SERVICE_UNAVAILABLE
 
 from corral_api.auth import SUBMITS
-from corral_api.dependencies import (
-    Cancel,
-    Gauge,
-    Get,
-    Metrics,
-    RedisDurability,
-    Registry,
-    Settings,
-    Submit,
-    SubmitOnce,
-    Waits,
-)
+from corral_api.dependencies import Cancel, Gauge, JobRoutes, Metrics, RedisDurability, Registry
 from corral_api.schemas import Accepted, ExecuteIn, JobView, Problem, Readiness, RuntimeView
 from corral_api.settings import ApiSettings
 from corral_core.policy import InvalidSubmission
@@ -109,38 +98,33 @@ class JobsController(Controller):
     async def execute(
         self,
         data: JSONBody[ExecuteIn],
-        submit_job: Submit,
-        get_job: Get,
-        settings: Settings,
-        long_polls: Waits,
-        metrics: Metrics,
-        submit_once: SubmitOnce,
+        jobs: JobRoutes,
         wait: Wait = 0,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[Accepted | JobView]:
-        _check_wait(wait, settings)
+        _check_wait(wait, jobs.settings)
         headers = []
         # A wait is refused before the job is queued: a 503 must not leave behind a job the
         # client never heard of.
-        with long_polls.hold() if wait > 0 else contextlib.nullcontext():
+        with jobs.long_polls.hold() if wait > 0 else contextlib.nullcontext():
             request_id = logs.request_id.get()
             submitted_s = asyncio.get_running_loop().time()
             if idempotency_key is None:
-                job, created = await submit_job(data.to_request(), request_id=request_id), True
+                job, created = await jobs.submit(data.to_request(), request_id=request_id), True
             else:
                 fingerprint = hashlib.sha256(_encode(data)).hexdigest()
-                job, created = await submit_once(
+                job, created = await jobs.submit_once(
                     data.to_request(), key=idempotency_key, fingerprint=fingerprint, request_id=request_id
                 )
                 if not created:
                     headers.append(ResponseHeader(name="Idempotent-Replayed", value="true"))
             logs.job_id.set(job.id)
             if created:
-                metrics.jobs_submitted.inc()
+                jobs.metrics.jobs_submitted.inc()
                 log.info("job submitted", extra={"language": job.request.language})
             if wait > 0:
                 # A job this request created is known to exist unfinished: no need to read it first.
-                job = await get_job(job.id, wait_s=wait, submitted_s=submitted_s if created else None)
+                job = await jobs.get(job.id, wait_s=wait, submitted_s=submitted_s if created else None)
         # Without a wait the answer is 202 however far the job got: a replayed submit answers
         # as the first one did, even when the job has finished since.
         if wait > 0 and job.finished:
@@ -152,17 +136,10 @@ class JobsController(Controller):
         )
 
     @get("/jobs/{job_id:str}", summary="Read a job, or wait for it to finish", responses=problems(400, 401, 404, 422, 429, 503))
-    async def read(
-        self,
-        job_id: Annotated[str, JOB_ID],
-        get_job: Get,
-        settings: Settings,
-        long_polls: Waits,
-        wait: Wait = 0,
-    ) -> JobView:
-        _check_wait(wait, settings)
-        with long_polls.hold() if wait > 0 else contextlib.nullcontext():
-            return JobView.of(await get_job(job_id, wait_s=wait))
+    async def read(self, job_id: Annotated[str, JOB_ID], jobs: JobRoutes, wait: Wait = 0) -> JobView:
+        _check_wait(wait, jobs.settings)
+        with jobs.long_polls.hold() if wait > 0 else contextlib.nullcontext():
+            return JobView.of(await jobs.get(job_id, wait_s=wait))
 
 
     @delete(

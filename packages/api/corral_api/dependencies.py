@@ -3,6 +3,10 @@
 Litestar inspects a dependency's signature, which dependency-injector providers lack, and its
 `@inject` wiring clashes with Litestar's handler checks (litestar issue #582): each dependency
 is a plain function that asks the container, handed to Litestar through `Provide`.
+
+A handler that needs several of them takes `jobs` (Jobs) instead: Litestar resolves a handler's
+independent dependencies together, in a task group with a task for each, which cost the job
+routes a good share of their CPU per request (bench/warm.py); one dependency is resolved in line.
 """
 
 from __future__ import annotations
@@ -23,28 +27,60 @@ from corral_redis import Durability
 # request; a Protocol cannot be checked that way.
 Registry = NamedDependency[SkipValidation[WorkerRegistry]]
 Runtimes = NamedDependency[SkipValidation[RuntimeCatalog]]
-Submit = NamedDependency[SubmitJob]
-SubmitOnce = NamedDependency[SubmitJobOnce]
-Get = NamedDependency[GetJob]
 Cancel = NamedDependency[CancelJob]
 Settings = NamedDependency[ApiSettings]
-Waits = NamedDependency[LongPolls]
 RedisDurability = NamedDependency[Durability]
 Metrics = NamedDependency[ApiMetrics]
 Gauge = NamedDependency[SkipValidation[QueueGauge]]
 
 
+class Jobs:
+    """What the job routes use, for the request's caller (auth.py), each taken when first used."""
+
+    __slots__ = ("_container",)
+
+    def __init__(self, container: ApiContainer) -> None:
+        self._container = container
+
+    @property
+    def submit(self) -> SubmitJob:
+        return self._container.submit_job().as_caller(current_caller.get())
+
+    @property
+    def submit_once(self) -> SubmitJobOnce:
+        container = self._container
+        return SubmitJobOnce(self.submit, container.store(), container.idempotency(), container.settings().idempotency_ttl_s)
+
+    @property
+    def get(self) -> GetJob:
+        return self._container.get_job().as_caller(current_caller.get())
+
+    @property
+    def settings(self) -> ApiSettings:
+        return self._container.settings()
+
+    @property
+    def long_polls(self) -> LongPolls:
+        return self._container.long_polls()
+
+    @property
+    def runtimes(self) -> RuntimeCatalog:
+        return self._container.runtimes()
+
+    @property
+    def metrics(self) -> ApiMetrics:
+        return self._container.metrics()
+
+
+JobRoutes = NamedDependency[SkipValidation[Jobs]]
+
+
 def dependencies(container: ApiContainer) -> dict[str, Provide]:
     # The use cases act for the request's caller (auth.py), a cheap copy per request.
-    def submit_job() -> SubmitJob:
-        return container.submit_job().as_caller(current_caller.get())
+    jobs = Jobs(container)
 
-    def submit_once() -> SubmitJobOnce:
-        ttl_s = container.settings().idempotency_ttl_s
-        return SubmitJobOnce(submit_job(), container.store(), container.idempotency(), ttl_s)
-
-    def get_job() -> GetJob:
-        return container.get_job().as_caller(current_caller.get())
+    def job_routes() -> Jobs:
+        return jobs
 
     def cancel_job() -> CancelJob:
         return container.cancel_job().as_caller(current_caller.get())
@@ -58,9 +94,6 @@ def dependencies(container: ApiContainer) -> dict[str, Provide]:
     def settings() -> ApiSettings:
         return container.settings()
 
-    def long_polls() -> LongPolls:
-        return container.long_polls()
-
     def durability() -> Durability:
         return container.durability()
 
@@ -73,14 +106,11 @@ def dependencies(container: ApiContainer) -> dict[str, Provide]:
     return {
         name: Provide(provider, sync_to_thread=False)
         for name, provider in [
-            ("submit_job", submit_job),
-            ("submit_once", submit_once),
-            ("get_job", get_job),
+            ("jobs", job_routes),
             ("cancel_job", cancel_job),
             ("registry", registry),
             ("runtimes", runtimes),
             ("settings", settings),
-            ("long_polls", long_polls),
             ("durability", durability),
             ("metrics", metrics),
             ("queue_gauge", queue_gauge),

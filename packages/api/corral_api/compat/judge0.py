@@ -35,7 +35,7 @@ from litestar.status_codes import (
 from litestar.types import ExceptionHandlersMap
 
 from corral_api.compat.languages import BY_JUDGE0_ID, BY_LANGUAGE, LanguageRow, offered
-from corral_api.dependencies import Get, Runtimes, Settings, Submit, Waits
+from corral_api.dependencies import JobRoutes, Runtimes, Settings
 from corral_api.longpolls import TooManyLongPolls
 from corral_api.settings import ApiSettings
 from corral_core.access import OverQuota
@@ -495,11 +495,7 @@ class SubmissionsController(Controller):
     async def create(
         self,
         request: Request[Any, Any, Any],
-        submit_job: Submit,
-        get_job: Get,
-        settings: Settings,
-        long_polls: Waits,
-        runtimes: Runtimes,
+        jobs: JobRoutes,
         base64_encoded: str | None = None,
         wait: str | None = None,
         fields: str | None = None,
@@ -508,20 +504,19 @@ class SubmissionsController(Controller):
         encoded = _flag(base64_encoded)
         chosen = requested_fields(fields)
         submission = _decode_submission(await request.body())
-        job_request = to_request(submission, settings, encoded)
-        with long_polls.hold() if waiting else contextlib.nullcontext():
-            job = await _submit(submit_job, job_request, submission.language_id)
+        job_request = to_request(submission, jobs.settings, encoded)
+        with jobs.long_polls.hold() if waiting else contextlib.nullcontext():
+            job = await _submit(jobs.submit, job_request, submission.language_id)
             if not waiting:
                 return Response({"token": job.id}, status_code=HTTP_201_CREATED)
-            job = await get_job(job.id, wait_s=settings.max_wait_s)
-        return Response(view(job, chosen, encoded, await _names(runtimes, chosen)), status_code=HTTP_201_CREATED)
+            job = await jobs.get(job.id, wait_s=jobs.settings.max_wait_s)
+        return Response(view(job, chosen, encoded, await _names(jobs.runtimes, chosen)), status_code=HTTP_201_CREATED)
 
     @post("/batch", status_code=HTTP_201_CREATED, summary="Create a batch of submissions (Judge0)")
     async def create_batch(
         self,
         request: Request[Any, Any, Any],
-        submit_job: Submit,
-        settings: Settings,
+        jobs: JobRoutes,
         base64_encoded: str | None = None,
     ) -> Response[list[dict[str, Any]]]:
         try:
@@ -531,6 +526,7 @@ class SubmissionsController(Controller):
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
             raise Judge0Error(HTTP_400_BAD_REQUEST, f"malformed JSON: {error}") from None
         _check_batch_size(len(batch.submissions or []))
+        submit_job, settings = jobs.submit, jobs.settings
         answers: list[dict[str, Any]] = []
         accepted = False
         for raw in batch.submissions or []:
@@ -548,8 +544,7 @@ class SubmissionsController(Controller):
     async def read_batch(
         self,
         request: Request[Any, Any, Any],
-        get_job: Get,
-        runtimes: Runtimes,
+        jobs: JobRoutes,
         tokens: str | None = None,
         base64_encoded: str | None = None,
         fields: str | None = None,
@@ -559,7 +554,8 @@ class SubmissionsController(Controller):
         names = [token for token in asked.split(",") if token] if asked else []
         _check_batch_size(len(names))
         found: list[dict[str, Any] | None] = []
-        language_names = await _names(runtimes, chosen)
+        language_names = await _names(jobs.runtimes, chosen)
+        get_job = jobs.get
         for token in names:
             job = await _find(get_job, token)
             found.append(None if job is None else view(job, chosen, _flag(base64_encoded), language_names))
@@ -569,16 +565,15 @@ class SubmissionsController(Controller):
     async def read(
         self,
         token: str,
-        get_job: Get,
-        runtimes: Runtimes,
+        jobs: JobRoutes,
         base64_encoded: str | None = None,
         fields: str | None = None,
     ) -> dict[str, Any]:
         chosen = requested_fields(fields)
-        job = await _find(get_job, token)
+        job = await _find(jobs.get, token)
         if job is None:
             raise NotFoundException()
-        return view(job, chosen, _flag(base64_encoded), await _names(runtimes, chosen))
+        return view(job, chosen, _flag(base64_encoded), await _names(jobs.runtimes, chosen))
 
     @delete("/{token:str}", status_code=HTTP_200_OK, summary="Delete a submission (Judge0): not allowed here")
     async def remove(self, token: str) -> None:

@@ -29,7 +29,7 @@ from litestar.status_codes import (
 from litestar.types import ExceptionHandlersMap
 
 from corral_api.compat.languages import OfferedLanguage, offered
-from corral_api.dependencies import Get, Runtimes, Settings, Submit, Waits
+from corral_api.dependencies import JobRoutes, Runtimes
 from corral_api.longpolls import TooManyLongPolls
 from corral_api.settings import ApiSettings
 from corral_core.access import OverQuota
@@ -323,11 +323,7 @@ class PistonController(Controller):
     async def execute(
         self,
         request: Request[Any, Any, Any],
-        submit_job: Submit,
-        get_job: Get,
-        settings: Settings,
-        long_polls: Waits,
-        runtimes: Runtimes,
+        jobs: JobRoutes,
     ) -> ExecuteOut:
         if not request.headers.get("content-type", "").startswith("application/json"):
             raise PistonError(HTTP_415_UNSUPPORTED_MEDIA_TYPE, "requests must be of type application/json")
@@ -337,10 +333,11 @@ class PistonController(Controller):
         # deep nesting: the client's fault as much as any other malformed JSON.
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
             raise _bad(f"malformed JSON: {error}") from None
-        job_request, chosen = to_request(body, offered(await runtimes.offered()), settings.limit_policy().maxima)
-        with long_polls.hold():
-            job = await _submit(submit_job, job_request)
-            job = await get_job(job.id, wait_s=settings.max_wait_s)
+        settings = jobs.settings
+        job_request, chosen = to_request(body, offered(await jobs.runtimes.offered()), settings.limit_policy().maxima)
+        with jobs.long_polls.hold():
+            job = await _submit(jobs.submit, job_request)
+            job = await jobs.get(job.id, wait_s=settings.max_wait_s)
         return answer(job, chosen, body["language"], body["version"])
 
 
