@@ -3,6 +3,9 @@ worker registry (here the in-memory one; the Redis registry passes the same regi
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -10,7 +13,7 @@ import pytest
 from corral_api.runtimes import RegistryRuntimeCatalog
 from corral_contract.clock import ManualClock
 from corral_contract.runtimes import CatalogHarness, RuntimeCatalogContract
-from corral_core.ports import Runtime, WorkerInfo
+from corral_core.ports import Runtime, StorageUnavailable, WorkerInfo
 from corral_memory.jobs import InMemoryWorkerRegistry
 
 HEARTBEAT_TTL_MS = 5_000
@@ -47,3 +50,60 @@ async def test_the_registry_is_read_at_most_once_per_max_age() -> None:
     for _ in range(3):
         assert await catalog.offered() == []
     assert registry.reads == 1
+
+
+class ReadersRegistry(InMemoryWorkerRegistry):
+    """Records which task made each read; `down` makes it answer as an unreachable Redis does."""
+
+    down = False
+
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__(clock)
+        self.readers: list[asyncio.Task[object] | None] = []
+
+    async def live_workers(self) -> list[WorkerInfo]:
+        self.readers.append(asyncio.current_task())
+        if self.down:
+            raise StorageUnavailable("connection refused")
+        return await super().live_workers()
+
+
+async def test_while_keep_fresh_runs_no_submission_reads_the_registry_and_a_new_worker_is_seen() -> None:
+    clock = ManualClock()
+    registry = ReadersRegistry(clock)
+    catalog = RegistryRuntimeCatalog(registry, max_age_s=2.0)
+    refresher = asyncio.create_task(catalog.keep_fresh())
+    try:
+        await asyncio.sleep(0.1)
+        runtime = Runtime("python", "3.11.2", "main.py")
+        await registry.heartbeat(WorkerInfo("w", clock.now(), (runtime,)), HEARTBEAT_TTL_MS)
+        seen = []
+        end = time.monotonic() + 3.0  # one and a half of max_age_s: the list must have aged past it
+        while time.monotonic() < end:
+            seen.append(await catalog.offered())
+            await asyncio.sleep(0.05)
+        assert seen[0] == [] and seen[-1] == [runtime]
+        assert len(registry.readers) >= 3
+        assert set(registry.readers) == {refresher}
+    finally:
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
+
+
+async def test_a_list_the_refresher_could_not_renew_is_read_on_the_spot_once_older_than_max_age() -> None:
+    registry = ReadersRegistry(ManualClock())
+    catalog = RegistryRuntimeCatalog(registry, max_age_s=0.2)
+    refresher = asyncio.create_task(catalog.keep_fresh())
+    try:
+        await asyncio.sleep(0.05)
+        registry.down = True
+        await asyncio.sleep(0.3)
+        with pytest.raises(StorageUnavailable):
+            await catalog.offered()
+        registry.down = False
+        assert await catalog.offered() == []
+    finally:
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher

@@ -8,6 +8,8 @@ were overridden with in-memory ones.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -37,9 +39,13 @@ def create_app(container: ApiContainer) -> Litestar:
 
     @asynccontextmanager
     async def connections(_: Litestar) -> AsyncIterator[None]:
+        catalog = asyncio.get_running_loop().create_task(container.runtimes().keep_fresh(), name="corral runtime catalog")
         try:
             yield
         finally:
+            catalog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await catalog
             await close(container)
 
     metrics = container.metrics()

@@ -1,14 +1,22 @@
 """The API's runtime catalog: the runtimes the live workers announce in their heartbeats.
 
 Read from the worker registry at most once a second: every submission checks its language,
-and the answer only changes when workers come or go.
+and the answer only changes when workers come or go. While the app runs, `keep_fresh` reads it
+again every half second in the background, so that no submission waits for that read (a wait of
+one more round trip to Redis, for every submission that came a second or more after the last
+one); a list older than a second is still read on the spot, as when that reader is stopped or
+Redis was unreachable for it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 
-from corral_core.ports import Runtime, WorkerRegistry
+from corral_core.ports import Runtime, StorageUnavailable, WorkerRegistry
+
+log = logging.getLogger(__name__)
 
 
 class RegistryRuntimeCatalog:
@@ -20,7 +28,27 @@ class RegistryRuntimeCatalog:
 
     async def offered(self) -> list[Runtime]:
         if time.monotonic() - self._read_at >= self._max_age_s:
-            workers = await self._registry.live_workers()
-            self._runtimes = [runtime for worker in workers for runtime in worker.runtimes]
-            self._read_at = time.monotonic()
+            await self._read()
         return list(self._runtimes)
+
+    async def keep_fresh(self) -> None:
+        """Read the registry now and every half max_age_s after, until cancelled."""
+        failing = False
+        while True:
+            try:
+                await self._read()
+            except StorageUnavailable as error:
+                if not failing:
+                    log.warning("runtime catalog: the worker registry is unreachable, retrying: %s", error)
+                failing = True
+            else:
+                if failing:
+                    log.info("runtime catalog: the worker registry answers again")
+                failing = False
+            await asyncio.sleep(self._max_age_s / 2)
+
+    async def _read(self) -> None:
+        sent = time.monotonic()
+        workers = await self._registry.live_workers()
+        self._runtimes = [runtime for worker in workers for runtime in worker.runtimes]
+        self._read_at = sent

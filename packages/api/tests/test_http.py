@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from corral_api.app import create_app
 from corral_api.container import ApiContainer
 from corral_api.longpolls import LongPolls
 from corral_api.settings import ApiSettings
+from corral_core.job import Job
 from corral_core.ports import Runtime, StorageUnavailable, WorkerInfo
 from corral_core.usecases import RunNextJob
 from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore, InMemoryWorkerRegistry
@@ -26,11 +28,24 @@ class OutageRegistry(InMemoryWorkerRegistry):
     """The in-memory registry, with a switch that makes it answer as an unreachable Redis does."""
 
     down = False
+    reads = 0
 
     async def live_workers(self) -> list[WorkerInfo]:
+        self.reads += 1
         if self.down:
             raise StorageUnavailable("connection refused")
         return await super().live_workers()
+
+
+class OutageQueue(InMemoryJobQueue):
+    """The in-memory queue, with the same switch for its submissions."""
+
+    down = False
+
+    async def submit(self, job: Job) -> None:
+        if self.down:
+            raise StorageUnavailable("connection refused")
+        await super().submit(job)
 
 
 @dataclass
@@ -38,6 +53,7 @@ class Api:
     client: AsyncTestClient  # type: ignore[type-arg]
     state: InMemoryJobs
     registry: OutageRegistry
+    queue: OutageQueue
     container: ApiContainer
 
 
@@ -63,13 +79,14 @@ async def _api(
     if heartbeat:
         await registry.heartbeat(WorkerInfo("test-worker", clock.now(), (runtime,)), 60_000)
     container = ApiContainer(settings=settings, redis_settings=redis)
-    container.queue.override(providers.Object(InMemoryJobQueue(state)))
+    queue = OutageQueue(state)
+    container.queue.override(providers.Object(queue))
     container.store.override(providers.Object(InMemoryJobStore(state)))
     container.registry.override(providers.Object(registry))
     async with AsyncTestClient(app=create_app(container), base_url="http://127.0.0.1:8000") as client:
         # The test client serves the app on its own event loop: the worker must share it.
         running = client.blocking_portal.start_task_soon(run_worker, state) if worker else None
-        yield Api(client, state, registry, container)
+        yield Api(client, state, registry, queue, container)
         if running:
             running.cancel()
 
@@ -232,11 +249,21 @@ async def test_a_full_queue_is_503_with_retry_after() -> None:
 
 
 async def test_storage_down_is_503_with_retry_after(api: Api) -> None:
-    api.registry.down = True
+    # Redis down: the catalog's list, kept fresh in the background, may still be recent; the
+    # submission fails at the queue.
+    api.registry.down = api.queue.down = True
     response = await api.client.post("/execute", json={"code": ""})
     assert response.status_code == 503 and "retry-after" in response.headers
     ready = await api.client.get("/readyz")
     assert ready.status_code == 503 and ready.json()["redis"] is False
+
+
+async def test_the_app_keeps_the_runtime_catalog_fresh_between_requests(api: Api) -> None:
+    # corral_api.runtimes: read every half second in the background, so that no submission
+    # waits for that read.
+    before = api.registry.reads
+    await asyncio.sleep(1.6)
+    assert api.registry.reads - before >= 2
 
 
 async def test_runtimes_lists_what_live_workers_offer(api: Api) -> None:
