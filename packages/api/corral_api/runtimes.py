@@ -41,6 +41,9 @@ class RegistryRuntimeCatalog:
                 if not failing:
                     log.warning("runtime catalog: the worker registry is unreachable, retrying: %s", error)
                 failing = True
+            except Exception:
+                # A bug must not end the reader: submissions would then read the list themselves.
+                log.exception("runtime catalog: reading the worker registry failed")
             else:
                 if failing:
                     log.info("runtime catalog: the worker registry answers again")
