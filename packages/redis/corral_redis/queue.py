@@ -52,11 +52,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
 
 from corral_core import job as jobs
 from corral_core.job import Job, encode_job
@@ -83,8 +81,6 @@ class RedisJobQueue:
         self._cancel = client.register_script(scripts.CANCEL)
         self._depth = client.register_script(scripts.DEPTH)
         self._turn = 0  # which of a worker's lines a claim looks at first, rotating
-        # A Cluster client's pipeline is not one connection's: a claim waits, then starts.
-        self._cluster = settings.cluster
 
     async def submit(self, job: Job) -> None:
         with storage_errors():
@@ -161,12 +157,7 @@ class RedisJobQueue:
                     continue
                 # Redis blocks in whole milliseconds and reads 0 as "forever".
                 wait_s = max(min(remaining, self._settings.claim_block_s), 0.01)
-                if self._cluster:
-                    popped = await self._client.blpop([f"{line}:wake" for line in lines], wait_s)
-                else:
-                    popped, lease = await self._woken_and_started(worker_id, lease_ms, lines, order + legacy, wait_s)
-                    if lease is not None:
-                        return lease
+                popped = await self._client.blpop([f"{line}:wake" for line in lines], wait_s)
                 woken = _text(popped[0]).removesuffix(":wake") if popped else None
 
     async def _lines(self, languages: Collection[str] | None) -> list[str]:
@@ -177,39 +168,17 @@ class RedisJobQueue:
 
     async def _start_job(self, worker_id: str, lease_ms: int, lines: list[str], woken: bool) -> Lease | None:
         """Start the oldest job of the first of `lines` that has one."""
-        keys, args = self._start_call(worker_id, lease_ms, lines, woken)
-        return _lease(await self._start(keys=keys, args=args), worker_id)
-
-    async def _woken_and_started(
-        self, worker_id: str, lease_ms: int, lines: list[str], order: list[str], wait_s: float
-    ) -> tuple[Any, Lease | None]:
-        """Block until a job is announced on one of `lines` (or `wait_s` passes), then start the
-        oldest job of the first of `order` that has one: the BLPOP and START in one round trip.
-        Redis runs one connection's commands in order, so START runs as soon as the BLPOP
-        returns, where a worker that waits for the wake before it asks would cost the job a
-        round trip more. START is told it was woken, and takes no wake token itself: when the
-        BLPOP timed out and a job came in between, its token stays, and wakes an idle worker
-        once for nothing (a token is only a hint)."""
-        keys, args = self._start_call(worker_id, lease_ms, order, woken=True)
-        pipe = self._client.pipeline(transaction=False)
-        pipe.blpop([f"{line}:wake" for line in lines], wait_s)
-        pipe.evalsha(self._start.sha, len(keys), *keys, *args)
-        popped, started = await pipe.execute(raise_on_error=False)
-        if isinstance(popped, Exception):
-            raise popped
-        if isinstance(started, NoScriptError):  # Redis restarted without it: load it, run it
-            started = await self._start(keys=keys, args=args)
-        elif isinstance(started, Exception):
-            raise started
-        return popped, _lease(started, worker_id)
-
-    def _start_call(self, worker_id: str, lease_ms: int, lines: list[str], woken: bool) -> tuple[list[str], list[str | bytes | int]]:
-        """The START script's keys and arguments, for a claim from the first of `lines` with a job."""
         keys = self._keys
         args: list[str | bytes | int] = [
             keys.job_prefix, lease_ms, encode_time(self._clock.now()), worker_id, "", "1" if woken else ""
         ]  # fmt: skip
-        return [keys.processing, keys.leases, *lines], args
+        started = await self._start(keys=[keys.processing, keys.leases, *lines], args=args)
+        if started is None:
+            return None
+        token, record = started
+        job = decode_record(record)
+        assert job is not None, "START returns only jobs it found"
+        return Lease(job, int(token), worker_id)
 
     async def renew(self, lease: Lease, lease_ms: int) -> bool:
         keys = self._keys
@@ -288,16 +257,6 @@ class RedisJobQueue:
             pending = await self._depth(keys=[keys.lines, keys.pending])
             processing = await self._client.llen(keys.processing)
         return QueueDepth(pending=int(pending), unfinished=int(pending) + int(processing))
-
-
-def _lease(started: Any, worker_id: str) -> Lease | None:
-    """The lease a START reply gives (None: no job)."""
-    if started is None:
-        return None
-    token, record = started
-    job = decode_record(record)
-    assert job is not None, "START returns only jobs it found"
-    return Lease(job, int(token), worker_id)
 
 
 def _text(value: bytes | str) -> str:

@@ -154,6 +154,18 @@ class JobQueueContract:
         assert lease is not None and lease.job.id == "job-a"
         assert time.monotonic() - started < 1
 
+    async def test_a_blocked_claim_stamps_the_time_its_job_started_not_the_time_it_began_to_wait(
+        self, harness: QueueHarness
+    ) -> None:
+        waiting = asyncio.ensure_future(harness.queue.claim("w1", LEASE_MS, 5, ["python"]))
+        await asyncio.sleep(0.05)
+        harness.clock.advance(60_000)
+        await harness.queue.submit(new_job(harness.clock, "job-a"))
+        lease = await asyncio.wait_for(waiting, 5)
+        assert lease is not None and lease.job.started_at == harness.clock.now()
+        stored = await harness.store.get("job-a")
+        assert stored is not None and stored.started_at == harness.clock.now()
+
     async def test_finish_stores_the_final_job(self, harness: QueueHarness) -> None:
         await harness.queue.submit(new_job(harness.clock, "job-a"))
         lease = await harness.queue.claim("w1", LEASE_MS, 1)
