@@ -9,9 +9,8 @@ were overridden with in-memory ones.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
@@ -44,7 +43,7 @@ def create_app(container: ApiContainer) -> Litestar:
             yield
         finally:
             catalog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with suppress(asyncio.CancelledError):
                 await catalog
             await close(container)
 

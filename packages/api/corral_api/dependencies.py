@@ -6,7 +6,8 @@ is a plain function that asks the container, handed to Litestar through `Provide
 
 A handler that needs several of them takes `jobs` (Jobs) instead: Litestar resolves a handler's
 independent dependencies together, in a task group with a task for each, which cost the job
-routes a good share of their CPU per request (bench/warm.py); one dependency is resolved in line.
+routes a good share of their CPU per request (a submit in process: 0.93 ms with them, 0.79 ms
+with `jobs`); one dependency is resolved in line.
 """
 
 from __future__ import annotations
