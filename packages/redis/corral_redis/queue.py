@@ -37,7 +37,11 @@ Claiming is one script (LMOVE from the first of the worker's lines with a job, t
 Fairness between languages: each claim starts at the next of the worker's lines in turn, so a
 worker offering Java and Python under a flood of Java jobs still takes every other Python job.
 Only when all its lines are empty does a worker block, on their wake lists, and then claims
-again with the line it was woken for first. Fairness between owners, inside a language: a claim
+again with the line it was woken for first: that START goes in one pipeline with the BLPOP, so
+Redis runs it as soon as the wake comes, not a round trip later when the worker has read the
+wake. It was sent before the wait, with the time the wait began, so START stamps the job's
+started_at with the later of that and the time the job was put in line (its `queued`): a job
+that wakes a waiting worker starts as it is put in line. Fairness between owners, inside a language: a claim
 takes the next job of the owner whose turn it is and sends that owner to the back of the turns,
 so a key with thousands of jobs queued delays another key's next job by at most one job per
 key waiting, not by its whole backlog.
@@ -52,16 +56,26 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection
 from datetime import datetime
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from corral_core import job as jobs
 from corral_core.job import Job, encode_job
 from corral_core.ports import Clock, Lease, QueueDepth, QueueFull, RecoveryReport, StorageFull
 from corral_redis import scripts
 from corral_redis.connection import storage_errors
-from corral_redis.records import decode_record, encode_head, encode_time, progress_fields, result_reserve
+from corral_redis.records import (
+    decode_record,
+    encode_head,
+    encode_queued,
+    encode_time,
+    micros,
+    progress_fields,
+    result_reserve,
+)
 from corral_redis.settings import DEFAULT_SETTINGS, QueueKeys, RedisSettings
 
 
@@ -81,6 +95,8 @@ class RedisJobQueue:
         self._cancel = client.register_script(scripts.CANCEL)
         self._depth = client.register_script(scripts.DEPTH)
         self._turn = 0  # which of a worker's lines a claim looks at first, rotating
+        # A Cluster client's pipeline is not one connection's: a claim waits, then starts.
+        self._cluster = settings.cluster
 
     async def submit(self, job: Job) -> None:
         with storage_errors():
@@ -124,6 +140,7 @@ class RedisJobQueue:
             self._settings.max_memory_bytes,
             keys.usage(job.owner) if job.owner else "",
             *progress_fields(job),
+            encode_queued(job.created_at),
         ]
 
     async def claim(
@@ -157,7 +174,12 @@ class RedisJobQueue:
                     continue
                 # Redis blocks in whole milliseconds and reads 0 as "forever".
                 wait_s = max(min(remaining, self._settings.claim_block_s), 0.01)
-                popped = await self._client.blpop([f"{line}:wake" for line in lines], wait_s)
+                if self._cluster:
+                    popped = await self._client.blpop([f"{line}:wake" for line in lines], wait_s)
+                else:
+                    popped, lease = await self._woken_and_started(worker_id, lease_ms, lines, order + legacy, wait_s)
+                    if lease is not None:
+                        return lease
                 woken = _text(popped[0]).removesuffix(":wake") if popped else None
 
     async def _lines(self, languages: Collection[str] | None) -> list[str]:
@@ -168,17 +190,41 @@ class RedisJobQueue:
 
     async def _start_job(self, worker_id: str, lease_ms: int, lines: list[str], woken: bool) -> Lease | None:
         """Start the oldest job of the first of `lines` that has one."""
+        keys, args = self._start_call(worker_id, lease_ms, lines, woken, waits=False)
+        return _lease(await self._start(keys=keys, args=args), worker_id)
+
+    async def _woken_and_started(
+        self, worker_id: str, lease_ms: int, lines: list[str], order: list[str], wait_s: float
+    ) -> tuple[Any, Lease | None]:
+        """Block until a job is put in one of `lines` (or `wait_s` passes), then start the
+        oldest job of the first of `order` that has one: the BLPOP and START in one round trip
+        (Redis runs one connection's commands in order). START is told it was woken, and takes
+        no wake token itself: when the BLPOP timed out and a job came in between, its token
+        stays, and wakes an idle worker once for nothing (a token is only a hint)."""
+        keys, args = self._start_call(worker_id, lease_ms, order, woken=True, waits=True)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.blpop([f"{line}:wake" for line in lines], wait_s)
+        pipe.evalsha(self._start.sha, len(keys), *keys, *args)
+        popped, started = await pipe.execute(raise_on_error=False)
+        if isinstance(popped, Exception):
+            raise popped
+        if isinstance(started, NoScriptError):  # Redis restarted without it: load it, run it
+            started = await self._start(keys=keys, args=args)
+        elif isinstance(started, Exception):
+            raise started
+        return popped, _lease(started, worker_id)
+
+    def _start_call(
+        self, worker_id: str, lease_ms: int, lines: list[str], woken: bool, waits: bool
+    ) -> tuple[list[str], list[str | bytes | int]]:
+        """START's keys and arguments, for a claim from the first of `lines` with a job; `waits`
+        when it is sent before a wait (scripts.START)."""
         keys = self._keys
+        now = self._clock.now()
         args: list[str | bytes | int] = [
-            keys.job_prefix, lease_ms, encode_time(self._clock.now()), worker_id, "", "1" if woken else ""
+            keys.job_prefix, lease_ms, encode_time(now), worker_id, "", "1" if woken else "", micros(now) if waits else ""
         ]  # fmt: skip
-        started = await self._start(keys=[keys.processing, keys.leases, *lines], args=args)
-        if started is None:
-            return None
-        token, record = started
-        job = decode_record(record)
-        assert job is not None, "START returns only jobs it found"
-        return Lease(job, int(token), worker_id)
+        return [keys.processing, keys.leases, *lines], args
 
     async def renew(self, lease: Lease, lease_ms: int) -> bool:
         keys = self._keys
@@ -211,7 +257,7 @@ class RedisJobQueue:
         with storage_errors():
             released = await self._release(
                 keys=[keys.job(lease.job.id), keys.pending, keys.processing, keys.leases],
-                args=[lease.job.id, lease.token],
+                args=[lease.job.id, lease.token, encode_queued(self._clock.now())],
             )
         return int(released) == 1
 
@@ -225,7 +271,7 @@ class RedisJobQueue:
         return int(cancelled) == 1
 
     async def recover(self, max_attempts: int) -> RecoveryReport:
-        now = self._clock.now()  # only the failed jobs' finished_at: expiry is Redis' own clock
+        now = self._clock.now()  # failed jobs' finished_at, requeued jobs' queued: expiry is Redis' own clock
         keys = self._keys
         batch = self._settings.recover_batch
         requeued: list[str] = []
@@ -234,7 +280,7 @@ class RedisJobQueue:
             while True:
                 moved, exhausted, expired = await self._recover(
                     keys=[keys.pending, keys.processing, keys.leases],
-                    args=[keys.job_prefix, max_attempts, batch],
+                    args=[keys.job_prefix, max_attempts, batch, encode_queued(now)],
                 )
                 requeued.extend(job_id.decode() for job_id in moved)
                 progress = len(moved)
@@ -257,6 +303,16 @@ class RedisJobQueue:
             pending = await self._depth(keys=[keys.lines, keys.pending])
             processing = await self._client.llen(keys.processing)
         return QueueDepth(pending=int(pending), unfinished=int(pending) + int(processing))
+
+
+def _lease(started: Any, worker_id: str) -> Lease | None:
+    """The lease a START reply gives (None: no job)."""
+    if started is None:
+        return None
+    token, record = started
+    job = decode_record(record)
+    assert job is not None, "START returns only jobs it found"
+    return Lease(job, int(token), worker_id)
 
 
 def _text(value: bytes | str) -> str:

@@ -33,7 +33,7 @@ back to `spec`); a result an older worker wrote has its output inside `result`.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 
@@ -59,6 +59,7 @@ _RESULT_JSON_BYTES = 1024
 _UTF8_PER_BYTE = 3
 
 _encode = msgspec.json.Encoder().encode
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _time = msgspec.json.Decoder(datetime)
 _result = msgspec.json.Decoder(RunResult)
 _error = msgspec.json.Decoder(JobError)
@@ -66,6 +67,16 @@ _error = msgspec.json.Decoder(JobError)
 
 def encode_time(moment: datetime) -> bytes:
     return _encode(moment)
+
+
+def micros(moment: datetime) -> int:
+    """Microseconds since the epoch (a zone-aware moment): what scripts compare."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def encode_queued(moment: datetime) -> bytes:
+    """A job's `queued` field (scripts.py): when it was put in line, comparable and as JSON."""
+    return b"%d %s" % (micros(moment), _encode(moment))
 
 
 def encode_head(job: Job) -> bytes:

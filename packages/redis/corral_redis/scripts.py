@@ -85,6 +85,8 @@ _RECORD = "redis.call('HMGET', job, " + ", ".join(f"'{f}'" for f in FIELDS) + ")
 
 # Jobs wait in lines per language (`pending:<language>`, see queue.py), each with a LIST of
 # wake-up tokens beside it (`<line>:wake`, one per job put in line) that idle workers BLPOP on.
+# A job put in line notes when (`queued`: microseconds since the epoch, a space, the time as its
+# JSON), for the claim that waited for it (START).
 # A job remembers its language's line in its hash (`line`); one submitted before lines existed
 # has none and goes back to the old single `pending` list, which every worker still reads.
 # A job with an owner waits in its owner's line of that language (`own`, QueueKeys.owner_line);
@@ -96,7 +98,8 @@ local function in_turn(line, own)
   if not redis.call('LPOS', turns, own) then redis.call('RPUSH', turns, own) end
 end
 
-local function put_back(job, id, legacy, at_head)
+local function put_back(job, id, legacy, at_head, queued)
+  redis.call('HSET', job, 'queued', queued)
   local line = redis.call('HGET', job, 'line') or legacy
   local own = redis.call('HGET', job, 'own') or line
   if at_head then redis.call('LPUSH', own, id) else redis.call('RPUSH', own, id) end
@@ -119,7 +122,8 @@ end
 # KEYS: job, the language's line, processing, lines SET, legacy pending, reserved, the owner's
 # line in that language (the language's line for a job without an owner)
 # ARGV: max_unfinished, job id, spec, head, reserve, ceiling, the usage ledger of the job's owner
-# ('' for none; corral_redis.keys), which FINISH settles, then the progress values
+# ('' for none; corral_redis.keys), which FINISH settles, then the progress values, and last the
+# job's `queued` (its created_at)
 # -> 1 accepted, 0 queue full, -1 another job has this id, -2 no room for its bytes
 # The ceiling is in bytes; 0 means 80% of Redis' maxmemory, none when Redis has no maxmemory.
 SUBMIT = (
@@ -150,7 +154,7 @@ if ceiling > 0 then
   local held = tonumber(redis.call('GET', reserved) or '0')
   if used + held + #ARGV[3] + #ARGV[4] + reserve > ceiling then return -2 end
 end
-local fields = {'spec', ARGV[3], 'head', ARGV[4], 'reserve', reserve, 'fence', 0, 'line', line}
+local fields = {'spec', ARGV[3], 'head', ARGV[4], 'reserve', reserve, 'fence', 0, 'line', line, 'queued', ARGV[#ARGV]}
 if own ~= line then table.insert(fields, 'own'); table.insert(fields, own) end
 if ARGV[7] ~= '' then table.insert(fields, 'usage'); table.insert(fields, ARGV[7]) end
 redis.call('HSET', job, unpack(fields))
@@ -174,7 +178,10 @@ return pending
 """
 
 # KEYS: processing, leases, then the lines to take from, in the order to try them
-# ARGV: job key prefix, lease (ms), started_at (JSON), worker id, job id or '', token taken
+# ARGV: job key prefix, lease (ms), started_at (JSON), worker id, job id or '', token taken,
+# and '' or the microseconds since the epoch of that started_at when the claim sent it before it
+# blocked (a BLPOP in the same pipeline, queue.py): the job then started when the later of that
+# and its `queued` says, since a claim that waits is woken as a job is put in line.
 # With no job id, takes a job from the first language's line that has one (LMOVE), so a claim
 # with work waiting is one round trip, and one of that line's wake-up tokens with it, unless the
 # claim already took one (ARGV[6] = '1': it woke up on it). Within a language, the owners with
@@ -232,9 +239,14 @@ else
   end
   if not id then return nil end
 end
+local started_at = ARGV[3]
+if (ARGV[7] or '') ~= '' then
+  local queued_us, queued_at = string.match(redis.call('HGET', job, 'queued') or '', '^(%d+) (.+)$')
+  if queued_us and tonumber(queued_us) > tonumber(ARGV[7]) then started_at = queued_at end
+end
 local token = redis.call('HINCRBY', job, 'fence', 1)
 redis.call('HINCRBY', job, 'attempts', 1)
-redis.call('HSET', job, 'status', RUNNING, 'started_at', ARGV[3], 'worker', ARGV[4])
+redis.call('HSET', job, 'status', RUNNING, 'started_at', started_at, 'worker', ARGV[4])
 redis.call('ZADD', leases, micros(now_us() + tonumber(ARGV[2]) * 1000), id)
 return {{token, {_RECORD}}}
 """
@@ -350,7 +362,7 @@ return 1
 )
 
 # KEYS: job, legacy pending, processing, leases
-# ARGV: job id, token
+# ARGV: job id, token, when it is put back in line (its `queued`)
 # Back to the front of its line with the attempt given back (core's requeue(count_attempt=False)).
 RELEASE = _STATUSES + _LINES + """
 local job = KEYS[1]
@@ -361,12 +373,12 @@ redis.call('HSET', job, 'status', PENDING)
 redis.call('HDEL', job, 'started_at', 'worker')
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('LREM', KEYS[3], 0, ARGV[1])
-put_back(job, ARGV[1], KEYS[2], true)
+put_back(job, ARGV[1], KEYS[2], true, ARGV[3])
 return 1
 """
 
 # KEYS: pending, processing, leases
-# ARGV: job key prefix, max attempts, batch size
+# ARGV: job key prefix, max attempts, batch size, when jobs are put back in line (`queued`)
 # -> {requeued ids, {{fence, record fields}, ...} of jobs out of attempts, expired count}
 # Jobs out of attempts are only reported: core fails them (corral_core.job.fail with
 # worker_lost), and the caller stores each with FINISH, fenced and only if its lease is still
@@ -388,7 +400,7 @@ for _, id in ipairs(expired) do
     redis.call('HDEL', job, 'started_at', 'worker')
     redis.call('ZREM', leases, id)
     redis.call('LREM', processing, 0, id)
-    put_back(job, id, pending, false)
+    put_back(job, id, pending, false, ARGV[4])
     table.insert(requeued, id)
   end
 end
@@ -402,7 +414,7 @@ for _, id in ipairs(redis.call('LRANGE', processing, 0, -1)) do
       redis.call('ZADD', leases, now, id)
     else
       redis.call('LREM', processing, 0, id)
-      if status == PENDING then put_back(prefix .. id, id, pending, true) end
+      if status == PENDING then put_back(prefix .. id, id, pending, true, ARGV[4]) end
     end
   end
 end

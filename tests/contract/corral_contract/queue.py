@@ -166,6 +166,27 @@ class JobQueueContract:
         stored = await harness.store.get("job-a")
         assert stored is not None and stored.started_at == harness.clock.now()
 
+    @pytest.mark.parametrize("put_back", ["released", "recovered"])
+    async def test_a_blocked_claim_stamps_a_job_put_back_in_line_with_the_time_it_took_it(
+        self, harness: QueueHarness, put_back: str
+    ) -> None:
+        # The job was created before the claim began to wait: neither time is when it started.
+        await harness.queue.submit(new_job(harness.clock, "job-a"))
+        first = await harness.queue.claim("w1", LEASE_MS, 1, ["python"])
+        assert first is not None
+        waiting = asyncio.ensure_future(harness.queue.claim("w2", LEASE_MS, 5, ["python"]))
+        await asyncio.sleep(0.05)
+        if put_back == "released":
+            harness.clock.advance(60_000)
+            assert await harness.queue.release(first)
+        else:
+            await harness.elapse(LEASE_MS + 60_000)
+            assert (await harness.queue.recover(max_attempts=3)).requeued == ("job-a",)
+        lease = await asyncio.wait_for(waiting, 5)
+        assert lease is not None and lease.job.id == "job-a" and lease.job.started_at == harness.clock.now()
+        stored = await harness.store.get("job-a")
+        assert stored is not None and stored.started_at == harness.clock.now()
+
     async def test_finish_stores_the_final_job(self, harness: QueueHarness) -> None:
         await harness.queue.submit(new_job(harness.clock, "job-a"))
         lease = await harness.queue.claim("w1", LEASE_MS, 1)
