@@ -20,8 +20,9 @@ namespaces, where the child, before any byte of a job reaches it:
     the two filters together answer every call as the jail's policy does (test_seccomp.py);
   - says "c", from which the worker learns its host PID (SO_PASSCRED), and waits while the
     worker moves it into the run's cgroups (`RunCgroups.adopt`), as NsJail moves a jail; then
-    copies the pages it shares with the nursery that the job would write (charged to the job,
-    as a cold start's are, and off the job's clock), and says "r".
+    copies every page of its private writable mappings that it still shares with the nursery
+    (`_writable_ranges`: charged to the job, as a cold start's pages are, and off the job's
+    clock, where the job's first write to each would fault and copy it), and says "r".
 From there it is a warm jail (warm.py): the same hand-over and limits, the same program start.
 The worker watches it through a pidfd; its wait status comes from the nursery. A nursery has
 one child at a time, so `_Nurseries` in sandbox.py keeps about two per slot.
@@ -285,8 +286,9 @@ class ForkJail(WarmJail):
         if not supervisor.running():
             # It ended while it was being moved: the PID moved may already be another process's.
             raise SandboxError("a forked jail ended before it was ready")
+        ranges = await asyncio.to_thread(_writable_ranges, host_pid)
         loop = asyncio.get_running_loop()
-        await loop.sock_sendall(ours, b"a")
+        await loop.sock_sendall(ours, b"a" + struct.pack(f"=I{len(ranges)}Q", len(ranges) // 2, *ranges))
         return await asyncio.wait_for(loop.sock_recv(ours, 1), READY_TIMEOUT_S)
 
     async def _status_text(self) -> str:
@@ -356,6 +358,22 @@ async def _credentials(sock: socket.socket) -> tuple[bytes, int]:
         return await received
     finally:
         loop.remove_reader(sock.fileno())
+
+
+def _writable_ranges(pid: int) -> list[int]:
+    """The start and end of each private writable mapping of process `pid`, flat: what a
+    forked child shares with its nursery until either writes to it. None once it has ended."""
+    try:
+        lines = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    except OSError:
+        return []
+    ranges = []
+    for line in lines:
+        bounds, permissions = line.split(maxsplit=2)[:2]
+        if permissions.startswith("rw") and permissions.endswith("p"):
+            start, _, end = bounds.partition("-")
+            ranges += [int(start, 16), int(end, 16)]
+    return ranges
 
 
 def _open_tree(path: str) -> int:
