@@ -41,10 +41,11 @@ again with the line it was woken for first: that START goes in one pipeline with
 Redis runs it as soon as the wake comes, not a round trip later when the worker has read the
 wake. It was sent before the wait, with the time the wait began, so START stamps the job's
 started_at with the later of that and the time the job was put in line (its `queued`): a job
-that wakes a waiting worker starts as it is put in line. Fairness between owners, inside a language: a claim
-takes the next job of the owner whose turn it is and sends that owner to the back of the turns,
-so a key with thousands of jobs queued delays another key's next job by at most one job per
-key waiting, not by its whole backlog.
+that wakes a waiting worker starts as it is put in line.
+
+Fairness between owners, inside a language: a claim takes the next job of the owner whose turn
+it is and sends that owner to the back of the turns, so a key with thousands of jobs queued
+delays another key's next job by at most one job per key waiting, not by its whole backlog.
 
 Workers of the version before lines took from the single `pending` list with a BLMOVE and then
 started the moved id with the same script; that path is still served (a rolling upgrade), and a

@@ -362,7 +362,7 @@ async def _credentials(sock: socket.socket) -> tuple[bytes, int]:
 
 def _writable_ranges(pid: int) -> list[int]:
     """The start and end of each private writable mapping of process `pid`, flat: what a
-    forked child shares with its nursery until either writes to it. None once it has ended."""
+    forked child shares with its nursery until either writes to it; none once it has ended."""
     try:
         lines = Path(f"/proc/{pid}/maps").read_text().splitlines()
     except OSError:
