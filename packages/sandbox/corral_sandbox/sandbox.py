@@ -73,6 +73,8 @@ class NsJailSandbox:
             if fork_jails
             else {}
         )
+        # Per language, the limits of its last job: a warm jail started after it has them preset.
+        self._last_limits: dict[str, Limits] = {}
         self._standby = {
             spec.language: _Standby(spec.language, self._start_warm(spec), warm_slots)
             for spec in host.runtimes
@@ -102,15 +104,20 @@ class NsJailSandbox:
         if nurseries is not None:
 
             async def fork() -> WarmJail:
-                return await ForkJail.fork(self._jail_host, runtime, await nurseries.take())
+                return self._preset(await ForkJail.fork(self._jail_host, runtime, await nurseries.take()))
 
             return fork
 
         async def start() -> WarmJail:
             ids, give_back = self._ids.lease()  # WarmJail gives them back when it is gone
-            return await WarmJail.start(self._jail_host, runtime, ids, give_back)
+            return self._preset(await WarmJail.start(self._jail_host, runtime, ids, give_back))
 
         return start
+
+    def _preset(self, jail: WarmJail) -> WarmJail:
+        if (limits := self._last_limits.get(jail.runtime.language)) is not None:
+            jail.preset(limits)
+        return jail
 
     def keep_warm(self) -> None:
         """Start the warm jails now (in the background), rather than at the first run."""
@@ -148,6 +155,7 @@ class NsJailSandbox:
         if standby is not None:
             check_limits(request.limits)
             files = job_files(runtime, request)
+            self._last_limits[runtime.language] = request.limits
             jail = await standby.take()
             if jail is not None:
                 try:

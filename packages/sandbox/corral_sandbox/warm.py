@@ -88,6 +88,8 @@ class WarmJail:
         self._run = runname.new_run()
         self._scratch: Scratch | None = None
         self._cgroups: RunCgroups | None = None
+        # The memory (bytes) and process limits `preset` gave its cgroups, if it did.
+        self._preset: tuple[int, int] | None = None
         self._supervisor: Supervisor | None = None
         self._socket: socket.socket | None = None
         self._log_fd = -1
@@ -154,6 +156,21 @@ class WarmJail:
     def _sock(self) -> socket.socket:
         assert self._socket is not None
         return self._socket
+
+    def preset(self, limits: Limits) -> None:
+        """Give its cgroups `limits`' memory and process limits now, while it waits: those of the
+        job before it, which most jobs repeat. A job with the same ones is then handed over
+        without writing them; one with others has its own written, as if none had been."""
+        if self._cgroups is None or self._done:
+            return
+        wanted = (limits.memory_mb << 20, limits.max_processes)
+        self._preset = None
+        try:
+            self._cgroups.hand_over(*wanted)
+        except (OSError, ValueError, CgroupError) as error:  # the hand-over tries them again
+            log.debug("run %s: limits not preset: %s", self._run, error)
+            return
+        self._preset = wanted
 
     async def run(self, files: list[tuple[str, bytes]], limits: Limits, stdin: str, args: tuple[str, ...]) -> RunResult:
         """Hand the job over, run it to its end and judge it. The caller `discard`s the jail
@@ -230,7 +247,8 @@ class WarmJail:
             for file_name, data in files:
                 self._scratch.write(file_name, data)
             self._scratch.seal()
-            self._cgroups.hand_over(memory_bytes, limits.max_processes)
+            if self._preset != (memory_bytes, limits.max_processes):
+                self._cgroups.hand_over(memory_bytes, limits.max_processes)
             pids = self._cgroups.jail_pids()
             if len(pids) != 1:
                 raise WarmUnusable(f"the warm jail has {len(pids)} processes, not one")
