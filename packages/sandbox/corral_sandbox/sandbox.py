@@ -104,17 +104,17 @@ class NsJailSandbox:
         if nurseries is not None:
 
             async def fork() -> WarmJail:
-                return self._preset(await ForkJail.fork(self._jail_host, runtime, await nurseries.take()))
+                return self._with_last_limits(await ForkJail.fork(self._jail_host, runtime, await nurseries.take()))
 
             return fork
 
         async def start() -> WarmJail:
             ids, give_back = self._ids.lease()  # WarmJail gives them back when it is gone
-            return self._preset(await WarmJail.start(self._jail_host, runtime, ids, give_back))
+            return self._with_last_limits(await WarmJail.start(self._jail_host, runtime, ids, give_back))
 
         return start
 
-    def _preset(self, jail: WarmJail) -> WarmJail:
+    def _with_last_limits(self, jail: WarmJail) -> WarmJail:
         if (limits := self._last_limits.get(jail.runtime.language)) is not None:
             jail.preset(limits)
         return jail
