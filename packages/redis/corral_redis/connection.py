@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
+import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.connection import AbstractConnection, Connection
 from redis.asyncio.retry import Retry
@@ -26,6 +27,7 @@ from redis.exceptions import (
     ResponseError,
     TimeoutError,
 )
+from redis.typing import EncodableT
 
 from corral_core.ports import StorageUnavailable
 from corral_redis.settings import RedisSettings
@@ -246,15 +248,38 @@ class _CancellationKeepingConnection(AbstractConnection):
             raise asyncio.CancelledError
 
 
+class _HiredisPacking(AbstractConnection):
+    """A connection that packs its commands with hiredis, as redis-py's synchronous ones do.
+
+    redis-py's asyncio connections pack in Python, copying the command so far once per
+    argument: a SUBMIT (27 arguments, about 1 KB) took 17 µs to pack here, against 2 µs with
+    hiredis. What hiredis refuses (None, a bool, a bytearray) goes to redis-py's own packing,
+    which packs it or raises its DataError as before.
+    """
+
+    def pack_command(self, *args: EncodableT) -> list[bytes]:
+        encoder = self.encoder
+        if encoder.encoding != "utf-8" or encoder.encoding_errors != "strict":
+            return super().pack_command(*args)  # hiredis encodes text as strict UTF-8 only
+        name, rest = args[0], args[1:]
+        # A command name may carry its first arguments ("CONFIG GET"): sent as separate words.
+        words = name.encode().split() if isinstance(name, str) else name.split() if isinstance(name, bytes) else [name]
+        try:
+            return [hiredis.pack_command((*words, *rest))]
+        except TypeError:
+            return super().pack_command(*args)
+
+
 _keeping: dict[type[AbstractConnection], type[AbstractConnection]] = {}
 
 
 def _keeping_cancellations(base: type[AbstractConnection]) -> type[AbstractConnection]:
-    """`base` (Connection, SSLConnection, UnixDomainSocketConnection...) with the fix above."""
+    """`base` (Connection, SSLConnection, UnixDomainSocketConnection...) with the fix above,
+    packing its commands with hiredis."""
     if issubclass(base, _CancellationKeepingConnection):
         return base
     if base not in _keeping:
-        _keeping[base] = type(base.__name__, (_CancellationKeepingConnection, base), {})
+        _keeping[base] = type(base.__name__, (_CancellationKeepingConnection, _HiredisPacking, base), {})
     return _keeping[base]
 
 
