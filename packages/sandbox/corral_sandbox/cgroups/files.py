@@ -92,16 +92,26 @@ def remove_tree(directory: str, wait_s: float) -> bool:
         except OSError as error:
             if error.errno != errno.EBUSY:
                 return False
-        # Busy: child cgroups left (NsJail was killed before it could remove its own), or
-        # tasks still exiting.
-        with contextlib.suppress(OSError):
-            for path, dirs, _ in os.walk(directory, topdown=False):
-                for sub in dirs:
-                    with contextlib.suppress(OSError):
-                        os.rmdir(os.path.join(path, sub))
+        # Busy: child cgroups left (a forked jail's, or NsJail's when it was killed before it
+        # could remove its own), or tasks still exiting. Children removed, it is tried again at
+        # once; only tasks still exiting are waited for.
+        if _remove_children(directory):
+            continue
         if time.monotonic() >= deadline:
             return _rmdir_quietly(directory)
         time.sleep(0.002)
+
+
+def _remove_children(directory: str) -> bool:
+    """rmdir every cgroup under `directory`, deepest first; whether any went."""
+    removed = False
+    with contextlib.suppress(OSError):
+        for path, dirs, _ in os.walk(directory, topdown=False):
+            for sub in dirs:
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.join(path, sub))
+                    removed = True
+    return removed
 
 
 def remove_all(directories: list[str]) -> None:
