@@ -75,10 +75,10 @@ started_s="$(uptime_s)"
 say "up after ${booted_s}s of kernel time; running $MODE"
 
 # The sandbox's contract suite, its attack and ordinary-program suites, its host checks
-# (detection, clean-up after a dead worker) and its warm jails' checks, in one process. test_host.py skips its one v1-only
-# case here ("this host has cgroup v2").
+# (detection, clean-up after a dead worker), its warm jails' checks and a run's cgroups' removal, in one process.
+# test_host.py skips its one v1-only case here ("this host has cgroup v2").
 SUITES="tests/contract/test_nsjail.py packages/sandbox/tests/test_attacks.py packages/sandbox/tests/test_ordinary.py
-    packages/sandbox/tests/test_host.py packages/sandbox/tests/test_warm.py"
+    packages/sandbox/tests/test_host.py packages/sandbox/tests/test_warm.py packages/sandbox/tests/test_cgroups.py"
 case "$MODE" in
 test)
     # pyproject.toml's settings, as Pants passes them; no cache (the checkout is read-only).
