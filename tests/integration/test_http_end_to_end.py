@@ -133,6 +133,13 @@ def own_db(redis: RedisServerProcess, db: int) -> str:
     return redis.url.rsplit("/", 1)[0] + f"/{db}"
 
 
+def ready(service: Corral) -> bool:
+    try:
+        return httpx.get(f"{service.url}/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def submit_many(service: Corral, count: int, code: str) -> list[str]:
     ids = []
     for _ in range(count):
@@ -195,6 +202,26 @@ def test_redis_down_is_503_then_service_recovers(redis: RedisServerProcess, tmp_
             time.sleep(0.5)
         assert response.status_code == 200, response.text
         assert response.json()["result"]["stdout"] == "3\n"
+
+
+def test_a_language_no_worker_offers_is_refused_from_the_moment_the_service_is_ready(
+    redis: RedisServerProcess, tmp_path: Path
+) -> None:
+    # With no worker known every language is accepted, to wait for one; once /readyz has seen a
+    # worker, submissions must know its languages too (the API's cached list once lagged ~0.25 s).
+    service = Corral(own_db(redis, 4), tmp_path, {"CORRAL_AUTH": "false"})
+    try:
+        service.start_api()
+        service.start_worker()
+        deadline = time.monotonic() + 60
+        while not ready(service):
+            assert time.monotonic() < deadline, service.logs()
+            time.sleep(0.01)
+        response = httpx.post(f"{service.url}/execute", json={"language": "cobol", "code": "x"}, timeout=10)
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["field"] == "language"
+    finally:
+        service.stop()
 
 
 def test_concurrent_clients_all_get_their_own_results(service: Corral) -> None:

@@ -6,6 +6,12 @@ again every half second in the background, so that no submission waits for that 
 one more round trip to Redis, for every submission that came a second or more after the last
 one); a list older than a second is still read on the spot, as when that reader is stopped or
 Redis was unreachable for it.
+
+An empty list is never answered from the cache: it means no worker is known, and then every
+language is accepted (core's check_language). A worker's first heartbeat would otherwise take
+up to half a second to reach submissions, while /readyz, which reads the registry itself,
+already says ready: in that window a job for a language no worker offers was accepted, where a
+moment later it is refused. Reading on the spot costs a round trip only while no worker is live.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ class RegistryRuntimeCatalog:
         self._read_at = float("-inf")
 
     async def offered(self) -> list[Runtime]:
-        if time.monotonic() - self._read_at >= self._max_age_s:
+        if not self._runtimes or time.monotonic() - self._read_at >= self._max_age_s:
             await self._read()
         return list(self._runtimes)
 
@@ -53,5 +59,7 @@ class RegistryRuntimeCatalog:
     async def _read(self) -> None:
         sent = time.monotonic()
         workers = await self._registry.live_workers()
-        self._runtimes = [runtime for worker in workers for runtime in worker.runtimes]
-        self._read_at = sent
+        # Reads overlap (the refresher's and a submission's): one sent earlier keeps no say.
+        if sent >= self._read_at:
+            self._runtimes = [runtime for worker in workers for runtime in worker.runtimes]
+            self._read_at = sent
