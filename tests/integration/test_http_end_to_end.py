@@ -133,13 +133,6 @@ def own_db(redis: RedisServerProcess, db: int) -> str:
     return redis.url.rsplit("/", 1)[0] + f"/{db}"
 
 
-def ready(service: Corral) -> bool:
-    try:
-        return httpx.get(f"{service.url}/readyz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def submit_many(service: Corral, count: int, code: str) -> list[str]:
     ids = []
     for _ in range(count):
@@ -213,10 +206,7 @@ def test_a_language_no_worker_offers_is_refused_from_the_moment_the_service_is_r
     try:
         service.start_api()
         service.start_worker()
-        deadline = time.monotonic() + 60
-        while not ready(service):
-            assert time.monotonic() < deadline, service.logs()
-            time.sleep(0.01)
+        service.wait_ready(poll_s=0.01)
         response = httpx.post(f"{service.url}/execute", json={"language": "cobol", "code": "x"}, timeout=10)
         assert response.status_code == 422, response.text
         assert response.json()["errors"][0]["field"] == "language"

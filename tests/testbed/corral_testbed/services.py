@@ -88,7 +88,7 @@ class Corral:
         self.metrics_ports.append(metrics_port)
         return worker
 
-    def wait_ready(self, timeout_s: float = 60, workers: int = 1) -> None:
+    def wait_ready(self, timeout_s: float = 60, workers: int = 1, poll_s: float = 0.1) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for process in [self.api, *self.workers]:
@@ -100,7 +100,7 @@ class Corral:
                     return
             except httpx.HTTPError:
                 pass
-            time.sleep(0.1)
+            time.sleep(poll_s)
         raise TimeoutError(f"Corral not ready after {timeout_s}s:\n{self.logs()}")
 
     def create_key(self, name: str, *options: str) -> str:
