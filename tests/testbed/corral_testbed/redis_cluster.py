@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -19,30 +18,15 @@ from pathlib import Path
 
 import pytest
 
+from corral_testbed.ports import free_port
 from corral_testbed.redis_server import RedisServerProcess, require_redis_server
 
 READY_TIMEOUT_S = 30.0
 
 
-def _bus_port_pair() -> int:
-    """A loopback port whose cluster bus port (port + 10000) was free too, when looked at."""
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if port + 10000 > 65535:
-            continue
-        with socket.socket() as bus:
-            try:
-                bus.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-
-
 class ClusterNode(RedisServerProcess):
     def __init__(self, directory: Path, node_timeout_ms: int) -> None:
-        super().__init__(directory, _bus_port_pair())
+        super().__init__(directory, free_port(also=10000))  # and its bus port
         self._may_move = False  # a cluster node's port is in the others' maps: it never moves
         self.node_timeout_ms = node_timeout_ms
 

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import pytest
 
+from corral_testbed.ports import free_port
+
 READY_TIMEOUT_S = 15.0
 # A first start whose automatically chosen port was taken meanwhile tries this many others.
 PORT_ATTEMPTS = 5
@@ -41,12 +43,6 @@ PORT_ATTEMPTS = 5
 _MAX_SOCKET_PATH = 100
 
 Address = tuple[str, int] | str  # a loopback TCP address, or a Unix socket path
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def require_redis_server() -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,16 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from corral_testbed.ports import free_port
 from corral_testbed.redis_server import RedisServerProcess, require_redis_server
 
 API_PEX = Path("packages.api/corral-api.pex")
 WORKER_PEX = Path("packages.worker/corral-worker.pex")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _pex(path: Path) -> list[str]:
