@@ -99,13 +99,6 @@ def config(as_markdown: bool) -> None:
     click.echo(markdown(SECTIONS) if as_markdown else text_table(_settings()), nl=False)
 
 
-@main.command("check-config", hidden=True)
-@click.pass_context
-def check_config(context: click.Context) -> None:
-    """The name of `config` before it showed where each value came from."""
-    context.invoke(config)
-
-
 # A key's secret: a recognisable prefix, then 256 random bits.
 SECRET_PREFIX = "corral_"
 T = TypeVar("T")

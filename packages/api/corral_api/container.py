@@ -1,34 +1,47 @@
-"""The API's composition root: use cases wired to the Redis adapters.
+"""The API's composition root: the use cases wired to the Redis adapters, and the services the
+HTTP routes call (corral_http.services).
 
-Its settings come from corral_system.config (cli.py). Tests override `queue`, `store`,
-`registry`, `key_store`, `usage`, `admitting` and `idempotency` with in-memory adapters; nothing
-else changes.
+Its settings come from corral_system.config (cli.py). Tests swap the storage in one line,
+`container.storage.override(InMemoryStorage(clock=...))`; nothing else changes.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import suppress
+
 from dependency_injector import containers, providers
 from prometheus_client import CollectorRegistry
 
-from corral_api.longpolls import LongPolls
+from corral_api.readiness import RedisReadiness
 from corral_api.runtimes import RegistryRuntimeCatalog
 from corral_api.settings import ApiSettings
-from corral_api.telemetry import ApiMetrics
-from corral_core.access import AdmittingQueue
-from corral_core.usecases import CancelJob, GetJob, SubmitJob
-from corral_redis import (
-    Durability,
-    RedisContainer,
-    RedisIdempotencyRecords,
-    RedisJobQueue,
-    RedisJobStore,
-    RedisKeyStore,
-    RedisSettings,
-    RedisUsageLedger,
-    RedisWorkerRegistry,
-)
+from corral_core.access import AdmittingQueue, IdempotencyRecords, KeyStore, UsageLedger
+from corral_core.ports import JobQueue, JobStore, WorkerRegistry
+from corral_core.submission import SubmitJob, SubmitJobOnce
+from corral_core.usecases import CancelJob, GetJob
+from corral_http.longpolls import LongPolls
+from corral_http.services import JobRoutes, ServiceRoutes
+from corral_http.telemetry import ApiMetrics
+from corral_redis import Durability, RedisContainer, RedisSettings
 from corral_system.clock import SystemClock
 from corral_system.ids import RandomIds
+
+
+async def held_while_serving(catalog: RegistryRuntimeCatalog, store: object, client: object) -> AsyncIterator[None]:
+    """What the API holds while it serves: the runtime catalog's refresher, and the storage's
+    connections (the store's notification listener, the Redis client), closed at the end."""
+    refresher = asyncio.get_running_loop().create_task(catalog.keep_fresh(), name="corral runtime catalog")
+    try:
+        yield
+    finally:
+        refresher.cancel()
+        with suppress(asyncio.CancelledError):
+            await refresher
+        for instance in (store, client):
+            if closer := getattr(instance, "aclose", None):
+                await closer()
 
 
 class ApiContainer(containers.DeclarativeContainer):
@@ -41,15 +54,14 @@ class ApiContainer(containers.DeclarativeContainer):
     ids = providers.Singleton(RandomIds)
 
     storage = providers.Container(RedisContainer, settings=redis_settings, clock=clock, client_name="corral-api")
-    redis = storage.client
-    # Typed because a sub-container's providers are Any to mypy.
-    queue: providers.Provider[RedisJobQueue] = storage.queue
-    store: providers.Provider[RedisJobStore] = storage.store
-    registry: providers.Provider[RedisWorkerRegistry] = storage.registry
-    key_store: providers.Provider[RedisKeyStore] = storage.key_store
-    usage: providers.Provider[RedisUsageLedger] = storage.usage
+    # Typed by port because a sub-container's providers are Any to mypy.
+    queue: providers.Provider[JobQueue] = storage.queue
+    store: providers.Provider[JobStore] = storage.store
+    registry: providers.Provider[WorkerRegistry] = storage.registry
+    key_store: providers.Provider[KeyStore] = storage.key_store
+    usage: providers.Provider[UsageLedger] = storage.usage
     admitting: providers.Provider[AdmittingQueue] = storage.admitting
-    idempotency: providers.Provider[RedisIdempotencyRecords] = storage.idempotency
+    idempotency: providers.Provider[IdempotencyRecords] = storage.idempotency
     runtimes = providers.Singleton(RegistryRuntimeCatalog, registry)
 
     submit_job = providers.Singleton(
@@ -63,18 +75,31 @@ class ApiContainer(containers.DeclarativeContainer):
         usage=usage,
         admitting=admitting,
     )
+    submit_job_once = providers.Singleton(SubmitJobOnce, submit_job, store, idempotency, settings.provided.idempotency_ttl_s)
     get_job = providers.Singleton(GetJob, store)
     cancel_job = providers.Singleton(CancelJob, store, queue, clock)
     long_polls = providers.Singleton(LongPolls, settings.provided.max_waiters)
+    readiness = providers.Singleton(RedisReadiness, registry, durability)
 
     # In the served API, samples go to the multiprocess files (corral_system.metrics) and this
     # registry stays empty; tests read it.
     metrics_registry = providers.Singleton(CollectorRegistry)
     metrics = providers.Singleton(ApiMetrics, metrics_registry)
 
+    http_options = settings.provided.http_options.call(redis_settings.provided.max_unfinished)
+    job_routes = providers.Singleton(
+        JobRoutes,
+        submit=submit_job,
+        submit_once=submit_job_once,
+        get=get_job,
+        cancel=cancel_job,
+        runtimes=runtimes,
+        long_polls=long_polls,
+        metrics=metrics,
+        options=http_options,
+    )
+    service_routes = providers.Singleton(
+        ServiceRoutes, registry=registry, readiness=readiness, queue_gauge=queue, metrics=metrics
+    )
 
-async def close(container: ApiContainer) -> None:
-    """Stop the store's notification listener and drop the Redis connections."""
-    for instance in (container.store(), container.redis()):
-        if closer := getattr(instance, "aclose", None):
-            await closer()
+    serving = providers.Resource(held_while_serving, runtimes, store, storage.client)

@@ -9,6 +9,7 @@ import msgspec
 from corral_core.access import Quotas
 from corral_core.job import Limits
 from corral_core.policy import DEFAULT_LIMIT_POLICY, LIMIT_FIELDS, LimitPolicy, SizePolicy
+from corral_http.options import HttpOptions
 from corral_redis import RedisSettings
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -118,6 +119,22 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             max_stdin_bytes=self.max_stdin_bytes,
             max_files=self.max_files,
             max_files_bytes=self.max_files_bytes,
+        )
+
+    def http_options(self, queue_size: int) -> HttpOptions:
+        """What the HTTP adapter needs of these settings; `queue_size`: [redis] max_unfinished."""
+        return HttpOptions(
+            limits=self.limit_policy(),
+            sizes=self.size_policy(),
+            hosts=tuple(self.hosts()),
+            cors_origins=tuple(self.cors_origins()),
+            min_body_bytes_per_s=self.min_body_bytes_per_s,
+            body_grace_s=self.body_grace_s,
+            max_body_bytes=self.max_body_bytes(),
+            max_wait_s=self.max_wait_s,
+            retry_after_s=self.retry_after_s,
+            key_quotas=self.key_quotas() if self.auth else None,
+            queue_size=queue_size,
         )
 
     def hosts(self) -> list[str]:

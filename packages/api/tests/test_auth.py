@@ -8,23 +8,19 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from dependency_injector import providers
 from litestar.testing import AsyncTestClient
 
 from corral_api.app import create_app
-from corral_api.auth import current_caller
 from corral_api.container import ApiContainer
-from corral_api.longpolls import LongPolls
 from corral_api.settings import ApiSettings
 from corral_core.access import ApiKey, Caller, Quotas, secret_hash
 from corral_core.ports import Runtime, WorkerInfo
+from corral_http.longpolls import LongPolls
 from corral_memory.access import (
-    InMemoryAdmittingQueue,
-    InMemoryIdempotencyRecords,
     InMemoryKeyStore,
-    InMemoryUsageLedger,
 )
-from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore, InMemoryWorkerRegistry
+from corral_memory.container import InMemoryStorage
+from corral_memory.jobs import InMemoryJobs
 from corral_redis import RedisSettings
 from corral_system.clock import SystemClock
 
@@ -48,20 +44,12 @@ class Keys:
 @pytest.fixture
 async def keys() -> AsyncIterator[Keys]:
     clock = SystemClock()
-    state = InMemoryJobs(clock)
-    registry = InMemoryWorkerRegistry(clock)
-    await registry.heartbeat(WorkerInfo("w", clock.now(), (Runtime("python", "3.11.2", "main.py"),)), 60_000)
-    store = InMemoryKeyStore(clock)
+    storage = InMemoryStorage(clock=clock)
+    state, store = storage.client(), storage.key_store()
+    await storage.registry().heartbeat(WorkerInfo("w", clock.now(), (Runtime("python", "3.11.2", "main.py"),)), 60_000)
     settings = ApiSettings(max_wait_s=5, key_rate_limit=50, key_max_unfinished=3)
     container = ApiContainer(settings=settings, redis_settings=RedisSettings())
-    container.queue.override(providers.Object(InMemoryJobQueue(state)))
-    container.store.override(providers.Object(InMemoryJobStore(state)))
-    container.registry.override(providers.Object(registry))
-    container.key_store.override(providers.Object(store))
-    usage, queue = InMemoryUsageLedger(state), container.queue()
-    container.usage.override(providers.Object(usage))
-    container.admitting.override(providers.Object(InMemoryAdmittingQueue(store, usage, queue)))
-    container.idempotency.override(providers.Object(InMemoryIdempotencyRecords(clock)))
+    container.storage.override(storage)
     async with AsyncTestClient(app=create_app(container), base_url="http://127.0.0.1:8000") as client:
         yield Keys(client, store, state, container.long_polls())
 
@@ -171,16 +159,12 @@ async def test_past_its_stored_bytes_a_key_gets_429(keys: Keys) -> None:
 async def test_past_its_long_polls_a_key_gets_429_naming_the_limit(keys: Keys) -> None:
     alice, bob = await keys.make("alice", max_waiters=1), await keys.make("bob")
     job_id = (await keys.client.post("/execute", json=PRINT, headers=alice)).json()["job_id"]
-    reset = current_caller.set(Caller(key_id="alice", quotas=Quotas(max_waiters=1)))
-    try:
-        with keys.long_polls.hold():  # alice's one long-poll is taken
-            refused = await keys.client.get(f"/jobs/{job_id}?wait=1", headers=alice)
-            assert refused.status_code == 429 and "max_waiters" in refused.json()["detail"]
-            assert refused.headers["retry-after"] == "1" and "ratelimit" in refused.headers
-            other = (await keys.client.post("/execute", json=PRINT, headers=bob)).json()["job_id"]
-            assert (await keys.client.get(f"/jobs/{other}?wait=0.01", headers=bob)).status_code == 200
-    finally:
-        current_caller.reset(reset)
+    with keys.long_polls.hold(Caller(key_id="alice", quotas=Quotas(max_waiters=1))):  # alice's one long-poll is taken
+        refused = await keys.client.get(f"/jobs/{job_id}?wait=1", headers=alice)
+        assert refused.status_code == 429 and "max_waiters" in refused.json()["detail"]
+        assert refused.headers["retry-after"] == "1" and "ratelimit" in refused.headers
+        other = (await keys.client.post("/execute", json=PRINT, headers=bob)).json()["job_id"]
+        assert (await keys.client.get(f"/jobs/{other}?wait=0.01", headers=bob)).status_code == 200
     assert (await keys.client.get(f"/jobs/{job_id}?wait=0.01", headers=alice)).status_code == 200
 
 

@@ -10,12 +10,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from dependency_injector import providers
 from litestar.testing import AsyncTestClient
 
 from corral_api.app import create_app
-from corral_api.compat import judge0, piston
-from corral_api.compat.languages import offered
 from corral_api.container import ApiContainer
 from corral_api.settings import ApiSettings
 from corral_core import job as jobs
@@ -23,7 +20,12 @@ from corral_core.job import Job, RunRequest, RunResult, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_core.ports import Runtime, WorkerInfo
 from corral_core.usecases import RunNextJob
-from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore, InMemoryWorkerRegistry
+from corral_http.compat import piston
+from corral_http.compat.judge0 import schemas as judge0_schemas
+from corral_http.compat.judge0 import submissions as judge0
+from corral_http.compat.languages import offered
+from corral_memory.container import InMemoryStorage
+from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs
 from corral_memory.sandbox import InMemorySandbox
 from corral_redis import RedisSettings
 from corral_system.clock import SystemClock
@@ -40,13 +42,11 @@ async def _worker(state: InMemoryJobs) -> None:
 @pytest.fixture
 async def client() -> AsyncIterator[Client]:
     clock = SystemClock()
-    state = InMemoryJobs(clock, max_unfinished=100)
-    registry = InMemoryWorkerRegistry(clock)
-    await registry.heartbeat(WorkerInfo("test-worker", clock.now(), (Runtime("python", "3.11.2", "main.py"),)), 60_000)
+    storage = InMemoryStorage(clock=clock, client=InMemoryJobs(clock, max_unfinished=100))
+    state = storage.client()
+    await storage.registry().heartbeat(WorkerInfo("test-worker", clock.now(), (Runtime("python", "3.11.2", "main.py"),)), 60_000)
     container = ApiContainer(settings=ApiSettings(auth=False, max_wait_s=5), redis_settings=RedisSettings(max_unfinished=100))
-    container.queue.override(providers.Object(InMemoryJobQueue(state)))
-    container.store.override(providers.Object(InMemoryJobStore(state)))
-    container.registry.override(providers.Object(registry))
+    container.storage.override(storage)
     async with AsyncTestClient(app=create_app(container), base_url="http://127.0.0.1:8000") as test_client:
         running = test_client.blocking_portal.start_task_soon(_worker, state)
         yield test_client
@@ -195,11 +195,11 @@ def test_judge0_status_of_every_verdict(verdict: Verdict, result: dict[str, obje
 @pytest.mark.parametrize("started", [False, True], ids=["pending", "running"])
 def test_judge0_reads_a_cancelled_job_as_internal_error_cancelled(started: bool) -> None:
     job = _cancelled(started)
-    assert judge0.status_of(job) == (judge0.INTERNAL_ERROR, judge0.CANCELLED_MESSAGE)
+    assert judge0.status_of(job) == (judge0_schemas.INTERNAL_ERROR, judge0_schemas.CANCELLED_MESSAGE)
     view = judge0.view(job, ("status", "message", "stdout", "time"), base64_encoded=False, names={})
     assert view == {
         "status": {"id": 13, "description": "Internal Error"},
-        "message": judge0.CANCELLED_MESSAGE,
+        "message": judge0_schemas.CANCELLED_MESSAGE,
         "stdout": None,
         "time": None,
     }

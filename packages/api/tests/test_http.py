@@ -8,17 +8,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from dependency_injector import providers
 from litestar.testing import AsyncTestClient
 
 from corral_api.app import create_app
 from corral_api.container import ApiContainer
-from corral_api.longpolls import LongPolls
 from corral_api.settings import ApiSettings
+from corral_core.access import ANONYMOUS
 from corral_core.job import Job
 from corral_core.ports import Runtime, StorageUnavailable, WorkerInfo
 from corral_core.usecases import RunNextJob
-from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore, InMemoryWorkerRegistry
+from corral_memory.container import InMemoryStorage
+from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryWorkerRegistry
 from corral_memory.sandbox import InMemorySandbox
 from corral_redis import RedisSettings
 from corral_system.clock import SystemClock
@@ -80,9 +80,8 @@ async def _api(
         await registry.heartbeat(WorkerInfo("test-worker", clock.now(), (runtime,)), 60_000)
     container = ApiContainer(settings=settings, redis_settings=redis)
     queue = OutageQueue(state)
-    container.queue.override(providers.Object(queue))
-    container.store.override(providers.Object(InMemoryJobStore(state)))
-    container.registry.override(providers.Object(registry))
+    storage = InMemoryStorage(clock=clock, client=state, queue=queue, registry=registry)
+    container.storage.override(storage)
     async with AsyncTestClient(app=create_app(container), base_url="http://127.0.0.1:8000") as client:
         # The test client serves the app on its own event loop: the worker must share it.
         running = client.blocking_portal.start_task_soon(run_worker, state) if worker else None
@@ -302,9 +301,9 @@ async def test_a_job_no_worker_can_run_waits_for_one_instead_of_failing() -> Non
 async def test_past_the_long_poll_limit_a_wait_is_503_naming_it_and_queues_nothing() -> None:
     async for api in _api(ApiSettings(auth=False), RedisSettings(), worker=False):
         job_id = (await api.client.post("/execute", json={"code": ""})).json()["job_id"]
-        full = LongPolls(limit=1)
-        with full.hold():  # the one long-poll this process may hold is taken
-            api.container.long_polls.override(providers.Object(full))
+        full = api.container.long_polls()
+        full.limit = 1
+        with full.hold(ANONYMOUS):  # the one long-poll this process may hold is taken
             refused = await api.client.get(f"/jobs/{job_id}?wait=1")
             assert refused.status_code == 503 and refused.headers["retry-after"] == "2"
             assert "CORRAL_MAX_WAITERS" in refused.json()["detail"]

@@ -8,25 +8,24 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from dependency_injector import providers
 from litestar.testing import AsyncTestClient
 
 from corral_api.app import create_app
 from corral_api.container import ApiContainer
-from corral_api.middleware import SlowBodyCutOff
 from corral_api.settings import ApiSettings
-from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore, InMemoryWorkerRegistry
+from corral_http.middleware import SlowBodyCutOff
+from corral_memory.container import InMemoryStorage
+from corral_memory.jobs import InMemoryJobs
 from corral_redis import RedisSettings
 from corral_system.clock import SystemClock
 
 
 async def _client(settings: ApiSettings, base_url: str = "http://127.0.0.1:8000") -> AsyncIterator[tuple[Any, InMemoryJobs]]:
     clock = SystemClock()
-    state = InMemoryJobs(clock)
+    storage = InMemoryStorage(clock=clock)
+    state = storage.client()
     container = ApiContainer(settings=settings, redis_settings=RedisSettings())
-    container.queue.override(providers.Object(InMemoryJobQueue(state)))
-    container.store.override(providers.Object(InMemoryJobStore(state)))
-    container.registry.override(providers.Object(InMemoryWorkerRegistry(clock)))
+    container.storage.override(storage)
     async with AsyncTestClient(app=create_app(container), base_url=base_url) as client:
         yield client, state
 

@@ -52,31 +52,16 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
     quotas: Quotas = Quotas()
 
 
-class RateCount:
-    """A request whose key is checked and whose rate is counted by its submit, in the same
-    storage step that books and queues the job (SubmitJob): one round trip for all of it.
-
-    The door looked the key up (possibly from a cache) but did not count the request; the
-    submit fills in what storage found, which the door then answers with. A request that never
-    reaches a submit is counted by the door afterwards.
-    """
-
-    __slots__ = ("hashed", "rate", "revoked")
-
-    def __init__(self, hashed: str) -> None:
-        self.hashed = hashed  # the key's secret hash, which storage finds the key by
-        self.rate: RateDecision | None = None  # set once the request is counted
-        self.revoked = False  # storage no longer has the key: refuse the request (401)
-
-
 class Caller(msgspec.Struct, frozen=True, kw_only=True):
     """Who a use case acts for: a key with its quotas resolved, or ANONYMOUS when auth is off."""
 
     key_id: str
     admin: bool = False
     quotas: Quotas = Quotas()
-    # Set when the request's key is still to be confirmed and counted by its submit.
-    rate_count: RateCount | None = None
+    # The hash of the request's key when its submit is to confirm the key and count the
+    # request, in the one storage step that queues the job (SubmitJob); empty when the request
+    # was already counted.
+    uncounted_key: str = ""
 
     def may_read(self, owner: str) -> bool:
         return self.admin or owner == self.key_id
@@ -96,11 +81,13 @@ class KeyRevoked(Exception):
 class OverQuota(Exception):
     """A key is at one of its quotas: try again once it has less in flight (HTTP 429)."""
 
-    def __init__(self, quota: str, limit: int, retry_after_s: int = 1) -> None:
+    def __init__(self, quota: str, limit: int, retry_after_s: int = 1, rate: RateDecision | None = None) -> None:
         super().__init__(f"this key is at its limit of {limit} {quota}")
         self.quota = quota
         self.limit = limit
         self.retry_after_s = retry_after_s
+        # The request's count against the key's rate, when the refused submit made it.
+        self.rate = rate
 
 
 class RateDecision(msgspec.Struct, frozen=True):

@@ -245,3 +245,23 @@ class Sandbox(Protocol):
         Cancelling the call kills the program and cleans up before it returns.
         """
         ...
+
+
+class ReadinessReport(msgspec.Struct, frozen=True, kw_only=True):
+    """Whether the service can take and run jobs now, and why not."""
+
+    storage: bool  # storage answers
+    live_workers: int
+    problems: list[str] = []
+    # How storage keeps accepted jobs (Redis: its appendfsync as found at start).
+    durability: str = "unchecked"
+    # Risks the operator accepted, reported in every answer, ready or not.
+    warnings: list[str] = []
+
+    @property
+    def ready(self) -> bool:
+        return self.storage and self.live_workers > 0
+
+
+class Readiness(Protocol):
+    async def check(self) -> ReadinessReport: ...

@@ -1,41 +1,30 @@
-"""The use cases: submit a job, read it, cancel it, run the next one, recover abandoned ones.
+"""The use cases of a job once submitted: read it, cancel it, run the next one, recover
+abandoned ones (submitting is corral_core.submission).
 
-Each is a small class that gets its ports in the constructor and does one thing when called.
-The API composes the first three, the worker the last two.
+Each is a small class that gets its ports in the constructor and does one thing when called;
+a use case that acts for someone takes that caller as its first argument. The API composes the
+first two, the worker the last two.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 from collections.abc import Awaitable
-from typing import Self, TypeVar
+from typing import TypeVar
 
 from corral_core import job as jobs
-from corral_core.access import (
-    ANONYMOUS,
-    AdmittingQueue,
-    Caller,
-    IdempotencyRecords,
-    KeyRevoked,
-    OverQuota,
-    Quotas,
-    UsageLedger,
-)
-from corral_core.job import ErrorCode, Job, JobError, Program
-from corral_core.policy import LimitPolicy, LimitRequest, SizePolicy, check_language, runtime_of, source_files
+from corral_core.access import Caller
+from corral_core.job import ErrorCode, Job, JobError
 from corral_core.ports import (
     CancelNotices,
     Clock,
-    IdSource,
     JobCanceller,
     JobQueue,
     JobStore,
     Lease,
     RecoveryReport,
-    RuntimeCatalog,
     Sandbox,
     SandboxError,
     StorageUnavailable,
@@ -50,14 +39,6 @@ T = TypeVar("T")
 def _monotonic() -> float:
     # The event loop's clock: monotonic, so no step of the wall clock moves a lease's end.
     return asyncio.get_running_loop().time()
-
-
-class JobRequest(Program, frozen=True, kw_only=True):
-    """A client's submission, before limits are resolved and an id is given."""
-
-    language: str = "python"
-    limits: LimitRequest = LimitRequest()
-    annotations: dict[str, str] = {}
 
 
 class JobNotFound(Exception):
@@ -77,206 +58,26 @@ class JobAlreadyFinished(Exception):
         self.status = job.status
 
 
-class IdempotencyKeyReused(Exception):
-    """The Idempotency-Key was first used for a different request (HTTP 422)."""
-
-    def __init__(self) -> None:
-        super().__init__("this Idempotency-Key was already used for a different request")
-
-
-class IdempotencyConflict(Exception):
-    """The first request with this Idempotency-Key is still being handled (HTTP 409)."""
-
-    def __init__(self) -> None:
-        super().__init__("a request with this Idempotency-Key is still in progress; retry shortly")
-
-
-class SubmitJob:
-    """Check a submission against every rule, then queue it as a PENDING job.
-
-    Raises InvalidSubmission (SubmissionTooLarge, LimitAboveMaximum) naming the field at
-    fault, OverQuota, QueueFull, or StorageUnavailable; nothing is queued unless every rule
-    holds.
-
-    The job belongs to the caller (`as_caller`). With a usage ledger and a caller that is a
-    key, the job is booked against the key's quotas before it is queued: one unfinished job,
-    and its size in bytes, counted as what its record can grow to (the request's code, stdin,
-    arguments and files, plus max_output_bytes for each of stdout and stderr).
-
-    With an admitting queue and a caller whose request is still to be counted (`rate_count`),
-    the key's check, the rate count, the booking and the queuing are one atomic step (one round
-    trip to Redis, where the request would otherwise take three); raises KeyRevoked, or
-    OverQuota for the rate or a quota, and records what it found in the caller's rate_count.
-    """
-
-    def __init__(
-        self,
-        queue: JobQueue,
-        ids: IdSource,
-        clock: Clock,
-        limits: LimitPolicy,
-        sizes: SizePolicy,
-        runtimes: RuntimeCatalog,
-        usage: UsageLedger | None = None,
-        admitting: AdmittingQueue | None = None,
-    ) -> None:
-        self._queue = queue
-        self._ids = ids
-        self._clock = clock
-        self._limits = limits
-        self._sizes = sizes
-        self._runtimes = runtimes
-        self._usage = usage
-        self._admitting = admitting
-        self._caller = ANONYMOUS
-
-    def as_caller(self, caller: Caller) -> Self:
-        """This use case acting for `caller`: one per request, sharing every port."""
-        bound = copy.copy(self)
-        bound._caller = caller
-        return bound
-
-    @property
-    def caller(self) -> Caller:
-        return self._caller
-
-    def new_id(self) -> str:
-        return self._ids.new_id()
-
-    async def __call__(self, request: JobRequest, *, request_id: str = "", job_id: str = "") -> Job:
-        runtimes = await self._runtimes.offered()
-        check_language(request.language, runtimes)
-        reserved = source_files(request.language, runtimes)
-        self._sizes.check(request.code, request.stdin, request.args, request.files, reserved=reserved)
-        self._sizes.check_annotations(request.annotations)
-        job = Job(
-            id=job_id or self._ids.new_id(),
-            request=request.with_limits(
-                self._limits.for_runtime(runtime_of(request.language, runtimes)).resolve(request.limits)
-            ),
-            created_at=self._clock.now(),
-            request_id=request_id,
-            annotations=dict(request.annotations),
-            owner=self._caller.key_id,
-        )
-        if self._usage is None or not job.owner:
-            await self._queue.submit(job)
-            return job
-        quotas = self._caller.quotas
-        assert quotas.max_unfinished is not None and quotas.max_stored_bytes is not None, "a key's quotas are resolved"
-        count = self._caller.rate_count
-        if self._admitting is not None and count is not None and count.rate is None and not count.revoked:
-            await self._admit(job, count.hashed, quotas)
-            return job
-        refused = await self._usage.book(job.owner, job.id, booked_bytes(job), quotas.max_unfinished, quotas.max_stored_bytes)
-        if refused is not None:
-            limit = quotas.max_unfinished if refused == "unfinished jobs" else quotas.max_stored_bytes
-            raise OverQuota(refused, limit)
-        try:
-            await self._queue.submit(job)
-        except BaseException:
-            # Not queued (or not known to be): give the booking back. Should the job have been
-            # queued after all (a lost reply), its finish still settles the booking.
-            await _outliving_cancellation(self._usage.unbook(job.owner, job.id))
-            raise
-        return job
-
-    async def _admit(self, job: Job, hashed: str, quotas: Quotas) -> None:
-        assert self._admitting is not None and self._caller.rate_count is not None
-        admitted = await self._admitting.submit_admitted(job, hashed, quotas, booked_bytes(job))
-        count = self._caller.rate_count
-        count.rate = admitted.rate
-        if admitted.refused is None:
-            return
-        if admitted.refused == "revoked" or admitted.rate is None:
-            count.revoked = True
-            raise KeyRevoked
-        if admitted.refused == "rate":
-            raise OverQuota("requests", admitted.rate.limit, admitted.rate.retry_after_s)
-        assert quotas.max_unfinished is not None and quotas.max_stored_bytes is not None
-        limit = quotas.max_unfinished if admitted.refused == "unfinished jobs" else quotas.max_stored_bytes
-        raise OverQuota(admitted.refused, limit)
-
-
-def booked_bytes(job: Job) -> int:
-    """What a job's record may come to: its request, and both outputs at their limit."""
-    request = job.request
-    sent = len(request.code.encode()) + len(request.stdin.encode()) + sum(len(arg.encode()) for arg in request.args)
-    sent += sum(len(file.name) + len(file.content) for file in request.files)
-    return sent + 2 * request.limits.max_output_bytes
-
-
-class SubmitJobOnce:
-    """Submit, unless the caller already submitted with this idempotency key: then the job
-    that first submission created, however often the request is retried, and however many of
-    the retries race. Returns the job and whether it was created by this call.
-
-    The fingerprint tells one request from another; the same key with a different request is
-    refused (IdempotencyKeyReused). A retry that arrives while the first is still being queued
-    waits for it, up to `settle_s`, then is told to retry (IdempotencyConflict).
-    """
-
-    def __init__(
-        self, submit: SubmitJob, store: JobStore, records: IdempotencyRecords, ttl_s: int, *, settle_s: float = 5.0
-    ) -> None:
-        self._submit = submit
-        self._store = store
-        self._records = records
-        self._ttl_s = ttl_s
-        self._settle_s = settle_s
-
-    async def __call__(self, request: JobRequest, *, key: str, fingerprint: str, request_id: str = "") -> tuple[Job, bool]:
-        scope = self._submit.caller.key_id
-        job_id = self._submit.new_id()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._settle_s
-        while True:
-            first = await self._records.claim(scope, key, job_id, fingerprint, self._ttl_s)
-            if first is None:
-                try:
-                    return await self._submit(request, request_id=request_id, job_id=job_id), True
-                except BaseException:
-                    await _outliving_cancellation(self._records.release(scope, key, job_id))
-                    raise
-            first_id, first_fingerprint = first
-            if first_fingerprint != fingerprint:
-                raise IdempotencyKeyReused
-            found = await self._store.get(first_id)
-            if found is not None:
-                return found, False
-            # The first request claimed the key and is queuing its job right now, or failed
-            # and is giving the key back: look again in a moment.
-            if loop.time() >= deadline:
-                raise IdempotencyConflict
-            await asyncio.sleep(0.02)
-
-
 class GetJob:
     """Read a job for a caller: a job the caller may not read is, to it, a job that does not
     exist (JobNotFound, never a refusal that would tell it exists)."""
 
     def __init__(self, store: JobStore) -> None:
         self._store = store
-        self._caller = ANONYMOUS
 
-    def as_caller(self, caller: Caller) -> Self:
-        bound = copy.copy(self)
-        bound._caller = caller
-        return bound
-
-    async def __call__(self, job_id: str, wait_s: float = 0, submitted_s: float | None = None) -> Job:
+    async def __call__(self, caller: Caller, job_id: str, wait_s: float = 0, submitted_s: float | None = None) -> Job:
         """`submitted_s`: the event loop's time before the caller's own submit created the job
         (JobStore.wait_finished), which saves a read of it."""
-        if wait_s > 0 and not self._caller.admin and submitted_s is None:
+        if wait_s > 0 and not caller.admin and submitted_s is None:
             # Ownership first: someone else's job must not make a stranger wait for its end.
             found = await self._store.get(job_id)
-            if found is not None and self._caller.may_read(found.owner) and not found.finished:
+            if found is not None and caller.may_read(found.owner) and not found.finished:
                 found = await self._store.wait_finished(job_id, wait_s)
         elif wait_s > 0:
             found = await self._store.wait_finished(job_id, wait_s, submitted_s)
         else:
             found = await self._store.get(job_id)
-        if found is None or not self._caller.may_read(found.owner):
+        if found is None or not caller.may_read(found.owner):
             raise JobNotFound(job_id)
         return found
 
@@ -294,16 +95,10 @@ class CancelJob:
         self._store = store
         self._canceller = canceller
         self._clock = clock
-        self._caller = ANONYMOUS
 
-    def as_caller(self, caller: Caller) -> Self:
-        bound = copy.copy(self)
-        bound._caller = caller
-        return bound
-
-    async def __call__(self, job_id: str) -> Job:
+    async def __call__(self, caller: Caller, job_id: str) -> Job:
         found = await self._store.get(job_id)
-        if found is None or not self._caller.may_read(found.owner):
+        if found is None or not caller.may_read(found.owner):
             raise JobNotFound(job_id)
         if found.finished:
             raise JobAlreadyFinished(found)
@@ -391,12 +186,12 @@ class RunNextJob:
             return None
         except asyncio.CancelledError:
             # Shutdown: hand the job back for another worker rather than lose it.
-            await _outliving_cancellation(self._hand_back(lease, timer))
+            await outliving_cancellation(self._hand_back(lease, timer))
             raise
         if final is None:
             log.warning("lost the lease on job %s; its result is not ours to store", lease.job.id)
             return None
-        if not await _outliving_cancellation(self._store(lease, final, timer)):
+        if not await outliving_cancellation(self._store(lease, final, timer)):
             return None
         return final
 
@@ -503,7 +298,7 @@ class RecoverAbandonedJobs:
         return report
 
 
-async def _outliving_cancellation(step: Awaitable[T]) -> T:
+async def outliving_cancellation(step: Awaitable[T]) -> T:
     """Await `step` to its end even if the caller is cancelled meanwhile, then re-raise that.
 
     For writes that must not be cut short (a finished job's result, a job handed back); each

@@ -8,19 +8,18 @@ from collections.abc import Collection
 import pytest
 
 from corral_contract.clock import ManualClock
-from corral_core.access import Caller
+from corral_core.access import ANONYMOUS, Caller
 from corral_core.job import ErrorCode, InputFile, Job, JobStatus, RunRequest, RunResult, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY, InvalidSubmission, LimitAboveMaximum, LimitRequest, SizePolicy
 from corral_core.ports import JobQueue, Lease, QueueFull, RecoveryReport, Runtime, SandboxError, StorageUnavailable
+from corral_core.submission import JobRequest, SubmitJob
 from corral_core.usecases import (
     CancelJob,
     GetJob,
     JobAlreadyFinished,
     JobNotFound,
-    JobRequest,
     RecoverAbandonedJobs,
     RunNextJob,
-    SubmitJob,
 )
 from corral_memory.jobs import InMemoryCancelNotices, InMemoryJobQueue, InMemoryJobs, InMemoryJobStore
 from corral_memory.runtimes import InMemoryRuntimeCatalog
@@ -36,12 +35,22 @@ class World:
         self.store = InMemoryJobStore(self.state)
         # No live worker offers anything until a test says so: every language is accepted.
         self.runtimes = InMemoryRuntimeCatalog()
-        self.submit = SubmitJob(
+        self.submit_job = SubmitJob(
             self.queue, RandomIds(), self.clock, DEFAULT_LIMIT_POLICY, SizePolicy(), runtimes=self.runtimes
         )
-        self.get = GetJob(self.store)
-        self.cancel = CancelJob(self.store, self.queue, self.clock)
+        self.get_job = GetJob(self.store)
+        self.cancel_job = CancelJob(self.store, self.queue, self.clock)
         self.notices = InMemoryCancelNotices(self.state)
+
+    # The use cases acting for the caller of a service without keys.
+    async def submit(self, request: JobRequest) -> Job:
+        return (await self.submit_job(ANONYMOUS, request)).job
+
+    async def get(self, job_id: str, wait_s: float = 0) -> Job:
+        return await self.get_job(ANONYMOUS, job_id, wait_s)
+
+    async def cancel(self, job_id: str) -> Job:
+        return await self.cancel_job(ANONYMOUS, job_id)
 
 
 PYTHON = Runtime("python", "3.11.2", "main.py")
@@ -321,15 +330,15 @@ async def test_a_finished_job_cannot_be_cancelled() -> None:
 async def test_only_the_owner_or_an_admin_may_cancel_and_others_are_told_it_does_not_exist() -> None:
     world = World()
     owner, stranger, admin = Caller(key_id="k1"), Caller(key_id="k2"), Caller(key_id="k3", admin=True)
-    mine = await world.submit.as_caller(owner)(JobRequest(code="print(1)"))
-    other = await world.submit.as_caller(owner)(JobRequest(code="print(2)"))
+    mine = (await world.submit_job(owner, JobRequest(code="print(1)"))).job
+    other = (await world.submit_job(owner, JobRequest(code="print(2)"))).job
     with pytest.raises(JobNotFound):
-        await world.cancel.as_caller(stranger)(mine.id)
+        await world.cancel_job(stranger, mine.id)
     with pytest.raises(JobNotFound):
-        await world.cancel.as_caller(owner)("no-such-job")
+        await world.cancel_job(owner, "no-such-job")
     assert (await world.get(mine.id)).status is JobStatus.PENDING
-    assert (await world.cancel.as_caller(owner)(mine.id)).status is JobStatus.CANCELLED
-    assert (await world.cancel.as_caller(admin)(other.id)).status is JobStatus.CANCELLED
+    assert (await world.cancel_job(owner, mine.id)).status is JobStatus.CANCELLED
+    assert (await world.cancel_job(admin, other.id)).status is JobStatus.CANCELLED
 
 
 async def test_a_job_whose_worker_keeps_vanishing_fails_as_worker_lost() -> None:

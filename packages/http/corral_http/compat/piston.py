@@ -28,15 +28,15 @@ from litestar.status_codes import (
 )
 from litestar.types import ExceptionHandlersMap
 
-from corral_api.compat.languages import OfferedLanguage, offered
-from corral_api.dependencies import JobRoutes, Runtimes
-from corral_api.longpolls import TooManyLongPolls
-from corral_api.settings import ApiSettings
-from corral_core.access import OverQuota
+from corral_core.access import Caller, OverQuota
 from corral_core.job import ErrorCode, InputFile, Job, JobStatus, Limits, RunResult, Verdict
 from corral_core.policy import InvalidSubmission, LimitRequest
 from corral_core.ports import QueueFull, StorageFull, StorageUnavailable
-from corral_core.usecases import JobRequest
+from corral_core.submission import JobRequest, SubmitJob
+from corral_http.auth import caller_of
+from corral_http.compat.languages import OfferedLanguage, offered
+from corral_http.dependencies import Jobs
+from corral_http.longpolls import TooManyLongPolls
 
 MIB = 1024 * 1024
 # Piston's numbers for signals, by name.
@@ -297,19 +297,19 @@ class PistonController(Controller):
     tags = ["piston"]
 
     @get("/runtimes", summary="Runtimes the workers offer (Piston)")
-    async def runtimes(self, runtimes: Runtimes) -> list[RuntimeOut]:
+    async def runtimes(self, jobs: Jobs) -> list[RuntimeOut]:
         return [
             RuntimeOut(
                 language=lang.runtime.language,
                 version=lang.runtime.version,
                 aliases=list(lang.row.piston_aliases if lang.row else ()),
             )
-            for lang in offered(await runtimes.offered())
+            for lang in offered(await jobs.runtimes.offered())
         ]
 
     @get("/packages", summary="Installed packages (Piston; read-only)")
-    async def packages(self, runtimes: Runtimes) -> list[PackageOut]:
-        return [PackageOut(lang.runtime.language, lang.runtime.version, True) for lang in offered(await runtimes.offered())]
+    async def packages(self, jobs: Jobs) -> list[PackageOut]:
+        return [PackageOut(lang.runtime.language, lang.runtime.version, True) for lang in offered(await jobs.runtimes.offered())]
 
     @post("/packages", status_code=HTTP_200_OK, summary="Install a package (Piston): not here")
     async def install(self) -> None:
@@ -323,7 +323,7 @@ class PistonController(Controller):
     async def execute(
         self,
         request: Request[Any, Any, Any],
-        jobs: JobRoutes,
+        jobs: Jobs,
     ) -> ExecuteOut:
         if not request.headers.get("content-type", "").startswith("application/json"):
             raise PistonError(HTTP_415_UNSUPPORTED_MEDIA_TYPE, "requests must be of type application/json")
@@ -333,20 +333,19 @@ class PistonController(Controller):
         # deep nesting: the client's fault as much as any other malformed JSON.
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
             raise _bad(f"malformed JSON: {error}") from None
-        settings = jobs.settings
-        job_request, chosen = to_request(body, offered(await jobs.runtimes.offered()), settings.limit_policy().maxima)
-        with jobs.long_polls.hold():
-            job = await _submit(jobs.submit, job_request)
-            job = await jobs.get(job.id, wait_s=settings.max_wait_s)
+        options, caller = jobs.options, caller_of(request)
+        job_request, chosen = to_request(body, offered(await jobs.runtimes.offered()), options.limits.maxima)
+        with jobs.long_polls.hold(caller):
+            job = await _submit(jobs.submit, caller, job_request)
+            job = await jobs.get(caller, job.id, wait_s=options.max_wait_s)
         return answer(job, chosen, body["language"], body["version"])
 
 
-async def _submit(submit_job: Any, request: JobRequest) -> Job:
+async def _submit(submit_job: SubmitJob, caller: Caller, request: JobRequest) -> Job:
     try:
-        job: Job = await submit_job(request)
+        return (await submit_job(caller, request)).job
     except InvalidSubmission as error:
         raise _bad(str(error)) from None
-    return job
 
 
 def _read_only() -> PistonError:
@@ -389,11 +388,7 @@ def exception_handlers(retry_after_s: int) -> ExceptionHandlersMap:
     }
 
 
-def router(settings: ApiSettings) -> Router:
-    """The Piston API, for `create_app` to mount."""
-    return Router(
-        path="/api/v2",
-        route_handlers=[PistonController],
-        exception_handlers=exception_handlers(settings.retry_after_s),
-    )
+def router(retry_after_s: int) -> Router:
+    """The Piston API, for the app to mount."""
+    return Router(path="/api/v2", route_handlers=[PistonController], exception_handlers=exception_handlers(retry_after_s))
 

@@ -17,7 +17,7 @@ from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_408_REQUEST_TIMEOUT
 from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 
-from corral_api.schemas import Problem
+from corral_http.schemas import Problem
 
 
 class AllowedHosts:

@@ -27,8 +27,8 @@ from corral_core.job import (
     Verdict,
 )
 from corral_core.policy import InvalidSubmission, LimitRequest
-from corral_core.ports import WorkerInfo
-from corral_core.usecases import JobRequest
+from corral_core.ports import ReadinessReport, WorkerInfo
+from corral_core.submission import JobRequest
 
 Limit = Annotated[int, msgspec.Meta(ge=1, le=2**31)] | None
 
@@ -218,3 +218,14 @@ class Readiness(msgspec.Struct, frozen=True):
     redis_appendfsync: str = "unchecked"
     # Risks someone accepted (CORRAL_REDIS_ACCEPT_DATA_LOSS): in every answer, ready or not.
     warnings: list[str] = []
+
+    @classmethod
+    def of(cls, report: ReadinessReport) -> Readiness:
+        return cls(
+            ready=report.ready,
+            redis=report.storage,
+            live_workers=report.live_workers,
+            problems=list(report.problems),
+            redis_appendfsync=report.durability,
+            warnings=list(report.warnings),
+        )

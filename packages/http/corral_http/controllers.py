@@ -10,26 +10,30 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, HttpMethod, Response, delete, get, post, route
+from litestar import Controller, HttpMethod, Request, Response, delete, get, post, route
 from litestar.datastructures import ResponseHeader
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT, HTTP_503_SERVICE_UNAVAILABLE
 
-from corral_api.auth import SUBMITS
-from corral_api.dependencies import Cancel, Gauge, JobRoutes, Metrics, RedisDurability, Registry
-from corral_api.schemas import Accepted, ExecuteIn, JobView, Problem, Readiness, RuntimeView
-from corral_api.settings import ApiSettings
+from corral_core.access import Caller
+from corral_core.job import Job
 from corral_core.policy import InvalidSubmission
 from corral_core.ports import StorageUnavailable
+from corral_core.submission import JobRequest, Submitted
+from corral_http.auth import SUBMITS, caller_of, submitted
+from corral_http.dependencies import Jobs, Service
+from corral_http.options import HttpOptions
+from corral_http.schemas import Accepted, ExecuteIn, JobView, Problem, Readiness, RuntimeView
+from corral_http.services import JobRoutes
 from corral_system import logs
 from corral_system.metrics import CONTENT_TYPE
 from corral_system.metrics import exposition as metrics_exposition
 
-log = logging.getLogger("corral_api.jobs")
+log = logging.getLogger("corral_http.jobs")
 
 JOB_ID = Parameter(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 # Its maximum is a setting: app.py writes it into the OpenAPI document.
@@ -97,25 +101,26 @@ class JobsController(Controller):
     )
     async def execute(
         self,
+        request: Request[Any, Any, Any],
         data: JSONBody[ExecuteIn],
-        jobs: JobRoutes,
+        jobs: Jobs,
         wait: Wait = 0,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[Accepted | JobView]:
-        _check_wait(wait, jobs.settings)
+        _check_wait(wait, jobs.options)
+        caller = caller_of(request)
         headers = []
         # A wait is refused before the job is queued: a 503 must not leave behind a job the
         # client never heard of.
-        with jobs.long_polls.hold() if wait > 0 else contextlib.nullcontext():
+        with jobs.long_polls.hold(caller) if wait > 0 else contextlib.nullcontext():
             request_id = logs.request_id.get()
             submitted_s = asyncio.get_running_loop().time()
+            job_request = data.to_request()
             if idempotency_key is None:
-                job, created = await jobs.submit(data.to_request(), request_id=request_id), True
+                job, created = (await submitted(request, lambda caller: jobs.submit(caller, job_request, request_id=request_id))).job, True
             else:
                 fingerprint = hashlib.sha256(_encode(data)).hexdigest()
-                job, created = await jobs.submit_once(
-                    data.to_request(), key=idempotency_key, fingerprint=fingerprint, request_id=request_id
-                )
+                job, created = await _submit_once(request, jobs, job_request, idempotency_key, fingerprint, request_id)
                 if not created:
                     headers.append(ResponseHeader(name="Idempotent-Replayed", value="true"))
             logs.job_id.set(job.id)
@@ -124,7 +129,7 @@ class JobsController(Controller):
                 log.info("job submitted", extra={"language": job.request.language})
             if wait > 0:
                 # A job this request created is known to exist unfinished: no need to read it first.
-                job = await jobs.get(job.id, wait_s=wait, submitted_s=submitted_s if created else None)
+                job = await jobs.get(caller, job.id, wait_s=wait, submitted_s=submitted_s if created else None)
         # Without a wait the answer is 202 however far the job got: a replayed submit answers
         # as the first one did, even when the job has finished since.
         if wait > 0 and job.finished:
@@ -136,11 +141,11 @@ class JobsController(Controller):
         )
 
     @get("/jobs/{job_id:str}", summary="Read a job, or wait for it to finish", responses=problems(400, 401, 404, 422, 429, 503))
-    async def read(self, job_id: Annotated[str, JOB_ID], jobs: JobRoutes, wait: Wait = 0) -> JobView:
-        _check_wait(wait, jobs.settings)
-        with jobs.long_polls.hold() if wait > 0 else contextlib.nullcontext():
-            return JobView.of(await jobs.get(job_id, wait_s=wait))
-
+    async def read(self, request: Request[Any, Any, Any], job_id: Annotated[str, JOB_ID], jobs: Jobs, wait: Wait = 0) -> JobView:
+        _check_wait(wait, jobs.options)
+        caller = caller_of(request)
+        with jobs.long_polls.hold(caller) if wait > 0 else contextlib.nullcontext():
+            return JobView.of(await jobs.get(caller, job_id, wait_s=wait))
 
     @delete(
         "/jobs/{job_id:str}",
@@ -154,16 +159,16 @@ class JobsController(Controller):
             why={409: "The job already finished (COMPLETED, FAILED or CANCELLED): nothing is left to cancel."},
         ),  # fmt: skip
     )
-    async def cancel(self, job_id: Annotated[str, JOB_ID], cancel_job: Cancel) -> JobView:
-        return JobView.of(await cancel_job(job_id))
+    async def cancel(self, request: Request[Any, Any, Any], job_id: Annotated[str, JOB_ID], jobs: Jobs) -> JobView:
+        return JobView.of(await jobs.cancel(caller_of(request), job_id))
 
 
 class ServiceController(Controller):
     tags = ["service"]
 
     @get("/runtimes", summary="Languages the live workers can run", responses=problems(400, 401, 429, 503))
-    async def runtimes(self, registry: Registry) -> list[RuntimeView]:
-        return RuntimeView.of_workers(await registry.live_workers())
+    async def runtimes(self, service: Service) -> list[RuntimeView]:
+        return RuntimeView.of_workers(await service.registry.live_workers())
 
     @get("/healthz", summary="The API process is alive", responses=problems(400))
     async def healthz(self) -> dict[str, str]:
@@ -179,22 +184,15 @@ class ServiceController(Controller):
             ),
         },
     )
-    async def readyz(self, registry: Registry, durability: RedisDurability) -> Response[Readiness]:
-        fsync, warnings = durability.appendfsync, durability.accepted_risks()
-        try:
-            live = len(await registry.live_workers())
-        except StorageUnavailable as error:
-            ready = Readiness(ready=False, redis=False, live_workers=0, problems=[f"redis: {error}"], redis_appendfsync=fsync, warnings=warnings)
-            return Response(ready, status_code=HTTP_503_SERVICE_UNAVAILABLE)
-        if live == 0:
-            ready = Readiness(ready=False, redis=True, live_workers=0, problems=["no live worker"], redis_appendfsync=fsync, warnings=warnings)
-            return Response(ready, status_code=HTTP_503_SERVICE_UNAVAILABLE)
-        return Response(Readiness(ready=True, redis=True, live_workers=live, redis_appendfsync=fsync, warnings=warnings))
+    async def readyz(self, service: Service) -> Response[Readiness]:
+        report = await service.readiness.check()
+        return Response(Readiness.of(report), status_code=HTTP_200_OK if report.ready else HTTP_503_SERVICE_UNAVAILABLE)
 
     @get("/metrics", summary="Metrics of every API process, in the Prometheus text format", include_in_schema=False)
-    async def metrics(self, metrics: Metrics, queue_gauge: Gauge) -> Response[bytes]:
+    async def metrics(self, service: Service) -> Response[bytes]:
+        metrics = service.metrics
         try:
-            depth = await queue_gauge.depth()
+            depth = await service.queue_gauge.depth()
         except StorageUnavailable:
             metrics.redis_errors.labels("/metrics").inc()
         else:
@@ -205,7 +203,20 @@ class ServiceController(Controller):
         return Response(text, media_type=CONTENT_TYPE)
 
 
-def _check_wait(wait: float, settings: ApiSettings) -> None:
+async def _submit_once(
+    request: Request[Any, Any, Any], jobs: JobRoutes, job_request: JobRequest, key: str, fingerprint: str, request_id: str
+) -> tuple[Job, bool]:
+    created = False
+
+    async def once(caller: Caller) -> Submitted:
+        nonlocal created
+        done, created = await jobs.submit_once(caller, job_request, key=key, fingerprint=fingerprint, request_id=request_id)
+        return done
+
+    return (await submitted(request, once)).job, created
+
+
+def _check_wait(wait: float, options: HttpOptions) -> None:
     # How long a request may hold its connection is the API's own bound, not a job rule.
-    if wait > settings.max_wait_s:
-        raise InvalidSubmission("wait", f"{wait:g} is above the server maximum of {settings.max_wait_s:g} seconds")
+    if wait > options.max_wait_s:
+        raise InvalidSubmission("wait", f"{wait:g} is above the server maximum of {options.max_wait_s:g} seconds")

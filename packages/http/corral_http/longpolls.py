@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from corral_api.auth import current_caller
-from corral_core.access import OverQuota
+from corral_core.access import Caller, OverQuota
 
 
 class TooManyLongPolls(Exception):
@@ -37,11 +36,10 @@ class LongPolls:
         self.held_by: dict[str, int] = {}
 
     @contextmanager
-    def hold(self) -> Iterator[None]:
-        """One long-poll for the request's caller (auth.current_caller)."""
+    def hold(self, caller: Caller) -> Iterator[None]:
+        """One long-poll for `caller`."""
         if self.held >= self.limit:
             raise TooManyLongPolls(self.limit)
-        caller = current_caller.get()
         key_limit = caller.quotas.max_waiters
         held_by_key = self.held_by.get(caller.key_id, 0)
         if caller.key_id and key_limit is not None and held_by_key >= key_limit:

@@ -23,12 +23,14 @@ from litestar.status_codes import (
 )
 from litestar.types import ExceptionHandlersMap
 
-from corral_api.longpolls import TooManyLongPolls
-from corral_api.schemas import FieldError, Problem
 from corral_core.access import KeyRevoked, OverQuota
 from corral_core.policy import InvalidSubmission, SubmissionTooLarge
 from corral_core.ports import QueueFull, StorageFull, StorageUnavailable
-from corral_core.usecases import IdempotencyConflict, IdempotencyKeyReused, JobAlreadyFinished, JobNotFound
+from corral_core.submission import IdempotencyConflict, IdempotencyKeyReused
+from corral_core.usecases import JobAlreadyFinished, JobNotFound
+from corral_http.auth import Refused, answer_refused
+from corral_http.longpolls import TooManyLongPolls
+from corral_http.schemas import FieldError, Problem
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ def exception_handlers(retry_after_s: int) -> ExceptionHandlersMap:
         return _problem(HTTP_503_SERVICE_UNAVAILABLE, str(error), headers={"Retry-After": str(retry_after_s)})
 
     return {
+        Refused: answer_refused,
         InvalidSubmission: _invalid,
         ValidationException: _validation,
         JobNotFound: _not_found,
@@ -88,7 +91,7 @@ def _over_quota(_: Request[Any, Any, Any], error: OverQuota) -> Response[Problem
 
 
 def _key_revoked(_: Request[Any, Any, Any], error: KeyRevoked) -> Response[Problem]:
-    # The door (auth.py) answers in the route's own format; this is the answer it replaces.
+    # The door (auth.KeyDoor) answers in the route's own format; this is the answer it replaces.
     return _problem(HTTP_401_UNAUTHORIZED, str(error), headers={"WWW-Authenticate": 'Bearer realm="corral"'})
 
 

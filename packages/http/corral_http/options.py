@@ -1,0 +1,34 @@
+"""What the HTTP adapter is told by the deployable that serves it: the values its routes and
+middleware need, and nothing of where they came from (settings files, variables)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from corral_core.access import Quotas
+from corral_core.policy import LimitPolicy, SizePolicy
+
+
+class HttpOptions(msgspec.Struct, frozen=True, kw_only=True):
+    limits: LimitPolicy
+    sizes: SizePolicy
+    # Host names clients may address the API by; `*` any, `*.example.com` its subdomains.
+    hosts: tuple[str, ...]
+    # Web origins whose pages may call the API (CORS); none sends no CORS headers.
+    cors_origins: tuple[str, ...] = ()
+    # A body must arrive at this rate once its first `body_grace_s` are over (408 past it).
+    min_body_bytes_per_s: int
+    body_grace_s: float
+    max_body_bytes: int
+    # The longest `?wait=` a client may ask for, in seconds.
+    max_wait_s: float
+    # The Retry-After of a 503.
+    retry_after_s: int
+    # None: no API keys, every caller is ANONYMOUS (a trusted single-user install).
+    key_quotas: Quotas | None
+    # The most unfinished jobs the queue holds, which Judge0's config_info reports.
+    queue_size: int
+
+    @property
+    def auth(self) -> bool:
+        return self.key_quotas is not None
