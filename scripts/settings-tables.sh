@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Rewrites the README's generated settings tables (between their <!-- settings … --> markers)
-# from the Structs, as `corral-api config --markdown` and `corral-worker config --markdown`
-# print them. packages/*/tests/test_settings.py fail while the README differs.
+# Rewrites the generated settings tables of docs/configuration.md (between their
+# <!-- settings … --> markers) from the Structs, as `corral-api config --markdown` and
+# `corral-worker config --markdown` print them. packages/*/tests/test_settings.py fail while the
+# page differs.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 tables=$(mktemp)
@@ -18,13 +19,13 @@ blocks = {
     match.group(1): match.group(0)
     for match in re.finditer(r"<!-- settings \[(\w+)\].*?<!-- end of settings \[\1\] -->", generated, re.S)
 }
-readme = Path("README.md")
-text = readme.read_text()
+page = Path("docs/configuration.md")
+text = page.read_text()
 for section, block in blocks.items():
     pattern = re.compile(rf"<!-- settings \[{section}\].*?<!-- end of settings \[{section}\] -->", re.S)
     if not pattern.search(text):
-        sys.exit(f"README.md has no generated table for [{section}]")
+        sys.exit(f"{page} has no generated table for [{section}]")
     text = pattern.sub(lambda _: block, text)
-readme.write_text(text)
-print(f"README.md: rewrote the tables of {', '.join(sorted(blocks))}")
+page.write_text(text)
+print(f"{page}: rewrote the tables of {', '.join(sorted(blocks))}")
 PY

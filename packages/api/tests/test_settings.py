@@ -15,7 +15,7 @@ from corral_system.config import documented_block, markdown_block, section_name
 @pytest.mark.parametrize("kind", SECTIONS, ids=section_name)
 def test_the_readme_table_of_each_section_is_the_one_its_struct_produces(kind: type) -> None:
     expected = markdown_block(kind)
-    assert documented_block(Path("README.md").read_text(), kind) == expected, (
+    assert documented_block(Path("docs/configuration.md").read_text(), kind) == expected, (
         "README.md's settings table is stale: run `make settings-tables`, which rewrites it as:\n"
         f"{expected}"
     )
