@@ -46,7 +46,7 @@ fix:
 	$(PANTS) fix ::
 
 ## package: build dist/packages.api/corral-api.pex and dist/packages.worker/corral-worker.pex,
-## the wheels dist/corral_core-*.whl and dist/corral_contract-*.whl (README: Adding an adapter),
+## the wheels dist/corral_core-*.whl and dist/corral_contract-*.whl (docs/adapters.md),
 ## and the client: dist/corral_client-*.whl and dist/packages.client/corral.pex
 package:
 	$(PANTS) package ::
@@ -62,7 +62,7 @@ bench: package
 lockfile:
 	$(PANTS) generate-lockfiles
 
-## settings-tables: rewrite the README's generated settings tables from the settings Structs
+## settings-tables: rewrite the generated settings tables in docs/configuration.md from the settings Structs
 settings-tables:
 	scripts/settings-tables.sh
 
@@ -77,7 +77,7 @@ tailor:
 test-cgroup2:
 	tests/vm/run.sh test
 
-## cli: build the `corral` command line, dist/packages.client/corral.pex (README: The corral
+## cli: build the `corral` command line, dist/packages.client/corral.pex (docs/api.md: The corral
 ## command line)
 cli:
 	$(PANTS) package packages/client:corral

@@ -1,7 +1,7 @@
 """Sandbox jobs per second with 1 and with 2 worker hosts.
 
 The hosts are network namespaces on this machine (corral_testbed.multihost): Redis over TLS with
-the ACL users of README's deployment section, the API on its own host, clients on another. So
+the ACL users of the deployment section of docs/operations.md, the API on its own host, clients on another. So
 the worker hosts share this machine's cores with each other and with Redis, the API and the
 clients: a second worker host adds job slots, not CPUs, and the figure shows what the network
 path and the second host's coordination cost, not how Corral scales on real separate hosts

@@ -65,7 +65,7 @@ mkdir -p var/log
 if [ -z "${CORRAL_REDIS_URL:-}" ]; then
   mkdir -p var/redis
   # appendonly + appendfsync always: an accepted job survives a crash of Redis or of the
-  # machine; noeviction: Redis never drops a queue key to make room. See README.
+  # machine; noeviction: Redis never drops a queue key to make room (docs/operations.md).
   keep redis var/log/redis.out redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$PWD/var/redis" \
     --appendonly yes --appendfsync always --maxmemory-policy noeviction \
     --save '' --daemonize no --logfile "$PWD/var/log/redis.log"

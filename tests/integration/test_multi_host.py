@@ -378,10 +378,10 @@ def test_clients_without_tls_or_the_right_certificates_or_password_are_refused(b
     assert "invalid username-password pair" in str(refused["a wrong password"]).lower()
 
 
-def test_readme_shows_the_tested_acl_lines() -> None:
-    readme = Path("README.md").read_text()
+def test_the_operations_guide_shows_the_tested_acl_lines() -> None:
+    guide = Path("docs/operations.md").read_text()
     for line in acl_lines("API_PASSWORD", "WORKER_PASSWORD"):
-        assert line in readme, f"README's Deployment section lacks the tested ACL line:\n{line}"
+        assert line in guide, f"docs/operations.md's deployment section lacks the tested ACL line:\n{line}"
 
 
 # -- partitions ----------------------------------------------------------------------------------

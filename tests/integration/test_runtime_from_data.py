@@ -15,7 +15,7 @@ from corral_sandbox.policy import policy_dir
 from corral_testbed.redis_server import RedisServerProcess, require_redis_server
 from corral_testbed.services import Corral, corral
 
-# The README's example (Languages: adding a runtime), as an operator would write it.
+# The example in docs/languages.md (Adding a language), as an operator would write it.
 PERL = """
 [runtimes.perl]
 source = "main.pl"

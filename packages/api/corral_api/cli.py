@@ -93,7 +93,7 @@ def serve(host: str | None, port: int | None, processes: int | None, log_level: 
 
 
 @main.command()
-@click.option("--markdown", "as_markdown", is_flag=True, help="Print the README's tables of these settings instead.")
+@click.option("--markdown", "as_markdown", is_flag=True, help="Print the tables of these settings in docs/configuration.md instead.")
 def config(as_markdown: bool) -> None:
     """Check the settings, then print each: section, name, variable, value, default, source."""
     click.echo(markdown(SECTIONS) if as_markdown else text_table(_settings()), nl=False)

@@ -1,4 +1,4 @@
-"""The API's settings as operators see them: the README's tables and `corral-api config`."""
+"""The API's settings as operators see them: the tables in docs/configuration.md and `corral-api config`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from corral_system.config import documented_block, markdown_block, section_name
 def test_the_readme_table_of_each_section_is_the_one_its_struct_produces(kind: type) -> None:
     expected = markdown_block(kind)
     assert documented_block(Path("docs/configuration.md").read_text(), kind) == expected, (
-        "README.md's settings table is stale: run `make settings-tables`, which rewrites it as:\n"
+        "docs/configuration.md's settings table is stale: run `make settings-tables`, which rewrites it as:\n"
         f"{expected}"
     )
 

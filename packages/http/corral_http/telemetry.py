@@ -23,7 +23,7 @@ _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class ApiMetrics:
-    """The API's metrics (the README lists them). `registry` None: prometheus_client's own."""
+    """The API's metrics (docs/operations.md lists them). `registry` None: prometheus_client's own."""
 
     def __init__(self, registry: CollectorRegistry | None) -> None:
         self.registry = registry or CollectorRegistry()

@@ -16,7 +16,7 @@ from corral_worker.settings import SECTIONS
 def test_the_readme_table_of_each_section_is_the_one_its_struct_produces(kind: type) -> None:
     expected = markdown_block(kind)
     assert documented_block(Path("docs/configuration.md").read_text(), kind) == expected, (
-        "README.md's settings table is stale: run `make settings-tables`, which rewrites it as:\n"
+        "docs/configuration.md's settings table is stale: run `make settings-tables`, which rewrites it as:\n"
         f"{expected}"
     )
 

@@ -1,6 +1,6 @@
 """A Redis as a deployment should run one: ACL users per deployable, TLS only, durable.
 
-`acl_lines` are the lines README's "Deployment" section shows (a test keeps them equal): the
+`acl_lines` are the lines docs/operations.md's deployment section shows (a test keeps them equal): the
 API's and the workers' users may each run only the commands they send, the commands inside the
 Lua scripts they run included (Redis checks those too), on keys and channels under `corral:`.
 The default user is off. A third user, `corral-test`, may do anything: only the tests' own
@@ -64,7 +64,7 @@ ADMIN_USER = "corral-test"
 
 
 def acl_lines(api_password: str, worker_password: str) -> list[str]:
-    """The ACL file of a Corral Redis (README's "Deployment"), with these passwords."""
+    """The ACL file of a Corral Redis (docs/operations.md, "Deployment"), with these passwords."""
     scope = "resetkeys ~corral:* resetchannels &corral:* -@all"
     return [
         "user default off",
