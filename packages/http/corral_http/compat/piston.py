@@ -14,29 +14,25 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, Router, delete, get, post
-from litestar.exceptions import NotFoundException, ValidationException
 from litestar.status_codes import (
     HTTP_200_OK,
     HTTP_400_BAD_REQUEST,
-    HTTP_404_NOT_FOUND,
     HTTP_405_METHOD_NOT_ALLOWED,
     HTTP_409_CONFLICT,
     HTTP_415_UNSUPPORTED_MEDIA_TYPE,
     HTTP_500_INTERNAL_SERVER_ERROR,
-    HTTP_503_SERVICE_UNAVAILABLE,
     HTTP_504_GATEWAY_TIMEOUT,
 )
 from litestar.types import ExceptionHandlersMap
 
-from corral_core.access import Caller, OverQuota
+from corral_core.access import Caller
 from corral_core.job import ErrorCode, InputFile, Job, JobStatus, Limits, RunResult, Verdict
 from corral_core.policy import InvalidSubmission, LimitRequest
-from corral_core.ports import QueueFull, StorageFull, StorageUnavailable
 from corral_core.submission import JobRequest, SubmitJob
 from corral_http.auth import caller_of
+from corral_http.compat.errors import shared_handlers
 from corral_http.compat.languages import OfferedLanguage, offered
 from corral_http.dependencies import Jobs
-from corral_http.longpolls import TooManyLongPolls
 
 MIB = 1024 * 1024
 # Piston's numbers for signals, by name.
@@ -360,32 +356,7 @@ def exception_handlers(retry_after_s: int) -> ExceptionHandlersMap:
         headers = {"Allow": "GET"} if error.status_code == HTTP_405_METHOD_NOT_ALLOWED else None
         return Response({"message": error.message}, status_code=error.status_code, headers=headers)
 
-    def unavailable(
-        _: Request[Any, Any, Any], error: QueueFull | StorageFull | StorageUnavailable | TooManyLongPolls
-    ) -> Response[dict[str, str]]:
-        return Response(
-            {"message": str(error)}, status_code=HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": str(retry_after_s)}
-        )
-
-    def not_found(_: Request[Any, Any, Any], error: NotFoundException) -> Response[dict[str, str]]:
-        return Response({"message": "Not Found"}, status_code=HTTP_404_NOT_FOUND)
-
-    def over_quota(_: Request[Any, Any, Any], error: OverQuota) -> Response[dict[str, str]]:
-        return Response({"message": str(error)}, status_code=429, headers={"Retry-After": str(error.retry_after_s)})
-
-    def validation(_: Request[Any, Any, Any], error: ValidationException) -> Response[dict[str, str]]:
-        return Response({"message": str(error.detail)}, status_code=HTTP_400_BAD_REQUEST)
-
-    return {
-        PistonError: piston_error,
-        QueueFull: unavailable,
-        StorageFull: unavailable,
-        StorageUnavailable: unavailable,
-        TooManyLongPolls: unavailable,
-        OverQuota: over_quota,
-        NotFoundException: not_found,
-        ValidationException: validation,
-    }
+    return {**shared_handlers(lambda message: {"message": message}, retry_after_s), PistonError: piston_error}
 
 
 def router(retry_after_s: int) -> Router:

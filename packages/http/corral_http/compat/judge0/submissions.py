@@ -132,39 +132,10 @@ def to_request(submission: SubmissionIn, maxima: Limits, base64_encoded: bool) -
     elif (row := BY_JUDGE0_ID.get(submission.language_id)) is None:
         errors["language_id"] = [f"language with id {submission.language_id} doesn't exist"]
 
-    _between(errors, "number_of_runs", submission.number_of_runs, low=0, high=1, strict_low=True)
-    _between(errors, "cpu_time_limit", submission.cpu_time_limit, low=0, high=maxima.cpu_time_ms / 1000, strict_low=True)
-    _between(errors, "cpu_extra_time", submission.cpu_extra_time, low=0, high=0)
-    _between(errors, "wall_time_limit", submission.wall_time_limit, low=0, high=maxima.wall_time_ms / 1000, strict_low=True)
-    _between(errors, "memory_limit", submission.memory_limit, low=2048, high=maxima.memory_mb * 1024)
-    _between(errors, "stack_limit", submission.stack_limit, low=0, high=MAX_STACK_LIMIT_KB)
-    _between(
-        errors, "max_processes_and_or_threads", submission.max_processes_and_or_threads, low=0, high=maxima.max_processes, strict_low=True
-    )
-    _between(errors, "max_file_size", submission.max_file_size, low=0, high=maxima.max_file_size_kb, strict_low=True)
-    for option in ("enable_per_process_and_thread_time_limit", "enable_per_process_and_thread_memory_limit"):
-        if getattr(submission, option):
-            errors.setdefault(option, []).append("this option cannot be enabled")
-    # Judge0's answers when an administrator turned these features off, as they are here.
-    if not _blank(submission.compiler_options):
-        errors.setdefault("compiler_options", []).append("setting compiler options is not allowed")
-    if not _blank(submission.callback_url):
-        errors.setdefault("callback_url", []).append("setting callback is not allowed")
-    if not _blank(submission.additional_files):
-        errors.setdefault("additional_files", []).append("setting additional files is not allowed")
-    if submission.enable_network:
-        errors.setdefault("enable_network", []).append("enabling network is not allowed")
+    _check_limits(submission, maxima, errors)
+    _refuse_features_turned_off(submission, errors)
     arguments = submission.command_line_arguments or ""
-    args: list[str] = []
-    if len(arguments) > MAX_ARGUMENTS_LENGTH:
-        errors.setdefault("command_line_arguments", []).append(f"is too long (maximum is {MAX_ARGUMENTS_LENGTH} characters)")
-    else:
-        try:
-            # Judge0 hands them to bash after removing the characters that would start another
-            # command: the same words, without a shell.
-            args = shlex.split(re.sub(r"[$&;<>|`]", "", arguments))
-        except ValueError as error:
-            errors.setdefault("command_line_arguments", []).append(str(error))
+    args = _arguments(arguments, errors)
     if errors or row is None or source_code is None:
         raise AttributeErrors(errors)
 
@@ -189,6 +160,47 @@ def to_request(submission: SubmissionIn, maxima: Limits, base64_encoded: bool) -
         ),
         annotations=annotations,
     )
+
+
+def _check_limits(submission: SubmissionIn, maxima: Limits, errors: dict[str, list[str]]) -> None:
+    _between(errors, "number_of_runs", submission.number_of_runs, low=0, high=1, strict_low=True)
+    _between(errors, "cpu_time_limit", submission.cpu_time_limit, low=0, high=maxima.cpu_time_ms / 1000, strict_low=True)
+    _between(errors, "cpu_extra_time", submission.cpu_extra_time, low=0, high=0)
+    _between(errors, "wall_time_limit", submission.wall_time_limit, low=0, high=maxima.wall_time_ms / 1000, strict_low=True)
+    _between(errors, "memory_limit", submission.memory_limit, low=2048, high=maxima.memory_mb * 1024)
+    _between(errors, "stack_limit", submission.stack_limit, low=0, high=MAX_STACK_LIMIT_KB)
+    _between(
+        errors, "max_processes_and_or_threads", submission.max_processes_and_or_threads, low=0, high=maxima.max_processes, strict_low=True
+    )
+    _between(errors, "max_file_size", submission.max_file_size, low=0, high=maxima.max_file_size_kb, strict_low=True)
+
+
+def _refuse_features_turned_off(submission: SubmissionIn, errors: dict[str, list[str]]) -> None:
+    for option in ("enable_per_process_and_thread_time_limit", "enable_per_process_and_thread_memory_limit"):
+        if getattr(submission, option):
+            errors.setdefault(option, []).append("this option cannot be enabled")
+    # Judge0's answers when an administrator turned these features off, as they are here.
+    if not _blank(submission.compiler_options):
+        errors.setdefault("compiler_options", []).append("setting compiler options is not allowed")
+    if not _blank(submission.callback_url):
+        errors.setdefault("callback_url", []).append("setting callback is not allowed")
+    if not _blank(submission.additional_files):
+        errors.setdefault("additional_files", []).append("setting additional files is not allowed")
+    if submission.enable_network:
+        errors.setdefault("enable_network", []).append("enabling network is not allowed")
+
+
+def _arguments(arguments: str, errors: dict[str, list[str]]) -> list[str]:
+    if len(arguments) > MAX_ARGUMENTS_LENGTH:
+        errors.setdefault("command_line_arguments", []).append(f"is too long (maximum is {MAX_ARGUMENTS_LENGTH} characters)")
+        return []
+    try:
+        # Judge0 hands them to bash after removing the characters that would start another
+        # command: the same words, without a shell.
+        return shlex.split(re.sub(r"[$&;<>|`]", "", arguments))
+    except ValueError as error:
+        errors.setdefault("command_line_arguments", []).append(str(error))
+        return []
 
 
 def _ms(seconds: float | None) -> int | None:
