@@ -122,7 +122,7 @@ end
 # KEYS: job, the language's line, processing, lines SET, legacy pending, reserved, the owner's
 # line in that language (the language's line for a job without an owner)
 # ARGV: max_unfinished, job id, spec, head, reserve, ceiling, the usage ledger of the job's owner
-# ('' for none; corral_redis.keys), which FINISH settles, then the progress values, and last the
+# ('' for none; corral_redis.apikeys), which FINISH settles, then the progress values, and last the
 # job's `queued` (its created_at)
 # -> 1 accepted, 0 queue full, -1 another job has this id, -2 no room for its bytes
 # The ceiling is in bytes; 0 means 80% of Redis' maxmemory, none when Redis has no maxmemory.
@@ -315,7 +315,7 @@ local head = redis.call('HGET', job, 'head')
 if head then redis.call('HSET', job, 'spec', head) end
 local reserve = redis.call('HGET', job, 'reserve')
 if reserve then redis.call('DECRBY', KEYS[4], reserve) end
--- The owner's booking (corral_redis.keys): no longer unfinished, its bytes held until expiry.
+-- The owner's booking (corral_redis.apikeys): no longer unfinished, its bytes held until expiry.
 local usage = redis.call('HGET', job, 'usage')
 if usage then redis.call('ZADD', usage, 'XX', micros(now_us() + tonumber(ARGV[4]) * 1000), ARGV[1]) end
 -- `worker` stays: who ran the final attempt, for operators and the fault tests.

@@ -166,7 +166,7 @@ class QueueKeys:
     def duty(self, name: str) -> str:
         return f"{self.prefix}duty:{name}"  # HASH holder, expires (µs, Redis' TIME)
 
-    # API keys and what each holds (corral_redis.keys): under the same hash tag as the jobs,
+    # API keys and what each holds (corral_redis.apikeys): under the same hash tag as the jobs,
     # because FINISH settles a job's booking in its key's ledger.
     def api_key(self, hashed: str) -> str:
         return f"{self.prefix}apikey:{hashed}"  # HASH id, name, created_at, admin, quotas

@@ -15,7 +15,7 @@ wake lists at a time (a blocking pop cannot wait on keys of several slots), for 
 before trying all of them again. A job that lands on another shard meanwhile waits at most that
 slice.
 
-The owner's usage ledger (corral_redis.keys) lives in the control shard, which FINISH cannot
+The owner's usage ledger (corral_redis.apikeys) lives in the control shard, which FINISH cannot
 reach from another slot: a sharded job's finish settles the booking with a second script, on
 the control shard, right after. A crash between the two leaves the booking counted as
 unfinished until the key's bookings are cleared by hand (the job itself is done): quotas are
@@ -50,7 +50,7 @@ from corral_core.ports import Clock, Lease, QueueDepth, RecoveryReport, StorageU
 from corral_redis import scripts
 from corral_redis.cancels import RedisCancelNotices
 from corral_redis.connection import storage_errors
-from corral_redis.keys import RedisAdmittingQueue, RedisKeyStore, RedisUsageLedger
+from corral_redis.apikeys import RedisAdmittingQueue, RedisKeyStore, RedisUsageLedger
 from corral_redis.queue import RedisJobQueue
 from corral_redis.scripts import _NOW
 from corral_redis.settings import QueueKeys, RedisSettings
@@ -107,7 +107,7 @@ def make_queue(client: Redis, clock: Clock, settings: RedisSettings) -> RedisJob
 def make_admitting(
     client: Redis, queue: RedisJobQueue | ShardedJobQueue, settings: RedisSettings
 ) -> RedisAdmittingQueue | AdmittingInSteps:
-    """A keyed submit in one round trip (keys.ADMIT) where it can be one script, else in steps.
+    """A keyed submit in one round trip (apikeys.ADMIT) where it can be one script, else in steps.
 
     ADMIT reads the key and books its usage in the control shard and queues in the job's shard:
     one script only when they are the same slot and the submit needs no replica's WAIT.
