@@ -47,9 +47,8 @@ Fairness between owners, inside a language: a claim takes the next job of the ow
 it is and sends that owner to the back of the turns, so a key with thousands of jobs queued
 delays another key's next job by at most one job per key waiting, not by its whole backlog.
 
-Workers of the version before lines took from the single `pending` list with a BLMOVE and then
-started the moved id with the same script; that path is still served (a rolling upgrade), and a
-job left in `processing` without a lease is put back by recovery without counting an attempt.
+A job left in `processing` without a lease (its claim died between moving and starting it) is
+put back by recovery without counting an attempt.
 """
 
 from __future__ import annotations
@@ -125,7 +124,7 @@ class RedisJobQueue:
         keys = self._keys
         language = job.request.language
         return [
-            keys.job(job.id), keys.line(language), keys.processing, keys.lines, keys.pending, keys.reserved,
+            keys.job(job.id), keys.line(language), keys.processing, keys.lines, keys.reserved,
             keys.owner_line(language, job.owner),
         ]  # fmt: skip
 
@@ -151,8 +150,6 @@ class RedisJobQueue:
         deadline = loop.time() + timeout_s
         with storage_errors():
             lines = await self._lines(languages)
-            # The old single line held only Python jobs (the one language there was).
-            legacy = [self._keys.pending] if languages is None or "python" in languages else []
             woken: str | None = None
             while True:
                 self._turn += 1
@@ -160,7 +157,7 @@ class RedisJobQueue:
                 order = lines[start:] + lines[:start]
                 if woken is not None:
                     order = [woken] + [line for line in order if line != woken]
-                lease = await self._start_job(worker_id, lease_ms, order + legacy, woken is not None)
+                lease = await self._start_job(worker_id, lease_ms, order, woken is not None)
                 if lease is not None:
                     return lease
                 remaining = deadline - loop.time()
@@ -178,7 +175,7 @@ class RedisJobQueue:
                 if self._cluster:
                     popped = await self._client.blpop([f"{line}:wake" for line in lines], wait_s)
                 else:
-                    popped, lease = await self._woken_and_started(worker_id, lease_ms, lines, order + legacy, wait_s)
+                    popped, lease = await self._woken_and_started(worker_id, lease_ms, lines, order, wait_s)
                     if lease is not None:
                         return lease
                 woken = _text(popped[0]).removesuffix(":wake") if popped else None
@@ -257,7 +254,7 @@ class RedisJobQueue:
         keys = self._keys
         with storage_errors():
             released = await self._release(
-                keys=[keys.job(lease.job.id), keys.pending, keys.processing, keys.leases],
+                keys=[keys.job(lease.job.id), keys.processing, keys.leases],
                 args=[lease.job.id, lease.token, encode_queued(self._clock.now())],
             )
         return int(released) == 1
@@ -280,7 +277,7 @@ class RedisJobQueue:
         with storage_errors():
             while True:
                 moved, exhausted, expired = await self._recover(
-                    keys=[keys.pending, keys.processing, keys.leases],
+                    keys=[keys.processing, keys.leases],
                     args=[keys.job_prefix, max_attempts, batch, encode_queued(now)],
                 )
                 requeued.extend(job_id.decode() for job_id in moved)
@@ -301,7 +298,7 @@ class RedisJobQueue:
     async def depth(self) -> QueueDepth:
         keys = self._keys
         with storage_errors():
-            pending = await self._depth(keys=[keys.lines, keys.pending])
+            pending = await self._depth(keys=[keys.lines])
             processing = await self._client.llen(keys.processing)
         return QueueDepth(pending=int(pending), unfinished=int(pending) + int(processing))
 

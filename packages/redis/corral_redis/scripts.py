@@ -87,8 +87,7 @@ _RECORD = "redis.call('HMGET', job, " + ", ".join(f"'{f}'" for f in FIELDS) + ")
 # wake-up tokens beside it (`<line>:wake`, one per job put in line) that idle workers BLPOP on.
 # A job put in line notes when (`queued`: microseconds since the epoch, a space, the time as its
 # JSON), for the claim that waited for it (START).
-# A job remembers its language's line in its hash (`line`); one submitted before lines existed
-# has none and goes back to the old single `pending` list, which every worker still reads.
+# A job remembers its language's line in its hash (`line`).
 # A job with an owner waits in its owner's line of that language (`own`, QueueKeys.owner_line);
 # one without waits in the language's line itself. `<line>:turns` lists the language's lines
 # that have jobs waiting, owners' and its own, each once, the next one to serve on the left.
@@ -98,15 +97,13 @@ local function in_turn(line, own)
   if not redis.call('LPOS', turns, own) then redis.call('RPUSH', turns, own) end
 end
 
-local function put_back(job, id, legacy, at_head, queued)
+local function put_back(job, id, at_head, queued)
   redis.call('HSET', job, 'queued', queued)
-  local line = redis.call('HGET', job, 'line') or legacy
+  local line = redis.call('HGET', job, 'line')
   local own = redis.call('HGET', job, 'own') or line
   if at_head then redis.call('LPUSH', own, id) else redis.call('RPUSH', own, id) end
-  if line ~= legacy then
-    in_turn(line, own)
-    redis.call('RPUSH', line .. ':wake', 1)
-  end
+  in_turn(line, own)
+  redis.call('RPUSH', line .. ':wake', 1)
 end
 
 -- The jobs waiting in a language: in its own line and in its owners'.
@@ -119,8 +116,8 @@ local function waiting(line)
 end
 """
 
-# KEYS: job, the language's line, processing, lines SET, legacy pending, reserved, the owner's
-# line in that language (the language's line for a job without an owner)
+# KEYS: job, the language's line, processing, lines SET, reserved, the owner's line in that
+# language (the language's line for a job without an owner)
 # ARGV: max_unfinished, job id, spec, head, reserve, ceiling, the usage ledger of the job's owner
 # ('' for none; corral_redis.apikeys), which FINISH settles, then the progress values, and last the
 # job's `queued` (its created_at)
@@ -131,13 +128,13 @@ SUBMIT = (
     + _LINES
     + """
 local job, line, processing, lines = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local legacy, reserved, own = KEYS[5], KEYS[6], KEYS[7]
+local reserved, own = KEYS[5], KEYS[6]
 if redis.call('EXISTS', job) == 1 then
   -- A submit re-sent after its reply was lost finds its own record: it was accepted.
   if redis.call('HGET', job, 'spec') == ARGV[3] then return 1 end
   return -1
 end
-local unfinished = redis.call('LLEN', processing) + redis.call('LLEN', legacy)
+local unfinished = redis.call('LLEN', processing)
 for _, other in ipairs(redis.call('SMEMBERS', lines)) do
   unfinished = unfinished + waiting(other)
 end
@@ -168,9 +165,9 @@ return 1
 """
 )
 
-# KEYS: lines SET, legacy pending -> the number of jobs in line
+# KEYS: lines SET -> the number of jobs in line
 DEPTH = _LINES + """
-local pending = redis.call('LLEN', KEYS[2])
+local pending = 0
 for _, line in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   pending = pending + waiting(line)
 end
@@ -361,7 +358,7 @@ return 1
 """
 )
 
-# KEYS: job, legacy pending, processing, leases
+# KEYS: job, processing, leases
 # ARGV: job id, token, when it is put back in line (its `queued`)
 # Back to the front of its line with the attempt given back (core's requeue(count_attempt=False)).
 RELEASE = _STATUSES + _LINES + """
@@ -371,20 +368,20 @@ if state[1] ~= RUNNING or state[2] ~= ARGV[2] then return 0 end
 if tonumber(state[3]) > 0 then redis.call('HINCRBY', job, 'attempts', -1) end
 redis.call('HSET', job, 'status', PENDING)
 redis.call('HDEL', job, 'started_at', 'worker')
-redis.call('ZREM', KEYS[4], ARGV[1])
-redis.call('LREM', KEYS[3], 0, ARGV[1])
-put_back(job, ARGV[1], KEYS[2], true, ARGV[3])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('LREM', KEYS[2], 0, ARGV[1])
+put_back(job, ARGV[1], true, ARGV[3])
 return 1
 """
 
-# KEYS: pending, processing, leases
+# KEYS: processing, leases
 # ARGV: job key prefix, max attempts, batch size, when jobs are put back in line (`queued`)
 # -> {requeued ids, {{fence, record fields}, ...} of jobs out of attempts, expired count}
 # Jobs out of attempts are only reported: core fails them (corral_core.job.fail with
 # worker_lost), and the caller stores each with FINISH, fenced and only if its lease is still
 # expired.
 RECOVER = _STATUSES + _NOW + _LINES + f"""
-local pending, processing, leases = KEYS[1], KEYS[2], KEYS[3]
+local processing, leases = KEYS[1], KEYS[2]
 local prefix, now, max_attempts = ARGV[1], micros(now_us()), tonumber(ARGV[2])
 local requeued, exhausted = {{}}, {{}}
 local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
@@ -400,7 +397,7 @@ for _, id in ipairs(expired) do
     redis.call('HDEL', job, 'started_at', 'worker')
     redis.call('ZREM', leases, id)
     redis.call('LREM', processing, 0, id)
-    put_back(job, id, pending, false, ARGV[4])
+    put_back(job, id, false, ARGV[4])
     table.insert(requeued, id)
   end
 end
@@ -414,7 +411,7 @@ for _, id in ipairs(redis.call('LRANGE', processing, 0, -1)) do
       redis.call('ZADD', leases, now, id)
     else
       redis.call('LREM', processing, 0, id)
-      if status == PENDING then put_back(prefix .. id, id, pending, true, ARGV[4]) end
+      if status == PENDING then put_back(prefix .. id, id, true, ARGV[4]) end
     end
   end
 end

@@ -131,8 +131,6 @@ class QueueKeys:
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
-        # The single line of the version before lines per language: still read, never filled.
-        self.pending = f"{prefix}pending"
         self.lines = f"{prefix}lines"  # SET of the per-language lines ever used
         self.processing = f"{prefix}processing"  # LIST of job ids taken by workers
         self.leases = f"{prefix}leases"  # ZSET job id -> lease deadline (µs, Redis' TIME)

@@ -293,7 +293,6 @@ class ShardedJobStore:
         for shard in self._shards:
             await shard.aclose()
 
-    close = aclose
 
 
 class ShardedCancelNotices:

@@ -134,7 +134,6 @@ class RedisJobStore:
         """Stop the notification reader. The client stays open: it is the caller's."""
         await self._finishes.aclose()
 
-    close = aclose
 
     def _heard(self, job_id: str, view: bytes) -> None:
         """A finish announced: wake the job's waiters, and when the announcement carried the job's
