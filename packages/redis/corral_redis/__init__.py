@@ -20,8 +20,9 @@ from corral_redis.connection import (
 )
 from corral_redis.container import RedisContainer
 from corral_redis.durability import Durability, RedisCanLoseJobs, check_durability, require_durable_redis
+from corral_redis.keyspace import QueueKeys
 from corral_redis.queue import RedisJobQueue
-from corral_redis.settings import QueueKeys, RedisSettings
+from corral_redis.settings import RedisSettings
 from corral_redis.shards import (
     ShardedCancelNotices,
     ShardedJobQueue,

@@ -38,8 +38,9 @@ from corral_core.access import Admitted, ApiKey, Authorized, Quotas, RateDecisio
 from corral_core.job import Job
 from corral_redis import scripts
 from corral_redis.connection import storage_errors
+from corral_redis.keyspace import QueueKeys
 from corral_redis.queue import RedisJobQueue
-from corral_redis.settings import DEFAULT_SETTINGS, QueueKeys, RedisSettings
+from corral_redis.settings import DEFAULT_SETTINGS, RedisSettings
 
 _quotas = msgspec.json.Decoder(Quotas)
 _time = msgspec.json.Decoder(datetime)

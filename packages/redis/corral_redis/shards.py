@@ -51,8 +51,9 @@ from corral_redis import scripts
 from corral_redis.apikeys import RedisAdmittingQueue, RedisKeyStore, RedisUsageLedger
 from corral_redis.cancels import RedisCancelNotices
 from corral_redis.connection import storage_errors
+from corral_redis.keyspace import QueueKeys
 from corral_redis.queue import RedisJobQueue
-from corral_redis.settings import QueueKeys, RedisSettings
+from corral_redis.settings import RedisSettings
 from corral_redis.store import RedisJobStore
 
 # How long an idle claim blocks on one shard before looking at all of them again.
