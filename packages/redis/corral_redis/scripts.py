@@ -47,27 +47,16 @@ def load(name: str, **instead: str) -> str:
     return _INCLUDE.sub(lambda include: load(instead.get(include[1], include[1]), **instead), source)
 
 
-# The queue's (queue.py).
-SUBMIT = load("submit")
-DEPTH = load("depth")
-START = load("start")
-RENEW = load("renew")
-FINISH = load("finish")
-CANCEL = load("cancel")
-RELEASE = load("release")
-RECOVER = load("recover")
+# The queue's (queue.py and, for a job whose owner's ledger is in another shard, shards.py).
+SUBMIT, DEPTH, START, RENEW, FINISH, CANCEL, RELEASE, RECOVER, SETTLE = map(
+    load, ["submit", "depth", "start", "renew", "finish", "cancel", "release", "recover", "settle"]
+)
 # On a Redis Cluster (shards.py): finishes and cancels announced on the channel's node alone.
 SHARDED_FINISH = load("finish", publish="spublish")
 SHARDED_CANCEL = load("cancel", publish="spublish")
-SETTLE = load("settle")
 # The worker registry's (workers.py).
-HEARTBEAT = load("heartbeat")
-HOLD_DUTY = load("hold_duty")
-LIVE_WORKERS = load("live_workers")
+HEARTBEAT, HOLD_DUTY, LIVE_WORKERS = map(load, ["heartbeat", "hold_duty", "live_workers"])
 # API keys, usage and idempotency records (apikeys.py).
-AUTHORIZE = load("authorize")
-BOOK = load("book")
-UNBOOK = load("unbook")
-ADMIT = load("admit")
-CLAIM_IDEMPOTENCY = load("claim_idempotency")
-RELEASE_IDEMPOTENCY = load("release_idempotency")
+AUTHORIZE, BOOK, UNBOOK, ADMIT, CLAIM_IDEMPOTENCY, RELEASE_IDEMPOTENCY = map(
+    load, ["authorize", "book", "unbook", "admit", "claim_idempotency", "release_idempotency"]
+)

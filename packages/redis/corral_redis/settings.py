@@ -19,9 +19,9 @@ _HASH_TAG = re.compile(r"\{[^{}]+\}")
 class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The [redis] section both deployables read, so that one config file sets it once.
 
-    Its variables are CORRAL_REDIS_<FIELD> (corral_system.config), except two that keep the
-    names they had before settings had sections. max_unfinished acts in the API (submissions), finished_ttl_s in the
-    worker (finishing and recovering jobs); either deployable ignores the other's.
+    Its variables are CORRAL_REDIS_<FIELD> (corral_system.config), except the two in env_names.
+    max_unfinished acts in the API (submissions), finished_ttl_s in the worker (finishing and
+    recovering jobs); either deployable ignores the other's.
     """
 
     config_section: ClassVar[str] = "redis"
