@@ -1,9 +1,4 @@
-"""Where the Redis adapters keep things, and how much they accept.
-
-Every key starts with one prefix that carries a Redis Cluster hash tag (`corral:{q}:` by
-default), so every key of one queue lives in one slot and each multi-key Lua script runs on one
-node, cluster or not.
-"""
+"""Which Redis the adapters use, under which key prefix (keyspace.py), and how much they accept."""
 
 from __future__ import annotations
 

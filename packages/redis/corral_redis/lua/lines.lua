@@ -3,7 +3,7 @@
 -- on. A job put in line notes when (`queued`: microseconds since the epoch, a space, the time
 -- as its JSON), for the claim that waited for it (start.lua).
 -- A job remembers its language's line in its hash (`line`).
--- A job with an owner waits in its owner's line of that language (`own`, Keyspace.owner_line);
+-- A job with an owner waits in its owner's line of that language (`own`, QueueKeys.owner_line);
 -- one without waits in the language's line itself. `<line>:turns` lists the language's lines
 -- that have jobs waiting, owners' and its own, each once, the next one to serve on the left.
 local function in_turn(line, own)
