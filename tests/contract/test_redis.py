@@ -199,7 +199,7 @@ async def test_a_moved_job_that_recovery_put_back_is_not_started(
 
     # The start script as the slow worker's claim runs it, with the id its BLMOVE got.
     started = await client.eval(
-        START, 3, keys.processing, keys.leases, keys.pending,
+        START, 3, keys.processing, keys.leases, keys.line("python"),
         keys.job_prefix, LEASE_MS, encode_time(clock.now()), "slow", moved, "",
     )  # fmt: skip
     assert started is None
@@ -499,7 +499,7 @@ async def test_every_status_change_a_script_makes_is_one_core_allows(
     moved = await client.lmove(keys.line("python"), keys.processing, "LEFT", "RIGHT")  # a blocked claim's BLMOVE
     assert moved is not None
     started = client.eval(
-        START, 3, keys.processing, keys.leases, keys.pending,
+        START, 3, keys.processing, keys.leases, keys.line("python"),
         keys.job_prefix, LEASE_MS, encode_time(clock.now()), "w4", moved, "",
     )  # fmt: skip
     assert await step("START", started) is not None

@@ -23,7 +23,7 @@ from corral_core import job as jobs
 from corral_core.job import Job, JobStatus
 from corral_core.ports import StorageUnavailable
 from corral_redis import RedisSettings, connect_to, make_queue, make_store
-from corral_redis.settings import QueueKeys
+from corral_redis.keyspace import QueueKeys
 from corral_redis.shards import shard_prefixes
 from corral_system.clock import SystemClock
 from corral_testbed.redis_cluster import RedisCluster, provide_cluster

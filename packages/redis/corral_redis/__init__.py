@@ -8,6 +8,7 @@ second of accepted jobs when the machine does; `always` loses nothing either way
 bench/queue_throughput.py measures.
 """
 
+from corral_redis.apikeys import RedisAdmittingQueue, RedisIdempotencyRecords, RedisKeyStore, RedisUsageLedger
 from corral_redis.cancels import RedisCancelNotices
 from corral_redis.connection import (
     RedisCredentialsError,
@@ -19,9 +20,9 @@ from corral_redis.connection import (
 )
 from corral_redis.container import RedisContainer
 from corral_redis.durability import Durability, RedisCanLoseJobs, check_durability, require_durable_redis
-from corral_redis.keys import RedisAdmittingQueue, RedisIdempotencyRecords, RedisKeyStore, RedisUsageLedger
+from corral_redis.keyspace import QueueKeys
 from corral_redis.queue import RedisJobQueue
-from corral_redis.settings import QueueKeys, RedisSettings
+from corral_redis.settings import RedisSettings
 from corral_redis.shards import (
     ShardedCancelNotices,
     ShardedJobQueue,

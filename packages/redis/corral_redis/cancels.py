@@ -25,7 +25,8 @@ from corral_core.job import JobStatus
 from corral_core.ports import StorageUnavailable
 from corral_redis.announcements import Announcements
 from corral_redis.connection import storage_errors
-from corral_redis.settings import DEFAULT_SETTINGS, QueueKeys, RedisSettings
+from corral_redis.keyspace import QueueKeys
+from corral_redis.settings import DEFAULT_SETTINGS, RedisSettings
 
 # How long, and how many, cancels heard are remembered for a waiter that comes after its notice
 # (a job claimed a moment before its cancel). One forgotten is still caught by a renewal.

@@ -82,64 +82,27 @@ def security_options(settings: RedisSettings) -> dict[str, Any]:
     return found
 
 
-def connect(
-    url: str,
-    *,
-    max_connections: int = 32,
-    pool_timeout_s: float = 5.0,
-    client_name: str | None = None,
-    socket_timeout: float = 5.0,
-    connect_timeout: float = 2.0,
-    retries: int = 3,
-    health_check_interval: int = 15,
-    **security: Any,
-) -> Redis:
+def connect(url: str, *, max_connections: int = 32, pool_timeout_s: float = 5.0, **options: Any) -> Redis:
     """A client of at most `max_connections` connections that retries a dropped one a few times.
 
     A command that finds every connection busy waits up to `pool_timeout_s` for one to come
     back: a burst of requests queues for a moment instead of failing, and the process never
     opens more connections than it was given (the notification subscription holds one of them).
-    Connections carry `client_name`, so `CLIENT LIST` tells whose they are.
+    `options` are _connection_options()'s: client name, timeouts, retries and security.
 
     The adapters' scripts are safe to run twice (see scripts.py), which is what a retry after a
-    lost reply does. `socket_timeout` must stay above RedisSettings.claim_block_s.
-
-    `security` (security_options()) logs in as an ACL user and, for rediss://, names the CA
-    and client certificate. A rediss:// connection always checks the server's certificate and
-    that it names the URL's host (redis-py's defaults, stated here so no upgrade relaxes them).
+    lost reply does. A rediss:// connection always checks the server's certificate and that it
+    names the URL's host.
     """
-    # TCP keepalive has no meaning on a Unix socket, whose connection class refuses the option.
-    keepalive = {} if url.startswith("unix:") else {"socket_keepalive": True}
-    if url.startswith("rediss:"):
-        security = {"ssl_cert_reqs": "required", "ssl_check_hostname": True, **security}
     pool = _BoundedPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=pool_timeout_s,
-        client_name=client_name,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=connect_timeout,
-        health_check_interval=health_check_interval,
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
-        **keepalive,
-        **security,
+        url, max_connections=max_connections, timeout=pool_timeout_s, **_connection_options(url, **options)
     )
     # The URL's scheme picked the class (TCP, TLS or a Unix socket); keep it, fixed.
     pool.connection_class = _keeping_cancellations(pool.connection_class)
     return Redis.from_pool(pool)
 
 
-def connect_cluster(
-    url: str,
-    *,
-    max_connections: int = 32,
-    client_name: str | None = None,
-    socket_timeout: float = 5.0,
-    connect_timeout: float = 2.0,
-    retries: int = 3,
-    health_check_interval: int = 15,
-    **security: Any,
-) -> Redis:
+def connect_cluster(url: str, *, max_connections: int = 32, **options: Any) -> Redis:
     """A Redis Cluster client, as connect() is for one server: `url` names any one node.
 
     RedisCluster follows MOVED and ASK replies and reloads the slot map after a failover; a
@@ -148,19 +111,7 @@ def connect_cluster(
     (MaxConnectionsError, a 503). Typed as Redis: the cluster client answers every command the
     adapters send (each names keys under one hash tag), so the adapters keep one signature.
     """
-    if url.startswith("rediss:"):
-        security = {"ssl_cert_reqs": "required", "ssl_check_hostname": True, **security}
-    client = _ClusterClient.from_url(
-        url,
-        max_connections=max_connections,
-        client_name=client_name,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=connect_timeout,
-        socket_keepalive=True,
-        health_check_interval=health_check_interval,
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
-        **security,
-    )
+    client = _ClusterClient.from_url(url, max_connections=max_connections, **_connection_options(url, **options))
     # The same cancellation fix as connect()'s, for every node this client will meet.
     kwargs = client.nodes_manager.connection_kwargs
     kwargs["connection_class"] = _keeping_cancellations(kwargs.get("connection_class", Connection))
@@ -169,13 +120,44 @@ def connect_cluster(
     return cast(Redis, client)
 
 
+def _connection_options(
+    url: str,
+    *,
+    client_name: str | None = None,
+    socket_timeout: float = 5.0,
+    connect_timeout: float = 2.0,
+    retries: int = 3,
+    health_check_interval: int = 15,
+    **security: Any,
+) -> dict[str, Any]:
+    """What connect() and connect_cluster() set on every connection: the options they take.
+
+    Connections carry `client_name`, so `CLIENT LIST` tells whose they are. `socket_timeout`
+    must stay above RedisSettings.claim_block_s. `security` (security_options()) logs in as an
+    ACL user and, for rediss://, names the CA and client certificate.
+    """
+    options: dict[str, Any] = {
+        "client_name": client_name,
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": connect_timeout,
+        "health_check_interval": health_check_interval,
+        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
+    }
+    # TCP keepalive has no meaning on a Unix socket, whose connection class refuses the option.
+    if not url.startswith("unix:"):
+        options["socket_keepalive"] = True
+    if url.startswith("rediss:"):
+        # redis-py's defaults, stated here so that no upgrade relaxes them.
+        options |= {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
+    return options | security
+
+
 class _ClusterClient(RedisCluster):
     """A RedisCluster that learns the cluster's map once, before its first command goes out.
 
     redis-py 8.1 races when many tasks send the first commands of a new RedisCluster together:
     one task's initialization closes connections that others are using, which then fail with
-    AttributeError (seen with 16 concurrent submits on a fresh client). The learning is done
-    once, under a lock, and every command waits for it.
+    AttributeError. The learning is done once, under a lock, and every command waits for it.
     """
 
     _learned = False
@@ -222,8 +204,7 @@ class _CancellationKeepingConnection(AbstractConnection):
     3.12, wait_for loses a cancellation that arrives once the write it wraps has completed but
     before wait_for resumes (CPython gh-86296): the command carries on and returns normally, and
     the cancelled task runs on as if nothing had happened. `task.cancel(); await task` then never
-    returns (a recovery loop stopped that way hung the fault tests), and an `asyncio.timeout`
-    whose cancellation is lost never fires.
+    returns, and an `asyncio.timeout` whose cancellation is lost never fires.
 
     Here a send that returns normally although the task was cancelled meanwhile raises the
     CancelledError itself. The command may have reached Redis, as with a cancellation an instant
@@ -252,8 +233,7 @@ class _HiredisPacking(AbstractConnection):
     """A connection that packs its commands with hiredis, as redis-py's synchronous ones do.
 
     redis-py's asyncio connections pack in Python, copying the command so far once per
-    argument: a SUBMIT (27 arguments, about 1 KB) took 17 µs to pack here, against 2 µs with
-    hiredis. What hiredis refuses (None, a bool, a bytearray) goes to redis-py's own packing,
+    argument, which a script's many arguments make slow; hiredis packs in C. What hiredis refuses (None, a bool, a bytearray) goes to redis-py's own packing,
     which packs it or raises its DataError as before.
     """
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dependency_injector import containers, providers
 
 from corral_core.ports import Clock
+from corral_redis.apikeys import RedisIdempotencyRecords, RedisKeyStore, RedisUsageLedger
 from corral_redis.connection import connect_to
-from corral_redis.keys import RedisIdempotencyRecords, RedisKeyStore, RedisUsageLedger
 from corral_redis.settings import RedisSettings
 from corral_redis.shards import make_admitting, make_cancel_notices, make_queue, make_store
 from corral_redis.workers import RedisWorkerRegistry

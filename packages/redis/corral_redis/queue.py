@@ -1,55 +1,10 @@
 """The job queue on Redis: lists for the line, a ZSET of leases, a fence per job.
 
-Layout (every key under the settings' prefix, see settings.py and records.py):
-
-- `pending:<language>`, one LIST per language of job ids in line, oldest on the left (the job's
-  hash names its line), and `lines`, the SET of those lists. A worker takes only from the lines
-  of the languages it offers, so a worker without Java never takes a Java job;
-- `pending:<language>:owner:<key id>`, one LIST per owner (API key) with jobs waiting in that
-  language; jobs without an owner (keys off) wait in `pending:<language>` itself, as one owner.
-  `pending:<language>:turns` lists the language's lines with jobs waiting, each once, in the
-  order claims serve them;
-- `pending:<language>:wake`, a LIST of one token per job put in that line: an idle worker
-  blocks in BLPOP on the wake lists of its languages (a blocking pop can wait on several keys,
-  a blocking move only on one). A token is only a hint; losing one costs a worker at most one
-  `claim_block_s` of sleep, never a job;
-- `processing`, a LIST of the ids workers took. A worker takes an id with a move from
-  its line, never a pop, so a job is never only in a worker's memory;
-- `leases`, a ZSET of the running job ids scored by lease deadline (Redis' TIME, µs);
-- `job:<id>`, a HASH per job (records.py), with `fence`, the token counter of its leases;
-- `reserved`, the bytes set aside for the results of unfinished jobs (records.py, byte budget);
-- `cancelled`, a pub/sub channel of the ids of jobs just cancelled, which workers listen to
-  (cancels.py) so that a cancelled job's sandbox is stopped at once.
-
-A cancelled pending job leaves its id in its line until a claim passes over it (START drops ids
-whose job is not PENDING): until then the id still counts towards max_unfinished.
-
-Lists and leases rather than Streams: a consumer group's pending-entries list has delivery
-counts and XAUTOCLAIM, but none of them fits here. A released job must be next in line, and a
-stream only appends; attempts must not count a release or a worker that died before starting
-the job, which a delivery count does; and entries must be trimmed by hand. A stream would add a
-PEL beside the same lease ZSET, fence and attempt counter instead of replacing any of them.
-
-Lease deadlines are Redis' own clock (see scripts.py): the injected Clock only stamps the
-started_at and finished_at that users read, so a worker's skewed clock cannot expire a lease.
-
-Claiming is one script (LMOVE from the first of the worker's lines with a job, then start).
-Fairness between languages: each claim starts at the next of the worker's lines in turn, so a
-worker offering Java and Python under a flood of Java jobs still takes every other Python job.
-Only when all its lines are empty does a worker block, on their wake lists, and then claims
-again with the line it was woken for first: that START goes in one pipeline with the BLPOP, so
-Redis runs it as soon as the wake comes, not a round trip later when the worker has read the
-wake. It was sent before the wait, with the time the wait began, so START stamps the job's
-started_at with the later of that and the time the job was put in line (its `queued`): a job
-that wakes a waiting worker starts as it is put in line.
-
-Fairness between owners, inside a language: a claim takes the next job of the owner whose turn
-it is and sends that owner to the back of the turns, so a key with thousands of jobs queued
-delays another key's next job by at most one job per key waiting, not by its whole backlog.
-
-Workers of the version before lines took from the single `pending` list with a BLMOVE and then
-started the moved id with the same script; that path is still served (a rolling upgrade), and a
-job left in `processing` without a lease is put back by recovery without counting an attempt.
+Lists and leases rather than Streams: a released job must be next in line, where a stream only
+appends, and an attempt must not count a release or a worker that died before starting the job,
+which a consumer group's delivery count does. Lease deadlines are Redis' own clock, so a
+worker's skewed clock cannot expire a lease. docs/queue.md says how claims and fairness work,
+docs/redis-keys.md which keys hold what.
 """
 
 from __future__ import annotations
@@ -68,6 +23,7 @@ from corral_core.job import Job, encode_job
 from corral_core.ports import Clock, Lease, QueueDepth, QueueFull, RecoveryReport, StorageFull
 from corral_redis import scripts
 from corral_redis.connection import storage_errors
+from corral_redis.keyspace import QueueKeys
 from corral_redis.records import (
     decode_record,
     encode_head,
@@ -77,7 +33,7 @@ from corral_redis.records import (
     progress_fields,
     result_reserve,
 )
-from corral_redis.settings import DEFAULT_SETTINGS, QueueKeys, RedisSettings
+from corral_redis.settings import DEFAULT_SETTINGS, RedisSettings
 
 
 class RedisJobQueue:
@@ -125,7 +81,7 @@ class RedisJobQueue:
         keys = self._keys
         language = job.request.language
         return [
-            keys.job(job.id), keys.line(language), keys.processing, keys.lines, keys.pending, keys.reserved,
+            keys.job(job.id), keys.line(language), keys.processing, keys.lines, keys.reserved,
             keys.owner_line(language, job.owner),
         ]  # fmt: skip
 
@@ -151,8 +107,6 @@ class RedisJobQueue:
         deadline = loop.time() + timeout_s
         with storage_errors():
             lines = await self._lines(languages)
-            # The old single line held only Python jobs (the one language there was).
-            legacy = [self._keys.pending] if languages is None or "python" in languages else []
             woken: str | None = None
             while True:
                 self._turn += 1
@@ -160,7 +114,7 @@ class RedisJobQueue:
                 order = lines[start:] + lines[:start]
                 if woken is not None:
                     order = [woken] + [line for line in order if line != woken]
-                lease = await self._start_job(worker_id, lease_ms, order + legacy, woken is not None)
+                lease = await self._start_job(worker_id, lease_ms, order, woken is not None)
                 if lease is not None:
                     return lease
                 remaining = deadline - loop.time()
@@ -176,9 +130,9 @@ class RedisJobQueue:
                 # Redis blocks in whole milliseconds and reads 0 as "forever".
                 wait_s = max(min(remaining, self._settings.claim_block_s), 0.01)
                 if self._cluster:
-                    popped = await self._client.blpop([f"{line}:wake" for line in lines], wait_s)
+                    popped = await self._client.blpop([self._keys.wake(line) for line in lines], wait_s)
                 else:
-                    popped, lease = await self._woken_and_started(worker_id, lease_ms, lines, order + legacy, wait_s)
+                    popped, lease = await self._woken_and_started(worker_id, lease_ms, lines, order, wait_s)
                     if lease is not None:
                         return lease
                 woken = _text(popped[0]).removesuffix(":wake") if popped else None
@@ -204,7 +158,7 @@ class RedisJobQueue:
         stays, and wakes an idle worker once for nothing (a token is only a hint)."""
         keys, args = self._start_call(worker_id, lease_ms, order, woken=True, waits=True)
         pipe = self._client.pipeline(transaction=False)
-        pipe.blpop([f"{line}:wake" for line in lines], wait_s)
+        pipe.blpop([self._keys.wake(line) for line in lines], wait_s)
         pipe.evalsha(self._start.sha, len(keys), *keys, *args)
         popped, started = await pipe.execute(raise_on_error=False)
         if isinstance(popped, Exception):
@@ -257,7 +211,7 @@ class RedisJobQueue:
         keys = self._keys
         with storage_errors():
             released = await self._release(
-                keys=[keys.job(lease.job.id), keys.pending, keys.processing, keys.leases],
+                keys=[keys.job(lease.job.id), keys.processing, keys.leases],
                 args=[lease.job.id, lease.token, encode_queued(self._clock.now())],
             )
         return int(released) == 1
@@ -280,7 +234,7 @@ class RedisJobQueue:
         with storage_errors():
             while True:
                 moved, exhausted, expired = await self._recover(
-                    keys=[keys.pending, keys.processing, keys.leases],
+                    keys=[keys.processing, keys.leases],
                     args=[keys.job_prefix, max_attempts, batch, encode_queued(now)],
                 )
                 requeued.extend(job_id.decode() for job_id in moved)
@@ -301,7 +255,7 @@ class RedisJobQueue:
     async def depth(self) -> QueueDepth:
         keys = self._keys
         with storage_errors():
-            pending = await self._depth(keys=[keys.lines, keys.pending])
+            pending = await self._depth(keys=[keys.lines])
             processing = await self._client.llen(keys.processing)
         return QueueDepth(pending=int(pending), unfinished=int(pending) + int(processing))
 

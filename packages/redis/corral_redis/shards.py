@@ -15,7 +15,7 @@ wake lists at a time (a blocking pop cannot wait on keys of several slots), for 
 before trying all of them again. A job that lands on another shard meanwhile waits at most that
 slice.
 
-The owner's usage ledger (corral_redis.keys) lives in the control shard, which FINISH cannot
+The owner's usage ledger (corral_redis.apikeys) lives in the control shard, which FINISH cannot
 reach from another slot: a sharded job's finish settles the booking with a second script, on
 the control shard, right after. A crash between the two leaves the booking counted as
 unfinished until the key's bookings are cleared by hand (the job itself is done): quotas are
@@ -48,33 +48,16 @@ from corral_core.access import AdmittingInSteps
 from corral_core.job import Job, decode_job
 from corral_core.ports import Clock, Lease, QueueDepth, RecoveryReport, StorageUnavailable
 from corral_redis import scripts
+from corral_redis.apikeys import RedisAdmittingQueue, RedisKeyStore, RedisUsageLedger
 from corral_redis.cancels import RedisCancelNotices
 from corral_redis.connection import storage_errors
-from corral_redis.keys import RedisAdmittingQueue, RedisKeyStore, RedisUsageLedger
+from corral_redis.keyspace import QueueKeys
 from corral_redis.queue import RedisJobQueue
-from corral_redis.scripts import _NOW
-from corral_redis.settings import QueueKeys, RedisSettings
+from corral_redis.settings import RedisSettings
 from corral_redis.store import RedisJobStore
 
 # How long an idle claim blocks on one shard before looking at all of them again.
 _SHARD_BLOCK_S = 0.1
-
-# KEYS: the owner's ledger ZSET. ARGV: job id, ttl (ms). What FINISH does for an unsharded job.
-SETTLE = (
-    _NOW
-    + """
-redis.call('ZADD', KEYS[1], 'XX', micros(now_us() + tonumber(ARGV[2]) * 1000), ARGV[1])
-return 1
-"""
-)
-
-
-def sharded_publish(script: str) -> str:
-    """`script` announcing with SPUBLISH: on a Cluster, a PUBLISH is copied to every node."""
-    published = script.replace("redis.call('PUBLISH',", "redis.call('SPUBLISH',")
-    assert published != script, "the script announces nothing"
-    return published
-
 
 def shard_prefixes(settings: RedisSettings) -> list[str]:
     """Every shard's key prefix: key_prefix itself for one shard, else its tag numbered."""
@@ -107,7 +90,7 @@ def make_queue(client: Redis, clock: Clock, settings: RedisSettings) -> RedisJob
 def make_admitting(
     client: Redis, queue: RedisJobQueue | ShardedJobQueue, settings: RedisSettings
 ) -> RedisAdmittingQueue | AdmittingInSteps:
-    """A keyed submit in one round trip (keys.ADMIT) where it can be one script, else in steps.
+    """A keyed submit in one round trip (scripts.ADMIT) where it can be one script, else in steps.
 
     ADMIT reads the key and books its usage in the control shard and queues in the job's shard:
     one script only when they are the same slot and the submit needs no replica's WAIT.
@@ -137,12 +120,12 @@ class ShardQueue(RedisJobQueue):
     def __init__(self, client: Redis, clock: Clock, settings: RedisSettings, control: RedisSettings) -> None:
         super().__init__(client, clock, settings)
         if settings.cluster:
-            self._finish = client.register_script(sharded_publish(scripts.FINISH))
-            self._cancel = client.register_script(sharded_publish(scripts.CANCEL))
+            self._finish = client.register_script(scripts.SHARDED_FINISH)
+            self._cancel = client.register_script(scripts.SHARDED_CANCEL)
         self._ledger = QueueKeys(control.key_prefix)
         # The ledger is out of this shard's slot unless the shard is the control shard itself.
         self._settles_apart = control.key_prefix != settings.key_prefix
-        self._settle = client.register_script(SETTLE)
+        self._settle = client.register_script(scripts.SETTLE)
 
     def submit_args(self, job: Job) -> list[str | bytes | int]:
         args = super().submit_args(job)
@@ -293,7 +276,6 @@ class ShardedJobStore:
         for shard in self._shards:
             await shard.aclose()
 
-    close = aclose
 
 
 class ShardedCancelNotices:

@@ -31,8 +31,9 @@ from redis.asyncio import Redis
 from corral_core.job import Job, without_inputs
 from corral_redis.announcements import Announcements
 from corral_redis.connection import storage_errors
+from corral_redis.keyspace import QueueKeys
 from corral_redis.records import VIEW_FIELDS, announced_view, decode_record
-from corral_redis.settings import DEFAULT_SETTINGS, QueueKeys, RedisSettings
+from corral_redis.settings import DEFAULT_SETTINGS, RedisSettings
 
 # How long, and how many, finished ids heard are remembered for a waiter that comes after its
 # job's notification (a job done before its submitter began to wait).
@@ -134,7 +135,6 @@ class RedisJobStore:
         """Stop the notification reader. The client stays open: it is the caller's."""
         await self._finishes.aclose()
 
-    close = aclose
 
     def _heard(self, job_id: str, view: bytes) -> None:
         """A finish announced: wake the job's waiters, and when the announcement carried the job's

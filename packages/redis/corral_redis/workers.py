@@ -14,7 +14,8 @@ from redis.asyncio import Redis
 from corral_core.ports import WorkerInfo
 from corral_redis import scripts
 from corral_redis.connection import storage_errors
-from corral_redis.settings import DEFAULT_SETTINGS, QueueKeys, RedisSettings
+from corral_redis.keyspace import QueueKeys
+from corral_redis.settings import DEFAULT_SETTINGS, RedisSettings
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(WorkerInfo).decode

@@ -14,8 +14,8 @@ from corral_contract.clock import ManualClock
 from corral_contract.queue import new_job, ok_result
 from corral_core import job as jobs
 from corral_redis import RedisJobQueue, RedisJobStore, RedisSettings, connect
+from corral_redis.keyspace import QueueKeys
 from corral_redis.records import MAX_ANNOUNCED_VIEW_BYTES
-from corral_redis.settings import QueueKeys
 
 
 @pytest.fixture

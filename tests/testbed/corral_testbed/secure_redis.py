@@ -35,7 +35,7 @@ _CONNECTION = "+ping +client|setname +info +evalsha +script|load"
 # The API: SUBMIT (its byte reserve: GET, INCRBY; the per-language lines: SMEMBERS, SADD),
 # DEPTH and LIVE_WORKERS (scripts), HMGET and HGET (GET /jobs), LLEN in MULTI (the depth
 # metrics), SUBSCRIBE (long polls wake on the finished
-# channel); for API keys (corral_redis.keys) AUTHORIZE (the key's GCRA state: GET, SET), BOOK
+# channel); for API keys (corral_redis.apikeys) AUTHORIZE (the key's GCRA state: GET, SET), BOOK
 # and UNBOOK (the owner's usage ledger: ZSET and HASH), the idempotency records (GET, SET, DEL);
 # and `corral-api keys create|list|revoke`, run on the API host as this user (HSET in MULTI,
 # HGETALL, DEL); SUBMIT's per-owner lines and turns (LPOS, LPUSH, LRANGE), and CANCEL (DECRBY,

@@ -36,132 +36,11 @@ from redis.asyncio import Redis
 
 from corral_core.access import Admitted, ApiKey, Authorized, Quotas, RateDecision
 from corral_core.job import Job
+from corral_redis import scripts
 from corral_redis.connection import storage_errors
+from corral_redis.keyspace import QueueKeys
 from corral_redis.queue import RedisJobQueue
-from corral_redis.scripts import _LINES, _NOW, _WRITE_PROGRESS, SUBMIT
-from corral_redis.settings import DEFAULT_SETTINGS, QueueKeys, RedisSettings
-
-# KEYS: the key's record. ARGV: rate key prefix, default limit, default window (s)
-# -> nil (no such key), or {id, name, created_at, admin, quotas, allowed, limit, window (s),
-#    remaining, reset (µs), retry after (µs)}
-# GCRA: one request against a key's rate kept in `rate` (its theoretical arrival time, µs)
-# -> {allowed, limit, window (s), remaining, reset (µs), retry after (µs)}
-_GCRA = """
-local function gcra(rate, limit, window, now)
-  local window_us = window * 1000000
-  local interval = window_us / limit
-  local tat = math.max(tonumber(redis.call('GET', rate) or '0'), now)
-  local next_tat = tat + interval
-  if next_tat - now > window_us then
-    return {0, limit, window, 0, micros(tat - now), micros(next_tat - now - window_us)}
-  end
-  redis.call('SET', rate, micros(next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1)
-  return {1, limit, window, math.floor((window_us - (next_tat - now)) / interval), micros(next_tat - now), '0'}
-end
-"""
-
-# KEYS: the key's record. ARGV: rate key prefix, default limit, default window (s)
-# -> nil (no such key), or {id, name, created_at, admin, quotas, then GCRA's answer}
-AUTHORIZE = (
-    _NOW
-    + _GCRA
-    + """
-local record = redis.call('HMGET', KEYS[1], 'id', 'name', 'created_at', 'admin', 'quotas')
-if not record[1] then return nil end
-local quotas = cjson.decode(record[5] or '{}')
-local limit, window = tonumber(ARGV[2]), tonumber(ARGV[3])
-if type(quotas.rate_limit) == 'number' then limit = quotas.rate_limit end
-if type(quotas.rate_window_s) == 'number' then window = quotas.rate_window_s end
-local rate = gcra(ARGV[1] .. record[1], limit, window, now_us())
-return {record[1], record[2], record[3], record[4], record[5] or '{}', unpack(rate)}
-"""
-)
-
-# KEYS: ledger ZSET, bytes HASH. ARGV: job id, size, max unfinished, max bytes; `now` (µs)
-# -> 'ok', or the quota the booking would break
-# The bytes HASH holds a job's booking exactly while the ledger does (both are written and
-# dropped together; FINISH only moves the ledger's score), so one HMGET finds both whether the
-# job is booked and the key's total.
-_BOOK = """
-local ledger, sizes, id = KEYS[1], KEYS[2], ARGV[1]
-local lapsed = redis.call('ZRANGEBYSCORE', ledger, '-inf', micros(now), 'LIMIT', 0, 1000)
-if #lapsed > 0 then
-  local freed = 0
-  for _, size in ipairs(redis.call('HMGET', sizes, unpack(lapsed))) do freed = freed + tonumber(size or '0') end
-  redis.call('HINCRBY', sizes, ':total', -freed)
-  redis.call('HDEL', sizes, unpack(lapsed))
-  redis.call('ZREM', ledger, unpack(lapsed))
-end
-local booked = redis.call('HMGET', sizes, id, ':total')
--- A booking re-sent after its reply was lost finds itself: it was made.
-if booked[1] then return 'ok' end
-if redis.call('ZCOUNT', ledger, '+inf', '+inf') >= tonumber(ARGV[3]) then return 'unfinished jobs' end
-local total = tonumber(booked[2] or '0') + tonumber(ARGV[2])
-if total > tonumber(ARGV[4]) then return 'stored bytes' end
-redis.call('ZADD', ledger, '+inf', id)
-redis.call('HSET', sizes, id, ARGV[2], ':total', micros(total))
-return 'ok'
-"""
-BOOK = _NOW + "local now = now_us()\n" + _BOOK
-
-# KEYS: ledger ZSET, bytes HASH. ARGV: job id. Only a booking still unfinished is taken back.
-UNBOOK = """
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if score ~= 'inf' then return 0 end
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HINCRBY', KEYS[2], ':total', -tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0'))
-redis.call('HDEL', KEYS[2], ARGV[1])
-return 1
-"""
-
-# KEYS: the key's record, its rate, its ledger ZSET and bytes HASH, then SUBMIT's KEYS
-# ARGV: the key's id, its rate limit and window (s), the job's size, its max unfinished and max
-# bytes (the key's quotas, resolved), then SUBMIT's ARGV (whose second is the job id)
-# -> {outcome, GCRA's answer}; outcome 'ok', 'revoked' (no key with that id: no answer
-#    follows), 'rate', BOOK's refusal, or 'queue <SUBMIT outcome>'
-# The key's quotas come from the caller, who read them from the key's record (they never
-# change); the record itself is only checked to be there, which is what revoking removes.
-# BOOK, UNBOOK and SUBMIT run as they are, as functions whose KEYS and ARGV are ADMIT's slices.
-_SUBMIT_BODY = SUBMIT.removeprefix(_WRITE_PROGRESS + _LINES)
-assert _SUBMIT_BODY != SUBMIT, "SUBMIT starts with its helpers"
-ADMIT = (
-    _NOW
-    + _GCRA
-    + "local function book(KEYS, ARGV, now)\n" + _BOOK + "end\n"
-    + "local function unbook(KEYS, ARGV)\n" + UNBOOK + "end\n"
-    + "local function submit(KEYS, ARGV)\n" + _WRITE_PROGRESS + _LINES + _SUBMIT_BODY + "end\n"
-    + """
-if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return {'revoked'} end
-local now = now_us()
-local rate = gcra(KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[3]), now)
-if rate[1] ~= 1 then return {'rate', unpack(rate)} end
-local ledger = {KEYS[3], KEYS[4]}
-local job_keys, job_args = {unpack(KEYS, 5)}, {unpack(ARGV, 7)}
-local booked = book(ledger, {job_args[2], ARGV[4], ARGV[5], ARGV[6]}, now)
-if booked ~= 'ok' then return {booked, unpack(rate)} end
-local queued = submit(job_keys, job_args)
-if queued ~= 1 then
-  unbook(ledger, {job_args[2]})
-  return {'queue ' .. queued, unpack(rate)}
-end
-return {'ok', unpack(rate)}
-"""
-)
-
-# KEYS: the record. ARGV: "<job id> <fingerprint>", ttl (s) -> nil when claimed, else the first
-CLAIM = """
-local first = redis.call('GET', KEYS[1])
-if first then return first end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return nil
-"""
-
-# KEYS: the record. ARGV: job id. Deleted only while it still names that job.
-RELEASE_CLAIM = """
-local first = redis.call('GET', KEYS[1])
-if first and string.sub(first, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then redis.call('DEL', KEYS[1]) end
-return 0
-"""
+from corral_redis.settings import DEFAULT_SETTINGS, RedisSettings
 
 _quotas = msgspec.json.Decoder(Quotas)
 _time = msgspec.json.Decoder(datetime)
@@ -180,7 +59,7 @@ class RedisKeyStore:
     def __init__(self, client: Redis, settings: RedisSettings = DEFAULT_SETTINGS) -> None:
         self._client = client
         self._keys = QueueKeys(settings.key_prefix)
-        self._authorize = client.register_script(AUTHORIZE)
+        self._authorize = client.register_script(scripts.AUTHORIZE)
 
     async def add(self, key: ApiKey, hashed: str) -> None:
         record = {
@@ -260,8 +139,8 @@ def _api_key(values: list[Any]) -> ApiKey:
 class RedisUsageLedger:
     def __init__(self, client: Redis, settings: RedisSettings = DEFAULT_SETTINGS) -> None:
         self._keys = QueueKeys(settings.key_prefix)
-        self._book = client.register_script(BOOK)
-        self._unbook = client.register_script(UNBOOK)
+        self._book = client.register_script(scripts.BOOK)
+        self._unbook = client.register_script(scripts.UNBOOK)
 
     async def book(self, owner: str, job_id: str, size: int, max_unfinished: int, max_bytes: int) -> str | None:
         with storage_errors():
@@ -283,7 +162,7 @@ class RedisAdmittingQueue:
     def __init__(self, client: Redis, queue: RedisJobQueue, settings: RedisSettings = DEFAULT_SETTINGS) -> None:
         self._queue = queue
         self._keys = QueueKeys(settings.key_prefix)
-        self._admit = client.register_script(ADMIT)
+        self._admit = client.register_script(scripts.ADMIT)
 
     async def submit_admitted(self, job: Job, hashed: str, quotas: Quotas, size: int) -> Admitted:
         assert quotas.max_unfinished is not None and quotas.max_stored_bytes is not None, "quotas are resolved"
@@ -310,8 +189,8 @@ class RedisAdmittingQueue:
 class RedisIdempotencyRecords:
     def __init__(self, client: Redis, settings: RedisSettings = DEFAULT_SETTINGS) -> None:
         self._keys = QueueKeys(settings.key_prefix)
-        self._claim = client.register_script(CLAIM)
-        self._release = client.register_script(RELEASE_CLAIM)
+        self._claim = client.register_script(scripts.CLAIM_IDEMPOTENCY)
+        self._release = client.register_script(scripts.RELEASE_IDEMPOTENCY)
 
     def _record(self, scope: str, key: str) -> str:
         # Hashed: a client's key may be long or hold anything; the record's name stays short.
