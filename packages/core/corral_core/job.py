@@ -252,27 +252,16 @@ def worker_lost(attempts: int) -> JobError:
     )
 
 
-# On the wire a job is one flat JSON object, the request's fields beside the job's own, as it
-# was before `Job.request` existed: a worker or API of the previous version reads what this one
-# writes, and this one reads what they wrote (a nested "request" object is read too).
-_REQUEST_FIELDS = frozenset(RunRequest.__struct_fields__)
+# On the wire a job is msgspec's JSON of the Job. Reading is lenient (fields this version does
+# not know are ignored, fields it lacks get their defaults): the API and the worker are deployed
+# separately, and one may be a version ahead of the other.
 _job_encoder = msgspec.json.Encoder()
+_job_decoder = msgspec.json.Decoder(Job)
 
 
 def encode_job(job: Job) -> bytes:
-    fields = msgspec.to_builtins(job)
-    fields.update(fields.pop("request"))
-    if not fields["annotations"]:
-        del fields["annotations"]  # a job without them is written exactly as before they existed
-    if not fields["owner"]:
-        del fields["owner"]  # likewise a job submitted without keys
-    return _job_encoder.encode(fields)
+    return _job_encoder.encode(job)
 
 
 def decode_job(data: bytes | str) -> Job:
-    fields = msgspec.json.decode(data)
-    if not isinstance(fields, dict):
-        raise msgspec.ValidationError(f"a job is a JSON object, not {type(fields).__name__}")
-    if "request" not in fields:
-        fields["request"] = {name: fields.pop(name) for name in _REQUEST_FIELDS & fields.keys()}
-    return msgspec.convert(fields, Job)
+    return _job_decoder.decode(data)

@@ -103,7 +103,7 @@ async def check_durability(client: Redis, *, accept_data_loss: bool = False) -> 
 async def _read_config(client: Redis) -> dict[str, str]:
     """appendonly, appendfsync and maxmemory-policy, from CONFIG GET or else from INFO.
 
-    Managed services and the narrow ACL users of the README's deployment section refuse CONFIG
+    Managed services and the narrow ACL users of the deployment section of docs/operations.md refuse CONFIG
     (it would show every setting, secrets included); INFO shows the two settings that decide,
     though not appendfsync. Raises ResponseError when Redis refuses both.
     """

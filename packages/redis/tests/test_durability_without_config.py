@@ -1,4 +1,4 @@
-"""The start check against a Redis user that may not run CONFIG (README "Deployment")."""
+"""The start check against a Redis user that may not run CONFIG (docs/operations.md, "Deployment")."""
 
 from __future__ import annotations
 
