@@ -1,17 +1,11 @@
 """The API's runtime catalog: the runtimes the live workers announce in their heartbeats.
 
-Read from the worker registry at most once a second: every submission checks its language,
-and the answer only changes when workers come or go. While the app runs, `keep_fresh` reads it
-again every half second in the background, so that no submission waits for that read (a wait of
-one more round trip to Redis, for every submission that came a second or more after the last
-one); a list older than a second is still read on the spot, as when that reader is stopped or
-Redis was unreachable for it.
-
-An empty list is never answered from the cache: it means no worker is known, and then every
-language is accepted (core's check_language). A worker's first heartbeat would otherwise take
-up to half a second to reach submissions, while /readyz, which reads the registry itself,
-already says ready: in that window a job for a language no worker offers was accepted, where a
-moment later it is refused. Reading on the spot costs a round trip only while no worker is live.
+Every submission checks its language against it, and the answer only changes when workers come
+or go: it is read from the worker registry at most once a `max_age_s`, and while the app runs
+`keep_fresh` reads it again every half of that in the background, so that no submission waits
+for the read. An empty list (no worker known, when every language is accepted) is never
+answered from the cache, so that a first worker's languages count from its first heartbeat,
+as /readyz does.
 """
 
 from __future__ import annotations
