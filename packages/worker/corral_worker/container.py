@@ -21,7 +21,7 @@ from corral_redis import (
     ShardedCancelNotices,
 )
 from corral_sandbox import HostReport, NsJailSandbox
-from corral_system.clock import SkewedClock
+from corral_system.clock import SystemClock
 from corral_worker.service import Worker
 from corral_worker.settings import WorkerSettings
 from corral_worker.telemetry import InstrumentedJobQueue, InstrumentedWorkerRegistry, TimedSandbox, WorkerMetrics
@@ -35,7 +35,7 @@ class WorkerContainer(containers.DeclarativeContainer):
     # before anything else is built.
     host = providers.Dependency(instance_of=HostReport)
 
-    clock = providers.Singleton(SkewedClock, settings.provided.clock_skew_s)
+    clock = providers.Singleton(SystemClock)
     storage = providers.Container(RedisContainer, settings=redis_settings, clock=clock, client_name="corral-worker")
     redis = storage.client
     # Typed because a sub-container's providers are Any to mypy.

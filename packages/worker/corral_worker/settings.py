@@ -47,10 +47,6 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # On SIGTERM, how long running jobs get to finish before they go back to the queue; at
     # least [limits.max] wall_time_ms plus 10 s, so that no job is handed back at every restart.
     shutdown_grace_s: Annotated[float, msgspec.Meta(ge=0)] = _MAX_WALL_TIME_MS / 1000 + SHUTDOWN_MARGIN_S
-
-    # Test-only: this worker's clock runs this many seconds off, as on a host with a wrong
-    # clock. It changes only the times the worker stamps; leases keep Redis' time. Leave it 0.
-    clock_skew_s: float = 0
     # Where the worker serves /metrics (Prometheus): the supervisor, for all its processes.
     # Port 0: no metrics endpoint.
     metrics_host: str = "127.0.0.1"
