@@ -190,7 +190,7 @@ def _load_section(
         found = _lookup(in_file, leaf.path)
         if name in environ:
             value, sources[leaf.name], where = environ[name], "env", name
-        elif found is not _ABSENT:
+        elif found is not None:
             value, sources[leaf.name] = found, "file"
             where = f"{name} ({leaf.key(table)} in {path})"
         elif len(leaf.path) > 1:
@@ -222,9 +222,6 @@ def _load_section(
     return made, rows
 
 
-_ABSENT = object()
-
-
 def _unknown_keys(kind: type[msgspec.Struct], table: str, in_file: Mapping[str, Any]) -> list[str]:
     problems: list[str] = []
     held = _held_sections(kind)
@@ -242,11 +239,12 @@ def _unknown_keys(kind: type[msgspec.Struct], table: str, in_file: Mapping[str, 
 
 
 def _lookup(table: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    """The file's value at `path`, or None where it has none (TOML has no null)."""
     for key in path[:-1]:
         table = table.get(key)  # type: ignore[assignment]
         if not isinstance(table, dict):
-            return _ABSENT
-    return table.get(path[-1], _ABSENT)
+            return None
+    return table.get(path[-1])
 
 
 def _put(values: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
