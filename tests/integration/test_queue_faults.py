@@ -427,9 +427,9 @@ async def test_workers_with_skewed_clocks_finish_every_job_once_and_the_service_
     async with open_queue(redis_url) as queue:
         # Ahead: it holds the recovery duty, and with its own clock would see every lease as
         # expired. Behind: its heartbeats would look long dead to everyone else.
-        ahead = start_worker(queue, redis_url, "ahead", CORRAL_CLOCK_SKEW_S="300")
+        ahead = start_worker(queue, redis_url, "ahead", **skewed_clock("+300s"))
         await eventually(lambda: _holds_duty(queue, "ahead"), what="the skewed worker to take the recovery duty")
-        behind = start_worker(queue, redis_url, "behind", CORRAL_CLOCK_SKEW_S="-300")
+        behind = start_worker(queue, redis_url, "behind", **skewed_clock("-300s"))
         api = Corral(redis_url, tmp_path, env={"CORRAL_REDIS_KEY_PREFIX": queue.settings.key_prefix})
         api.start_api()
         try:
@@ -453,6 +453,18 @@ async def test_workers_with_skewed_clocks_finish_every_job_once_and_the_service_
             assert final.status is JobStatus.COMPLETED and final.attempts == 1, final
         finished_once(job_ids, ahead, behind)
         assert answers and all(answer == (200, True, 2) for answer in answers), answers
+
+
+def skewed_clock(offset: str) -> dict[str, str]:
+    """The environment that runs one process with its wall clock `offset` off (`+300s`), as on
+    a host whose clock is wrong: Debian's libfaketime, preloaded into that process alone.
+    Redis' time, which leases keep, stays true."""
+    found = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    if not found:
+        pytest.fail("libfaketime is missing: apt-get install faketime")
+    # Its monotonic clock moves by the same constant, which leaves every duration as it was:
+    # libfaketime 0.9.10's clock_nanosleep fails (EINVAL) under FAKETIME_DONT_FAKE_MONOTONIC.
+    return {"LD_PRELOAD": str(found[0]), "FAKETIME": offset}
 
 
 @pytest.fixture

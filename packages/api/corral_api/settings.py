@@ -1,4 +1,4 @@
-"""The API's [api] section (corral_system.config); the API also reads Redis' [redis] one."""
+"""The API's [api] section (corral_system.config); the API also reads [limits] and [redis]."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Annotated, ClassVar
 import msgspec
 
 from corral_core.access import Quotas
-from corral_core.job import Limits
-from corral_core.policy import DEFAULT_LIMIT_POLICY, LIMIT_FIELDS, LimitPolicy, SizePolicy
+from corral_core.limit_settings import LimitSettings
+from corral_core.policy import LimitPolicy, SizePolicy
 from corral_http.options import HttpOptions
 from corral_redis import RedisSettings
 
@@ -16,7 +16,6 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 _SIZES = SizePolicy()
-_DEFAULTS, _MAXIMA = DEFAULT_LIMIT_POLICY.defaults, DEFAULT_LIMIT_POLICY.maxima
 
 
 class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -56,27 +55,8 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     max_stdin_bytes: Positive = _SIZES.max_stdin_bytes
     max_files: Positive = _SIZES.max_files
     max_files_bytes: Positive = _SIZES.max_files_bytes
-    # The limits a job gets when its request names none.
-    limit_default_cpu_time_ms: Positive = _DEFAULTS.cpu_time_ms
-    limit_default_wall_time_ms: Positive = _DEFAULTS.wall_time_ms
-    limit_default_memory_mb: Positive = _DEFAULTS.memory_mb
-    limit_default_max_processes: Positive = _DEFAULTS.max_processes
-    limit_default_max_output_bytes: Positive = _DEFAULTS.max_output_bytes
-    limit_default_max_file_size_kb: Positive = _DEFAULTS.max_file_size_kb
-    # The compile stage of compiled languages (its own jail); a runtime may need other defaults.
-    limit_default_compile_cpu_time_ms: Positive = _DEFAULTS.compile_cpu_time_ms
-    limit_default_compile_wall_time_ms: Positive = _DEFAULTS.compile_wall_time_ms
-    limit_default_compile_memory_mb: Positive = _DEFAULTS.compile_memory_mb
-    # The most a request may ask for; above it the request is refused with 422, never clamped.
-    limit_max_cpu_time_ms: Positive = _MAXIMA.cpu_time_ms
-    limit_max_wall_time_ms: Positive = _MAXIMA.wall_time_ms
-    limit_max_memory_mb: Positive = _MAXIMA.memory_mb
-    limit_max_max_processes: Positive = _MAXIMA.max_processes
-    limit_max_max_output_bytes: Positive = _MAXIMA.max_output_bytes
-    limit_max_max_file_size_kb: Positive = _MAXIMA.max_file_size_kb
-    limit_max_compile_cpu_time_ms: Positive = _MAXIMA.compile_cpu_time_ms
-    limit_max_compile_wall_time_ms: Positive = _MAXIMA.compile_wall_time_ms
-    limit_max_compile_memory_mb: Positive = _MAXIMA.compile_memory_mb
+    # The job limits: the [limits] section, which the worker reads too.
+    limits: LimitSettings = LimitSettings()
 
     # Clients must send an API key (`corral-api keys create`). false: anyone who reaches the
     # port may submit and read every job, for a trusted single-user install only.
@@ -95,14 +75,8 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     # How long an Idempotency-Key is remembered, per key: a retry within it gets the first job.
     idempotency_ttl_s: Positive = 24 * 3600
 
-    def __post_init__(self) -> None:
-        self.limit_policy()  # a default above its maximum is refused at start
-
     def limit_policy(self) -> LimitPolicy:
-        return LimitPolicy(
-            defaults=Limits(**{name: getattr(self, f"limit_default_{name}") for name in LIMIT_FIELDS}),
-            maxima=Limits(**{name: getattr(self, f"limit_max_{name}") for name in LIMIT_FIELDS}),
-        )
+        return self.limits.policy()
 
     def key_quotas(self) -> Quotas:
         return Quotas(
@@ -156,4 +130,4 @@ def _split(names: str) -> list[str]:
 
 
 # The sections `corral-api` reads, in the order `corral-api config` shows them.
-SECTIONS = (ApiSettings, RedisSettings)
+SECTIONS = (ApiSettings, LimitSettings, RedisSettings)

@@ -7,6 +7,11 @@ WorkerSettings, RedisSettings, SandboxSettings). It names itself with class attr
 - `env_prefix` (default `CORRAL_`): its variables are `<env_prefix><FIELD>`, upper case;
 - `env_names` (optional): fields whose variable breaks that rule, names kept from before.
 
+A field may itself be a Struct: its fields are the sub-table `[section.field]` in the file and
+the variables `<env_prefix><FIELD>_<SUBFIELD>`, named `field.subfield` in `config`'s rows. A
+field whose type is another section (has its own `config_section`) is that section, loaded
+once from its own table and handed to every section that holds it.
+
 Both deployables read the same file: each refuses an unknown table, or an unknown key in one
 of its own tables, and skips the tables that only the other one reads. Every bad value is
 reported at once, with its variable, before anything starts.
@@ -27,9 +32,9 @@ import msgspec
 
 CONFIG_FILE_VARIABLE = "CORRAL_CONFIG_FILE"
 DEFAULT_PREFIX = "CORRAL_"
-# The tables of the one file both deployables share: the API reads api and redis, the worker
-# worker, redis and sandbox. A table named nowhere here is a typo, whoever reads the file.
-FILE_SECTIONS = ("api", "redis", "sandbox", "worker")
+# The tables of the one file both deployables share: the API reads api, limits and redis, the
+# worker worker, limits, redis and sandbox. A table named nowhere here is a typo, whoever reads the file.
+FILE_SECTIONS = ("api", "limits", "redis", "sandbox", "worker")
 
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -74,22 +79,74 @@ def section_name(kind: type[msgspec.Struct]) -> str:
 
 
 def variable(kind: type[msgspec.Struct], field: str) -> str:
+    """The variable of `field`, a dotted path for a field of a nested Struct."""
     names: Mapping[str, str] = getattr(kind, "env_names", {})
     prefix: str = getattr(kind, "env_prefix", DEFAULT_PREFIX)
-    return names.get(field) or f"{prefix}{field.upper()}"
+    return names.get(field) or f"{prefix}{field.replace('.', '_').upper()}"
+
+
+@dataclass(frozen=True)
+class _Leaf:
+    """A setting of a section: a field, or a field of a nested Struct (path of two or more)."""
+
+    path: tuple[str, ...]
+    type: Any
+    default: Any
+    comment: str
+
+    @property
+    def name(self) -> str:
+        return ".".join(self.path)
+
+    def key(self, table: str) -> str:
+        """Where it is written in the file: `[api] port`, `[limits.max] wall_time_ms`."""
+        return f"[{'.'.join((table, *self.path[:-1]))}] {self.path[-1]}"
+
+
+def _is_struct(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, msgspec.Struct)
+
+
+def _is_section(kind: Any) -> bool:
+    return _is_struct(kind) and hasattr(kind, "config_section")
+
+
+def _leaves(kind: type[msgspec.Struct], path: tuple[str, ...] = (), defaults: Any = None, heading: str = "") -> list[_Leaf]:
+    """Every setting of `kind`, nested Structs flattened; sections held by it are not its own."""
+    notes = field_comments(kind)
+    found: list[_Leaf] = []
+    for field in msgspec.structs.fields(kind):
+        default = _default(field) if defaults is None else getattr(defaults, field.name)
+        comment = " ".join(part for part in (heading, notes.get(field.name, "")) if part)
+        if _is_section(field.type):
+            continue
+        if _is_struct(field.type):
+            found += _leaves(field.type, (*path, field.name), default, comment)
+        else:
+            found.append(_Leaf((*path, field.name), field.type, default, comment))
+    return found
+
+
+def _held_sections(kind: type[msgspec.Struct]) -> dict[str, type[msgspec.Struct]]:
+    """The fields of `kind` that are other sections, by field name."""
+    return {field.name: field.type for field in msgspec.structs.fields(kind) if _is_section(field.type)}
 
 
 def check_sections(kinds: Sequence[type[msgspec.Struct]]) -> None:
-    """A deployable's sections have distinct tables and distinct variable names."""
+    """A deployable's sections have distinct tables and distinct variable names, and every
+    section one of them holds is loaded too."""
     tables = [section_name(kind) for kind in kinds]
     owners: dict[str, str] = {}
     for kind in kinds:
-        for field in kind.__struct_fields__:
-            name = variable(kind, field)
+        for leaf in _leaves(kind):
+            name = variable(kind, leaf.name)
             if name in owners or name == CONFIG_FILE_VARIABLE:
                 other = owners.get(name, "the config file")
-                raise TypeError(f"{name} would set both {other} and {kind.__name__}.{field}")
-            owners[name] = f"{kind.__name__}.{field}"
+                raise TypeError(f"{name} would set both {other} and {kind.__name__}.{leaf.name}")
+            owners[name] = f"{kind.__name__}.{leaf.name}"
+        for field, held in _held_sections(kind).items():
+            if held not in kinds:
+                raise TypeError(f"{kind.__name__}.{field} is the section {held.__name__}, which is not loaded")
     if len(set(tables)) != len(tables):
         raise TypeError(f"two sections share a table: {tables}")
 
@@ -101,58 +158,115 @@ def load_settings(kinds: Sequence[type[msgspec.Struct]], environ: Mapping[str, s
     path = environ.get(CONFIG_FILE_VARIABLE)
     tables = _read_file(Path(path), {section_name(kind) for kind in kinds}, problems) if path else {}
     structs: dict[type[msgspec.Struct], msgspec.Struct] = {}
-    rows: list[Setting] = []
-    for kind in kinds:
-        if loaded := _load_section(kind, environ, tables.get(section_name(kind), {}), path, problems):
-            structs[kind] = loaded[0]
-            rows += loaded[1]
+    rows: dict[type[msgspec.Struct], list[Setting]] = {}
+    # A section that holds others is made after them (one level: a held section holds none).
+    for kind in sorted(kinds, key=lambda kind: bool(_held_sections(kind))):
+        held = {field: structs.get(section) for field, section in _held_sections(kind).items()}
+        if None in held.values():
+            continue  # what is wrong with the held section is reported already
+        if loaded := _load_section(kind, environ, tables.get(section_name(kind), {}), path, held, problems):
+            structs[kind], rows[kind] = loaded
     if problems:
         raise ConfigError("bad settings:\n  " + "\n  ".join(problems))
-    return Settings(structs, rows)
+    return Settings(structs, [row for kind in kinds for row in rows[kind]])
 
 
 def _load_section(
-    kind: type[S], environ: Mapping[str, str], in_file: Mapping[str, Any], path: str | None, problems: list[str]
+    kind: type[S],
+    environ: Mapping[str, str],
+    in_file: Mapping[str, Any],
+    path: str | None,
+    held: Mapping[str, Any],
+    problems: list[str],
 ) -> tuple[S, list[Setting]] | None:
     """The section's Struct and rows, or None after adding what is wrong with it to `problems`."""
     table = section_name(kind)
     before = len(problems)
-    unknown = [key for key in in_file if key not in kind.__struct_fields__]
-    problems += [f"config file {path}: [{table}] {key!r} is not a setting" for key in unknown]
-    values: dict[str, Any] = {}
+    problems += [f"config file {path}: {problem}" for problem in _unknown_keys(kind, table, in_file)]
+    values: dict[str, Any] = dict(held)
     sources: dict[str, str] = {}
-    for field in msgspec.structs.fields(kind):
-        name = variable(kind, field.name)
+    for leaf in _leaves(kind):
+        name = variable(kind, leaf.name)
+        found = _lookup(in_file, leaf.path)
         if name in environ:
-            values[field.name], sources[field.name], where = environ[name], "env", name
-        elif field.name in in_file:
-            values[field.name], sources[field.name] = in_file[field.name], "file"
-            where = f"{name} ([{table}] {field.name} in {path})"
+            value, sources[leaf.name], where = environ[name], "env", name
+        elif found is not None:
+            value, sources[leaf.name] = found, "file"
+            where = f"{name} ({leaf.key(table)} in {path})"
+        elif len(leaf.path) > 1:
+            value = leaf.default  # a nested Struct is made whole, from its own defaults
         else:
             continue
         # Each value on its own first, so that one start reports every bad value, not the first.
-        if problem := _check(where, field.type, values[field.name]):
+        if leaf.name in sources and (problem := _check(where, leaf.type, value)):
             problems.append(problem)
+        _put(values, leaf.path, value)
     if len(problems) > before:
         return None
     try:
         made = msgspec.convert(values, kind, strict=False)
     except msgspec.ValidationError as error:  # a rule between fields (__post_init__)
-        named = [variable(kind, name) for name in kind.__struct_fields__ if re.search(rf"\b{name}\b", str(error))]
-        problems.append(f"[{table}] {error}" + (f" ({', '.join(named)})" if named else ""))
+        problems.append(f"[{table}] {error}" + _variables_named(kind, str(error)))
         return None
     rows = [
         Setting(
             section=table,
-            name=field.name,
-            variable=variable(kind, field.name),
-            value=getattr(made, field.name),
-            default=_default(field),
-            source=sources.get(field.name, "default"),
+            name=leaf.name,
+            variable=variable(kind, leaf.name),
+            value=_get(made, leaf.path),
+            default=leaf.default,
+            source=sources.get(leaf.name, "default"),
         )
-        for field in msgspec.structs.fields(kind)
+        for leaf in _leaves(kind)
     ]
     return made, rows
+
+
+def _unknown_keys(kind: type[msgspec.Struct], table: str, in_file: Mapping[str, Any]) -> list[str]:
+    problems: list[str] = []
+    held = _held_sections(kind)
+    types = {field.name: field.type for field in msgspec.structs.fields(kind)}
+    for key, value in in_file.items():
+        if key in held:
+            problems.append(f"[{table}] {key!r} is not a setting: it is the section [{section_name(held[key])}]")
+        elif key not in types:
+            problems.append(f"[{table}] {key!r} is not a setting")
+        elif _is_struct(types[key]) and not isinstance(value, dict):
+            problems.append(f"[{table}] {key!r} must be the table [{table}.{key}]")
+        elif _is_struct(types[key]):
+            problems += _unknown_keys(types[key], f"{table}.{key}", value)
+    return problems
+
+
+def _lookup(table: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    """The file's value at `path`, or None where it has none (TOML has no null)."""
+    for key in path[:-1]:
+        table = table.get(key)  # type: ignore[assignment]
+        if not isinstance(table, dict):
+            return None
+    return table.get(path[-1])
+
+
+def _put(values: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        values = values.setdefault(key, {})
+    values[path[-1]] = value
+
+
+def _get(made: msgspec.Struct, path: tuple[str, ...]) -> Any:
+    value: Any = made
+    for key in path:
+        value = getattr(value, key)
+    return value
+
+
+def _variables_named(kind: type[msgspec.Struct], error: str) -> str:
+    """The variables of the settings an error names: a field by its name (`max_processes`), a
+    field of a held section by its dotted path there (`limits.max.wall_time_ms`)."""
+    named = [variable(kind, leaf.name) for leaf in _leaves(kind) if re.search(rf"\b{leaf.path[-1]}\b", error)]
+    for field, held in _held_sections(kind).items():
+        named += [variable(held, leaf.name) for leaf in _leaves(held) if f"{field}.{leaf.name}" in error]
+    return f" ({', '.join(named)})" if named else ""
 
 
 def _check(where: str, kind: Any, value: Any) -> str | None:
@@ -207,18 +321,17 @@ def text_table(settings: Iterable[Setting]) -> str:
 
 def markdown_table(kind: type[msgspec.Struct]) -> str:
     """The README's table of one section, from its Struct: names, defaults, bounds, comments."""
-    notes = field_comments(kind)
     lines = [
         f"| variable | key in `[{section_name(kind)}]` | default | allowed | meaning |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for field in msgspec.structs.fields(kind):
+    for leaf in _leaves(kind):
         cells = (
-            f"`{variable(kind, field.name)}`",
-            f"`{field.name}`",
-            f"`{show(_default(field))}`",
-            _allowed(field.type),
-            notes.get(field.name, ""),
+            f"`{variable(kind, leaf.name)}`",
+            f"`{leaf.name}`",
+            f"`{show(leaf.default)}`",
+            _allowed(leaf.type),
+            leaf.comment,
         )
         lines.append("| " + " | ".join(cell.replace("|", "\\|").replace("<", "&lt;") for cell in cells) + " |")
     return "\n".join(lines) + "\n"

@@ -169,3 +169,104 @@ def test_the_readme_table_comes_from_the_struct_and_its_comments() -> None:
     assert documented_block(readme, Redis) is None
     assert "| `CORRAL_REDIS_MODE` | `mode` | `\"auto\"` | `auto`, `v2` |" in markdown_block(Redis)
 
+
+
+class Window(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # The lower end.
+    low: Annotated[int, msgspec.Meta(ge=1)]
+    # The upper end.
+    high: Annotated[int, msgspec.Meta(ge=1)]
+
+
+class Box(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    config_section: ClassVar[str] = "sandbox"
+    env_prefix: ClassVar[str] = "CORRAL_BOX_"
+
+    name: str = "box"
+    # A window.
+    window: Window = Window(low=1, high=5)
+
+
+class Shared(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    config_section: ClassVar[str] = "limits"
+    env_prefix: ClassVar[str] = "CORRAL_LIMIT_"
+
+    max: Window = Window(low=2, high=30)
+
+
+class Front(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    config_section: ClassVar[str] = "api"
+
+    port: int = 8000
+    limits: Shared = Shared()
+
+
+class Back(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    config_section: ClassVar[str] = "worker"
+
+    grace: int = 40
+    limits: Shared = Shared()
+
+    def __post_init__(self) -> None:
+        if self.grace < self.limits.max.high:
+            raise ValueError("grace must be at least limits.max.high")
+
+
+def test_a_nested_struct_is_a_sub_table_and_its_variables_join_its_path(tmp_path: Path) -> None:
+    environ = write(tmp_path, "[sandbox.window]\nlow = 2\n") | {"CORRAL_BOX_WINDOW_HIGH": "9"}
+    settings = load_settings((Box,), environ)
+    assert settings.get(Box) == Box(window=Window(low=2, high=9))
+    rows = {row.name: (row.variable, row.value, row.default, row.source) for row in settings}
+    assert rows == {
+        "name": ("CORRAL_BOX_NAME", "box", "box", "default"),
+        "window.low": ("CORRAL_BOX_WINDOW_LOW", 2, 1, "file"),
+        "window.high": ("CORRAL_BOX_WINDOW_HIGH", 9, 5, "env"),
+    }
+
+
+def test_unknown_keys_of_a_nested_table_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\[sandbox.window\] 'wide' is not a setting"):
+        load_settings((Box,), write(tmp_path, "[sandbox.window]\nlow = 2\nwide = 3\n"))
+    with pytest.raises(ConfigError, match=r"\[sandbox\] 'window' must be the table \[sandbox.window\]"):
+        load_settings((Box,), write(tmp_path, "[sandbox]\nwindow = 3\n"))
+
+
+def test_every_bad_nested_value_is_reported_at_once_with_its_variable(tmp_path: Path) -> None:
+    environ = write(tmp_path, '[sandbox.window]\nhigh = "big"\n') | {"CORRAL_BOX_WINDOW_LOW": "0"}
+    with pytest.raises(ConfigError) as raised:
+        load_settings((Box,), environ)
+    message = str(raised.value)
+    assert "CORRAL_BOX_WINDOW_LOW: Expected `int` >= 1" in message
+    assert f"CORRAL_BOX_WINDOW_HIGH ([sandbox.window] high in {tmp_path / 'corral.toml'})" in message
+
+
+def test_a_section_two_deployables_hold_is_read_once_from_its_own_table(tmp_path: Path) -> None:
+    environ = write(tmp_path, "[limits.max]\nhigh = 35\n[worker]\ngrace = 50\n")
+    front = load_settings((Front, Shared), environ)
+    back = load_settings((Back, Shared), environ | {"CORRAL_LIMIT_MAX_LOW": "3"})
+    assert front.get(Front).limits == front.get(Shared) == Shared(max=Window(low=2, high=35))
+    assert back.get(Back) == Back(grace=50, limits=Shared(max=Window(low=3, high=35)))
+    # Its rows are its own section's, once, not the holder's.
+    assert [(row.section, row.name) for row in front] == [("api", "port"), ("limits", "max.low"), ("limits", "max.high")]
+
+
+def test_a_held_section_is_refused_inside_its_holders_table(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\[api\] 'limits' is not a setting: it is the section \[limits\]"):
+        load_settings((Front, Shared), write(tmp_path, "[api.limits.max]\nhigh = 35\n"))
+
+
+def test_a_rule_on_a_held_section_names_the_variables_of_both() -> None:
+    with pytest.raises(ConfigError, match=r"\[worker\] grace must be .* \(CORRAL_GRACE, CORRAL_LIMIT_MAX_HIGH\)"):
+        load_settings((Back, Shared), {"CORRAL_LIMIT_MAX_HIGH": "45"})
+
+
+def test_a_held_section_that_is_not_loaded_is_a_programming_error() -> None:
+    with pytest.raises(TypeError, match="Front.limits is the section Shared, which is not loaded"):
+        load_settings((Front,), {})
+
+
+def test_the_readme_table_of_a_nested_struct_names_its_path_and_both_comments() -> None:
+    block = markdown_block(Box)
+    assert "| `CORRAL_BOX_WINDOW_LOW` | `window.low` | `1` | integer ≥ 1 | A window. The lower end. |" in block
+    assert "| `CORRAL_BOX_WINDOW_HIGH` | `window.high` | `5` | integer ≥ 1 | A window. The upper end. |" in block
+    assert "limits" not in markdown_block(Front)

@@ -9,6 +9,7 @@ import secrets
 import signal
 import socket
 import sys
+from collections.abc import Awaitable
 
 import click
 import msgspec
@@ -111,18 +112,21 @@ def config(as_markdown: bool) -> None:
 
 
 async def _serve(container: WorkerContainer) -> None:
-    worker = container.worker()
-    sandbox = container.sandbox()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, worker.stop)
-    sandbox.keep_warm()
+    await _awaited(container.init_resources())
     try:
+        worker = container.worker()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop)
         await worker.serve()
     finally:
-        await container.cancel_notices().aclose()
-        await sandbox.aclose()
-        await container.redis().aclose()
+        await _awaited(container.shutdown_resources())
+
+
+async def _awaited(step: Awaitable[None] | None) -> None:
+    # dependency-injector answers an awaitable only when a resource is async; the worker's are.
+    if step is not None:
+        await step
 
 
 def _require_durable_redis(settings: RedisSettings) -> None:

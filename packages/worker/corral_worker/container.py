@@ -1,12 +1,15 @@
 """The worker's composition root: use cases wired to Redis and NsJail.
 
-Its settings come from corral_system.config (cli.py). Tests override `queue`, `registry`,
+Its settings come from corral_system.config (cli.py). What the worker opens and closes are the
+Resource providers below: `await container.init_resources()` before it serves,
+`await container.shutdown_resources()` after. Tests override `queue`, `registry`,
 `cancel_notices` and `sandbox` with in-memory adapters, which leaves `host` unused: no root, no NsJail.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol, TypeVar
 
 from dependency_injector import containers, providers
 from prometheus_client import CollectorRegistry
@@ -21,10 +24,40 @@ from corral_redis import (
     ShardedCancelNotices,
 )
 from corral_sandbox import HostReport, NsJailSandbox
-from corral_system.clock import SkewedClock
+from corral_system.clock import SystemClock
 from corral_worker.service import Worker
 from corral_worker.settings import WorkerSettings
 from corral_worker.telemetry import InstrumentedJobQueue, InstrumentedWorkerRegistry, TimedSandbox, WorkerMetrics
+
+
+class Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+C = TypeVar("C", bound=Closable)
+
+
+async def closing(opened: C, *needs: object) -> AsyncIterator[C]:
+    """`opened` as a resource, closed when the container shuts its resources down. `needs` are
+    the resources it uses: naming them is what makes dependency-injector close those after it."""
+    try:
+        yield opened
+    finally:
+        await opened.aclose()
+
+
+async def warm(sandbox: NsJailSandbox) -> AsyncIterator[NsJailSandbox]:
+    """The sandbox keeping its warm jails until the container shuts its resources down."""
+    sandbox.keep_warm()
+    try:
+        yield sandbox
+    finally:
+        await sandbox.aclose()
+
+
+def warm_slots(concurrency: int, warm_jails: bool) -> int:
+    """One warm jail per job slot (per runtime that can be warmed), unless [sandbox] warm_jails is off."""
+    return concurrency if warm_jails else 0
 
 
 class WorkerContainer(containers.DeclarativeContainer):
@@ -35,23 +68,24 @@ class WorkerContainer(containers.DeclarativeContainer):
     # before anything else is built.
     host = providers.Dependency(instance_of=HostReport)
 
-    clock = providers.Singleton(SkewedClock, settings.provided.clock_skew_s)
+    clock = providers.Singleton(SystemClock)
     storage = providers.Container(RedisContainer, settings=redis_settings, clock=clock, client_name="corral-worker")
-    redis = storage.client
     # Typed because a sub-container's providers are Any to mypy.
     queue: providers.Provider[RedisJobQueue] = storage.queue
     registry: providers.Provider[RedisWorkerRegistry] = storage.registry
     cancel_notices: providers.Provider[RedisCancelNotices | ShardedCancelNotices] = storage.cancel_notices
-    # One warm jail per job slot (per runtime that can be warmed), unless [sandbox] warm_jails is off.
-    warm_slots = providers.Callable(
-        lambda settings, host: settings.concurrency if host.settings.warm_jails else 0, settings, host
-    )
     sandbox = providers.Singleton(
         NsJailSandbox,
         host=host,
-        warm_slots=warm_slots,
-        fork_jails=providers.Callable(lambda host: host.settings.fork_jails, host),
+        warm_slots=providers.Callable(warm_slots, settings.provided.concurrency, host.provided.settings.warm_jails),
+        fork_jails=host.provided.settings.fork_jails,
     )
+
+    # What the worker opens: the Redis client its adapters share, closed after the cancel
+    # notices' subscription that uses it, and the sandbox's warm jails.
+    redis_lifetime = providers.Resource(closing, storage.client)
+    cancel_notices_lifetime = providers.Resource(closing, cancel_notices, redis_lifetime)
+    sandbox_lifetime = providers.Resource(warm, sandbox)
 
     # Metrics, job log lines and the process title, observed at the ports (telemetry.py). The
     # CLI sets `title` to show the slots' jobs in `ps`; the metrics live in the registry below
@@ -80,7 +114,7 @@ class WorkerContainer(containers.DeclarativeContainer):
         recover,
         observed_registry,
         clock,
-        providers.Callable(lambda sandbox: sandbox.runtimes(), sandbox),
+        sandbox.provided.runtimes.call(),
         concurrency=settings.provided.concurrency,
         heartbeat_every_ms=settings.provided.heartbeat_every_ms,
         recover_every_ms=settings.provided.recover_every_ms,

@@ -1,4 +1,4 @@
-"""The worker's [worker] section (corral_system.config); it also reads [redis] and [sandbox]."""
+"""The worker's [worker] section (corral_system.config); it also reads [limits], [redis] and [sandbox]."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Annotated, ClassVar
 
 import msgspec
 
-from corral_core.policy import DEFAULT_LIMIT_POLICY
+from corral_core.limit_settings import LimitSettings
 from corral_redis import RedisSettings
 from corral_sandbox import SandboxSettings
 
@@ -15,7 +15,7 @@ Positive = Annotated[int, msgspec.Meta(ge=1)]
 # What a job needs on top of its wall time to end: the jail's start and teardown, the result
 # write (retried within the lease while Redis is away).
 SHUTDOWN_MARGIN_S = 10
-_MAX_WALL_TIME_MS = DEFAULT_LIMIT_POLICY.maxima.wall_time_ms
+_MAX_WALL_TIME_MS = LimitSettings().max.wall_time_ms
 
 
 class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -41,16 +41,12 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     recover_every_ms: Positive = 1_000
     # How often the worker tells the registry it is alive and which runtimes it offers.
     heartbeat_every_ms: Positive = 1_000
-    # The longest wall time a job may ask for: keep it equal to the API's limit_max_wall_time_ms
-    # (the worker cannot read the API's settings). Only the shutdown grace depends on it.
-    limit_max_wall_time_ms: Positive = _MAX_WALL_TIME_MS
+    # The job limits: the [limits] section the API resolves requests with. Only the shutdown
+    # grace depends on them here, on the longest wall time a job may ask for.
+    limits: LimitSettings = LimitSettings()
     # On SIGTERM, how long running jobs get to finish before they go back to the queue; at
-    # least limit_max_wall_time_ms plus 10 s, so that no job is handed back at every restart.
+    # least [limits.max] wall_time_ms plus 10 s, so that no job is handed back at every restart.
     shutdown_grace_s: Annotated[float, msgspec.Meta(ge=0)] = _MAX_WALL_TIME_MS / 1000 + SHUTDOWN_MARGIN_S
-
-    # Test-only: this worker's clock runs this many seconds off, as on a host with a wrong
-    # clock. It changes only the times the worker stamps; leases keep Redis' time. Leave it 0.
-    clock_skew_s: float = 0
     # Where the worker serves /metrics (Prometheus): the supervisor, for all its processes.
     # Port 0: no metrics endpoint.
     metrics_host: str = "127.0.0.1"
@@ -59,13 +55,14 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     def __post_init__(self) -> None:
         if self.renew_every_ms >= self.lease_ms:
             raise ValueError("renew_every_ms must be shorter than lease_ms")
-        if self.shutdown_grace_s < self.limit_max_wall_time_ms / 1000 + SHUTDOWN_MARGIN_S:
+        longest_s = self.limits.max.wall_time_ms / 1000
+        if self.shutdown_grace_s < longest_s + SHUTDOWN_MARGIN_S:
             raise ValueError(
-                f"shutdown_grace_s must be at least limit_max_wall_time_ms plus {SHUTDOWN_MARGIN_S} s "
-                f"({self.limit_max_wall_time_ms / 1000 + SHUTDOWN_MARGIN_S:g}), or the longest jobs are "
+                f"shutdown_grace_s must be at least limits.max.wall_time_ms plus {SHUTDOWN_MARGIN_S} s "
+                f"({longest_s + SHUTDOWN_MARGIN_S:g}), or the longest jobs are "
                 "handed back at every restart and may never finish"
             )
 
 
 # The sections `corral-worker` reads, in the order `corral-worker config` shows them.
-SECTIONS = (WorkerSettings, RedisSettings, SandboxSettings)
+SECTIONS = (WorkerSettings, LimitSettings, RedisSettings, SandboxSettings)

@@ -46,3 +46,38 @@ async def test_the_container_resolves_the_worker_over_the_overridden_adapters() 
     await asyncio.wait_for(serving, 5)
     assert [info.worker_id for info in live] == ["test-worker"]
     assert [runtime.language for runtime in live[0].runtimes] == [r.language for r in InMemorySandbox().runtimes()]
+
+
+class Opened:
+    """Stands for what the worker opens: says when it is warmed and closed."""
+
+    def __init__(self, name: str, events: list[str]) -> None:
+        self.name = name
+        self.events = events
+
+    def keep_warm(self) -> None:
+        self.events.append(f"{self.name} warmed")
+
+    async def aclose(self) -> None:
+        self.events.append(f"{self.name} closed")
+
+
+async def test_the_resources_open_and_close_what_the_worker_uses_the_redis_client_last() -> None:
+    settings = load_settings(SECTIONS, {"CORRAL_REDIS_URL": "redis://nowhere:1/0"})
+    container = WorkerContainer(
+        settings=settings.get(WorkerSettings), redis_settings=settings.get(RedisSettings), worker_id="test-worker"
+    )
+    events: list[str] = []
+    container.storage.client.override(providers.Object(Opened("redis", events)))
+    container.cancel_notices.override(providers.Object(Opened("cancel notices", events)))
+    container.sandbox.override(providers.Object(Opened("sandbox", events)))
+
+    opening = container.init_resources()
+    assert opening is not None
+    await opening
+    assert events == ["sandbox warmed"]
+    closing = container.shutdown_resources()
+    assert closing is not None
+    await closing
+    assert sorted(events[1:3]) == ["cancel notices closed", "sandbox closed"]
+    assert events[3:] == ["redis closed"]

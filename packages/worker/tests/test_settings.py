@@ -26,7 +26,7 @@ def test_config_prints_every_section_of_the_worker_sandbox_included() -> None:
     assert result.exit_code == 0, result.output
     rows = [line.split() for line in result.output.splitlines()]
     assert ["sandbox", "kill_grace_ms", "CORRAL_KILL_GRACE_MS", "500", "2000", "env"] in rows
-    assert {row[0] for row in rows[1:]} == {"worker", "redis", "sandbox"}
+    assert {row[0] for row in rows[1:]} == {"worker", "limits", "redis", "sandbox"}
 
 
 def test_config_checks_the_sandbox_bounds() -> None:
