@@ -67,6 +67,9 @@ class InMemoryJobs:
             turns.append(owner)
         return job_id
 
+    async def aclose(self) -> None:
+        """Nothing to close: the in-memory storage's "client" is this state itself."""
+
     async def notify(self) -> None:
         async with self.changed:
             self.changed.notify_all()
@@ -216,6 +219,9 @@ class InMemoryJobStore:
 class InMemoryCancelNotices:
     def __init__(self, state: InMemoryJobs) -> None:
         self._state = state
+
+    async def aclose(self) -> None:
+        """Nothing to close: no subscription is held."""
 
     async def wait_cancelled(self, job_id: str, since_s: float | None = None) -> None:
         state = self._state

@@ -2,8 +2,9 @@
 
 Its settings come from corral_system.config (cli.py). What the worker opens and closes are the
 Resource providers below: `await container.init_resources()` before it serves,
-`await container.shutdown_resources()` after. Tests override `queue`, `registry`,
-`cancel_notices` and `sandbox` with in-memory adapters, which leaves `host` unused: no root, no NsJail.
+`await container.shutdown_resources()` after. Tests swap the storage in one line,
+`container.storage.override(InMemoryStorage(clock=...))`, and override `sandbox`, which leaves
+`host` unused: no root, no NsJail.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import asyncio
 
 from dependency_injector import providers
 
-from corral_memory.jobs import InMemoryCancelNotices, InMemoryJobQueue, InMemoryJobs, InMemoryWorkerRegistry
+from corral_memory.container import InMemoryStorage
 from corral_memory.sandbox import InMemorySandbox
 from corral_redis import RedisSettings
 from corral_system.clock import SystemClock
@@ -23,13 +23,10 @@ async def test_the_container_resolves_the_worker_over_the_overridden_adapters() 
     container = WorkerContainer(
         settings=settings.get(WorkerSettings), redis_settings=settings.get(RedisSettings), worker_id="test-worker"
     )
-    clock = SystemClock()
-    state = InMemoryJobs(clock)
-    registry = InMemoryWorkerRegistry(clock)
-    container.queue.override(providers.Object(InMemoryJobQueue(state)))
-    container.registry.override(providers.Object(registry))
-    container.cancel_notices.override(providers.Object(InMemoryCancelNotices(state)))
+    storage = InMemoryStorage(clock=SystemClock())
+    container.storage.override(storage)
     container.sandbox.override(providers.Object(InMemorySandbox()))
+    registry = storage.registry()
 
     worker = container.worker()
     assert isinstance(worker, Worker)
