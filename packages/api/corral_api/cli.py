@@ -31,7 +31,7 @@ from corral_redis import (
 )
 from corral_system import logs, metrics
 from corral_system.clock import SystemClock
-from corral_system.config import ConfigError, Settings, load_settings, markdown, text_table
+from corral_system.commands import config_command, settings_of
 from corral_system.supervisor import Supervisor
 
 
@@ -52,7 +52,7 @@ def main() -> None:
 def serve(host: str | None, port: int | None, processes: int | None, log_level: str) -> None:
     """Serve the API until SIGTERM or Ctrl-C."""
     logs.configure("corral-api", log_level)
-    settings = _settings()
+    settings = settings_of(SECTIONS)
     api = settings.get(ApiSettings)
     redis = settings.get(RedisSettings)
     # Checked once, before any process serves: Redis must not be able to lose accepted jobs.
@@ -90,13 +90,6 @@ def serve(host: str | None, port: int | None, processes: int | None, log_level: 
         on_child_exit=metrics.retire,
     )
     sys.exit(supervisor.run())
-
-
-@main.command()
-@click.option("--markdown", "as_markdown", is_flag=True, help="Print the tables of these settings in docs/configuration.md instead.")
-def config(as_markdown: bool) -> None:
-    """Check the settings, then print each: section, name, variable, value, default, source."""
-    click.echo(markdown(SECTIONS) if as_markdown else text_table(_settings()), nl=False)
 
 
 # A key's secret: a recognisable prefix, then 256 random bits.
@@ -181,7 +174,7 @@ def _rate(text: str) -> tuple[int, int]:
 
 
 def _with_keys(action: Callable[[RedisKeyStore], Awaitable[T]]) -> T:
-    redis = _settings().get(RedisSettings)
+    redis = settings_of(SECTIONS).get(RedisSettings)
 
     async def run() -> T:
         # The [redis] settings as `serve` uses them: on a secured Redis the key store is
@@ -220,12 +213,7 @@ def _require_durable_redis(settings: RedisSettings) -> Durability:
         raise click.ClickException(str(error)) from None
 
 
-def _settings() -> Settings:
-    try:
-        return load_settings(SECTIONS)
-    except ConfigError as error:
-        raise click.ClickException(str(error)) from None
-
+main.add_command(config_command(SECTIONS))
 
 if __name__ == "__main__":
     main()

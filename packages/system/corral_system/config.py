@@ -303,7 +303,7 @@ def _default(field: msgspec.structs.FieldInfo) -> Any:
     return None
 
 
-# What operators read: `<cli> config` and the README's tables.
+# What operators read: `<cli> config` and the tables of docs/configuration.md.
 
 
 def show(value: Any) -> str:
@@ -320,7 +320,7 @@ def text_table(settings: Iterable[Setting]) -> str:
 
 
 def markdown_table(kind: type[msgspec.Struct]) -> str:
-    """The README's table of one section, from its Struct: names, defaults, bounds, comments."""
+    """The docs' table of one section, from its Struct: names, defaults, bounds, comments."""
     lines = [
         f"| variable | key in `[{section_name(kind)}]` | default | allowed | meaning |",
         "| --- | --- | --- | --- | --- |",
@@ -393,7 +393,7 @@ END = "<!-- end of settings [{}] -->"
 
 
 def markdown_block(kind: type[msgspec.Struct]) -> str:
-    """A section's README block, markers included: what README.md must contain."""
+    """A section's block in docs/configuration.md, markers included: what that page must contain."""
     table = section_name(kind)
     return f"{BEGIN.format(table)}\n{markdown_table(kind)}{END.format(table)}\n"
 
@@ -403,7 +403,7 @@ def markdown(kinds: Sequence[type[msgspec.Struct]]) -> str:
 
 
 def documented_block(readme: str, kind: type[msgspec.Struct]) -> str | None:
-    """The README's block for `kind`'s section, markers included, or None when it has none."""
+    """The docs' block for `kind`'s section, markers included, or None when it has none."""
     begin, end = BEGIN.format(section_name(kind)), END.format(section_name(kind))
     start = readme.find(begin)
     stop = readme.find(end, start)

@@ -21,7 +21,7 @@ from setproctitle import setproctitle
 from corral_redis import RedisCanLoseJobs, RedisSettings, require_durable_redis
 from corral_sandbox import HostNotReady, HostReport, SandboxSettings, prepare_host
 from corral_system import logs, metrics
-from corral_system.config import ConfigError, Settings, load_settings, markdown, text_table
+from corral_system.commands import config_command, settings_of
 from corral_system.supervisor import Supervisor
 from corral_worker.container import WorkerContainer
 from corral_worker.settings import SECTIONS, WorkerSettings
@@ -45,7 +45,7 @@ def main() -> None:
 def run(concurrency: int | None, processes: int | None, log_level: str) -> None:
     """Prepare the sandbox host, then run jobs until SIGTERM or Ctrl-C."""
     logs.configure("corral-worker", log_level)
-    settings = _settings()
+    settings = settings_of(SECTIONS)
     worker = settings.get(WorkerSettings)
     if concurrency is not None:
         worker = msgspec.structs.replace(worker, concurrency=concurrency)
@@ -100,15 +100,8 @@ def run(concurrency: int | None, processes: int | None, log_level: str) -> None:
 @main.command("check-host")
 def check_host() -> None:
     """Check that this host can enforce every sandbox limit, and say what it found."""
-    for line in _prepare(_settings().get(SandboxSettings)).describe():
+    for line in _prepare(settings_of(SECTIONS).get(SandboxSettings)).describe():
         click.echo(line)
-
-
-@main.command()
-@click.option("--markdown", "as_markdown", is_flag=True, help="Print the README's tables of these settings instead.")
-def config(as_markdown: bool) -> None:
-    """Check the settings, then print each: section, name, variable, value, default, source."""
-    click.echo(markdown(SECTIONS) if as_markdown else text_table(_settings()), nl=False)
 
 
 async def _serve(container: WorkerContainer) -> None:
@@ -136,19 +129,14 @@ def _require_durable_redis(settings: RedisSettings) -> None:
         raise click.ClickException(str(error)) from None
 
 
-def _settings() -> Settings:
-    try:
-        return load_settings(SECTIONS)
-    except ConfigError as error:
-        raise click.ClickException(str(error)) from None
-
-
 def _prepare(settings: SandboxSettings) -> HostReport:
     try:
         return prepare_host(settings)
     except HostNotReady as error:
         raise click.ClickException(f"this host cannot run jobs safely: {error}") from None
 
+
+main.add_command(config_command(SECTIONS))
 
 if __name__ == "__main__":
     main()

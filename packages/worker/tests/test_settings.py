@@ -1,4 +1,4 @@
-"""The worker's settings as operators see them: the README's tables and `corral-worker config`."""
+"""The worker's settings as operators see them: the tables of docs/configuration.md and `corral-worker config`."""
 
 from __future__ import annotations
 
