@@ -16,6 +16,8 @@ from datetime import datetime
 
 import msgspec
 
+from corral_core.testcases import TestCase, TestResult, TestVerdict
+
 
 class JobStatus(enum.StrEnum):
     PENDING = "PENDING"
@@ -40,6 +42,10 @@ class Verdict(enum.StrEnum):
     # The program never ran: its compiler refused it, or ran out of a compile limit
     # (RunResult.compile says which, compile_output what the compiler said).
     COMPILE_ERROR = "compile_error"
+    # A job with test cases (RunResult.tests): its first failing test printed the wrong
+    # output, or that test's checker program failed.
+    WRONG_ANSWER = "wrong_answer"
+    CHECKER_ERROR = "checker_error"
 
 
 class SandboxStart(enum.StrEnum):
@@ -110,6 +116,9 @@ class CompileResult(msgspec.Struct, frozen=True, kw_only=True):
     cpu_time_ms: int = 0
     wall_time_ms: int = 0
     memory_kb: int = 0
+    # The compiled program came from the worker's compile cache: this stage did not run again
+    # (its figures are those of the run that compiled it).
+    cached: bool = False
 
 
 class RunResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -129,6 +138,18 @@ class RunResult(msgspec.Struct, frozen=True, kw_only=True):
     compile_output_truncated: bool = False
     compile: CompileResult | None = None
     sandbox_start: SandboxStart = SandboxStart.COLD
+    # A job with test cases: each test's run and judgement, in the order asked. The verdict
+    # is the first failing test's (verdict_of_tests); the times are the tests' sums, the memory
+    # their most, and stdout and stderr stay empty (each test has its own).
+    tests: tuple[TestResult, ...] = ()
+
+
+def verdict_of_tests(tests: tuple[TestResult, ...] | list[TestResult]) -> Verdict:
+    """A job's verdict from its tests: its first failing test's, or ok."""
+    for test in tests:
+        if test.verdict not in (TestVerdict.OK, TestVerdict.SKIPPED):
+            return Verdict(test.verdict.value)
+    return Verdict.OK
 
 
 class JobError(msgspec.Struct, frozen=True):
@@ -148,6 +169,10 @@ class Program(msgspec.Struct, frozen=True, kw_only=True):
     stdin: str = ""
     args: tuple[str, ...] = ()
     files: tuple[InputFile, ...] = ()
+    # Test cases: the program runs once per test, with the test's stdin and args in place of
+    # the ones above, each run judged (corral_core.testcases).
+    tests: tuple[TestCase, ...] = ()
+    stop_on_first_failure: bool = False
 
     def with_limits(self, limits: Limits) -> RunRequest:
         return RunRequest(**{name: getattr(self, name) for name in Program.__struct_fields__}, limits=limits)
