@@ -16,7 +16,7 @@ from corral_sandbox.fork import ForkJail, Nursery
 from corral_sandbox.inputs import check_limits, job_files
 from corral_sandbox.jail import run_job
 from corral_sandbox.jailids import JailIdPool
-from corral_sandbox.policy import RuntimeSpec
+from corral_sandbox.policy_files import RuntimeSpec
 from corral_sandbox.report import HostReport
 from corral_sandbox.warm import WarmJail, WarmUnusable
 
