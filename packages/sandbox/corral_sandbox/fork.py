@@ -10,7 +10,7 @@ config, except that it runs as a user of its own (1001, with the jobs' 1000 mapp
 its capabilities inside its user namespace, and has a seccomp policy that also allows clone into
 new namespaces (never a user namespace), mount, move_mount, capset, setresuid and setresgid
 (`nursery_policy`). It never runs a job. For each jail asked of it (`fork`), its hook
-(nsjail/python-warm.stub) clones a child into new PID, mount, network, IPC, UTS and cgroup
+(nsjail/python_warm_stub.py) clones a child into new PID, mount, network, IPC, UTS and cgroup
 namespaces, where the child, before any byte of a job reaches it:
   - moves in /box, /tmp and /dev/shm from a fresh host tmpfs, sent as detached mounts (open_tree);
   - takes the stdout, stderr and hand-over socket it was sent, closes every other descriptor (the

@@ -5,7 +5,7 @@ that while no client waits.
 
 A warm jail is a cold jail started early: the same NsJail policy, namespaces, mounts, seccomp
 policy, host ids and run cgroups, an empty scratch tmpfs, and the runtime's own command with
-no arguments (`python3 -s main.py`). The runtime's warm hook (nsjail/python-warm.stub, bound in
+no arguments (`python3 -s main.py`). The runtime's warm hook (nsjail/python_warm_stub.py, bound in
 cold jails too so that both see the same files) stops the interpreter during its start-up and
 says "ready" on the hand-over socket (command.HANDOVER_FD).
 
