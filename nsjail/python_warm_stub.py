@@ -24,6 +24,7 @@
 # Types only: mypy takes any name TYPE_CHECKING as true, and at run time this imports nothing.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import _socket
     import ctypes
     from collections.abc import Callable
 
@@ -63,7 +64,6 @@ def _hand_over() -> None:
 def _receive(fd: int) -> tuple[bytes, list[int]]:
     """Say "r"; then read what comes: "z" alone, or everything to the end."""
     import _socket
-    import sys
 
     sock = _socket.socket(fileno=fd)
     data = b""
@@ -72,9 +72,7 @@ def _receive(fd: int) -> tuple[bytes, list[int]]:
         sock.sendall(b"r")
         while True:
             chunk, ancillary, _, _ = sock.recvmsg(1 << 16, _socket.CMSG_SPACE(4))
-            for level, kind, payload in ancillary:
-                if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
-                    fds += [int.from_bytes(payload[i : i + 4], sys.byteorder) for i in range(0, len(payload) - 3, 4)]
+            fds += _passed_fds(ancillary)
             if not chunk or (not data and chunk == b"z"):
                 data += chunk
                 break
@@ -85,6 +83,18 @@ def _receive(fd: int) -> tuple[bytes, list[int]]:
         else:
             sock.close()
     return data, fds
+
+
+def _passed_fds(ancillary: "list[tuple[int, int, bytes]]") -> list[int]:
+    """The descriptors that the SCM_RIGHTS messages among `ancillary` carry."""
+    import _socket
+    import sys
+
+    fds: list[int] = []
+    for level, kind, payload in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds += [int.from_bytes(payload[i : i + 4], sys.byteorder) for i in range(0, len(payload) - 3, 4)]
+    return fds
 
 
 # clone(2) flags: every namespace NsJail gives a jail, but the user namespace (the nursery's).
@@ -103,12 +113,9 @@ def _nursery() -> None:
     on into a program: it holds capabilities). Returns in each child only."""
     import _socket
     import os
-    import sys
 
     try:
         import ctypes
-        import select
-        import struct
 
         if os.getpid() != 1:
             # A child cloned by a bare clone(2) keeps its parent's thread id in glibc's thread
@@ -120,49 +127,8 @@ def _nursery() -> None:
         robust_head, robust_length = ctypes.c_void_p(), ctypes.c_size_t()
         if libc.syscall(274, 0, ctypes.byref(robust_head), ctypes.byref(robust_length)) != 0:  # get_robust_list
             os._exit(74)
-        # A job's wait status never becomes a Python object here, where later jobs' children
-        # are cloned from: it is written into this buffer, sent, and cleared.
-        report = (ctypes.c_int32 * 2)()
         control = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET, fileno=9)
-        poll = select.poll()
-        poll.register(9, select.POLLIN)
-        children: dict[int, int] = {}
-        while True:
-            for fd, _ in poll.poll():
-                if fd != 9:
-                    report[0] = children.pop(fd)
-                    poll.unregister(fd)
-                    os.close(fd)
-                    if libc.waitpid(report[0], ctypes.byref(report, 4), 0) != report[0]:
-                        os._exit(75)
-                    control.sendmsg([b"x", report])
-                    report[1] = 0
-                    continue
-                data, ancillary, _, _ = control.recvmsg(16, _socket.CMSG_SPACE(4 * (3 + len(_MOUNTS))))
-                if not data:
-                    os._exit(0)
-                fds: list[int] = []
-                for level, kind, payload in ancillary:
-                    if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
-                        fds += [int.from_bytes(payload[i : i + 4], sys.byteorder) for i in range(0, len(payload) - 3, 4)]
-                if data != b"f" or len(fds) != 3 + len(_MOUNTS):
-                    os._exit(70)
-                ctypes.pythonapi.PyOS_BeforeFork()
-                pid = libc.syscall(56, _NAMESPACES | _SIGCHLD, 0, 0, 0, 0)  # clone, as fork does
-                if pid == 0:
-                    break
-                ctypes.pythonapi.PyOS_AfterFork_Parent()
-                for fd in fds:
-                    os.close(fd)
-                if pid < 0:
-                    os._exit(71)
-                pidfd = os.pidfd_open(pid)
-                children[pidfd] = pid
-                poll.register(pidfd, select.POLLIN)
-                control.sendmsg([b"p" + struct.pack("=i", pid)])
-            else:
-                continue
-            break
+        fds = _fork_on_request(libc, control)
     except BaseException:
         os._exit(76)
     try:
@@ -174,6 +140,53 @@ def _nursery() -> None:
         _adopted(libc)
     except BaseException:
         os._exit(78)
+
+
+def _fork_on_request(libc: "ctypes.CDLL", control: "_socket.socket") -> list[int]:
+    """The nursery's loop (see _nursery). Returns in each child only, with the descriptors it
+    was sent."""
+    import _socket
+    import ctypes
+    import os
+    import select
+    import struct
+
+    # A job's wait status never becomes a Python object here, where later jobs' children
+    # are cloned from: it is written into this buffer, sent, and cleared.
+    report = (ctypes.c_int32 * 2)()
+    poll = select.poll()
+    poll.register(9, select.POLLIN)
+    children: dict[int, int] = {}
+    while True:
+        for fd, _ in poll.poll():
+            if fd != 9:
+                report[0] = children.pop(fd)
+                poll.unregister(fd)
+                os.close(fd)
+                if libc.waitpid(report[0], ctypes.byref(report, 4), 0) != report[0]:
+                    os._exit(75)
+                control.sendmsg([b"x", report])
+                report[1] = 0
+                continue
+            data, ancillary, _, _ = control.recvmsg(16, _socket.CMSG_SPACE(4 * (3 + len(_MOUNTS))))
+            if not data:
+                os._exit(0)
+            fds = _passed_fds(ancillary)
+            if data != b"f" or len(fds) != 3 + len(_MOUNTS):
+                os._exit(70)
+            ctypes.pythonapi.PyOS_BeforeFork()
+            pid = libc.syscall(56, _NAMESPACES | _SIGCHLD, 0, 0, 0, 0)  # clone, as fork does
+            if pid == 0:
+                return fds
+            ctypes.pythonapi.PyOS_AfterFork_Parent()
+            for fd in fds:
+                os.close(fd)
+            if pid < 0:
+                os._exit(71)
+            pidfd = os.pidfd_open(pid)
+            children[pidfd] = pid
+            poll.register(pidfd, select.POLLIN)
+            control.sendmsg([b"p" + struct.pack("=i", pid)])
 
 
 def _adopted(libc: "ctypes.CDLL") -> None:
@@ -218,7 +231,7 @@ def _adopted(libc: "ctypes.CDLL") -> None:
                 continue
             if run:
                 # A kernel before 5.14 refuses it (EINVAL): the pages are then copied as the
-                # job writes them, as they were before.
+                # job writes them.
                 first = start + (index - run) * page
                 libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(run * page), MADV_POPULATE_WRITE)
                 run = 0
