@@ -1,9 +1,9 @@
 """Forked jails: a warm jail that costs a clone, not an NsJail and an interpreter start.
 
-A cold or warm Python jail costs about 30 ms of CPU here: NsJail's own start (loading its
-libraries alone is a fifth of a run of /usr/bin/true in it), the namespaces and mounts, then the
-interpreter's start. A warm jail pays all of that too, only earlier. A forked jail pays a clone
-and its namespaces: with the program's run and exit, about 8 ms of CPU for `print(1)`.
+A cold or warm Python jail pays for NsJail's own start (its libraries loaded, its namespaces and
+mounts made) and then the interpreter's start; a warm jail pays all of that too, only earlier.
+A forked jail pays only for a clone and its namespaces: the nursery it is cloned from has
+started once, for many jobs.
 
 A nursery is a warm jail that is told "z" instead of a job: NsJail started it with the jail's
 config, except that it runs as a user of its own (1001, with the jobs' 1000 mapped too), keeps

@@ -1,7 +1,8 @@
 """Running one NsJail (or any program) to its end on the caller's event loop, without threads.
 
-The program is spawned with posix_spawn (spawn.py: without holding the GIL); its stdout and stderr pipes and a pidfd are watched
-with add_reader; the wall deadline, the CPU check and the output grace period are loop timers.
+The program is spawned with posix_spawn (spawn.py: without holding the GIL); its stdout and
+stderr pipes and a pidfd are watched with add_reader; the wall deadline, the CPU check and the
+output grace period are loop timers.
 Stopping is SIGTERM, which NsJail answers by SIGKILLing the jail (its PID 1: the PID namespace
 takes every other process with it), reaping it and removing its cgroups; if the program is not
 gone kill_grace later, every task in the run's cgroups and the program are SIGKILLed. (SIGKILL to

@@ -1,7 +1,7 @@
 """Warm jails: a jail started before its job is known, handed exactly one job, then destroyed.
 
-Why: of a cold Python jail's ~20 ms, about half is the interpreter starting. A warm jail does
-that while no client waits.
+Why: much of a cold Python jail's start is the interpreter starting. A warm jail does that
+while no client waits.
 
 A warm jail is a cold jail started early: the same NsJail policy, namespaces, mounts, seccomp
 policy, host ids and run cgroups, an empty scratch tmpfs, and the runtime's own command with
