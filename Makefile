@@ -5,7 +5,7 @@ PANTS ?= ./pants
 # directory is the module `tests` under its source root (packages/<name>), so two conftest.py or
 # two test_config.py would clash in one run: type-check the library code together, and each
 # source root's tests on their own.
-LIBRARY_DIRS := $(wildcard packages/*/corral_*) tests/contract tests/testbed bench
+LIBRARY_DIRS := $(wildcard packages/*/corral_*) tests/contract tests/testbed bench nsjail
 TEST_DIRS := $(wildcard packages/*/tests) tests/testbed/tests tests/integration
 
 .PHONY: settings-tables test test-host unit deps check lint typecheck fix package bench lockfile tailor up cli

@@ -36,7 +36,7 @@ from corral_core.ports import Runtime
 from corral_sandbox import HostReport, prepare_host, runname
 from corral_sandbox.jail import _compile_limits, jail_command, run_cgroups
 from corral_sandbox.jailids import JailIds
-from corral_sandbox.policy import RuntimeSpec
+from corral_sandbox.policy_files import RuntimeSpec
 from corral_sandbox.scratch import Scratch
 from corral_testbed.redis_server import RedisServerProcess
 from corral_testbed.services import corral

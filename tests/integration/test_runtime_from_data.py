@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from corral_sandbox.policy import policy_dir
+from corral_sandbox.policy_files import policy_dir
 from corral_testbed.redis_server import RedisServerProcess, require_redis_server
 from corral_testbed.services import Corral, corral
 

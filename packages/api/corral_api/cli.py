@@ -32,7 +32,7 @@ from corral_redis import (
 from corral_system import logs, metrics
 from corral_system.clock import SystemClock
 from corral_system.commands import config_command, settings_of
-from corral_system.supervisor import Supervisor
+from corral_system.process_supervisor import ProcessSupervisor
 
 
 @click.group()
@@ -81,7 +81,7 @@ def serve(host: str | None, port: int | None, processes: int | None, log_level: 
         serve_api(None)
         return
     setproctitle("corral-api: supervisor")
-    supervisor = Supervisor(
+    supervisor = ProcessSupervisor(
         "corral-api",
         processes,
         serve_api,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from corral_core.job import Limits
-from corral_sandbox.policy import RuntimeSpec
+from corral_sandbox.policy_files import RuntimeSpec
 
 # The job's user inside the jail; mapped to the host's unprivileged jail uid/gid.
 JAIL_UID = 1000

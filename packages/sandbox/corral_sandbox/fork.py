@@ -1,16 +1,16 @@
 """Forked jails: a warm jail that costs a clone, not an NsJail and an interpreter start.
 
-A cold or warm Python jail costs about 30 ms of CPU here: NsJail's own start (loading its
-libraries alone is a fifth of a run of /usr/bin/true in it), the namespaces and mounts, then the
-interpreter's start. A warm jail pays all of that too, only earlier. A forked jail pays a clone
-and its namespaces: with the program's run and exit, about 8 ms of CPU for `print(1)`.
+A cold or warm Python jail pays for NsJail's own start (its libraries loaded, its namespaces and
+mounts made) and then the interpreter's start; a warm jail pays all of that too, only earlier.
+A forked jail pays only for a clone and its namespaces: the nursery it is cloned from has
+started once, for many jobs.
 
 A nursery is a warm jail that is told "z" instead of a job: NsJail started it with the jail's
 config, except that it runs as a user of its own (1001, with the jobs' 1000 mapped too), keeps
 its capabilities inside its user namespace, and has a seccomp policy that also allows clone into
 new namespaces (never a user namespace), mount, move_mount, capset, setresuid and setresgid
 (`nursery_policy`). It never runs a job. For each jail asked of it (`fork`), its hook
-(nsjail/python-warm.stub) clones a child into new PID, mount, network, IPC, UTS and cgroup
+(nsjail/python_warm_stub.py) clones a child into new PID, mount, network, IPC, UTS and cgroup
 namespaces, where the child, before any byte of a job reaches it:
   - moves in /box, /tmp and /dev/shm from a fresh host tmpfs, sent as detached mounts (open_tree);
   - takes the stdout, stderr and hand-over socket it was sent, closes every other descriptor (the
@@ -58,10 +58,10 @@ from corral_core.job import Limits, RunResult, SandboxStart
 from corral_core.ports import SandboxError
 from corral_sandbox.command import JAIL_UID, WARM_MAX_AGE_S
 from corral_sandbox.jail import JailHost, judge
+from corral_sandbox.jail_process import JailProcess, Outcome, through_cancellation
 from corral_sandbox.jailids import JailIds
 from corral_sandbox.nsjail_log import JailLog
-from corral_sandbox.policy import RuntimeSpec
-from corral_sandbox.supervisor import Outcome, Supervisor, through_cancellation
+from corral_sandbox.policy_files import RuntimeSpec
 from corral_sandbox.warm import READY_TIMEOUT_S, WarmJail, _fd, _warm_limits
 
 log = logging.getLogger(__name__)
@@ -250,7 +250,7 @@ class ForkJail(WarmJail):
         await through_cancellation(asyncio.to_thread(self._make_room, limits))
         assert self._scratch is not None and self._cgroups is not None
         scratch = self._scratch
-        supervisor = self._supervisor = Supervisor(asyncio.get_running_loop(), self._cgroups, stop_signal=signal.SIGKILL)
+        process = self._process = JailProcess(asyncio.get_running_loop(), self._cgroups, stop_signal=signal.SIGKILL)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._socket = ours
         ours.setblocking(False)
@@ -275,7 +275,7 @@ class ForkJail(WarmJail):
             said, host_pid = await asyncio.wait_for(_credentials(ours), READY_TIMEOUT_S)
             if said != b"c" or host_pid <= 0:
                 raise SandboxError(f"a forked jail ended before it was ready ({await self._status_text()})")
-            supervisor.adopt(host_pid, out_read, err_read, limits.max_output_bytes)
+            process.adopt(host_pid, out_read, err_read, limits.max_output_bytes)
         except BaseException:
             os.close(out_read)
             os.close(err_read)
@@ -283,7 +283,7 @@ class ForkJail(WarmJail):
         await through_cancellation(
             asyncio.to_thread(self._cgroups.adopt, host_pid, 2 * (limits.memory_mb << 20), limits.max_processes)
         )
-        if not supervisor.running():
+        if not process.running():
             # It ended while it was being moved: the PID moved may already be another process's.
             raise SandboxError("a forked jail ended before it was ready")
         ranges = await asyncio.to_thread(_writable_ranges, host_pid)
@@ -316,7 +316,7 @@ class ForkJail(WarmJail):
     async def discard(self) -> None:
         if self._done:
             return
-        if self._exit_status is not None and self._supervisor is not None and self._supervisor.pid < 0:
+        if self._exit_status is not None and self._process is not None and self._process.pid < 0:
             # Forked but never watched: only its nursery can stop it, by ending.
             self._nursery.end("a child it forked did not become ready")
         try:

@@ -28,7 +28,7 @@ from corral_sandbox.binary import BinaryError, locate_nsjail
 from corral_sandbox.cgroups.detect import detect, ensure_parents
 from corral_sandbox.cgroups.hierarchy import CgroupError
 from corral_sandbox.jailids import JailIdRange, ids_in_use, ready_lease_dir
-from corral_sandbox.policy import PolicyError, RuntimeSpec, load_runtimes, policy_dir, resolve_version
+from corral_sandbox.policy_files import PolicyError, RuntimeSpec, load_runtimes, policy_dir, resolve_version
 from corral_sandbox.report import HostNotReady, HostReport, hook_dir, lease_dir
 from corral_sandbox.sandbox import NsJailSandbox
 from corral_sandbox.scratch import ScratchError, mount_work_root

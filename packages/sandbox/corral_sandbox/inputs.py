@@ -11,7 +11,7 @@ import msgspec
 from corral_core.job import Limits, RunRequest
 from corral_core.policy import LIMIT_FIELDS, InvalidSubmission, LimitPolicy, LimitRequest, check_file_name
 from corral_core.ports import SandboxError
-from corral_sandbox.policy import RuntimeSpec
+from corral_sandbox.policy_files import RuntimeSpec
 
 # Limits no client may have, whatever a caller passes (the server's maxima are far below).
 _CEILING = Limits(

@@ -2,7 +2,7 @@
 
 The set-up (scratch tmpfs with the job's files, run cgroups, stdin and log memfds) and the
 reading of the result are a few quick system calls on the caller's event loop; supervision never
-blocks it (supervisor.py); the clean-up, which may wait for a cgroup's tasks to exit, runs in a
+blocks it (jail_process.py); the clean-up, which may wait for a cgroup's tasks to exit, runs in a
 thread.
 
 NsJail's own log goes to a memfd of ours, passed as its --log_fd: the job can neither reach it
@@ -29,11 +29,11 @@ from corral_sandbox.cgroups.v1 import V1RunCgroups
 from corral_sandbox.cgroups.v2 import V2RunCgroups
 from corral_sandbox.command import LOG_FD, JailPaths, nsjail_command
 from corral_sandbox.inputs import check_limits, job_files
+from corral_sandbox.jail_process import Outcome, Watch, supervise, through_cancellation
 from corral_sandbox.jailids import JailIds
-from corral_sandbox.policy import RuntimeSpec
+from corral_sandbox.policy_files import RuntimeSpec
 from corral_sandbox.scratch import Scratch, ScratchError
 from corral_sandbox.streams import log_memfd, read_memfd, stdin_memfd
-from corral_sandbox.supervisor import Outcome, Watch, supervise, through_cancellation
 from corral_sandbox.verdict import RunFacts, decide, nsjail_failure
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from corral_core.ports import SandboxError
 from corral_sandbox.cgroups.hierarchy import HostCgroups
 from corral_sandbox.jail import JailHost
 from corral_sandbox.jailids import JailIdRange
-from corral_sandbox.policy import RuntimeSpec
+from corral_sandbox.policy_files import RuntimeSpec
 from corral_sandbox.settings import SandboxSettings
 
 

@@ -16,16 +16,15 @@ from corral_sandbox.fork import ForkJail, Nursery
 from corral_sandbox.inputs import check_limits, job_files
 from corral_sandbox.jail import run_job
 from corral_sandbox.jailids import JailIdPool
-from corral_sandbox.policy import RuntimeSpec
+from corral_sandbox.policy_files import RuntimeSpec
 from corral_sandbox.report import HostReport
 from corral_sandbox.warm import WarmJail, WarmUnusable
 
 log = logging.getLogger(__name__)
 
-# Roomy time limits: a worker starting on a busy host must not be refused for being slow.
-# The self-test proves that each runtime runs on this host, not how fast: a slow host (the
-# emulated cgroup v2 VM of `make test-cgroup2`, where g++ takes over 10 s of CPU for hello
-# world) must not be refused for its speed, so its compile limits are generous.
+# Roomy time limits: the self-test proves that each runtime runs on this host, not how fast. A
+# worker starting on a busy or slow host (an emulated VM, say) must not be refused for its speed,
+# and a compile is the slowest thing it runs, hence the generous compile limits.
 SELFTEST_LIMITS = msgspec.structs.replace(
     DEFAULT_LIMIT_POLICY.defaults,
     cpu_time_ms=5_000,
@@ -205,8 +204,8 @@ class _Standby:
     # the host or the hook, and failing in the background would only burn CPU.
     _MAX_FAILURES = 3
     # A used jail is removed, and the next one started, this long after its job's end: by then
-    # the worker has stored the result, which the removal and the start (most of a CPU for
-    # ~20 ms) would otherwise slow down. A job that comes sooner starts its jail at once (`take`).
+    # the worker has stored the result, which the removal and the start (a burst of CPU) would
+    # otherwise slow down. A job that comes sooner starts its jail at once (`take`).
     _AFTER_JOB_S = 0.005
 
     def __init__(self, language: str, start: Callable[[], Coroutine[None, None, WarmJail]], slots: int) -> None:

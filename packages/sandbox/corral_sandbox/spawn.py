@@ -1,10 +1,9 @@
 """posix_spawn without holding the GIL.
 
 Python 3.11's os.posix_spawn holds the GIL until the child has exec'd. glibc's posix_spawn
-uses vfork: the calling thread sleeps until the child's execve, which on a busy 2-core host
-waits for a CPU. A worker spawns an NsJail per job, and for that long every other thread,
-its event loop included, stood still (3 ms per spawn was measured under load). The same libc
-call through ctypes releases the GIL while it runs.
+uses vfork: the calling thread sleeps until the child's execve, which on a busy host waits for
+a CPU. A worker spawns an NsJail per job, and for that long every other thread, its event loop
+included, would stand still. The same libc call through ctypes releases the GIL while it runs.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Warm jails: a jail started before its job is known, handed exactly one job, then destroyed.
 
-Why: of a cold Python jail's ~20 ms, about half is the interpreter starting. A warm jail does
-that while no client waits.
+Why: much of a cold Python jail's start is the interpreter starting. A warm jail does that
+while no client waits.
 
 A warm jail is a cold jail started early: the same NsJail policy, namespaces, mounts, seccomp
 policy, host ids and run cgroups, an empty scratch tmpfs, and the runtime's own command with
-no arguments (`python3 -s main.py`). The runtime's warm hook (nsjail/python-warm.stub, bound in
+no arguments (`python3 -s main.py`). The runtime's warm hook (nsjail/python_warm_stub.py, bound in
 cold jails too so that both see the same files) stops the interpreter during its start-up and
 says "ready" on the hand-over socket (command.HANDOVER_FD).
 
@@ -47,11 +47,11 @@ from corral_sandbox import runname
 from corral_sandbox.cgroups.hierarchy import CgroupError, RunCgroups
 from corral_sandbox.command import HANDOVER_FD, LOG_FD, WARM_MAX_AGE_S, WARM_MAX_WALL_S
 from corral_sandbox.jail import JailHost, clean_up, jail_command, judge, run_cgroups, scratch_size, watch_of
+from corral_sandbox.jail_process import JailProcess, Outcome, through_cancellation
 from corral_sandbox.jailids import JailIds
-from corral_sandbox.policy import RuntimeSpec
+from corral_sandbox.policy_files import RuntimeSpec
 from corral_sandbox.scratch import Scratch, ScratchError
 from corral_sandbox.streams import above_stdio, log_memfd, read_memfd, stdin_memfd
-from corral_sandbox.supervisor import Outcome, Supervisor, through_cancellation
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class WarmJail:
         self._cgroups: RunCgroups | None = None
         # The memory (bytes) and process limits `preset` gave its cgroups, if it did.
         self._preset: tuple[int, int] | None = None
-        self._supervisor: Supervisor | None = None
+        self._process: JailProcess | None = None
         self._socket: socket.socket | None = None
         self._log_fd = -1
         self._started = time.monotonic()
@@ -129,8 +129,8 @@ class WarmJail:
         self._socket = ours
         ours.setblocking(False)
         argv = self._command(limits)
-        supervisor = Supervisor(asyncio.get_running_loop(), self._cgroups)
-        self._supervisor = supervisor
+        process = JailProcess(asyncio.get_running_loop(), self._cgroups)
+        self._process = process
         # The jail's end of the socket goes above every descriptor the spawn writes to (0-3 and
         # HANDOVER_FD), as the log memfd does; ours close once NsJail has them.
         with (
@@ -138,7 +138,7 @@ class WarmJail:
             _fd(above_stdio(os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))) as devnull,
             _fd(fcntl.fcntl(theirs.fileno(), fcntl.F_DUPFD_CLOEXEC, 10)) as handover,
         ):
-            await supervisor.start(argv, devnull, {LOG_FD: self._log_fd, HANDOVER_FD: handover}, limits.max_output_bytes)
+            await process.start(argv, devnull, {LOG_FD: self._log_fd, HANDOVER_FD: handover}, limits.max_output_bytes)
         return await asyncio.wait_for(asyncio.get_running_loop().sock_recv(ours, 1), READY_TIMEOUT_S)
 
     def _command(self, limits: Limits) -> list[str]:
@@ -193,7 +193,7 @@ class WarmJail:
                 payload = b"j" + b"".join(os.fsencode(arg) + b"\0" for arg in args)
             except (OSError, UnicodeError) as error:
                 raise WarmUnusable(f"stdin or arguments: {error}") from error
-            assert self._supervisor is not None and self._cgroups is not None
+            assert self._process is not None and self._cgroups is not None
 
             def release() -> None:
                 sock = self._sock()
@@ -205,7 +205,7 @@ class WarmJail:
                 self._socket = None
 
             try:
-                outcome = await self._supervisor.watch(
+                outcome = await self._process.watch(
                     watch_of(self._host, limits), _Since(self._cgroups, cpu_before_ns), on_watching=release
                 )
             except OSError as error:
@@ -233,8 +233,8 @@ class WarmJail:
 
     def _prepare(self, files: list[tuple[str, bytes]], limits: Limits, args: tuple[str, ...]) -> tuple[int, int]:
         """Everything before the job is sent: (the jailed pid, the CPU time used so far)."""
-        assert self._scratch is not None and self._cgroups is not None and self._supervisor is not None
-        if self._supervisor.exited:
+        assert self._scratch is not None and self._cgroups is not None and self._process is not None
+        if self._process.exited:
             raise WarmUnusable("the warm jail ended while it waited")
         age_s = time.monotonic() - self._started
         if age_s > WARM_MAX_AGE_S or math.ceil(limits.wall_time_ms / 1000) + 1 > WARM_MAX_WALL_S:
@@ -268,8 +268,8 @@ class WarmJail:
             self._socket.close()  # a waiting hook then exits on its own
             self._socket = None
         try:
-            if self._supervisor is not None:
-                await self._supervisor.end()
+            if self._process is not None:
+                await self._process.end()
         finally:
             if self._log_fd >= 0:
                 os.close(self._log_fd)

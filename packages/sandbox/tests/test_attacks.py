@@ -584,7 +584,7 @@ async def test_host_secrets_are_not_in_the_jail(sandbox: NsJailSandbox, monkeypa
     environment = result.stdout.splitlines()[0]
     assert "'PATH'" in environment and "CORRAL" not in environment
     assert "root: ['bin', 'box', 'dev', 'etc', 'lib', 'lib64', 'tmp', 'usr']" in result.stdout
-    # The linker cache, and Python's read-only warm-jail hook (nsjail/python-warm.stub).
+    # The linker cache, and Python's read-only warm-jail hook (nsjail/python_warm_stub.py).
     assert "etc: ['ld.so.cache', 'python3.11']" in result.stdout
     assert "dev: ['null', 'random', 'shm', 'urandom', 'zero']" in result.stdout
 

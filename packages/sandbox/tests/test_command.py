@@ -6,7 +6,7 @@ from pathlib import Path
 
 from corral_core.job import Limits
 from corral_sandbox.command import JailPaths, limit_flags, nsjail_command
-from corral_sandbox.policy import RuntimeSpec
+from corral_sandbox.policy_files import RuntimeSpec
 
 RUNTIME = RuntimeSpec(
     language="python",

@@ -24,7 +24,7 @@ from corral_sandbox import HostNotReady, HostReport, NsJailSandbox, leftovers, p
 from corral_sandbox.binary import _cached_copy
 from corral_sandbox.host import _check_jail_ids
 from corral_sandbox.jailids import JailIdRange
-from corral_sandbox.policy import policy_dir
+from corral_sandbox.policy_files import policy_dir
 from corral_sandbox.report import lease_dir
 from corral_sandbox.runname import CGROUP_PREFIX
 from corral_testbed.nsjail_host import TEST_SETTINGS, assert_host_unharmed, jail_processes, nsjail_host

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from corral_sandbox.policy import PolicyError, RuntimeSpec, load_runtimes, policy_dir
+from corral_sandbox.policy_files import PolicyError, RuntimeSpec, load_runtimes, policy_dir
 
 GOOD = """
 [runtimes.python]

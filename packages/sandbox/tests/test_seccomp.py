@@ -20,7 +20,7 @@ import pytest
 from corral_core.job import RunRequest, RunResult, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_sandbox import HostNotReady, NsJailSandbox, prepare_host, x32
-from corral_sandbox.policy import policy_dir
+from corral_sandbox.policy_files import policy_dir
 from corral_testbed.nsjail_host import TEST_SETTINGS, WAIT_FOR_THE_TEST, nsjail_host, release, until_ready
 
 LIMITS = msgspec.structs.replace(

@@ -22,7 +22,7 @@ from corral_redis import RedisCanLoseJobs, RedisSettings, require_durable_redis
 from corral_sandbox import HostNotReady, HostReport, SandboxSettings, prepare_host
 from corral_system import logs, metrics
 from corral_system.commands import config_command, settings_of
-from corral_system.supervisor import Supervisor
+from corral_system.process_supervisor import ProcessSupervisor
 from corral_worker.container import WorkerContainer
 from corral_worker.settings import SECTIONS, WorkerSettings
 
@@ -86,7 +86,7 @@ def run(concurrency: int | None, processes: int | None, log_level: str) -> None:
         run_worker(None)
         return
     setproctitle("corral-worker: supervisor")
-    supervisor = Supervisor(
+    supervisor = ProcessSupervisor(
         "corral-worker",
         worker.processes,
         run_worker,

@@ -1,7 +1,8 @@
 """Running one NsJail (or any program) to its end on the caller's event loop, without threads.
 
-The program is spawned with posix_spawn (spawn.py: without holding the GIL); its stdout and stderr pipes and a pidfd are watched
-with add_reader; the wall deadline, the CPU check and the output grace period are loop timers.
+The program is spawned with posix_spawn (spawn.py: without holding the GIL); its stdout and
+stderr pipes and a pidfd are watched with add_reader; the wall deadline, the CPU check and the
+output grace period are loop timers.
 Stopping is SIGTERM, which NsJail answers by SIGKILLing the jail (its PID 1: the PID namespace
 takes every other process with it), reaping it and removing its cgroups; if the program is not
 gone kill_grace later, every task in the run's cgroups and the program are SIGKILLed. (SIGKILL to
@@ -51,7 +52,7 @@ _DEFAULT_SIGNALS = (
 
 
 class Accounting(Protocol):
-    """What the supervisor needs from the run's cgroups (RunCgroups has it)."""
+    """What watching a program needs from the run's cgroups (RunCgroups has it)."""
 
     def spawning(self) -> contextlib.AbstractContextManager[None]: ...
 
@@ -94,23 +95,23 @@ async def supervise(
     environment is empty: nothing of the worker's environment reaches it.
     Cancelling stops the program and still waits until it is reaped before re-raising.
     """
-    supervisor = Supervisor(asyncio.get_running_loop(), accounting)
+    process = JailProcess(asyncio.get_running_loop(), accounting)
     try:
-        await supervisor.start(argv, stdin_fd, extra_fds, watch.output_cap)
+        await process.start(argv, stdin_fd, extra_fds, watch.output_cap)
     except BaseException:
-        await supervisor.close()
+        await process.close()
         raise
-    return await supervisor.watch(watch)
+    return await process.watch(watch)
 
 
-class Supervisor:
+class JailProcess:
     """One program: spawned by `start`, watched from `watch` on (a warm jail waits in between:
     its timers, its CPU count and its wall time all begin at `watch`), closed by either."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, accounting: Accounting, stop_signal: int = signal.SIGTERM) -> None:
         """`stop_signal`: SIGKILL for a program that is its jail's PID 1 itself (fork.py): one
         signalled from outside its PID namespace ignores every other signal it has no handler for."""
-        self._impl = _Supervisor(loop, accounting, stop_signal)
+        self._impl = _Watcher(loop, accounting, stop_signal)
 
     @property
     def pid(self) -> int:
@@ -121,7 +122,7 @@ class Supervisor:
         return self._impl.reaped_already
 
     async def start(self, argv: list[str], stdin_fd: int, extra_fds: Mapping[int, int], output_cap: int) -> None:
-        """Spawn the program in a thread (see _Supervisor.spawn). Cancelled, it still waits for
+        """Spawn the program in a thread (see _Watcher.spawn). Cancelled, it still waits for
         the spawn, so that `close` can kill what was spawned."""
         spawned = asyncio.ensure_future(asyncio.to_thread(self._impl.spawn, argv, stdin_fd, extra_fds))
         try:
@@ -149,20 +150,20 @@ class Supervisor:
 
         `on_watching` runs once the clocks run (a warm jail's hand-over: its job starts then).
         """
-        supervisor = self._impl
+        watcher = self._impl
         try:
-            supervisor.watch(watch, accounting)
+            watcher.watch(watch, accounting)
             if on_watching is not None:
                 on_watching()
             try:
-                await supervisor.finished()
+                await watcher.finished()
             except asyncio.CancelledError:
-                supervisor.stop(StopReason.CANCELLED)
-                await supervisor.reaped()
+                watcher.stop(StopReason.CANCELLED)
+                await watcher.reaped()
                 raise
         finally:
-            await supervisor.close()
-        return supervisor.outcome()
+            await watcher.close()
+        return watcher.outcome()
 
     async def end(self) -> None:
         """Stop the program (SIGTERM: NsJail kills and reaps its jail; SIGKILL after the kill
@@ -177,12 +178,12 @@ class Supervisor:
         await self._impl.close()
 
 
-class _Supervisor:
+class _Watcher:
     def __init__(self, loop: asyncio.AbstractEventLoop, accounting: Accounting, stop_signal: int) -> None:
         self._loop = loop
         self._accounting = accounting
         self._stop_signal = stop_signal
-        # A program someone else reaps (Supervisor.adopt): never wait4'ed, signalled by pidfd.
+        # A program someone else reaps (JailProcess.adopt): never wait4'ed, signalled by pidfd.
         self.external = False
         # Until `watch`: no limit but a kill grace, for a program closed before it was watched.
         self._watch = Watch(0.0, 0, 1, 0, 0.0, 1.0)

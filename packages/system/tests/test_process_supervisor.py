@@ -15,11 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-from corral_system.supervisor import CRASH_LOOP_EXIT
+from corral_system.process_supervisor import CRASH_LOOP_EXIT
 
 SUPERVISOR = """
 import os, signal, sys, time
-from corral_system.supervisor import Restarts, Supervisor
+from corral_system.process_supervisor import ProcessSupervisor, Restarts
 
 events, crashing, crash_after_s = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 
@@ -42,7 +42,7 @@ def child(index):
         time.sleep(1)
 
 restarts = Restarts(first_backoff_s=0.2, max_backoff_s=5, stable_s=5, crash_loop=int(sys.argv[4]))
-sys.exit(Supervisor("test", 2, child, restarts=restarts, stop_timeout_s=10).run())
+sys.exit(ProcessSupervisor("test", 2, child, restarts=restarts, stop_timeout_s=10).run())
 """
 
 

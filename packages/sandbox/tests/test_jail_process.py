@@ -1,4 +1,4 @@
-"""The supervisor on ordinary programs, without NsJail, cgroups or root: stops, caps, reaps."""
+"""Watching a program (jail_process.py) on ordinary programs, without NsJail, cgroups or root: stops, caps, reaps."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from corral_sandbox.jail_process import Outcome, Watch, supervise
 from corral_sandbox.streams import stdin_memfd
-from corral_sandbox.supervisor import Outcome, Watch, supervise
 from corral_sandbox.verdict import StopReason
 
 WATCH = Watch(

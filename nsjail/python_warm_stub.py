@@ -15,9 +15,21 @@
 # with the job's scratch mounts it was sent, the job's user, no capability, and the jail's
 # seccomp policy restored. Once the worker has moved it into the job's cgroups, that child goes
 # on as a warm jail does, on the hand-over socket it was sent.
+#
+# Only the standard library, imported inside the functions: what a job finds in sys.modules
+# must be what a cold start leaves there, and the modules loaded for the hand-over alone are
+# forgotten before the job starts. Imported under any name but sitecustomize (by a test, or a
+# tool), it does nothing.
+
+# Types only: mypy takes any name TYPE_CHECKING as true, and at run time this imports nothing.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import _socket
+    import ctypes
+    from collections.abc import Callable
 
 
-def _hand_over():
+def _hand_over() -> None:
     import os
     import sys
 
@@ -27,19 +39,18 @@ def _hand_over():
         return
     modules = set(sys.modules)
     finders = set(sys.path_importer_cache)
-    import _socket
 
-    def forget():
+    def forget() -> None:
         for name in set(sys.modules) - modules:
             del sys.modules[name]
         for path in set(sys.path_importer_cache) - finders:
             del sys.path_importer_cache[path]
 
-    data, fds = _receive(_socket, 9)
+    data, fds = _receive(9)
     if data[:1] == b"z":
-        _nursery(os, sys, _socket)  # returns in a child only, its hand-over socket at 9
-        _settle(os, forget)
-        data, fds = _receive(_socket, 9)
+        _nursery()  # returns in a child only, its hand-over socket at 9
+        _settle(forget)
+        data, fds = _receive(9)
     if len(fds) != 1 or data[:1] != b"j":
         os._exit(0)  # the worker let this jail go without a job
     os.dup2(fds[0], 0)
@@ -50,20 +61,18 @@ def _hand_over():
     forget()
 
 
-def _receive(_socket, fd):
+def _receive(fd: int) -> tuple[bytes, list[int]]:
     """Say "r"; then read what comes: "z" alone, or everything to the end."""
-    import sys
+    import _socket
 
     sock = _socket.socket(fileno=fd)
     data = b""
-    fds = []
+    fds: list[int] = []
     try:
         sock.sendall(b"r")
         while True:
             chunk, ancillary, _, _ = sock.recvmsg(1 << 16, _socket.CMSG_SPACE(4))
-            for level, kind, payload in ancillary:
-                if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
-                    fds += [int.from_bytes(payload[i : i + 4], sys.byteorder) for i in range(0, len(payload) - 3, 4)]
+            fds += _passed_fds(ancillary)
             if not chunk or (not data and chunk == b"z"):
                 data += chunk
                 break
@@ -76,6 +85,18 @@ def _receive(_socket, fd):
     return data, fds
 
 
+def _passed_fds(ancillary: "list[tuple[int, int, bytes]]") -> list[int]:
+    """The descriptors that the SCM_RIGHTS messages among `ancillary` carry."""
+    import _socket
+    import sys
+
+    fds: list[int] = []
+    for level, kind, payload in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds += [int.from_bytes(payload[i : i + 4], sys.byteorder) for i in range(0, len(payload) - 3, 4)]
+    return fds
+
+
 # clone(2) flags: every namespace NsJail gives a jail, but the user namespace (the nursery's).
 _NAMESPACES = 0x20000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x20000000 | 0x40000000
 _SIGCHLD = 17
@@ -85,15 +106,16 @@ _JOB_ID = 1000
 _MOUNTS = (b"/box", b"/tmp", b"/dev/shm")
 
 
-def _nursery(os, sys, _socket):
+def _nursery() -> None:
     """Fork a child for every "f" (descriptors: hand-over socket, stdout, stderr, then one
     detached mount per _MOUNTS); answer "p" and its PID; "x", its PID and its wait status when
     it ends. Exits when the worker closes the socket, or on anything unexpected (never fails
     on into a program: it holds capabilities). Returns in each child only."""
+    import _socket
+    import os
+
     try:
         import ctypes
-        import select
-        import struct
 
         if os.getpid() != 1:
             # A child cloned by a bare clone(2) keeps its parent's thread id in glibc's thread
@@ -105,49 +127,8 @@ def _nursery(os, sys, _socket):
         robust_head, robust_length = ctypes.c_void_p(), ctypes.c_size_t()
         if libc.syscall(274, 0, ctypes.byref(robust_head), ctypes.byref(robust_length)) != 0:  # get_robust_list
             os._exit(74)
-        # A job's wait status never becomes a Python object here, where later jobs' children
-        # are cloned from: it is written into this buffer, sent, and cleared.
-        report = (ctypes.c_int32 * 2)()
         control = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET, fileno=9)
-        poll = select.poll()
-        poll.register(9, select.POLLIN)
-        children = {}
-        while True:
-            for fd, _ in poll.poll():
-                if fd != 9:
-                    report[0] = children.pop(fd)
-                    poll.unregister(fd)
-                    os.close(fd)
-                    if libc.waitpid(report[0], ctypes.byref(report, 4), 0) != report[0]:
-                        os._exit(75)
-                    control.sendmsg([b"x", report])
-                    report[1] = 0
-                    continue
-                data, ancillary, _, _ = control.recvmsg(16, _socket.CMSG_SPACE(4 * (3 + len(_MOUNTS))))
-                if not data:
-                    os._exit(0)
-                fds = []
-                for level, kind, payload in ancillary:
-                    if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
-                        fds += [int.from_bytes(payload[i : i + 4], sys.byteorder) for i in range(0, len(payload) - 3, 4)]
-                if data != b"f" or len(fds) != 3 + len(_MOUNTS):
-                    os._exit(70)
-                ctypes.pythonapi.PyOS_BeforeFork()
-                pid = libc.syscall(56, _NAMESPACES | _SIGCHLD, 0, 0, 0, 0)  # clone, as fork does
-                if pid == 0:
-                    break
-                ctypes.pythonapi.PyOS_AfterFork_Parent()
-                for fd in fds:
-                    os.close(fd)
-                if pid < 0:
-                    os._exit(71)
-                pidfd = os.pidfd_open(pid)
-                children[pidfd] = pid
-                poll.register(pidfd, select.POLLIN)
-                control.sendmsg([b"p" + struct.pack("=i", pid)])
-            else:
-                continue
-            break
+        fds = _fork_on_request(libc, control)
     except BaseException:
         os._exit(76)
     try:
@@ -155,18 +136,70 @@ def _nursery(os, sys, _socket):
         control.detach()  # its descriptor becomes the child's hand-over socket
         if libc.syscall(273, robust_head, robust_length) != 0:  # set_robust_list
             os._exit(77)
-        _become_jail(os, libc, fds)
-        _adopted(os, sys, ctypes, libc, _socket)
+        _become_jail(libc, fds)
+        _adopted(libc)
     except BaseException:
         os._exit(78)
 
 
-def _adopted(os, sys, ctypes, libc, _socket):
+def _fork_on_request(libc: "ctypes.CDLL", control: "_socket.socket") -> list[int]:
+    """The nursery's loop (see _nursery). Returns in each child only, with the descriptors it
+    was sent."""
+    import _socket
+    import ctypes
+    import os
+    import select
+    import struct
+
+    # A job's wait status never becomes a Python object here, where later jobs' children
+    # are cloned from: it is written into this buffer, sent, and cleared.
+    report = (ctypes.c_int32 * 2)()
+    poll = select.poll()
+    poll.register(9, select.POLLIN)
+    children: dict[int, int] = {}
+    while True:
+        for fd, _ in poll.poll():
+            if fd != 9:
+                report[0] = children.pop(fd)
+                poll.unregister(fd)
+                os.close(fd)
+                if libc.waitpid(report[0], ctypes.byref(report, 4), 0) != report[0]:
+                    os._exit(75)
+                control.sendmsg([b"x", report])
+                report[1] = 0
+                continue
+            data, ancillary, _, _ = control.recvmsg(16, _socket.CMSG_SPACE(4 * (3 + len(_MOUNTS))))
+            if not data:
+                os._exit(0)
+            fds = _passed_fds(ancillary)
+            if data != b"f" or len(fds) != 3 + len(_MOUNTS):
+                os._exit(70)
+            ctypes.pythonapi.PyOS_BeforeFork()
+            pid = libc.syscall(56, _NAMESPACES | _SIGCHLD, 0, 0, 0, 0)  # clone, as fork does
+            if pid == 0:
+                return fds
+            ctypes.pythonapi.PyOS_AfterFork_Parent()
+            for fd in fds:
+                os.close(fd)
+            if pid < 0:
+                os._exit(71)
+            pidfd = os.pidfd_open(pid)
+            children[pidfd] = pid
+            poll.register(pidfd, select.POLLIN)
+            control.sendmsg([b"p" + struct.pack("=i", pid)])
+
+
+def _adopted(libc: "ctypes.CDLL") -> None:
     """In the child: say "c" (the worker learns its PID from the kernel) and wait until the
     worker has moved it into the job's cgroups ("a", with the bounds of its private writable
     mappings). Then copy the pages of those it still shares with the nursery: charged to the
     job as a cold start's are, and off the job's clock, where the job's first write to each,
     most of them as its interpreter exits, would fault and copy it."""
+    import _socket
+    import ctypes
+    import os
+    import sys
+
     sock = _socket.socket(fileno=9)
     try:
         sock.sendall(b"c")
@@ -198,16 +231,18 @@ def _adopted(os, sys, ctypes, libc, _socket):
                 continue
             if run:
                 # A kernel before 5.14 refuses it (EINVAL): the pages are then copied as the
-                # job writes them, as they were before.
+                # job writes them.
                 first = start + (index - run) * page
                 libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(run * page), MADV_POPULATE_WRITE)
                 run = 0
 
 
-def _settle(os, forget):
+def _settle(forget: "Callable[[], None]") -> None:
     """In the child, once in the job's cgroups and out of the nursery's frames: drop the modules
     only the nursery loaded and collect what is left of them (a job would find it with
     gc.get_objects(), and the interpreter's exit would collect it on the job's clock)."""
+    import os
+
     try:
         import gc
 
@@ -217,17 +252,18 @@ def _settle(os, forget):
         os._exit(79)
 
 
-def _become_jail(os, libc, fds):
+def _become_jail(libc: "ctypes.CDLL", fds: list[int]) -> None:
     """In the child: its own scratch, its descriptors, its session, the job's user, no
     capability, the jail's policy; any failure ends it before it says it is ready."""
     import ctypes
+    import os
 
-    def check(result):
+    def check(result: int) -> None:
         if result != 0:
             os._exit(72)
 
     MS_REC, MS_PRIVATE, AT_FDCWD, MOVE_MOUNT_F_EMPTY_PATH = 0x4000, 1 << 18, -100, 4
-    for tree, target in zip(fds[3:], _MOUNTS):
+    for tree, target in zip(fds[3:], _MOUNTS, strict=True):
         check(libc.syscall(429, tree, b"", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH))  # move_mount
     # Private, the moved mounts included: a copy of a host mount would otherwise stay in its
     # peer group, and a mount under it would show on the host.
@@ -258,19 +294,21 @@ def _become_jail(os, libc, fds):
     # setresuid and setresgid allowed; this filter refuses them again as the jail's does (EPERM).
     program = _refusals()
     filters = (ctypes.c_uint64 * len(program))(*program)
-    fprog = _sock_fprog(ctypes)(len(program), ctypes.cast(filters, ctypes.c_void_p))
+    fprog = _sock_fprog()(len(program), ctypes.cast(filters, ctypes.c_void_p))
     PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
     check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0))
 
 
-def _sock_fprog(ctypes):
+def _sock_fprog() -> "type[ctypes.Structure]":
+    import ctypes
+
     class SockFprog(ctypes.Structure):
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
     return SockFprog
 
 
-def _refusals():
+def _refusals() -> list[int]:
     """A seccomp BPF program, each instruction packed as the kernel's struct sock_filter."""
     LD_ABS, JEQ, JSET, RET = 0x20, 0x15, 0x45, 0x06
     KILL_THREAD, EPERM, ALLOW = 0, 0x00050001, 0x7FFF0000
@@ -278,7 +316,7 @@ def _refusals():
     CLONE, MOUNT, CAPSET, MOVE_MOUNT, SETRESUID, SETRESGID = 56, 165, 126, 429, 117, 119
     CLONE_NEWUSER = 0x10000000
 
-    def op(code, k, jt=0, jf=0):
+    def op(code: int, k: int, jt: int = 0, jf: int = 0) -> int:
         return code | jt << 16 | jf << 24 | k << 32
 
     return [
@@ -299,8 +337,9 @@ def _refusals():
     ]
 
 
-_hand_over()
-# Nothing of this module may stay for a program to find with gc.get_objects(): its functions and
-# this dictionary refer to each other, a cycle that only a collection would free.
-globals().clear()
-raise ImportError("no sitecustomize", name="sitecustomize")
+if __name__ == "sitecustomize":
+    _hand_over()
+    # Nothing of this module may stay for a program to find with gc.get_objects(): its functions
+    # and this dictionary refer to each other, a cycle that only a collection would free.
+    globals().clear()
+    raise ImportError("no sitecustomize", name="sitecustomize")

@@ -64,7 +64,7 @@ class _Slot:
     exits: list[int] = field(default_factory=list)
 
 
-class Supervisor:
+class ProcessSupervisor:
     """Runs `child(index)` in `processes` forked children until SIGTERM or SIGINT.
 
     `child` runs in the forked process and returns its exit status. `on_child_exit(pid)` runs
