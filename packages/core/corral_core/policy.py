@@ -13,6 +13,7 @@ import msgspec
 from corral_core.job import InputFile, Limits
 from corral_core.job import LimitRequest as LimitRequest  # re-exported: clients import it from here
 from corral_core.ports import Runtime
+from corral_core.testcases import CheckerProgram, TestCase
 
 LIMIT_FIELDS: tuple[str, ...] = tuple(Limits.__struct_fields__)
 
@@ -113,6 +114,10 @@ class SizePolicy(msgspec.Struct, frozen=True, kw_only=True):
     max_files: int = 16
     max_files_bytes: int = 4 * 1024 * 1024
     max_annotation_bytes: int = 1024 * 1024
+    # Test cases of one job, and their bytes in all (stdin, expected output, arguments and
+    # checker programs).
+    max_tests: int = 256
+    max_tests_bytes: int = 16 * 1024 * 1024
 
     def check(
         self,
@@ -146,11 +151,41 @@ class SizePolicy(msgspec.Struct, frozen=True, kw_only=True):
                 raise InvalidSubmission(f"files[{index}].name", f"{file.name!r} given twice")
             seen.add(file.name)
 
+    def check_tests(self, tests: tuple[TestCase, ...], runtimes: Sequence[Runtime]) -> None:
+        """Refuse too many tests (422), too many bytes of them (413), a test argument as
+        `check` refuses one, and a checker program in a language no worker offers."""
+        if len(tests) > self.max_tests:
+            raise InvalidSubmission("tests", f"more than {self.max_tests} tests")
+        if sum(test_bytes(test) for test in tests) > self.max_tests_bytes:
+            raise SubmissionTooLarge("tests", f"larger than {self.max_tests_bytes} bytes in all")
+        for index, test in enumerate(tests):
+            if len(test.name.encode()) > 128 or not test.name.isprintable():
+                raise InvalidSubmission(f"tests[{index}].name", "must be at most 128 bytes of printable text")
+            if len(test.args) > self.max_args:
+                raise InvalidSubmission(f"tests[{index}].args", f"more than {self.max_args} arguments")
+            for arg in test.args:
+                if "\0" in arg or len(arg.encode()) > self.max_arg_bytes:
+                    raise InvalidSubmission(f"tests[{index}].args", f"an argument has a NUL or is over {self.max_arg_bytes} bytes")
+            if isinstance(test.checker, CheckerProgram):
+                try:
+                    check_language(test.checker.language, runtimes)
+                except InvalidSubmission as error:
+                    raise InvalidSubmission(f"tests[{index}].checker.language", error.message) from None
+
     def check_annotations(self, annotations: Mapping[str, str]) -> None:
         """Annotations ride along with the job in storage: bounded like stdin."""
         size = sum(len(key.encode()) + len(value.encode()) for key, value in annotations.items())
         if size > self.max_annotation_bytes:
             raise SubmissionTooLarge("annotations", f"larger than {self.max_annotation_bytes} bytes in all")
+
+
+def test_bytes(test: TestCase) -> int:
+    """What one test case holds: what it sends, what it expects, its checker program."""
+    size = len(test.name.encode()) + len(test.stdin.encode()) + sum(len(arg.encode()) for arg in test.args)
+    size += len((test.expected_stdout or "").encode())
+    if isinstance(test.checker, CheckerProgram):
+        size += len(test.checker.code.encode())
+    return size
 
 
 def check_file_name(field: str, name: str, *, reserved: Collection[str] = ()) -> None:

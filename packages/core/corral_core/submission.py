@@ -18,8 +18,17 @@ from corral_core.access import (
     UsageLedger,
 )
 from corral_core.job import Job, Program
-from corral_core.policy import LimitPolicy, LimitRequest, SizePolicy, check_language, runtime_of, source_files
+from corral_core.policy import (
+    LimitPolicy,
+    LimitRequest,
+    SizePolicy,
+    check_language,
+    runtime_of,
+    source_files,
+    test_bytes,
+)
 from corral_core.ports import Clock, IdSource, JobQueue, JobStore, RuntimeCatalog
+from corral_core.testcases import TEST_OUTPUT_BYTES
 from corral_core.usecases import outliving_cancellation
 
 
@@ -121,6 +130,7 @@ class SubmitJob:
         reserved = source_files(request.language, runtimes)
         self._sizes.check(request.code, request.stdin, request.args, request.files, reserved=reserved)
         self._sizes.check_annotations(request.annotations)
+        self._sizes.check_tests(request.tests, runtimes)
         limits = self._limits.for_runtime(runtime_of(request.language, runtimes)).resolve(request.limits)
         return Job(
             id=job_id or self._ids.new_id(),
@@ -153,11 +163,14 @@ def _quota_limit(quotas: Quotas, refused: str) -> int:
 
 
 def booked_bytes(job: Job) -> int:
-    """What a job's record may come to: its request, and both outputs at their limit."""
+    """What a job's record may come to: its request, and both outputs at their limit, once for
+    the job and once for each of its tests (each with its checker's message)."""
     request = job.request
     sent = len(request.code.encode()) + len(request.stdin.encode()) + sum(len(arg.encode()) for arg in request.args)
     sent += sum(len(file.name) + len(file.content) for file in request.files)
-    return sent + 2 * request.limits.max_output_bytes
+    sent += sum(test_bytes(test) for test in request.tests)
+    per_test = 3 * min(request.limits.max_output_bytes, TEST_OUTPUT_BYTES)
+    return sent + 2 * request.limits.max_output_bytes + len(request.tests) * per_test
 
 
 class SubmitJobOnce:

@@ -52,6 +52,9 @@ class CheckerProgram(msgspec.Struct, frozen=True, tag_field="kind", tag="program
 
 
 Checker = Exact | Lines | Tokens | Floats | CheckerProgram
+# The most of each test's stdout and stderr a job keeps, and of its checker's message (less
+# when the job's max_output_bytes is less): what a job with many tests stores stays small.
+TEST_OUTPUT_BYTES = 16 * 1024
 # The files a checker program finds in its working directory.
 CHECKER_INPUT, CHECKER_EXPECTED, CHECKER_OUTPUT = "input.txt", "expected.txt", "output.txt"
 

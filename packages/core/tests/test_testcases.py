@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import msgspec
 import pytest
 
-from corral_core.job import Verdict, verdict_of_tests
+from corral_core.job import Job, RunRequest, Verdict, verdict_of_tests
+from corral_core.policy import DEFAULT_LIMIT_POLICY, InvalidSubmission, SizePolicy, SubmissionTooLarge
+from corral_core.ports import Runtime
+from corral_core.submission import booked_bytes
 from corral_core.testcases import (
     CHECKER_EXPECTED,
     CHECKER_INPUT,
     CHECKER_OUTPUT,
+    TEST_OUTPUT_BYTES,
     Checker,
     CheckerProgram,
     Exact,
@@ -22,6 +28,8 @@ from corral_core.testcases import (
     check,
     judge_tests,
 )
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -193,3 +201,29 @@ async def test_a_run_that_failed_is_never_shown_to_its_checker() -> None:
 async def test_each_tests_output_is_cut_to_the_per_test_maximum() -> None:
     results = await judge_tests((TestCase(stdin="echo " + "é" * 10),), Scripted(), stop_on_first_failure=False, output_bytes=5)
     assert results[0].stdout == "éé" and results[0].stdout_truncated
+
+
+def test_too_many_tests_or_too_many_bytes_of_them_are_refused_naming_the_field() -> None:
+    sizes = SizePolicy(max_tests=3, max_tests_bytes=100)
+    python = [Runtime("python", "3.11", "main.py")]
+    sizes.check_tests((TestCase(stdin="1"),) * 3, python)
+    with pytest.raises(InvalidSubmission) as many:
+        sizes.check_tests((TestCase(),) * 4, python)
+    assert many.value.field == "tests" and not isinstance(many.value, SubmissionTooLarge)
+    with pytest.raises(SubmissionTooLarge) as large:
+        sizes.check_tests((TestCase(expected_stdout="x" * 101),), python)
+    assert large.value.field == "tests"
+    with pytest.raises(InvalidSubmission) as checker:
+        sizes.check_tests((TestCase(checker=CheckerProgram(language="cobol", code="")),), python)
+    assert checker.value.field == "tests[0].checker.language"
+    with pytest.raises(InvalidSubmission) as arg:
+        sizes.check_tests((TestCase(args=("a\0b",)),), python)
+    assert arg.value.field == "tests[0].args"
+
+
+def test_a_jobs_booking_counts_its_tests_and_their_outputs() -> None:
+    limits = DEFAULT_LIMIT_POLICY.defaults
+    plain = Job(id="j", request=RunRequest(language="python", code="x", limits=limits), created_at=NOW)
+    tested = msgspec.structs.replace(plain, request=msgspec.structs.replace(plain.request, tests=(TestCase(stdin="abc", expected_stdout="de"),) * 2))
+    per_test = 3 * min(limits.max_output_bytes, TEST_OUTPUT_BYTES)
+    assert booked_bytes(tested) == booked_bytes(plain) + 2 * (5 + per_test)
