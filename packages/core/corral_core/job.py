@@ -16,7 +16,7 @@ from datetime import datetime
 
 import msgspec
 
-from corral_core.testcases import TestCase, TestResult, TestVerdict
+from corral_core.testcases import Ran, TestCase, TestResult, TestVerdict
 
 
 class JobStatus(enum.StrEnum):
@@ -150,6 +150,34 @@ def verdict_of_tests(tests: tuple[TestResult, ...] | list[TestResult]) -> Verdic
         if test.verdict not in (TestVerdict.OK, TestVerdict.SKIPPED):
             return Verdict(test.verdict.value)
     return Verdict.OK
+
+
+def ran_of(result: RunResult) -> Ran:
+    """One run of a test's program or checker, as judging it needs it."""
+    return Ran(
+        verdict=result.verdict,
+        exit_code=result.exit_code,
+        signal=result.signal,
+        cpu_time_ms=result.cpu_time_ms,
+        wall_time_ms=result.wall_time_ms,
+        memory_kb=result.memory_kb,
+        stdout=result.stdout,
+        stdout_truncated=result.stdout_truncated,
+        stderr=result.stderr,
+        stderr_truncated=result.stderr_truncated,
+    )
+
+
+def result_of_tests(tests: list[TestResult], sandbox_start: SandboxStart = SandboxStart.COLD) -> RunResult:
+    """A job's result from its tests' (RunResult.tests says how the figures add up)."""
+    return RunResult(
+        verdict=verdict_of_tests(tests),
+        cpu_time_ms=sum(test.cpu_time_ms for test in tests),
+        wall_time_ms=sum(test.wall_time_ms for test in tests),
+        memory_kb=max((test.memory_kb for test in tests), default=0),
+        sandbox_start=sandbox_start,
+        tests=tuple(tests),
+    )
 
 
 class JobError(msgspec.Struct, frozen=True):

@@ -239,8 +239,13 @@ class UnsupportedLanguage(SandboxError):
 class Sandbox(Protocol):
     def runtimes(self) -> list[Runtime]: ...
 
-    async def run(self, request: RunRequest) -> RunResult:
-        """Run one program in a fresh sandbox. Raises SandboxError when it cannot start it.
+    async def run(self, request: RunRequest, *, scope: str = "") -> RunResult:
+        """Run one program in a fresh sandbox; with test cases, once per test, each in a fresh
+        sandbox, and each run judged (corral_core.testcases). Raises SandboxError when it
+        cannot start it.
+
+        `scope`: who the job is for (the key that submitted it). What a sandbox keeps between
+        jobs (compiled programs) serves only later jobs of the same scope.
 
         Cancelling the call kills the program and cleans up before it returns.
         """

@@ -43,9 +43,10 @@ class Floats(msgspec.Struct, frozen=True, tag_field="kind", tag="float", forbid_
 class CheckerProgram(msgspec.Struct, frozen=True, tag_field="kind", tag="program", forbid_unknown_fields=True):
     """A program in any offered language that judges one test: it finds the test's input, the
     expected output and the program's output in `input.txt`, `expected.txt` and `output.txt`,
-    and exits 0 to accept, 1 to refuse; what it prints is the test's checker message. Any other
-    ending (another code, a signal, a limit) is a checker error, never a wrong answer. It runs
-    in a jail of its own, with the job's limits."""
+    and exits 42 to accept, 43 to refuse (DOMjudge's codes: no crash ends with them, where a
+    Python exception exits 1); what it prints is the test's checker message. Any other ending
+    (another code, a signal, a limit) is a checker error, never a wrong answer. It runs in a
+    jail of its own, with the job's limits."""
 
     language: str
     code: str
@@ -55,6 +56,8 @@ Checker = Exact | Lines | Tokens | Floats | CheckerProgram
 # The most of each test's stdout and stderr a job keeps, and of its checker's message (less
 # when the job's max_output_bytes is less): what a job with many tests stores stays small.
 TEST_OUTPUT_BYTES = 16 * 1024
+# How a checker program answers.
+CHECKER_ACCEPTS, CHECKER_REFUSES = 42, 43
 # The files a checker program finds in its working directory.
 CHECKER_INPUT, CHECKER_EXPECTED, CHECKER_OUTPUT = "input.txt", "expected.txt", "output.txt"
 
@@ -237,9 +240,9 @@ async def _judged(test: TestCase, ran: Ran, runner: TestRunner) -> tuple[TestVer
     files = {CHECKER_INPUT: test.stdin.encode(), CHECKER_EXPECTED: expected.encode(), CHECKER_OUTPUT: ran.stdout.encode()}
     judged = await runner.run_checker(checker, files)
     message = (judged.stdout + judged.stderr).strip()
-    if judged.verdict == "ok" and judged.exit_code == 0:
+    if judged.verdict == "runtime_error" and judged.signal is None and judged.exit_code == CHECKER_ACCEPTS:
         return TestVerdict.OK, message
-    if judged.verdict == "runtime_error" and judged.exit_code == 1 and judged.signal is None:
+    if judged.verdict == "runtime_error" and judged.signal is None and judged.exit_code == CHECKER_REFUSES:
         return TestVerdict.WRONG_ANSWER, message
     why = f"the checker ended with {judged.verdict}" + (f" (exit code {judged.exit_code})" if judged.exit_code is not None else "")
     return TestVerdict.CHECKER_ERROR, f"{why}: {message}" if message else why
@@ -270,3 +273,8 @@ def _cut(text: str, most_bytes: int) -> tuple[str, bool]:
     if len(encoded) <= most_bytes:
         return text, False
     return encoded[:most_bytes].decode(errors="ignore"), True
+
+
+def skipped(tests: tuple[TestCase, ...]) -> list[TestResult]:
+    """The tests of a job whose program never ran (it did not compile): none ran."""
+    return [TestResult(name=test.name or str(index + 1), verdict=TestVerdict.SKIPPED) for index, test in enumerate(tests)]

@@ -271,7 +271,7 @@ class RunNextJob:
 
     async def _run(self, job: Job) -> Job:
         try:
-            result = await self._sandbox.run(job.request)
+            result = await self._sandbox.run(job.request, scope=job.owner)
         except UnsupportedLanguage as error:
             return jobs.fail(job, JobError(ErrorCode.UNSUPPORTED_LANGUAGE, str(error)), self._clock.now())
         except SandboxError as error:

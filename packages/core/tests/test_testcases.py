@@ -117,7 +117,7 @@ def test_checkers_decode_from_their_kind_and_refuse_unknown_fields() -> None:
 class Scripted:
     """A runner whose program prints, per test, what the test's stdin names: `echo X` prints X,
     `crash` exits 1, `slow` runs out of time. Its checker program answers with the exit code
-    named in the expected output (`exit N`), printing what it saw."""
+    named in the expected output (`exit N`; -N: killed by signal N), printing what it saw."""
 
     def __init__(self) -> None:
         self.ran: list[str] = []
@@ -171,30 +171,31 @@ async def test_after_a_failure_the_rest_are_skipped_when_asked() -> None:
     assert verdict_of_tests(results) is Verdict.TIME_LIMIT_EXCEEDED
 
 
-async def test_a_checker_program_accepts_with_0_refuses_with_1_and_anything_else_is_its_own_error() -> None:
+async def test_a_checker_program_accepts_with_42_refuses_with_43_and_anything_else_is_its_own_error() -> None:
     checker = CheckerProgram(language="python", code="...")
     tests = tuple(
         TestCase(stdin=f"echo out{n}", expected_stdout=f"exit {code}", checker=checker)
-        for n, code in enumerate((0, 1, 2, -11))
+        for n, code in enumerate((42, 43, 0, 1, -11))
     )
     runner = Scripted()
     results = await judge_tests(tests, runner, stop_on_first_failure=False, output_bytes=100)
     assert [r.verdict for r in results] == [
         TestVerdict.OK,
         TestVerdict.WRONG_ANSWER,
+        TestVerdict.CHECKER_ERROR,  # 0, 1: what a program exits with by default or on a crash
         TestVerdict.CHECKER_ERROR,
         TestVerdict.CHECKER_ERROR,
     ]
     assert results[1].checker_message == "saw 'out1'"
-    assert results[2].checker_message == "the checker ended with runtime_error (exit code 2): saw 'out2'"
-    assert runner.checked[0] == {CHECKER_INPUT: b"echo out0", CHECKER_EXPECTED: b"exit 0", CHECKER_OUTPUT: b"out0"}
+    assert results[3].checker_message == "the checker ended with runtime_error (exit code 1): saw 'out3'"
+    assert runner.checked[0] == {CHECKER_INPUT: b"echo out0", CHECKER_EXPECTED: b"exit 42", CHECKER_OUTPUT: b"out0"}
     assert verdict_of_tests(results) is Verdict.WRONG_ANSWER
 
 
 async def test_a_run_that_failed_is_never_shown_to_its_checker() -> None:
     runner = Scripted()
     checker = CheckerProgram(language="python", code="...")
-    results = await judge_tests((TestCase(stdin="crash", expected_stdout="exit 0", checker=checker),), runner, stop_on_first_failure=False, output_bytes=100)
+    results = await judge_tests((TestCase(stdin="crash", expected_stdout="exit 42", checker=checker),), runner, stop_on_first_failure=False, output_bytes=100)
     assert results[0].verdict is TestVerdict.RUNTIME_ERROR and runner.checked == []
 
 

@@ -18,8 +18,11 @@ import time
 import traceback
 from typing import Any
 
-from corral_core.job import RunRequest, RunResult, Verdict
+import msgspec
+
+from corral_core.job import InputFile, RunRequest, RunResult, Verdict, ran_of, result_of_tests
 from corral_core.ports import Runtime, UnsupportedLanguage
+from corral_core.testcases import TEST_OUTPUT_BYTES, CheckerProgram, Ran, TestCase, judge_tests
 
 
 class _OutputLimit(BaseException):
@@ -58,10 +61,16 @@ class InMemorySandbox:
     def runtimes(self) -> list[Runtime]:
         return [Runtime("python", platform.python_version(), "main.py")]
 
-    async def run(self, request: RunRequest) -> RunResult:
+    async def run(self, request: RunRequest, *, scope: str = "") -> RunResult:
         if request.language != "python":
             raise UnsupportedLanguage(request.language)
-        return await asyncio.to_thread(self._run_locked, request)
+        if not request.tests:
+            return await asyncio.to_thread(self._run_locked, request)
+        output_bytes = min(request.limits.max_output_bytes, TEST_OUTPUT_BYTES)
+        tests = await judge_tests(
+            request.tests, _Tests(self, request), stop_on_first_failure=request.stop_on_first_failure, output_bytes=output_bytes
+        )
+        return result_of_tests(tests)
 
     def _run_locked(self, request: RunRequest) -> RunResult:
         with self._one_at_a_time:
@@ -116,6 +125,28 @@ class InMemorySandbox:
             stderr_truncated=err.truncated,
             wall_time_ms=round((time.perf_counter() - started) * 1000),
         )
+
+
+class _Tests:
+    """The test runner over this sandbox: each test and each checker program is one run."""
+
+    def __init__(self, sandbox: InMemorySandbox, request: RunRequest) -> None:
+        self._sandbox = sandbox
+        self._request = msgspec.structs.replace(request, tests=())
+
+    async def run_test(self, test: TestCase) -> Ran:
+        return ran_of(await self._sandbox.run(msgspec.structs.replace(self._request, stdin=test.stdin, args=test.args)))
+
+    async def run_checker(self, checker: CheckerProgram, files: dict[str, bytes]) -> Ran:
+        request = msgspec.structs.replace(
+            self._request,
+            language=checker.language,
+            code=checker.code,
+            stdin="",
+            args=(),
+            files=tuple(InputFile(name, data) for name, data in files.items()),
+        )
+        return ran_of(await self._sandbox.run(request))
 
 
 def _exit_status(code: object, stderr: io.TextIOWrapper) -> int:

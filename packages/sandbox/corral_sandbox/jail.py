@@ -21,14 +21,13 @@ from pathlib import Path
 
 import msgspec
 
-from corral_core.job import CompileResult, Limits, RunRequest, RunResult, SandboxStart, Verdict
+from corral_core.job import CompileResult, Limits, RunResult, SandboxStart, Verdict
 from corral_core.ports import SandboxError
 from corral_sandbox import nsjail_log, runname
 from corral_sandbox.cgroups.hierarchy import CgroupError, HostCgroups, RunCgroups
 from corral_sandbox.cgroups.v1 import V1RunCgroups
 from corral_sandbox.cgroups.v2 import V2RunCgroups
 from corral_sandbox.command import LOG_FD, JailPaths, nsjail_command
-from corral_sandbox.inputs import check_limits, job_files
 from corral_sandbox.jail_process import Outcome, Watch, supervise, through_cancellation
 from corral_sandbox.jailids import JailIds
 from corral_sandbox.policy_files import RuntimeSpec
@@ -90,50 +89,80 @@ def jail_command(
     )
 
 
-async def run_job(host: JailHost, runtime: RuntimeSpec, ids: JailIds, request: RunRequest) -> RunResult:
-    """Run one job under the host ids `ids`, which no other running job has.
+class Compiled(msgspec.Struct, frozen=True, kw_only=True):
+    """A compiled runtime's compile stage: how it ended, what the compiler said (stdout then
+    stderr), and the program it left, None when it left none (a compile error: nothing runs)."""
 
-    A compiled runtime's job runs in two jails, one after the other: the compiler's, with the
-    source and input files and the compile limits; then, if it left its artifact, a fresh one
-    with only the artifact and the input files: nothing else the compiler (or the code it
-    compiled at build time) left is visible to the program.
-    """
-    limits = request.limits
-    check_limits(limits)
-    files = job_files(runtime, request)
-    if not runtime.compiled:
-        result, _ = await _in_jail(host, runtime, ids, files, limits, request.stdin, request.args)
-        return result
-    compile_limits = _compile_limits(runtime, limits)
-    compiled, artifact = await _in_jail(
-        host, runtime, ids, files, compile_limits, "", (), stage="compile", keep=runtime.artifact
+    stage: CompileResult
+    output: str
+    truncated: bool
+    artifact: bytes | None
+
+
+async def compile_program(
+    host: JailHost, runtime: RuntimeSpec, ids: JailIds, files: list[tuple[str, bytes]], limits: Limits
+) -> Compiled:
+    """The compile stage of a compiled runtime's job, in a jail of its own with the source and
+    input files and the job's compile limits. Its program then runs in a fresh jail
+    (run_program) with only the artifact and the input files: nothing else the compiler (or the
+    code it compiled at build time) left is visible to the program."""
+    ended, artifact = await _in_jail(
+        host, runtime, ids, files, _compile_limits(runtime, limits), "", (), stage="compile", keep=runtime.artifact
     )
     stage = CompileResult(
-        verdict=compiled.verdict,
-        exit_code=compiled.exit_code,
-        signal=compiled.signal,
-        cpu_time_ms=compiled.cpu_time_ms,
-        wall_time_ms=compiled.wall_time_ms,
-        memory_kb=compiled.memory_kb,
+        verdict=ended.verdict,
+        exit_code=ended.exit_code,
+        signal=ended.signal,
+        cpu_time_ms=ended.cpu_time_ms,
+        wall_time_ms=ended.wall_time_ms,
+        memory_kb=ended.memory_kb,
     )
-    output = compiled.stdout + compiled.stderr
-    truncated = compiled.stdout_truncated or compiled.stderr_truncated
-    if compiled.verdict is not Verdict.OK or artifact is None:
-        if compiled.verdict is Verdict.OK:  # it said it succeeded and left nothing usable
-            stage = msgspec.structs.replace(stage, verdict=Verdict.RUNTIME_ERROR)
-            output += f"\ncorral: the compiler left no {runtime.artifact} (at most {_ARTIFACT_MAX_BYTES >> 20} MiB)"
-        elif compiled.verdict is not Verdict.RUNTIME_ERROR:
-            output += f"\ncorral: compilation stopped: {_STAGE_LIMIT[compiled.verdict]}"
-        return RunResult(
-            verdict=Verdict.COMPILE_ERROR,
-            compile_output=output[: limits.max_output_bytes],
-            compile_output_truncated=truncated or len(output) > limits.max_output_bytes,
-            compile=stage,
-        )
-    run_files = [(runtime.artifact, artifact), *files[1:]]
-    result, _ = await _in_jail(host, runtime, ids, run_files, limits, request.stdin, request.args, executable=True)
+    output = ended.stdout + ended.stderr
+    truncated = ended.stdout_truncated or ended.stderr_truncated
+    if ended.verdict is Verdict.OK and artifact is not None:
+        return Compiled(stage=stage, output=output, truncated=truncated, artifact=artifact)
+    if ended.verdict is Verdict.OK:  # it said it succeeded and left nothing usable
+        stage = msgspec.structs.replace(stage, verdict=Verdict.RUNTIME_ERROR)
+        output += f"\ncorral: the compiler left no {runtime.artifact} (at most {_ARTIFACT_MAX_BYTES >> 20} MiB)"
+    elif ended.verdict is not Verdict.RUNTIME_ERROR:
+        output += f"\ncorral: compilation stopped: {_STAGE_LIMIT[ended.verdict]}"
+    return Compiled(stage=stage, output=output, truncated=truncated, artifact=None)
+
+
+def compile_error(compiled: Compiled, limits: Limits) -> RunResult:
+    """The result of a job whose compile stage left no program."""
+    output = compiled.output
+    return RunResult(
+        verdict=Verdict.COMPILE_ERROR,
+        compile_output=output[: limits.max_output_bytes],
+        compile_output_truncated=compiled.truncated or len(output) > limits.max_output_bytes,
+        compile=compiled.stage,
+    )
+
+
+async def run_program(
+    host: JailHost,
+    runtime: RuntimeSpec,
+    ids: JailIds,
+    files: list[tuple[str, bytes]],
+    limits: Limits,
+    stdin: str,
+    args: tuple[str, ...],
+    compiled: Compiled | None,
+) -> RunResult:
+    """The program run in a fresh jail: the source (`files[0]`) and the input files, or for a
+    compiled runtime the artifact in place of the source, with the compile stage reported."""
+    if compiled is None or compiled.artifact is None:
+        result, _ = await _in_jail(host, runtime, ids, files, limits, stdin, args)
+        return result
+    run_files = [(runtime.artifact, compiled.artifact), *files[1:]]
+    result, _ = await _in_jail(host, runtime, ids, run_files, limits, stdin, args, executable=True)
+    return with_compile_stage(result, compiled)
+
+
+def with_compile_stage(result: RunResult, compiled: Compiled) -> RunResult:
     return msgspec.structs.replace(
-        result, compile_output=output, compile_output_truncated=truncated, compile=stage
+        result, compile_output=compiled.output, compile_output_truncated=compiled.truncated, compile=compiled.stage
     )
 
 

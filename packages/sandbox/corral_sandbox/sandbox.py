@@ -9,12 +9,14 @@ from collections.abc import Callable, Coroutine
 
 import msgspec
 
-from corral_core.job import Limits, RunRequest, RunResult, Verdict
+from corral_core.job import InputFile, Limits, RunRequest, RunResult, SandboxStart, Verdict, ran_of, result_of_tests
 from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_core.ports import Runtime, SandboxError, UnsupportedLanguage
+from corral_core.testcases import TEST_OUTPUT_BYTES, CheckerProgram, Ran, TestCase, judge_tests, skipped
+from corral_sandbox.compile_cache import CompileCache, cache_key
 from corral_sandbox.fork import ForkJail, Nursery
 from corral_sandbox.inputs import check_limits, job_files
-from corral_sandbox.jail import run_job
+from corral_sandbox.jail import Compiled, compile_error, compile_program, run_program, with_compile_stage
 from corral_sandbox.jailids import JailIdPool
 from corral_sandbox.policy_files import RuntimeSpec
 from corral_sandbox.report import HostReport
@@ -72,6 +74,7 @@ class NsJailSandbox:
             if fork_jails
             else {}
         )
+        self._compiles = CompileCache(host.settings.compile_cache_bytes)
         # Per language, the limits of its last job: a warm jail started after it has them preset.
         self._last_limits: dict[str, Limits] = {}
         self._standby = {
@@ -146,14 +149,40 @@ class NsJailSandbox:
             for spec in self.host.runtimes
         ]
 
-    async def run(self, request: RunRequest) -> RunResult:
+    async def run(self, request: RunRequest, *, scope: str = "") -> RunResult:
         runtime = self._runtimes.get(request.language)
         if runtime is None:
             raise UnsupportedLanguage(request.language)
+        check_limits(request.limits)
+        files = job_files(runtime, request)
+        compiled = await self._compiled(runtime, files, request.limits, scope) if runtime.compiled else None
+        if compiled is not None and compiled.artifact is None:
+            failed = compile_error(compiled, request.limits)
+            return msgspec.structs.replace(failed, tests=tuple(skipped(request.tests)))
+        if not request.tests:
+            return await self._run_program(runtime, request, files, compiled)
+        tests = _JailTests(self, runtime, request, files, compiled, scope)
+        output_bytes = min(request.limits.max_output_bytes, TEST_OUTPUT_BYTES)
+        judged = await judge_tests(request.tests, tests, stop_on_first_failure=request.stop_on_first_failure, output_bytes=output_bytes)
+        result = result_of_tests(judged, SandboxStart.WARM if tests.all_warm else SandboxStart.COLD)
+        return result if compiled is None else with_compile_stage(result, compiled)
+
+    async def _compiled(self, runtime: RuntimeSpec, files: list[tuple[str, bytes]], limits: Limits, scope: str) -> Compiled:
+        """The compile of these files, from the cache of this scope's programs if it is there."""
+        key = cache_key(scope, runtime, files)
+        if (kept := self._compiles.get(key)) is not None:
+            return kept
+        with self._ids.taken() as ids:
+            compiled = await compile_program(self._jail_host, runtime, ids, files, limits)
+        self._compiles.put(key, compiled)
+        return compiled
+
+    async def _run_program(
+        self, runtime: RuntimeSpec, request: RunRequest, files: list[tuple[str, bytes]], compiled: Compiled | None
+    ) -> RunResult:
+        """One run in a fresh jail: a warm one for an interpreted runtime that has them, else cold."""
         standby = self._standby.get(runtime.language)
-        if standby is not None:
-            check_limits(request.limits)
-            files = job_files(runtime, request)
+        if standby is not None and compiled is None:
             self._last_limits[runtime.language] = request.limits
             jail = await standby.take()
             if jail is not None:
@@ -164,7 +193,7 @@ class NsJailSandbox:
                 finally:
                     standby.done(jail)
         with self._ids.taken() as ids:
-            return await run_job(self._jail_host, runtime, ids, request)
+            return await run_program(self._jail_host, runtime, ids, files, request.limits, request.stdin, request.args, compiled)
 
     async def selftest(self) -> dict[str, str]:
         """Run each runtime's self-test job (runtimes.toml), a few at once; the runtimes that
@@ -194,6 +223,43 @@ def _selftest_concurrency(host: HostReport) -> int:
     compiler), which leaves a CPU idle now and then: one more than the CPUs keeps them busy,
     more would only queue for them (and slow each one past its limits on a loaded host)."""
     return max(1, min(len(host.runtimes), host.cpu_count + 1, host.settings.jail_id_count))
+
+
+class _JailTests:
+    """A job's tests on this sandbox: each test a fresh jail of the job's program (its compile
+    made once), each checker program a job of its own of the same scope (its compile cached)."""
+
+    def __init__(
+        self,
+        sandbox: NsJailSandbox,
+        runtime: RuntimeSpec,
+        request: RunRequest,
+        files: list[tuple[str, bytes]],
+        compiled: Compiled | None,
+        scope: str,
+    ) -> None:
+        self._sandbox = sandbox
+        self._runtime = runtime
+        self._request = msgspec.structs.replace(request, tests=())
+        self._files = files
+        self._compiled = compiled
+        self._scope = scope
+        self.all_warm = True
+
+    async def run_test(self, test: TestCase) -> Ran:
+        request = msgspec.structs.replace(self._request, stdin=test.stdin, args=test.args)
+        result = await self._sandbox._run_program(self._runtime, request, self._files, self._compiled)
+        self.all_warm = self.all_warm and result.sandbox_start is SandboxStart.WARM
+        return ran_of(result)
+
+    async def run_checker(self, checker: CheckerProgram, files: dict[str, bytes]) -> Ran:
+        request = RunRequest(
+            language=checker.language,
+            code=checker.code,
+            files=tuple(InputFile(name, data) for name, data in files.items()),
+            limits=self._request.limits,
+        )
+        return ran_of(await self._sandbox.run(request, scope=self._scope))
 
 
 class _Standby:

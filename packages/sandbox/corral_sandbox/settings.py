@@ -64,6 +64,10 @@ class SandboxSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     fork_jails: bool = True
     # prepare_host runs each runtime's self-test job (runtimes.toml) to prove the host works.
     selftest: bool = True
+    # Bytes of compiled programs the worker keeps in memory, per API key and exact sources, so
+    # that the same program submitted again skips its compile (least recently used go first).
+    # 0: every job compiles.
+    compile_cache_bytes: Annotated[int, msgspec.Meta(ge=0, le=16 << 30)] = 256 << 20
 
     def __post_init__(self) -> None:
         for name in ("jail_uid_first", "jail_gid_first"):

@@ -244,9 +244,9 @@ class TimedSandbox:
     def runtimes(self) -> list[Runtime]:
         return self._sandbox.runtimes()
 
-    async def run(self, request: RunRequest) -> RunResult:
+    async def run(self, request: RunRequest, *, scope: str = "") -> RunResult:
         began = time.monotonic()
-        result = await self._sandbox.run(request)
+        result = await self._sandbox.run(request, scope=scope)
         took = time.monotonic() - began
         self._metrics.sandbox_overhead.observe(max(took - result.wall_time_ms / 1000, 0.0))
         return result

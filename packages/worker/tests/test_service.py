@@ -21,7 +21,7 @@ class SlowSandbox:
     def runtimes(self) -> list[Runtime]:
         return [Runtime("python", "3.11.2")]
 
-    async def run(self, request: RunRequest) -> RunResult:
+    async def run(self, request: RunRequest, *, scope: str = "") -> RunResult:
         self.started.set()
         await asyncio.sleep(self.seconds)
         return RunResult(verdict=Verdict.OK, exit_code=0, stdout="slept\n")

@@ -11,6 +11,7 @@ import pytest
 from corral_core.job import InputFile, RunRequest, RunResult, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY, LimitRequest
 from corral_core.ports import Sandbox, UnsupportedLanguage
+from corral_core.testcases import CheckerProgram, Floats, TestCase, TestVerdict
 
 LIMITS = DEFAULT_LIMIT_POLICY.defaults
 
@@ -113,3 +114,64 @@ class SandboxContract:
     def test_python_is_a_listed_runtime(self, sandbox: Sandbox) -> None:
         languages = {runtime.language: runtime.version for runtime in sandbox.runtimes()}
         assert languages["python"].startswith("3.")
+
+    async def test_each_test_runs_the_program_with_its_own_stdin_and_args_and_is_judged(self, sandbox: Sandbox) -> None:
+        code = "import sys\nprint(int(input()) * 2, *sys.argv[1:])"
+        tests = (
+            TestCase(name="double", stdin="21\n", expected_stdout="42\n"),
+            TestCase(stdin="1\n", args=("x",), expected_stdout="2 x"),
+            TestCase(stdin="5\n", expected_stdout="11\n"),
+            TestCase(stdin="oops\n", expected_stdout="0"),
+        )
+        result = await sandbox.run(request(code, tests=tests))
+        assert [(test.name, test.verdict) for test in result.tests] == [
+            ("double", TestVerdict.OK),
+            ("2", TestVerdict.OK),
+            ("3", TestVerdict.WRONG_ANSWER),
+            ("4", TestVerdict.RUNTIME_ERROR),
+        ]
+        assert result.verdict is Verdict.WRONG_ANSWER
+        assert result.tests[0].stdout == "42\n" and result.tests[0].exit_code == 0
+        assert "ValueError" in result.tests[3].stderr
+        assert (result.stdout, result.stderr) == ("", "")
+
+    async def test_all_tests_passing_is_ok_and_a_failure_can_skip_the_rest(self, sandbox: Sandbox) -> None:
+        tests = (TestCase(stdin="1", expected_stdout="1"), TestCase(stdin="2", expected_stdout="2"))
+        passing = await sandbox.run(request("print(input())", tests=tests))
+        assert passing.verdict is Verdict.OK and [t.verdict for t in passing.tests] == [TestVerdict.OK] * 2
+        failing = (TestCase(stdin="1", expected_stdout="0"), *tests)
+        stopped = await sandbox.run(request("print(input())", tests=failing, stop_on_first_failure=True))
+        assert [t.verdict for t in stopped.tests] == [TestVerdict.WRONG_ANSWER, TestVerdict.SKIPPED, TestVerdict.SKIPPED]
+
+    async def test_a_checker_program_judges_with_the_tests_files(self, sandbox: Sandbox) -> None:
+        checker = CheckerProgram(
+            language="python",
+            code=(
+                "import sys\n"
+                "given, want, got = (open(name).read().split() for name in ('input.txt', 'expected.txt', 'output.txt'))\n"
+                "ok = sorted(got) == sorted(want) and given == ['sort']\n"
+                "print('same words' if ok else f'got {got}')\n"
+                "sys.exit(42 if ok else 43)\n"
+            ),
+        )
+        tests = (
+            TestCase(stdin="sort", expected_stdout="b a", checker=checker),
+            TestCase(stdin="sort", expected_stdout="c a", checker=checker),
+        )
+        result = await sandbox.run(request("print('a b')", tests=tests))
+        assert [(t.verdict, t.checker_message) for t in result.tests] == [
+            (TestVerdict.OK, "same words"),
+            (TestVerdict.WRONG_ANSWER, "got ['a', 'b']"),
+        ]
+
+    async def test_a_checker_that_crashes_is_a_checker_error_not_a_wrong_answer(self, sandbox: Sandbox) -> None:
+        crashing = CheckerProgram(language="python", code="raise RuntimeError('checker bug')")
+        result = await sandbox.run(request("print(1)", tests=(TestCase(expected_stdout="1", checker=crashing),)))
+        assert result.tests[0].verdict is TestVerdict.CHECKER_ERROR
+        assert "checker bug" in result.tests[0].checker_message
+        assert result.verdict is Verdict.CHECKER_ERROR
+
+    async def test_a_float_checker_takes_its_tolerance(self, sandbox: Sandbox) -> None:
+        tests = (TestCase(expected_stdout="0.333", checker=Floats(abs_tol=1e-3, rel_tol=0)),)
+        result = await sandbox.run(request("print(1 / 3)", tests=tests))
+        assert result.tests[0].verdict is TestVerdict.OK

@@ -56,10 +56,10 @@ class TimeScaledSandbox:
     def runtimes(self) -> list[Runtime]:
         return self._sandbox.runtimes()
 
-    async def run(self, request: RunRequest) -> RunResult:
+    async def run(self, request: RunRequest, *, scope: str = "") -> RunResult:
         limits = msgspec.structs.replace(
             request.limits,
             cpu_time_ms=scaled(request.limits.cpu_time_ms),
             wall_time_ms=scaled(request.limits.wall_time_ms),
         )
-        return await self._sandbox.run(msgspec.structs.replace(request, limits=limits))
+        return await self._sandbox.run(msgspec.structs.replace(request, limits=limits), scope=scope)
