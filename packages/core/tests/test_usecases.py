@@ -103,7 +103,7 @@ class SlowSandbox:
     def runtimes(self) -> list[Runtime]:
         return [Runtime("python", "3")]
 
-    async def run(self, request: RunRequest) -> RunResult:
+    async def run(self, request: RunRequest, *, scope: str = "") -> RunResult:
         try:
             await asyncio.sleep(self._seconds)
         except asyncio.CancelledError:
@@ -123,7 +123,7 @@ class BrokenSandbox:
     def runtimes(self) -> list[Runtime]:
         return [Runtime("python", "3")]
 
-    async def run(self, request: RunRequest) -> RunResult:
+    async def run(self, request: RunRequest, *, scope: str = "") -> RunResult:
         raise SandboxError("nsjail: cannot mount /usr")
 
 
@@ -131,7 +131,7 @@ class CrashingSandbox:
     def runtimes(self) -> list[Runtime]:
         return [Runtime("python", "3")]
 
-    async def run(self, request: RunRequest) -> RunResult:
+    async def run(self, request: RunRequest, *, scope: str = "") -> RunResult:
         raise KeyError("a bug in the adapter")
 
 
@@ -142,7 +142,7 @@ class HangingSandbox:
     def runtimes(self) -> list[Runtime]:
         return [Runtime("python", "3")]
 
-    async def run(self, request: RunRequest) -> RunResult:
+    async def run(self, request: RunRequest, *, scope: str = "") -> RunResult:
         try:
             await asyncio.sleep(3600)
         except asyncio.CancelledError:
