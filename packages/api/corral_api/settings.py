@@ -10,6 +10,7 @@ from corral_core.access import Quotas
 from corral_core.limit_settings import LimitSettings
 from corral_core.policy import LimitPolicy, SizePolicy
 from corral_http.options import HttpOptions
+from corral_http.schemas import MOST_TESTS
 from corral_redis import RedisSettings
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -55,6 +56,10 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     max_stdin_bytes: Positive = _SIZES.max_stdin_bytes
     max_files: Positive = _SIZES.max_files
     max_files_bytes: Positive = _SIZES.max_files_bytes
+    # Test cases one job may carry (422 past it), and their bytes in all: stdin, expected
+    # output, arguments and checker programs (413 past it).
+    max_tests: Annotated[int, msgspec.Meta(ge=1, le=MOST_TESTS)] = _SIZES.max_tests
+    max_tests_bytes: Positive = _SIZES.max_tests_bytes
     # The job limits: the [limits] section, which the worker reads too.
     limits: LimitSettings = LimitSettings()
 
@@ -93,6 +98,8 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             max_stdin_bytes=self.max_stdin_bytes,
             max_files=self.max_files,
             max_files_bytes=self.max_files_bytes,
+            max_tests=self.max_tests,
+            max_tests_bytes=self.max_tests_bytes,
         )
 
     def http_options(self, queue_size: int) -> HttpOptions:
@@ -121,8 +128,9 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     def max_body_bytes(self) -> int:
         # Base64 files grow by 4/3 and JSON escaping can double text; anything past this is
         # refused by Litestar before it is parsed.
-        text = 2 * (self.max_code_bytes + self.max_stdin_bytes)
-        return text + 2 * self.max_files_bytes + 64 * 1024
+        text = 2 * (self.max_code_bytes + self.max_stdin_bytes + self.max_tests_bytes)
+        # Each test's JSON keys and punctuation besides its text.
+        return text + 2 * self.max_files_bytes + 256 * self.max_tests + 64 * 1024
 
 
 def _split(names: str) -> list[str]:

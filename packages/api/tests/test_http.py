@@ -65,7 +65,10 @@ async def run_worker(state: InMemoryJobs) -> None:
 
 @pytest.fixture
 async def api() -> AsyncIterator[Api]:
-    async for made in _api(ApiSettings(auth=False, max_wait_s=5, max_code_bytes=1000), RedisSettings(max_unfinished=3)):
+    # max_tests_bytes: the request-size limit (ApiSettings.max_body_bytes) stays well under the
+    # 20 MB body of test_a_body_over_the_request_limit_is_413.
+    settings = ApiSettings(auth=False, max_wait_s=5, max_code_bytes=1000, max_tests_bytes=1_000_000)
+    async for made in _api(settings, RedisSettings(max_unfinished=3)):
         yield made
 
 

@@ -2,7 +2,8 @@
 
 `corral run` prints the program's stdout and stderr to its own and exits with the program's exit
 code; when the program did not simply exit, one line on stderr says why and the exit code is one
-of EXIT_CODES (shown by `corral --help`).
+of EXIT_CODES (shown by `corral --help`). With `--tests`, it prints one line per test and a
+summary instead, and exits 0 only when every test passed.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from typing import NoReturn, TextIO
 import click
 import msgspec
 
+from corral_client.cases import BadTests, read_tests
 from corral_client.client import DEFAULT_URL, POLL_S, Client
 from corral_client.errors import ApiError, CorralError, InvalidRequest, JobNotFound, ServerUnavailable, Unauthorized
 from corral_client.languages import language_of
-from corral_client.models import Job, Limits
+from corral_client.models import Job, Limits, TestCase, TestResult
 
 EXIT_FAILED = 120
+EXIT_TESTS_FAILED = 1
 EXIT_OUTPUT_LIMIT = 123
 EXIT_TIME_LIMIT = 124
 EXIT_MEMORY_LIMIT = 125
@@ -122,6 +125,45 @@ def exit_code_of(job: Job) -> tuple[int, str | None]:
     return result.exit_code or 0, None
 
 
+def exit_code_of_tests(job: Job) -> tuple[int, str | None]:
+    """The exit code `corral run --tests` ends with: 0 only when every test passed."""
+    if job.error is not None or job.result is None:
+        return exit_code_of(job)
+    result = job.result
+    if result.verdict == "compile_error":
+        return EXIT_TESTS_FAILED, "the program did not compile; no test ran"
+    summary = result.summary
+    if summary is None:
+        return EXIT_FAILED, "the server ran no tests: it may be older than test cases"
+    if summary.passed == summary.total:
+        return 0, None
+    return EXIT_TESTS_FAILED, None
+
+
+def lines_of_tests(tests: list[TestResult]) -> list[str]:
+    """One line per test: its name, verdict, CPU time, memory and what its checker said."""
+    width = max((len(test.name) for test in tests), default=0)
+    lines = []
+    for test in tests:
+        line = f"{test.name:<{width}}  {test.verdict:<21}  {test.cpu_time_ms:>6} ms  {test.memory_kb:>8} KB"
+        message = test.checker_message.strip().replace("\n", " ")
+        lines.append(f"{line}  {message}" if message else line)
+    return lines
+
+
+def _print_tests(job: Job) -> None:
+    if job.result is None:
+        return
+    if job.result.compile_output:
+        sys.stderr.write(job.result.compile_output)
+        sys.stderr.flush()
+    for line in lines_of_tests(job.result.tests):
+        click.echo(line)
+    if (summary := job.result.summary) is not None:
+        skipped = f", {summary.skipped} skipped" if summary.skipped else ""
+        click.echo(f"{summary.passed}/{summary.total} passed ({summary.failed} failed{skipped}): {job.result.verdict}")
+
+
 EXIT_CODES = """\b
 Exit codes of `corral run`:
   0-255  the program's exit code       124  time limit exceeded
@@ -131,7 +173,9 @@ Exit codes of `corral run`:
   65     the server refused the request
   69     the server is unreachable or busy
   77     the key was refused
-  2      wrong usage of corral itself"""
+  2      wrong usage of corral itself
+With --tests: 0 every test passed, 1 a test failed (or the program
+did not compile), and 120, 65, 69, 77, 2 as above."""
 
 
 # A job id is URL-safe base64, and one made before ids were drawn without a leading "-" (or by
@@ -158,6 +202,14 @@ def main(context: click.Context, server: str, key: str | None) -> None:
 @click.option("--wall", "wall_time", help="Wall-clock time limit, e.g. 10s.")
 @click.option("--memory", help="Memory limit, e.g. 256M or 1G.")
 @click.option("--json", "as_json", is_flag=True, help="Print the finished job as JSON instead of the program's output.")
+@click.option(
+    "--tests",
+    "tests_path",
+    type=click.Path(exists=True, path_type=Path),
+    help="Test cases: a YAML (or .json) list of {name, stdin, args, expected_stdout, checker}, "
+    "or a directory of N.in / N.out files. Prints each test's verdict.",
+)
+@click.option("--stop-on-first-failure", is_flag=True, help="With --tests: skip the tests after a failing one.")
 @click.pass_obj
 def run(
     client: Client,
@@ -169,8 +221,11 @@ def run(
     wall_time: str | None,
     memory: str | None,
     as_json: bool,
+    tests_path: Path | None,
+    stop_on_first_failure: bool,
 ) -> None:
-    """Run FILE and exit with its exit code (`corral --help` lists the others)."""
+    """Run FILE and exit with its exit code (`corral --help` lists the others); with --tests,
+    run it once per test and exit 0 only if every test passed."""
     language = language or language_of(file)
     if language is None:
         raise click.UsageError(f"cannot tell the language of {file.name} from its extension: pass --lang")
@@ -179,20 +234,38 @@ def run(
         wall_time_ms=parse_duration_ms(wall_time) if wall_time else None,
         memory_mb=parse_memory_mb(memory) if memory else None,
     )
+    tests: list[TestCase] = []
+    if tests_path is not None:
+        try:
+            tests = read_tests(tests_path)
+        except BadTests as error:
+            raise click.BadParameter(str(error), param_hint="--tests") from None
+    elif stop_on_first_failure:
+        raise click.UsageError("--stop-on-first-failure goes with --tests")
     stdin = stdin_file.read() if stdin_file else ""
     spinner = _Spinner(enabled=sys.stderr.isatty() and not as_json)
     try:
         with spinner.running():
-            accepted = client.submit(file.read_text(), language, stdin=stdin, args=args, limits=limits)
+            accepted = client.submit(
+                file.read_text(),
+                language,
+                stdin=stdin,
+                args=args,
+                limits=limits,
+                tests=tests,
+                stop_on_first_failure=stop_on_first_failure,
+            )
             job = client.get(accepted.job_id)
             while not job.finished:
                 spinner.state = f"{job.status.lower()} {job.job_id}"
                 job = client.get(job.job_id, wait_s=POLL_S)
     except CorralError as error:
         _exit_for(error)
-    code, reason = exit_code_of(job)
+    code, reason = exit_code_of_tests(job) if tests else exit_code_of(job)
     if as_json:
         click.echo(msgspec.json.encode(job).decode())
+    elif tests:
+        _print_tests(job)
     elif job.result is not None:
         sys.stdout.write(job.result.stdout)
         sys.stdout.flush()

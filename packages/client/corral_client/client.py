@@ -23,7 +23,7 @@ import httpx
 import msgspec
 
 from corral_client.errors import AlreadyFinished, ApiError, NotSupported, TransportError, error_for
-from corral_client.models import Accepted, Job, Limits, Problem, Runtime
+from corral_client.models import Accepted, Job, Limits, Problem, Runtime, TestCase
 
 T = TypeVar("T")
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -87,12 +87,21 @@ class _Calls:
         files: Mapping[str, str | bytes],
         limits: Limits | None,
         wait_s: float,
+        *,
+        tests: Sequence[TestCase | Mapping[str, Any]] = (),
+        stop_on_first_failure: bool = False,
     ) -> _Call:
         body: dict[str, Any] = {"code": code, "language": language, "stdin": stdin, "args": list(args)}
         if files:
             body["files"] = [_file(name, content) for name, content in files.items()]
         if limits is not None:
             body["limits"] = msgspec.to_builtins(limits)
+        # Sent only when asked for, so that a request without tests reads to an older server as
+        # it always has.
+        if tests:
+            body["tests"] = [msgspec.to_builtins(test) if isinstance(test, TestCase) else dict(test) for test in tests]
+        if stop_on_first_failure:
+            body["stop_on_first_failure"] = True
         params = {"wait": wait_s} if wait_s > 0 else {}
         headers = {"Idempotency-Key": uuid.uuid4().hex}
         return _Call("POST", "/execute", params, body, headers, timeout_s=wait_s + 30)
@@ -178,9 +187,16 @@ class Client:
         args: Sequence[str] = (),
         files: Mapping[str, str | bytes] | None = None,
         limits: Limits | None = None,
+        tests: Sequence[TestCase | Mapping[str, Any]] = (),
+        stop_on_first_failure: bool = False,
     ) -> Accepted:
-        """Queue a job; answers at once with its id."""
-        call = _Calls.submit(code, language, stdin, args, files or {}, limits, 0)
+        """Queue a job; answers at once with its id.
+
+        With `tests` (TestCase objects, or dicts of the same fields), the program runs once per
+        test, each judged; `stop_on_first_failure` skips the tests after a failing one."""
+        call = _Calls.submit(
+            code, language, stdin, args, files or {}, limits, 0, tests=tests, stop_on_first_failure=stop_on_first_failure
+        )
         return _Calls.read(self._send(call), Accepted)
 
     def get(self, job_id: str, *, wait_s: float = 0) -> Job:
@@ -205,10 +221,21 @@ class Client:
         args: Sequence[str] = (),
         files: Mapping[str, str | bytes] | None = None,
         limits: Limits | None = None,
+        tests: Sequence[TestCase | Mapping[str, Any]] = (),
+        stop_on_first_failure: bool = False,
         timeout_s: float | None = None,
     ) -> Job:
         """Submit and wait for the finished job."""
-        accepted = self.submit(code, language, stdin=stdin, args=args, files=files, limits=limits)
+        accepted = self.submit(
+            code,
+            language,
+            stdin=stdin,
+            args=args,
+            files=files,
+            limits=limits,
+            tests=tests,
+            stop_on_first_failure=stop_on_first_failure,
+        )
         return self.wait(accepted.job_id, timeout_s=timeout_s)
 
     def runtimes(self) -> list[Runtime]:
@@ -269,8 +296,12 @@ class AsyncClient:
         args: Sequence[str] = (),
         files: Mapping[str, str | bytes] | None = None,
         limits: Limits | None = None,
+        tests: Sequence[TestCase | Mapping[str, Any]] = (),
+        stop_on_first_failure: bool = False,
     ) -> Accepted:
-        call = _Calls.submit(code, language, stdin, args, files or {}, limits, 0)
+        call = _Calls.submit(
+            code, language, stdin, args, files or {}, limits, 0, tests=tests, stop_on_first_failure=stop_on_first_failure
+        )
         return _Calls.read(await self._send(call), Accepted)
 
     async def get(self, job_id: str, *, wait_s: float = 0) -> Job:
@@ -293,9 +324,20 @@ class AsyncClient:
         args: Sequence[str] = (),
         files: Mapping[str, str | bytes] | None = None,
         limits: Limits | None = None,
+        tests: Sequence[TestCase | Mapping[str, Any]] = (),
+        stop_on_first_failure: bool = False,
         timeout_s: float | None = None,
     ) -> Job:
-        accepted = await self.submit(code, language, stdin=stdin, args=args, files=files, limits=limits)
+        accepted = await self.submit(
+            code,
+            language,
+            stdin=stdin,
+            args=args,
+            files=files,
+            limits=limits,
+            tests=tests,
+            stop_on_first_failure=stop_on_first_failure,
+        )
         return await self.wait(accepted.job_id, timeout_s=timeout_s)
 
     async def runtimes(self) -> list[Runtime]:

@@ -26,8 +26,98 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     max_file_size_kb: int | None = None
 
 
+# ---- test cases: what to send ------------------------------------------------------------
+
+
+class Exact(msgspec.Struct, frozen=True, tag_field="kind", tag="exact"):
+    """The output is the expected one byte for byte."""
+
+
+class Lines(msgspec.Struct, frozen=True, tag_field="kind", tag="lines"):
+    """Line by line; trailing whitespace and trailing blank lines do not count (the default)."""
+
+
+class Tokens(msgspec.Struct, frozen=True, tag_field="kind", tag="tokens"):
+    """The same whitespace-separated words, however spaced."""
+
+
+class Float(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="float"):
+    """Word by word: numbers equal within `abs_tol` or `rel_tol` (of the expected value)."""
+
+    abs_tol: float = 1e-6
+    rel_tol: float = 1e-6
+
+
+class CheckerProgram(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="program"):
+    """A program that reads input.txt, expected.txt and output.txt and exits 0 to accept, 1 to
+    refuse; what it prints is the test's checker message."""
+
+    language: str
+    code: str
+
+
+Checker = Exact | Lines | Tokens | Float | CheckerProgram
+
+
+class TestCase(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+    """One run of the program: its stdin and arguments, and what it should print. Without
+    `expected_stdout` a test passes when the program exits 0 within its limits; without
+    `checker`, the output is compared line by line."""
+
+    __test__ = False  # a test case, not a test for pytest to collect
+
+    name: str = ""
+    stdin: str = ""
+    args: list[str] = []
+    expected_stdout: str | None = None
+    checker: Checker | None = None
+
+
+# ---- what the server answers ---------------------------------------------------------------
+
+
+class CompileStage(msgspec.Struct, frozen=True, kw_only=True):
+    """How a compiled language's compile stage ended."""
+
+    verdict: str  # ok, runtime_error (the compiler refused), or a compile limit it ran out of
+    exit_code: int | None = None
+    signal: int | None = None
+    cpu_time_ms: int = 0
+    wall_time_ms: int = 0
+    memory_kb: int = 0
+    cached: bool = False  # the worker's compile cache had the program: this stage did not run again
+
+
+class TestResult(msgspec.Struct, frozen=True, kw_only=True):
+    __test__ = False  # a test's result, not a test for pytest to collect
+
+    name: str
+    # ok, wrong_answer, runtime_error, time_limit_exceeded, memory_limit_exceeded,
+    # output_limit_exceeded, checker_error, skipped
+    verdict: str
+    exit_code: int | None = None
+    signal: int | None = None
+    cpu_time_ms: int = 0
+    wall_time_ms: int = 0
+    memory_kb: int = 0
+    stdout: str = ""
+    stdout_truncated: bool = False
+    stderr: str = ""
+    stderr_truncated: bool = False
+    checker_message: str = ""
+
+
+class Summary(msgspec.Struct, frozen=True, kw_only=True):
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    total: int = 0
+
+
 class Result(msgspec.Struct, frozen=True, kw_only=True):
-    verdict: str  # ok, runtime_error, time_limit_exceeded, memory_limit_exceeded, output_limit_exceeded
+    # ok, runtime_error, time_limit_exceeded, memory_limit_exceeded, output_limit_exceeded,
+    # compile_error; with tests, also wrong_answer and checker_error (the first failing test's)
+    verdict: str
     exit_code: int | None = None
     signal: int | None = None
     stdout: str = ""
@@ -38,6 +128,13 @@ class Result(msgspec.Struct, frozen=True, kw_only=True):
     wall_time_ms: int = 0
     memory_kb: int = 0
     sandbox_start: str = "cold"  # warm: the jail was started ahead of the job
+    # Compiled languages: what the compiler said, and how its stage ended.
+    compile_output: str = ""
+    compile_output_truncated: bool = False
+    compile: CompileStage | None = None
+    # A job with tests: each test's result in the order sent, and how many passed.
+    tests: list[TestResult] = []
+    summary: Summary | None = None
 
 
 class JobError(msgspec.Struct, frozen=True):

@@ -127,6 +127,7 @@ def _document_limits(document: OpenAPI, options: HttpOptions) -> None:
             if isinstance(choice, Schema) and choice.type == OpenAPIType.INTEGER:
                 choice.minimum, choice.maximum = 1, getattr(maxima, name)
     execute = schemas["ExecuteIn"].properties or {}
-    for name, most in (("args", options.sizes.max_args), ("files", options.sizes.max_files)):
+    sizes = options.sizes
+    for name, most in (("args", sizes.max_args), ("files", sizes.max_files), ("tests", sizes.max_tests)):
         if isinstance(listed := execute[name], Schema):
             listed.max_items = most

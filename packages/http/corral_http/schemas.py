@@ -29,8 +29,24 @@ from corral_core.job import (
 from corral_core.policy import InvalidSubmission, LimitRequest
 from corral_core.ports import ReadinessReport, WorkerInfo
 from corral_core.submission import JobRequest
+from corral_core.testcases import (
+    Checker,
+    CheckerProgram,
+    Exact,
+    Floats,
+    Lines,
+    TestCase,
+    TestResult,
+    TestVerdict,
+    Tokens,
+)
 
 Limit = Annotated[int, msgspec.Meta(ge=1, le=2**31)] | None
+Language = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.+-]{0,31}$")]
+# The most arguments, files and tests a request may list before its content is looked at; the
+# server's own maxima (SizePolicy, written into the OpenAPI document by corral_http.app) are lower.
+LISTED = 1024
+MOST_TESTS = 65_536
 
 
 class FileIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -51,13 +67,89 @@ class LimitsIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     compile_memory_mb: Limit = None
 
 
+class ExactIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind", tag="exact"):
+    """The output is the expected one byte for byte."""
+
+
+class LinesIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind", tag="lines"):
+    """Line by line; trailing whitespace and trailing blank lines do not count (the default)."""
+
+
+class TokensIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind", tag="tokens"):
+    """The same whitespace-separated words, however spaced."""
+
+
+# Finite (a NaN fails both bounds) and at most a million: a tolerance past that accepts anything.
+Tolerance = Annotated[float, msgspec.Meta(ge=0, le=1e6)]
+
+
+class FloatIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind", tag="float"):
+    """Word by word: numbers equal within `abs_tol` or `rel_tol` (of the expected value)."""
+
+    abs_tol: Tolerance = 1e-6
+    rel_tol: Tolerance = 1e-6
+
+
+class ProgramIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind", tag="program"):
+    """A program in any offered language that reads input.txt, expected.txt and output.txt and
+    exits 0 to accept, 1 to refuse."""
+
+    language: Language
+    code: str
+
+
+CheckerIn = ExactIn | LinesIn | TokensIn | FloatIn | ProgramIn
+
+
+class TestIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One test case. Its text is bounded in all by the server's max_tests_bytes (SizePolicy),
+    and the name's bytes and printability there too: only what a schema can say is said here."""
+
+    __test__ = False  # a test case, not a test for pytest to collect
+
+    name: Annotated[str, msgspec.Meta(max_length=128)] = ""
+    stdin: str = ""
+    args: Annotated[list[str], msgspec.Meta(max_length=LISTED)] = []
+    # Absent: the test passes when the program exits 0 within its limits.
+    expected_stdout: str | None = None
+    # Absent: `lines` when there is an expected output.
+    checker: CheckerIn | None = None
+
+    def to_test(self) -> TestCase:
+        return TestCase(
+            name=self.name,
+            stdin=self.stdin,
+            args=tuple(self.args),
+            expected_stdout=self.expected_stdout,
+            checker=None if self.checker is None else _checker(self.checker),
+        )
+
+
+def _checker(checker: CheckerIn) -> Checker:
+    match checker:
+        case ExactIn():
+            return Exact()
+        case LinesIn():
+            return Lines()
+        case TokensIn():
+            return Tokens()
+        case FloatIn():
+            return Floats(abs_tol=checker.abs_tol, rel_tol=checker.rel_tol)
+        case ProgramIn():
+            return CheckerProgram(language=checker.language, code=checker.code)
+
+
 class ExecuteIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     code: str
-    language: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.+-]{0,31}$")] = "python"
+    language: Language = "python"
     stdin: str = ""
-    args: Annotated[list[str], msgspec.Meta(max_length=1024)] = []
-    files: Annotated[list[FileIn], msgspec.Meta(max_length=1024)] = []
+    args: Annotated[list[str], msgspec.Meta(max_length=LISTED)] = []
+    files: Annotated[list[FileIn], msgspec.Meta(max_length=LISTED)] = []
     limits: LimitsIn = LimitsIn()
+    # Test cases: the program is compiled once and runs once per test, each judged.
+    tests: Annotated[list[TestIn], msgspec.Meta(max_length=MOST_TESTS)] = []
+    # After a test fails, the rest are skipped.
+    stop_on_first_failure: bool = False
 
     def to_request(self) -> JobRequest:
         return JobRequest(
@@ -66,6 +158,8 @@ class ExecuteIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             stdin=self.stdin,
             args=tuple(self.args),
             files=tuple(_decode_file(index, file) for index, file in enumerate(self.files)),
+            tests=tuple(test.to_test() for test in self.tests),
+            stop_on_first_failure=self.stop_on_first_failure,
             limits=msgspec.convert(msgspec.to_builtins(self.limits), LimitRequest),
         )
 
@@ -91,6 +185,9 @@ class CompileView(msgspec.Struct, frozen=True):
     cpu_time_ms: int
     wall_time_ms: int
     memory_kb: int
+    # The compiled program came from the worker's compile cache: the stage did not run again
+    # (its figures are those of the run that compiled it).
+    cached: bool
 
     @classmethod
     def of(cls, stage: CompileResult) -> CompileView:
@@ -101,12 +198,62 @@ class CompileView(msgspec.Struct, frozen=True):
             cpu_time_ms=stage.cpu_time_ms,
             wall_time_ms=stage.wall_time_ms,
             memory_kb=stage.memory_kb,
+            cached=stage.cached,
         )
 
 
+class TestResultView(msgspec.Struct, frozen=True):
+    __test__ = False  # a view, not a test for pytest to collect
+
+    name: str
+    verdict: TestVerdict
+    exit_code: int | None
+    signal: int | None
+    cpu_time_ms: int
+    wall_time_ms: int
+    memory_kb: int
+    stdout: str
+    stdout_truncated: bool
+    stderr: str
+    stderr_truncated: bool
+    checker_message: str
+
+    @classmethod
+    def of(cls, test: TestResult) -> TestResultView:
+        return cls(
+            name=test.name,
+            verdict=test.verdict,
+            exit_code=test.exit_code,
+            signal=test.signal,
+            cpu_time_ms=test.cpu_time_ms,
+            wall_time_ms=test.wall_time_ms,
+            memory_kb=test.memory_kb,
+            stdout=test.stdout,
+            stdout_truncated=test.stdout_truncated,
+            stderr=test.stderr,
+            stderr_truncated=test.stderr_truncated,
+            checker_message=test.checker_message,
+        )
+
+
+class SummaryView(msgspec.Struct, frozen=True):
+    """How a job's tests fared: passed + failed + skipped = total."""
+
+    passed: int
+    failed: int
+    skipped: int
+    total: int
+
+    @classmethod
+    def of(cls, tests: tuple[TestResult, ...]) -> SummaryView:
+        passed = sum(test.verdict is TestVerdict.OK for test in tests)
+        skipped = sum(test.verdict is TestVerdict.SKIPPED for test in tests)
+        return cls(passed=passed, failed=len(tests) - passed - skipped, skipped=skipped, total=len(tests))
+
+
 class ResultView(msgspec.Struct, frozen=True, omit_defaults=True):
-    """omit_defaults: only the compile_* fields have defaults, so an interpreted language's
-    result reads exactly as before they existed."""
+    """omit_defaults: only the compile_* and test fields have defaults, so the result of an
+    interpreted language's job without tests reads exactly as before they existed."""
 
     verdict: Verdict
     exit_code: int | None
@@ -124,6 +271,9 @@ class ResultView(msgspec.Struct, frozen=True, omit_defaults=True):
     compile_output: str = ""
     compile_output_truncated: bool = False
     compile: CompileView | None = None
+    # A job with test cases only: each test's run and judgement, in the order asked, and their count.
+    tests: list[TestResultView] = []
+    summary: SummaryView | None = None
 
     @classmethod
     def of(cls, result: RunResult) -> ResultView:
@@ -142,6 +292,8 @@ class ResultView(msgspec.Struct, frozen=True, omit_defaults=True):
             compile_output=result.compile_output,
             compile_output_truncated=result.compile_output_truncated,
             compile=None if result.compile is None else CompileView.of(result.compile),
+            tests=[TestResultView.of(test) for test in result.tests],
+            summary=SummaryView.of(result.tests) if result.tests else None,
         )
 
 

@@ -229,6 +229,13 @@ def stage_of(result: RunResult) -> StageOut:
             code, status, message = None, "SG", f"Caught fatal signal {result.signal}"
         case Verdict.RUNTIME_ERROR:
             status, message = "RE", f"Exited with error status {result.exit_code}"
+        # A job with test cases (Corral's own API; Piston's carry none). Piston judges nothing:
+        # a wrong answer is a run that ended well, said plainly; a failed checker program is an
+        # internal error, isolate's XX.
+        case Verdict.WRONG_ANSWER:
+            message = "Wrong answer"
+        case Verdict.CHECKER_ERROR:
+            status, message = "XX", "Checker error: a test's checker program failed"
     return StageOut(
         stdout=result.stdout,
         stderr=result.stderr,

@@ -317,6 +317,12 @@ def status_of(job: Job) -> tuple[Status, str | None]:
             return _BY_SIGNAL.get(result.signal, RUNTIME_ERROR_OTHER), f"Caught fatal signal {result.signal}"
         case Verdict.RUNTIME_ERROR:
             return NZEC, f"Exited with error status {result.exit_code}"
+        # A job with test cases (Corral's own API; Judge0 submissions carry none): its first
+        # failing test's verdict.
+        case Verdict.WRONG_ANSWER:
+            return WRONG_ANSWER, None
+        case Verdict.CHECKER_ERROR:
+            return INTERNAL_ERROR, "Checker error: a test's checker program failed"
     expected = job.annotations.get(_EXPECTED)
     if expected is None or _strip(expected) == _strip(_stdout(job, result)):
         return ACCEPTED, None
