@@ -96,7 +96,7 @@ class BareNsJail:
 def one_job(client: httpx.Client, url: str, language: str) -> float:
     tests = [{"stdin": stdin, "expected_stdout": expected} for stdin, expected in CASES]
     started = time.perf_counter()
-    response = client.post(f"{url}/execute", params={"wait": 60}, json={"language": language, "code": PROGRAMS[language], "tests": tests})
+    response = client.post(f"{url}/execute", params={"wait": 30}, json={"language": language, "code": PROGRAMS[language], "tests": tests})
     elapsed = (time.perf_counter() - started) * 1000
     result = response.json()["result"]
     assert result["verdict"] == "ok" and result["summary"]["passed"] == TESTS, result
@@ -106,7 +106,7 @@ def one_job(client: httpx.Client, url: str, language: str) -> float:
 def twenty_jobs(client: httpx.Client, url: str, language: str) -> float:
     started = time.perf_counter()
     for stdin, expected in CASES:
-        response = client.post(f"{url}/execute", params={"wait": 60}, json={"language": language, "code": PROGRAMS[language], "stdin": stdin})
+        response = client.post(f"{url}/execute", params={"wait": 30}, json={"language": language, "code": PROGRAMS[language], "stdin": stdin})
         result = response.json()["result"]
         assert result["stdout"] == expected, result
     return (time.perf_counter() - started) * 1000
