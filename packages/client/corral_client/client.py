@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 import httpx
 import msgspec
@@ -71,6 +71,20 @@ class _Call:
     timeout_s: float = 30.0
 
 
+class SubmitOptions(TypedDict, total=False):
+    """What a submission may carry besides its code and language."""
+
+    stdin: str
+    args: Sequence[str]
+    # By name: text, or bytes (sent base64).
+    files: Mapping[str, str | bytes]
+    limits: Limits
+    # The program runs once per test, each judged (TestCase objects, or dicts of its fields).
+    tests: Sequence[TestCase | Mapping[str, Any]]
+    # Skip the tests after a failing one.
+    stop_on_first_failure: bool
+
+
 _RETRIED = frozenset({429, 503})
 DEFAULT_RETRY = RetryPolicy()
 
@@ -79,28 +93,22 @@ class _Calls:
     """What each call sends, and how its answer is read: shared by both clients."""
 
     @staticmethod
-    def submit(
-        code: str,
-        language: str,
-        stdin: str,
-        args: Sequence[str],
-        files: Mapping[str, str | bytes],
-        limits: Limits | None,
-        wait_s: float,
-        *,
-        tests: Sequence[TestCase | Mapping[str, Any]] = (),
-        stop_on_first_failure: bool = False,
-    ) -> _Call:
-        body: dict[str, Any] = {"code": code, "language": language, "stdin": stdin, "args": list(args)}
-        if files:
+    def submit(code: str, language: str, options: SubmitOptions, wait_s: float) -> _Call:
+        body: dict[str, Any] = {
+            "code": code,
+            "language": language,
+            "stdin": options.get("stdin", ""),
+            "args": list(options.get("args", ())),
+        }
+        if files := options.get("files"):
             body["files"] = [_file(name, content) for name, content in files.items()]
-        if limits is not None:
+        if (limits := options.get("limits")) is not None:
             body["limits"] = msgspec.to_builtins(limits)
         # Sent only when asked for, so that a request without tests reads to an older server as
         # it always has.
-        if tests:
+        if tests := options.get("tests"):
             body["tests"] = [msgspec.to_builtins(test) if isinstance(test, TestCase) else dict(test) for test in tests]
-        if stop_on_first_failure:
+        if options.get("stop_on_first_failure"):
             body["stop_on_first_failure"] = True
         params = {"wait": wait_s} if wait_s > 0 else {}
         headers = {"Idempotency-Key": uuid.uuid4().hex}
@@ -178,26 +186,12 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def submit(
-        self,
-        code: str,
-        language: str = "python",
-        *,
-        stdin: str = "",
-        args: Sequence[str] = (),
-        files: Mapping[str, str | bytes] | None = None,
-        limits: Limits | None = None,
-        tests: Sequence[TestCase | Mapping[str, Any]] = (),
-        stop_on_first_failure: bool = False,
-    ) -> Accepted:
+    def submit(self, code: str, language: str = "python", **options: Unpack[SubmitOptions]) -> Accepted:
         """Queue a job; answers at once with its id.
 
         With `tests` (TestCase objects, or dicts of the same fields), the program runs once per
         test, each judged; `stop_on_first_failure` skips the tests after a failing one."""
-        call = _Calls.submit(
-            code, language, stdin, args, files or {}, limits, 0, tests=tests, stop_on_first_failure=stop_on_first_failure
-        )
-        return _Calls.read(self._send(call), Accepted)
+        return _Calls.read(self._send(_Calls.submit(code, language, options, 0)), Accepted)
 
     def get(self, job_id: str, *, wait_s: float = 0) -> Job:
         """The job as it stands, or once finished if that happens within `wait_s`."""
@@ -213,30 +207,10 @@ class Client:
                 return job
 
     def run(
-        self,
-        code: str,
-        language: str = "python",
-        *,
-        stdin: str = "",
-        args: Sequence[str] = (),
-        files: Mapping[str, str | bytes] | None = None,
-        limits: Limits | None = None,
-        tests: Sequence[TestCase | Mapping[str, Any]] = (),
-        stop_on_first_failure: bool = False,
-        timeout_s: float | None = None,
+        self, code: str, language: str = "python", *, timeout_s: float | None = None, **options: Unpack[SubmitOptions]
     ) -> Job:
         """Submit and wait for the finished job."""
-        accepted = self.submit(
-            code,
-            language,
-            stdin=stdin,
-            args=args,
-            files=files,
-            limits=limits,
-            tests=tests,
-            stop_on_first_failure=stop_on_first_failure,
-        )
-        return self.wait(accepted.job_id, timeout_s=timeout_s)
+        return self.wait(self.submit(code, language, **options).job_id, timeout_s=timeout_s)
 
     def runtimes(self) -> list[Runtime]:
         return _Calls.read(self._send(_Calls.runtimes()), list[Runtime])
@@ -287,22 +261,8 @@ class AsyncClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def submit(
-        self,
-        code: str,
-        language: str = "python",
-        *,
-        stdin: str = "",
-        args: Sequence[str] = (),
-        files: Mapping[str, str | bytes] | None = None,
-        limits: Limits | None = None,
-        tests: Sequence[TestCase | Mapping[str, Any]] = (),
-        stop_on_first_failure: bool = False,
-    ) -> Accepted:
-        call = _Calls.submit(
-            code, language, stdin, args, files or {}, limits, 0, tests=tests, stop_on_first_failure=stop_on_first_failure
-        )
-        return _Calls.read(await self._send(call), Accepted)
+    async def submit(self, code: str, language: str = "python", **options: Unpack[SubmitOptions]) -> Accepted:
+        return _Calls.read(await self._send(_Calls.submit(code, language, options, 0)), Accepted)
 
     async def get(self, job_id: str, *, wait_s: float = 0) -> Job:
         return _Calls.read(await self._send(_Calls.get(job_id, wait_s)), Job)
@@ -316,28 +276,9 @@ class AsyncClient:
                 return job
 
     async def run(
-        self,
-        code: str,
-        language: str = "python",
-        *,
-        stdin: str = "",
-        args: Sequence[str] = (),
-        files: Mapping[str, str | bytes] | None = None,
-        limits: Limits | None = None,
-        tests: Sequence[TestCase | Mapping[str, Any]] = (),
-        stop_on_first_failure: bool = False,
-        timeout_s: float | None = None,
+        self, code: str, language: str = "python", *, timeout_s: float | None = None, **options: Unpack[SubmitOptions]
     ) -> Job:
-        accepted = await self.submit(
-            code,
-            language,
-            stdin=stdin,
-            args=args,
-            files=files,
-            limits=limits,
-            tests=tests,
-            stop_on_first_failure=stop_on_first_failure,
-        )
+        accepted = await self.submit(code, language, **options)
         return await self.wait(accepted.job_id, timeout_s=timeout_s)
 
     async def runtimes(self) -> list[Runtime]:
