@@ -80,6 +80,10 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     compile_cpu_time_ms: int = 10_000
     compile_wall_time_ms: int = 20_000
     compile_memory_mb: int = 512
+    # Files the job asked back (Program.outputs): how many, and their KiB in all (one file is
+    # bounded by max_file_size_kb, as any file the program writes).
+    max_returned_files: int = 16
+    max_returned_files_kb: int = 16 * 1024
 
 
 class LimitRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -94,6 +98,8 @@ class LimitRequest(msgspec.Struct, frozen=True, kw_only=True):
     compile_cpu_time_ms: int | None = None
     compile_wall_time_ms: int | None = None
     compile_memory_mb: int | None = None
+    max_returned_files: int | None = None
+    max_returned_files_kb: int | None = None
 
 
 class InputFile(msgspec.Struct, frozen=True):
@@ -101,6 +107,25 @@ class InputFile(msgspec.Struct, frozen=True):
 
     name: str
     content: bytes
+
+
+class ReturnedFile(msgspec.Struct, frozen=True, kw_only=True):
+    """A file a job's program left that the job asked back (Program.outputs)."""
+
+    # Relative to the program's working directory, with "/" between directories.
+    name: str
+    size: int
+    sha256: str
+    media_type: str
+    # Empty once stored: a store keeps a finished job's files apart (JobStore.file).
+    content: bytes = b""
+
+
+class LeftOut(msgspec.Struct, frozen=True):
+    """A file that matched what the job asked back but was not returned, and why."""
+
+    name: str
+    reason: str
 
 
 class CompileResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -138,6 +163,10 @@ class RunResult(msgspec.Struct, frozen=True, kw_only=True):
     compile_output_truncated: bool = False
     compile: CompileResult | None = None
     sandbox_start: SandboxStart = SandboxStart.COLD
+    # The files asked back (Program.outputs) that were found and read, and those that matched
+    # but were left out (not a regular file, past a limit, a name that is not plain text...).
+    files: tuple[ReturnedFile, ...] = ()
+    files_left_out: tuple[LeftOut, ...] = ()
     # A job with test cases: each test's run and judgement, in the order asked. The verdict
     # is the first failing test's (verdict_of_tests); the times are the tests' sums, the memory
     # their most, and stdout and stderr stay empty (each test has its own).
@@ -197,6 +226,9 @@ class Program(msgspec.Struct, frozen=True, kw_only=True):
     stdin: str = ""
     args: tuple[str, ...] = ()
     files: tuple[InputFile, ...] = ()
+    # Files to send back once the program ends: glob patterns relative to its working directory
+    # ("plot.png", "out/**/*.csv"), read safely by the sandbox (RunResult.files).
+    outputs: tuple[str, ...] = ()
     # Test cases: the program runs once per test, with the test's stdin and args in place of
     # the ones above, each run judged (corral_core.testcases).
     tests: tuple[TestCase, ...] = ()
@@ -296,6 +328,15 @@ def without_inputs(job: Job) -> Job:
     """
     request = msgspec.structs.replace(job.request, code="", stdin="", files=())
     return msgspec.structs.replace(job, request=request)
+
+
+def without_file_contents(job: Job) -> Job:
+    """The job with its returned files listed but not their content, which a store keeps apart
+    (JobStore.file): reading a job never has to fetch them."""
+    if job.result is None or not job.result.files:
+        return job
+    files = tuple(msgspec.structs.replace(file, content=b"") for file in job.result.files)
+    return msgspec.structs.replace(job, result=msgspec.structs.replace(job.result, files=files))
 
 
 def worker_lost(attempts: int) -> JobError:

@@ -35,6 +35,9 @@ class LimitValues(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     compile_cpu_time_ms: Positive
     compile_wall_time_ms: Positive
     compile_memory_mb: Positive
+    # Files a job asks back: how many, and their KiB in all.
+    max_returned_files: Positive
+    max_returned_files_kb: Positive
 
     @classmethod
     def of(cls, limits: Limits) -> LimitValues:

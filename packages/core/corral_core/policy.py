@@ -102,6 +102,8 @@ DEFAULT_LIMIT_POLICY = LimitPolicy(
         compile_cpu_time_ms=30_000,
         compile_wall_time_ms=60_000,
         compile_memory_mb=2048,
+        max_returned_files=256,
+        max_returned_files_kb=64 * 1024,
     ),
 )
 
@@ -118,6 +120,8 @@ class SizePolicy(msgspec.Struct, frozen=True, kw_only=True):
     # checker programs).
     max_tests: int = 256
     max_tests_bytes: int = 16 * 1024 * 1024
+    # Patterns of the files a job asks back (Program.outputs).
+    max_output_patterns: int = 32
 
     def check(
         self,
@@ -171,6 +175,18 @@ class SizePolicy(msgspec.Struct, frozen=True, kw_only=True):
                     check_language(test.checker.language, runtimes)
                 except InvalidSubmission as error:
                     raise InvalidSubmission(f"tests[{index}].checker.language", error.message) from None
+
+    def check_outputs(self, patterns: tuple[str, ...]) -> None:
+        """Each pattern names files below the working directory: relative, no `..`, plain text."""
+        if len(patterns) > self.max_output_patterns:
+            raise InvalidSubmission("outputs", f"more than {self.max_output_patterns} patterns")
+        for index, pattern in enumerate(patterns):
+            field = f"outputs[{index}]"
+            if not pattern or len(pattern.encode()) > 1024 or not pattern.isprintable():
+                raise InvalidSubmission(field, "must be 1 to 1024 bytes of printable text")
+            parts = pattern.split("/")
+            if pattern.startswith("/") or "\\" in pattern or any(part in ("", ".", "..") for part in parts):
+                raise InvalidSubmission(field, f"{pattern!r} must be relative to the working directory, without '.', '..' or '//'")
 
     def check_annotations(self, annotations: Mapping[str, str]) -> None:
         """Annotations ride along with the job in storage: bounded like stdin."""

@@ -164,9 +164,16 @@ class QueueGauge(Protocol):
 
 class JobStore(Protocol):
     """Reads jobs for clients, without their inputs (core's `without_inputs`): code, stdin and
-    files are the worker's, read from its lease, and may be dropped once the job finishes."""
+    files are the worker's, read from its lease, and may be dropped once the job finishes. A
+    finished job's returned files (RunResult.files) are listed without their content, which
+    `file` reads."""
 
     async def get(self, job_id: str) -> Job | None: ...
+
+    async def file(self, job_id: str, name: str) -> bytes | None:
+        """The content of one file the job returned; None if the job or the file is unknown
+        (or has expired with the job)."""
+        ...
 
     async def wait_finished(self, job_id: str, timeout_s: float, submitted_s: float | None = None) -> Job | None:
         """The job once it is finished, or as it stands after `timeout_s`; None if unknown.

@@ -131,6 +131,7 @@ class SubmitJob:
         self._sizes.check(request.code, request.stdin, request.args, request.files, reserved=reserved)
         self._sizes.check_annotations(request.annotations)
         self._sizes.check_tests(request.tests, runtimes)
+        self._sizes.check_outputs(request.outputs)
         limits = self._limits.for_runtime(runtime_of(request.language, runtimes)).resolve(request.limits)
         return Job(
             id=job_id or self._ids.new_id(),
@@ -163,14 +164,16 @@ def _quota_limit(quotas: Quotas, refused: str) -> int:
 
 
 def booked_bytes(job: Job) -> int:
-    """What a job's record may come to: its request, and both outputs at their limit, once for
-    the job and once for each of its tests (each with its checker's message)."""
+    """What a job's record may come to: its request, both outputs at their limit, once for the
+    job and once for each of its tests (each with its checker's message), and the files it asked
+    back at their limit."""
     request = job.request
     sent = len(request.code.encode()) + len(request.stdin.encode()) + sum(len(arg.encode()) for arg in request.args)
     sent += sum(len(file.name) + len(file.content) for file in request.files)
     sent += sum(test_bytes(test) for test in request.tests)
     per_test = 3 * min(request.limits.max_output_bytes, TEST_OUTPUT_BYTES)
-    return sent + 2 * request.limits.max_output_bytes + len(request.tests) * per_test
+    returned = request.limits.max_returned_files_kb * 1024 if request.outputs else 0
+    return sent + 2 * request.limits.max_output_bytes + len(request.tests) * per_test + returned
 
 
 class SubmitJobOnce:
