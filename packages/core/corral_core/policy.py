@@ -160,7 +160,7 @@ class SizePolicy(msgspec.Struct, frozen=True, kw_only=True):
         `check` refuses one, and a checker program in a language no worker offers."""
         if len(tests) > self.max_tests:
             raise InvalidSubmission("tests", f"more than {self.max_tests} tests")
-        if sum(test_bytes(test) for test in tests) > self.max_tests_bytes:
+        if sum(bytes_of_test(test) for test in tests) > self.max_tests_bytes:
             raise SubmissionTooLarge("tests", f"larger than {self.max_tests_bytes} bytes in all")
         for index, test in enumerate(tests):
             if len(test.name.encode()) > 128 or not test.name.isprintable():
@@ -195,7 +195,7 @@ class SizePolicy(msgspec.Struct, frozen=True, kw_only=True):
             raise SubmissionTooLarge("annotations", f"larger than {self.max_annotation_bytes} bytes in all")
 
 
-def test_bytes(test: TestCase) -> int:
+def bytes_of_test(test: TestCase) -> int:
     """What one test case holds: what it sends, what it expects, its checker program."""
     size = len(test.name.encode()) + len(test.stdin.encode()) + sum(len(arg.encode()) for arg in test.args)
     size += len((test.expected_stdout or "").encode())

@@ -19,13 +19,14 @@ from corral_core.access import (
 )
 from corral_core.job import Job, Program
 from corral_core.policy import (
+    InvalidSubmission,
     LimitPolicy,
     LimitRequest,
     SizePolicy,
+    bytes_of_test,
     check_language,
     runtime_of,
     source_files,
-    test_bytes,
 )
 from corral_core.ports import Clock, IdSource, JobQueue, JobStore, RuntimeCatalog
 from corral_core.testcases import TEST_OUTPUT_BYTES
@@ -132,6 +133,8 @@ class SubmitJob:
         self._sizes.check_annotations(request.annotations)
         self._sizes.check_tests(request.tests, runtimes)
         self._sizes.check_outputs(request.outputs)
+        if request.outputs and request.tests:
+            raise InvalidSubmission("outputs", "a job with tests returns no files: send the program's files with one test instead")
         limits = self._limits.for_runtime(runtime_of(request.language, runtimes)).resolve(request.limits)
         return Job(
             id=job_id or self._ids.new_id(),
@@ -170,7 +173,7 @@ def booked_bytes(job: Job) -> int:
     request = job.request
     sent = len(request.code.encode()) + len(request.stdin.encode()) + sum(len(arg.encode()) for arg in request.args)
     sent += sum(len(file.name) + len(file.content) for file in request.files)
-    sent += sum(test_bytes(test) for test in request.tests)
+    sent += sum(bytes_of_test(test) for test in request.tests)
     per_test = 3 * min(request.limits.max_output_bytes, TEST_OUTPUT_BYTES)
     returned = request.limits.max_returned_files_kb * 1024 if request.outputs else 0
     return sent + 2 * request.limits.max_output_bytes + len(request.tests) * per_test + returned

@@ -125,3 +125,16 @@ def test_a_runtime_replaces_defaults_and_can_only_lower_maxima() -> None:
     assert policy.maxima.max_processes == 64
     assert policy.defaults.cpu_time_ms == DEFAULT_LIMIT_POLICY.defaults.cpu_time_ms
     assert DEFAULT_LIMIT_POLICY.for_runtime(None) is DEFAULT_LIMIT_POLICY
+
+
+@pytest.mark.parametrize("pattern", ["/etc/passwd", "../x", "out/../../x", "a//b", "./x", "", "x\ny", "a\\b"])
+def test_a_pattern_of_files_to_send_back_must_stay_below_the_working_directory(pattern: str) -> None:
+    with pytest.raises(InvalidSubmission) as refused:
+        SizePolicy().check_outputs(("ok.txt", pattern))
+    assert refused.value.field == "outputs[1]"
+
+
+def test_plain_patterns_of_files_to_send_back_are_taken() -> None:
+    SizePolicy().check_outputs(("plot.png", "out/**/*.csv", "out/**", "[ab]?.txt"))
+    with pytest.raises(InvalidSubmission):
+        SizePolicy(max_output_patterns=1).check_outputs(("a", "b"))

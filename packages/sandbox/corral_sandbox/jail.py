@@ -30,6 +30,7 @@ from corral_sandbox.cgroups.v2 import V2RunCgroups
 from corral_sandbox.command import LOG_FD, JailPaths, nsjail_command
 from corral_sandbox.jail_process import Outcome, Watch, supervise, through_cancellation
 from corral_sandbox.jailids import JailIds
+from corral_sandbox.outputs import Bounds, collect
 from corral_sandbox.policy_files import RuntimeSpec
 from corral_sandbox.scratch import Scratch, ScratchError
 from corral_sandbox.streams import log_memfd, read_memfd, stdin_memfd
@@ -149,14 +150,16 @@ async def run_program(
     stdin: str,
     args: tuple[str, ...],
     compiled: Compiled | None,
+    outputs: tuple[str, ...] = (),
 ) -> RunResult:
     """The program run in a fresh jail: the source (`files[0]`) and the input files, or for a
-    compiled runtime the artifact in place of the source, with the compile stage reported."""
+    compiled runtime the artifact in place of the source, with the compile stage reported; then
+    the files matching `outputs` read back from its working directory (outputs.collect)."""
     if compiled is None or compiled.artifact is None:
-        result, _ = await _in_jail(host, runtime, ids, files, limits, stdin, args)
+        result, _ = await _in_jail(host, runtime, ids, files, limits, stdin, args, outputs=outputs)
         return result
     run_files = [(runtime.artifact, compiled.artifact), *files[1:]]
-    result, _ = await _in_jail(host, runtime, ids, run_files, limits, stdin, args, executable=True)
+    result, _ = await _in_jail(host, runtime, ids, run_files, limits, stdin, args, executable=True, outputs=outputs)
     return with_compile_stage(result, compiled)
 
 
@@ -199,9 +202,13 @@ async def _in_jail(
     stage: str = "run",
     keep: str = "",
     executable: bool = False,
+    outputs: tuple[str, ...] = (),
 ) -> tuple[RunResult, bytes | None]:
     """One jail: its files written, the program run to its end, judged; and the file `keep`
-    read back (None if the program left no such regular file) before the jail is removed."""
+    read back (None if the program left no such regular file), and the files matching
+    `outputs` collected, before the jail is removed. Both read only once the jail's every
+    process has ended (NsJail has exited: the jail's PID namespace went with its first
+    process)."""
     run = runname.new_run()
     memory_bytes = limits.memory_mb << 20
     scratch: Scratch | None = None
@@ -232,6 +239,9 @@ async def _in_jail(
             raise SandboxError("could not start the sandbox") from error
         result = judge(run, limits, outcome, cgroups, read_memfd(log_fd))
         kept = await asyncio.to_thread(scratch.read_back, keep, _ARTIFACT_MAX_BYTES) if keep else None
+        if outputs:
+            collected = await asyncio.to_thread(collect, scratch.box, outputs, returned_bounds(limits))
+            result = msgspec.structs.replace(result, files=tuple(collected.files), files_left_out=tuple(collected.left_out))
         return result, kept
     finally:
         for fd in (stdin_fd, log_fd):
@@ -239,6 +249,13 @@ async def _in_jail(
                 os.close(fd)
         if scratch is not None or cgroups is not None:
             await through_cancellation(asyncio.to_thread(clean_up, scratch, cgroups))
+
+
+def returned_bounds(limits: Limits) -> Bounds:
+    """How much of what a job leaves comes back: its own limits."""
+    return Bounds(
+        files=limits.max_returned_files, file_bytes=limits.max_file_size_kb * 1024, total_bytes=limits.max_returned_files_kb * 1024
+    )
 
 
 def scratch_size(host: JailHost, files: list[tuple[str, bytes]], memory_bytes: int) -> tuple[int, int]:

@@ -180,9 +180,11 @@ class NsJailSandbox:
     async def _run_program(
         self, runtime: RuntimeSpec, request: RunRequest, files: list[tuple[str, bytes]], compiled: Compiled | None
     ) -> RunResult:
-        """One run in a fresh jail: a warm one for an interpreted runtime that has them, else cold."""
+        """One run in a fresh jail: a warm one for an interpreted runtime that has them, else cold.
+        A job that asks files back runs cold: its files are read from the scratch tmpfs of the
+        jail it ran in, which a cold jail's clean-up leaves to the end."""
         standby = self._standby.get(runtime.language)
-        if standby is not None and compiled is None:
+        if standby is not None and compiled is None and not request.outputs:
             self._last_limits[runtime.language] = request.limits
             jail = await standby.take()
             if jail is not None:
@@ -193,7 +195,9 @@ class NsJailSandbox:
                 finally:
                     standby.done(jail)
         with self._ids.taken() as ids:
-            return await run_program(self._jail_host, runtime, ids, files, request.limits, request.stdin, request.args, compiled)
+            return await run_program(
+                self._jail_host, runtime, ids, files, request.limits, request.stdin, request.args, compiled, request.outputs
+            )
 
     async def selftest(self) -> dict[str, str]:
         """Run each runtime's self-test job (runtimes.toml), a few at once; the runtimes that
