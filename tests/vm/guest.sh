@@ -61,7 +61,7 @@ export CORRAL_TEST_TIME_SCALE="$TIME_SCALE"
 VM_RUNTIMES="python c cpp javascript bash"
 policy=/tmp/corral-vm-policy
 mkdir -p "$policy"
-cp nsjail/*.cfg nsjail/*.kafel nsjail/*.stub "$policy"/
+cp nsjail/*.cfg nsjail/*.kafel nsjail/python_warm_stub.py "$policy"/
 "$python" - nsjail/runtimes.toml "$policy/runtimes.toml" $VM_RUNTIMES <<'PY' || fail "cannot write the VM's runtimes table"
 import re, sys
 # Keep the sections [runtimes.<name>] named on the command line (and the comments before them).

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import os
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -129,7 +130,9 @@ def test_names_that_are_not_plain_text_are_left_out(box: Path) -> None:
     assert set(reasons(box).values()) == {"its name has control characters", "its name is not UTF-8"}
 
 
-def test_a_directory_nested_ten_thousand_deep_stops_at_the_depth_bound(box: Path) -> None:
+def test_a_directory_nested_ten_thousand_deep_stops_at_the_depth_bound() -> None:
+    # Outside pytest's temporary directories: deeper than its own (recursive) clean-up can go.
+    box = Path(tempfile.mkdtemp(prefix="corral-deep-"))
     fd = os.open(box, os.O_RDONLY | os.O_DIRECTORY)
     for _ in range(10_000):
         os.mkdir("d", dir_fd=fd)
@@ -143,8 +146,7 @@ def test_a_directory_nested_ten_thousand_deep_stops_at_the_depth_bound(box: Path
         assert collected.files == []
         assert collected.left_out[0].reason == f"nested deeper than {MAX_DEPTH} directories"
     finally:
-        # Deeper than Python's own recursive removal (pytest's clean-up) can go: rm walks it.
-        subprocess.run(["rm", "-rf", str(box)], check=True)
+        subprocess.run(["rm", "-rf", str(box)], check=True)  # rm walks it without recursion
 
 
 def test_a_file_swapped_for_a_link_while_collection_runs_is_never_followed(box: Path, secret: Path) -> None:
