@@ -6,7 +6,8 @@
 -- run out: that is recovery failing a job whose worker is lost, which a last-moment renewal
 -- must still be able to prevent.
 -- The files' contents go into their own hash, not the record (whose result lists them without
--- content), written in this same step and expiring with the record.
+-- content), written in this same step and given the record's TTL just before the record is
+-- (retire), so that no content outlives the job that lists it.
 --#include statuses
 --#include clock
 --#include progress
