@@ -31,6 +31,9 @@ class InMemoryJobs:
         self.clock = clock
         self.max_unfinished = max_unfinished
         self.records: dict[str, Job] = {}
+        # A finished job's returned files, name -> content, kept apart from its record (which
+        # lists them without content) as the Redis store keeps them.
+        self.files: dict[str, dict[str, bytes]] = {}
         self.tokens: dict[str, int] = collections.defaultdict(int)
         # One line per (language, owner), as the Redis queue keeps them; jobs without an owner
         # are the owner "". `turns` holds, per language, the owners with jobs waiting, the next
@@ -140,11 +143,17 @@ class InMemoryJobQueue:
     async def finish(self, lease: Lease, job: Job) -> bool:
         if not job.finished:
             raise ValueError(f"finish needs a COMPLETED or FAILED job, not {job.status}")
-        if not self._holds(lease):
-            return False
         state = self._state
+        stored = jobs.without_file_contents(job)
+        files = {file.name: file.content for file in job.result.files} if job.result is not None else {}
+        if not self._holds(lease):
+            # A finish re-sent after its reply was lost finds exactly what it wrote: accepted.
+            resent = state.tokens[job.id] == lease.token and state.records.get(job.id) == stored
+            return resent and state.files.get(job.id, {}) == files
         del state.leases[job.id]
-        state.records[job.id] = job
+        state.records[job.id] = stored
+        if files:
+            state.files[job.id] = files
         await state.notify()
         return True
 
@@ -202,6 +211,9 @@ class InMemoryJobStore:
     async def get(self, job_id: str) -> Job | None:
         found = self._state.records.get(job_id)
         return None if found is None else jobs.without_inputs(found)
+
+    async def file(self, job_id: str, name: str) -> bytes | None:
+        return self._state.files.get(job_id, {}).get(name)
 
     async def wait_finished(self, job_id: str, timeout_s: float, submitted_s: float | None = None) -> Job | None:
         state = self._state

@@ -47,6 +47,11 @@ class QueueKeys:
     def job(self, job_id: str) -> str:
         return self.job_prefix + job_id  # HASH, records.py
 
+    def job_files(self, job_id: str) -> str:
+        """The HASH of a finished job's returned files, name -> content, beside its record (which
+        lists them without content) and expiring with it: a read of the job never fetches them."""
+        return f"{self.job(job_id)}:files"
+
     def duty(self, name: str) -> str:
         return f"{self.prefix}duty:{name}"  # HASH holder, expires (µs, Redis' TIME)
 

@@ -10,7 +10,7 @@ docs/redis-keys.md which keys hold what.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -29,9 +29,10 @@ from corral_redis.records import (
     encode_head,
     encode_queued,
     encode_time,
+    file_fields,
+    job_reserve,
     micros,
     progress_fields,
-    result_reserve,
 )
 from corral_redis.settings import DEFAULT_SETTINGS, RedisSettings
 
@@ -93,7 +94,7 @@ class RedisJobQueue:
             job.id,
             encode_job(job),
             encode_head(job),
-            result_reserve(job.request.limits.max_output_bytes),
+            job_reserve(job),
             self._settings.max_memory_bytes,
             keys.usage(job.owner) if job.owner else "",
             *progress_fields(job),
@@ -195,15 +196,17 @@ class RedisJobQueue:
             raise ValueError(f"finish needs a COMPLETED or FAILED job, not {job.status}")
         if job.id != lease.job.id:
             raise ValueError(f"lease is for job {lease.job.id}, not {job.id}")
-        return await self._write_final(job.id, lease.token, "", progress_fields(job))
+        return await self._write_final(job.id, lease.token, "", progress_fields(job), file_fields(job))
 
-    async def _write_final(self, job_id: str, token: int, if_expired: str, fields: list[str | bytes]) -> bool:
+    async def _write_final(
+        self, job_id: str, token: int, if_expired: str, fields: list[str | bytes], files: Sequence[str | bytes] = ()
+    ) -> bool:
         keys = self._keys
         with storage_errors():
             written = await self._confirmed(
                 self._finish,
-                [keys.job(job_id), keys.processing, keys.leases, keys.reserved],
-                [job_id, token, keys.finished, self._ttl_ms, if_expired, *fields],
+                [keys.job(job_id), keys.processing, keys.leases, keys.reserved, keys.job_files(job_id)],
+                [job_id, token, keys.finished, self._ttl_ms, if_expired, *fields, *files],
             )
         return int(written) == 1
 

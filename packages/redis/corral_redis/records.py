@@ -15,6 +15,10 @@ A job's hash holds:
 - `fence` (the lease token counter) and `worker` (who holds the lease, then who finished the
   job), the queue's bookkeeping.
 
+A finished job's returned files (RunResult.files) are listed in `result` without their content
+(core's without_file_contents); FINISH writes the contents into a hash of their own beside the
+record (keyspace.job_files), with the record's TTL, and JobStore.file reads one of them.
+
 Keeping the changing parts apart lets a script move a job through its lifecycle without decoding
 it, and lets core produce every encoding.
 
@@ -23,7 +27,8 @@ reserved for the results of the unfinished jobs, plus this job's request and res
 the storage ceiling (settings.py, max_memory_bytes). The reserve is the most a result can take:
 each of the three streams (stdout, stderr, the compiler's output) at most max_output_bytes of
 raw output, which as UTF-8 text is at most three bytes
-per byte (an invalid byte becomes U+FFFD), plus its JSON. Finishing gives the reserve back; the
+per byte (an invalid byte becomes U+FFFD), plus its JSON, plus, for a job that asks files back
+(Program.outputs), max_returned_files_kb of their content. Finishing gives the reserve back; the
 result it stores is then in used_memory until the record expires.
 
 Reading is lenient like core's decode_job: fields a newer version added are ignored, fields it
@@ -37,7 +42,16 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from corral_core.job import Job, JobError, JobStatus, RunResult, decode_job, encode_job, without_inputs
+from corral_core.job import (
+    Job,
+    JobError,
+    JobStatus,
+    RunResult,
+    decode_job,
+    encode_job,
+    without_file_contents,
+    without_inputs,
+)
 
 # The parts of a job that change, in the order scripts take them.
 PROGRESS = (
@@ -83,14 +97,22 @@ def encode_head(job: Job) -> bytes:
     return encode_job(without_inputs(job))
 
 
-def result_reserve(max_output_bytes: int) -> int:
-    """The most a job's stored result takes, each of its three streams at most max_output_bytes."""
-    return 3 * _UTF8_PER_BYTE * max_output_bytes + _RESULT_JSON_BYTES
+def result_reserve(max_output_bytes: int, returned_files_kb: int = 0) -> int:
+    """The most a job's stored result takes, each of its three streams at most max_output_bytes,
+    and the files it asked back at most returned_files_kb (0 when it asked none)."""
+    return 3 * _UTF8_PER_BYTE * max_output_bytes + _RESULT_JSON_BYTES + returned_files_kb * 1024
+
+
+def job_reserve(job: Job) -> int:
+    """What SUBMIT sets aside for `job`'s result (result_reserve at the job's limits)."""
+    limits = job.request.limits
+    return result_reserve(limits.max_output_bytes, limits.max_returned_files_kb if job.request.outputs else 0)
 
 
 def progress_fields(job: Job) -> list[str | bytes]:
-    """The job's changing parts in PROGRESS order; an empty value means None (or no output)."""
-    result = job.result
+    """The job's changing parts in PROGRESS order; an empty value means None (or no output).
+    Returned files are listed without their content: file_fields has it."""
+    result = without_file_contents(job).result
     return [
         job.status.value,
         str(job.attempts),
@@ -102,6 +124,14 @@ def progress_fields(job: Job) -> list[str | bytes]:
         b"" if result is None else result.stderr.encode(),
         b"" if result is None else result.compile_output.encode(),
     ]
+
+
+def file_fields(job: Job) -> list[str | bytes]:
+    """The job's returned files as FINISH stores them apart (keyspace.job_files): each one's
+    name, then its content."""
+    if job.result is None:
+        return []
+    return [part for file in job.result.files for part in (file.name, file.content)]
 
 
 def decode_record(values: list[bytes | None]) -> Job | None:

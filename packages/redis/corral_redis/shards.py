@@ -264,6 +264,9 @@ class ShardedJobStore:
     async def get(self, job_id: str) -> Job | None:
         return await self.shard(job_id).get(job_id)
 
+    async def file(self, job_id: str, name: str) -> bytes | None:
+        return await self.shard(job_id).file(job_id, name)
+
     async def wait_finished(self, job_id: str, timeout_s: float, submitted_s: float | None = None) -> Job | None:
         return await self.shard(job_id).wait_finished(job_id, timeout_s, submitted_s)
 

@@ -68,6 +68,10 @@ class RedisJobStore:
         found = decode_record(values)
         return None if found is None else without_inputs(found)
 
+    async def file(self, job_id: str, name: str) -> bytes | None:
+        with storage_errors():
+            return cast(bytes | None, await self._client.hget(self._keys.job_files(job_id), name))
+
     async def wait_finished(self, job_id: str, timeout_s: float, submitted_s: float | None = None) -> Job | None:
         if timeout_s <= 0:
             return await self.get(job_id)

@@ -15,6 +15,7 @@ suite sees the same thing: `ms` later, leases that had less than `ms` left have 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,7 +24,18 @@ import pytest
 
 from corral_contract.clock import ManualClock
 from corral_core import job as jobs
-from corral_core.job import CompileResult, ErrorCode, InputFile, Job, JobStatus, RunRequest, RunResult, Verdict
+from corral_core.job import (
+    CompileResult,
+    ErrorCode,
+    InputFile,
+    Job,
+    JobError,
+    JobStatus,
+    ReturnedFile,
+    RunRequest,
+    RunResult,
+    Verdict,
+)
 from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_core.ports import (
     CancelNotices,
@@ -31,6 +43,7 @@ from corral_core.ports import (
     JobCanceller,
     JobQueue,
     JobStore,
+    Lease,
     QueueDepth,
     QueueFull,
     QueueGauge,
@@ -68,6 +81,21 @@ def new_job(clock: Clock, job_id: str, code: str = "print(1)", language: str = "
 
 def ok_result(stdout: str = "1\n") -> RunResult:
     return RunResult(verdict=Verdict.OK, exit_code=0, stdout=stdout, wall_time_ms=5)
+
+
+def returned(name: str, content: bytes, media_type: str = "application/octet-stream") -> ReturnedFile:
+    """A file as the sandbox returns it, content and all."""
+    return ReturnedFile(
+        name=name, size=len(content), sha256=hashlib.sha256(content).hexdigest(), media_type=media_type, content=content
+    )
+
+
+# Binary with NUL and bytes that are not UTF-8, an empty file, a name below a directory.
+FILES = (
+    returned("plot.png", b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe" + bytes(range(256)), "image/png"),
+    returned("empty.txt", b"", "text/plain"),
+    returned("out/a.csv", b"x,y\n1,2\n", "text/csv"),
+)
 
 
 class JobQueueContract:
@@ -113,6 +141,66 @@ class JobQueueContract:
         final = jobs.complete(lease.job, result, harness.clock.now())
         assert await harness.queue.finish(lease, final)
         assert await harness.store.get("job-a") == jobs.without_inputs(final)
+
+    async def _finished_with_files(self, harness: QueueHarness, job_id: str = "job-a") -> tuple[Lease, Job]:
+        await harness.queue.submit(new_job(harness.clock, job_id))
+        lease = await harness.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None and lease.job.id == job_id
+        final = jobs.complete(lease.job, RunResult(verdict=Verdict.OK, exit_code=0, files=FILES), harness.clock.now())
+        assert await harness.queue.finish(lease, final)
+        return lease, final
+
+    async def test_a_finished_job_lists_its_files_without_their_content(self, harness: QueueHarness) -> None:
+        _, final = await self._finished_with_files(harness)
+        listed = jobs.without_inputs(jobs.without_file_contents(final))
+        assert await harness.store.get("job-a") == listed
+        assert await harness.store.wait_finished("job-a", 0.05) == listed
+        assert listed.result is not None and [file.content for file in listed.result.files] == [b""] * len(FILES)
+        assert [(file.name, file.size, file.sha256) for file in listed.result.files] == [
+            (file.name, file.size, file.sha256) for file in FILES
+        ]
+
+    async def test_each_returned_file_reads_back_byte_for_byte(self, harness: QueueHarness) -> None:
+        await self._finished_with_files(harness)
+        for file in FILES:
+            assert await harness.store.file("job-a", file.name) == file.content, file.name
+
+    async def test_an_unknown_job_or_file_has_no_content(self, harness: QueueHarness) -> None:
+        await self._finished_with_files(harness)
+        assert await harness.store.file("no-such-job", "plot.png") is None
+        assert await harness.store.file("job-a", "no-such-file") is None
+        assert await harness.store.file("job-a", "a.csv") is None  # it is out/a.csv
+
+    async def test_a_finish_resent_under_its_lease_keeps_its_files_once(self, harness: QueueHarness) -> None:
+        lease, final = await self._finished_with_files(harness)
+        # The same call again, as a worker retries a finish whose reply was lost.
+        assert await harness.queue.finish(lease, final)
+        read = await harness.store.get("job-a")
+        assert read is not None and read.result is not None and len(read.result.files) == len(FILES)
+        for file in FILES:
+            assert await harness.store.file("job-a", file.name) == file.content, file.name
+        other = jobs.complete(lease.job, RunResult(verdict=Verdict.OK, files=(returned("b.txt", b"b"),)), harness.clock.now())
+        assert not await harness.queue.finish(lease, other)
+        assert await harness.store.file("job-a", "b.txt") is None
+
+    async def test_a_failed_or_cancelled_job_has_no_files(self, harness: QueueHarness) -> None:
+        canceller, _ = harness.cancels()
+        await harness.queue.submit(new_job(harness.clock, "job-a"))
+        lease = await harness.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None
+        failed = jobs.fail(lease.job, JobError(ErrorCode.SANDBOX_ERROR, "no jail"), harness.clock.now())
+        assert await harness.queue.finish(lease, failed)
+        await harness.queue.submit(new_job(harness.clock, "job-b"))
+        running = await harness.queue.claim("w1", LEASE_MS, 1)
+        assert running is not None and running.job.id == "job-b"
+        assert await canceller.cancel("job-b", harness.clock.now())
+        late = jobs.complete(running.job, RunResult(verdict=Verdict.OK, files=FILES), harness.clock.now())
+        assert not await harness.queue.finish(running, late)
+        for job_id in ("job-a", "job-b"):
+            read = await harness.store.get(job_id)
+            assert read is not None and read.finished and (read.result is None or read.result.files == ())
+            for file in FILES:
+                assert await harness.store.file(job_id, file.name) is None
 
     async def test_claim_marks_the_job_running_under_a_lease(self, harness: QueueHarness) -> None:
         await harness.queue.submit(new_job(harness.clock, "job-a"))

@@ -1,8 +1,13 @@
--- KEYS: job, processing, leases, reserved
--- ARGV: job id, token, channel, ttl (ms), if_expired ('1' or ''), then the progress values
+-- KEYS: job, processing, leases, reserved, and the job's files HASH (needed only when it
+-- returned files)
+-- ARGV: job id, token, channel, ttl (ms), if_expired ('1' or ''), then the progress values, then
+-- each returned file's name and content (records.file_fields)
 -- Writes a final state under the job's current lease. With if_expired, only if that lease has
 -- run out: that is recovery failing a job whose worker is lost, which a last-moment renewal
 -- must still be able to prevent.
+-- The files' contents go into their own hash, not the record (whose result lists them without
+-- content), written in this same step and given the record's TTL just before the record is
+-- (retire), so that no content outlives the job that lists it.
 --#include statuses
 --#include clock
 --#include progress
@@ -15,6 +20,7 @@ local state = redis.call('HMGET', job, 'status', 'fence')
 if state[2] ~= ARGV[2] then return 0 end
 if state[1] ~= RUNNING then
   -- A finish re-sent after its reply was lost finds exactly what it wrote: it was accepted.
+  -- Its files were written whole by that first run, so this one writes nothing again.
   if holds_progress(job, 6) then return 1 end
   return 0
 end
@@ -23,6 +29,13 @@ if ARGV[5] ~= '' then
   if not deadline or tonumber(deadline) > now_us() then return 0 end
 end
 write_progress(job, 6)
+local first_file = 6 + #PROGRESS
+if #ARGV > first_file then
+  local files = KEYS[5]
+  -- One HSET per file: a job may return more files than Lua's unpack can spread.
+  for i = first_file, #ARGV, 2 do redis.call('HSET', files, ARGV[i], ARGV[i + 1]) end
+  redis.call('PEXPIRE', files, ARGV[4])
+end
 retire(job, ARGV[1], KEYS[4], processing, leases, ARGV[4])
 publish(ARGV[3], announcement(job, ARGV[1]))
 return 1
