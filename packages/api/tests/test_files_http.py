@@ -8,6 +8,7 @@ import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
@@ -27,8 +28,10 @@ from corral_core.job import (
     without_file_contents,
 )
 from corral_core.ports import Runtime, WorkerInfo
+from corral_core.usecases import RunNextJob
 from corral_memory.container import InMemoryStorage
-from corral_memory.jobs import InMemoryJobs, InMemoryJobStore
+from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore
+from corral_memory.sandbox import InMemorySandbox
 from corral_redis import RedisSettings
 from corral_system.clock import SystemClock
 
@@ -49,6 +52,23 @@ class FilesJobStore(InMemoryJobStore):
         found = self._state.records.get(job_id)
         files = found.result.files if found is not None and found.result is not None else ()
         return next((file.content for file in files if file.name == name), None)
+
+
+class PlottingSandbox(InMemorySandbox):
+    """The in-memory sandbox, whose every program that asks for files back leaves a plot."""
+
+    async def run(self, request: RunRequest, *, scope: str = "") -> RunResult:
+        result = await super().run(request, scope=scope)
+        if not request.outputs:
+            return result
+        plot = ReturnedFile(name="out/plot.png", size=len(PNG), sha256=hashlib.sha256(PNG).hexdigest(), media_type="image/png", content=PNG)
+        return msgspec.structs.replace(result, files=(plot,))
+
+
+async def run_worker(state: InMemoryJobs) -> None:
+    run_next = RunNextJob(InMemoryJobQueue(state), PlottingSandbox(), state.clock)
+    while True:
+        await run_next("test-worker", 1)
 
 
 @dataclass
@@ -109,7 +129,10 @@ async def api() -> AsyncIterator[Files]:
     container = ApiContainer(settings=ApiSettings(max_wait_s=5), redis_settings=RedisSettings())
     container.storage.override(storage)
     async with AsyncTestClient(app=create_app(container), base_url="http://127.0.0.1:8000") as client:
+        # The test client serves the app on its own event loop: the worker must share it.
+        running = client.blocking_portal.start_task_soon(run_worker, state)
         yield Files(client, state, secrets["mine"], secrets["theirs"])
+        running.cancel()
 
 
 # ---- asking for files ----------------------------------------------------------------------
@@ -194,6 +217,20 @@ async def test_inline_files_carries_the_small_ones_content(api: Files) -> None:
     assert "content_base64" not in files[1]
     plain = (await api.client.get("/jobs/job1", headers=api.mine)).json()["result"]["files"]
     assert all("content_base64" not in file for file in plain)
+
+
+async def test_a_job_that_asks_for_files_gets_them_back_through_execute_and_the_files_route(api: Files) -> None:
+    body = {"code": "print('drawn')", "outputs": True}
+    response = await api.client.post("/execute?wait=5&inline_files=true", json=body, headers=api.mine)
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert job["result"]["stdout"] == "drawn\n"
+    (listed,) = job["result"]["files"]
+    assert base64.b64decode(listed["content_base64"]) == PNG
+    download = await api.client.get(f"/jobs/{job['job_id']}/files/{listed['name']}", headers=api.mine)
+    assert download.content == PNG and download.headers["etag"] == f'"{listed["sha256"]}"'
+    plain = (await api.client.post("/execute?wait=5", json={"code": "print(1)"}, headers=api.mine)).json()
+    assert "files" not in plain["result"]
 
 
 # ---- GET /jobs/{id}/files/{name} ----------------------------------------------------------
