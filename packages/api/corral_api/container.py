@@ -93,6 +93,7 @@ class ApiContainer(containers.DeclarativeContainer):
         submit_once=submit_job_once,
         get=get_job,
         cancel=cancel_job,
+        store=store,
         runtimes=runtimes,
         long_polls=long_polls,
         metrics=metrics,

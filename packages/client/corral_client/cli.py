@@ -3,7 +3,8 @@
 `corral run` prints the program's stdout and stderr to its own and exits with the program's exit
 code; when the program did not simply exit, one line on stderr says why and the exit code is one
 of EXIT_CODES (shown by `corral --help`). With `--tests`, it prints one line per test and a
-summary instead, and exits 0 only when every test passed.
+summary instead, and exits 0 only when every test passed. With `--out DIR`, the files the program
+left (under out/, or those `--output` names) are written under DIR.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import NoReturn, TextIO
 
 import click
@@ -164,6 +165,36 @@ def _print_tests(job: Job) -> None:
         click.echo(f"{summary.passed}/{summary.total} passed ({summary.failed} failed{skipped}): {job.result.verdict}")
 
 
+def path_under(directory: Path, name: str) -> Path:
+    """Where a returned file goes: below `directory`, whatever name the server sent. The server
+    never sends an absolute name or one with `..`; a client that wrote one anyway would let a
+    compromised server write anywhere the user can."""
+    parts = PurePosixPath(name).parts
+    if (
+        not parts
+        or PurePosixPath(name).is_absolute()
+        or any(part in ("", ".", "..") or "\\" in part or "\0" in part for part in parts)
+        or name != "/".join(parts)
+    ):
+        raise ValueError(f"refusing to write a returned file named {name!r}: not a plain relative name")
+    return directory.joinpath(*parts)
+
+
+def _write_files(client: Client, job: Job, directory: Path) -> None:
+    """Each returned file under `directory`, checked against its sha256; one line per file on
+    stderr (stdout is the program's)."""
+    if job.result is None:
+        return
+    for file in job.result.files:
+        target = path_under(directory, file.name)
+        content = client.download(job.job_id, file.name, sha256=file.sha256 or None)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+        click.echo(f"corral: wrote {target} ({file.size} bytes, {file.media_type})", err=True)
+    for left_out in job.result.files_left_out:
+        click.echo(f"corral: left out {left_out.name}: {left_out.reason}", err=True)
+
+
 EXIT_CODES = """\b
 Exit codes of `corral run`:
   0-255  the program's exit code       124  time limit exceeded
@@ -210,6 +241,13 @@ def main(context: click.Context, server: str, key: str | None) -> None:
     "or a directory of N.in / N.out files. Prints each test's verdict.",
 )
 @click.option("--stop-on-first-failure", is_flag=True, help="With --tests: skip the tests after a failing one.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write the files the program left under DIR (those under its out/ directory, or those --output names).",
+)
+@click.option("--output", "outputs", multiple=True, help="A glob pattern of files to send back, e.g. 'plot.png' (repeat for more).")
 @click.pass_obj
 def run(
     client: Client,
@@ -223,6 +261,8 @@ def run(
     as_json: bool,
     tests_path: Path | None,
     stop_on_first_failure: bool,
+    out_dir: Path | None,
+    outputs: tuple[str, ...],
 ) -> None:
     """Run FILE and exit with its exit code (`corral --help` lists the others); with --tests,
     run it once per test and exit 0 only if every test passed."""
@@ -242,6 +282,8 @@ def run(
             raise click.BadParameter(str(error), param_hint="--tests") from None
     elif stop_on_first_failure:
         raise click.UsageError("--stop-on-first-failure goes with --tests")
+    if outputs and out_dir is None:
+        raise click.UsageError("--output goes with --out")
     stdin = stdin_file.read() if stdin_file else ""
     spinner = _Spinner(enabled=sys.stderr.isatty() and not as_json)
     try:
@@ -254,13 +296,18 @@ def run(
                 limits=limits,
                 tests=tests,
                 stop_on_first_failure=stop_on_first_failure,
+                outputs=list(outputs) or out_dir is not None,
             )
             job = client.get(accepted.job_id)
             while not job.finished:
                 spinner.state = f"{job.status.lower()} {job.job_id}"
                 job = client.get(job.job_id, wait_s=POLL_S)
+        if out_dir is not None:
+            _write_files(client, job, out_dir)
     except CorralError as error:
         _exit_for(error)
+    except (ValueError, OSError) as error:
+        _fail(EXIT_FAILED, str(error))
     code, reason = exit_code_of_tests(job) if tests else exit_code_of(job)
     if as_json:
         click.echo(msgspec.json.encode(job).decode())

@@ -12,17 +12,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.utils
+import hashlib
 import random
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict, TypeVar, Unpack
+from urllib.parse import quote
 
 import httpx
 import msgspec
 
-from corral_client.errors import AlreadyFinished, ApiError, NotSupported, TransportError, error_for
+from corral_client.errors import AlreadyFinished, ApiError, CorralError, NotSupported, TransportError, error_for
 from corral_client.models import Accepted, Job, Limits, Problem, Runtime, TestCase
 
 T = TypeVar("T")
@@ -83,6 +85,9 @@ class SubmitOptions(TypedDict, total=False):
     tests: Sequence[TestCase | Mapping[str, Any]]
     # Skip the tests after a failing one.
     stop_on_first_failure: bool
+    # Files to send back once the program ends: glob patterns relative to its working directory
+    # ("plot.png", "out/**/*.csv"), or True for everything under out/ (Result.files).
+    outputs: Sequence[str] | bool
 
 
 _RETRIED = frozenset({429, 503})
@@ -110,6 +115,8 @@ class _Calls:
             body["tests"] = [msgspec.to_builtins(test) if isinstance(test, TestCase) else dict(test) for test in tests]
         if options.get("stop_on_first_failure"):
             body["stop_on_first_failure"] = True
+        if outputs := options.get("outputs"):
+            body["outputs"] = outputs if isinstance(outputs, bool) else list(outputs)
         params = {"wait": wait_s} if wait_s > 0 else {}
         headers = {"Idempotency-Key": uuid.uuid4().hex}
         return _Call("POST", "/execute", params, body, headers, timeout_s=wait_s + 30)
@@ -118,6 +125,16 @@ class _Calls:
     def get(job_id: str, wait_s: float) -> _Call:
         params = {"wait": wait_s} if wait_s > 0 else {}
         return _Call("GET", f"/jobs/{job_id}", params, timeout_s=wait_s + 30)
+
+    @staticmethod
+    def download(job_id: str, name: str) -> _Call:
+        return _Call("GET", f"/jobs/{quote(job_id, safe='')}/files/{quote(name, safe='/')}", timeout_s=120)
+
+    @staticmethod
+    def content(response: httpx.Response) -> bytes:
+        if response.status_code >= 400:
+            raise _error(response)
+        return response.content
 
     @staticmethod
     def cancel(job_id: str) -> _Call:
@@ -146,6 +163,12 @@ def _error(response: httpx.Response) -> ApiError:
     except msgspec.MsgspecError:
         problem = Problem(response.status_code, response.text.strip() or response.reason_phrase)
     return error_for(response.status_code, problem.detail or response.reason_phrase, problem.errors)
+
+
+def _checked(content: bytes, name: str, sha256: str | None) -> bytes:
+    if sha256 is not None and hashlib.sha256(content).hexdigest() != sha256:
+        raise CorralError(f"the content of {name!r} does not match its sha256 {sha256}")
+    return content
 
 
 def _headers(key: str | None) -> dict[str, str]:
@@ -224,6 +247,11 @@ class Client:
         except ApiError as error:
             raise _cancel_error(error, job_id) from None
 
+    def download(self, job_id: str, name: str, *, sha256: str | None = None) -> bytes:
+        """The content of a file the job returned (one of `job.result.files`, by name); with
+        `sha256` (the file's, as listed), content that does not match raises CorralError."""
+        return _checked(_Calls.content(self._send(_Calls.download(job_id, name))), name, sha256)
+
     def _send(self, call: _Call) -> httpx.Response:
         for attempt in range(self._retry.attempts + 1):
             try:
@@ -289,6 +317,9 @@ class AsyncClient:
             return _Calls.read(await self._send(_Calls.cancel(job_id)), Job)
         except ApiError as error:
             raise _cancel_error(error, job_id) from None
+
+    async def download(self, job_id: str, name: str, *, sha256: str | None = None) -> bytes:
+        return _checked(_Calls.content(await self._send(_Calls.download(job_id, name))), name, sha256)
 
     async def _send(self, call: _Call) -> httpx.Response:
         for attempt in range(self._retry.attempts + 1):

@@ -6,6 +6,7 @@ older client.
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 from typing import Literal
 
@@ -24,6 +25,9 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     max_processes: int | None = None
     max_output_bytes: int | None = None
     max_file_size_kb: int | None = None
+    # Files asked back (`outputs`): how many, and their KiB in all.
+    max_returned_files: int | None = None
+    max_returned_files_kb: int | None = None
 
 
 # ---- test cases: what to send ------------------------------------------------------------
@@ -114,6 +118,29 @@ class Summary(msgspec.Struct, frozen=True, kw_only=True):
     total: int = 0
 
 
+class ReturnedFile(msgspec.Struct, frozen=True, kw_only=True):
+    """A file the program left that the job asked back: its content is read with
+    `Client.download(job_id, name)`, or comes inline when the job was read with inline_files."""
+
+    name: str  # relative to the program's working directory, "/" between directories
+    size: int = 0
+    sha256: str = ""
+    media_type: str = ""
+    content_base64: str | None = None
+
+    @property
+    def content(self) -> bytes | None:
+        """The content when it came inline, else None."""
+        return None if self.content_base64 is None else base64.b64decode(self.content_base64)
+
+
+class LeftOut(msgspec.Struct, frozen=True):
+    """A file that matched the job's outputs but was not returned, and why."""
+
+    name: str
+    reason: str = ""
+
+
 class Result(msgspec.Struct, frozen=True, kw_only=True):
     # ok, runtime_error, time_limit_exceeded, memory_limit_exceeded, output_limit_exceeded,
     # compile_error; with tests, also wrong_answer and checker_error (the first failing test's)
@@ -135,6 +162,9 @@ class Result(msgspec.Struct, frozen=True, kw_only=True):
     # A job with tests: each test's result in the order sent, and how many passed.
     tests: list[TestResult] = []
     summary: Summary | None = None
+    # A job that asked for files back (`outputs`): those returned, and those left out with why.
+    files: list[ReturnedFile] = []
+    files_left_out: list[LeftOut] = []
 
 
 class JobError(msgspec.Struct, frozen=True):

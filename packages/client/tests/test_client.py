@@ -2,26 +2,42 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from corral_client import (
     AlreadyFinished,
     AsyncClient,
     Client,
+    CorralError,
     InvalidRequest,
     JobNotFound,
+    LeftOut,
+    Limits,
     NotSupported,
     RetryPolicy,
     ServerUnavailable,
     TransportError,
 )
-from corral_client.cli import EXIT_MEMORY_LIMIT, EXIT_TIME_LIMIT, exit_code_of, parse_duration_ms, parse_memory_mb
+from corral_client.cli import (
+    EXIT_FAILED,
+    EXIT_MEMORY_LIMIT,
+    EXIT_TIME_LIMIT,
+    exit_code_of,
+    main,
+    parse_duration_ms,
+    parse_memory_mb,
+    path_under,
+)
 from corral_client.models import Job, Result
 
 ACCEPTED: tuple[int, dict[str, str], object] = (202, {}, {"job_id": "j1", "status": "PENDING"})
@@ -34,6 +50,7 @@ class Peer:
 
     answers: list[tuple[int, dict[str, str], object]]
     seen: list[tuple[str, str, dict[str, str], float]] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
     url: str = ""
 
 
@@ -44,12 +61,14 @@ def peer() -> Iterator[Peer]:
     class Handler(BaseHTTPRequestHandler):
         def _answer(self) -> None:
             length = int(self.headers.get("content-length") or 0)
-            self.rfile.read(length)
+            script.bodies.append(self.rfile.read(length))
             script.seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, time.monotonic()))
             status, headers, body = script.answers.pop(0)
-            data = json.dumps(body).encode()
+            # Bytes are a file's content, sent as they are.
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            kind = "application/octet-stream" if isinstance(body, bytes) else "application/json"
             self.send_response(status)
-            for name, value in {"content-type": "application/json", **headers}.items():
+            for name, value in {"content-type": kind, **headers}.items():
                 self.send_header(name, value)
             self.send_header("content-length", str(len(data)))
             self.end_headers()
@@ -170,3 +189,82 @@ def test_memory_sizes(text: str, mb: int) -> None:
 )
 def test_exit_codes(result: Result, code: int) -> None:
     assert exit_code_of(Job(job_id="j", status="COMPLETED", result=result))[0] == code
+
+
+# ---- files a job returns ------------------------------------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+PNG_FILE = {"name": "out/plots/a b.png", "size": len(PNG), "sha256": hashlib.sha256(PNG).hexdigest(), "media_type": "image/png"}
+
+
+def _with_files(*files: dict[str, object], left_out: list[dict[str, str]] | None = None) -> dict[str, object]:
+    result = {"verdict": "ok", "exit_code": 0, "stdout": "drawn\n", "files": list(files), "files_left_out": left_out or []}
+    return {"job_id": "j1", "status": "COMPLETED", "result": result}
+
+
+def test_outputs_go_as_patterns_or_true_and_only_when_asked(peer: Peer) -> None:
+    peer.answers = [ACCEPTED] * 4
+    with Client(peer.url) as client:
+        client.submit("x", outputs=["plot.png", "out/**/*.csv"])
+        client.submit("x", outputs=True)
+        client.submit("x", outputs=False)
+        client.submit("x", limits=Limits(max_returned_files=2))
+    sent = [json.loads(body) for body in peer.bodies]
+    assert sent[0]["outputs"] == ["plot.png", "out/**/*.csv"]
+    assert sent[1]["outputs"] is True
+    assert "outputs" not in sent[2]
+    assert sent[3]["limits"] == {"max_returned_files": 2}
+
+
+async def test_a_result_lists_its_files_and_download_reads_one(peer: Peer) -> None:
+    inline = {**PNG_FILE, "content_base64": base64.b64encode(PNG).decode()}
+    peer.answers = [(200, {}, _with_files(inline, left_out=[{"name": "out/link", "reason": "a symbolic link"}])), (200, {}, PNG), (200, {}, PNG)]
+    with Client(peer.url) as client:
+        job = client.get("j1")
+        assert job.result is not None
+        (file,) = job.result.files
+        assert (file.name, file.size, file.media_type, file.content) == ("out/plots/a b.png", len(PNG), "image/png", PNG)
+        assert job.result.files_left_out == [LeftOut("out/link", "a symbolic link")]
+        assert client.download("j1", file.name, sha256=file.sha256) == PNG
+    async with AsyncClient(peer.url) as aclient:
+        assert await aclient.download("j1", file.name) == PNG
+    assert [path for _, path, *_ in peer.seen[1:]] == ["/jobs/j1/files/out/plots/a%20b.png"] * 2
+
+
+def test_a_download_that_does_not_match_its_sha256_is_refused_and_a_missing_file_is_not_found(peer: Peer) -> None:
+    peer.answers = [(200, {}, b"tampered"), (404, {}, {"status_code": 404, "detail": "job j1 returned no file named 'x'"})]
+    with Client(peer.url) as client:
+        with pytest.raises(CorralError, match="sha256"):
+            client.download("j1", "plot.png", sha256=hashlib.sha256(PNG).hexdigest())
+        with pytest.raises(JobNotFound):
+            client.download("j1", "x")
+
+
+@pytest.mark.parametrize("name", ["../evil", "/etc/passwd", "out/../../evil", "out//x", "./x", "out/", "a\\b", "a\x00b", ""])
+def test_a_returned_name_that_is_not_plain_and_relative_is_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ValueError, match="refusing"):
+        path_under(tmp_path, name)
+
+
+def test_run_with_out_writes_each_file_under_the_directory(peer: Peer, tmp_path: Path) -> None:
+    (tmp_path / "prog.py").write_text("draw()")
+    peer.answers = [ACCEPTED, (200, {}, _with_files(PNG_FILE, left_out=[{"name": "out/big", "reason": "over the limit"}])), (200, {}, PNG)]
+    result = CliRunner().invoke(main, ["--server", peer.url, "run", str(tmp_path / "prog.py"), "--out", str(tmp_path / "got")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "got" / "out" / "plots" / "a b.png").read_bytes() == PNG
+    assert json.loads(peer.bodies[0])["outputs"] is True
+    assert "a b.png" in result.stderr and "left out out/big: over the limit" in result.stderr
+    assert result.stdout == "drawn\n"
+
+
+def test_run_with_out_refuses_a_name_that_escapes_the_directory(peer: Peer, tmp_path: Path) -> None:
+    (tmp_path / "prog.py").write_text("x")
+    evil = {**PNG_FILE, "name": "../escaped.png"}
+    peer.answers = [ACCEPTED, (200, {}, _with_files(evil))]
+    out = tmp_path / "deep" / "got"
+    result = CliRunner().invoke(main, ["--server", peer.url, "run", str(tmp_path / "prog.py"), "--out", str(out), "--output", "*.png"])
+    assert result.exit_code == EXIT_FAILED
+    assert "refusing" in result.stderr
+    assert json.loads(peer.bodies[0])["outputs"] == ["*.png"]
+    assert not (tmp_path / "deep" / "escaped.png").exists()
+    assert len(peer.seen) == 2  # nothing downloaded

@@ -131,3 +131,8 @@ def _document_limits(document: OpenAPI, options: HttpOptions) -> None:
     for name, most in (("args", sizes.max_args), ("files", sizes.max_files), ("tests", sizes.max_tests)):
         if isinstance(listed := execute[name], Schema):
             listed.max_items = most
+    # A list of patterns or `true`: the bound is the list's.
+    outputs = execute["outputs"]
+    for choice in (outputs.one_of or []) if isinstance(outputs, Schema) else []:
+        if isinstance(choice, Schema) and choice.type == OpenAPIType.ARRAY:
+            choice.max_items = sizes.max_output_patterns

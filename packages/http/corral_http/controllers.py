@@ -15,19 +15,29 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, HttpMethod, Request, Response, delete, get, post, route
 from litestar.datastructures import ResponseHeader
+from litestar.exceptions import HTTPException, NotFoundException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, Parameter
-from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT, HTTP_503_SERVICE_UNAVAILABLE
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_202_ACCEPTED,
+    HTTP_204_NO_CONTENT,
+    HTTP_206_PARTIAL_CONTENT,
+    HTTP_304_NOT_MODIFIED,
+    HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
 
 from corral_core.access import Caller
 from corral_core.job import Job
 from corral_core.policy import InvalidSubmission
 from corral_core.ports import StorageUnavailable
 from corral_core.submission import JobRequest, Submitted
+from corral_http import files
 from corral_http.auth import SUBMITS, caller_of, submitted
 from corral_http.dependencies import Jobs, Service
 from corral_http.options import HttpOptions
-from corral_http.schemas import Accepted, ExecuteIn, JobView, Problem, Readiness, RuntimeView
+from corral_http.schemas import INLINE_FILE_BYTES, Accepted, ExecuteIn, JobView, Problem, Readiness, RuntimeView
 from corral_http.services import JobRoutes
 from corral_system import logs
 from corral_system.metrics import CONTENT_TYPE
@@ -45,6 +55,12 @@ IdempotencyKey = Annotated[
         min_length=1,
         max_length=255,
         description="Retries of a submit with the same key (per API key) get the job the first one created.",
+    ),
+]
+InlineFiles = Annotated[
+    bool,
+    Parameter(
+        description=f"Returned files of at most {INLINE_FILE_BYTES // 1024} KiB also carry their content (content_base64)."
     ),
 ]
 _encode = msgspec.json.Encoder().encode
@@ -106,6 +122,7 @@ class JobsController(Controller):
         jobs: Jobs,
         wait: Wait = 0,
         idempotency_key: IdempotencyKey = None,
+        inline_files: InlineFiles = False,
     ) -> Response[Accepted | JobView]:
         _check_wait(wait, jobs.options)
         caller = caller_of(request)
@@ -133,19 +150,96 @@ class JobsController(Controller):
         # Without a wait the answer is 202 however far the job got: a replayed submit answers
         # as the first one did, even when the job has finished since.
         if wait > 0 and job.finished:
-            return Response(JobView.of(job), status_code=HTTP_200_OK, headers=headers)
+            view = JobView.of(job, await _inlined(jobs, job) if inline_files else None)
+            return Response(view, status_code=HTTP_200_OK, headers=headers)
         return Response(
             Accepted(job.id, job.status),
             status_code=HTTP_202_ACCEPTED,
             headers=[*headers, ResponseHeader(name="Location", value=f"/jobs/{job.id}")],
         )
 
-    @get("/jobs/{job_id:str}", summary="Read a job, or wait for it to finish", responses=problems(400, 401, 404, 422, 429, 503))
-    async def read(self, request: Request[Any, Any, Any], job_id: Annotated[str, JOB_ID], jobs: Jobs, wait: Wait = 0) -> JobView:
+    @get(
+        "/jobs/{job_id:str}",
+        summary="Read a job, or wait for it to finish",
+        responses=problems(400, 401, 404, 422, 429, 503),
+    )
+    async def read(
+        self,
+        request: Request[Any, Any, Any],
+        job_id: Annotated[str, JOB_ID],
+        jobs: Jobs,
+        wait: Wait = 0,
+        inline_files: InlineFiles = False,
+    ) -> JobView:
         _check_wait(wait, jobs.options)
         caller = caller_of(request)
         with jobs.long_polls.hold(caller) if wait > 0 else contextlib.nullcontext():
-            return JobView.of(await jobs.get(caller, job_id, wait_s=wait))
+            job = await jobs.get(caller, job_id, wait_s=wait)
+        return JobView.of(job, await _inlined(jobs, job) if inline_files else None)
+
+    @get(
+        "/jobs/{job_id:str}/files/{name:path}",
+        summary="Download a file the job returned",
+        description="The content of one of the job's `result.files`, always as an attachment: "
+        "served as its own media type only when that is inert (images, text, CSV, JSON, PDF), "
+        "else as application/octet-stream. Its ETag is its sha256 (If-None-Match answers 304); "
+        "one byte range may be asked for (206).",
+        media_type=files.OPAQUE,
+        responses=problems(
+            400, 401, 404, 416, 422, 429, 503,
+            why={
+                404: "No job with this id (as for GET /jobs/{job_id}), or no file of this name among the files it returned.",
+                416: "The range starts past the file's end.",
+            },
+        ),  # fmt: skip
+    )
+    async def file(
+        self,
+        request: Request[Any, Any, Any],
+        job_id: Annotated[str, JOB_ID],
+        name: str,
+        jobs: Jobs,
+        if_none_match: Annotated[str | None, Parameter(header="If-None-Match", max_length=4096)] = None,
+        range_header: Annotated[str | None, Parameter(header="Range", max_length=256)] = None,
+        if_range: Annotated[str | None, Parameter(header="If-Range", max_length=256)] = None,
+    ) -> Response[bytes]:
+        # Ownership first, as for the job itself: another key's job is one that does not exist.
+        job = await jobs.get(caller_of(request), job_id)
+        name = name.removeprefix("/")
+        returned = next((file for file in job.result.files if file.name == name), None) if job.result else None
+        if returned is None:
+            raise NotFoundException(f"job {job_id} returned no file named {name!r}")
+        tag = files.etag(returned.sha256)
+        headers = {"ETag": tag, "Cache-Control": "private", "Accept-Ranges": "bytes"}
+        if files.matches(if_none_match, tag):
+            return Response(b"", status_code=HTTP_304_NOT_MODIFIED, headers=headers)
+        content = await jobs.store.file(job_id, name)
+        if content is None:  # expired with its job since the job was read
+            raise NotFoundException(f"job {job_id} returned no file named {name!r}")
+        headers |= {
+            "Content-Disposition": files.disposition(name),
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox; default-src 'none'",
+        }
+        media_type = files.served_type(returned.media_type)
+        try:
+            # A stale If-Range (another file's tag) asks for the whole file, not a piece of this one.
+            span = files.span(range_header, len(content)) if if_range in (None, tag) else None
+        except files.Unsatisfiable:
+            raise HTTPException(
+                status_code=HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
+                detail=f"the range {range_header!r} starts past the file's {len(content)} bytes",
+                headers={"Content-Range": f"bytes */{len(content)}"},
+            ) from None
+        if span is None:
+            return Response(content, media_type=media_type, headers=headers)
+        headers["Content-Range"] = f"bytes {span.start}-{span.end}/{len(content)}"
+        return Response(
+            content[span.start : span.end + 1],
+            status_code=HTTP_206_PARTIAL_CONTENT,
+            media_type=media_type,
+            headers=headers,
+        )
 
     @delete(
         "/jobs/{job_id:str}",
@@ -214,6 +308,13 @@ async def _submit_once(
         return done
 
     return (await submitted(request, once)).job, created
+
+
+async def _inlined(jobs: JobRoutes, job: Job) -> dict[str, bytes]:
+    """The content of the job's small returned files (its caller may read it: `get` said so)."""
+    small = [file.name for file in job.result.files if file.size <= INLINE_FILE_BYTES] if job.result else []
+    contents = await asyncio.gather(*(jobs.store.file(job.id, name) for name in small))
+    return {name: content for name, content in zip(small, contents, strict=True) if content is not None}
 
 
 def _check_wait(wait: float, options: HttpOptions) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -22,6 +23,8 @@ from corral_core.job import (
     Job,
     JobError,
     JobStatus,
+    LeftOut,
+    ReturnedFile,
     RunResult,
     SandboxStart,
     Verdict,
@@ -47,6 +50,10 @@ Language = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.+-]{0,31}$")]
 # server's own maxima (SizePolicy, written into the OpenAPI document by corral_http.app) are lower.
 LISTED = 1024
 MOST_TESTS = 65_536
+# A glob pattern of files to send back; SizePolicy.check_outputs says what else it must be.
+OutputPattern = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+# What `outputs: true` asks for: everything the program left under out/.
+OUT_DIRECTORY = ("out/**",)
 
 
 class FileIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -65,6 +72,8 @@ class LimitsIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     compile_cpu_time_ms: Limit = None
     compile_wall_time_ms: Limit = None
     compile_memory_mb: Limit = None
+    max_returned_files: Limit = None
+    max_returned_files_kb: Limit = None
 
 
 class ExactIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind", tag="exact"):
@@ -150,6 +159,9 @@ class ExecuteIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tests: Annotated[list[TestIn], msgspec.Meta(max_length=MOST_TESTS)] = []
     # After a test fails, the rest are skipped.
     stop_on_first_failure: bool = False
+    # Files to send back once the program ends: glob patterns relative to its working
+    # directory, or true for everything under out/.
+    outputs: Annotated[list[OutputPattern], msgspec.Meta(max_length=LISTED)] | bool = []
 
     def to_request(self) -> JobRequest:
         return JobRequest(
@@ -160,8 +172,15 @@ class ExecuteIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             files=tuple(_decode_file(index, file) for index, file in enumerate(self.files)),
             tests=tuple(test.to_test() for test in self.tests),
             stop_on_first_failure=self.stop_on_first_failure,
+            outputs=_outputs(self.outputs),
             limits=msgspec.convert(msgspec.to_builtins(self.limits), LimitRequest),
         )
+
+
+def _outputs(outputs: list[str] | bool) -> tuple[str, ...]:
+    if isinstance(outputs, bool):
+        return OUT_DIRECTORY if outputs else ()
+    return tuple(outputs)
 
 
 def _decode_file(index: int, file: FileIn) -> InputFile:
@@ -251,9 +270,43 @@ class SummaryView(msgspec.Struct, frozen=True):
         return cls(passed=passed, failed=len(tests) - passed - skipped, skipped=skipped, total=len(tests))
 
 
+# Returned files up to this size also come inline in a result read with `?inline_files=true`:
+# small plots in the one answer; anything larger is read from GET /jobs/{id}/files/{name}.
+INLINE_FILE_BYTES = 64 * 1024
+
+
+class FileView(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A file the job returned; its content is read from GET /jobs/{id}/files/{name}."""
+
+    name: str
+    size: int
+    sha256: str
+    media_type: str
+    # Only with `?inline_files=true`, for a file of at most INLINE_FILE_BYTES.
+    content_base64: str | None = None
+
+    @classmethod
+    def of(cls, file: ReturnedFile, content: bytes | None = None) -> FileView:
+        inline = None if content is None else base64.b64encode(content).decode()
+        return cls(
+            name=file.name, size=file.size, sha256=file.sha256, media_type=file.media_type, content_base64=inline
+        )
+
+
+class LeftOutView(msgspec.Struct, frozen=True):
+    """A file that matched the job's outputs but was not returned, and why."""
+
+    name: str
+    reason: str
+
+    @classmethod
+    def of(cls, left_out: LeftOut) -> LeftOutView:
+        return cls(name=left_out.name, reason=left_out.reason)
+
+
 class ResultView(msgspec.Struct, frozen=True, omit_defaults=True):
-    """omit_defaults: only the compile_* and test fields have defaults, so the result of an
-    interpreted language's job without tests reads exactly as before they existed."""
+    """omit_defaults: only the compile_*, test and file fields have defaults, so the result of
+    an interpreted language's job without tests or files reads exactly as before they existed."""
 
     verdict: Verdict
     exit_code: int | None
@@ -274,9 +327,14 @@ class ResultView(msgspec.Struct, frozen=True, omit_defaults=True):
     # A job with test cases only: each test's run and judgement, in the order asked, and their count.
     tests: list[TestResultView] = []
     summary: SummaryView | None = None
+    # A job that asked for files back (outputs): those returned, and those left out with why.
+    files: list[FileView] = []
+    files_left_out: list[LeftOutView] = []
 
     @classmethod
-    def of(cls, result: RunResult) -> ResultView:
+    def of(cls, result: RunResult, inline: Mapping[str, bytes] | None = None) -> ResultView:
+        """`inline`: the content of the files to carry in the view, by name."""
+        inline = inline or {}
         return cls(
             verdict=result.verdict,
             exit_code=result.exit_code,
@@ -294,6 +352,8 @@ class ResultView(msgspec.Struct, frozen=True, omit_defaults=True):
             compile=None if result.compile is None else CompileView.of(result.compile),
             tests=[TestResultView.of(test) for test in result.tests],
             summary=SummaryView.of(result.tests) if result.tests else None,
+            files=[FileView.of(file, inline.get(file.name)) for file in result.files],
+            files_left_out=[LeftOutView.of(left_out) for left_out in result.files_left_out],
         )
 
 
@@ -318,7 +378,8 @@ class JobView(msgspec.Struct, frozen=True):
     error: ErrorView | None
 
     @classmethod
-    def of(cls, job: Job) -> JobView:
+    def of(cls, job: Job, inline: Mapping[str, bytes] | None = None) -> JobView:
+        """`inline`: the content of the returned files to carry in the view, by name."""
         return cls(
             job_id=job.id,
             status=job.status,
@@ -327,7 +388,7 @@ class JobView(msgspec.Struct, frozen=True):
             started_at=job.started_at,
             finished_at=job.finished_at,
             attempts=job.attempts,
-            result=None if job.result is None else ResultView.of(job.result),
+            result=None if job.result is None else ResultView.of(job.result, inline),
             error=None if job.error is None else ErrorView.of(job.error),
         )
 

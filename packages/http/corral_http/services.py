@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from corral_core.ports import QueueGauge, Readiness, RuntimeCatalog, WorkerRegistry
+from corral_core.ports import JobStore, QueueGauge, Readiness, RuntimeCatalog, WorkerRegistry
 from corral_core.submission import SubmitJob, SubmitJobOnce
 from corral_core.usecases import CancelJob, GetJob
 from corral_http.longpolls import LongPolls
@@ -22,6 +22,8 @@ class JobRoutes:
     submit_once: SubmitJobOnce
     get: GetJob
     cancel: CancelJob
+    # Read only after `get` has found the caller's job: the content of the files it returned.
+    store: JobStore
     runtimes: RuntimeCatalog
     long_polls: LongPolls
     metrics: ApiMetrics
