@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import subprocess
 import sys
 import tempfile
@@ -144,21 +145,20 @@ def main(repetitions: int) -> None:
     results: dict[str, dict[str, float]] = {}
     with stack(0) as uncached, stack(256 << 20) as cached, httpx.Client(timeout=120) as client:
         for language, spec in runtimes.items():
-            bare = BareNsJail(host, spec)
-            ways = {
-                "a": lambda language=language: one_job(client, uncached, language),
-                "b": lambda language=language: twenty_jobs(client, uncached, language),
-                "c": bare.run_all,
-                "a'": lambda language=language: one_job(client, cached, language),
-                "b'": lambda language=language: twenty_jobs(client, cached, language),
+            ways: dict[str, Callable[[], float]] = {
+                "a": functools.partial(one_job, client, uncached, language),
+                "b": functools.partial(twenty_jobs, client, uncached, language),
+                "c": BareNsJail(host, spec).run_all,
+                "a'": functools.partial(one_job, client, cached, language),
+                "b'": functools.partial(twenty_jobs, client, cached, language),
             }
             results[language] = in_turns(ways, repetitions)
     print(f"one program, {TESTS} tests; p50 of {repetitions} repetitions, wall ms")
     print(f"{'language':10}{'(a) one':>10}{'(b) 20':>10}{'(c) bare':>10}{'a/c':>7}{'b/a':>7}{'(a) cache':>11}{'(b) cache':>11}")
     for language, p50 in results.items():
-        one, twenty, bare, one_cached, twenty_cached = (p50[way] for way in ("a", "b", "c", "a'", "b'"))
+        one, twenty, bare_nsjail, one_cached, twenty_cached = (p50[way] for way in ("a", "b", "c", "a'", "b'"))
         print(
-            f"{language:10}{one:10.0f}{twenty:10.0f}{bare:10.0f}{one / bare:7.2f}"
+            f"{language:10}{one:10.0f}{twenty:10.0f}{bare_nsjail:10.0f}{one / bare_nsjail:7.2f}"
             f"{twenty / one:7.1f}{one_cached:11.0f}{twenty_cached:11.0f}"
         )
 
