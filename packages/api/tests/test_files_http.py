@@ -30,7 +30,7 @@ from corral_core.job import (
 from corral_core.ports import Runtime, WorkerInfo
 from corral_core.usecases import RunNextJob
 from corral_memory.container import InMemoryStorage
-from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore
+from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs
 from corral_memory.sandbox import InMemorySandbox
 from corral_redis import RedisSettings
 from corral_system.clock import SystemClock
@@ -38,20 +38,6 @@ from corral_system.clock import SystemClock
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 BIG = b"x" * (64 * 1024 + 1)
 PAGE = b"<script>alert(document.cookie)</script>"
-
-
-class FilesJobStore(InMemoryJobStore):
-    """The in-memory store as the real ones read a finished job: its files listed, their content
-    kept apart and read by `file`."""
-
-    async def get(self, job_id: str) -> Job | None:
-        found = await super().get(job_id)
-        return None if found is None else without_file_contents(found)
-
-    async def file(self, job_id: str, name: str) -> bytes | None:
-        found = self._state.records.get(job_id)
-        files = found.result.files if found is not None and found.result is not None else ()
-        return next((file.content for file in files if file.name == name), None)
 
 
 class PlottingSandbox(InMemorySandbox):
@@ -100,6 +86,8 @@ class Files:
             max_output_bytes=1024,
             max_file_size_kb=1024,
         )
+        # As a worker's finish stores a job: its files' content apart from its record.
+        self.state.files[job_id] = {file.name: file.content for file in returned}
         self.state.records[job_id] = Job(
             id=job_id,
             request=RunRequest(language="python", code="", outputs=("out/**",), limits=limits),
@@ -111,13 +99,14 @@ class Files:
             result=RunResult(verdict=Verdict.OK, files=returned, files_left_out=left_out),
             owner=owner,
         )
+        self.state.records[job_id] = without_file_contents(self.state.records[job_id])
 
 
 @pytest.fixture
 async def api() -> AsyncIterator[Files]:
     clock = SystemClock()
     state = InMemoryJobs(clock)
-    storage = InMemoryStorage(clock=clock, client=state, store=FilesJobStore(state))
+    storage = InMemoryStorage(clock=clock, client=state)
     await storage.registry().heartbeat(WorkerInfo("w", clock.now(), (Runtime("python", "3.11.2", "main.py"),)), 60_000)
     keys = storage.key_store()
     secrets = {}
