@@ -48,6 +48,11 @@ class Verdict(enum.StrEnum):
     CHECKER_ERROR = "checker_error"
 
 
+class StdinMode(enum.StrEnum):
+    CLOSED = "closed"
+    INTERACTIVE = "interactive"
+
+
 class SandboxStart(enum.StrEnum):
     """How the program's sandbox was started: for it (cold), or ahead of the job (warm)."""
 
@@ -226,6 +231,9 @@ class Program(msgspec.Struct, frozen=True, kw_only=True):
     stdin: str = ""
     args: tuple[str, ...] = ()
     files: tuple[InputFile, ...] = ()
+    # "closed": stdin is `stdin`, whole, before the program starts. "interactive": stdin is
+    # what the client sends while the job runs (corral_core.events.JobInput), until it closes it.
+    stdin_mode: StdinMode = StdinMode.CLOSED
     # Files to send back once the program ends: glob patterns relative to its working directory
     # ("plot.png", "out/**/*.csv"), read safely by the sandbox (RunResult.files).
     outputs: tuple[str, ...] = ()
