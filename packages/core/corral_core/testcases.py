@@ -100,21 +100,28 @@ class TestVerdict(enum.StrEnum):
         return cls(verdict)
 
 
-class TestResult(msgspec.Struct, frozen=True, kw_only=True):
-    __test__ = False  # a test case, not a test for pytest to collect
+class Measured(msgspec.Struct, frozen=True, kw_only=True):
+    """How one run of a program ended and what it printed: what a test's run and its result
+    share."""
 
-    name: str
-    verdict: TestVerdict
     exit_code: int | None = None
     signal: int | None = None
     cpu_time_ms: int = 0
     wall_time_ms: int = 0
     memory_kb: int = 0
-    # Cut to the per-test maximum (Program.test_output_bytes).
     stdout: str = ""
     stdout_truncated: bool = False
     stderr: str = ""
     stderr_truncated: bool = False
+
+
+class TestResult(Measured, frozen=True, kw_only=True):
+    """A test's run, judged; its stdout and stderr cut to TEST_OUTPUT_BYTES."""
+
+    __test__ = False  # a test case, not a test for pytest to collect
+
+    name: str
+    verdict: TestVerdict
     checker_message: str = ""
 
 
@@ -185,19 +192,10 @@ def _shown(word: str) -> str:
     return repr(word if len(word) <= 40 else word[:40] + "…")
 
 
-class Ran(msgspec.Struct, frozen=True, kw_only=True):
+class Ran(Measured, frozen=True, kw_only=True):
     """One run of a program, as judging a test needs it (a sandbox's RunResult, narrowed)."""
 
     verdict: str  # a job's Verdict
-    exit_code: int | None = None
-    signal: int | None = None
-    cpu_time_ms: int = 0
-    wall_time_ms: int = 0
-    memory_kb: int = 0
-    stdout: str = ""
-    stdout_truncated: bool = False
-    stderr: str = ""
-    stderr_truncated: bool = False
 
 
 class TestRunner(Protocol):
