@@ -52,6 +52,7 @@ from corral_core.job import (
     without_file_contents,
     without_inputs,
 )
+from corral_core.testcases import TEST_OUTPUT_BYTES
 
 # The parts of a job that change, in the order scripts take them.
 PROGRESS = (
@@ -104,9 +105,12 @@ def result_reserve(max_output_bytes: int, returned_files_kb: int = 0) -> int:
 
 
 def job_reserve(job: Job) -> int:
-    """What SUBMIT sets aside for `job`'s result (result_reserve at the job's limits)."""
+    """What SUBMIT sets aside for `job`'s result (result_reserve at the job's limits), and for
+    each of its tests' outputs and checker message."""
     limits = job.request.limits
-    return result_reserve(limits.max_output_bytes, limits.max_returned_files_kb if job.request.outputs else 0)
+    per_test = 3 * _UTF8_PER_BYTE * min(limits.max_output_bytes, TEST_OUTPUT_BYTES) + _RESULT_JSON_BYTES
+    returned_kb = limits.max_returned_files_kb if job.request.outputs else 0
+    return result_reserve(limits.max_output_bytes, returned_kb) + len(job.request.tests) * per_test
 
 
 def progress_fields(job: Job) -> list[str | bytes]:
