@@ -8,6 +8,7 @@ import pytest
 
 from corral_contract.access import AccessContract, AccessHarness
 from corral_contract.clock import ManualClock
+from corral_contract.events import JobEventsContract, JobInputContract, StreamsHarness
 from corral_contract.identity import ClockContract, IdSourceContract
 from corral_contract.queue import QUEUE_LIMIT, JobQueueContract, QueueHarness
 from corral_contract.runtimes import CatalogHarness, RuntimeCatalogContract
@@ -20,6 +21,7 @@ from corral_memory.access import (
     InMemoryKeyStore,
     InMemoryUsageLedger,
 )
+from corral_memory.events import InMemoryJobEvents, InMemoryJobInput
 from corral_memory.jobs import (
     InMemoryCancelNotices,
     InMemoryJobQueue,
@@ -42,6 +44,23 @@ class TestInMemoryJobQueue(JobQueueContract):
         yield QueueHarness(
             queue, InMemoryJobStore(state), clock, clock.elapse, queue, canceller=queue, notices=InMemoryCancelNotices(state)
         )
+
+
+def _in_memory_streams() -> StreamsHarness:
+    state = InMemoryJobs(ManualClock())
+    return StreamsHarness(InMemoryJobEvents(state), InMemoryJobInput(state))
+
+
+class TestInMemoryJobEvents(JobEventsContract):
+    @pytest.fixture
+    def streams(self) -> StreamsHarness:
+        return _in_memory_streams()
+
+
+class TestInMemoryJobInput(JobInputContract):
+    @pytest.fixture
+    def streams(self) -> StreamsHarness:
+        return _in_memory_streams()
 
 
 class TestInMemoryAccess(AccessContract):

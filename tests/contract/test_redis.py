@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 
 from corral_contract.access import AccessContract, AccessHarness
 from corral_contract.clock import ManualClock
+from corral_contract.events import JobEventsContract, JobInputContract, StreamsHarness
 from corral_contract.queue import LEASE_MS, QUEUE_LIMIT, JobQueueContract, QueueHarness, new_job, ok_result
 from corral_contract.workers import RegistryHarness, WorkerRegistryContract
 from corral_core import job as jobs
@@ -34,6 +35,8 @@ from corral_redis import (
     RedisAdmittingQueue,
     RedisCancelNotices,
     RedisIdempotencyRecords,
+    RedisJobEvents,
+    RedisJobInput,
     RedisJobQueue,
     RedisJobStore,
     RedisKeyStore,
@@ -125,6 +128,26 @@ class TestRedisJobQueue(JobQueueContract):
     ) -> QueueHarness:
         queue, store, clock = parts
         return QueueHarness(queue, store, clock, elapse, queue, canceller=queue, notices=notices)
+
+
+@pytest.fixture
+async def redis_streams(client: Redis, settings: RedisSettings) -> AsyncIterator[StreamsHarness]:
+    events, job_input = RedisJobEvents(client, settings), RedisJobInput(client, settings)
+    yield StreamsHarness(events, job_input)
+    await events.aclose()
+    await job_input.aclose()
+
+
+class TestRedisJobEvents(JobEventsContract):
+    @pytest.fixture
+    def streams(self, redis_streams: StreamsHarness) -> StreamsHarness:
+        return redis_streams
+
+
+class TestRedisJobInput(JobInputContract):
+    @pytest.fixture
+    def streams(self, redis_streams: StreamsHarness) -> StreamsHarness:
+        return redis_streams
 
 
 # KEYS: GCRA arrival times. ARGV: how far back (µs).

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from corral_contract.access import AccessContract, AccessHarness
 from corral_contract.clock import ManualClock
+from corral_contract.events import JobEventsContract, JobInputContract, StreamsHarness
 from corral_contract.queue import LEASE_MS, QUEUE_LIMIT, JobQueueContract, QueueHarness, new_job
 from corral_contract.workers import RegistryHarness, WorkerRegistryContract
 from corral_core.ports import QueueFull, StorageUnavailable
@@ -32,6 +33,8 @@ from corral_redis import (
     connect_to,
     make_admitting,
     make_cancel_notices,
+    make_events,
+    make_job_input,
     make_queue,
     make_store,
 )
@@ -219,6 +222,26 @@ async def _each_shard_refuses_past_its_share(harness: QueueHarness, languages: t
     assert await harness.store.get(refused) is None
     elsewhere = next(f"job-{index}" for index in range(200) if shard_of(f"job-{index}", 3) == 1)
     await harness.queue.submit(new_job(harness.clock, elsewhere))  # another shard has room
+
+
+@pytest.fixture
+async def cluster_streams(client: Redis, settings: RedisSettings) -> AsyncIterator[StreamsHarness]:
+    events, job_input = make_events(client, settings), make_job_input(client, settings)
+    yield StreamsHarness(events, job_input)
+    await events.aclose()
+    await job_input.aclose()
+
+
+class TestRedisClusterJobEvents(JobEventsContract):
+    @pytest.fixture
+    def streams(self, cluster_streams: StreamsHarness) -> StreamsHarness:
+        return cluster_streams
+
+
+class TestRedisClusterJobInput(JobInputContract):
+    @pytest.fixture
+    def streams(self, cluster_streams: StreamsHarness) -> StreamsHarness:
+        return cluster_streams
 
 
 class TestRedisClusterAccess(AccessContract):

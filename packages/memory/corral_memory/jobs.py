@@ -1,4 +1,5 @@
-"""In-memory queue, store, cancel notices and worker registry, sharing one `InMemoryJobs` state.
+"""In-memory queue, store, cancel notices and worker registry, sharing one `InMemoryJobs` state
+(with a job's events and input, corral_memory.events).
 
 Behaves as the Redis adapters do, lease for lease, so that use-case tests written against it
 say something true about production.
@@ -14,6 +15,7 @@ from datetime import datetime, timedelta
 import msgspec
 
 from corral_core import job as jobs
+from corral_core.events import InputChunk, JobEvent
 from corral_core.job import Job, JobStatus
 from corral_core.ports import Clock, Lease, QueueDepth, QueueFull, RecoveryReport, WorkerInfo
 
@@ -41,6 +43,12 @@ class InMemoryJobs:
         self.pending: dict[tuple[str, str], collections.deque[str]] = collections.defaultdict(collections.deque)
         self.turns: dict[str, collections.deque[str]] = collections.defaultdict(collections.deque)
         self.leases: dict[str, _Held] = {}
+        # A job's events and input (corral_memory.events), each with the number of its last
+        # entry, which makes its id; and what the input holds so far.
+        self.events: dict[str, collections.deque[JobEvent]] = {}
+        self.inputs: dict[str, list[InputChunk]] = {}
+        self.input_bytes: dict[str, int] = collections.defaultdict(int)
+        self.entries = 0
         self.changed = asyncio.Condition()
 
     def pending_count(self) -> int:

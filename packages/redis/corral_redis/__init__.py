@@ -1,4 +1,4 @@
-"""Redis adapters: the job queue, the job store and the worker registry.
+"""Redis adapters: the job queue, the job store, a job's events and input, the worker registry.
 
 They pass the same contract suites as the in-memory adapters (tests/contract/test_redis.py).
 They need Redis 6.2 or later (LMOVE, BLMOVE), run with `appendonly yes` and
@@ -20,15 +20,20 @@ from corral_redis.connection import (
 )
 from corral_redis.container import RedisContainer
 from corral_redis.durability import Durability, RedisCanLoseJobs, check_durability, require_durable_redis
+from corral_redis.events import RedisJobEvents, RedisJobInput
 from corral_redis.keyspace import QueueKeys
 from corral_redis.queue import RedisJobQueue
 from corral_redis.settings import RedisSettings
 from corral_redis.shards import (
     ShardedCancelNotices,
+    ShardedJobEvents,
+    ShardedJobInput,
     ShardedJobQueue,
     ShardedJobStore,
     make_admitting,
     make_cancel_notices,
+    make_events,
+    make_job_input,
     make_queue,
     make_store,
 )
@@ -46,11 +51,15 @@ __all__ = [
     "RedisIdempotencyRecords",
     "RedisKeyStore",
     "RedisUsageLedger",
+    "RedisJobEvents",
+    "RedisJobInput",
     "RedisJobQueue",
     "RedisJobStore",
     "RedisSettings",
     "RedisWorkerRegistry",
     "ShardedCancelNotices",
+    "ShardedJobEvents",
+    "ShardedJobInput",
     "ShardedJobQueue",
     "ShardedJobStore",
     "check_durability",
@@ -59,6 +68,8 @@ __all__ = [
     "connect_to",
     "make_admitting",
     "make_cancel_notices",
+    "make_events",
+    "make_job_input",
     "make_queue",
     "make_store",
     "security_options",

@@ -121,3 +121,19 @@ class Announcements:
         while self._heard and (len(self._heard) > self._heard_most or next(iter(self._heard.values())) < now - self._heard_for_s):
             self._heard.popitem(last=False)
         self._on_heard(job_id, rest)
+
+
+async def wait_set(event: asyncio.Event, timeout_s: float) -> bool:
+    """Whether `event` is set within `timeout_s`: how a waiter for an announcement waits."""
+    if event.is_set():
+        return True
+    if timeout_s <= 0:
+        return False
+    try:
+        # Not asyncio.wait_for: before Python 3.12 it loses a cancellation that arrives as the
+        # event is set (see connection.py), and a cancelled reader would wait on to its deadline.
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True

@@ -11,7 +11,14 @@ from corral_core.ports import Clock
 from corral_redis.apikeys import RedisIdempotencyRecords, RedisKeyStore, RedisUsageLedger
 from corral_redis.connection import connect_to
 from corral_redis.settings import RedisSettings
-from corral_redis.shards import make_admitting, make_cancel_notices, make_queue, make_store
+from corral_redis.shards import (
+    make_admitting,
+    make_cancel_notices,
+    make_events,
+    make_job_input,
+    make_queue,
+    make_store,
+)
 from corral_redis.workers import RedisWorkerRegistry
 
 
@@ -32,3 +39,6 @@ class RedisContainer(containers.DeclarativeContainer):
     # One script (ADMIT), or in steps on shards or with replicated submits.
     admitting = providers.Singleton(make_admitting, client, queue, settings)
     idempotency = providers.Singleton(RedisIdempotencyRecords, client, settings)
+    # A running job's events and an interactive job's input, each beside the job (events.py).
+    events = providers.Singleton(make_events, client, settings)
+    job_input = providers.Singleton(make_job_input, client, settings)

@@ -20,6 +20,8 @@ class QueueKeys:
         self.reserved = f"{prefix}reserved"  # STRING: bytes reserved for unfinished jobs' results
         self.finished = f"{prefix}finished"  # pub/sub channel: ids of jobs that just finished
         self.cancelled = f"{prefix}cancelled"  # pub/sub channel: ids of jobs just cancelled
+        self.appended = f"{prefix}events:appended"  # pub/sub channel: ids of jobs whose events grew
+        self.sent = f"{prefix}input:sent"  # pub/sub channel: ids of jobs whose input grew
         self.workers = f"{prefix}workers"  # ZSET worker id -> heartbeat expiry (µs, Redis' TIME)
         self.worker_info = f"{prefix}workers:info"  # HASH worker id -> encoded WorkerInfo
         self.job_prefix = f"{prefix}job:"
@@ -51,6 +53,20 @@ class QueueKeys:
         """The HASH of a finished job's returned files, name -> content, beside its record (which
         lists them without content) and expiring with it: a read of the job never fetches them."""
         return f"{self.job(job_id)}:files"
+
+    def job_events(self, job_id: str) -> str:
+        """The STREAM of a job's events (corral_redis.events), beside its record in its slot and
+        expiring with it: fields `k` (the kind) and `d` (the data)."""
+        return f"{self.job(job_id)}:events"
+
+    def job_input(self, job_id: str) -> str:
+        """The STREAM of what a client sent an interactive job's stdin: fields `d` (the bytes) and,
+        on the last entry, `eof`."""
+        return f"{self.job(job_id)}:input"
+
+    def job_input_sent(self, job_id: str) -> str:
+        """The HASH of what that input holds so far, `bytes` and `eof`, which a send checks."""
+        return f"{self.job_input(job_id)}:sent"
 
     def duty(self, name: str) -> str:
         return f"{self.prefix}duty:{name}"  # HASH holder, expires (µs, Redis' TIME)

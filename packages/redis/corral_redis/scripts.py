@@ -56,6 +56,10 @@ SHARDED_FINISH = load("finish", publish="spublish")
 SHARDED_CANCEL = load("cancel", publish="spublish")
 # The worker registry's (workers.py).
 HEARTBEAT, HOLD_DUTY, LIVE_WORKERS = map(load, ["heartbeat", "hold_duty", "live_workers"])
+# A running job's events and input (events.py); on a Cluster, announced on the channel's node.
+APPEND_EVENTS, SEND_INPUT = map(load, ["append_events", "send_input"])
+SHARDED_APPEND_EVENTS = load("append_events", publish="spublish")
+SHARDED_SEND_INPUT = load("send_input", publish="spublish")
 # API keys, usage and idempotency records (apikeys.py).
 AUTHORIZE, BOOK, UNBOOK, ADMIT, CLAIM_IDEMPOTENCY, RELEASE_IDEMPOTENCY = map(
     load, ["authorize", "book", "unbook", "admit", "claim_idempotency", "release_idempotency"]

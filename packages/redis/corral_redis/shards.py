@@ -45,12 +45,14 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import AskError, ConnectionError, MovedError, RedisError, TimeoutError
 
 from corral_core.access import AdmittingInSteps
+from corral_core.events import EventKind, InputChunk, JobEvent
 from corral_core.job import Job, decode_job
 from corral_core.ports import Clock, Lease, QueueDepth, RecoveryReport, StorageUnavailable
 from corral_redis import scripts
 from corral_redis.apikeys import RedisAdmittingQueue, RedisKeyStore, RedisUsageLedger
 from corral_redis.cancels import RedisCancelNotices
 from corral_redis.connection import storage_errors
+from corral_redis.events import RedisJobEvents, RedisJobInput
 from corral_redis.keyspace import QueueKeys
 from corral_redis.queue import RedisJobQueue
 from corral_redis.settings import RedisSettings
@@ -112,6 +114,19 @@ def make_store(client: Redis, settings: RedisSettings) -> RedisJobStore | Sharde
     if settings.shards == 1:
         return RedisJobStore(client, settings)
     return ShardedJobStore([RedisJobStore(client, _shard_settings(settings, prefix)) for prefix in shard_prefixes(settings)])
+
+
+def make_events(client: Redis, settings: RedisSettings) -> RedisJobEvents | ShardedJobEvents:
+    """A job's events live in its shard, beside its record, and expire with it."""
+    if settings.shards == 1:
+        return RedisJobEvents(client, settings)
+    return ShardedJobEvents([RedisJobEvents(client, _shard_settings(settings, prefix)) for prefix in shard_prefixes(settings)])
+
+
+def make_job_input(client: Redis, settings: RedisSettings) -> RedisJobInput | ShardedJobInput:
+    if settings.shards == 1:
+        return RedisJobInput(client, settings)
+    return ShardedJobInput([RedisJobInput(client, _shard_settings(settings, prefix)) for prefix in shard_prefixes(settings)])
 
 
 class ShardQueue(RedisJobQueue):
@@ -279,6 +294,52 @@ class ShardedJobStore:
         for shard in self._shards:
             await shard.aclose()
 
+
+
+class ShardedJobEvents:
+    """Several RedisJobEvents as one JobEvents, each with its own subscription (when read)."""
+
+    def __init__(self, shards: Sequence[RedisJobEvents]) -> None:
+        self._shards = list(shards)
+
+    def shard(self, job_id: str) -> RedisJobEvents:
+        return self._shards[shard_of(job_id, len(self._shards))]
+
+    async def append(self, job_id: str, events: Sequence[tuple[EventKind, str]]) -> None:
+        await self.shard(job_id).append(job_id, events)
+
+    async def read(self, job_id: str, after: str = "", timeout_s: float = 0) -> list[JobEvent]:
+        return await self.shard(job_id).read(job_id, after, timeout_s)
+
+    def waiting(self) -> int:
+        return sum(shard.waiting() for shard in self._shards)
+
+    async def aclose(self) -> None:
+        for shard in self._shards:
+            await shard.aclose()
+
+
+class ShardedJobInput:
+    """Several RedisJobInputs as one JobInput: a job's input lives in its shard."""
+
+    def __init__(self, shards: Sequence[RedisJobInput]) -> None:
+        self._shards = list(shards)
+
+    def shard(self, job_id: str) -> RedisJobInput:
+        return self._shards[shard_of(job_id, len(self._shards))]
+
+    async def send(self, job_id: str, data: bytes, *, eof: bool = False, max_bytes: int) -> bool:
+        return await self.shard(job_id).send(job_id, data, eof=eof, max_bytes=max_bytes)
+
+    async def receive(self, job_id: str, after: str = "", timeout_s: float = 0) -> list[InputChunk]:
+        return await self.shard(job_id).receive(job_id, after, timeout_s)
+
+    def waiting(self) -> int:
+        return sum(shard.waiting() for shard in self._shards)
+
+    async def aclose(self) -> None:
+        for shard in self._shards:
+            await shard.aclose()
 
 
 class ShardedCancelNotices:

@@ -29,7 +29,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from corral_core.job import Job, without_inputs
-from corral_redis.announcements import Announcements
+from corral_redis.announcements import Announcements, wait_set
 from corral_redis.connection import storage_errors
 from corral_redis.keyspace import QueueKeys
 from corral_redis.records import VIEW_FIELDS, announced_view, decode_record
@@ -82,7 +82,7 @@ class RedisJobStore:
         self._waiters.setdefault(job_id, set()).add(woken)
         try:
             # Subscribed before the first read, or a finish published in between goes unseen.
-            await _wait(self._finishes.subscribed, deadline - loop.time())
+            await wait_set(self._finishes.subscribed, deadline - loop.time())
             # A wake until now (the subscription going live wakes every waiter) asks for a read
             # that the first one, below, makes anyway: with it, a burst of waiters read twice.
             woken.clear()
@@ -96,7 +96,7 @@ class RedisJobStore:
             found = None if unread else await self.get(job_id)
             while unread or (found is not None and not found.finished):
                 unread = False
-                if not await _wait(woken, deadline - loop.time()):
+                if not await wait_set(woken, deadline - loop.time()):
                     return await self.get(job_id)
                 woken.clear()
                 found = await self._shared_read(job_id)
@@ -170,17 +170,3 @@ class RedisJobStore:
         for job_id in list(self._waiters):
             self._wake(job_id)
 
-
-async def _wait(event: asyncio.Event, timeout_s: float) -> bool:
-    if event.is_set():
-        return True
-    if timeout_s <= 0:
-        return False
-    try:
-        # Not asyncio.wait_for: before Python 3.12 it loses a cancellation that arrives as the
-        # event is set (see connection.py), and a cancelled reader would wait on to its deadline.
-        async with asyncio.timeout(timeout_s):
-            await event.wait()
-    except TimeoutError:
-        return False
-    return True
