@@ -53,7 +53,7 @@ package:
 
 ## bench: build the PEX files, then run each benchmark against them. (Pants 2.17's `run` of a
 ## source file fails to find the whole-lockfile PEX, hence the flag.)
-BENCHES := bench/testcases.py bench/queue_throughput.py bench/sandbox_latency.py bench/http_latency.py bench/longpoll_fanout.py bench/auth_overhead.py bench/multihost_throughput.py bench/runtimes.py bench/cluster_drain.py bench/warm.py
+BENCHES := bench/testcases.py bench/queue_throughput.py bench/sandbox_latency.py bench/http_latency.py bench/longpoll_fanout.py bench/auth_overhead.py bench/multihost_throughput.py bench/runtimes.py bench/cluster_drain.py bench/warm.py bench/live_output.py
 bench: package
 	@set -e; for script in $(BENCHES); do \
 		$(PANTS) --no-python-run-against-entire-lockfile run "$$script"; done

@@ -18,9 +18,11 @@ from corral_api.readiness import RedisReadiness
 from corral_api.runtimes import RegistryRuntimeCatalog
 from corral_api.settings import ApiSettings
 from corral_core.access import AdmittingQueue, IdempotencyRecords, KeyStore, UsageLedger
+from corral_core.events import JobEvents, JobInput
 from corral_core.ports import JobQueue, JobStore, WorkerRegistry
 from corral_core.submission import SubmitJob, SubmitJobOnce
 from corral_core.usecases import CancelJob, GetJob
+from corral_http.live import LiveStreams
 from corral_http.longpolls import LongPolls
 from corral_http.services import JobRoutes, ServiceRoutes
 from corral_http.telemetry import ApiMetrics
@@ -62,6 +64,8 @@ class ApiContainer(containers.DeclarativeContainer):
     usage: providers.Provider[UsageLedger] = storage.usage
     admitting: providers.Provider[AdmittingQueue] = storage.admitting
     idempotency: providers.Provider[IdempotencyRecords] = storage.idempotency
+    events: providers.Provider[JobEvents] = storage.events
+    job_input: providers.Provider[JobInput] = storage.job_input
     runtimes = providers.Singleton(RegistryRuntimeCatalog, registry)
 
     submit_job = providers.Singleton(
@@ -79,6 +83,7 @@ class ApiContainer(containers.DeclarativeContainer):
     get_job = providers.Singleton(GetJob, store)
     cancel_job = providers.Singleton(CancelJob, store, queue, clock)
     long_polls = providers.Singleton(LongPolls, settings.provided.max_waiters)
+    streams = providers.Singleton(LiveStreams, settings.provided.max_streams, settings.provided.key_max_streams)
     readiness = providers.Singleton(RedisReadiness, registry, durability)
 
     # In the served API, samples go to the multiprocess files (corral_system.metrics) and this
@@ -96,6 +101,9 @@ class ApiContainer(containers.DeclarativeContainer):
         store=store,
         runtimes=runtimes,
         long_polls=long_polls,
+        events=events,
+        job_input=job_input,
+        streams=streams,
         metrics=metrics,
         options=http_options,
     )

@@ -77,6 +77,17 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     key_max_stored_bytes: Positive = 512 * 1024 * 1024
     # Long-polls one key may hold at once in one API process (429 past it), unless it has its own.
     key_max_waiters: Positive = 1000
+    # Event streams (GET /jobs/{id}/events) one API process holds at once; past it a new one
+    # gets 503 at once.
+    max_streams: Positive = 10_000
+    # Event streams one key may hold at once in one API process (429 past it).
+    key_max_streams: Positive = 100
+    # Seconds an event stream may go without sending before it sends a `: keep-alive` comment,
+    # so that proxies keep a quiet stream's connection open.
+    stream_heartbeat_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 15
+    # Bytes one POST /jobs/{id}/stdin may send an interactive job (413 past it); the job's
+    # stdin takes max_stdin_bytes in all.
+    max_stdin_call_bytes: Positive = 64 * 1024
     # How long an Idempotency-Key is remembered, per key: a retry within it gets the first job.
     idempotency_ttl_s: Positive = 24 * 3600
 
@@ -116,6 +127,10 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             retry_after_s=self.retry_after_s,
             key_quotas=self.key_quotas() if self.auth else None,
             queue_size=queue_size,
+            max_streams=self.max_streams,
+            key_max_streams=self.key_max_streams,
+            stream_heartbeat_s=self.stream_heartbeat_s,
+            max_stdin_call_bytes=self.max_stdin_call_bytes,
         )
 
     def hosts(self) -> list[str]:

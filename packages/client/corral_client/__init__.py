@@ -21,6 +21,7 @@ from corral_client.models import (
     Accepted,
     CheckerProgram,
     CompileStage,
+    Event,
     Exact,
     FieldError,
     Float,
@@ -37,6 +38,7 @@ from corral_client.models import (
     TestResult,
     Tokens,
 )
+from corral_client.webhooks import WebhookVerificationError, verify_webhook
 
 __all__ = [
     "Accepted",
@@ -47,6 +49,7 @@ __all__ = [
     "Client",
     "CompileStage",
     "CorralError",
+    "Event",
     "Exact",
     "FieldError",
     "Float",
@@ -69,4 +72,6 @@ __all__ = [
     "Tokens",
     "TransportError",
     "Unauthorized",
+    "WebhookVerificationError",
+    "verify_webhook",
 ]

@@ -1,7 +1,8 @@
 """`corral`: run a file in Corral, list its runtimes, read or cancel a job.
 
-`corral run` prints the program's stdout and stderr to its own and exits with the program's exit
-code; when the program did not simply exit, one line on stderr says why and the exit code is one
+`corral run` prints the program's stdout and stderr to its own as the program writes them (from
+the job's event stream; with `--interactive` it sends the program its own stdin, line by line)
+and exits with the program's exit code; when the program did not simply exit, one line on stderr says why and the exit code is one
 of EXIT_CODES (shown by `corral --help`). With `--tests`, it prints one line per test and a
 summary instead, and exits 0 only when every test passed. With `--out DIR`, the files the program
 left (under out/, or those `--output` names) are written under DIR.
@@ -23,9 +24,21 @@ import msgspec
 
 from corral_client.cases import BadTests, read_tests
 from corral_client.client import DEFAULT_URL, POLL_S, Client
-from corral_client.errors import ApiError, CorralError, InvalidRequest, JobNotFound, ServerUnavailable, Unauthorized
+from corral_client.errors import (
+    ApiError,
+    CorralError,
+    InvalidRequest,
+    JobNotFound,
+    NotSupported,
+    ServerUnavailable,
+    Unauthorized,
+)
 from corral_client.languages import language_of
 from corral_client.models import Job, Limits, TestCase, TestResult
+
+# Lines of our stdin go to an interactive job in pieces of at most this many characters, under
+# the server's bytes per call (64 KiB by default) even when each is four bytes of UTF-8.
+STDIN_PIECE = 16 * 1024
 
 EXIT_FAILED = 120
 EXIT_TESTS_FAILED = 1
@@ -107,6 +120,37 @@ def _exit_for(error: CorralError) -> NoReturn:
     if isinstance(error, ServerUnavailable) or not isinstance(error, ApiError):
         _fail(EXIT_UNAVAILABLE, f"the server is unavailable: {error}")
     _fail(EXIT_FAILED, f"the server answered with an error: {error}")
+
+
+def _follow(client: Client, job_id: str) -> tuple[Job, bool]:
+    """The job once finished, its output printed as the program wrote it, and whether it was;
+    a server without event streams (no such route) leaves the printing to the caller."""
+    try:
+        for event in client.stream(job_id):
+            if event.kind in ("stdout", "stderr"):
+                out = sys.stdout if event.kind == "stdout" else sys.stderr
+                out.write(event.data)
+                out.flush()
+            elif event.kind == "result":
+                return event.job(), True
+    except (JobNotFound, NotSupported):
+        pass
+    return client.get(job_id), False
+
+
+def _forward_stdin(client: Client, job_id: str) -> None:
+    """Send our stdin to the job, line by line as it comes, then close its stdin."""
+
+    def forward() -> None:
+        try:
+            for line in sys.stdin:
+                for start in range(0, len(line), STDIN_PIECE):
+                    client.send_stdin(job_id, line[start : start + STDIN_PIECE])
+            client.send_stdin(job_id, "", eof=True)
+        except CorralError:
+            pass  # the job has finished, or stopped reading: nothing more goes to it
+
+    threading.Thread(target=forward, name="corral stdin", daemon=True).start()
 
 
 def exit_code_of(job: Job) -> tuple[int, str | None]:
@@ -248,6 +292,7 @@ def main(context: click.Context, server: str, key: str | None) -> None:
     help="Write the files the program left under DIR (those under its out/ directory, or those --output names).",
 )
 @click.option("--output", "outputs", multiple=True, help="A glob pattern of files to send back, e.g. 'plot.png' (repeat for more).")
+@click.option("--interactive", is_flag=True, help="Send the program our own stdin, line by line, while it runs.")
 @click.pass_obj
 def run(
     client: Client,
@@ -263,6 +308,7 @@ def run(
     stop_on_first_failure: bool,
     out_dir: Path | None,
     outputs: tuple[str, ...],
+    interactive: bool,
 ) -> None:
     """Run FILE and exit with its exit code (`corral --help` lists the others); with --tests,
     run it once per test and exit 0 only if every test passed."""
@@ -284,8 +330,13 @@ def run(
         raise click.UsageError("--stop-on-first-failure goes with --tests")
     if outputs and out_dir is None:
         raise click.UsageError("--output goes with --out")
+    if interactive and (stdin_file is not None or tests):
+        raise click.UsageError("--interactive sends our own stdin: not with --stdin or --tests")
     stdin = stdin_file.read() if stdin_file else ""
-    spinner = _Spinner(enabled=sys.stderr.isatty() and not as_json)
+    # The output as it comes, unless the whole job is printed at the end.
+    live = not as_json and not tests
+    printed = False
+    spinner = _Spinner(enabled=sys.stderr.isatty() and not as_json and not live)
     try:
         with spinner.running():
             accepted = client.submit(
@@ -297,8 +348,13 @@ def run(
                 tests=tests,
                 stop_on_first_failure=stop_on_first_failure,
                 outputs=list(outputs) or out_dir is not None,
+                stdin_mode="interactive" if interactive else "closed",
             )
+            if interactive:
+                _forward_stdin(client, accepted.job_id)
             job = client.get(accepted.job_id)
+            if live and not job.finished:
+                job, printed = _follow(client, accepted.job_id)
             while not job.finished:
                 spinner.state = f"{job.status.lower()} {job.job_id}"
                 job = client.get(job.job_id, wait_s=POLL_S)
@@ -313,7 +369,7 @@ def run(
         click.echo(msgspec.json.encode(job).decode())
     elif tests:
         _print_tests(job)
-    elif job.result is not None:
+    elif job.result is not None and not printed:
         sys.stdout.write(job.result.stdout)
         sys.stdout.flush()
         sys.stderr.write(job.result.stderr)

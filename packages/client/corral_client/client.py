@@ -5,6 +5,10 @@ each only sends. A 503 or 429 is retried with exponential backoff, honouring Ret
 server answers so before it queues anything (queue full, too many long-polls). Every submit
 carries an Idempotency-Key, the same on each of its retries, so that a server that honours it
 never queues one submission twice. (Corral's server ignores the header until API keys land.)
+
+`stream` follows a job's events (Server-Sent Events): a connection that drops, or goes quiet
+for longer than the server's heartbeats allow, is opened again with the last event's id, so
+each event comes once and none is lost while the job's record lives.
 """
 
 from __future__ import annotations
@@ -16,21 +20,24 @@ import hashlib
 import random
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict, TypeVar, Unpack
+from typing import Any, Literal, TypedDict, TypeVar, Unpack
 from urllib.parse import quote
 
 import httpx
 import msgspec
 
 from corral_client.errors import AlreadyFinished, ApiError, CorralError, NotSupported, TransportError, error_for
-from corral_client.models import Accepted, Job, Limits, Problem, Runtime, TestCase
+from corral_client.models import Accepted, Event, Job, Limits, Problem, Runtime, TestCase
 
 T = TypeVar("T")
 DEFAULT_URL = "http://127.0.0.1:8000"
 # Each long-poll asks the server to hold the request this long: under its default maximum (30 s).
 POLL_S = 10.0
+# A stream silent this long is taken for dropped and opened again: the server sends a comment
+# every 15 s (its stream_heartbeat_s) when nothing else.
+STREAM_SILENCE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,8 @@ class SubmitOptions(TypedDict, total=False):
     # Files to send back once the program ends: glob patterns relative to its working directory
     # ("plot.png", "out/**/*.csv"), or True for everything under out/ (Result.files).
     outputs: Sequence[str] | bool
+    # "interactive": no stdin with the job; send it while it runs (send_stdin).
+    stdin_mode: Literal["closed", "interactive"]
 
 
 _RETRIED = frozenset({429, 503})
@@ -117,6 +126,8 @@ class _Calls:
             body["stop_on_first_failure"] = True
         if outputs := options.get("outputs"):
             body["outputs"] = outputs if isinstance(outputs, bool) else list(outputs)
+        if options.get("stdin_mode", "closed") != "closed":
+            body["stdin_mode"] = options["stdin_mode"]
         params = {"wait": wait_s} if wait_s > 0 else {}
         headers = {"Idempotency-Key": uuid.uuid4().hex}
         return _Call("POST", "/execute", params, body, headers, timeout_s=wait_s + 30)
@@ -137,6 +148,23 @@ class _Calls:
         return response.content
 
     @staticmethod
+    def send_stdin(job_id: str, data: str | bytes, eof: bool) -> _Call:
+        if isinstance(data, str):
+            body: dict[str, Any] = {"data": data}
+        else:
+            body = {"data": base64.b64encode(data).decode(), "encoding": "base64"}
+        if eof:
+            body["eof"] = True
+        return _Call("POST", f"/jobs/{quote(job_id, safe='')}/stdin", body=body)
+
+    @staticmethod
+    def events(job_id: str, after: str | None) -> tuple[str, dict[str, str]]:
+        headers = {"Accept": "text/event-stream"}
+        if after:
+            headers["Last-Event-ID"] = after
+        return f"/jobs/{quote(job_id, safe='')}/events", headers
+
+    @staticmethod
     def cancel(job_id: str) -> _Call:
         return _Call("DELETE", f"/jobs/{job_id}")
 
@@ -149,6 +177,42 @@ class _Calls:
         if response.status_code >= 400:
             raise _error(response)
         return msgspec.json.decode(response.content, type=kind)
+
+
+class _EventReader:
+    """Server-Sent Events from the lines of a stream, as the WHATWG format says: fields until
+    a blank line, `data` lines joined with LF, comments (":") skipped."""
+
+    def __init__(self) -> None:
+        self._id = ""
+        self._kind = ""
+        self._data: list[str] = []
+
+    def line(self, line: str) -> Event | None:
+        if not line:
+            event = Event(self._id, self._kind or "message", "\n".join(self._data)) if self._data or self._kind else None
+            self._kind, self._data = "", []
+            return event
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._kind = value
+        elif name == "id" and "\0" not in value:
+            self._id = value
+        return None
+
+
+def _check_event_stream(response: httpx.Response) -> None:
+    if not response.headers.get("content-type", "").startswith("text/event-stream"):
+        raise NotSupported(response.status_code, f"{response.request.url.path} is not an event stream on this server")
+
+
+def _stream_timeout() -> httpx.Timeout:
+    return httpx.Timeout(30.0, read=STREAM_SILENCE_S)
 
 
 def _file(name: str, content: str | bytes) -> dict[str, str]:
@@ -252,6 +316,46 @@ class Client:
         `sha256` (the file's, as listed), content that does not match raises CorralError."""
         return _checked(_Calls.content(self._send(_Calls.download(job_id, name))), name, sha256)
 
+    def send_stdin(self, job_id: str, data: str | bytes, *, eof: bool = False) -> None:
+        """Add `data` (text, or bytes) to the stdin of a job submitted with stdin_mode
+        "interactive"; `eof` closes it after them."""
+        _Calls.read(self._send(_Calls.send_stdin(job_id, data, eof)), dict)
+
+    def stream(self, job_id: str, *, last_event_id: str | None = None) -> Iterator[Event]:
+        """The job's events as they come (from the first, or after `last_event_id`), ending
+        with its `result`; a dropped connection is resumed where it broke, up to the retry
+        policy's attempts in a row. Raises JobNotFound for an unknown job (or another key's)."""
+        after, failures = last_event_id, 0
+        while True:
+            path, headers = _Calls.events(job_id, after)
+            problem: CorralError
+            try:
+                with self._http.stream("GET", path, headers=headers, timeout=_stream_timeout()) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        problem = _error(response)
+                        if response.status_code not in _RETRIED:
+                            raise problem
+                        retry_after = response.headers.get("retry-after")
+                    else:
+                        _check_event_stream(response)
+                        reader = _EventReader()
+                        for line in response.iter_lines():
+                            event = reader.line(line)
+                            if event is None:
+                                continue
+                            after, failures = event.id or after, 0
+                            yield event
+                            if event.kind == "result":
+                                return
+                        problem, retry_after = TransportError(f"the events of job {job_id} ended before its result"), None
+            except httpx.HTTPError as error:
+                problem, retry_after = TransportError(f"GET {path}: {error}"), None
+            if failures >= self._retry.attempts:
+                raise problem
+            time.sleep(self._retry.delay(failures, retry_after))
+            failures += 1
+
     def _send(self, call: _Call) -> httpx.Response:
         for attempt in range(self._retry.attempts + 1):
             try:
@@ -320,6 +424,42 @@ class AsyncClient:
 
     async def download(self, job_id: str, name: str, *, sha256: str | None = None) -> bytes:
         return _checked(_Calls.content(await self._send(_Calls.download(job_id, name))), name, sha256)
+
+    async def send_stdin(self, job_id: str, data: str | bytes, *, eof: bool = False) -> None:
+        _Calls.read(await self._send(_Calls.send_stdin(job_id, data, eof)), dict)
+
+    async def stream(self, job_id: str, *, last_event_id: str | None = None) -> AsyncIterator[Event]:
+        """As Client.stream, awaited."""
+        after, failures = last_event_id, 0
+        while True:
+            path, headers = _Calls.events(job_id, after)
+            problem: CorralError
+            try:
+                async with self._http.stream("GET", path, headers=headers, timeout=_stream_timeout()) as response:
+                    if response.status_code >= 400:
+                        await response.aread()
+                        problem = _error(response)
+                        if response.status_code not in _RETRIED:
+                            raise problem
+                        retry_after = response.headers.get("retry-after")
+                    else:
+                        _check_event_stream(response)
+                        reader = _EventReader()
+                        async for line in response.aiter_lines():
+                            event = reader.line(line)
+                            if event is None:
+                                continue
+                            after, failures = event.id or after, 0
+                            yield event
+                            if event.kind == "result":
+                                return
+                        problem, retry_after = TransportError(f"the events of job {job_id} ended before its result"), None
+            except httpx.HTTPError as error:
+                problem, retry_after = TransportError(f"GET {path}: {error}"), None
+            if failures >= self._retry.attempts:
+                raise problem
+            await asyncio.sleep(self._retry.delay(failures, retry_after))
+            failures += 1
 
     async def _send(self, call: _Call) -> httpx.Response:
         for attempt in range(self._retry.attempts + 1):

@@ -188,6 +188,19 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
         return self.status in FINISHED
 
 
+class Event(msgspec.Struct, frozen=True):
+    """One event of a job's stream (Client.stream): `kind` status (data: the new status),
+    stdout or stderr (data: a chunk of output), or result (data: the finished job, `job()`)."""
+
+    id: str
+    kind: str
+    data: str
+
+    def job(self) -> Job:
+        """The finished job a `result` event carries."""
+        return msgspec.json.decode(self.data, type=Job)
+
+
 class Accepted(msgspec.Struct, frozen=True):
     """A submission the server queued: read it by `job_id`."""
 

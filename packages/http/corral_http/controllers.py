@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
+import weakref
 from typing import Annotated, Any
 
 import msgspec
@@ -17,27 +19,41 @@ from litestar import Controller, HttpMethod, Request, Response, delete, get, pos
 from litestar.datastructures import ResponseHeader
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Example
 from litestar.params import JSONBody, Parameter
+from litestar.response import Stream
 from litestar.status_codes import (
     HTTP_200_OK,
     HTTP_202_ACCEPTED,
     HTTP_204_NO_CONTENT,
     HTTP_206_PARTIAL_CONTENT,
     HTTP_304_NOT_MODIFIED,
+    HTTP_409_CONFLICT,
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 
 from corral_core.access import Caller
-from corral_core.job import Job
+from corral_core.job import Job, StdinMode
 from corral_core.policy import InvalidSubmission
 from corral_core.ports import StorageUnavailable
 from corral_core.submission import JobRequest, Submitted
-from corral_http import files
+from corral_http import files, live
 from corral_http.auth import SUBMITS, caller_of, submitted
 from corral_http.dependencies import Jobs, Service
 from corral_http.options import HttpOptions
-from corral_http.schemas import INLINE_FILE_BYTES, Accepted, ExecuteIn, JobView, Problem, Readiness, RuntimeView
+from corral_http.schemas import (
+    INLINE_FILE_BYTES,
+    Accepted,
+    ExecuteIn,
+    JobView,
+    Problem,
+    Readiness,
+    RuntimeView,
+    StdinAccepted,
+    StdinIn,
+)
 from corral_http.services import JobRoutes
 from corral_system import logs
 from corral_system.metrics import CONTENT_TYPE
@@ -63,6 +79,25 @@ InlineFiles = Annotated[
         description=f"Returned files of at most {INLINE_FILE_BYTES // 1024} KiB also carry their content (content_base64)."
     ),
 ]
+LastEventId = Annotated[
+    str | None,
+    Parameter(
+        header="Last-Event-ID",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Resume after this event (the `id` of the last one received): every later event, once.",
+    ),
+]
+EVENT_STREAM = "text/event-stream"
+_STREAM_EXAMPLE = (
+    "id: 1733612345000-0\nevent: status\ndata: RUNNING\n\n"
+    "id: 1733612345050-0\nevent: stdout\ndata: asking\ndata: \n\n"
+    ": keep-alive\n\n"
+    "id: 1733612346100-0\nevent: stdout\ndata: done\ndata: \n\n"
+    "id: 1733612346120-0\nevent: status\ndata: COMPLETED\n\n"
+    'id: 1733612346121-0\nevent: result\ndata: {"job_id":"4f1c...","status":"COMPLETED",...}\n\n'
+)
 _encode = msgspec.json.Encoder().encode
 
 # Why each error status can come, as the OpenAPI document says it; every one has a Problem body.
@@ -78,10 +113,10 @@ _WHY = {
     422: "A well-formed request the server will not run: a field is invalid, a limit or `wait` "
     "above the server maximum, a language no worker offers, or an Idempotency-Key reused with "
     "another body.",
-    429: "Over one of this key's quotas (request rate, unfinished jobs, stored bytes, long-polls at "
-    "once): try again after Retry-After.",
+    429: "Over one of this key's quotas (request rate, unfinished jobs, stored bytes, long-polls or "
+    "event streams at once): try again after Retry-After.",
     503: "Try again after Retry-After seconds: the queue or the job store is full, this process "
-    "holds its most long-polls, or Redis is unreachable.",
+    "holds its most long-polls or event streams, or Redis is unreachable.",
 }
 
 
@@ -241,6 +276,110 @@ class JobsController(Controller):
             headers=headers,
         )
 
+    @get(
+        "/jobs/{job_id:str}/events",
+        summary="Follow a job as it runs (Server-Sent Events)",
+        description="A `text/event-stream` of the job's events, from its first (or after `Last-Event-ID`), "
+        "each with an `id`, an `event` (its kind) and its `data`:\n\n"
+        "- `status`: the job's new status (PENDING, RUNNING, COMPLETED, ...);\n"
+        "- `stdout`, `stderr`: a chunk of the program's output as it wrote it (a line break in it "
+        "splits the data into several `data:` lines, as the SSE format says; CR and CRLF arrive as LF);\n"
+        "- `result`: the finished job, as GET /jobs/{job_id} answers it (JSON); the stream then ends.\n\n"
+        "A stream opened after the job finished replays every event and ends. A comment line "
+        "`: keep-alive` comes when nothing else has for a while. A dropped client reconnects with "
+        "`Last-Event-ID` and gets every later event once, while the job's record lives.",
+        media_type=EVENT_STREAM,
+        responses={
+            HTTP_200_OK: ResponseSpec(
+                str,
+                media_type=EVENT_STREAM,
+                description="The job's events, then the end of the stream once its `result` is sent.",
+                generate_examples=False,
+                examples=[Example(summary="A job that printed two lines", value=_STREAM_EXAMPLE)],
+            ),
+            **problems(
+                400, 401, 404, 422, 429, 503,
+                why={
+                    429: "This key holds its most event streams in this API process (key_max_streams), "
+                    "or is over its request rate: try again after Retry-After.",
+                    503: "This API process holds its most event streams, or Redis is unreachable: try again after Retry-After.",
+                },
+            ),
+        },  # fmt: skip
+    )
+    async def events(
+        self,
+        request: Request[Any, Any, Any],
+        job_id: Annotated[str, JOB_ID],
+        jobs: Jobs,
+        last_event_id: LastEventId = None,
+    ) -> Stream:
+        caller = caller_of(request)
+        # Ownership first, as for the job itself: another key's job is one that does not exist.
+        await jobs.get(caller, job_id)
+        slot = jobs.streams.take(caller)
+        events = live.job_stream(
+            jobs.events,
+            functools.partial(jobs.get, caller, job_id),
+            _result_data,
+            job_id,
+            last_event_id or "",
+            jobs.options.stream_heartbeat_s,
+            slot,
+        )
+        # The stream gives its place back when it ends; one never started (its client gone
+        # before the first byte) does when it is collected.
+        weakref.finalize(events, slot.release)
+        return Stream(
+            events,
+            media_type=EVENT_STREAM,
+            # No proxy may cache the stream or hold its events back to gather a larger buffer.
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @post(
+        "/jobs/{job_id:str}/stdin",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Send an interactive job's program some stdin",
+        description="Adds `data` (text, or bytes as base64) to the stdin of a job submitted with "
+        '`stdin_mode: "interactive"`; `eof: true` closes its stdin after them. The job may be '
+        "PENDING (its program gets them when it starts) or RUNNING.",
+        responses=problems(
+            400, 401, 404, 408, 409, 413, 415, 422, 429, 503,
+            why={
+                409: "The job has finished, or was not submitted with stdin_mode interactive.",
+                413: "More bytes than one call may send (max_stdin_call_bytes), or more than the job's "
+                "stdin may take in all (max_stdin_bytes), or its stdin was closed already.",
+                422: "A field is invalid (data that is not base64 with encoding base64, say).",
+            },
+        ),  # fmt: skip
+    )
+    async def stdin(
+        self, request: Request[Any, Any, Any], job_id: Annotated[str, JOB_ID], data: JSONBody[StdinIn], jobs: Jobs
+    ) -> StdinAccepted:
+        job = await jobs.get(caller_of(request), job_id)
+        if job.finished:
+            raise HTTPException(status_code=HTTP_409_CONFLICT, detail=f"job {job_id} has finished ({job.status.value})")
+        if job.request.stdin_mode != StdinMode.INTERACTIVE:
+            raise HTTPException(
+                status_code=HTTP_409_CONFLICT,
+                detail=f"job {job_id} was not submitted with stdin_mode interactive: its stdin was given whole",
+            )
+        sent = data.decoded()
+        most = jobs.options.max_stdin_call_bytes
+        if len(sent) > most:
+            raise HTTPException(
+                status_code=HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                detail=f"{len(sent)} bytes are more than one call may send ({most}): send them in several",
+            )
+        total = jobs.options.sizes.max_stdin_bytes
+        if not await jobs.job_input.send(job_id, sent, eof=data.eof, max_bytes=total):
+            raise HTTPException(
+                status_code=HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                detail=f"job {job_id}'s stdin would pass its {total} bytes in all, or was closed already",
+            )
+        return StdinAccepted(job_id=job_id, sent_bytes=len(sent), eof=data.eof)
+
     @delete(
         "/jobs/{job_id:str}",
         status_code=HTTP_200_OK,
@@ -308,6 +447,10 @@ async def _submit_once(
         return done
 
     return (await submitted(request, once)).job, created
+
+
+def _result_data(job: Job) -> str:
+    return _encode(JobView.of(job)).decode()
 
 
 async def _inlined(jobs: JobRoutes, job: Job) -> dict[str, bytes]:

@@ -29,14 +29,17 @@ from corral_core.ports import QueueFull, StorageFull, StorageUnavailable
 from corral_core.submission import IdempotencyConflict, IdempotencyKeyReused
 from corral_core.usecases import JobAlreadyFinished, JobNotFound
 from corral_http.auth import Refused, answer_refused
+from corral_http.live import TooManyStreams
 from corral_http.longpolls import TooManyLongPolls
 from corral_http.schemas import FieldError, Problem
 
 log = logging.getLogger(__name__)
 
+
 def exception_handlers(retry_after_s: int) -> ExceptionHandlersMap:
     def retry_later(
-        _: Request[Any, Any, Any], error: QueueFull | StorageFull | StorageUnavailable | TooManyLongPolls
+        _: Request[Any, Any, Any],
+        error: QueueFull | StorageFull | StorageUnavailable | TooManyLongPolls | TooManyStreams,
     ) -> Response[Problem]:
         return _problem(HTTP_503_SERVICE_UNAVAILABLE, str(error), headers={"Retry-After": str(retry_after_s)})
 
@@ -50,6 +53,7 @@ def exception_handlers(retry_after_s: int) -> ExceptionHandlersMap:
         StorageFull: retry_later,
         StorageUnavailable: retry_later,
         TooManyLongPolls: retry_later,
+        TooManyStreams: retry_later,
         OverQuota: _over_quota,
         KeyRevoked: _key_revoked,
         IdempotencyKeyReused: _idempotency_reused,

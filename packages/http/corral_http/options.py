@@ -28,6 +28,13 @@ class HttpOptions(msgspec.Struct, frozen=True, kw_only=True):
     key_quotas: Quotas | None
     # The most unfinished jobs the queue holds, which Judge0's config_info reports.
     queue_size: int
+    # Event streams (GET /jobs/{id}/events) this process holds at once (503 past it) and one
+    # key may hold in it (429 past it); a stream with nothing to send sends a comment this often.
+    max_streams: int = 10_000
+    key_max_streams: int = 100
+    stream_heartbeat_s: float = 15.0
+    # The most bytes one POST /jobs/{id}/stdin may carry, once decoded (413 past it).
+    max_stdin_call_bytes: int = 64 * 1024
 
     @property
     def auth(self) -> bool:

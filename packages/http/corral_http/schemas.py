@@ -27,6 +27,7 @@ from corral_core.job import (
     ReturnedFile,
     RunResult,
     SandboxStart,
+    StdinMode,
     Verdict,
 )
 from corral_core.policy import InvalidSubmission, LimitRequest
@@ -162,8 +163,19 @@ class ExecuteIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Files to send back once the program ends: glob patterns relative to its working
     # directory, or true for everything under out/.
     outputs: Annotated[list[OutputPattern], msgspec.Meta(max_length=LISTED)] | bool = []
+    # "interactive": stdin is what the client sends while the job runs (POST /jobs/{id}/stdin)
+    # until it closes it, and `stdin` stays empty; "closed": stdin is `stdin`, whole.
+    stdin_mode: Literal["closed", "interactive"] = "closed"
 
     def to_request(self) -> JobRequest:
+        if self.stdin_mode == "interactive" and self.stdin:
+            raise InvalidSubmission(
+                "stdin", "an interactive job's stdin is sent while it runs (POST /jobs/{id}/stdin), not with it"
+            )
+        if self.stdin_mode == "interactive" and self.tests:
+            raise InvalidSubmission(
+                "stdin_mode", "a job with tests gives each test its own stdin: it cannot be interactive"
+            )
         return JobRequest(
             code=self.code,
             language=self.language,
@@ -173,6 +185,7 @@ class ExecuteIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             tests=tuple(test.to_test() for test in self.tests),
             stop_on_first_failure=self.stop_on_first_failure,
             outputs=_outputs(self.outputs),
+            stdin_mode=StdinMode(self.stdin_mode),
             limits=msgspec.convert(msgspec.to_builtins(self.limits), LimitRequest),
         )
 
@@ -190,6 +203,29 @@ def _decode_file(index: int, file: FileIn) -> InputFile:
         return InputFile(file.name, base64.b64decode(file.content, validate=True))
     except (binascii.Error, ValueError):
         raise InvalidSubmission(f"files[{index}].content", "is not valid base64") from None
+
+
+class StdinIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Bytes for an interactive job's stdin; `eof` closes it after them."""
+
+    data: str = ""
+    encoding: Literal["utf-8", "base64"] = "utf-8"
+    eof: bool = False
+
+    def decoded(self) -> bytes:
+        if self.encoding == "utf-8":
+            return self.data.encode()
+        try:
+            return base64.b64decode(self.data, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidSubmission("data", "is not valid base64") from None
+
+
+class StdinAccepted(msgspec.Struct, frozen=True):
+    job_id: str
+    # The bytes added to the job's stdin, and whether it is now closed.
+    sent_bytes: int
+    eof: bool
 
 
 class Accepted(msgspec.Struct, frozen=True):

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from corral_core.events import JobEvents, JobInput
 from corral_core.ports import JobStore, QueueGauge, Readiness, RuntimeCatalog, WorkerRegistry
 from corral_core.submission import SubmitJob, SubmitJobOnce
 from corral_core.usecases import CancelJob, GetJob
+from corral_http.live import LiveStreams
 from corral_http.longpolls import LongPolls
 from corral_http.options import HttpOptions
 from corral_http.telemetry import ApiMetrics
@@ -26,6 +28,10 @@ class JobRoutes:
     store: JobStore
     runtimes: RuntimeCatalog
     long_polls: LongPolls
+    # Read and written only after `get` has found the caller's job, as `store`'s files are.
+    events: JobEvents
+    job_input: JobInput
+    streams: LiveStreams
     metrics: ApiMetrics
     options: HttpOptions
 

@@ -1,0 +1,171 @@
+"""A running job's events as Server-Sent Events (GET /jobs/{id}/events), and how many such
+streams one API process holds.
+
+A stream reads the job's events from storage (JobEvents.read), each read waiting at most one
+heartbeat for the next event, so a quiet job still sends `: keep-alive` often enough for proxies
+to keep the connection. It is an async generator that Litestar drives one message at a time, and
+each `send` waits for the transport: a client that stops reading stops the reads, rather than
+piling events up in this process. Its `result` event carries the finished job's view, read when
+that event is reached; a job that finished before events were kept has none stored, so its
+stream ends with its status and result made from its record.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol
+
+from corral_core.access import Caller, OverQuota
+from corral_core.events import EventKind, JobEvent, JobEvents
+from corral_core.job import Job
+from corral_core.usecases import JobNotFound
+
+# The ids of the two events a stream makes from the record of a job without stored events:
+# lower than any id storage gives (Redis stream ids start at 0-1 too, but one of those jobs has
+# none), and known here, so a client resuming from one of them is not sent it again.
+MADE_STATUS_ID = "0-1"
+MADE_RESULT_ID = "0-2"
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+class TooManyStreams(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"this API process already holds its limit of {limit} event streams (CORRAL_MAX_STREAMS); retry later"
+        )
+        self.limit = limit
+
+
+class TooManyStreamsForKey(OverQuota):
+    def __init__(self, limit: int) -> None:
+        super().__init__("event streams at once in this API process (key_max_streams)", limit)
+
+
+class Slot(Protocol):
+    def release(self) -> None: ...
+
+
+class LiveStreams:
+    """The event streams this process holds, in all (503 past `limit`) and per key (429 past
+    `key_limit`). A stream outlives its handler, so its place is a Slot the stream releases when
+    it ends, not a context the handler leaves."""
+
+    def __init__(self, limit: int, key_limit: int) -> None:
+        self.limit = limit
+        self.key_limit = key_limit
+        self.held = 0
+        self.held_by: dict[str, int] = {}
+
+    def take(self, caller: Caller) -> Slot:
+        if self.held >= self.limit:
+            raise TooManyStreams(self.limit)
+        held_by_key = self.held_by.get(caller.key_id, 0)
+        if caller.key_id and held_by_key >= self.key_limit:
+            raise TooManyStreamsForKey(self.key_limit)
+        self.held += 1
+        self.held_by[caller.key_id] = held_by_key + 1
+        return _Held(self, caller.key_id)
+
+
+class _Held:
+    __slots__ = ("_key_id", "_streams")
+
+    def __init__(self, streams: LiveStreams, key_id: str) -> None:
+        self._streams: LiveStreams | None = streams
+        self._key_id = key_id
+
+    def release(self) -> None:
+        streams, self._streams = self._streams, None
+        if streams is None:
+            return  # released already
+        streams.held -= 1
+        left = streams.held_by[self._key_id] - 1
+        if left:
+            streams.held_by[self._key_id] = left
+        else:
+            del streams.held_by[self._key_id]
+
+
+def message(event_id: str, kind: str, data: str) -> bytes:
+    """One event as the SSE format frames it: every line of `data` its own `data:` field (CR,
+    LF and CRLF all end a line there, and a client joins the lines back with LF)."""
+    lines = "".join(f"data: {line}\n" for line in _LINE_BREAK.split(data))
+    return f"id: {event_id}\nevent: {kind}\n{lines}\n".encode()
+
+
+KEEP_ALIVE = b": keep-alive\n\n"
+
+
+async def job_stream(
+    events: JobEvents,
+    read_job: Callable[[], Awaitable[Job]],
+    result_data: Callable[[Job], str],
+    job_id: str,
+    after: str,
+    heartbeat_s: float,
+    slot: Slot,
+) -> AsyncIterator[bytes]:
+    """The job's events after `after` (all when empty), then the end; `read_job` reads the
+    job for the stream's caller (JobNotFound once it expired), `result_data` makes the data
+    of its `result` event. Releases `slot` when it ends, however it ends."""
+    try:
+        async for chunk in _events(events, read_job, result_data, job_id, after, heartbeat_s):
+            yield chunk
+    finally:
+        slot.release()
+
+
+async def _events(
+    events: JobEvents,
+    read_job: Callable[[], Awaitable[Job]],
+    result_data: Callable[[Job], str],
+    job_id: str,
+    after: str,
+    heartbeat_s: float,
+) -> AsyncIterator[bytes]:
+    if after in (MADE_STATUS_ID, MADE_RESULT_ID):
+        # The client had the events made from the record: the job has none stored.
+        if after == MADE_STATUS_ID:
+            job = await _job_or_none(read_job)
+            if job is not None:
+                yield message(MADE_RESULT_ID, EventKind.RESULT, result_data(job))
+        return
+    job = await _job_or_none(read_job)
+    while job is not None:  # None: expired, its events with it
+        # A finished job's events are all stored: read what is there, without waiting.
+        batch: list[JobEvent] = await events.read(job_id, after, 0 if job.finished else heartbeat_s)
+        for event in batch:
+            if event.kind == EventKind.RESULT:
+                finished = await _job_or_none(read_job)
+                if finished is not None:
+                    yield message(event.id, event.kind, result_data(finished))
+                return
+            yield message(event.id, event.kind, event.data)
+            after = event.id
+        if batch:
+            continue
+        if job.finished:
+            if after and await _has_result(events, job_id):
+                return  # the client had every event, its result too
+            # Finished, and no result event stored: it finished before its events were kept.
+            yield message(MADE_STATUS_ID, EventKind.STATUS, job.status.value)
+            yield message(MADE_RESULT_ID, EventKind.RESULT, result_data(job))
+            return
+        yield KEEP_ALIVE
+        # A quiet while: read the record again, which may have ended (or expired) without an
+        # event, as a job cancelled before it ran may.
+        job = await _job_or_none(read_job)
+
+
+async def _has_result(events: JobEvents, job_id: str) -> bool:
+    # Read whole, but only at the end of a finished job's resumed stream, and a job's events are
+    # bounded by its output limit.
+    return any(event.kind == EventKind.RESULT for event in await events.read(job_id))
+
+
+async def _job_or_none(read_job: Callable[[], Awaitable[Job]]) -> Job | None:
+    try:
+        return await read_job()
+    except JobNotFound:
+        return None
