@@ -31,9 +31,10 @@ from corral_system.clock import SystemClock
 from corral_system.ids import RandomIds
 
 
-async def held_while_serving(catalog: RegistryRuntimeCatalog, store: object, client: object) -> AsyncIterator[None]:
+async def held_while_serving(catalog: RegistryRuntimeCatalog, *storage: object) -> AsyncIterator[None]:
     """What the API holds while it serves: the runtime catalog's refresher, and the storage's
-    connections (the store's notification listener, the Redis client), closed at the end."""
+    connections (the notification listeners of the store, the events and the input, then the
+    Redis client they use), closed at the end in that order."""
     refresher = asyncio.get_running_loop().create_task(catalog.keep_fresh(), name="corral runtime catalog")
     try:
         yield
@@ -41,7 +42,7 @@ async def held_while_serving(catalog: RegistryRuntimeCatalog, store: object, cli
         refresher.cancel()
         with suppress(asyncio.CancelledError):
             await refresher
-        for instance in (store, client):
+        for instance in storage:
             if closer := getattr(instance, "aclose", None):
                 await closer()
 
@@ -111,4 +112,4 @@ class ApiContainer(containers.DeclarativeContainer):
         ServiceRoutes, registry=registry, readiness=readiness, queue_gauge=queue, metrics=metrics
     )
 
-    serving = providers.Resource(held_while_serving, runtimes, store, storage.client)
+    serving = providers.Resource(held_while_serving, runtimes, store, events, job_input, storage.client)
