@@ -17,7 +17,7 @@ from corral_core.access import (
     RateDecision,
     UsageLedger,
 )
-from corral_core.job import Job, Program
+from corral_core.job import Job, Program, StdinMode
 from corral_core.policy import (
     InvalidSubmission,
     LimitPolicy,
@@ -113,7 +113,7 @@ class SubmitJob:
         quotas = caller.quotas
         if self._admitting is not None and caller.uncounted_key:
             return Submitted(job, await self._admit(job, caller.uncounted_key, quotas))
-        refused = await self._usage.book(job.owner, job.id, booked_bytes(job), _most(quotas.max_unfinished), _most(quotas.max_stored_bytes))
+        refused = await self._usage.book(job.owner, job.id, self._booking(job), _most(quotas.max_unfinished), _most(quotas.max_stored_bytes))
         if refused is not None:
             raise OverQuota(refused, _quota_limit(quotas, refused))
         try:
@@ -145,9 +145,14 @@ class SubmitJob:
             owner=caller.key_id,
         )
 
+    def _booking(self, job: Job) -> int:
+        """booked_bytes, and for an interactive job the most its client may send it."""
+        interactive = job.request.stdin_mode is StdinMode.INTERACTIVE
+        return booked_bytes(job) + (self._sizes.max_stdin_bytes if interactive else 0)
+
     async def _admit(self, job: Job, hashed: str, quotas: Quotas) -> RateDecision:
         assert self._admitting is not None
-        admitted = await self._admitting.submit_admitted(job, hashed, quotas, booked_bytes(job))
+        admitted = await self._admitting.submit_admitted(job, hashed, quotas, self._booking(job))
         if admitted.refused == "revoked" or admitted.rate is None:
             raise KeyRevoked
         if admitted.refused == "rate":

@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from corral_core.job import Job, RunRequest, Verdict, verdict_of_tests
+from corral_contract.clock import ManualClock
+from corral_core.access import Caller, Quotas
+from corral_core.job import Job, RunRequest, StdinMode, Verdict, verdict_of_tests
 from corral_core.policy import DEFAULT_LIMIT_POLICY, InvalidSubmission, SizePolicy, SubmissionTooLarge
 from corral_core.ports import Runtime
-from corral_core.submission import booked_bytes
+from corral_core.submission import JobRequest, SubmitJob, booked_bytes
 from corral_core.testcases import (
     CHECKER_EXPECTED,
     CHECKER_INPUT,
@@ -28,6 +30,9 @@ from corral_core.testcases import (
     check,
     judge_tests,
 )
+from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs
+from corral_memory.runtimes import InMemoryRuntimeCatalog
+from corral_system.ids import RandomIds
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -228,3 +233,24 @@ def test_a_jobs_booking_counts_its_tests_and_their_outputs() -> None:
     tested = msgspec.structs.replace(plain, request=msgspec.structs.replace(plain.request, tests=(TestCase(stdin="abc", expected_stdout="de"),) * 2))
     per_test = 3 * min(limits.max_output_bytes, TEST_OUTPUT_BYTES)
     assert booked_bytes(tested) == booked_bytes(plain) + 2 * (5 + per_test)
+
+
+async def test_an_interactive_job_books_the_most_its_client_may_send_it() -> None:
+    booked: list[int] = []
+
+    class Ledger:
+        async def book(self, owner: str, job_id: str, size: int, max_unfinished: int, max_bytes: int) -> str | None:
+            booked.append(size)
+            return None
+
+        async def unbook(self, owner: str, job_id: str) -> None: ...
+
+    clock = ManualClock()
+    sizes = SizePolicy(max_stdin_bytes=5000)
+    submit = SubmitJob(
+        InMemoryJobQueue(InMemoryJobs(clock)), RandomIds(), clock, DEFAULT_LIMIT_POLICY, sizes, InMemoryRuntimeCatalog(), usage=Ledger()
+    )
+    caller = Caller(key_id="k", quotas=Quotas(max_unfinished=9, max_stored_bytes=10**9))
+    plain = (await submit(caller, JobRequest(code="x"))).job
+    await submit(caller, JobRequest(code="x", stdin_mode=StdinMode.INTERACTIVE))
+    assert booked == [booked_bytes(plain), booked_bytes(plain) + 5000]
