@@ -13,6 +13,7 @@ from corral_memory.access import (
     InMemoryKeyStore,
     InMemoryUsageLedger,
 )
+from corral_memory.callbacks import InMemoryCallbackDeliveries
 from corral_memory.jobs import (
     InMemoryCancelNotices,
     InMemoryJobQueue,
@@ -38,3 +39,4 @@ class InMemoryStorage(containers.DeclarativeContainer):
     usage = providers.Singleton(InMemoryUsageLedger, client)
     admitting = providers.Singleton(InMemoryAdmittingQueue, key_store, usage, queue)
     idempotency = providers.Singleton(InMemoryIdempotencyRecords, clock)
+    deliveries = providers.Singleton(InMemoryCallbackDeliveries, client)

@@ -9,6 +9,7 @@ from dependency_injector import containers, providers
 
 from corral_core.ports import Clock
 from corral_redis.apikeys import RedisIdempotencyRecords, RedisKeyStore, RedisUsageLedger
+from corral_redis.callbacks import RedisCallbackDeliveries
 from corral_redis.connection import connect_to
 from corral_redis.settings import RedisSettings
 from corral_redis.shards import make_admitting, make_cancel_notices, make_queue, make_store
@@ -32,3 +33,5 @@ class RedisContainer(containers.DeclarativeContainer):
     # One script (ADMIT), or in steps on shards or with replicated submits.
     admitting = providers.Singleton(make_admitting, client, queue, settings)
     idempotency = providers.Singleton(RedisIdempotencyRecords, client, settings)
+    # The line of callbacks to deliver (its queue shards' lines as one).
+    deliveries = providers.Singleton(RedisCallbackDeliveries, client, settings)
