@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from corral_core.callbacks import MAX_URL_LENGTH, Callback, DeliveryState
 from corral_core.job import (
     CompileResult,
     ErrorCode,
@@ -162,6 +163,8 @@ class ExecuteIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Files to send back once the program ends: glob patterns relative to its working
     # directory, or true for everything under out/.
     outputs: Annotated[list[OutputPattern], msgspec.Meta(max_length=LISTED)] | bool = []
+    # Where the finished job's view is POSTed, signed (Standard Webhooks): an http(s) URL.
+    callback_url: Annotated[str, msgspec.Meta(max_length=MAX_URL_LENGTH)] | None = None
 
     def to_request(self) -> JobRequest:
         return JobRequest(
@@ -174,6 +177,7 @@ class ExecuteIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             stop_on_first_failure=self.stop_on_first_failure,
             outputs=_outputs(self.outputs),
             limits=msgspec.convert(msgspec.to_builtins(self.limits), LimitRequest),
+            callback=None if self.callback_url is None else Callback(url=self.callback_url),
         )
 
 
@@ -366,6 +370,26 @@ class ErrorView(msgspec.Struct, frozen=True):
         return cls(code=error.code, message=error.message)
 
 
+class CallbackView(msgspec.Struct, frozen=True):
+    """How the job's callback stands: pending (next attempt at `next_at`), delivered or failed."""
+
+    url: str
+    state: DeliveryState
+    attempts: int
+    last_status: str | None
+    next_at: datetime | None
+
+    @classmethod
+    def of(cls, callback: Callback) -> CallbackView:
+        return cls(
+            url=callback.url,
+            state=callback.state,
+            attempts=callback.attempts,
+            last_status=callback.last_status or None,
+            next_at=callback.next_at,
+        )
+
+
 class JobView(msgspec.Struct, frozen=True):
     job_id: str
     status: JobStatus
@@ -376,6 +400,8 @@ class JobView(msgspec.Struct, frozen=True):
     attempts: int
     result: ResultView | None
     error: ErrorView | None
+    # Only on a job submitted with a callback_url.
+    callback: CallbackView | msgspec.UnsetType = msgspec.UNSET
 
     @classmethod
     def of(cls, job: Job, inline: Mapping[str, bytes] | None = None) -> JobView:
@@ -390,6 +416,7 @@ class JobView(msgspec.Struct, frozen=True):
             attempts=job.attempts,
             result=None if job.result is None else ResultView.of(job.result, inline),
             error=None if job.error is None else ErrorView.of(job.error),
+            callback=msgspec.UNSET if job.callback is None else CallbackView.of(job.callback),
         )
 
 
