@@ -129,7 +129,8 @@ def signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
 def backoff_s(attempt: int, base_s: float, most_s: float, draw: float) -> float:
     """How long to wait after failed attempt number `attempt` (1 for the first): exponential
     backoff with full jitter, `draw` a uniform random number in [0, 1) from the caller."""
-    return draw * min(most_s, base_s * 2 ** min(attempt - 1, 62))
+    doubled: float = base_s * 2.0 ** min(attempt - 1, 62)
+    return draw * min(most_s, doubled)
 
 
 class Outcome(msgspec.Struct, frozen=True):
