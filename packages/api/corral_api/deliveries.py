@@ -94,6 +94,8 @@ class CallbackSender:
 
     def __init__(self, allowed_hosts: frozenset[str], client: httpx.AsyncClient | None = None) -> None:
         self._allowed = allowed_hosts
+        # No proxy from the environment (it would connect by name, not to the pinned address), and
+        # no connection kept: pooled by address, one could carry another name's requests.
         self._client = client or httpx.AsyncClient(
             follow_redirects=False, trust_env=False, timeout=TIMEOUT_S, limits=httpx.Limits(max_keepalive_connections=0)
         )
@@ -194,8 +196,11 @@ class DeliverCallbacks:
     async def once(self) -> int:
         """Attempt every delivery due now (up to `concurrency` at once); how many were taken."""
         due = await self._deliveries.due(self._options.lease_ms, self._options.concurrency)
-        if due:
-            await asyncio.gather(*(self._attempt(delivery) for delivery in due))
+        # Every attempt runs to its end before a storage error is raised: none is left orphaned.
+        outcomes = await asyncio.gather(*(self._attempt(delivery) for delivery in due), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         return len(due)
 
     async def _attempt(self, due: DueDelivery) -> None:
