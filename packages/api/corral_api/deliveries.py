@@ -109,17 +109,24 @@ class CallbackSender:
         port = target.port or (443 if target.scheme == "https" else 80)
         try:
             async with asyncio.timeout(TIMEOUT_S):
-                address = await self._resolve(host, port)
-                if isinstance(address, Outcome):
-                    return address
-                return await self._post(target, address, host, message, headers)
+                addresses = await self._resolve(host, port)
+                if isinstance(addresses, Outcome):
+                    return addresses
+                # Each address in the resolver's order, every one of them checked: the first
+                # that takes the connection gets the message.
+                for address in addresses:
+                    try:
+                        return await self._post(target, address, host, message, headers)
+                    except httpx.ConnectError as error:
+                        refused = error
+                return Outcome(False, f"no connection: {refused}")
         except TimeoutError:
             return Outcome(False, "timeout")
         except httpx.HTTPError as error:
             return Outcome(False, f"no answer: {type(error).__name__}")
 
-    async def _resolve(self, host: str, port: int) -> str | Outcome:
-        """The one address the attempt connects to, or why there is none."""
+    async def _resolve(self, host: str, port: int) -> list[str] | Outcome:
+        """The addresses the attempt may connect to, resolved once, or why there are none."""
         try:
             # The loop's getaddrinfo runs the blocking resolver in a thread.
             found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -132,7 +139,7 @@ class CallbackSender:
             for address in addresses:
                 if (refused := refusal_of_address(address)) is not None:
                     return Outcome(False, f"refused: {refused}", retry=False)
-        return addresses[0]
+        return list(dict.fromkeys(addresses))
 
     async def _post(self, target: httpx.URL, address: str, host: str, message: Message, headers: dict[str, str]) -> Outcome:
         pinned = target.copy_with(host=address)

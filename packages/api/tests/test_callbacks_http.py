@@ -228,6 +228,17 @@ async def test_a_private_target_is_refused_before_any_connection_and_recorded(ma
     assert metrics.get_sample_value("corral_callback_attempts_total", {"outcome": "refused"}) == 1
 
 
+async def test_a_name_is_resolved_once_and_sent_to_its_address_under_its_own_name(make_api: ApiMaker) -> None:
+    receiver = Receiver()
+    async with await receiver.start():
+        api = await make_api(_settings(callback_allowed_hosts="localhost"))
+        url = f"http://localhost:{receiver.port}/named"
+        job_id = (await api.client.post("/execute", json={"code": "print(1)", "callback_url": url})).json()["job_id"]
+        assert (await api.callback_of(job_id))["state"] == "delivered"
+    [got] = receiver.got
+    assert got.path == "/named" and got.headers["host"] == f"localhost:{receiver.port}"
+
+
 async def test_a_redirecting_receiver_is_not_followed_and_is_recorded(make_api: ApiMaker) -> None:
     receiver = Receiver(answers=[(302, "location: http://169.254.169.254/latest/meta-data/\r\n")])
     async with await receiver.start():
