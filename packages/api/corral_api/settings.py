@@ -8,6 +8,7 @@ import msgspec
 
 from corral_api.deliveries import DeliveryOptions
 from corral_core.access import Quotas
+from corral_core.callbacks import SECRET_PREFIX, secret_bytes
 from corral_core.limit_settings import LimitSettings
 from corral_core.policy import LimitPolicy, SizePolicy
 from corral_http.options import HttpOptions
@@ -96,6 +97,15 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     # Signs the callbacks of jobs submitted without a key (auth=false): whsec_ and base64 of
     # 24 or more random bytes. Empty: such callbacks go unsigned. Keys have secrets of their own.
     webhook_secret: str = ""
+
+    def __post_init__(self) -> None:
+        if self.webhook_secret:
+            try:
+                valid = self.webhook_secret.startswith(SECRET_PREFIX) and len(secret_bytes(self.webhook_secret)) >= 24
+            except ValueError:
+                valid = False
+            if not valid:
+                raise ValueError("webhook_secret must be whsec_ and base64 of 24 or more random bytes")
 
     def delivery_options(self) -> DeliveryOptions:
         return DeliveryOptions(

@@ -286,3 +286,9 @@ async def test_a_job_without_a_callback_url_has_no_callback_in_its_view(make_api
     api = await make_api(_settings())
     done = await api.client.post("/execute?wait=5", json={"code": "print(1)"})
     assert done.json()["status"] == "COMPLETED" and "callback" not in done.json()
+
+
+@pytest.mark.parametrize("secret", ["secret", "whsec_not base64", "whsec_" + base64.b64encode(b"short").decode()])
+def test_a_service_webhook_secret_that_is_not_whsec_and_24_bytes_is_refused(secret: str) -> None:
+    with pytest.raises(ValueError, match="webhook_secret"):
+        ApiSettings(webhook_secret=secret)

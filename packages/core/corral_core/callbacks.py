@@ -118,10 +118,15 @@ def webhook_secret(random_bytes: bytes) -> str:
     return SECRET_PREFIX + base64.b64encode(random_bytes).decode()
 
 
+def secret_bytes(secret: str) -> bytes:
+    """The bytes a webhook secret stands for; ValueError when it is not base64."""
+    return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+
+
 def signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     """The `webhook-signature` header's value for one message (Standard Webhooks, v1):
     HMAC-SHA256 of "{id}.{timestamp}.{body}" under the secret's bytes, base64."""
-    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+    key = secret_bytes(secret)
     signed = f"{message_id}.{timestamp}.".encode() + body
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
