@@ -19,6 +19,7 @@ from corral_api.app import create_app
 from corral_api.container import ApiContainer
 from corral_api.settings import SECTIONS, ApiSettings
 from corral_core.access import ApiKey, Quotas, secret_hash
+from corral_core.callbacks import webhook_secret
 from corral_core.ports import StorageUnavailable
 from corral_redis import (
     Durability,
@@ -94,6 +95,8 @@ def serve(host: str | None, port: int | None, processes: int | None, log_level: 
 
 # A key's secret: a recognisable prefix, then 256 random bits.
 SECRET_PREFIX = "corral_"
+# A key's webhook secret: whsec_ and base64 of this many random bytes (Standard Webhooks asks 24 to 64).
+WEBHOOK_SECRET_BYTES = 32
 T = TypeVar("T")
 
 
@@ -109,7 +112,7 @@ def keys() -> None:
 @click.option("--max-unfinished", type=click.IntRange(1), help="Jobs pending or running at once [CORRAL_KEY_MAX_UNFINISHED].")
 @click.option("--max-stored-bytes", type=click.IntRange(1), help="Bytes its jobs may hold [CORRAL_KEY_MAX_STORED_BYTES].")
 @click.option("--max-waiters", type=click.IntRange(1), help="Long-polls at once per API process [CORRAL_KEY_MAX_WAITERS].")
-@click.option("--quiet", is_flag=True, help="Print the key alone, for scripts.")
+@click.option("--quiet", is_flag=True, help="Print the key alone, for scripts (not its webhook secret).")
 def create_key(
     name: str,
     admin: bool,
@@ -129,13 +132,29 @@ def create_key(
         max_waiters=max_waiters,
     )
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
-    key = ApiKey(id=secrets.token_hex(6), name=name, created_at=SystemClock().now(), admin=admin, quotas=quotas)
+    signing = webhook_secret(secrets.token_bytes(WEBHOOK_SECRET_BYTES))
+    key = ApiKey(
+        id=secrets.token_hex(6), name=name, created_at=SystemClock().now(), admin=admin, quotas=quotas, webhook_secret=signing
+    )
     _with_keys(lambda store: store.add(key, secret_hash(secret)))
     if quiet:
+        # The key alone, as scripts read it: its webhook secret is had with rotate-webhook-secret.
         click.echo(secret)
         return
     click.echo(f"Key {key.id} ({name}{', admin' if admin else ''}) created. It is shown only now:\n\n  {secret}\n")
     click.echo("Send it as:  Authorization: Bearer <key>   (or X-Auth-Token: <key>)")
+    click.echo(f"\nIts callbacks are signed (Standard Webhooks) with this secret, shown only now:\n\n  {signing}\n")
+
+
+@keys.command("rotate-webhook-secret")
+@click.argument("key_id")
+def rotate_webhook_secret(key_id: str) -> None:
+    """Give the key with id KEY_ID a new webhook secret and print it: its callbacks are signed
+    with it from now on (a receiver should accept both secrets until it has the new one)."""
+    signing = webhook_secret(secrets.token_bytes(WEBHOOK_SECRET_BYTES))
+    if not _with_keys(lambda store: store.rotate_webhook_secret(key_id, signing)):
+        raise click.ClickException(f"no key with id {key_id!r} (see `corral-api keys list`)")
+    click.echo(signing)
 
 
 @keys.command("list")

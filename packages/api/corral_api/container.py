@@ -14,10 +14,12 @@ from contextlib import suppress
 from dependency_injector import containers, providers
 from prometheus_client import CollectorRegistry
 
+from corral_api.deliveries import CallbackSender, DeliverCallbacks, DeliveryMetrics, delivering_while_serving
 from corral_api.readiness import RedisReadiness
 from corral_api.runtimes import RegistryRuntimeCatalog
 from corral_api.settings import ApiSettings
 from corral_core.access import AdmittingQueue, IdempotencyRecords, KeyStore, UsageLedger
+from corral_core.callbacks import CallbackDeliveries
 from corral_core.events import JobEvents, JobInput
 from corral_core.ports import JobQueue, JobStore, WorkerRegistry
 from corral_core.submission import SubmitJob, SubmitJobOnce
@@ -113,3 +115,13 @@ class ApiContainer(containers.DeclarativeContainer):
     )
 
     serving = providers.Resource(held_while_serving, runtimes, store, events, job_input, storage.client)
+
+    # Callbacks: the loop that delivers them, running while the API serves (deliveries.py).
+    delivery_options = settings.provided.delivery_options.call()
+    deliveries: providers.Provider[CallbackDeliveries] = storage.deliveries
+    callback_sender = providers.Singleton(CallbackSender, delivery_options.provided.allowed_hosts)
+    delivery_metrics = providers.Singleton(DeliveryMetrics, metrics_registry)
+    deliver_callbacks = providers.Singleton(
+        DeliverCallbacks, deliveries, store, key_store, callback_sender, clock, delivery_options, delivery_metrics
+    )
+    delivering = providers.Resource(delivering_while_serving, deliver_callbacks, callback_sender, serving)

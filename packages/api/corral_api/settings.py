@@ -6,7 +6,9 @@ from typing import Annotated, ClassVar
 
 import msgspec
 
+from corral_api.deliveries import DeliveryOptions
 from corral_core.access import Quotas
+from corral_core.callbacks import SECRET_PREFIX, secret_bytes
 from corral_core.limit_settings import LimitSettings
 from corral_core.policy import LimitPolicy, SizePolicy
 from corral_http.options import HttpOptions
@@ -90,6 +92,41 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     max_stdin_call_bytes: Positive = 64 * 1024
     # How long an Idempotency-Key is remembered, per key: a retry within it gets the first job.
     idempotency_ttl_s: Positive = 24 * 3600
+    # Callbacks (a job's callback_url): how long after the job finished its delivery is retried,
+    # in seconds; then it is recorded as failed.
+    callback_retry_for_s: Annotated[float, msgspec.Meta(gt=0)] = 3600
+    # The wait before a callback's first retry is at most this many seconds, doubling with each
+    # attempt up to callback_backoff_max_s (each wait a random part of that: full jitter).
+    callback_backoff_s: Annotated[float, msgspec.Meta(gt=0)] = 1
+    # The longest wait between two attempts of a callback, in seconds.
+    callback_backoff_max_s: Annotated[float, msgspec.Meta(gt=0)] = 300
+    # Hosts callbacks may reach even where they resolve to a private, loopback or link-local
+    # address, comma-separated (e.g. an internal receiver); any other host must be public.
+    callback_allowed_hosts: str = ""
+    # Callbacks one API process sends at once.
+    callback_concurrency: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 16
+    # Signs the callbacks of jobs submitted without a key (auth=false): whsec_ and base64 of
+    # 24 or more random bytes. Empty: such callbacks go unsigned. Keys have secrets of their own.
+    webhook_secret: str = ""
+
+    def __post_init__(self) -> None:
+        if self.webhook_secret:
+            try:
+                valid = self.webhook_secret.startswith(SECRET_PREFIX) and len(secret_bytes(self.webhook_secret)) >= 24
+            except ValueError:
+                valid = False
+            if not valid:
+                raise ValueError("webhook_secret must be whsec_ and base64 of 24 or more random bytes")
+
+    def delivery_options(self) -> DeliveryOptions:
+        return DeliveryOptions(
+            retry_for_s=self.callback_retry_for_s,
+            backoff_s=self.callback_backoff_s,
+            backoff_max_s=self.callback_backoff_max_s,
+            allowed_hosts=frozenset(host.lower() for host in _split(self.callback_allowed_hosts)),
+            service_secret=self.webhook_secret,
+            concurrency=self.callback_concurrency,
+        )
 
     def limit_policy(self) -> LimitPolicy:
         return self.limits.policy()

@@ -50,6 +50,9 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     admin: bool = False
     quotas: Quotas = Quotas()
+    # What signs the key's callbacks (corral_core.callbacks.webhook_secret): stored by
+    # KeyStore.add, read back only by KeyStore.webhook_secret, where a callback is signed.
+    webhook_secret: str = ""
 
 
 class Caller(msgspec.Struct, frozen=True, kw_only=True):
@@ -124,6 +127,15 @@ class KeyStore(Protocol):
 
     async def find(self, hashed: str) -> ApiKey | None:
         """The key with this hash, nothing counted; None when there is no such key."""
+        ...
+
+    async def webhook_secret(self, key_id: str) -> str | None:
+        """The secret that signs the callbacks of the key with this id; None when there is no
+        such key, "" when it has none (made before callbacks were)."""
+        ...
+
+    async def rotate_webhook_secret(self, key_id: str, secret: str) -> bool:
+        """Sign the key's callbacks with `secret` from now on; False when no key has that id."""
         ...
 
 

@@ -16,6 +16,7 @@ from datetime import datetime
 
 import msgspec
 
+from corral_core.callbacks import Callback
 from corral_core.testcases import Ran, TestCase, TestResult, TestVerdict
 
 
@@ -271,6 +272,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     # The id of the API key that submitted it (corral_core.access): only that key, or an
     # admin key, may read it. Empty when the API runs without keys.
     owner: str = ""
+    # Where the finished job is sent (corral_core.callbacks), and how that delivery stands.
+    callback: Callback | None = None
 
     @property
     def finished(self) -> bool:

@@ -17,6 +17,7 @@ from corral_core.access import (
     RateDecision,
     UsageLedger,
 )
+from corral_core.callbacks import Callback, CallbackRefused, check_callback_url
 from corral_core.job import Job, Program, StdinMode
 from corral_core.policy import (
     InvalidSubmission,
@@ -39,6 +40,7 @@ class JobRequest(Program, frozen=True, kw_only=True):
     language: str = "python"
     limits: LimitRequest = LimitRequest()
     annotations: dict[str, str] = {}
+    callback: Callback | None = None
 
 
 class Submitted(msgspec.Struct, frozen=True):
@@ -135,6 +137,11 @@ class SubmitJob:
         self._sizes.check_outputs(request.outputs)
         if request.outputs and request.tests:
             raise InvalidSubmission("outputs", "a job with tests returns no files: send the program's files with one test instead")
+        if request.callback is not None:
+            try:
+                check_callback_url(request.callback.url)
+            except CallbackRefused as refused:
+                raise InvalidSubmission("callback_url", refused.message) from None
         limits = self._limits.for_runtime(runtime_of(request.language, runtimes)).resolve(request.limits)
         return Job(
             id=job_id or self._ids.new_id(),
@@ -143,6 +150,7 @@ class SubmitJob:
             request_id=request_id,
             annotations=dict(request.annotations),
             owner=caller.key_id,
+            callback=request.callback,
         )
 
     def _booking(self, job: Job) -> int:

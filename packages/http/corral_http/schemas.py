@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from corral_core.callbacks import MAX_URL_LENGTH, Callback, DeliveryState
 from corral_core.job import (
     CompileResult,
     ErrorCode,
@@ -166,6 +167,8 @@ class ExecuteIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # "interactive": stdin is what the client sends while the job runs (POST /jobs/{id}/stdin)
     # until it closes it, and `stdin` stays empty; "closed": stdin is `stdin`, whole.
     stdin_mode: Literal["closed", "interactive"] = "closed"
+    # Where the finished job's view is POSTed, signed (Standard Webhooks): an http(s) URL.
+    callback_url: Annotated[str, msgspec.Meta(max_length=MAX_URL_LENGTH)] | None = None
 
     def to_request(self) -> JobRequest:
         if self.stdin_mode == "interactive" and self.stdin:
@@ -187,6 +190,7 @@ class ExecuteIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             outputs=_outputs(self.outputs),
             stdin_mode=StdinMode(self.stdin_mode),
             limits=msgspec.convert(msgspec.to_builtins(self.limits), LimitRequest),
+            callback=None if self.callback_url is None else Callback(url=self.callback_url),
         )
 
 
@@ -402,6 +406,26 @@ class ErrorView(msgspec.Struct, frozen=True):
         return cls(code=error.code, message=error.message)
 
 
+class CallbackView(msgspec.Struct, frozen=True):
+    """How the job's callback stands: pending (next attempt at `next_at`), delivered or failed."""
+
+    url: str
+    state: DeliveryState
+    attempts: int
+    last_status: str | None
+    next_at: datetime | None
+
+    @classmethod
+    def of(cls, callback: Callback) -> CallbackView:
+        return cls(
+            url=callback.url,
+            state=callback.state,
+            attempts=callback.attempts,
+            last_status=callback.last_status or None,
+            next_at=callback.next_at,
+        )
+
+
 class JobView(msgspec.Struct, frozen=True):
     job_id: str
     status: JobStatus
@@ -412,6 +436,8 @@ class JobView(msgspec.Struct, frozen=True):
     attempts: int
     result: ResultView | None
     error: ErrorView | None
+    # Only on a job submitted with a callback_url.
+    callback: CallbackView | msgspec.UnsetType = msgspec.UNSET
 
     @classmethod
     def of(cls, job: Job, inline: Mapping[str, bytes] | None = None) -> JobView:
@@ -426,6 +452,7 @@ class JobView(msgspec.Struct, frozen=True):
             attempts=job.attempts,
             result=None if job.result is None else ResultView.of(job.result, inline),
             error=None if job.error is None else ErrorView.of(job.error),
+            callback=msgspec.UNSET if job.callback is None else CallbackView.of(job.callback),
         )
 
 

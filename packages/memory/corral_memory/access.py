@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
+import msgspec
+
 from corral_core.access import AdmittingInSteps, ApiKey, Authorized, Quotas, RateDecision
 from corral_core.ports import Clock, JobQueue
 from corral_memory.jobs import InMemoryJobs
@@ -44,6 +46,16 @@ class InMemoryKeyStore:
 
     async def find(self, hashed: str) -> ApiKey | None:
         return self._by_hash.get(hashed)
+
+    async def webhook_secret(self, key_id: str) -> str | None:
+        return next((key.webhook_secret for key in self._by_hash.values() if key.id == key_id), None)
+
+    async def rotate_webhook_secret(self, key_id: str, secret: str) -> bool:
+        for hashed, key in self._by_hash.items():
+            if key.id == key_id:
+                self._by_hash[hashed] = msgspec.structs.replace(key, webhook_secret=secret)
+                return True
+        return False
 
     async def authorize(self, hashed: str, defaults: Quotas) -> Authorized | None:
         key = self._by_hash.get(hashed)

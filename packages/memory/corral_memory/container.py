@@ -13,6 +13,7 @@ from corral_memory.access import (
     InMemoryKeyStore,
     InMemoryUsageLedger,
 )
+from corral_memory.callbacks import InMemoryCallbackDeliveries
 from corral_memory.events import InMemoryJobEvents, InMemoryJobInput
 from corral_memory.jobs import (
     InMemoryCancelNotices,
@@ -41,3 +42,4 @@ class InMemoryStorage(containers.DeclarativeContainer):
     idempotency = providers.Singleton(InMemoryIdempotencyRecords, clock)
     events = providers.Singleton(InMemoryJobEvents, client)
     job_input = providers.Singleton(InMemoryJobInput, client)
+    deliveries = providers.Singleton(InMemoryCallbackDeliveries, client)

@@ -50,6 +50,8 @@ class InMemoryJobs:
         self.input_bytes: dict[str, int] = collections.defaultdict(int)
         self.entries = 0
         self.changed = asyncio.Condition()
+        # Job id -> when its callback is next due, or its lease's end (corral_memory.callbacks).
+        self.deliveries: dict[str, datetime] = {}
 
     def pending_count(self) -> int:
         return sum(len(line) for line in self.pending.values())
@@ -77,6 +79,11 @@ class InMemoryJobs:
         if line:
             turns.append(owner)
         return job_id
+
+    def queue_callback(self, job: Job) -> None:
+        """Put a job that just finished in the line of deliveries if it has a callback, as FINISH does."""
+        if job.callback is not None:
+            self.deliveries.setdefault(job.id, self.clock.now())
 
     async def aclose(self) -> None:
         """Nothing to close: the in-memory storage's "client" is this state itself."""
@@ -160,6 +167,7 @@ class InMemoryJobQueue:
             return resent and state.files.get(job.id, {}) == files
         del state.leases[job.id]
         state.records[job.id] = stored
+        state.queue_callback(stored)
         if files:
             state.files[job.id] = files
         await state.notify()
@@ -202,6 +210,7 @@ class InMemoryJobQueue:
             record = state.records[job_id]
             if record.attempts >= max_attempts:
                 state.records[job_id] = jobs.fail(record, jobs.worker_lost(record.attempts), now)
+                state.queue_callback(record)
                 failed.append(job_id)
             else:
                 state.records[job_id] = jobs.requeue(record)

@@ -9,6 +9,7 @@ bench/queue_throughput.py measures.
 """
 
 from corral_redis.apikeys import RedisAdmittingQueue, RedisIdempotencyRecords, RedisKeyStore, RedisUsageLedger
+from corral_redis.callbacks import RedisCallbackDeliveries
 from corral_redis.cancels import RedisCancelNotices
 from corral_redis.connection import (
     RedisCredentialsError,
@@ -45,6 +46,7 @@ __all__ = [
     "Durability",
     "RedisAdmittingQueue",
     "RedisCanLoseJobs",
+    "RedisCallbackDeliveries",
     "RedisCancelNotices",
     "RedisContainer",
     "RedisCredentialsError",

@@ -60,6 +60,7 @@ class RedisKeyStore:
         self._client = client
         self._keys = QueueKeys(settings.key_prefix)
         self._authorize = client.register_script(scripts.AUTHORIZE)
+        self._rotate = client.register_script(scripts.ROTATE_WEBHOOK_SECRET)
 
     async def add(self, key: ApiKey, hashed: str) -> None:
         record = {
@@ -68,6 +69,7 @@ class RedisKeyStore:
             "created_at": _encode(key.created_at),
             "admin": "1" if key.admin else "",
             "quotas": _encode(key.quotas),
+            "webhook_secret": key.webhook_secret,
         }
         with storage_errors():
             async with self._client.pipeline(transaction=True) as pipe:
@@ -110,6 +112,19 @@ class RedisKeyStore:
         with storage_errors():
             values = await self._client.hmget(self._keys.api_key(hashed), ["id", "name", "created_at", "admin", "quotas"])
         return None if values[0] is None else _api_key(values)
+
+    async def webhook_secret(self, key_id: str) -> str | None:
+        with storage_errors():
+            hashed = await self._client.hget(self._keys.api_keys, key_id)
+            if hashed is None:
+                return None
+            secret = await self._client.hget(self._keys.api_key(_text(hashed)), "webhook_secret")
+        return None if secret is None else _text(secret)
+
+    async def rotate_webhook_secret(self, key_id: str, secret: str) -> bool:
+        with storage_errors():
+            rotated = await self._rotate(keys=[self._keys.api_keys], args=[key_id, secret, self._keys.api_key("")])
+        return int(rotated) == 1
 
 
 def _rate(values: list[Any]) -> RateDecision:

@@ -9,6 +9,7 @@ from dependency_injector import containers, providers
 
 from corral_core.ports import Clock
 from corral_redis.apikeys import RedisIdempotencyRecords, RedisKeyStore, RedisUsageLedger
+from corral_redis.callbacks import RedisCallbackDeliveries
 from corral_redis.connection import connect_to
 from corral_redis.settings import RedisSettings
 from corral_redis.shards import (
@@ -42,3 +43,5 @@ class RedisContainer(containers.DeclarativeContainer):
     # A running job's events and an interactive job's input, each beside the job (events.py).
     events = providers.Singleton(make_events, client, settings)
     job_input = providers.Singleton(make_job_input, client, settings)
+    # The line of callbacks to deliver (its queue shards' lines as one).
+    deliveries = providers.Singleton(RedisCallbackDeliveries, client, settings)

@@ -25,6 +25,8 @@ class QueueKeys:
         self.workers = f"{prefix}workers"  # ZSET worker id -> heartbeat expiry (µs, Redis' TIME)
         self.worker_info = f"{prefix}workers:info"  # HASH worker id -> encoded WorkerInfo
         self.job_prefix = f"{prefix}job:"
+        # ZSET job id -> when its callback is next due, or its lease's end (µs, Redis' TIME)
+        self.deliveries = f"{prefix}deliveries"
 
     def line(self, language: str) -> str:
         """The LIST of a language's job ids in line, oldest on the left.

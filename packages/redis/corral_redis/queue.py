@@ -196,16 +196,27 @@ class RedisJobQueue:
             raise ValueError(f"finish needs a COMPLETED or FAILED job, not {job.status}")
         if job.id != lease.job.id:
             raise ValueError(f"lease is for job {lease.job.id}, not {job.id}")
-        return await self._write_final(job.id, lease.token, "", progress_fields(job), file_fields(job))
+        return await self._write_final(
+            job.id, lease.token, "", progress_fields(job), file_fields(job), callback=lease.job.callback is not None
+        )
 
     async def _write_final(
-        self, job_id: str, token: int, if_expired: str, fields: list[str | bytes], files: Sequence[str | bytes] = ()
+        self,
+        job_id: str,
+        token: int,
+        if_expired: str,
+        fields: list[str | bytes],
+        files: Sequence[str | bytes] = (),
+        *,
+        callback: bool = False,
     ) -> bool:
         keys = self._keys
+        # A job with a callback names the line of deliveries, which FINISH puts it in.
+        deliveries = [keys.deliveries] if callback else []
         with storage_errors():
             written = await self._confirmed(
                 self._finish,
-                [keys.job(job_id), keys.processing, keys.leases, keys.reserved, keys.job_files(job_id)],
+                [keys.job(job_id), keys.processing, keys.leases, keys.reserved, keys.job_files(job_id), *deliveries],
                 [job_id, token, keys.finished, self._ttl_ms, if_expired, *fields, *files],
             )
         return int(written) == 1
@@ -246,7 +257,10 @@ class RedisJobQueue:
                     running = decode_record(record)
                     assert running is not None, "RECOVER reports only jobs it found"
                     failed_job = jobs.fail(running, jobs.worker_lost(running.attempts), now)
-                    if await self._write_final(running.id, int(fence), "1", progress_fields(failed_job)):
+                    written = await self._write_final(
+                        running.id, int(fence), "1", progress_fields(failed_job), callback=running.callback is not None
+                    )
+                    if written:
                         failed.append(running.id)
                         progress += 1
                 # A full batch may have left more expired leases behind; stop if nothing

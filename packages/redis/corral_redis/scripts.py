@@ -54,6 +54,10 @@ SUBMIT, DEPTH, START, RENEW, FINISH, CANCEL, RELEASE, RECOVER, SETTLE = map(
 # On a Redis Cluster (shards.py): finishes and cancels announced on the channel's node alone.
 SHARDED_FINISH = load("finish", publish="spublish")
 SHARDED_CANCEL = load("cancel", publish="spublish")
+# The line of callbacks to deliver (callbacks.py).
+DELIVERIES_DUE, DELIVERIES_SETTLE = map(load, ["deliveries_due", "deliveries_settle"])
+# A key's webhook secret replaced (apikeys.py).
+ROTATE_WEBHOOK_SECRET = load("rotate_webhook_secret")
 # The worker registry's (workers.py).
 HEARTBEAT, HOLD_DUTY, LIVE_WORKERS = map(load, ["heartbeat", "hold_duty", "live_workers"])
 # A running job's events and input (events.py); on a Cluster, announced on the channel's node.

@@ -28,6 +28,7 @@ from typing import cast
 import msgspec
 from redis.asyncio import Redis
 
+from corral_core.callbacks import Callback
 from corral_core.job import Job, without_inputs
 from corral_redis.announcements import Announcements, wait_set
 from corral_redis.connection import storage_errors
@@ -39,6 +40,7 @@ from corral_redis.settings import DEFAULT_SETTINGS, RedisSettings
 # job's notification (a job done before its submitter began to wait).
 _HEARD_FOR_S = 60.0
 _HEARD_MOST = 20_000
+_callback = msgspec.json.Decoder(Callback)
 
 
 class RedisJobStore:
@@ -66,7 +68,15 @@ class RedisJobStore:
                 # A status without a head: an older API submitted the job.
                 values[0] = cast(bytes | None, await self._client.hget(key, "spec"))
         found = decode_record(values)
+        if found is not None and found.callback is not None:
+            found = await self._with_delivery(key, found)
         return None if found is None else without_inputs(found)
+
+    async def _with_delivery(self, key: str, found: Job) -> Job:
+        """The job with its callback as its latest delivery attempt left it (corral_redis.callbacks)."""
+        with storage_errors():
+            state = cast(bytes | None, await self._client.hget(key, "callback"))
+        return found if state is None else msgspec.structs.replace(found, callback=_callback.decode(state))
 
     async def file(self, job_id: str, name: str) -> bytes | None:
         with storage_errors():

@@ -1,5 +1,5 @@
 -- KEYS: job, processing, leases, reserved, and the job's files HASH (needed only when it
--- returned files)
+-- returned files), then the deliveries ZSET for a job with a callback (callback.lua)
 -- ARGV: job id, token, channel, ttl (ms), if_expired ('1' or ''), then the progress values, then
 -- each returned file's name and content (records.file_fields)
 -- Writes a final state under the job's current lease. With if_expired, only if that lease has
@@ -14,6 +14,7 @@
 --#include announcement
 --#include retire
 --#include publish
+--#include callback
 
 local job, processing, leases = KEYS[1], KEYS[2], KEYS[3]
 local state = redis.call('HMGET', job, 'status', 'fence')
@@ -37,5 +38,6 @@ if #ARGV > first_file then
   redis.call('PEXPIRE', files, ARGV[4])
 end
 retire(job, ARGV[1], KEYS[4], processing, leases, ARGV[4])
+queue_callback(KEYS[6], ARGV[1])
 publish(ARGV[3], announcement(job, ARGV[1]))
 return 1

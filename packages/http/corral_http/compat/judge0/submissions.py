@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 from litestar.status_codes import HTTP_400_BAD_REQUEST
 
+from corral_core.callbacks import Callback, CallbackFormat, CallbackRefused, check_callback_url
 from corral_core.job import Job, JobStatus, Limits, RunResult, Verdict
 from corral_core.policy import InvalidSubmission, LimitPolicy, LimitRequest
 from corral_core.submission import JobRequest
@@ -134,6 +135,7 @@ def to_request(submission: SubmissionIn, maxima: Limits, base64_encoded: bool) -
 
     _check_limits(submission, maxima, errors)
     _refuse_features_turned_off(submission, errors)
+    callback = _callback(submission.callback_url, errors)
     arguments = submission.command_line_arguments or ""
     args = _arguments(arguments, errors)
     if errors or row is None or source_code is None:
@@ -159,7 +161,20 @@ def to_request(submission: SubmissionIn, maxima: Limits, base64_encoded: bool) -
             max_file_size_kb=submission.max_file_size,
         ),
         annotations=annotations,
+        callback=callback,
     )
+
+
+def _callback(url: str | None, errors: dict[str, list[str]]) -> Callback | None:
+    """Judge0's callback: its submission's view, PUT to the URL once the submission finishes."""
+    if _blank(url):
+        return None
+    assert url is not None
+    try:
+        return Callback(url=check_callback_url(url), format=CallbackFormat.JUDGE0)
+    except CallbackRefused as refused:
+        errors.setdefault("callback_url", []).append(refused.message)
+        return None
 
 
 def _check_limits(submission: SubmissionIn, maxima: Limits, errors: dict[str, list[str]]) -> None:
@@ -182,8 +197,6 @@ def _refuse_features_turned_off(submission: SubmissionIn, errors: dict[str, list
     # Judge0's answers when an administrator turned these features off, as they are here.
     if not _blank(submission.compiler_options):
         errors.setdefault("compiler_options", []).append("setting compiler options is not allowed")
-    if not _blank(submission.callback_url):
-        errors.setdefault("callback_url", []).append("setting callback is not allowed")
     if not _blank(submission.additional_files):
         errors.setdefault("additional_files", []).append("setting additional files is not allowed")
     if submission.enable_network:
@@ -384,7 +397,7 @@ def view(job: Job, fields: Iterable[str], base64_encoded: bool, names: Mapping[i
         "compiler_options": lambda: None,
         "command_line_arguments": lambda: job.annotations.get(_ARGUMENTS),
         "redirect_stderr_to_stdout": lambda: redirect,
-        "callback_url": lambda: None,
+        "callback_url": lambda: job.callback.url if job.callback else None,
         "additional_files": lambda: None,
         "enable_network": lambda: False,
         "status": lambda: {"id": status.id, "description": status.description},
@@ -414,9 +427,9 @@ def config_info(limits: LimitPolicy, queue_size: int) -> dict[str, Any]:
         "allowed_languages_for_compile_options": [],
         "enable_command_line_arguments": True,
         "enable_submission_delete": False,
-        "enable_callbacks": False,
+        "enable_callbacks": True,
         "callbacks_max_tries": 0,
-        "callbacks_timeout": 0.0,
+        "callbacks_timeout": 5.0,
         "enable_additional_files": False,
         "max_queue_size": queue_size,
         "cpu_time_limit": defaults.cpu_time_ms / 1000,
