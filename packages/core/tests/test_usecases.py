@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Callable, Collection
 
 import pytest
 
 from corral_contract.clock import ManualClock
 from corral_core.access import ANONYMOUS, Caller
+from corral_core.events import EventKind
 from corral_core.job import ErrorCode, InputFile, Job, JobStatus, RunRequest, RunResult, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY, InvalidSubmission, LimitAboveMaximum, LimitRequest, SizePolicy
 from corral_core.ports import JobQueue, Lease, QueueFull, RecoveryReport, Runtime, SandboxError, StorageUnavailable
@@ -103,7 +104,14 @@ class SlowSandbox:
     def runtimes(self) -> list[Runtime]:
         return [Runtime("python", "3")]
 
-    async def run(self, request: RunRequest, *, scope: str = "") -> RunResult:
+    async def run(
+        self,
+        request: RunRequest,
+        *,
+        scope: str = "",
+        on_output: Callable[[EventKind, bytes], None] | None = None,
+        stdin_source: AsyncIterator[bytes] | None = None,
+    ) -> RunResult:
         try:
             await asyncio.sleep(self._seconds)
         except asyncio.CancelledError:
@@ -123,7 +131,14 @@ class BrokenSandbox:
     def runtimes(self) -> list[Runtime]:
         return [Runtime("python", "3")]
 
-    async def run(self, request: RunRequest, *, scope: str = "") -> RunResult:
+    async def run(
+        self,
+        request: RunRequest,
+        *,
+        scope: str = "",
+        on_output: Callable[[EventKind, bytes], None] | None = None,
+        stdin_source: AsyncIterator[bytes] | None = None,
+    ) -> RunResult:
         raise SandboxError("nsjail: cannot mount /usr")
 
 
@@ -131,7 +146,14 @@ class CrashingSandbox:
     def runtimes(self) -> list[Runtime]:
         return [Runtime("python", "3")]
 
-    async def run(self, request: RunRequest, *, scope: str = "") -> RunResult:
+    async def run(
+        self,
+        request: RunRequest,
+        *,
+        scope: str = "",
+        on_output: Callable[[EventKind, bytes], None] | None = None,
+        stdin_source: AsyncIterator[bytes] | None = None,
+    ) -> RunResult:
         raise KeyError("a bug in the adapter")
 
 
@@ -142,7 +164,14 @@ class HangingSandbox:
     def runtimes(self) -> list[Runtime]:
         return [Runtime("python", "3")]
 
-    async def run(self, request: RunRequest, *, scope: str = "") -> RunResult:
+    async def run(
+        self,
+        request: RunRequest,
+        *,
+        scope: str = "",
+        on_output: Callable[[EventKind, bytes], None] | None = None,
+        stdin_source: AsyncIterator[bytes] | None = None,
+    ) -> RunResult:
         try:
             await asyncio.sleep(3600)
         except asyncio.CancelledError:
