@@ -115,7 +115,7 @@ class EventRelay:
             batch = self._take()
             if batch:
                 await self._append(batch)
-            elif self._closing:
+            if self._closing and not self._pending:
                 return
 
     def _gathering(self) -> bool:
