@@ -181,6 +181,9 @@ class _Streams(msgspec.Struct, frozen=True):
     stdin_source: AsyncIterator[bytes] | None = None
 
 
+_NO_STREAMS = _Streams()
+
+
 def with_compile_stage(result: RunResult, compiled: Compiled) -> RunResult:
     return msgspec.structs.replace(
         result, compile_output=compiled.output, compile_output_truncated=compiled.truncated, compile=compiled.stage
@@ -221,7 +224,7 @@ async def _in_jail(
     keep: str = "",
     executable: bool = False,
     outputs: tuple[str, ...] = (),
-    streams: _Streams = _Streams(),
+    streams: _Streams = _NO_STREAMS,
 ) -> tuple[RunResult, bytes | None]:
     """One jail: its files written, the program run to its end, judged; and the file `keep`
     read back (None if the program left no such regular file), and the files matching

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from corral_core.events import EventKind
-from corral_core.job import RunRequest, RunResult, SandboxStart, Verdict
+from corral_core.job import RunRequest, SandboxStart, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_sandbox import HostReport, NsJailSandbox
 from corral_testbed.nsjail_host import assert_host_unharmed, nsjail_host
