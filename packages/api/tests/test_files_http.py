@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -16,6 +16,7 @@ from corral_api.app import create_app
 from corral_api.container import ApiContainer
 from corral_api.settings import ApiSettings
 from corral_core.access import ApiKey, Quotas, secret_hash
+from corral_core.events import EventKind
 from corral_core.job import (
     Job,
     JobStatus,
@@ -43,8 +44,15 @@ PAGE = b"<script>alert(document.cookie)</script>"
 class PlottingSandbox(InMemorySandbox):
     """The in-memory sandbox, whose every program that asks for files back leaves a plot."""
 
-    async def run(self, request: RunRequest, *, scope: str = "") -> RunResult:
-        result = await super().run(request, scope=scope)
+    async def run(
+        self,
+        request: RunRequest,
+        *,
+        scope: str = "",
+        on_output: Callable[[EventKind, bytes], None] | None = None,
+        stdin_source: AsyncIterator[bytes] | None = None,
+    ) -> RunResult:
+        result = await super().run(request, scope=scope, on_output=on_output, stdin_source=stdin_source)
         if not request.outputs:
             return result
         plot = ReturnedFile(name="out/plot.png", size=len(PNG), sha256=hashlib.sha256(PNG).hexdigest(), media_type="image/png", content=PNG)

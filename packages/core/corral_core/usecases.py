@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
 from corral_core import job as jobs
 from corral_core.access import Caller
-from corral_core.job import ErrorCode, Job, JobError
+from corral_core.events import EventKind, JobEvents, JobInput
+from corral_core.job import ErrorCode, Job, JobError, JobStatus, StdinMode
 from corral_core.ports import (
     CancelNotices,
     Clock,
@@ -30,10 +31,16 @@ from corral_core.ports import (
     StorageUnavailable,
     UnsupportedLanguage,
 )
+from corral_core.relay import EventRelay
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# How long the last events of a job may keep its slot from the next job when storage is slow.
+_LAST_EVENTS_S = 2.0
+# How long one read of an interactive job's input waits for its client: a wait, not a poll.
+_INPUT_WAIT_S = 5.0
 
 
 def _monotonic() -> float:
@@ -149,6 +156,11 @@ class RunNextJob:
 
     A job its client cancels (CancelJob) has its sandbox stopped as soon as `cancels` tells,
     or at the latest when the next renewal is refused; its run's result is not stored.
+
+    With `events`, the job's RUNNING status, its output as it comes, and once its result is
+    stored its final status and a `result` event are appended there (EventRelay: in the
+    background, never slowing or failing the run). With `job_input`, an interactive job's
+    stdin is what its client sends while it runs.
     """
 
     def __init__(
@@ -161,6 +173,8 @@ class RunNextJob:
         renew_every_ms: int = 3_000,
         retry_every_ms: int = 200,
         cancels: CancelNotices | None = None,
+        events: JobEvents | None = None,
+        job_input: JobInput | None = None,
     ) -> None:
         if renew_every_ms >= lease_ms:
             raise ValueError("leases must be renewed more often than they expire")
@@ -171,6 +185,8 @@ class RunNextJob:
         self._lease_ms = lease_ms
         self._renew_every_s = renew_every_ms / 1000
         self._retry_s = min(retry_every_ms, renew_every_ms) / 1000
+        self._events = events
+        self._job_input = job_input
 
     async def __call__(self, worker_id: str, timeout_s: float) -> Job | None:
         sent = _monotonic()
@@ -179,24 +195,39 @@ class RunNextJob:
         if lease is None:
             return None
         timer = _LeaseTimer(self._lease_ms / 1000, sent)
+        relay = None if self._events is None else EventRelay(self._events, lease.job.id)
+        if relay is not None:
+            relay.start(JobStatus.RUNNING.value)
         try:
-            final = await self._run_leased(lease, timer, sent)
+            final = await self._run_leased(lease, timer, sent, relay)
         except _Cancelled:
             log.info("job %s was cancelled; its run was stopped", lease.job.id)
+            if relay is not None:
+                await relay.abandon()
             return None
         except asyncio.CancelledError:
             # Shutdown: hand the job back for another worker rather than lose it.
+            if relay is not None:
+                await outliving_cancellation(relay.abandon())
             await outliving_cancellation(self._hand_back(lease, timer))
             raise
         if final is None:
             log.warning("lost the lease on job %s; its result is not ours to store", lease.job.id)
+            if relay is not None:
+                await relay.abandon()
             return None
-        if not await outliving_cancellation(self._store(lease, final, timer)):
-            return None
-        return final
+        stored = await outliving_cancellation(self._store(lease, final, timer))
+        if relay is not None:
+            if stored:
+                # Its record holds the result now: a reader woken by these finds it there.
+                last = ((EventKind.STATUS, final.status.value), (EventKind.RESULT, ""))
+                await outliving_cancellation(relay.close(*last, timeout_s=_LAST_EVENTS_S))
+            else:
+                await relay.abandon()
+        return final if stored else None
 
-    async def _run_leased(self, lease: Lease, timer: _LeaseTimer, claimed_s: float) -> Job | None:
-        run = asyncio.ensure_future(self._run(lease.job))
+    async def _run_leased(self, lease: Lease, timer: _LeaseTimer, claimed_s: float, relay: EventRelay | None) -> Job | None:
+        run = asyncio.ensure_future(self._run(lease.job, relay))
         notice = (
             None if self._cancels is None else asyncio.ensure_future(self._cancels.wait_cancelled(lease.job.id, claimed_s))
         )
@@ -269,9 +300,13 @@ class RunNextJob:
                     return
                 await asyncio.sleep(self._retry_s)
 
-    async def _run(self, job: Job) -> Job:
+    async def _run(self, job: Job, relay: EventRelay | None) -> Job:
+        stdin_source = None
+        if self._job_input is not None and job.request.stdin_mode is StdinMode.INTERACTIVE:
+            stdin_source = _input_of(self._job_input, job.id)
+        on_output = None if relay is None else relay.output
         try:
-            result = await self._sandbox.run(job.request, scope=job.owner)
+            result = await self._sandbox.run(job.request, scope=job.owner, on_output=on_output, stdin_source=stdin_source)
         except UnsupportedLanguage as error:
             return jobs.fail(job, JobError(ErrorCode.UNSUPPORTED_LANGUAGE, str(error)), self._clock.now())
         except SandboxError as error:
@@ -284,6 +319,26 @@ class RunNextJob:
             crash = JobError(ErrorCode.SANDBOX_ERROR, "the sandbox failed unexpectedly; the worker logged why")
             return jobs.fail(job, crash, self._clock.now())
         return jobs.complete(job, result, self._clock.now())
+
+
+async def _input_of(job_input: JobInput, job_id: str, retry_s: float = 0.2) -> AsyncIterator[bytes]:
+    """What the client sends the job's stdin, chunk by chunk, until it closes it. Storage that
+    is away for a while delays the input, never ends it (the sandbox stops reading when the
+    program ends)."""
+    after = ""
+    while True:
+        try:
+            chunks = await job_input.receive(job_id, after, timeout_s=_INPUT_WAIT_S)
+        except StorageUnavailable as error:
+            log.warning("job %s: its input could not be read, retrying: %s", job_id, error)
+            await asyncio.sleep(retry_s)
+            continue
+        for chunk in chunks:
+            after = chunk.id
+            if chunk.data:
+                yield chunk.data
+            if chunk.eof:
+                return
 
 
 class RecoverAbandonedJobs:

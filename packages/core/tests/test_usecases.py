@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 
 import pytest
 
 from corral_contract.clock import ManualClock
 from corral_core.access import ANONYMOUS, Caller
-from corral_core.job import ErrorCode, InputFile, Job, JobStatus, RunRequest, RunResult, Verdict
+from corral_core.events import EventKind, InputChunk, JobEvent
+from corral_core.job import ErrorCode, InputFile, Job, JobStatus, RunRequest, RunResult, StdinMode, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY, InvalidSubmission, LimitAboveMaximum, LimitRequest, SizePolicy
 from corral_core.ports import JobQueue, Lease, QueueFull, RecoveryReport, Runtime, SandboxError, StorageUnavailable
 from corral_core.submission import JobRequest, SubmitJob
@@ -103,7 +104,14 @@ class SlowSandbox:
     def runtimes(self) -> list[Runtime]:
         return [Runtime("python", "3")]
 
-    async def run(self, request: RunRequest, *, scope: str = "") -> RunResult:
+    async def run(
+        self,
+        request: RunRequest,
+        *,
+        scope: str = "",
+        on_output: Callable[[EventKind, bytes], None] | None = None,
+        stdin_source: AsyncIterator[bytes] | None = None,
+    ) -> RunResult:
         try:
             await asyncio.sleep(self._seconds)
         except asyncio.CancelledError:
@@ -123,7 +131,14 @@ class BrokenSandbox:
     def runtimes(self) -> list[Runtime]:
         return [Runtime("python", "3")]
 
-    async def run(self, request: RunRequest, *, scope: str = "") -> RunResult:
+    async def run(
+        self,
+        request: RunRequest,
+        *,
+        scope: str = "",
+        on_output: Callable[[EventKind, bytes], None] | None = None,
+        stdin_source: AsyncIterator[bytes] | None = None,
+    ) -> RunResult:
         raise SandboxError("nsjail: cannot mount /usr")
 
 
@@ -131,7 +146,14 @@ class CrashingSandbox:
     def runtimes(self) -> list[Runtime]:
         return [Runtime("python", "3")]
 
-    async def run(self, request: RunRequest, *, scope: str = "") -> RunResult:
+    async def run(
+        self,
+        request: RunRequest,
+        *,
+        scope: str = "",
+        on_output: Callable[[EventKind, bytes], None] | None = None,
+        stdin_source: AsyncIterator[bytes] | None = None,
+    ) -> RunResult:
         raise KeyError("a bug in the adapter")
 
 
@@ -142,7 +164,14 @@ class HangingSandbox:
     def runtimes(self) -> list[Runtime]:
         return [Runtime("python", "3")]
 
-    async def run(self, request: RunRequest, *, scope: str = "") -> RunResult:
+    async def run(
+        self,
+        request: RunRequest,
+        *,
+        scope: str = "",
+        on_output: Callable[[EventKind, bytes], None] | None = None,
+        stdin_source: AsyncIterator[bytes] | None = None,
+    ) -> RunResult:
         try:
             await asyncio.sleep(3600)
         except asyncio.CancelledError:
@@ -449,3 +478,147 @@ async def test_a_job_cancelled_while_the_queue_is_down_is_still_handed_back_unco
     assert "release" in queue.refused
     handed_back = await world.get(job.id)
     assert handed_back.status is JobStatus.PENDING and handed_back.attempts == 0
+
+
+class RecordingEvents:
+    """JobEvents that keep what is appended, each batch with the job's status in storage then;
+    the first `failing` appends fail, as an unreachable Redis does."""
+
+    def __init__(self, world: World, failing: int = 0) -> None:
+        self._world = world
+        self.failing = failing
+        self.batches: list[tuple[JobStatus, list[tuple[EventKind, str]]]] = []
+        self.appended = asyncio.Event()
+
+    async def append(self, job_id: str, events: Sequence[tuple[EventKind, str]]) -> None:
+        if self.failing:
+            self.failing -= 1
+            raise StorageUnavailable("redis is restarting")
+        self.batches.append(((await self._world.get(job_id)).status, list(events)))
+        self.appended.set()
+
+    async def read(self, job_id: str, after: str = "", timeout_s: float = 0) -> list[JobEvent]:
+        raise NotImplementedError
+
+    @property
+    def all(self) -> list[tuple[EventKind, str]]:
+        return [event for _, batch in self.batches for event in batch]
+
+    def output(self) -> str:
+        return "".join(data for kind, data in self.all if kind is EventKind.STDOUT)
+
+    async def until_output(self, ending: str) -> None:
+        while not self.output().endswith(ending):
+            self.appended.clear()
+            await self.appended.wait()
+
+
+class WritingSandbox:
+    """Writes its chunks one at a time (letting the loop run between them), as a program does,
+    and answers each line of its stdin; its result holds everything it wrote."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = chunks
+        self.stdin_given: list[bool] = []
+
+    def runtimes(self) -> list[Runtime]:
+        return [Runtime("python", "3")]
+
+    async def run(
+        self,
+        request: RunRequest,
+        *,
+        scope: str = "",
+        on_output: Callable[[EventKind, bytes], None] | None = None,
+        stdin_source: AsyncIterator[bytes] | None = None,
+    ) -> RunResult:
+        assert on_output is not None
+        self.stdin_given.append(stdin_source is not None)
+        written = b""
+        for chunk in self.chunks:
+            on_output(EventKind.STDOUT, chunk)
+            written += chunk
+            await asyncio.sleep(0)
+        if stdin_source is not None:
+            async for line in stdin_source:
+                answer = b"got " + line
+                on_output(EventKind.STDOUT, answer)
+                written += answer
+        return RunResult(verdict=Verdict.OK, exit_code=0, stdout=written.decode())
+
+
+class ScriptedInput:
+    """JobInput: what the test sends, read in order by id."""
+
+    def __init__(self) -> None:
+        self.chunks: list[InputChunk] = []
+        self.sent = asyncio.Condition()
+
+    async def send(self, job_id: str, data: bytes, *, eof: bool = False, max_bytes: int = 1 << 20) -> bool:
+        async with self.sent:
+            self.chunks.append(InputChunk(str(len(self.chunks) + 1), data, eof))
+            self.sent.notify_all()
+        return True
+
+    async def receive(self, job_id: str, after: str = "", timeout_s: float = 0) -> list[InputChunk]:
+        async with self.sent:
+            await asyncio.wait_for(self.sent.wait_for(lambda: len(self.chunks) > int(after or 0)), timeout_s)
+            return self.chunks[int(after or 0) :]
+
+
+async def test_a_running_job_tells_running_then_its_output_then_its_stored_end() -> None:
+    world = World()
+    await world.submit(JobRequest(code="print('é!')"))
+    events = RecordingEvents(world)
+    sandbox = WritingSandbox("é".encode()[:1], "é".encode()[1:] + b"!\n")
+    done = await RunNextJob(world.queue, sandbox, world.clock, events=events)("w1", 1)
+    assert done is not None and done.result is not None and done.result.stdout == "é!\n"
+    assert events.all[0] == (EventKind.STATUS, "RUNNING")
+    assert events.all[-2:] == [(EventKind.STATUS, "COMPLETED"), (EventKind.RESULT, "")]
+    assert events.output() == "é!\n" and not any("\ufffd" in data for _, data in events.all)
+    # The end is told once the job is stored finished: a reader woken by it finds the result.
+    assert events.batches[-1][0] is JobStatus.COMPLETED
+    assert stdin_not_fed(sandbox)
+
+
+def stdin_not_fed(sandbox: WritingSandbox) -> bool:
+    return sandbox.stdin_given == [False]
+
+
+async def test_a_job_runs_and_is_stored_though_its_events_cannot_be() -> None:
+    world = World()
+    job = await world.submit(JobRequest(code="print(1)"))
+    events = RecordingEvents(world, failing=1000)
+    done = await RunNextJob(world.queue, WritingSandbox(b"1\n"), world.clock, events=events)("w1", 1)
+    assert done is not None
+    stored = await world.get(job.id)
+    assert stored.status is JobStatus.COMPLETED and stored.result is not None and stored.result.stdout == "1\n"
+    assert events.batches == []
+
+
+async def test_an_interactive_job_is_driven_line_by_line_by_what_its_client_sends() -> None:
+    world = World()
+    job = await world.submit(JobRequest(code="...", stdin_mode=StdinMode.INTERACTIVE))
+    events, job_input = RecordingEvents(world), ScriptedInput()
+    sandbox = WritingSandbox(b"ready\n")
+    running = asyncio.ensure_future(
+        RunNextJob(world.queue, sandbox, world.clock, events=events, job_input=job_input)("w1", 1)
+    )
+    await events.until_output("ready\n")
+    await job_input.send(job.id, b"one\n")
+    await events.until_output("got one\n")
+    await job_input.send(job.id, b"two\n")
+    await events.until_output("got two\n")
+    await job_input.send(job.id, b"", eof=True)
+    done = await running
+    assert done is not None and done.result is not None
+    assert done.result.stdout == "ready\ngot one\ngot two\n" == events.output()
+    assert sandbox.stdin_given == [True]
+
+
+async def test_an_ordinary_job_gets_no_live_stdin() -> None:
+    world = World()
+    await world.submit(JobRequest(code="print(1)"))
+    sandbox = WritingSandbox(b"1\n")
+    await RunNextJob(world.queue, sandbox, world.clock, events=RecordingEvents(world), job_input=ScriptedInput())("w1", 1)
+    assert stdin_not_fed(sandbox)

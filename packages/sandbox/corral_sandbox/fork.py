@@ -54,6 +54,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from corral_core.events import EventKind
 from corral_core.job import Limits, RunResult, SandboxStart
 from corral_core.ports import SandboxError
 from corral_sandbox.command import JAIL_UID, WARM_MAX_AGE_S
@@ -149,7 +150,14 @@ class Nursery(WarmJail):
         argv.insert(argv.index("--"), "--keep_caps")
         return argv
 
-    async def run(self, files: list[tuple[str, bytes]], limits: Limits, stdin: str, args: tuple[str, ...]) -> RunResult:
+    async def run(
+        self,
+        files: list[tuple[str, bytes]],
+        limits: Limits,
+        stdin: str,
+        args: tuple[str, ...],
+        on_output: Callable[[EventKind, bytes], None] | None = None,
+    ) -> RunResult:
         raise TypeError("a nursery never runs a job")
 
     @property

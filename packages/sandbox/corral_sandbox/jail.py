@@ -17,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import msgspec
 
+from corral_core.events import EventKind
 from corral_core.job import CompileResult, Limits, RunResult, SandboxStart, Verdict
 from corral_core.ports import SandboxError
 from corral_sandbox import nsjail_log, runname
@@ -33,7 +35,7 @@ from corral_sandbox.jailids import JailIds
 from corral_sandbox.outputs import Bounds, collect
 from corral_sandbox.policy_files import RuntimeSpec
 from corral_sandbox.scratch import Scratch, ScratchError
-from corral_sandbox.streams import log_memfd, read_memfd, stdin_memfd
+from corral_sandbox.streams import feed_pipe, log_memfd, read_memfd, stdin_memfd, stdin_pipe
 from corral_sandbox.verdict import RunFacts, decide, nsjail_failure
 
 log = logging.getLogger(__name__)
@@ -151,16 +153,35 @@ async def run_program(
     args: tuple[str, ...],
     compiled: Compiled | None,
     outputs: tuple[str, ...] = (),
+    *,
+    on_output: Callable[[EventKind, bytes], None] | None = None,
+    stdin_source: AsyncIterator[bytes] | None = None,
 ) -> RunResult:
     """The program run in a fresh jail: the source (`files[0]`) and the input files, or for a
     compiled runtime the artifact in place of the source, with the compile stage reported; then
-    the files matching `outputs` read back from its working directory (outputs.collect)."""
+    the files matching `outputs` read back from its working directory (outputs.collect).
+
+    `on_output` is told the program's output as it comes; `stdin_source`, if given, is its
+    stdin (a pipe fed while it runs) in place of `stdin`."""
+    streams = _Streams(on_output, stdin_source)
     if compiled is None or compiled.artifact is None:
-        result, _ = await _in_jail(host, runtime, ids, files, limits, stdin, args, outputs=outputs)
+        result, _ = await _in_jail(host, runtime, ids, files, limits, stdin, args, outputs=outputs, streams=streams)
         return result
     run_files = [(runtime.artifact, compiled.artifact), *files[1:]]
-    result, _ = await _in_jail(host, runtime, ids, run_files, limits, stdin, args, executable=True, outputs=outputs)
+    result, _ = await _in_jail(
+        host, runtime, ids, run_files, limits, stdin, args, executable=True, outputs=outputs, streams=streams
+    )
     return with_compile_stage(result, compiled)
+
+
+class _Streams(msgspec.Struct, frozen=True):
+    """Who hears a run's output as it comes, and where its stdin comes from while it runs."""
+
+    on_output: Callable[[EventKind, bytes], None] | None = None
+    stdin_source: AsyncIterator[bytes] | None = None
+
+
+_NO_STREAMS = _Streams()
 
 
 def with_compile_stage(result: RunResult, compiled: Compiled) -> RunResult:
@@ -203,6 +224,7 @@ async def _in_jail(
     keep: str = "",
     executable: bool = False,
     outputs: tuple[str, ...] = (),
+    streams: _Streams = _NO_STREAMS,
 ) -> tuple[RunResult, bytes | None]:
     """One jail: its files written, the program run to its end, judged; and the file `keep`
     read back (None if the program left no such regular file), and the files matching
@@ -213,7 +235,8 @@ async def _in_jail(
     memory_bytes = limits.memory_mb << 20
     scratch: Scratch | None = None
     cgroups: RunCgroups | None = None
-    stdin_fd = log_fd = -1
+    stdin_fd = log_fd = stdin_write = -1
+    feeding: asyncio.Task[None] | None = None
     try:
         try:
             size, inodes = scratch_size(host, files, memory_bytes)
@@ -226,14 +249,24 @@ async def _in_jail(
                 scratch.write(file_name, data, 0o755 if executable and index == 0 else 0o644)
             scratch.seal()
             cgroups = run_cgroups(host.cgroups, run, memory_bytes, host.cpu_cores_per_job)
-            stdin_fd = stdin_memfd(stdin)
+            if streams.stdin_source is None:
+                stdin_fd = stdin_memfd(stdin)
+            else:
+                stdin_fd, stdin_write = stdin_pipe()
             log_fd = log_memfd()
             argv = jail_command(host, runtime, ids, scratch, cgroups, limits, args, stage)
         except (OSError, ScratchError, CgroupError) as error:
             log.error("run %s: could not set up the jail: %s", run, error)
             raise SandboxError("could not set up the sandbox") from error
+        if streams.stdin_source is not None:
+            # Fed before NsJail starts: what the client sent already waits in the pipe.
+            feeding = asyncio.create_task(feed_pipe(stdin_write, streams.stdin_source))
+            feeding.add_done_callback(_fed)
+            stdin_write = -1  # the feeding owns it now
         try:
-            outcome = await supervise(argv, stdin_fd, cgroups, watch_of(host, limits), extra_fds={LOG_FD: log_fd})
+            outcome = await supervise(
+                argv, stdin_fd, cgroups, watch_of(host, limits, streams.on_output), extra_fds={LOG_FD: log_fd}
+            )
         except OSError as error:
             log.error("run %s: could not start NsJail (%s): %s", run, host.nsjail_bin, error)
             raise SandboxError("could not start the sandbox") from error
@@ -244,11 +277,20 @@ async def _in_jail(
             result = msgspec.structs.replace(result, files=tuple(collected.files), files_left_out=tuple(collected.left_out))
         return result, kept
     finally:
-        for fd in (stdin_fd, log_fd):
+        if feeding is not None:
+            # The program has ended (or never started): nobody reads what is still to come. The
+            # feeding closes its end of the pipe as it stops, a moment later.
+            feeding.cancel()
+        for fd in (stdin_fd, log_fd, stdin_write):
             if fd >= 0:
                 os.close(fd)
         if scratch is not None or cgroups is not None:
             await through_cancellation(asyncio.to_thread(clean_up, scratch, cgroups))
+
+
+def _fed(feeding: asyncio.Task[None]) -> None:
+    if not feeding.cancelled() and (error := feeding.exception()) is not None:
+        log.error("an interactive job's stdin could not be fed: %r", error)
 
 
 def returned_bounds(limits: Limits) -> Bounds:
@@ -267,7 +309,7 @@ def scratch_size(host: JailHost, files: list[tuple[str, bytes]], memory_bytes: i
     return sum(len(data) for _, data in files) + memory_bytes // 2 + (1 << 20), host.scratch_inodes + len(files) + 8
 
 
-def watch_of(host: JailHost, limits: Limits) -> Watch:
+def watch_of(host: JailHost, limits: Limits, on_output: Callable[[EventKind, bytes], None] | None = None) -> Watch:
     return Watch(
         wall_time_s=limits.wall_time_ms / 1000,
         cpu_time_ns=limits.cpu_time_ms * 1_000_000,
@@ -275,6 +317,7 @@ def watch_of(host: JailHost, limits: Limits) -> Watch:
         output_cap=limits.max_output_bytes,
         output_grace_s=host.output_grace_ms / 1000,
         kill_grace_s=host.kill_grace_ms / 1000,
+        on_output=on_output,
     )
 
 

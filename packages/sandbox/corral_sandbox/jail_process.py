@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import resource
@@ -24,6 +25,7 @@ import signal
 from collections.abc import Awaitable, Callable, Mapping
 from typing import NamedTuple, Protocol
 
+from corral_core.events import EventKind
 from corral_sandbox import spawn
 from corral_sandbox.streams import CappedStream, above_stdio
 from corral_sandbox.verdict import StopReason
@@ -73,6 +75,8 @@ class Watch(NamedTuple):
     output_grace_s: float
     # How long the program gets to end after SIGTERM before everything is SIGKILLed.
     kill_grace_s: float
+    # Told each chunk of stdout and stderr as it is read, of the bytes kept under the cap.
+    on_output: Callable[[EventKind, bytes], None] | None = None
 
 
 class Outcome(NamedTuple):
@@ -251,6 +255,9 @@ class _Watcher:
             self._accounting = accounting
         assert self._stdout is not None and self._stderr is not None
         self._stdout.cap = self._stderr.cap = watch.output_cap
+        if watch.on_output is not None:
+            self._stdout.on_chunk = functools.partial(watch.on_output, EventKind.STDOUT)
+            self._stderr.on_chunk = functools.partial(watch.on_output, EventKind.STDERR)
         if self._reaped:
             return
         self._started = self._ended = self._loop.time()

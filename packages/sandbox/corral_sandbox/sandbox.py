@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 
 import msgspec
 
+from corral_core.events import EventKind
 from corral_core.job import InputFile, Limits, RunRequest, RunResult, SandboxStart, Verdict, ran_of, result_of_tests
 from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_core.ports import Runtime, SandboxError, UnsupportedLanguage
@@ -149,7 +150,16 @@ class NsJailSandbox:
             for spec in self.host.runtimes
         ]
 
-    async def run(self, request: RunRequest, *, scope: str = "") -> RunResult:
+    async def run(
+        self,
+        request: RunRequest,
+        *,
+        scope: str = "",
+        on_output: Callable[[EventKind, bytes], None] | None = None,
+        stdin_source: AsyncIterator[bytes] | None = None,
+    ) -> RunResult:
+        """See the Sandbox port. A job with tests runs each test as ever: neither its output
+        is told as it comes nor its stdin fed while it runs."""
         runtime = self._runtimes.get(request.language)
         if runtime is None:
             raise UnsupportedLanguage(request.language)
@@ -160,7 +170,7 @@ class NsJailSandbox:
             failed = compile_error(compiled, request.limits)
             return msgspec.structs.replace(failed, tests=tuple(skipped(request.tests)))
         if not request.tests:
-            return await self._run_program(runtime, request, files, compiled)
+            return await self._run_program(runtime, request, files, compiled, on_output, stdin_source)
         tests = _JailTests(self, runtime, request, files, compiled, scope)
         output_bytes = min(request.limits.max_output_bytes, TEST_OUTPUT_BYTES)
         judged = await judge_tests(request.tests, tests, stop_on_first_failure=request.stop_on_first_failure, output_bytes=output_bytes)
@@ -178,25 +188,42 @@ class NsJailSandbox:
         return compiled
 
     async def _run_program(
-        self, runtime: RuntimeSpec, request: RunRequest, files: list[tuple[str, bytes]], compiled: Compiled | None
+        self,
+        runtime: RuntimeSpec,
+        request: RunRequest,
+        files: list[tuple[str, bytes]],
+        compiled: Compiled | None,
+        on_output: Callable[[EventKind, bytes], None] | None = None,
+        stdin_source: AsyncIterator[bytes] | None = None,
     ) -> RunResult:
         """One run in a fresh jail: a warm one for an interpreted runtime that has them, else cold.
         A job that asks files back runs cold: its files are read from the scratch tmpfs of the
-        jail it ran in, which a cold jail's clean-up leaves to the end."""
+        jail it ran in, which a cold jail's clean-up leaves to the end. So does one whose stdin
+        is fed while it runs (`stdin_source`): a warm jail gets its stdin as a sealed memfd."""
         standby = self._standby.get(runtime.language)
-        if standby is not None and compiled is None and not request.outputs:
+        if standby is not None and compiled is None and not request.outputs and stdin_source is None:
             self._last_limits[runtime.language] = request.limits
             jail = await standby.take()
             if jail is not None:
                 try:
-                    return await jail.run(files, request.limits, request.stdin, request.args)
+                    return await jail.run(files, request.limits, request.stdin, request.args, on_output)
                 except WarmUnusable as error:
                     log.info("a warm %s jail could not take a job, starting it cold: %s", runtime.language, error)
                 finally:
                     standby.done(jail)
         with self._ids.taken() as ids:
             return await run_program(
-                self._jail_host, runtime, ids, files, request.limits, request.stdin, request.args, compiled, request.outputs
+                self._jail_host,
+                runtime,
+                ids,
+                files,
+                request.limits,
+                request.stdin,
+                request.args,
+                compiled,
+                request.outputs,
+                on_output=on_output,
+                stdin_source=stdin_source,
             )
 
     async def selftest(self) -> dict[str, str]:

@@ -1,12 +1,17 @@
-"""A job's streams: stdin as a sealed memfd, stdout and stderr as capped pipe readers, and
-NsJail's own log as a memfd nobody but NsJail and the adapter holds."""
+"""A job's streams: stdin as a sealed memfd (or, for an interactive job, a pipe fed as its
+client sends), stdout and stderr as capped pipe readers, and NsJail's own log as a memfd nobody
+but NsJail and the adapter holds."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+
+log = logging.getLogger(__name__)
 
 _READ_CHUNK = 1 << 16
 # NsJail logs a few lines per run; this bounds what a misbehaving NsJail could make us read.
@@ -31,6 +36,50 @@ def stdin_memfd(text: str) -> int:
     except BaseException:
         os.close(fd)
         raise
+
+
+def stdin_pipe() -> tuple[int, int]:
+    """An interactive job's stdin: (the read end the program gets, numbered above stdio; the
+    write end we keep, non-blocking). Both close-on-exec: NsJail gets the read end by dup2
+    only, so the program sees its end of input once we close the write end."""
+    read, write = os.pipe2(os.O_CLOEXEC)
+    try:
+        read = above_stdio(read)
+        os.set_blocking(write, False)
+    except BaseException:
+        os.close(read)
+        os.close(write)
+        raise
+    return read, write
+
+
+async def feed_pipe(write_fd: int, source: AsyncIterator[bytes]) -> None:
+    """Copy `source` into a non-blocking pipe until it ends (then close the pipe: end of input)
+    or the program closes its end. Waits for room in the pipe on the event loop, never blocking
+    it, and takes the next chunk only once the last one is written: a program that does not
+    read holds its input back. Owns `write_fd`: closed however this ends (cancelled, say)."""
+    loop = asyncio.get_running_loop()
+    try:
+        async for chunk in source:
+            view = memoryview(chunk)
+            while view:
+                try:
+                    view = view[os.write(write_fd, view) :]
+                except BlockingIOError:
+                    writable = loop.create_future()
+                    loop.add_writer(write_fd, writable.set_result, None)
+                    try:
+                        await writable
+                    finally:
+                        loop.remove_writer(write_fd)
+                except (BrokenPipeError, ConnectionResetError):
+                    return  # the program closed its stdin or ended: nobody reads the rest
+    finally:
+        os.close(write_fd)
+        aclose = getattr(source, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()
 
 
 def log_memfd() -> int:
@@ -62,6 +111,9 @@ class CappedStream:
     Past the cap the read end is closed: the program's next write fails (EPIPE, or SIGPIPE for
     a program that does not ignore it) and `on_overflow` is called, once. The caller decides
     how long the program then gets to finish.
+
+    `on_chunk`, if set, is called with each chunk as it is read, of the bytes kept only: the
+    chunks it sees add up to `data`, never more.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, cap: int, on_overflow: Callable[[], None]) -> None:
@@ -70,6 +122,8 @@ class CappedStream:
         # May be changed until the first byte arrives (a warm jail's cap is the job's).
         self.cap = cap
         self._on_overflow = on_overflow
+        # May be set until the first byte arrives, like `cap`.
+        self.on_chunk: Callable[[bytes], None] | None = None
         self.data = bytearray()
         self.truncated = False
         self.closed: asyncio.Future[None] = loop.create_future()
@@ -89,11 +143,22 @@ class CappedStream:
         room = self.cap - len(self.data)
         if len(chunk) <= room:
             self.data += chunk
+            self._tell(chunk)
             return
         self.data += chunk[:room]
+        self._tell(chunk[:room])
         self.truncated = True
         self.close()
         self._on_overflow()
+
+    def _tell(self, chunk: bytes) -> None:
+        if self.on_chunk is None or not chunk:
+            return
+        try:
+            self.on_chunk(chunk)
+        except Exception:
+            # Whoever listens must not break the reading of the program's output.
+            log.exception("an output listener failed")
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator
 
 import msgspec
 
+from corral_core.events import EventKind
 from corral_core.job import Limits, RunResult, SandboxStart
 from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_core.ports import SandboxError
@@ -172,12 +173,21 @@ class WarmJail:
             return
         self._preset = wanted
 
-    async def run(self, files: list[tuple[str, bytes]], limits: Limits, stdin: str, args: tuple[str, ...]) -> RunResult:
+    async def run(
+        self,
+        files: list[tuple[str, bytes]],
+        limits: Limits,
+        stdin: str,
+        args: tuple[str, ...],
+        on_output: Callable[[EventKind, bytes], None] | None = None,
+    ) -> RunResult:
         """Hand the job over, run it to its end and judge it. The caller `discard`s the jail
         after (its program has ended then: what is left to remove waits for nobody); when this
         raises, the jail is gone already.
 
         WarmUnusable if the job could not be handed over: its program did not run.
+        `on_output` is told its output as it comes (from the hand-over on: the jail's own start
+        writes nothing).
         """
         try:
             pid, cpu_before_ns = self._prepare(files, limits, args)
@@ -206,7 +216,7 @@ class WarmJail:
 
             try:
                 outcome = await self._process.watch(
-                    watch_of(self._host, limits), _Since(self._cgroups, cpu_before_ns), on_watching=release
+                    watch_of(self._host, limits, on_output), _Since(self._cgroups, cpu_before_ns), on_watching=release
                 )
             except OSError as error:
                 log.error("run %s: could not hand the job to warm jail pid %d: %s", self._run, pid, error)

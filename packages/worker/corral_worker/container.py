@@ -10,11 +10,12 @@ Resource providers below: `await container.init_resources()` before it serves,
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from dependency_injector import containers, providers
 from prometheus_client import CollectorRegistry
 
+from corral_core.events import JobEvents, JobInput
 from corral_core.usecases import RecoverAbandonedJobs, RunNextJob
 from corral_redis import (
     RedisCancelNotices,
@@ -56,6 +57,15 @@ async def warm(sandbox: NsJailSandbox) -> AsyncIterator[NsJailSandbox]:
         await sandbox.aclose()
 
 
+def storage_port(storage: containers.Container, name: str) -> Any:
+    """The storage container's provider `name`, provided; None when that storage has none.
+
+    For ports a storage may not offer yet (its job events, its jobs' input): a worker over such
+    a storage runs its jobs as ever, telling nothing while they run."""
+    provider = getattr(storage, name, None)
+    return None if provider is None else provider()
+
+
 def warm_slots(concurrency: int, warm_jails: bool) -> int:
     """One warm jail per job slot (per runtime that can be warmed), unless [sandbox] warm_jails is off."""
     return concurrency if warm_jails else 0
@@ -75,6 +85,9 @@ class WorkerContainer(containers.DeclarativeContainer):
     queue: providers.Provider[RedisJobQueue] = storage.queue
     registry: providers.Provider[RedisWorkerRegistry] = storage.registry
     cancel_notices: providers.Provider[RedisCancelNotices | ShardedCancelNotices] = storage.cancel_notices
+    # Read from the storage by name, not `storage.events`: a storage without them gives None.
+    events: providers.Provider[JobEvents | None] = providers.Singleton(storage_port, storage, "events")
+    job_input: providers.Provider[JobInput | None] = providers.Singleton(storage_port, storage, "job_input")
     sandbox = providers.Singleton(
         NsJailSandbox,
         host=host,
@@ -106,6 +119,8 @@ class WorkerContainer(containers.DeclarativeContainer):
         lease_ms=settings.provided.lease_ms,
         renew_every_ms=settings.provided.renew_every_ms,
         cancels=cancel_notices,
+        events=events,
+        job_input=job_input,
     )
     recover = providers.Singleton(RecoverAbandonedJobs, observed_queue, max_attempts=settings.provided.max_attempts)
     worker = providers.Singleton(

@@ -4,9 +4,12 @@ and the sandbox: no root, no NsJail, no Redis."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from dependency_injector import providers
 
+from corral_contract.queue import new_job
+from corral_core.events import EventKind, JobEvent
 from corral_memory.container import InMemoryStorage
 from corral_memory.sandbox import InMemorySandbox
 from corral_redis import RedisSettings
@@ -78,3 +81,38 @@ async def test_the_resources_open_and_close_what_the_worker_uses_the_redis_clien
     await closing
     assert sorted(events[1:3]) == ["cancel notices closed", "sandbox closed"]
     assert events[3:] == ["redis closed"]
+
+
+class RecordedEvents:
+    def __init__(self) -> None:
+        self.appended: list[tuple[str, EventKind, str]] = []
+
+    async def append(self, job_id: str, events: Sequence[tuple[EventKind, str]]) -> None:
+        self.appended.extend((job_id, kind, data) for kind, data in events)
+
+    async def read(self, job_id: str, after: str = "", timeout_s: float = 0) -> list[JobEvent]:
+        raise NotImplementedError
+
+
+async def test_the_worker_appends_its_jobs_events_to_the_storages_events() -> None:
+    settings = load_settings(SECTIONS, {"CORRAL_REDIS_URL": "redis://nowhere:1/0"})
+    container = WorkerContainer(
+        settings=settings.get(WorkerSettings), redis_settings=settings.get(RedisSettings), worker_id="test-worker"
+    )
+    clock = SystemClock()
+    storage = InMemoryStorage(clock=clock)
+    container.storage.override(storage)
+    container.sandbox.override(providers.Object(InMemorySandbox()))
+    container.events()  # read from the storage: resolves whether it has events or not
+    events = RecordedEvents()
+    container.events.override(providers.Object(events))
+
+    await storage.queue().submit(new_job(clock, "j1", code="print('hi')"))
+    done = await container.run_next_job()("test-worker", 1)
+    assert done is not None and done.id == "j1"
+    assert events.appended == [
+        ("j1", EventKind.STATUS, "RUNNING"),
+        ("j1", EventKind.STDOUT, "hi\n"),
+        ("j1", EventKind.STATUS, "COMPLETED"),
+        ("j1", EventKind.RESULT, ""),
+    ]

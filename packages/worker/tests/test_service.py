@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
 
 from corral_contract.clock import ManualClock
 from corral_contract.queue import new_job
+from corral_core.events import EventKind
 from corral_core.job import JobStatus, RunRequest, RunResult, Verdict
 from corral_core.ports import Runtime, StorageUnavailable
 from corral_core.usecases import RecoverAbandonedJobs, RunNextJob
@@ -21,7 +23,14 @@ class SlowSandbox:
     def runtimes(self) -> list[Runtime]:
         return [Runtime("python", "3.11.2")]
 
-    async def run(self, request: RunRequest, *, scope: str = "") -> RunResult:
+    async def run(
+        self,
+        request: RunRequest,
+        *,
+        scope: str = "",
+        on_output: Callable[[EventKind, bytes], None] | None = None,
+        stdin_source: AsyncIterator[bytes] | None = None,
+    ) -> RunResult:
         self.started.set()
         await asyncio.sleep(self.seconds)
         return RunResult(verdict=Verdict.OK, exit_code=0, stdout="slept\n")
