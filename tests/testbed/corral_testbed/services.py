@@ -108,6 +108,17 @@ class Corral:
         )
         return made.stdout.strip()
 
+    def rotate_webhook_secret(self, key_id: str) -> str:
+        """A new webhook secret for the key, from `corral-api keys rotate-webhook-secret`."""
+        made = subprocess.run(
+            [*_pex(self.pex_root / API_PEX), "keys", "rotate-webhook-secret", key_id],
+            env=self._environ(),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return made.stdout.strip()
+
     def revoke_key(self, key_id: str) -> None:
         subprocess.run(
             [*_pex(self.pex_root / API_PEX), "keys", "revoke", key_id], env=self._environ(), capture_output=True, check=True
