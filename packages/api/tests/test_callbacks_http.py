@@ -292,3 +292,11 @@ async def test_a_job_without_a_callback_url_has_no_callback_in_its_view(make_api
 def test_a_service_webhook_secret_that_is_not_whsec_and_24_bytes_is_refused(secret: str) -> None:
     with pytest.raises(ValueError, match="webhook_secret"):
         ApiSettings(webhook_secret=secret)
+
+
+def test_the_openapi_document_says_what_a_callback_url_receives() -> None:
+    app = create_app(ApiContainer(settings=ApiSettings(), redis_settings=RedisSettings()))
+    document = app.openapi_schema.to_schema()
+    delivery = document["paths"]["/execute"]["post"]["callbacks"]["jobFinished"]["{$request.body#/callback_url}"]["post"]
+    assert delivery["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/JobView"}
+    assert "webhook-signature" in delivery["requestBody"]["description"]

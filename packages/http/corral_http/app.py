@@ -14,7 +14,20 @@ from litestar.config.cors import CORSConfig
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.openapi.spec import Components, OpenAPI, OpenAPIType, Parameter, Schema, SecurityScheme
+from litestar.openapi.spec import (
+    Components,
+    OpenAPI,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Parameter,
+    PathItem,
+    Reference,
+    RequestBody,
+    Schema,
+    SecurityScheme,
+)
 from litestar.types import Middleware, Scope
 
 from corral_core.access import KeyStore
@@ -68,6 +81,7 @@ def http_app(
         ),
     )
     _document_limits(app.openapi_schema, options)
+    _document_callback(app.openapi_schema)
     if options.auth:
         _document_auth(app.openapi_schema)
     return app
@@ -89,6 +103,30 @@ def _middleware(keys: KeyStore, options: HttpOptions) -> list[Middleware]:
         )
         middleware.append(door)
     return middleware
+
+
+def _document_callback(document: OpenAPI) -> None:
+    """Say what a job's callback_url receives: the finished job's view, POSTed and signed."""
+    execute = (document.paths or {}).get("/execute")
+    if execute is None or execute.post is None:
+        return
+    signed = (
+        "The finished job (as GET /jobs/{id} answers), signed as Standard Webhooks says: "
+        "webhook-id (the same on every retry), webhook-timestamp and webhook-signature "
+        "(v1,<base64 HMAC-SHA256 of id.timestamp.body> with the key's whsec_ secret). Retried with "
+        "backoff until a 2xx; a redirect is not followed."
+    )
+    body = RequestBody(
+        description=signed,
+        required=True,
+        content={"application/json": OpenAPIMediaType(schema=Reference(ref="#/components/schemas/JobView"))},
+    )
+    delivery = Operation(
+        summary="The job finished (sent to its callback_url)",
+        request_body=body,
+        responses={"2XX": OpenAPIResponse(description="Received: no more attempts")},
+    )
+    execute.post.callbacks = {"jobFinished": {"{$request.body#/callback_url}": PathItem(post=delivery)}}
 
 
 def _document_auth(document: OpenAPI) -> None:
