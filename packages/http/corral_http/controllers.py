@@ -53,6 +53,7 @@ from corral_http.schemas import (
     RuntimeView,
     StdinAccepted,
     StdinIn,
+    StreamEvent,
 )
 from corral_http.services import JobRoutes
 from corral_system import logs
@@ -291,9 +292,9 @@ class JobsController(Controller):
         media_type=EVENT_STREAM,
         responses={
             HTTP_200_OK: ResponseSpec(
-                str,
+                StreamEvent,
                 media_type=EVENT_STREAM,
-                description="The job's events, then the end of the stream once its `result` is sent.",
+                description="The job's events (each as this schema's fields), then the end of the stream once its `result` is sent.",
                 generate_examples=False,
                 examples=[Example(summary="A job that printed two lines", value=_STREAM_EXAMPLE)],
             ),

@@ -134,7 +134,12 @@ async def _events(
     job = await _job_or_none(read_job)
     while job is not None:  # None: expired, its events with it
         # A finished job's events are all stored: read what is there, without waiting.
-        batch: list[JobEvent] = await events.read(job_id, after, 0 if job.finished else heartbeat_s)
+        try:
+            batch: list[JobEvent] = await events.read(job_id, after, 0 if job.finished else heartbeat_s)
+        except ValueError:
+            # A Last-Event-ID this storage never gave out: the client gets every event.
+            after = ""
+            continue
         for event in batch:
             if event.kind == EventKind.RESULT:
                 finished = await _job_or_none(read_job)

@@ -505,3 +505,12 @@ class Readiness(msgspec.Struct, frozen=True):
             redis_appendfsync=report.durability,
             warnings=list(report.warnings),
         )
+
+
+class StreamEvent(msgspec.Struct, frozen=True):
+    """One event of GET /jobs/{job_id}/events, as its SSE fields: what the OpenAPI document
+    says each event of the stream is."""
+
+    id: str
+    event: Literal["status", "stdout", "stderr", "result"]
+    data: str
