@@ -5,7 +5,8 @@ are typed (`models`), errors are exceptions carrying the server's problem detail
 Nothing here imports Corral's server packages: this package ships alone as a wheel and a PEX.
 """
 
-from corral_client.client import AsyncClient, Client, RetryPolicy
+from corral_client.calls import RetryPolicy
+from corral_client.client import AsyncClient, Client
 from corral_client.errors import (
     AlreadyFinished,
     ApiError,

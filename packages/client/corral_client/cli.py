@@ -224,6 +224,51 @@ def path_under(directory: Path, name: str) -> Path:
     return directory.joinpath(*parts)
 
 
+def _finished(client: Client, job_id: str, spinner: _Spinner, *, live: bool) -> tuple[Job, bool]:
+    """The job once finished, and whether its output was printed as it came (`live`)."""
+    job, printed = client.get(job_id), False
+    if live and not job.finished:
+        job, printed = _follow(client, job_id)
+    while not job.finished:
+        spinner.state = f"{job.status.lower()} {job.job_id}"
+        job = client.get(job.job_id, wait_s=POLL_S)
+    return job, printed
+
+
+def _tests_asked(tests_path: Path | None, stop_on_first_failure: bool) -> list[TestCase]:
+    if tests_path is None:
+        if stop_on_first_failure:
+            raise click.UsageError("--stop-on-first-failure goes with --tests")
+        return []
+    try:
+        return read_tests(tests_path)
+    except BadTests as error:
+        raise click.BadParameter(str(error), param_hint="--tests") from None
+
+
+def _check_options(
+    tests: list[TestCase], stdin_file: TextIO | None, out_dir: Path | None, outputs: tuple[str, ...], interactive: bool
+) -> None:
+    if outputs and out_dir is None:
+        raise click.UsageError("--output goes with --out")
+    if interactive and (stdin_file is not None or tests):
+        raise click.UsageError("--interactive sends our own stdin: not with --stdin or --tests")
+
+
+def _print_job(job: Job, *, as_json: bool, tests: bool, printed: bool) -> None:
+    """The finished job as `corral run` shows it: JSON, one line per test, or the program's
+    output (unless it was printed as it came)."""
+    if as_json:
+        click.echo(msgspec.json.encode(job).decode())
+    elif tests:
+        _print_tests(job)
+    elif job.result is not None and not printed:
+        sys.stdout.write(job.result.stdout)
+        sys.stdout.flush()
+        sys.stderr.write(job.result.stderr)
+        sys.stderr.flush()
+
+
 def _write_files(client: Client, job: Job, directory: Path) -> None:
     """Each returned file under `directory`, checked against its sha256; one line per file on
     stderr (stdout is the program's)."""
@@ -320,22 +365,11 @@ def run(
         wall_time_ms=parse_duration_ms(wall_time) if wall_time else None,
         memory_mb=parse_memory_mb(memory) if memory else None,
     )
-    tests: list[TestCase] = []
-    if tests_path is not None:
-        try:
-            tests = read_tests(tests_path)
-        except BadTests as error:
-            raise click.BadParameter(str(error), param_hint="--tests") from None
-    elif stop_on_first_failure:
-        raise click.UsageError("--stop-on-first-failure goes with --tests")
-    if outputs and out_dir is None:
-        raise click.UsageError("--output goes with --out")
-    if interactive and (stdin_file is not None or tests):
-        raise click.UsageError("--interactive sends our own stdin: not with --stdin or --tests")
+    tests = _tests_asked(tests_path, stop_on_first_failure)
+    _check_options(tests, stdin_file, out_dir, outputs, interactive)
     stdin = stdin_file.read() if stdin_file else ""
     # The output as it comes, unless the whole job is printed at the end.
     live = not as_json and not tests
-    printed = False
     spinner = _Spinner(enabled=sys.stderr.isatty() and not as_json and not live)
     try:
         with spinner.running():
@@ -352,12 +386,7 @@ def run(
             )
             if interactive:
                 _forward_stdin(client, accepted.job_id)
-            job = client.get(accepted.job_id)
-            if live and not job.finished:
-                job, printed = _follow(client, accepted.job_id)
-            while not job.finished:
-                spinner.state = f"{job.status.lower()} {job.job_id}"
-                job = client.get(job.job_id, wait_s=POLL_S)
+            job, printed = _finished(client, accepted.job_id, spinner, live=live)
         if out_dir is not None:
             _write_files(client, job, out_dir)
     except CorralError as error:
@@ -365,15 +394,7 @@ def run(
     except (ValueError, OSError) as error:
         _fail(EXIT_FAILED, str(error))
     code, reason = exit_code_of_tests(job) if tests else exit_code_of(job)
-    if as_json:
-        click.echo(msgspec.json.encode(job).decode())
-    elif tests:
-        _print_tests(job)
-    elif job.result is not None and not printed:
-        sys.stdout.write(job.result.stdout)
-        sys.stdout.flush()
-        sys.stderr.write(job.result.stderr)
-        sys.stderr.flush()
+    _print_job(job, as_json=as_json, tests=bool(tests), printed=printed)
     if reason:
         click.echo(f"corral: {reason}", err=True)
     sys.exit(code)

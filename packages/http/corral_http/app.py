@@ -34,12 +34,13 @@ from corral_core.access import KeyStore
 from corral_core.ports import StorageUnavailable
 from corral_http.auth import OPEN_PATHS, KeyCache, KeyDoor, no_keys
 from corral_http.compat import judge0, piston
-from corral_http.controllers import JobsController, ServiceController
+from corral_http.controllers import JobsController
 from corral_http.dependencies import dependencies
 from corral_http.errors import exception_handlers
 from corral_http.middleware import AllowedHosts, SlowBodyCutOff
 from corral_http.options import HttpOptions
 from corral_http.requests import JsonOnlyRequest
+from corral_http.service import ServiceController
 from corral_http.services import JobRoutes, ServiceRoutes
 from corral_http.telemetry import request_id_middleware
 

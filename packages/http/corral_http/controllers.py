@@ -31,17 +31,15 @@ from litestar.status_codes import (
     HTTP_409_CONFLICT,
     HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
-    HTTP_503_SERVICE_UNAVAILABLE,
 )
 
 from corral_core.access import Caller
 from corral_core.job import Job, StdinMode
 from corral_core.policy import InvalidSubmission
-from corral_core.ports import StorageUnavailable
 from corral_core.submission import JobRequest, Submitted
 from corral_http import files, live
 from corral_http.auth import SUBMITS, caller_of, submitted
-from corral_http.dependencies import Jobs, Service
+from corral_http.dependencies import Jobs
 from corral_http.options import HttpOptions
 from corral_http.schemas import (
     INLINE_FILE_BYTES,
@@ -49,16 +47,12 @@ from corral_http.schemas import (
     ExecuteIn,
     JobView,
     Problem,
-    Readiness,
-    RuntimeView,
     StdinAccepted,
     StdinIn,
     StreamEvent,
 )
 from corral_http.services import JobRoutes
 from corral_system import logs
-from corral_system.metrics import CONTENT_TYPE
-from corral_system.metrics import exposition as metrics_exposition
 
 log = logging.getLogger("corral_http.jobs")
 
@@ -395,46 +389,6 @@ class JobsController(Controller):
     )
     async def cancel(self, request: Request[Any, Any, Any], job_id: Annotated[str, JOB_ID], jobs: Jobs) -> JobView:
         return JobView.of(await jobs.cancel(caller_of(request), job_id))
-
-
-class ServiceController(Controller):
-    tags = ["service"]
-
-    @get("/runtimes", summary="Languages the live workers can run", responses=problems(400, 401, 429, 503))
-    async def runtimes(self, service: Service) -> list[RuntimeView]:
-        return RuntimeView.of_workers(await service.registry.live_workers())
-
-    @get("/healthz", summary="The API process is alive", responses=problems(400))
-    async def healthz(self) -> dict[str, str]:
-        return {"status": "ok"}
-
-    @get(
-        "/readyz",
-        summary="Redis answers and a worker was seen recently",
-        responses={
-            **problems(400),
-            HTTP_503_SERVICE_UNAVAILABLE: ResponseSpec(
-                Readiness, description="Not ready: Redis is unreachable or no worker is live.", generate_examples=False
-            ),
-        },
-    )
-    async def readyz(self, service: Service) -> Response[Readiness]:
-        report = await service.readiness.check()
-        return Response(Readiness.of(report), status_code=HTTP_200_OK if report.ready else HTTP_503_SERVICE_UNAVAILABLE)
-
-    @get("/metrics", summary="Metrics of every API process, in the Prometheus text format", include_in_schema=False)
-    async def metrics(self, service: Service) -> Response[bytes]:
-        metrics = service.metrics
-        try:
-            depth = await service.queue_gauge.depth()
-        except StorageUnavailable:
-            metrics.redis_errors.labels("/metrics").inc()
-        else:
-            metrics.queue_depth.set(depth.pending)
-            metrics.jobs_unfinished.set(depth.unfinished)
-        # In multiprocess mode this reads every process's files: not on the event loop.
-        text = await asyncio.to_thread(metrics_exposition, metrics.registry)
-        return Response(text, media_type=CONTENT_TYPE)
 
 
 async def _submit_once(

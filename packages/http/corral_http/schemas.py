@@ -34,23 +34,10 @@ from corral_core.job import (
 from corral_core.policy import InvalidSubmission, LimitRequest
 from corral_core.ports import ReadinessReport, WorkerInfo
 from corral_core.submission import JobRequest
-from corral_core.testcases import (
-    Checker,
-    CheckerProgram,
-    Exact,
-    Floats,
-    Lines,
-    TestCase,
-    TestResult,
-    TestVerdict,
-    Tokens,
-)
+from corral_http.fields import LISTED, Language
+from corral_http.testcase_schemas import SummaryView, TestIn, TestResultView
 
 Limit = Annotated[int, msgspec.Meta(ge=1, le=2**31)] | None
-Language = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.+-]{0,31}$")]
-# The most arguments, files and tests a request may list before its content is looked at; the
-# server's own maxima (SizePolicy, written into the OpenAPI document by corral_http.app) are lower.
-LISTED = 1024
 MOST_TESTS = 65_536
 # A glob pattern of files to send back; SizePolicy.check_outputs says what else it must be.
 OutputPattern = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
@@ -76,78 +63,6 @@ class LimitsIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     compile_memory_mb: Limit = None
     max_returned_files: Limit = None
     max_returned_files_kb: Limit = None
-
-
-class ExactIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind", tag="exact"):
-    """The output is the expected one byte for byte."""
-
-
-class LinesIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind", tag="lines"):
-    """Line by line; trailing whitespace and trailing blank lines do not count (the default)."""
-
-
-class TokensIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind", tag="tokens"):
-    """The same whitespace-separated words, however spaced."""
-
-
-# Finite (a NaN fails both bounds) and at most a million: a tolerance past that accepts anything.
-Tolerance = Annotated[float, msgspec.Meta(ge=0, le=1e6)]
-
-
-class FloatIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind", tag="float"):
-    """Word by word: numbers equal within `abs_tol` or `rel_tol` (of the expected value)."""
-
-    abs_tol: Tolerance = 1e-6
-    rel_tol: Tolerance = 1e-6
-
-
-class ProgramIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind", tag="program"):
-    """A program in any offered language that reads input.txt, expected.txt and output.txt and
-    exits 0 to accept, 1 to refuse."""
-
-    language: Language
-    code: str
-
-
-CheckerIn = ExactIn | LinesIn | TokensIn | FloatIn | ProgramIn
-
-
-class TestIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One test case. Its text is bounded in all by the server's max_tests_bytes (SizePolicy),
-    and the name's bytes and printability there too: only what a schema can say is said here."""
-
-    __test__ = False  # a test case, not a test for pytest to collect
-
-    name: Annotated[str, msgspec.Meta(max_length=128)] = ""
-    stdin: str = ""
-    args: Annotated[list[str], msgspec.Meta(max_length=LISTED)] = []
-    # Absent: the test passes when the program exits 0 within its limits.
-    expected_stdout: str | None = None
-    # Absent: `lines` when there is an expected output.
-    checker: CheckerIn | None = None
-
-    def to_test(self) -> TestCase:
-        return TestCase(
-            name=self.name,
-            stdin=self.stdin,
-            args=tuple(self.args),
-            expected_stdout=self.expected_stdout,
-            checker=None if self.checker is None else _checker(self.checker),
-        )
-
-
-def _checker(checker: CheckerIn) -> Checker:
-    match checker:
-        case ExactIn():
-            return Exact()
-        case LinesIn():
-            return Lines()
-        case TokensIn():
-            return Tokens()
-        case FloatIn():
-            return Floats(abs_tol=checker.abs_tol, rel_tol=checker.rel_tol)
-        case ProgramIn():
-            return CheckerProgram(language=checker.language, code=checker.code)
 
 
 class ExecuteIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -259,55 +174,6 @@ class CompileView(msgspec.Struct, frozen=True):
             memory_kb=stage.memory_kb,
             cached=stage.cached,
         )
-
-
-class TestResultView(msgspec.Struct, frozen=True):
-    __test__ = False  # a view, not a test for pytest to collect
-
-    name: str
-    verdict: TestVerdict
-    exit_code: int | None
-    signal: int | None
-    cpu_time_ms: int
-    wall_time_ms: int
-    memory_kb: int
-    stdout: str
-    stdout_truncated: bool
-    stderr: str
-    stderr_truncated: bool
-    checker_message: str
-
-    @classmethod
-    def of(cls, test: TestResult) -> TestResultView:
-        return cls(
-            name=test.name,
-            verdict=test.verdict,
-            exit_code=test.exit_code,
-            signal=test.signal,
-            cpu_time_ms=test.cpu_time_ms,
-            wall_time_ms=test.wall_time_ms,
-            memory_kb=test.memory_kb,
-            stdout=test.stdout,
-            stdout_truncated=test.stdout_truncated,
-            stderr=test.stderr,
-            stderr_truncated=test.stderr_truncated,
-            checker_message=test.checker_message,
-        )
-
-
-class SummaryView(msgspec.Struct, frozen=True):
-    """How a job's tests fared: passed + failed + skipped = total."""
-
-    passed: int
-    failed: int
-    skipped: int
-    total: int
-
-    @classmethod
-    def of(cls, tests: tuple[TestResult, ...]) -> SummaryView:
-        passed = sum(test.verdict is TestVerdict.OK for test in tests)
-        skipped = sum(test.verdict is TestVerdict.SKIPPED for test in tests)
-        return cls(passed=passed, failed=len(tests) - passed - skipped, skipped=skipped, total=len(tests))
 
 
 # Returned files up to this size also come inline in a result read with `?inline_files=true`:

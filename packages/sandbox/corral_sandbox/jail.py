@@ -226,11 +226,9 @@ async def _in_jail(
     outputs: tuple[str, ...] = (),
     streams: _Streams = _NO_STREAMS,
 ) -> tuple[RunResult, bytes | None]:
-    """One jail: its files written, the program run to its end, judged; and the file `keep`
-    read back (None if the program left no such regular file), and the files matching
-    `outputs` collected, before the jail is removed. Both read only once the jail's every
-    process has ended (NsJail has exited: the jail's PID namespace went with its first
-    process)."""
+    """One jail: its files written, the program run to its end, judged; then the file `keep`
+    (None if there is no such regular file) and the files matching `outputs` read back, once
+    every process of the jail has ended (its PID namespace went with NsJail's child)."""
     run = runname.new_run()
     memory_bytes = limits.memory_mb << 20
     scratch: Scratch | None = None
@@ -239,20 +237,9 @@ async def _in_jail(
     feeding: asyncio.Task[None] | None = None
     try:
         try:
-            size, inodes = scratch_size(host, files, memory_bytes)
-            scratch = Scratch.create(
-                host.work_root, runname.scratch_name(run), size, inodes, ids.uid, ids.gid,
-                executable=executable or stage == "compile",
-            )  # fmt: skip
-            for index, (file_name, data) in enumerate(files):
-                # The first file is the source, or a compiled program's artifact: runnable.
-                scratch.write(file_name, data, 0o755 if executable and index == 0 else 0o644)
-            scratch.seal()
+            scratch = _scratch_with(host, run, ids, files, memory_bytes, executable=executable, compiling=stage == "compile")
             cgroups = run_cgroups(host.cgroups, run, memory_bytes, host.cpu_cores_per_job)
-            if streams.stdin_source is None:
-                stdin_fd = stdin_memfd(stdin)
-            else:
-                stdin_fd, stdin_write = stdin_pipe()
+            stdin_fd, stdin_write = stdin_pipe() if streams.stdin_source is not None else (stdin_memfd(stdin), -1)
             log_fd = log_memfd()
             argv = jail_command(host, runtime, ids, scratch, cgroups, limits, args, stage)
         except (OSError, ScratchError, CgroupError) as error:
@@ -272,10 +259,7 @@ async def _in_jail(
             raise SandboxError("could not start the sandbox") from error
         result = judge(run, limits, outcome, cgroups, read_memfd(log_fd))
         kept = await asyncio.to_thread(scratch.read_back, keep, _ARTIFACT_MAX_BYTES) if keep else None
-        if outputs:
-            collected = await asyncio.to_thread(collect, scratch.box, outputs, returned_bounds(limits))
-            result = msgspec.structs.replace(result, files=tuple(collected.files), files_left_out=tuple(collected.left_out))
-        return result, kept
+        return (await _with_outputs(result, scratch, outputs, limits) if outputs else result), kept
     finally:
         if feeding is not None:
             # The program has ended (or never started): nobody reads what is still to come. The
@@ -286,6 +270,33 @@ async def _in_jail(
                 os.close(fd)
         if scratch is not None or cgroups is not None:
             await through_cancellation(asyncio.to_thread(clean_up, scratch, cgroups))
+
+
+def _scratch_with(
+    host: JailHost,
+    run: str,
+    ids: JailIds,
+    files: list[tuple[str, bytes]],
+    memory_bytes: int,
+    *,
+    executable: bool,
+    compiling: bool,
+) -> Scratch:
+    """The run's scratch tmpfs with the job's files in it, sealed: from here on it is the job's.
+    Programs may run from it when the first file is one (`executable`) or a compiler writes one."""
+    size, inodes = scratch_size(host, files, memory_bytes)
+    mount_executable = executable or compiling
+    scratch = Scratch.create(host.work_root, runname.scratch_name(run), size, inodes, ids.uid, ids.gid, executable=mount_executable)
+    for index, (file_name, data) in enumerate(files):
+        # The first file is the source, or a compiled program's artifact: runnable.
+        scratch.write(file_name, data, 0o755 if executable and index == 0 else 0o644)
+    scratch.seal()
+    return scratch
+
+
+async def _with_outputs(result: RunResult, scratch: Scratch, outputs: tuple[str, ...], limits: Limits) -> RunResult:
+    collected = await asyncio.to_thread(collect, scratch.box, outputs, returned_bounds(limits))
+    return msgspec.structs.replace(result, files=tuple(collected.files), files_left_out=tuple(collected.left_out))
 
 
 def _fed(feeding: asyncio.Task[None]) -> None:

@@ -17,10 +17,10 @@ from corral_core.ports import Runtime, RuntimeCatalog
 from corral_core.submission import JobRequest, SubmitJob
 from corral_core.usecases import GetJob, JobNotFound
 from corral_http.auth import caller_of
+from corral_http.compat.judge0.config import config_info
 from corral_http.compat.judge0.schemas import MAX_BATCH, STATUSES, TOKEN, AttributeErrors, BatchIn, Judge0Error, Status
 from corral_http.compat.judge0.submissions import (
     attribute_errors,
-    config_info,
     decode_submission,
     requested_fields,
     to_request,

@@ -16,7 +16,7 @@ from litestar.status_codes import HTTP_400_BAD_REQUEST
 
 from corral_core.callbacks import Callback, CallbackFormat, CallbackRefused, check_callback_url
 from corral_core.job import Job, JobStatus, Limits, RunResult, Verdict
-from corral_core.policy import InvalidSubmission, LimitPolicy, LimitRequest
+from corral_core.policy import InvalidSubmission, LimitRequest
 from corral_core.submission import JobRequest
 from corral_http.compat.judge0.schemas import (
     ACCEPTED,
@@ -25,7 +25,6 @@ from corral_http.compat.judge0.schemas import (
     IN_QUEUE,
     INTERNAL_ERROR,
     MAX_ARGUMENTS_LENGTH,
-    MAX_BATCH,
     MAX_STACK_LIMIT_KB,
     NZEC,
     PROCESSING,
@@ -416,50 +415,3 @@ def _b64encode(text: str) -> str:
     # As Judge0 sends it (Ruby's encode64): lines of 60 characters, each ending in a newline.
     encoded = base64.b64encode(text.encode()).decode()
     return "".join(encoded[i : i + 60] + "\n" for i in range(0, len(encoded), 60))
-
-
-def config_info(limits: LimitPolicy, queue_size: int) -> dict[str, Any]:
-    defaults, maxima = limits.defaults, limits.maxima
-    return {
-        "maintenance_mode": False,
-        "enable_wait_result": True,
-        "enable_compiler_options": False,
-        "allowed_languages_for_compile_options": [],
-        "enable_command_line_arguments": True,
-        "enable_submission_delete": False,
-        "enable_callbacks": True,
-        "callbacks_max_tries": 0,
-        "callbacks_timeout": 5.0,
-        "enable_additional_files": False,
-        "max_queue_size": queue_size,
-        "cpu_time_limit": defaults.cpu_time_ms / 1000,
-        "max_cpu_time_limit": maxima.cpu_time_ms / 1000,
-        "cpu_extra_time": 0.0,
-        "max_cpu_extra_time": 0.0,
-        "wall_time_limit": defaults.wall_time_ms / 1000,
-        "max_wall_time_limit": maxima.wall_time_ms / 1000,
-        "memory_limit": defaults.memory_mb * 1024,
-        "max_memory_limit": maxima.memory_mb * 1024,
-        "stack_limit": STACK_LIMIT_KB,
-        "max_stack_limit": MAX_STACK_LIMIT_KB,
-        "max_processes_and_or_threads": defaults.max_processes,
-        "max_max_processes_and_or_threads": maxima.max_processes,
-        "enable_per_process_and_thread_time_limit": False,
-        "allow_enable_per_process_and_thread_time_limit": False,
-        "enable_per_process_and_thread_memory_limit": False,
-        "allow_enable_per_process_and_thread_memory_limit": False,
-        "max_file_size": defaults.max_file_size_kb,
-        "max_max_file_size": maxima.max_file_size_kb,
-        "number_of_runs": 1,
-        "max_number_of_runs": 1,
-        "redirect_stderr_to_stdout": False,
-        "max_extract_size": 0,
-        "enable_batched_submissions": True,
-        "max_submission_batch_size": MAX_BATCH,
-        "submission_cache_duration": 0.0,
-        "use_docs_as_homepage": False,
-        "allow_enable_network": False,
-        "enable_network": False,
-    }
-
-
