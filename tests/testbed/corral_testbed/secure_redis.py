@@ -39,24 +39,29 @@ _CONNECTION = "+ping +client|setname +info +evalsha +script|load"
 # and UNBOOK (the owner's usage ledger: ZSET and HASH), the idempotency records (GET, SET, DEL);
 # and `corral-api keys create|list|revoke`, run on the API host as this user (HSET in MULTI,
 # HGETALL, DEL); SUBMIT's per-owner lines and turns (LPOS, LPUSH, LRANGE), and CANCEL (DECRBY,
-# LREM, PEXPIRE, PUBLISH).
+# LREM, PEXPIRE, PUBLISH); a job's event stream and input (XRANGE reads, SEND_INPUT: HEXISTS,
+# XADD, XREVRANGE for a re-sent call) and the callbacks' line (scripts over its ZSET).
 API_COMMANDS = (
     f"{_CONNECTION} +hmget +multi +exec +llen +subscribe +unsubscribe +smembers +sadd"
     " +exists +hget +hset +hdel +rpush +time +zrangebyscore +zremrangebyscore +zrange"
     " +get +set +del +incrby +hincrby +hgetall +zadd +zscore +zcount +zrem"
     " +lpos +lpush +lrange +decrby +lrem +pexpire +publish"
+    " +hexists +xadd +xrange +xrevrange"
 )
 # The worker: BLPOP on its languages' wake lists (waiting for work), SMEMBERS (the lines, when it
 # takes any language), BLMOVE (a worker of the version before per-language lines), and START
 # (LPOP of a wake token), RENEW, FINISH, RELEASE, RECOVER, HEARTBEAT,
 # HOLD_DUTY (scripts); FINISH gives back the job's byte reserve (DECRBY) and settles its owner's
 # usage booking (ZADD); SUBSCRIBE to the cancelled channel (stopping a cancelled job's jail). It
-# never submits (EXISTS) or reads jobs (HMGET outside scripts is the same command).
+# never submits (EXISTS) or reads jobs (HMGET outside scripts is the same command). A running
+# job's events (APPEND_EVENTS: XADD, XREVRANGE for a re-sent call) and an interactive job's
+# input (XRANGE).
 WORKER_COMMANDS = (
     f"{_CONNECTION} +blpop +blmove +lpop +smembers"
     " +time +lpos +hget +hmget +lmove +lrem +hincrby +hset +hdel +zadd +zscore +zrem"
     " +pexpire +publish +lpush +rpush +lrange +zrangebyscore +zremrangebyscore +zrange +decrby"
     " +llen +subscribe +unsubscribe"
+    " +xadd +xrange +xrevrange"
 )
 API_USER = "corral-api"
 WORKER_USER = "corral-worker"
