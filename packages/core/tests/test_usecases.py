@@ -94,12 +94,8 @@ class OutageQueue:
         return await self._queue.recover(max_attempts)
 
 
-class SlowSandbox:
-    """Runs every program successfully after `seconds` of real time."""
-
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-        self.cancelled = asyncio.Event()
+class ScriptedSandbox:
+    """Offers Python 3; every run ends as its `outcome` does, whatever the request."""
 
     def runtimes(self) -> list[Runtime]:
         return [Runtime("python", "3")]
@@ -112,6 +108,22 @@ class SlowSandbox:
         on_output: Callable[[EventKind, bytes], None] | None = None,
         stdin_source: AsyncIterator[bytes] | None = None,
     ) -> RunResult:
+        return await self.outcome(on_output, stdin_source)
+
+    async def outcome(
+        self, on_output: Callable[[EventKind, bytes], None] | None, stdin_source: AsyncIterator[bytes] | None
+    ) -> RunResult:
+        raise NotImplementedError
+
+
+class SlowSandbox(ScriptedSandbox):
+    """Runs every program successfully after `seconds` of real time."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self.cancelled = asyncio.Event()
+
+    async def outcome(self, *_: object) -> RunResult:
         try:
             await asyncio.sleep(self._seconds)
         except asyncio.CancelledError:
@@ -127,57 +139,21 @@ class ClaimsAllSandbox(InMemorySandbox):
         return [*super().runtimes(), Runtime("brainfuck", "1")]
 
 
-class BrokenSandbox:
-    def runtimes(self) -> list[Runtime]:
-        return [Runtime("python", "3")]
-
-    async def run(
-        self,
-        request: RunRequest,
-        *,
-        scope: str = "",
-        on_output: Callable[[EventKind, bytes], None] | None = None,
-        stdin_source: AsyncIterator[bytes] | None = None,
-    ) -> RunResult:
+class BrokenSandbox(ScriptedSandbox):
+    async def outcome(self, *_: object) -> RunResult:
         raise SandboxError("nsjail: cannot mount /usr")
 
 
-class CrashingSandbox:
-    def runtimes(self) -> list[Runtime]:
-        return [Runtime("python", "3")]
-
-    async def run(
-        self,
-        request: RunRequest,
-        *,
-        scope: str = "",
-        on_output: Callable[[EventKind, bytes], None] | None = None,
-        stdin_source: AsyncIterator[bytes] | None = None,
-    ) -> RunResult:
+class CrashingSandbox(ScriptedSandbox):
+    async def outcome(self, *_: object) -> RunResult:
         raise KeyError("a bug in the adapter")
 
 
-class HangingSandbox:
+class HangingSandbox(SlowSandbox):
+    """Runs for an hour: until cancelled, in every test."""
+
     def __init__(self) -> None:
-        self.cancelled = asyncio.Event()
-
-    def runtimes(self) -> list[Runtime]:
-        return [Runtime("python", "3")]
-
-    async def run(
-        self,
-        request: RunRequest,
-        *,
-        scope: str = "",
-        on_output: Callable[[EventKind, bytes], None] | None = None,
-        stdin_source: AsyncIterator[bytes] | None = None,
-    ) -> RunResult:
-        try:
-            await asyncio.sleep(3600)
-        except asyncio.CancelledError:
-            self.cancelled.set()
-            raise
-        raise AssertionError("unreachable")
+        super().__init__(3600)
 
 
 async def test_a_submitted_job_runs_to_completion() -> None:
@@ -513,7 +489,7 @@ class RecordingEvents:
             await self.appended.wait()
 
 
-class WritingSandbox:
+class WritingSandbox(ScriptedSandbox):
     """Writes its chunks one at a time (letting the loop run between them), as a program does,
     and answers each line of its stdin; its result holds everything it wrote."""
 
@@ -521,16 +497,8 @@ class WritingSandbox:
         self.chunks = chunks
         self.stdin_given: list[bool] = []
 
-    def runtimes(self) -> list[Runtime]:
-        return [Runtime("python", "3")]
-
-    async def run(
-        self,
-        request: RunRequest,
-        *,
-        scope: str = "",
-        on_output: Callable[[EventKind, bytes], None] | None = None,
-        stdin_source: AsyncIterator[bytes] | None = None,
+    async def outcome(
+        self, on_output: Callable[[EventKind, bytes], None] | None, stdin_source: AsyncIterator[bytes] | None
     ) -> RunResult:
         assert on_output is not None
         self.stdin_given.append(stdin_source is not None)
