@@ -97,6 +97,15 @@ def message(event_id: str, kind: str, data: str) -> bytes:
 KEEP_ALIVE = b": keep-alive\n\n"
 
 
+async def holding(slot: Slot, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`chunks` as they come; releases `slot` when they end, however they end."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        slot.release()
+
+
 async def job_stream(
     events: JobEvents,
     read_job: Callable[[], Awaitable[Job]],
@@ -104,26 +113,10 @@ async def job_stream(
     job_id: str,
     after: str,
     heartbeat_s: float,
-    slot: Slot,
 ) -> AsyncIterator[bytes]:
     """The job's events after `after` (all when empty), then the end; `read_job` reads the
     job for the stream's caller (JobNotFound once it expired), `result_data` makes the data
-    of its `result` event. Releases `slot` when it ends, however it ends."""
-    try:
-        async for chunk in _events(events, read_job, result_data, job_id, after, heartbeat_s):
-            yield chunk
-    finally:
-        slot.release()
-
-
-async def _events(
-    events: JobEvents,
-    read_job: Callable[[], Awaitable[Job]],
-    result_data: Callable[[Job], str],
-    job_id: str,
-    after: str,
-    heartbeat_s: float,
-) -> AsyncIterator[bytes]:
+    of its `result` event."""
     if after in (MADE_STATUS_ID, MADE_RESULT_ID):
         # The client had the events made from the record: the job has none stored.
         if after == MADE_STATUS_ID:
