@@ -11,6 +11,7 @@ from corral_core.access import Quotas
 from corral_core.callbacks import SECRET_PREFIX, secret_bytes
 from corral_core.limit_settings import LimitSettings
 from corral_core.policy import LimitPolicy, SizePolicy
+from corral_core.structs import copied
 from corral_http.options import HttpOptions
 from corral_http.schemas import MOST_TESTS
 from corral_redis import RedisSettings
@@ -132,13 +133,7 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         return self.limits.policy()
 
     def key_quotas(self) -> Quotas:
-        return Quotas(
-            rate_limit=self.key_rate_limit,
-            rate_window_s=self.key_rate_window_s,
-            max_unfinished=self.key_max_unfinished,
-            max_stored_bytes=self.key_max_stored_bytes,
-            max_waiters=self.key_max_waiters,
-        )
+        return copied(Quotas, self, prefix="key_")
 
     def size_policy(self) -> SizePolicy:
         return SizePolicy(

@@ -33,6 +33,7 @@ from corral_core.job import (
 )
 from corral_core.policy import InvalidSubmission, LimitRequest
 from corral_core.ports import ReadinessReport, WorkerInfo
+from corral_core.structs import copied
 from corral_core.submission import JobRequest
 from corral_http.fields import LISTED, Language
 from corral_http.testcase_schemas import SummaryView, TestIn, TestResultView
@@ -165,15 +166,7 @@ class CompileView(msgspec.Struct, frozen=True):
 
     @classmethod
     def of(cls, stage: CompileResult) -> CompileView:
-        return cls(
-            verdict=stage.verdict,
-            exit_code=stage.exit_code,
-            signal=stage.signal,
-            cpu_time_ms=stage.cpu_time_ms,
-            wall_time_ms=stage.wall_time_ms,
-            memory_kb=stage.memory_kb,
-            cached=stage.cached,
-        )
+        return copied(cls, stage)
 
 
 # Returned files up to this size also come inline in a result read with `?inline_files=true`:
@@ -194,9 +187,7 @@ class FileView(msgspec.Struct, frozen=True, omit_defaults=True):
     @classmethod
     def of(cls, file: ReturnedFile, content: bytes | None = None) -> FileView:
         inline = None if content is None else base64.b64encode(content).decode()
-        return cls(
-            name=file.name, size=file.size, sha256=file.sha256, media_type=file.media_type, content_base64=inline
-        )
+        return copied(cls, file, content_base64=inline)
 
 
 class LeftOutView(msgspec.Struct, frozen=True):
@@ -207,7 +198,7 @@ class LeftOutView(msgspec.Struct, frozen=True):
 
     @classmethod
     def of(cls, left_out: LeftOut) -> LeftOutView:
-        return cls(name=left_out.name, reason=left_out.reason)
+        return copied(cls, left_out)
 
 
 class ResultView(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -241,20 +232,9 @@ class ResultView(msgspec.Struct, frozen=True, omit_defaults=True):
     def of(cls, result: RunResult, inline: Mapping[str, bytes] | None = None) -> ResultView:
         """`inline`: the content of the files to carry in the view, by name."""
         inline = inline or {}
-        return cls(
-            verdict=result.verdict,
-            exit_code=result.exit_code,
-            signal=result.signal,
-            stdout=result.stdout,
-            stderr=result.stderr,
-            stdout_truncated=result.stdout_truncated,
-            stderr_truncated=result.stderr_truncated,
-            cpu_time_ms=result.cpu_time_ms,
-            wall_time_ms=result.wall_time_ms,
-            memory_kb=result.memory_kb,
-            sandbox_start=result.sandbox_start,
-            compile_output=result.compile_output,
-            compile_output_truncated=result.compile_output_truncated,
+        return copied(
+            cls,
+            result,
             compile=None if result.compile is None else CompileView.of(result.compile),
             tests=[TestResultView.of(test) for test in result.tests],
             summary=SummaryView.of(result.tests) if result.tests else None,
@@ -269,7 +249,7 @@ class ErrorView(msgspec.Struct, frozen=True):
 
     @classmethod
     def of(cls, error: JobError) -> ErrorView:
-        return cls(code=error.code, message=error.message)
+        return copied(cls, error)
 
 
 class CallbackView(msgspec.Struct, frozen=True):
@@ -283,13 +263,7 @@ class CallbackView(msgspec.Struct, frozen=True):
 
     @classmethod
     def of(cls, callback: Callback) -> CallbackView:
-        return cls(
-            url=callback.url,
-            state=callback.state,
-            attempts=callback.attempts,
-            last_status=callback.last_status or None,
-            next_at=callback.next_at,
-        )
+        return copied(cls, callback, last_status=callback.last_status or None)
 
 
 class JobView(msgspec.Struct, frozen=True):
@@ -308,14 +282,11 @@ class JobView(msgspec.Struct, frozen=True):
     @classmethod
     def of(cls, job: Job, inline: Mapping[str, bytes] | None = None) -> JobView:
         """`inline`: the content of the returned files to carry in the view, by name."""
-        return cls(
+        return copied(
+            cls,
+            job,
             job_id=job.id,
-            status=job.status,
             language=job.request.language,
-            created_at=job.created_at,
-            started_at=job.started_at,
-            finished_at=job.finished_at,
-            attempts=job.attempts,
             result=None if job.result is None else ResultView.of(job.result, inline),
             error=None if job.error is None else ErrorView.of(job.error),
             callback=msgspec.UNSET if job.callback is None else CallbackView.of(job.callback),

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import msgspec
 
+from corral_core.structs import copied
 from corral_core.testcases import (
     Checker,
     CheckerProgram,
@@ -113,20 +114,7 @@ class TestResultView(msgspec.Struct, frozen=True):
 
     @classmethod
     def of(cls, test: TestResult) -> TestResultView:
-        return cls(
-            name=test.name,
-            verdict=test.verdict,
-            exit_code=test.exit_code,
-            signal=test.signal,
-            cpu_time_ms=test.cpu_time_ms,
-            wall_time_ms=test.wall_time_ms,
-            memory_kb=test.memory_kb,
-            stdout=test.stdout,
-            stdout_truncated=test.stdout_truncated,
-            stderr=test.stderr,
-            stderr_truncated=test.stderr_truncated,
-            checker_message=test.checker_message,
-        )
+        return copied(cls, test)
 
 
 class SummaryView(msgspec.Struct, frozen=True):

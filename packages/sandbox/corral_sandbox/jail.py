@@ -25,6 +25,7 @@ import msgspec
 from corral_core.events import EventKind
 from corral_core.job import CompileResult, Limits, RunRequest, RunResult, SandboxStart, Verdict
 from corral_core.ports import SandboxError
+from corral_core.structs import copied
 from corral_sandbox import nsjail_log, runname
 from corral_sandbox.cgroups.hierarchy import CgroupError, HostCgroups, RunCgroups
 from corral_sandbox.cgroups.v1 import V1RunCgroups
@@ -112,14 +113,7 @@ async def compile_program(
     ended, artifact = await _in_jail(
         host, runtime, ids, files, _compile_limits(runtime, limits), "", (), stage="compile", keep=runtime.artifact
     )
-    stage = CompileResult(
-        verdict=ended.verdict,
-        exit_code=ended.exit_code,
-        signal=ended.signal,
-        cpu_time_ms=ended.cpu_time_ms,
-        wall_time_ms=ended.wall_time_ms,
-        memory_kb=ended.memory_kb,
-    )
+    stage = copied(CompileResult, ended, cached=False)
     output = ended.stdout + ended.stderr
     truncated = ended.stdout_truncated or ended.stderr_truncated
     if ended.verdict is Verdict.OK and artifact is not None:
