@@ -18,13 +18,10 @@ import msgspec
 
 from corral_core.callbacks import MAX_URL_LENGTH, Callback, DeliveryState
 from corral_core.job import (
-    CompileResult,
     ErrorCode,
     InputFile,
     Job,
-    JobError,
     JobStatus,
-    LeftOut,
     ReturnedFile,
     RunResult,
     SandboxStart,
@@ -35,7 +32,7 @@ from corral_core.policy import InvalidSubmission, LimitRequest
 from corral_core.ports import ReadinessReport, WorkerInfo
 from corral_core.structs import copied
 from corral_core.submission import JobRequest
-from corral_http.fields import LISTED, Language
+from corral_http.fields import LISTED, CopiedView, Language
 from corral_http.testcase_schemas import SummaryView, TestIn, TestResultView
 
 Limit = Annotated[int, msgspec.Meta(ge=1, le=2**31)] | None
@@ -153,7 +150,7 @@ class Accepted(msgspec.Struct, frozen=True):
     status: JobStatus
 
 
-class CompileView(msgspec.Struct, frozen=True):
+class CompileView(CopiedView, frozen=True):
     verdict: Verdict
     exit_code: int | None
     signal: int | None
@@ -163,10 +160,6 @@ class CompileView(msgspec.Struct, frozen=True):
     # The compiled program came from the worker's compile cache: the stage did not run again
     # (its figures are those of the run that compiled it).
     cached: bool
-
-    @classmethod
-    def of(cls, stage: CompileResult) -> CompileView:
-        return copied(cls, stage)
 
 
 # Returned files up to this size also come inline in a result read with `?inline_files=true`:
@@ -190,15 +183,11 @@ class FileView(msgspec.Struct, frozen=True, omit_defaults=True):
         return copied(cls, file, content_base64=inline)
 
 
-class LeftOutView(msgspec.Struct, frozen=True):
+class LeftOutView(CopiedView, frozen=True):
     """A file that matched the job's outputs but was not returned, and why."""
 
     name: str
     reason: str
-
-    @classmethod
-    def of(cls, left_out: LeftOut) -> LeftOutView:
-        return copied(cls, left_out)
 
 
 class ResultView(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -243,13 +232,9 @@ class ResultView(msgspec.Struct, frozen=True, omit_defaults=True):
         )
 
 
-class ErrorView(msgspec.Struct, frozen=True):
+class ErrorView(CopiedView, frozen=True):
     code: ErrorCode
     message: str
-
-    @classmethod
-    def of(cls, error: JobError) -> ErrorView:
-        return copied(cls, error)
 
 
 class CallbackView(msgspec.Struct, frozen=True):

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import msgspec
 
-from corral_core.structs import copied
 from corral_core.testcases import (
     Checker,
     CheckerProgram,
@@ -19,7 +18,7 @@ from corral_core.testcases import (
     TestVerdict,
     Tokens,
 )
-from corral_http.fields import LISTED, Language
+from corral_http.fields import LISTED, CopiedView, Language
 
 
 class ExactIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind", tag="exact"):
@@ -96,7 +95,7 @@ def _checker(checker: CheckerIn) -> Checker:
 
 
 
-class TestResultView(msgspec.Struct, frozen=True):
+class TestResultView(CopiedView, frozen=True):
     __test__ = False  # a view, not a test for pytest to collect
 
     name: str
@@ -111,10 +110,6 @@ class TestResultView(msgspec.Struct, frozen=True):
     stderr: str
     stderr_truncated: bool
     checker_message: str
-
-    @classmethod
-    def of(cls, test: TestResult) -> TestResultView:
-        return copied(cls, test)
 
 
 class SummaryView(msgspec.Struct, frozen=True):
