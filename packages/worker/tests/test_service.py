@@ -66,28 +66,28 @@ def make_worker(queue: InMemoryJobQueue, state: InMemoryJobs, sandbox: SlowSandb
     )
 
 
-async def test_a_stopped_worker_finishes_its_running_job_within_the_grace() -> None:
-    state = InMemoryJobs(ManualClock())
-    queue, sandbox = InMemoryJobQueue(state), SlowSandbox(0.3)
+async def stopped_while_running(state: InMemoryJobs, run_s: float, grace_s: float) -> Worker:
+    """A worker stopped while it runs job-a (a program taking `run_s`), once it has stopped."""
+    queue, sandbox = InMemoryJobQueue(state), SlowSandbox(run_s)
     await queue.submit(new_job(state.clock, "job-a"))
-    worker = make_worker(queue, state, sandbox, grace_s=5)
+    worker = make_worker(queue, state, sandbox, grace_s=grace_s)
     serving = asyncio.create_task(worker.serve())
     await sandbox.started.wait()
     worker.stop()
     await asyncio.wait_for(serving, 5)
+    return worker
+
+
+async def test_a_stopped_worker_finishes_its_running_job_within_the_grace() -> None:
+    state = InMemoryJobs(ManualClock())
+    worker = await stopped_while_running(state, run_s=0.3, grace_s=5)
     done = await InMemoryJobStore(state).get("job-a")
     assert done is not None and done.status is JobStatus.COMPLETED and worker.jobs_done == 1
 
 
 async def test_a_job_still_running_after_the_grace_is_handed_back() -> None:
     state = InMemoryJobs(ManualClock())
-    queue, sandbox = InMemoryJobQueue(state), SlowSandbox(60)
-    await queue.submit(new_job(state.clock, "job-a"))
-    worker = make_worker(queue, state, sandbox, grace_s=0.1)
-    serving = asyncio.create_task(worker.serve())
-    await sandbox.started.wait()
-    worker.stop()
-    await asyncio.wait_for(serving, 5)
+    await stopped_while_running(state, run_s=60, grace_s=0.1)
     handed_back = await InMemoryJobStore(state).get("job-a")
     assert handed_back is not None and handed_back.status is JobStatus.PENDING
     assert handed_back.attempts == 0 and [job for line in state.pending.values() for job in line] == ["job-a"]
