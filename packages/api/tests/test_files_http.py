@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import msgspec
@@ -16,7 +16,6 @@ from corral_api.app import create_app
 from corral_api.container import ApiContainer
 from corral_api.settings import ApiSettings
 from corral_core.access import ApiKey, Quotas, secret_hash
-from corral_core.events import EventKind
 from corral_core.job import (
     Job,
     JobStatus,
@@ -35,24 +34,24 @@ from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs
 from corral_memory.sandbox import InMemorySandbox
 from corral_redis import RedisSettings
 from corral_system.clock import SystemClock
+from corral_testbed.scripted_sandbox import OnOutput, ScriptedSandbox, StdinSource
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 BIG = b"x" * (64 * 1024 + 1)
 PAGE = b"<script>alert(document.cookie)</script>"
 
 
-class PlottingSandbox(InMemorySandbox):
+class PlottingSandbox(ScriptedSandbox):
     """The in-memory sandbox, whose every program that asks for files back leaves a plot."""
 
-    async def run(
-        self,
-        request: RunRequest,
-        *,
-        scope: str = "",
-        on_output: Callable[[EventKind, bytes], None] | None = None,
-        stdin_source: AsyncIterator[bytes] | None = None,
-    ) -> RunResult:
-        result = await super().run(request, scope=scope, on_output=on_output, stdin_source=stdin_source)
+    def __init__(self) -> None:
+        self._in_memory = InMemorySandbox()
+
+    def runtimes(self) -> list[Runtime]:
+        return self._in_memory.runtimes()
+
+    async def outcome(self, request: RunRequest, on_output: OnOutput, stdin_source: StdinSource) -> RunResult:
+        result = await self._in_memory.run(request, on_output=on_output, stdin_source=stdin_source)
         if not request.outputs:
             return result
         plot = ReturnedFile(name="out/plot.png", size=len(PNG), sha256=hashlib.sha256(PNG).hexdigest(), media_type="image/png", content=PNG)

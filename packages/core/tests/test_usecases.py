@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 
 import pytest
 
@@ -26,6 +26,7 @@ from corral_memory.jobs import InMemoryCancelNotices, InMemoryJobQueue, InMemory
 from corral_memory.runtimes import InMemoryRuntimeCatalog
 from corral_memory.sandbox import InMemorySandbox
 from corral_system.ids import RandomIds
+from corral_testbed.scripted_sandbox import OnOutput, ScriptedSandbox, StdinSource
 
 
 class World:
@@ -92,28 +93,6 @@ class OutageQueue:
 
     async def recover(self, max_attempts: int) -> RecoveryReport:
         return await self._queue.recover(max_attempts)
-
-
-class ScriptedSandbox:
-    """Offers Python 3; every run ends as its `outcome` does, whatever the request."""
-
-    def runtimes(self) -> list[Runtime]:
-        return [Runtime("python", "3")]
-
-    async def run(
-        self,
-        request: RunRequest,
-        *,
-        scope: str = "",
-        on_output: Callable[[EventKind, bytes], None] | None = None,
-        stdin_source: AsyncIterator[bytes] | None = None,
-    ) -> RunResult:
-        return await self.outcome(on_output, stdin_source)
-
-    async def outcome(
-        self, on_output: Callable[[EventKind, bytes], None] | None, stdin_source: AsyncIterator[bytes] | None
-    ) -> RunResult:
-        raise NotImplementedError
 
 
 class SlowSandbox(ScriptedSandbox):
@@ -497,9 +476,7 @@ class WritingSandbox(ScriptedSandbox):
         self.chunks = chunks
         self.stdin_given: list[bool] = []
 
-    async def outcome(
-        self, on_output: Callable[[EventKind, bytes], None] | None, stdin_source: AsyncIterator[bytes] | None
-    ) -> RunResult:
+    async def outcome(self, request: RunRequest, on_output: OnOutput, stdin_source: StdinSource) -> RunResult:
         assert on_output is not None
         self.stdin_given.append(stdin_source is not None)
         written = b""

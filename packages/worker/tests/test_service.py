@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 
 from corral_contract.clock import ManualClock
 from corral_contract.queue import new_job
-from corral_core.events import EventKind
-from corral_core.job import JobStatus, RunRequest, RunResult, Verdict
+from corral_core.job import JobStatus, RunResult, Verdict
 from corral_core.ports import Runtime, StorageUnavailable
 from corral_core.usecases import RecoverAbandonedJobs, RunNextJob
 from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore, InMemoryWorkerRegistry
+from corral_testbed.scripted_sandbox import ScriptedSandbox
 from corral_worker.service import Worker
 
 
-class SlowSandbox:
+class SlowSandbox(ScriptedSandbox):
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.started = asyncio.Event()
@@ -23,14 +22,7 @@ class SlowSandbox:
     def runtimes(self) -> list[Runtime]:
         return [Runtime("python", "3.11.2")]
 
-    async def run(
-        self,
-        request: RunRequest,
-        *,
-        scope: str = "",
-        on_output: Callable[[EventKind, bytes], None] | None = None,
-        stdin_source: AsyncIterator[bytes] | None = None,
-    ) -> RunResult:
+    async def outcome(self, *_: object) -> RunResult:
         self.started.set()
         await asyncio.sleep(self.seconds)
         return RunResult(verdict=Verdict.OK, exit_code=0, stdout="slept\n")
