@@ -59,7 +59,7 @@ class _Connection(Generic[HttpT, TransportT]):
         retry: RetryPolicy = DEFAULT_RETRY,
         transport: TransportT | None = None,
     ) -> None:
-        self._http = self._http_type(base_url=url, headers=default_headers(key), transport=transport)
+        self._http: HttpT = self._http_type(base_url=url, headers=default_headers(key), transport=transport)
         self._retry = retry
 
 
