@@ -15,6 +15,7 @@ from corral_core.structs import copied
 from corral_http.options import HttpOptions
 from corral_http.schemas import MOST_TESTS
 from corral_redis import RedisSettings
+from corral_system.config import Processes
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
@@ -33,7 +34,7 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8000
     # API processes sharing the port: above 1, a supervisor forks them, restarts a dead one and
     # stops them together (`corral-api serve --processes` wins); 1: this process serves itself.
-    processes: Annotated[int, msgspec.Meta(ge=1, le=256)] = 1
+    processes: Processes = 1
     # Host names clients may address the API by (the Host header, port aside), comma-separated;
     # any other gets 400, which stops DNS rebinding. Empty means localhost, 127.0.0.1, ::1 and
     # `host`; `*.example.com` allows its subdomains, `*` any host.
