@@ -20,13 +20,13 @@ from corral_core.job import (
     Job,
     JobStatus,
     LeftOut,
-    Limits,
     ReturnedFile,
     RunRequest,
     RunResult,
     Verdict,
     without_file_contents,
 )
+from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_core.ports import Runtime, WorkerInfo
 from corral_core.usecases import RunNextJob
 from corral_memory.container import InMemoryStorage
@@ -85,14 +85,7 @@ class Files:
             for name, media_type, content in files
         )
         now = self.state.clock.now()
-        limits = Limits(
-            cpu_time_ms=1000,
-            wall_time_ms=2000,
-            memory_mb=64,
-            max_processes=1,
-            max_output_bytes=1024,
-            max_file_size_kb=1024,
-        )
+        limits = DEFAULT_LIMIT_POLICY.defaults
         # As a worker's finish stores a job: its files' content apart from its record.
         self.state.files[job_id] = {file.name: file.content for file in returned}
         self.state.records[job_id] = Job(
