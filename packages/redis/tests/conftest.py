@@ -19,7 +19,7 @@ def settings() -> RedisSettings:
 
 
 @pytest.fixture
-async def client(redis_url: str, settings: RedisSettings) -> AsyncIterator[Redis]:
+async def client(redis_url: str, settings: RedisSettings) -> AsyncIterator[Redis]:  # noqa: F811 (the fixture imported above)
     client = connect(redis_url)
     yield client
     keys = [key async for key in client.scan_iter(match=f"{settings.key_prefix}*")]
