@@ -22,7 +22,7 @@ from corral_core.ports import Runtime, WorkerInfo
 from corral_core.usecases import RunNextJob
 from corral_http.compat import piston
 from corral_http.compat.judge0 import schemas as judge0_schemas
-from corral_http.compat.judge0 import submissions as judge0
+from corral_http.compat.judge0 import views as judge0
 from corral_http.compat.languages import offered
 from corral_memory.container import InMemoryStorage
 from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs

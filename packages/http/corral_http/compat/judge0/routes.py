@@ -19,13 +19,8 @@ from corral_core.usecases import GetJob, JobNotFound
 from corral_http.auth import caller_of
 from corral_http.compat.judge0.config import config_info
 from corral_http.compat.judge0.schemas import MAX_BATCH, STATUSES, TOKEN, AttributeErrors, BatchIn, Judge0Error, Status
-from corral_http.compat.judge0.submissions import (
-    attribute_errors,
-    decode_submission,
-    requested_fields,
-    to_request,
-    view,
-)
+from corral_http.compat.judge0.submissions import attribute_errors, decode_submission, to_request
+from corral_http.compat.judge0.views import requested_fields, view
 from corral_http.compat.languages import LanguageRow, offered
 from corral_http.dependencies import Jobs
 
