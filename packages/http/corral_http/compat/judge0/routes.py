@@ -196,10 +196,11 @@ class LanguagesController(Controller):
     async def all_languages(self, jobs: Jobs) -> list[dict[str, Any]]:
         return [{"id": lang.id, "name": lang.name, "is_archived": False} for lang in await judge0_languages(jobs.runtimes)]
 
-    @get("/{language_id:int}", summary="A language (Judge0)")
-    async def language(self, language_id: int, jobs: Jobs) -> dict[str, Any]:
+    @get("/{language_id:str}", summary="A language (Judge0)")
+    async def language(self, language_id: str, jobs: Jobs) -> dict[str, Any]:
+        # Taken as text so that /languages/x is this API's 404, not the router's.
         for lang in await judge0_languages(jobs.runtimes):
-            if lang.id == language_id:
+            if str(lang.id) == language_id:
                 source = lang.runtime.source_file or "main"
                 return {
                     "id": lang.id,

@@ -77,7 +77,10 @@ def _between(
 ) -> None:
     if value is None:
         return
-    if strict_low and value <= low:
+    if not math.isfinite(value):
+        # Rails reads "NaN" and "Infinity" as no number at all; so does Judge0.
+        errors.setdefault(attribute, []).append("is not a number")
+    elif strict_low and value <= low:
         errors.setdefault(attribute, []).append(f"must be greater than {low:g}")
     elif not strict_low and value < low:
         errors.setdefault(attribute, []).append(f"must be greater than or equal to {low:g}")
