@@ -132,7 +132,7 @@ def test_judge0_refusals(service: Corral) -> None:
     network = judge0(service, "POST", "/submissions", json={"source_code": "1", "language_id": 71, "enable_network": True})
     assert (network.status_code, network.json()) == (422, {"enable_network": ["enabling network is not allowed"]})
     delete = judge0(service, "DELETE", "/submissions/AAAAAAAAAAAAAAAAAAAAAA")
-    assert (delete.status_code, delete.json()) == (400, {"error": "delete not allowed"})
+    assert (delete.status_code, delete.json()) == (404, {"error": "Not Found"})
 
 
 # ---- Piston ---------------------------------------------------------------------------------

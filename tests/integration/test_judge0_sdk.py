@@ -118,3 +118,30 @@ def test_a_refused_submission_raises_the_sdk_s_http_error_with_judge0_s_422(clie
     with pytest.raises(httpx.HTTPStatusError) as raised:
         client.get_submission(unknown)
     assert raised.value.response.status_code == 404
+
+
+# ---- DELETE /submissions/{token}: not in the SDK; Judge0's own route, with the same key ------
+
+
+def test_delete_removes_the_owner_s_finished_submission_and_another_key_sees_none(service: Corral, client: judge0.Client) -> None:
+    done = judge0.run(client=client, source_code="print('gone')", language=LanguageAlias.PYTHON)
+    url = f"{service.url}/judge0/submissions/{done.token}"
+    stranger = httpx.delete(url, headers={"X-Auth-Token": service.create_key("stranger")})
+    assert (stranger.status_code, stranger.json()) == (404, {"error": "Not Found"})
+    owner = {"X-Auth-Token": client.headers["X-Auth-Token"]}
+    deleted = httpx.delete(url, params={"fields": "stdout,status_id"}, headers=owner)
+    assert deleted.status_code == 200, deleted.text
+    assert base64.b64decode(deleted.json()["stdout"]) == b"gone\n" and deleted.json()["status_id"] == 3
+    assert httpx.get(url, headers=owner).status_code == 404
+
+
+def test_delete_of_a_submission_still_running_is_refused_with_its_status(service: Corral, client: judge0.Client) -> None:
+    created = judge0.async_execute(client=client, source_code="import time; time.sleep(4)", language=LanguageAlias.PYTHON)
+    owner = {"X-Auth-Token": client.headers["X-Auth-Token"]}
+    refused = httpx.delete(f"{service.url}/judge0/submissions/{created.token}", headers=owner)
+    assert refused.status_code == 400
+    assert refused.json()["error"] in (
+        "submission cannot be deleted because its status is 1 (In Queue)",
+        "submission cannot be deleted because its status is 2 (Processing)",
+    )
+    assert judge0.wait(client=client, submissions=created).status == Status.ACCEPTED

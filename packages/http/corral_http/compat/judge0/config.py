@@ -8,7 +8,7 @@ from corral_core.policy import LimitPolicy
 from corral_http.compat.judge0.schemas import MAX_BATCH, MAX_STACK_LIMIT_KB, STACK_LIMIT_KB
 
 
-def config_info(limits: LimitPolicy, queue_size: int) -> dict[str, Any]:
+def config_info(limits: LimitPolicy, queue_size: int, submission_delete: bool) -> dict[str, Any]:
     defaults, maxima = limits.defaults, limits.maxima
     return {
         "maintenance_mode": False,
@@ -16,7 +16,7 @@ def config_info(limits: LimitPolicy, queue_size: int) -> dict[str, Any]:
         "enable_compiler_options": False,
         "allowed_languages_for_compile_options": [],
         "enable_command_line_arguments": True,
-        "enable_submission_delete": False,
+        "enable_submission_delete": submission_delete,
         "enable_callbacks": True,
         "callbacks_max_tries": 0,
         "callbacks_timeout": 5.0,
