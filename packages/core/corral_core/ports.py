@@ -210,6 +210,8 @@ class Runtime(msgspec.Struct, frozen=True):
     max_limits: LimitRequest = LimitRequest()
     # Whether it has a compile stage (a compile_error verdict is possible).
     compiled: bool = False
+    # Whether its compile command takes Program.compiler_args.
+    compiler_args: bool = False
 
 
 class RuntimeCatalog(Protocol):

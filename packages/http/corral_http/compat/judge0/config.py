@@ -13,7 +13,7 @@ def config_info(limits: LimitPolicy, queue_size: int, submission_delete: bool) -
     return {
         "maintenance_mode": False,
         "enable_wait_result": True,
-        "enable_compiler_options": False,
+        "enable_compiler_options": True,
         "allowed_languages_for_compile_options": [],
         "enable_command_line_arguments": True,
         "enable_submission_delete": submission_delete,

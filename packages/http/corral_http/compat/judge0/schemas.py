@@ -56,6 +56,7 @@ EXPECTED_ANNOTATION = "judge0.expected_output"
 LANGUAGE_ID_ANNOTATION = "judge0.language_id"
 REDIRECT_ANNOTATION = "judge0.redirect_stderr_to_stdout"
 ARGUMENTS_ANNOTATION = "judge0.command_line_arguments"
+COMPILER_OPTIONS_ANNOTATION = "judge0.compiler_options"
 
 
 class SubmissionIn(msgspec.Struct, frozen=True):

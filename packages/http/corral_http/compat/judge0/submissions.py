@@ -17,6 +17,7 @@ from corral_core.policy import InvalidSubmission, LimitRequest
 from corral_core.submission import JobRequest
 from corral_http.compat.judge0.schemas import (
     ARGUMENTS_ANNOTATION,
+    COMPILER_OPTIONS_ANNOTATION,
     EXPECTED_ANNOTATION,
     LANGUAGE_ID_ANNOTATION,
     MAX_ARGUMENTS_LENGTH,
@@ -110,7 +111,9 @@ def to_request(submission: SubmissionIn, maxima: Limits, base64_encoded: bool) -
     _refuse_features_turned_off(submission, errors)
     callback = _callback(submission.callback_url, errors)
     arguments = submission.command_line_arguments or ""
-    args = _arguments(arguments, errors)
+    args = _arguments("command_line_arguments", arguments, errors)
+    options = submission.compiler_options or ""
+    compiler_args = _arguments("compiler_options", options, errors)
     if errors or row is None or source_code is None:
         raise AttributeErrors(errors)
 
@@ -121,11 +124,14 @@ def to_request(submission: SubmissionIn, maxima: Limits, base64_encoded: bool) -
         annotations[REDIRECT_ANNOTATION] = "true"
     if arguments:
         annotations[ARGUMENTS_ANNOTATION] = arguments
+    if options:
+        annotations[COMPILER_OPTIONS_ANNOTATION] = options
     return JobRequest(
         code=source_code,
         language=row.language,
         stdin=stdin or "",
         args=tuple(args),
+        compiler_args=tuple(compiler_args),
         limits=LimitRequest(
             cpu_time_ms=_ms(submission.cpu_time_limit),
             wall_time_ms=_ms(submission.wall_time_limit),
@@ -168,24 +174,28 @@ def _refuse_features_turned_off(submission: SubmissionIn, errors: dict[str, list
         if getattr(submission, option):
             errors.setdefault(option, []).append("this option cannot be enabled")
     # Judge0's answers when an administrator turned these features off, as they are here.
-    if not _blank(submission.compiler_options):
-        errors.setdefault("compiler_options", []).append("setting compiler options is not allowed")
     if not _blank(submission.additional_files):
         errors.setdefault("additional_files", []).append("setting additional files is not allowed")
     if submission.enable_network:
         errors.setdefault("enable_network", []).append("enabling network is not allowed")
 
 
-def _arguments(arguments: str, errors: dict[str, list[str]]) -> list[str]:
-    if len(arguments) > MAX_ARGUMENTS_LENGTH:
-        errors.setdefault("command_line_arguments", []).append(f"is too long (maximum is {MAX_ARGUMENTS_LENGTH} characters)")
+def _arguments(attribute: str, text: str, errors: dict[str, list[str]]) -> list[str]:
+    """The words of `command_line_arguments` or `compiler_options`, as argv elements.
+
+    Judge0 (isolate_job.rb) removes `$&;<>|` and backticks, then writes the words into a
+    script that bash runs: a line break there starts another command (the exploit of
+    CVE-2024-28185 planted a symlink so). Here the same characters go, and the words are split
+    with shell quoting rules but never run by a shell: a line break only separates two words,
+    and each word is one argument of the compiler or program.
+    """
+    if len(text) > MAX_ARGUMENTS_LENGTH:
+        errors.setdefault(attribute, []).append(f"is too long (maximum is {MAX_ARGUMENTS_LENGTH} characters)")
         return []
     try:
-        # Judge0 hands them to bash after removing the characters that would start another
-        # command: the same words, without a shell.
-        return shlex.split(re.sub(r"[$&;<>|`]", "", arguments))
+        return shlex.split(re.sub(r"[$&;<>|`]", "", text.strip()))
     except ValueError as error:
-        errors.setdefault("command_line_arguments", []).append(str(error))
+        errors.setdefault(attribute, []).append(str(error))
         return []
 
 
@@ -199,6 +209,7 @@ _ATTRIBUTES = {
     "language": "language_id",
     "stdin": "stdin",
     "args": "command_line_arguments",
+    "compiler_args": "compiler_options",
     "annotations": "expected_output",
     "limits.cpu_time_ms": "cpu_time_limit",
     "limits.wall_time_ms": "wall_time_limit",
