@@ -90,6 +90,29 @@ def test_test_cases_each_judged_against_their_expected_output(client: judge0.Cli
     assert [submission.stdout for submission in done] == ["3\n", "10\n", "4\n"]
 
 
+def test_additional_files_sit_beside_the_program(client: judge0.Client) -> None:
+    files = judge0.Filesystem(content=[judge0.File(name="data.txt", content="6 7\n"), judge0.File(name="note", content="hi")])
+    source = "a, b = open('data.txt').read().split(); print(int(a) * int(b), open('note').read())"
+    done = judge0.run(client=client, source_code=source, language=LanguageAlias.PYTHON, additional_files=files)
+    assert (done.status, done.stdout) == (Status.ACCEPTED, "42 hi\n")
+
+
+def test_compiler_options_and_arguments_are_words_no_shell_runs(client: judge0.Client) -> None:
+    source = '#include <stdio.h>\nint main(int c, char **v) { for (int i = 1; i < c; i++) printf("[%s]", v[i]); printf("%d\\n", N); }'
+    done = judge0.run(
+        client=client,
+        source_code=source,
+        language=LanguageAlias.C,
+        compiler_options="-DN=42 -Wall",
+        command_line_arguments="a 'b c'\necho INJECTED",
+    )
+    assert (done.status, done.stdout) == (Status.ACCEPTED, "[a][b c][echo][INJECTED]42\n")
+    injected = judge0.run(client=client, source_code=source, language=LanguageAlias.C, compiler_options="-DN=1\necho INJECTED")
+    assert injected.status == Status.COMPILATION_ERROR
+    assert injected.compile_output is not None
+    assert not any(line.startswith("INJECTED") for line in injected.compile_output.splitlines())
+
+
 def test_a_compile_error_answers_the_compiler_s_output(client: judge0.Client) -> None:
     assert client.is_language_supported(LanguageAlias.C)
     done = judge0.run(client=client, source_code="int main(void) { return undeclared; }", language=LanguageAlias.C)

@@ -47,7 +47,7 @@ class SubmissionsController(Controller):
         encoded = _flag(base64_encoded)
         chosen = requested_fields(fields)
         submission = decode_submission(await request.body())
-        job_request = to_request(submission, jobs.options.limits.maxima, encoded)
+        job_request = to_request(submission, jobs.options.limits.maxima, jobs.options.sizes, encoded)
         caller = caller_of(request)
         with jobs.long_polls.hold(caller) if waiting else contextlib.nullcontext():
             job = await _submit(jobs.submit, caller, job_request, submission.language_id)
@@ -70,13 +70,13 @@ class SubmissionsController(Controller):
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
             raise Judge0Error(HTTP_400_BAD_REQUEST, f"malformed JSON: {error}") from None
         _check_batch_size(len(batch.submissions or []))
-        caller, maxima = caller_of(request), jobs.options.limits.maxima
+        caller, maxima, sizes = caller_of(request), jobs.options.limits.maxima, jobs.options.sizes
         answers: list[dict[str, Any]] = []
         accepted = False
         for raw in batch.submissions or []:
             try:
                 submission = decode_submission(raw)
-                job_request = to_request(submission, maxima, _flag(base64_encoded))
+                job_request = to_request(submission, maxima, sizes, _flag(base64_encoded))
                 job = await _submit(jobs.submit, caller, job_request, submission.language_id)
             except AttributeErrors as error:
                 answers.append(dict(error.errors))
@@ -245,7 +245,6 @@ class ServiceController(Controller):
 
     @get("/config_info", summary="Limits and features of this API (Judge0)")
     async def config_info(self, jobs: Jobs) -> dict[str, Any]:
-        options = jobs.options
-        return config_info(options.limits, options.queue_size, options.judge0_submission_delete)
+        return config_info(jobs.options)
 
 

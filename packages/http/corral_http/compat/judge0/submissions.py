@@ -12,9 +12,10 @@ import msgspec
 from litestar.status_codes import HTTP_400_BAD_REQUEST
 
 from corral_core.callbacks import Callback, CallbackFormat, CallbackRefused, check_callback_url
-from corral_core.job import Limits
-from corral_core.policy import InvalidSubmission, LimitRequest
+from corral_core.job import InputFile, Limits
+from corral_core.policy import InvalidSubmission, LimitRequest, SizePolicy
 from corral_core.submission import JobRequest
+from corral_http.compat.judge0.archive import ArchiveRefused, input_files
 from corral_http.compat.judge0.schemas import (
     ARGUMENTS_ANNOTATION,
     COMPILER_OPTIONS_ANNOTATION,
@@ -93,7 +94,7 @@ def _blank(value: str | None) -> bool:
     return value is None or not value.strip()
 
 
-def to_request(submission: SubmissionIn, maxima: Limits, base64_encoded: bool) -> JobRequest:
+def to_request(submission: SubmissionIn, maxima: Limits, sizes: SizePolicy, base64_encoded: bool) -> JobRequest:
     """The job a Judge0 submission asks for, or AttributeErrors saying what Judge0 would."""
     errors: dict[str, list[str]] = {}
     source_code = _text(submission.source_code, base64_encoded, "source_code", errors)
@@ -114,6 +115,7 @@ def to_request(submission: SubmissionIn, maxima: Limits, base64_encoded: bool) -
     args = _arguments("command_line_arguments", arguments, errors)
     options = submission.compiler_options or ""
     compiler_args = _arguments("compiler_options", options, errors)
+    files = _additional_files(submission.additional_files, sizes, errors)
     if errors or row is None or source_code is None:
         raise AttributeErrors(errors)
 
@@ -132,6 +134,7 @@ def to_request(submission: SubmissionIn, maxima: Limits, base64_encoded: bool) -
         stdin=stdin or "",
         args=tuple(args),
         compiler_args=tuple(compiler_args),
+        files=files,
         limits=LimitRequest(
             cpu_time_ms=_ms(submission.cpu_time_limit),
             wall_time_ms=_ms(submission.wall_time_limit),
@@ -174,10 +177,27 @@ def _refuse_features_turned_off(submission: SubmissionIn, errors: dict[str, list
         if getattr(submission, option):
             errors.setdefault(option, []).append("this option cannot be enabled")
     # Judge0's answers when an administrator turned these features off, as they are here.
-    if not _blank(submission.additional_files):
-        errors.setdefault("additional_files", []).append("setting additional files is not allowed")
     if submission.enable_network:
         errors.setdefault("enable_network", []).append("enabling network is not allowed")
+
+
+def _additional_files(encoded: str | None, sizes: SizePolicy, errors: dict[str, list[str]]) -> tuple[InputFile, ...]:
+    """The zip archive's files (always base64, whatever base64_encoded says, as Judge0 takes it)."""
+    if _blank(encoded):
+        return ()
+    assert encoded is not None
+    # Base64 takes 4 characters for 3 bytes; an archive is never larger than what it holds
+    # by more than its headers.
+    if len(encoded) > 2 * sizes.max_files_bytes + 64 * 1024:
+        errors.setdefault("additional_files", []).append(f"is larger than {sizes.max_files_bytes} bytes")
+        return ()
+    try:
+        return input_files(_b64decode(encoded), sizes)
+    except (binascii.Error, ValueError):
+        errors.setdefault("additional_files", []).append("is not Base64 encoded")
+    except ArchiveRefused as refused:
+        errors.setdefault("additional_files", []).append(str(refused))
+    return ()
 
 
 def _arguments(attribute: str, text: str, errors: dict[str, list[str]]) -> list[str]:
@@ -210,6 +230,7 @@ _ATTRIBUTES = {
     "stdin": "stdin",
     "args": "command_line_arguments",
     "compiler_args": "compiler_options",
+    "files": "additional_files",
     "annotations": "expected_output",
     "limits.cpu_time_ms": "cpu_time_limit",
     "limits.wall_time_ms": "wall_time_limit",
