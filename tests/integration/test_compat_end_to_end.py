@@ -111,7 +111,7 @@ def offered(service: Corral) -> list[str]:
 
 
 # Judge0 CE's ids of the languages a worker may offer (corral_http.compat.languages).
-JUDGE0_IDS = {"bash": 46, "c": 50, "cpp": 54, "go": 60, "java": 62, "javascript": 63, "python": 71, "rust": 73}
+JUDGE0_IDS = {"bash": 46, "c": 50, "cpp": 54, "go": 60, "java": 62, "javascript": 63, "multifile": 89, "python": 71, "rust": 73}
 # Offered by Corral, with no Judge0 CE language to stand for it: not in Judge0's list.
 NO_JUDGE0_ID = {"python-sci"}
 

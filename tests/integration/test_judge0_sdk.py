@@ -113,6 +113,20 @@ def test_compiler_options_and_arguments_are_words_no_shell_runs(client: judge0.C
     assert not any(line.startswith("INJECTED") for line in injected.compile_output.splitlines())
 
 
+def test_a_multi_file_program_compiles_and_runs_with_its_scripts(client: judge0.Client) -> None:
+    project = judge0.Filesystem(
+        content=[
+            judge0.File(name="compile", content="/usr/bin/gcc -o program main.c twice.c\n"),
+            judge0.File(name="run", content='./program "$@"\n'),
+            judge0.File(name="main.c", content='#include <stdio.h>\nint twice(int);\nint main(void) { printf("%d\\n", twice(21)); }\n'),
+            judge0.File(name="twice.c", content="int twice(int x) { return 2 * x; }\n"),
+        ]
+    )
+    # The SDK always sends source_code; a blank one is what Judge0 takes for language 89.
+    done = judge0.run(client=client, source_code="", language=LanguageAlias.MULTI_FILE, additional_files=project)
+    assert (done.status, done.stdout) == (Status.ACCEPTED, "42\n")
+
+
 def test_a_compile_error_answers_the_compiler_s_output(client: judge0.Client) -> None:
     assert client.is_language_supported(LanguageAlias.C)
     done = judge0.run(client=client, source_code="int main(void) { return undeclared; }", language=LanguageAlias.C)

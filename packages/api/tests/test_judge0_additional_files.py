@@ -110,7 +110,8 @@ Client = AsyncTestClient[Any]
 async def api() -> AsyncIterator[tuple[Client, InMemoryJobs]]:
     clock = SystemClock()
     storage = InMemoryStorage(clock=clock, client=InMemoryJobs(clock, max_unfinished=100))
-    await storage.registry().heartbeat(WorkerInfo("w", clock.now(), (Runtime("python", "3.11.2", "main.py"),)), 60_000)
+    runtimes = (Runtime("python", "3.11.2", "main.py"), Runtime("multifile", "5.2.15", "run", compiled=True))
+    await storage.registry().heartbeat(WorkerInfo("w", clock.now(), runtimes), 60_000)
     container = ApiContainer(settings=ApiSettings(auth=False), redis_settings=RedisSettings(max_unfinished=100))
     container.storage.override(storage)
     async with AsyncTestClient(app=create_app(container), base_url="http://127.0.0.1:8000") as client:
@@ -178,3 +179,30 @@ async def test_runs_and_per_process_limits_corral_cannot_honour_are_refused(
     config = (await client.get("/judge0/config_info")).json()
     assert config["max_number_of_runs"] == 1
     assert not config["allow_enable_per_process_and_thread_time_limit"] and not config["allow_enable_per_process_and_thread_memory_limit"]
+
+
+async def test_a_multi_file_program_runs_its_run_script_with_the_other_files_beside_it(api: tuple[Client, InMemoryJobs]) -> None:
+    client, state = api
+    archive = _b64(_zip(("run", b"./program\n"), ("compile", b"gcc -o program main.c\n"), ("main.c", b"int main(){}")))
+    created = await client.post("/judge0/submissions", json={"language_id": 89, "additional_files": archive})
+    assert created.status_code == 201, created.text
+    request = state.records[created.json()["token"]].request
+    assert (request.language, request.code) == ("multifile", "./program\n")
+    assert [file.name for file in request.files] == ["compile", "main.c"]
+
+
+@pytest.mark.parametrize(
+    ("submission", "errors"),
+    [
+        ({"source_code": "echo 1", "additional_files": _b64(_zip(("run", b"x")))}, {"source_code": ["must be blank"]}),
+        ({}, {"additional_files": ["can't be blank"]}),
+        ({"additional_files": _b64(_zip(("compile", b"true")))}, {"additional_files": ["holds no run script"]}),
+        ({"additional_files": _b64(_zip(("run", b"\xff\xfe")))}, {"additional_files": ["has a run script that is not UTF-8 text"]}),
+    ],
+)
+async def test_a_multi_file_program_is_refused_as_judge0_refuses_it(
+    api: tuple[Client, InMemoryJobs], submission: dict[str, object], errors: dict[str, list[str]]
+) -> None:
+    client, state = api
+    refused = await client.post("/judge0/submissions", json={"language_id": 89, **submission})
+    assert (refused.status_code, refused.json()) == (422, errors)

@@ -30,6 +30,9 @@ from corral_http.compat.judge0.schemas import (
 )
 from corral_http.compat.languages import BY_JUDGE0_ID
 
+# Judge0's multi-file program: no source_code, an additional_files archive with `run` in it.
+MULTI_FILE_ID = 89
+
 
 def decode_submission(raw: bytes) -> SubmissionIn:
     try:
@@ -100,13 +103,16 @@ def to_request(submission: SubmissionIn, maxima: Limits, sizes: SizePolicy, base
     source_code = _text(submission.source_code, base64_encoded, "source_code", errors)
     stdin = _text(submission.stdin, base64_encoded, "stdin", errors)
     expected = _text(submission.expected_output, base64_encoded, "expected_output", errors)
-    if _blank(source_code) and "source_code" not in errors:
-        errors["source_code"] = ["can't be blank"]
     row = None
     if submission.language_id is None:
         errors["language_id"] = ["can't be blank"]
     elif (row := BY_JUDGE0_ID.get(submission.language_id)) is None:
         errors["language_id"] = [f"language with id {submission.language_id} doesn't exist"]
+    project = row is not None and row.judge0_id == MULTI_FILE_ID
+    if project and not _blank(source_code):
+        errors["source_code"] = ["must be blank"]
+    elif not project and _blank(source_code) and "source_code" not in errors:
+        errors["source_code"] = ["can't be blank"]
 
     _check_limits(submission, maxima, errors)
     _refuse_features_turned_off(submission, errors)
@@ -116,18 +122,18 @@ def to_request(submission: SubmissionIn, maxima: Limits, sizes: SizePolicy, base
     options = submission.compiler_options or ""
     compiler_args = _arguments("compiler_options", options, errors)
     files = _additional_files(submission.additional_files, sizes, errors)
+    if project:
+        source_code, files = _run_script(files, errors)
     if errors or row is None or source_code is None:
         raise AttributeErrors(errors)
 
-    annotations = {LANGUAGE_ID_ANNOTATION: str(row.judge0_id)}
-    if expected is not None:
-        annotations[EXPECTED_ANNOTATION] = expected
-    if submission.redirect_stderr_to_stdout:
-        annotations[REDIRECT_ANNOTATION] = "true"
-    if arguments:
-        annotations[ARGUMENTS_ANNOTATION] = arguments
-    if options:
-        annotations[COMPILER_OPTIONS_ANNOTATION] = options
+    kept = {
+        LANGUAGE_ID_ANNOTATION: str(row.judge0_id),
+        EXPECTED_ANNOTATION: expected,
+        REDIRECT_ANNOTATION: "true" if submission.redirect_stderr_to_stdout else None,
+        ARGUMENTS_ANNOTATION: arguments or None,
+        COMPILER_OPTIONS_ANNOTATION: options or None,
+    }
     return JobRequest(
         code=source_code,
         language=row.language,
@@ -142,7 +148,7 @@ def to_request(submission: SubmissionIn, maxima: Limits, sizes: SizePolicy, base
             max_processes=submission.max_processes_and_or_threads,
             max_file_size_kb=submission.max_file_size,
         ),
-        annotations=annotations,
+        annotations={key: value for key, value in kept.items() if value is not None},
         callback=callback,
     )
 
@@ -198,6 +204,21 @@ def _additional_files(encoded: str | None, sizes: SizePolicy, errors: dict[str, 
     except ArchiveRefused as refused:
         errors.setdefault("additional_files", []).append(str(refused))
     return ()
+
+
+def _run_script(files: tuple[InputFile, ...], errors: dict[str, list[str]]) -> tuple[str | None, tuple[InputFile, ...]]:
+    """A multi-file program's `run` script, its code, and the archive's other files (Judge0 runs
+    `compile`, when there is one, then `run`, each with bash)."""
+    run = next((file for file in files if file.name == "run"), None)
+    if run is None:
+        if "additional_files" not in errors:
+            errors["additional_files"] = ["can't be blank" if not files else "holds no run script"]
+        return None, ()
+    try:
+        return run.content.decode(), tuple(file for file in files if file is not run)
+    except UnicodeDecodeError:
+        errors["additional_files"] = ["has a run script that is not UTF-8 text"]
+        return None, ()
 
 
 def _arguments(attribute: str, text: str, errors: dict[str, list[str]]) -> list[str]:
