@@ -20,6 +20,7 @@ from corral_api.app import create_app
 from corral_api.container import ApiContainer
 from corral_api.settings import ApiSettings
 from corral_core.ports import Runtime, WorkerInfo
+from corral_http.compat.judge0.schemas import SubmissionIn
 from corral_memory.container import InMemoryStorage
 from corral_memory.jobs import InMemoryJobs
 from corral_redis import RedisSettings
@@ -27,29 +28,8 @@ from corral_system.clock import SystemClock
 
 Client = AsyncTestClient[Any]
 
-# The attributes of a submission (Judge0 1.13.1's submission_params).
-ATTRIBUTES = (
-    "source_code",
-    "language_id",
-    "compiler_options",
-    "command_line_arguments",
-    "number_of_runs",
-    "stdin",
-    "expected_output",
-    "cpu_time_limit",
-    "cpu_extra_time",
-    "wall_time_limit",
-    "memory_limit",
-    "stack_limit",
-    "max_processes_and_or_threads",
-    "enable_per_process_and_thread_time_limit",
-    "enable_per_process_and_thread_memory_limit",
-    "max_file_size",
-    "redirect_stderr_to_stdout",
-    "callback_url",
-    "additional_files",
-    "enable_network",
-)
+# Every attribute a submission has (Judge0 1.13.1's submission_params, as SubmissionIn reads them).
+ATTRIBUTES = SubmissionIn.__struct_fields__
 ODD_VALUES: tuple[object, ...] = (
     "NaN",
     "nan",
