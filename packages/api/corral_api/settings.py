@@ -55,6 +55,10 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     max_waiters: Positive = 10_000
     # The Retry-After of a 503 (queue full, Redis unreachable), in seconds.
     retry_after_s: Positive = 2
+    # Judge0's ENABLE_SUBMISSION_DELETE: DELETE /judge0/submissions/{token} removes a finished
+    # submission of the caller's (an admin key's: any). false answers Judge0's 400 "delete not
+    # allowed".
+    judge0_submission_delete: bool = True
     # Sizes of a submission past which it is refused with 413.
     max_code_bytes: Positive = _SIZES.max_code_bytes
     max_stdin_bytes: Positive = _SIZES.max_stdin_bytes
@@ -160,6 +164,7 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             retry_after_s=self.retry_after_s,
             key_quotas=self.key_quotas() if self.auth else None,
             queue_size=queue_size,
+            judge0_submission_delete=self.judge0_submission_delete,
             max_streams=self.max_streams,
             key_max_streams=self.key_max_streams,
             stream_heartbeat_s=self.stream_heartbeat_s,

@@ -22,7 +22,7 @@ from corral_core.ports import Runtime, WorkerInfo
 from corral_core.usecases import RunNextJob
 from corral_http.compat import piston
 from corral_http.compat.judge0 import schemas as judge0_schemas
-from corral_http.compat.judge0 import submissions as judge0
+from corral_http.compat.judge0 import views as judge0
 from corral_http.compat.languages import offered
 from corral_memory.container import InMemoryStorage
 from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs
@@ -140,9 +140,9 @@ async def test_judge0_batch_answers_each_submission_in_order(client: Client) -> 
     assert read.json() == {"submissions": [{"token": first["token"]}, None]}
 
 
-async def test_judge0_delete_is_refused_as_when_judge0_disables_it(client: Client) -> None:
+async def test_judge0_delete_of_an_unknown_submission_is_404(client: Client) -> None:
     response = await client.delete("/judge0/submissions/AAAAAAAAAAAAAAAAAAAAAA")
-    assert (response.status_code, response.json()) == (400, {"error": "delete not allowed"})
+    assert (response.status_code, response.json()) == (404, {"error": "Not Found"})
 
 
 async def test_judge0_unknown_submission_is_404(client: Client) -> None:
@@ -159,7 +159,7 @@ async def test_judge0_languages_statuses_and_config(client: Client) -> None:
     assert [s["id"] for s in statuses] == list(range(1, 15))
     config = (await client.get("/judge0/config_info")).json()
     assert config["max_cpu_time_limit"] == DEFAULT_LIMIT_POLICY.maxima.cpu_time_ms / 1000
-    assert config["enable_network"] is False and config["enable_submission_delete"] is False
+    assert config["enable_network"] is False and config["enable_submission_delete"] is True
     assert (await client.get("/judge0/about")).json()["version"] == "1.13.1"
 
 

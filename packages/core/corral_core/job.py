@@ -221,6 +221,9 @@ class Program(msgspec.Struct, frozen=True, kw_only=True):
     code: str
     stdin: str = ""
     args: tuple[str, ...] = ()
+    # A compiled language's compiler flags ("-O0", "-DDEBUG"): each one argv element of the
+    # compiler, never read by a shell, where its runtime's compile command takes them.
+    compiler_args: tuple[str, ...] = ()
     files: tuple[InputFile, ...] = ()
     # "closed": stdin is `stdin`, whole, before the program starts. "interactive": stdin is
     # what the client sends while the job runs (corral_core.events.JobInput), until it closes it.

@@ -25,9 +25,11 @@ from corral_core.ports import (
 from corral_core.submission import JobRequest, SubmitJob
 from corral_core.usecases import (
     CancelJob,
+    DeleteJob,
     GetJob,
     JobAlreadyFinished,
     JobNotFound,
+    JobUnfinished,
     RecoverAbandonedJobs,
     RunNextJob,
 )
@@ -51,6 +53,7 @@ class World:
         )
         self.get_job = GetJob(self.store)
         self.cancel_job = CancelJob(self.store, self.queue, self.clock)
+        self.delete_job = DeleteJob(self.store, self.queue)
         self.notices = InMemoryCancelNotices(self.state)
 
     # The use cases acting for the caller of a service without keys.
@@ -564,3 +567,23 @@ async def test_an_ordinary_job_gets_no_live_stdin() -> None:
     sandbox = WritingSandbox(b"1\n")
     await RunNextJob(world.queue, sandbox, world.clock, events=RecordingEvents(world), job_input=ScriptedInput())("w1", 1)
     assert stdin_not_fed(sandbox)
+
+
+async def test_only_a_finished_job_is_deleted_and_only_by_whoever_may_read_it() -> None:
+    world = World()
+    owner, stranger, admin = Caller(key_id="k1"), Caller(key_id="k2"), Caller(key_id="k3", admin=True)
+    mine = (await world.submit_job(owner, JobRequest(code="print(1)"))).job
+    with pytest.raises(JobUnfinished, match="PENDING"):
+        await world.delete_job(owner, mine.id)
+    await RunNextJob(world.queue, InMemorySandbox(), world.clock)("w1", 1)
+    with pytest.raises(JobNotFound):
+        await world.delete_job(stranger, mine.id)
+    deleted = await world.delete_job(owner, mine.id)
+    assert deleted.id == mine.id and deleted.status is JobStatus.COMPLETED
+    with pytest.raises(JobNotFound):
+        await world.get_job(owner, mine.id)
+    with pytest.raises(JobNotFound):
+        await world.delete_job(owner, mine.id)
+    other = (await world.submit_job(owner, JobRequest(code="print(2)"))).job
+    await world.cancel_job(owner, other.id)
+    assert (await world.delete_job(admin, other.id)).status is JobStatus.CANCELLED

@@ -68,6 +68,8 @@ class ExecuteIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     language: Language = "python"
     stdin: str = ""
     args: Annotated[list[str], msgspec.Meta(max_length=LISTED)] = []
+    # A compiled language's compiler flags, each one argv element: ["-O0", "-DDEBUG"].
+    compiler_args: Annotated[list[str], msgspec.Meta(max_length=LISTED)] = []
     files: Annotated[list[FileIn], msgspec.Meta(max_length=LISTED)] = []
     limits: LimitsIn = LimitsIn()
     # Test cases: the program is compiled once and runs once per test, each judged.
@@ -97,6 +99,7 @@ class ExecuteIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             language=self.language,
             stdin=self.stdin,
             args=tuple(self.args),
+            compiler_args=tuple(self.compiler_args),
             files=tuple(_decode_file(index, file) for index, file in enumerate(self.files)),
             tests=tuple(test.to_test() for test in self.tests),
             stop_on_first_failure=self.stop_on_first_failure,

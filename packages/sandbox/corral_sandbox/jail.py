@@ -104,14 +104,19 @@ class Compiled(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def compile_program(
-    host: JailHost, runtime: RuntimeSpec, ids: JailIds, files: list[tuple[str, bytes]], limits: Limits
+    host: JailHost,
+    runtime: RuntimeSpec,
+    ids: JailIds,
+    files: list[tuple[str, bytes]],
+    limits: Limits,
+    compiler_args: tuple[str, ...] = (),
 ) -> Compiled:
     """The compile stage of a compiled runtime's job, in a jail of its own with the source and
     input files and the job's compile limits. Its program then runs in a fresh jail
     (run_program) with only the artifact and the input files: nothing else the compiler (or the
     code it compiled at build time) left is visible to the program."""
     ended, artifact = await _in_jail(
-        host, runtime, ids, files, _compile_limits(runtime, limits), "", (), stage="compile", keep=runtime.artifact
+        host, runtime, ids, files, _compile_limits(runtime, limits), "", compiler_args, stage="compile", keep=runtime.artifact
     )
     stage = copied(CompileResult, ended, cached=False)
     output = ended.stdout + ended.stderr

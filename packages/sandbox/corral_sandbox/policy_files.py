@@ -19,6 +19,8 @@ from corral_core.job import LimitRequest
 RUNTIMES_FILE = "runtimes.toml"
 SOURCE = "{source}"
 ARGS = "{args}"
+# Where a compile command takes the job's compiler arguments (Program.compiler_args).
+COMPILER_ARGS = "{compiler_args}"
 ARTIFACT = "{artifact}"
 
 
@@ -94,8 +96,13 @@ class RuntimeSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         """The argv run in the jail: whole-element placeholders only, nothing formatted."""
         return self._fill(self.argv, args)
 
-    def compile_command(self) -> list[str]:
-        return self._fill(self.compile_argv, ())
+    def compile_command(self, compiler_args: tuple[str, ...] = ()) -> list[str]:
+        """The compiler's argv, the job's compiler arguments each one element of it."""
+        return self._fill(self.compile_argv, compiler_args)
+
+    @property
+    def takes_compiler_args(self) -> bool:
+        return COMPILER_ARGS in self.compile_argv
 
     def _fill(self, template: tuple[str, ...], args: tuple[str, ...]) -> list[str]:
         argv: list[str] = []
@@ -104,7 +111,7 @@ class RuntimeSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
                 argv.append(self.source)
             elif element == ARTIFACT:
                 argv.append(self.artifact)
-            elif element == ARGS:
+            elif element in (ARGS, COMPILER_ARGS):
                 argv.extend(args)
             else:
                 argv.append(element)
@@ -142,8 +149,12 @@ def load_runtimes(directory: Path) -> dict[str, RuntimeSpec]:
                 raise PolicyError(f"{where}: a compiled runtime needs an artifact, a plain file name")
             if SOURCE in spec.argv:
                 raise PolicyError(f"{where}: the run has no source, only {ARTIFACT!r}")
+            if spec.compile_argv.count(COMPILER_ARGS) > 1:
+                raise PolicyError(f"{where}: compile_argv may name {COMPILER_ARGS!r} once at most")
         elif spec.argv.count(SOURCE) != 1:
             raise PolicyError(f"{where}: argv must contain {SOURCE!r} exactly once")
+        if COMPILER_ARGS in spec.argv:
+            raise PolicyError(f"{where}: {COMPILER_ARGS!r} belongs in compile_argv, not argv")
         if "/" in spec.source or spec.source in {"", ".", ".."}:
             raise PolicyError(f"{where}: source must be a plain file name")
         if not spec.version and not spec.version_argv:

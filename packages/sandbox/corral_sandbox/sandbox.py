@@ -146,6 +146,7 @@ class NsJailSandbox:
                 default_limits=spec.default_limits,
                 max_limits=spec.max_limits,
                 compiled=spec.compiled,
+                compiler_args=spec.takes_compiler_args,
             )
             for spec in self.host.runtimes
         ]
@@ -165,7 +166,7 @@ class NsJailSandbox:
             raise UnsupportedLanguage(request.language)
         check_limits(request.limits)
         files = job_files(runtime, request)
-        compiled = await self._compiled(runtime, files, request.limits, scope) if runtime.compiled else None
+        compiled = await self._compiled(runtime, files, request, scope) if runtime.compiled else None
         if compiled is not None and compiled.artifact is None:
             failed = compile_error(compiled, request.limits)
             return msgspec.structs.replace(failed, tests=tuple(skipped(request.tests)))
@@ -178,13 +179,14 @@ class NsJailSandbox:
         result = result_of_tests(judged, SandboxStart.WARM if tests.all_warm else SandboxStart.COLD)
         return result if compiled is None else with_compile_stage(result, compiled)
 
-    async def _compiled(self, runtime: RuntimeSpec, files: list[tuple[str, bytes]], limits: Limits, scope: str) -> Compiled:
-        """The compile of these files, from the cache of this scope's programs if it is there."""
-        key = cache_key(scope, runtime, files)
+    async def _compiled(self, runtime: RuntimeSpec, files: list[tuple[str, bytes]], request: RunRequest, scope: str) -> Compiled:
+        """The compile of these files with the request's compiler arguments, from the cache of
+        this scope's programs if it is there."""
+        key = cache_key(scope, runtime, files, request.compiler_args)
         if (kept := self._compiles.get(key)) is not None:
             return kept
         with self._ids.taken() as ids:
-            compiled = await compile_program(self._jail_host, runtime, ids, files, limits)
+            compiled = await compile_program(self._jail_host, runtime, ids, files, request.limits, request.compiler_args)
         self._compiles.put(key, compiled)
         return compiled
 

@@ -29,6 +29,14 @@ ROWS = (
         run_cmd="python3 {source}",
         piston_aliases=("py", "py3", "python3"),
     ),
+    # The files of additional_files, with `run` and perhaps `compile` scripts (nsjail/runtimes.toml).
+    LanguageRow(
+        language="multifile",
+        judge0_id=89,
+        judge0_name="Multi-file program",
+        compile_cmd="/bin/bash compile",
+        run_cmd="/bin/bash run",
+    ),
     LanguageRow(language="bash", judge0_id=46, judge0_name="Bash ({version})", run_cmd="bash {source}", piston_aliases=("sh",)),
     LanguageRow(
         language="c",
