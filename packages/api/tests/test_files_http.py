@@ -27,14 +27,14 @@ from corral_core.job import (
     without_file_contents,
 )
 from corral_core.policy import DEFAULT_LIMIT_POLICY
-from corral_core.ports import Runtime, WorkerInfo
+from corral_core.ports import RunContext, Runtime, WorkerInfo
 from corral_core.usecases import RunNextJob
 from corral_memory.container import InMemoryStorage
 from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs
 from corral_memory.sandbox import InMemorySandbox
 from corral_redis import RedisSettings
 from corral_system.clock import SystemClock
-from corral_testbed.scripted_sandbox import OnOutput, ScriptedSandbox, StdinSource
+from corral_testbed.scripted_sandbox import ScriptedSandbox
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 BIG = b"x" * (64 * 1024 + 1)
@@ -50,8 +50,8 @@ class PlottingSandbox(ScriptedSandbox):
     def runtimes(self) -> list[Runtime]:
         return self._in_memory.runtimes()
 
-    async def outcome(self, request: RunRequest, on_output: OnOutput, stdin_source: StdinSource) -> RunResult:
-        result = await self._in_memory.run(request, on_output=on_output, stdin_source=stdin_source)
+    async def outcome(self, request: RunRequest, context: RunContext) -> RunResult:
+        result = await self._in_memory.run(request, context)
         if not request.outputs:
             return result
         plot = ReturnedFile(name="out/plot.png", size=len(PNG), sha256=hashlib.sha256(PNG).hexdigest(), media_type="image/png", content=PNG)

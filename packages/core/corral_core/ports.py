@@ -7,6 +7,7 @@ these and proves it by passing the matching suite in `corral_contract`.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Collection
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -259,32 +260,36 @@ class UnsupportedLanguage(SandboxError):
         self.language = language
 
 
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """What a Sandbox run is handed besides its request: whom the job is for, and the program's
+    live streams. Not sent anywhere: it holds callables and an iterator of this process.
+
+    `scope`: who the job is for (the key that submitted it). What a sandbox keeps between
+    jobs (compiled programs) serves only later jobs of the same scope.
+
+    `on_output` (a program without tests): called on the event loop with each chunk of its
+    stdout (EventKind.STDOUT) or stderr as it is written, of the bytes kept under the output
+    limit only, so that each stream's chunks add up to exactly its stored bytes. It must
+    return at once and not raise. A sandbox that cannot tell output as it comes may tell it
+    all at the end.
+    `stdin_source` (a program without tests): its stdin while it runs, in place of
+    `request.stdin`; the program's input ends when the iterator does. The sandbox stops
+    taking from it when the program ends.
+    """
+
+    scope: str = ""
+    on_output: Callable[[EventKind, bytes], None] | None = None
+    stdin_source: AsyncIterator[bytes] | None = None
+
+
 class Sandbox(Protocol):
     def runtimes(self) -> list[Runtime]: ...
 
-    async def run(
-        self,
-        request: RunRequest,
-        *,
-        scope: str = "",
-        on_output: Callable[[EventKind, bytes], None] | None = None,
-        stdin_source: AsyncIterator[bytes] | None = None,
-    ) -> RunResult:
+    async def run(self, request: RunRequest, context: RunContext = RunContext()) -> RunResult:
         """Run one program in a fresh sandbox; with test cases, once per test, each in a fresh
         sandbox, and each run judged (corral_core.testcases). Raises SandboxError when it
-        cannot start it.
-
-        `scope`: who the job is for (the key that submitted it). What a sandbox keeps between
-        jobs (compiled programs) serves only later jobs of the same scope.
-
-        `on_output` (a program without tests): called on the event loop with each chunk of its
-        stdout (EventKind.STDOUT) or stderr as it is written, of the bytes kept under the output
-        limit only, so that each stream's chunks add up to exactly its stored bytes. It must
-        return at once and not raise. A sandbox that cannot tell output as it comes may tell it
-        all at the end.
-        `stdin_source` (a program without tests): its stdin while it runs, in place of
-        `request.stdin`; the program's input ends when the iterator does. The sandbox stops
-        taking from it when the program ends.
+        cannot start it. `context` says whom it is for and carries its live streams.
 
         Cancelling the call kills the program and cleans up before it returns.
         """

@@ -27,6 +27,7 @@ from corral_core.ports import (
     JobStore,
     Lease,
     RecoveryReport,
+    RunContext,
     Sandbox,
     SandboxError,
     StorageUnavailable,
@@ -339,7 +340,7 @@ class RunNextJob:
             stdin_source = _input_of(self._job_input, job.id)
         on_output = None if relay is None else relay.output
         try:
-            result = await self._sandbox.run(job.request, scope=job.owner, on_output=on_output, stdin_source=stdin_source)
+            result = await self._sandbox.run(job.request, RunContext(scope=job.owner, on_output=on_output, stdin_source=stdin_source))
         except UnsupportedLanguage as error:
             return jobs.fail(job, JobError(ErrorCode.UNSUPPORTED_LANGUAGE, str(error)), self._clock.now())
         except SandboxError as error:

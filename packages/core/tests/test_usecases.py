@@ -17,6 +17,7 @@ from corral_core.ports import (
     Lease,
     QueueFull,
     RecoveryReport,
+    RunContext,
     Runtime,
     Sandbox,
     SandboxError,
@@ -37,7 +38,7 @@ from corral_memory.jobs import InMemoryCancelNotices, InMemoryJobQueue, InMemory
 from corral_memory.runtimes import InMemoryRuntimeCatalog
 from corral_memory.sandbox import InMemorySandbox
 from corral_system.ids import RandomIds
-from corral_testbed.scripted_sandbox import OnOutput, ScriptedSandbox, StdinSource
+from corral_testbed.scripted_sandbox import ScriptedSandbox
 
 
 class World:
@@ -476,7 +477,8 @@ class WritingSandbox(ScriptedSandbox):
         self.chunks = chunks
         self.stdin_given: list[bool] = []
 
-    async def outcome(self, request: RunRequest, on_output: OnOutput, stdin_source: StdinSource) -> RunResult:
+    async def outcome(self, request: RunRequest, context: RunContext) -> RunResult:
+        on_output, stdin_source = context.on_output, context.stdin_source
         assert on_output is not None
         self.stdin_given.append(stdin_source is not None)
         written = b""

@@ -16,14 +16,13 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
 
 from corral_core.events import EventKind
 from corral_core.job import InputFile, RunRequest, RunResult, Verdict, ran_of, result_of_tests
-from corral_core.ports import Runtime, UnsupportedLanguage
+from corral_core.ports import RunContext, Runtime, UnsupportedLanguage
 from corral_core.testcases import TEST_OUTPUT_BYTES, CheckerProgram, Ran, TestCase, judge_tests
 
 
@@ -63,27 +62,20 @@ class InMemorySandbox:
     def runtimes(self) -> list[Runtime]:
         return [Runtime("python", platform.python_version(), "main.py")]
 
-    async def run(
-        self,
-        request: RunRequest,
-        *,
-        scope: str = "",
-        on_output: Callable[[EventKind, bytes], None] | None = None,
-        stdin_source: AsyncIterator[bytes] | None = None,
-    ) -> RunResult:
+    async def run(self, request: RunRequest, context: RunContext = RunContext()) -> RunResult:
         if request.language != "python":
             raise UnsupportedLanguage(request.language)
         if not request.tests:
-            if stdin_source is not None:
+            if context.stdin_source is not None:
                 # No program runs while its input comes: it is all gathered first.
-                given = b"".join([chunk async for chunk in stdin_source])
+                given = b"".join([chunk async for chunk in context.stdin_source])
                 request = msgspec.structs.replace(request, stdin=given.decode("utf-8", "replace"))
             result = await asyncio.to_thread(self._run_locked, request)
-            if on_output is not None:
+            if context.on_output is not None:
                 # Told all at the end (the port allows it), as the stored bytes are kept.
                 for kind, data in ((EventKind.STDOUT, result.stdout), (EventKind.STDERR, result.stderr)):
                     if data:
-                        on_output(kind, data.encode("utf-8", "surrogatepass"))
+                        context.on_output(kind, data.encode("utf-8", "surrogatepass"))
             return result
         output_bytes = min(request.limits.max_output_bytes, TEST_OUTPUT_BYTES)
         tests = await judge_tests(

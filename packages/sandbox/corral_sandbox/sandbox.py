@@ -12,7 +12,7 @@ import msgspec
 from corral_core.events import EventKind
 from corral_core.job import InputFile, Limits, RunRequest, RunResult, SandboxStart, Verdict, ran_of, result_of_tests
 from corral_core.policy import DEFAULT_LIMIT_POLICY
-from corral_core.ports import Runtime, SandboxError, UnsupportedLanguage
+from corral_core.ports import RunContext, Runtime, SandboxError, UnsupportedLanguage
 from corral_core.testcases import TEST_OUTPUT_BYTES, CheckerProgram, Ran, TestCase, judge_tests, skipped
 from corral_sandbox.compile_cache import CompileCache, cache_key
 from corral_sandbox.fork import ForkJail, Nursery
@@ -151,14 +151,7 @@ class NsJailSandbox:
             for spec in self.host.runtimes
         ]
 
-    async def run(
-        self,
-        request: RunRequest,
-        *,
-        scope: str = "",
-        on_output: Callable[[EventKind, bytes], None] | None = None,
-        stdin_source: AsyncIterator[bytes] | None = None,
-    ) -> RunResult:
+    async def run(self, request: RunRequest, context: RunContext = RunContext()) -> RunResult:
         """See the Sandbox port. A job with tests runs each test as ever: neither its output
         is told as it comes nor its stdin fed while it runs."""
         runtime = self._runtimes.get(request.language)
@@ -166,14 +159,14 @@ class NsJailSandbox:
             raise UnsupportedLanguage(request.language)
         check_limits(request.limits)
         files = job_files(runtime, request)
-        compiled = await self._compiled(runtime, files, request, scope) if runtime.compiled else None
+        compiled = await self._compiled(runtime, files, request, context.scope) if runtime.compiled else None
         if compiled is not None and compiled.artifact is None:
             failed = compile_error(compiled, request.limits)
             return msgspec.structs.replace(failed, tests=tuple(skipped(request.tests)))
         program = Program(runtime, files, compiled)
         if not request.tests:
-            return await self._run_program(program, request, on_output, stdin_source)
-        tests = _JailTests(self, program, request, scope)
+            return await self._run_program(program, request, context.on_output, context.stdin_source)
+        tests = _JailTests(self, program, request, context.scope)
         output_bytes = min(request.limits.max_output_bytes, TEST_OUTPUT_BYTES)
         judged = await judge_tests(request.tests, tests, stop_on_first_failure=request.stop_on_first_failure, output_bytes=output_bytes)
         result = result_of_tests(judged, SandboxStart.WARM if tests.all_warm else SandboxStart.COLD)
@@ -270,7 +263,7 @@ class _JailTests:
             files=tuple(InputFile(name, data) for name, data in files.items()),
             limits=self._request.limits,
         )
-        return ran_of(await self._sandbox.run(request, scope=self._scope))
+        return ran_of(await self._sandbox.run(request, RunContext(scope=self._scope)))
 
 
 class _Standby:

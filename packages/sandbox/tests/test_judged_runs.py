@@ -10,6 +10,7 @@ import pytest
 
 from corral_core.job import RunRequest, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY
+from corral_core.ports import RunContext
 from corral_core.testcases import TEST_OUTPUT_BYTES, CheckerProgram, TestCase, TestVerdict
 from corral_sandbox import NsJailSandbox
 from corral_testbed.nsjail_host import jail_processes, nsjail_host
@@ -42,7 +43,7 @@ def source(text: str) -> str:
 
 
 async def test_a_compiled_program_is_compiled_once_and_run_once_per_test(sandbox: NsJailSandbox) -> None:
-    result = await sandbox.run(request("cpp", source("once"), TESTS), scope="alice")
+    result = await sandbox.run(request("cpp", source("once"), TESTS), RunContext(scope="alice"))
     assert [(t.name, t.verdict) for t in result.tests] == [
         ("small", TestVerdict.OK),
         ("large", TestVerdict.OK),
@@ -56,17 +57,17 @@ async def test_a_compiled_program_is_compiled_once_and_run_once_per_test(sandbox
 
 async def test_the_same_sources_in_the_same_scope_skip_the_compile_and_another_scope_never_does(sandbox: NsJailSandbox) -> None:
     code = source("cache")
-    first = await sandbox.run(request("cpp", code, TESTS[:1]), scope="alice")
-    again = await sandbox.run(request("cpp", code, TESTS[:1]), scope="alice")
-    other_key = await sandbox.run(request("cpp", code, TESTS[:1]), scope="bob")
-    changed = await sandbox.run(request("cpp", code + "\n", TESTS[:1]), scope="alice")
+    first = await sandbox.run(request("cpp", code, TESTS[:1]), RunContext(scope="alice"))
+    again = await sandbox.run(request("cpp", code, TESTS[:1]), RunContext(scope="alice"))
+    other_key = await sandbox.run(request("cpp", code, TESTS[:1]), RunContext(scope="bob"))
+    changed = await sandbox.run(request("cpp", code + "\n", TESTS[:1]), RunContext(scope="alice"))
     assert first.compile is not None and not first.compile.cached
     assert again.compile is not None and again.compile.cached
     assert other_key.compile is not None and not other_key.compile.cached
     assert changed.compile is not None and not changed.compile.cached
     assert {r.tests[0].verdict for r in (first, again, other_key, changed)} == {TestVerdict.OK}
     # A job without tests uses the same cache (Judge0 submissions of one source, say).
-    plain = await sandbox.run(msgspec.structs.replace(request("cpp", code, ()), stdin="2 2"), scope="alice")
+    plain = await sandbox.run(msgspec.structs.replace(request("cpp", code, ()), stdin="2 2"), RunContext(scope="alice"))
     assert plain.stdout == "4\n" and plain.compile is not None and plain.compile.cached
 
 
@@ -75,12 +76,12 @@ async def test_a_sandbox_without_a_compile_cache_compiles_every_time() -> None:
     uncached = NsJailSandbox(host=msgspec.structs.replace(host, settings=msgspec.structs.replace(host.settings, compile_cache_bytes=0)))
     code = source("no cache")
     for _ in range(2):
-        result = await uncached.run(request("cpp", code, TESTS[:1]), scope="alice")
+        result = await uncached.run(request("cpp", code, TESTS[:1]), RunContext(scope="alice"))
         assert result.compile is not None and not result.compile.cached
 
 
 async def test_a_compile_error_ends_the_job_before_any_test_runs(sandbox: NsJailSandbox) -> None:
-    result = await sandbox.run(request("cpp", "int main() { undeclared(); }\n", TESTS), scope="alice")
+    result = await sandbox.run(request("cpp", "int main() { undeclared(); }\n", TESTS), RunContext(scope="alice"))
     assert result.verdict is Verdict.COMPILE_ERROR
     assert "undeclared" in result.compile_output
     assert [t.verdict for t in result.tests] == [TestVerdict.SKIPPED] * 3
@@ -131,7 +132,7 @@ async def test_a_checker_in_cpp_judges_each_test_in_a_jail_of_its_own(sandbox: N
         TestCase(stdin="1 2", expected_stdout="3.4", checker=CPP_CHECKER),
         TestCase(stdin="1 2", expected_stdout="4", checker=CPP_CHECKER),
     )
-    result = await sandbox.run(request("cpp", source("cpp checker"), tests), scope="alice")
+    result = await sandbox.run(request("cpp", source("cpp checker"), tests), RunContext(scope="alice"))
     assert [(t.verdict, t.checker_message) for t in result.tests] == [
         (TestVerdict.OK, "close enough"),
         (TestVerdict.WRONG_ANSWER, "off by 1"),

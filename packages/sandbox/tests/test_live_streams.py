@@ -13,6 +13,7 @@ import pytest
 from corral_core.events import EventKind
 from corral_core.job import RunRequest, SandboxStart, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY
+from corral_core.ports import RunContext
 from corral_sandbox import HostReport, NsJailSandbox
 from corral_testbed.nsjail_host import assert_host_unharmed, nsjail_host
 from corral_testbed.time_scale import scaled
@@ -63,7 +64,7 @@ async def test_chunks_add_up_to_the_stored_output_even_a_character_split_across_
         os.write(2, b"warned\\n")
     """
     heard = Heard()
-    result = await NsJailSandbox(host=host).run(request(code), on_output=heard)
+    result = await NsJailSandbox(host=host).run(request(code), RunContext(on_output=heard))
     assert (result.verdict, result.stdout, result.stderr) == (Verdict.OK, "é done\n", "warned\n")
     assert heard.of(EventKind.STDOUT).decode() == result.stdout
     assert heard.of(EventKind.STDERR).decode() == result.stderr
@@ -78,7 +79,7 @@ async def test_output_past_the_cap_is_never_told(host: HostReport) -> None:
             sys.stdout.flush()
     """
     heard = Heard()
-    result = await NsJailSandbox(host=host).run(request(code, max_output_bytes=10_000), on_output=heard)
+    result = await NsJailSandbox(host=host).run(request(code, max_output_bytes=10_000), RunContext(on_output=heard))
     assert result.verdict is Verdict.OUTPUT_LIMIT_EXCEEDED and result.stdout_truncated
     assert heard.of(EventKind.STDOUT) == result.stdout.encode() and len(result.stdout) == 10_000
     assert_host_unharmed(host)
@@ -87,7 +88,7 @@ async def test_output_past_the_cap_is_never_told(host: HostReport) -> None:
 async def test_the_first_chunk_comes_before_the_program_ends(host: HostReport) -> None:
     heard = Heard()
     code = "import time\nprint('first', flush=True)\ntime.sleep(1)\nprint('second')"
-    running = asyncio.ensure_future(NsJailSandbox(host=host).run(request(code), on_output=heard))
+    running = asyncio.ensure_future(NsJailSandbox(host=host).run(request(code), RunContext(on_output=heard)))
     await heard.until(EventKind.STDOUT, b"first\n")
     heard.mark("heard the first")
     result = await running
@@ -102,7 +103,7 @@ async def test_a_warm_jail_tells_its_output_too(host: HostReport) -> None:
     sandbox.keep_warm()
     heard = Heard()
     try:
-        result = await sandbox.run(request("print('warm')\nimport sys\nprint('err', file=sys.stderr)"), on_output=heard)
+        result = await sandbox.run(request("print('warm')\nimport sys\nprint('err', file=sys.stderr)"), RunContext(on_output=heard))
     finally:
         await sandbox.aclose()
     assert result.sandbox_start is SandboxStart.WARM
@@ -138,7 +139,7 @@ async def test_an_interactive_program_is_driven_line_by_line(host: HostReport) -
     sandbox = NsJailSandbox(host=host, warm_slots=1)  # a warm jail there, yet it runs cold
     heard, typist = Heard(), Typist()
     try:
-        running = asyncio.ensure_future(sandbox.run(request(code), on_output=heard, stdin_source=typist.source()))
+        running = asyncio.ensure_future(sandbox.run(request(code), RunContext(on_output=heard, stdin_source=typist.source())))
         typist.send(b"1\n")
         await heard.until(EventKind.STDOUT, b"twice 2\n")
         typist.send(b"21\n")
@@ -155,7 +156,7 @@ async def test_an_interactive_program_is_driven_line_by_line(host: HostReport) -
 async def test_feeding_stops_when_the_program_ends_without_reading(host: HostReport) -> None:
     typist = Typist()
     typist.send(b"never read\n")
-    result = await NsJailSandbox(host=host).run(request("print('not reading')"), stdin_source=typist.source())
+    result = await NsJailSandbox(host=host).run(request("print('not reading')"), RunContext(stdin_source=typist.source()))
     assert (result.verdict, result.stdout) == (Verdict.OK, "not reading\n")
     await typist.stopped.wait()  # the source was closed, though it never ended
     assert_host_unharmed(host)

@@ -14,15 +14,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from corral_core.events import EventKind
 from corral_core.job import Job, RunRequest, RunResult
-from corral_core.ports import JobQueue, Lease, RecoveryReport, Runtime, Sandbox, StorageUnavailable, WorkerInfo
+from corral_core.ports import (
+    JobQueue,
+    Lease,
+    RecoveryReport,
+    RunContext,
+    Runtime,
+    Sandbox,
+    StorageUnavailable,
+    WorkerInfo,
+)
 from corral_core.ports import WorkerRegistry as WorkerRegistryPort
 from corral_system import logs
 
@@ -245,16 +253,9 @@ class TimedSandbox:
     def runtimes(self) -> list[Runtime]:
         return self._sandbox.runtimes()
 
-    async def run(
-        self,
-        request: RunRequest,
-        *,
-        scope: str = "",
-        on_output: Callable[[EventKind, bytes], None] | None = None,
-        stdin_source: AsyncIterator[bytes] | None = None,
-    ) -> RunResult:
+    async def run(self, request: RunRequest, context: RunContext = RunContext()) -> RunResult:
         began = time.monotonic()
-        result = await self._sandbox.run(request, scope=scope, on_output=on_output, stdin_source=stdin_source)
+        result = await self._sandbox.run(request, context)
         took = time.monotonic() - began
         self._metrics.sandbox_overhead.observe(max(took - result.wall_time_ms / 1000, 0.0))
         return result

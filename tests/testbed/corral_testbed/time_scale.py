@@ -8,13 +8,11 @@ limits and wait longer for them; what they assert about a verdict stays the same
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
 
 import msgspec
 
-from corral_core.events import EventKind
 from corral_core.job import RunRequest, RunResult
-from corral_core.ports import Runtime, Sandbox
+from corral_core.ports import RunContext, Runtime, Sandbox
 
 ENV = "CORRAL_TEST_TIME_SCALE"
 
@@ -58,19 +56,10 @@ class TimeScaledSandbox:
     def runtimes(self) -> list[Runtime]:
         return self._sandbox.runtimes()
 
-    async def run(
-        self,
-        request: RunRequest,
-        *,
-        scope: str = "",
-        on_output: Callable[[EventKind, bytes], None] | None = None,
-        stdin_source: AsyncIterator[bytes] | None = None,
-    ) -> RunResult:
+    async def run(self, request: RunRequest, context: RunContext = RunContext()) -> RunResult:
         limits = msgspec.structs.replace(
             request.limits,
             cpu_time_ms=scaled(request.limits.cpu_time_ms),
             wall_time_ms=scaled(request.limits.wall_time_ms),
         )
-        return await self._sandbox.run(
-            msgspec.structs.replace(request, limits=limits), scope=scope, on_output=on_output, stdin_source=stdin_source
-        )
+        return await self._sandbox.run(msgspec.structs.replace(request, limits=limits), context)
