@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from corral_core.job import Limits
+import msgspec
+
+from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_sandbox.command import JailPaths, limit_flags, nsjail_command
 from corral_sandbox.policy_files import RuntimeSpec
 
@@ -16,13 +18,9 @@ RUNTIME = RuntimeSpec(
     bind_ro=("/opt/lib:/lib/extra",),
     env=("EXTRA=1",),
 )
-LIMITS = Limits(
-    cpu_time_ms=1_500,
-    wall_time_ms=2_001,
-    memory_mb=64,
-    max_processes=8,
-    max_output_bytes=1000,
-    max_file_size_kb=1536,
+# Odd values, to see each flag rounded up (test_limits_are_rounded_up_and_the_backstops_sit_above_them).
+LIMITS = msgspec.structs.replace(
+    DEFAULT_LIMIT_POLICY.defaults, cpu_time_ms=1_500, wall_time_ms=2_001, max_processes=8, max_file_size_kb=1536
 )
 PATHS = JailPaths("/w/job/box", "/w/job/tmp", "/w/job/shm")
 

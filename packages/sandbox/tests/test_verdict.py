@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
-from corral_core.job import Limits, Verdict
+from corral_core.job import Verdict
+from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_sandbox.nsjail_log import JailLog
 from corral_sandbox.verdict import RunFacts, StopReason, decide, nsjail_failure
 
-LIMITS = Limits(
-    cpu_time_ms=1_000,
-    wall_time_ms=2_000,
-    memory_mb=64,
-    max_processes=8,
-    max_output_bytes=100,
-    max_file_size_kb=1024,
-)
+# The CPU time is the one limit a verdict weighs against a number; the cases sit either side of it.
+LIMITS = msgspec.structs.replace(DEFAULT_LIMIT_POLICY.defaults, cpu_time_ms=1_000)
 EXITED_0 = JailLog(exit_code=0)
 KILLED = JailLog(signal=9)
 
