@@ -164,6 +164,7 @@ class NsJailSandbox:
         if runtime is None:
             raise UnsupportedLanguage(request.language)
         check_limits(request.limits)
+        runtime = runtime.for_code(request.code)
         files = job_files(runtime, request)
         compiled = await self._compiled(runtime, files, request.limits, scope) if runtime.compiled else None
         if compiled is not None and compiled.artifact is None:
