@@ -86,11 +86,14 @@ class StageOut(msgspec.Struct, frozen=True):
     wall_time: int | None
 
 
-class ExecuteOut(msgspec.Struct, frozen=True, omit_defaults=True):
+class ExecuteOut(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Piston's answer, its keys in Piston's order; `compile` only for a runtime Piston
+    compiles in a stage of its own."""
+
+    compile: StageOut | None = None
+    run: StageOut
     language: str
     version: str
-    run: StageOut
-    compile: StageOut | None = None
 
 
 # ---- reading a request ----------------------------------------------------------------------
@@ -128,17 +131,36 @@ def _decode_content(index: int, content: str, encoding: str) -> bytes:
             return bytes.fromhex(content)
     except (binascii.Error, ValueError):
         raise _bad(f"files[{index}].content is not valid {encoding}") from None
-    return content.encode()
+    return content.encode("utf-8", "surrogatepass")
+
+
+# Piston's limits in the order it checks them (the first wrong one is the one it names), each
+# with the Corral limit it sets and, for the check, that limit's server maximum in Piston's units.
+_LIMITS = (
+    ("compile_memory_limit", "compile_memory_mb"),
+    ("run_memory_limit", "memory_mb"),
+    ("compile_timeout", "compile_wall_time_ms"),
+    ("run_timeout", "wall_time_ms"),
+    ("compile_cpu_time", "compile_cpu_time_ms"),
+    ("run_cpu_time", "cpu_time_ms"),
+)
+
+
+def _skipped(value: Any) -> bool:
+    """What Piston's `if (!value) continue` skips: absent, null, false, 0 and ""."""
+    return value is None or value is False or value == "" or (isinstance(value, int | float) and value == 0)
 
 
 def _limit(body: dict[str, Any], name: str, configured: int) -> int | None:
     value = body.get(name)
-    if not value:  # Piston skips a limit given as 0 or null
+    if _skipped(value):
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _bad(f"If specified, {name} must be a number")
     if value == -1 and name.endswith("memory_limit"):
-        return None  # "no limit" in Piston: the server's default here, never unbounded
+        # Piston's "no limit" (its default configuration's): the server's default here, never
+        # unbounded.
+        return None
     if value > configured:
         raise _bad(f"{name} cannot exceed the configured limit of {configured}")
     if value < 0:
@@ -146,10 +168,60 @@ def _limit(body: dict[str, Any], name: str, configured: int) -> int | None:
     return math.ceil(value)
 
 
+def _limits(body: dict[str, Any], maxima: Limits) -> LimitRequest:
+    """Piston's limits as Corral's: milliseconds as they are; memory in bytes, which Piston
+    hands to isolate in kilobytes of 1000 bytes, as mebibytes (at least 1)."""
+    chosen: dict[str, int | None] = {}
+    for name, field in _LIMITS:
+        maximum = getattr(maxima, field)
+        if name.endswith("memory_limit"):
+            given = _limit(body, name, maximum * MIB)
+            chosen[field] = None if given is None else max(1, math.ceil(given // 1000 / 1024))
+        else:
+            chosen[field] = _limit(body, name, maximum)
+    return LimitRequest(**chosen)
+
+
+def _files(files: list[Any]) -> tuple[str, tuple[InputFile, ...]]:
+    """The code Piston runs (its first utf8 file) and the others, written beside it. An
+    encoding Piston does not know is utf8 to it, but does not count as the utf8 file it wants."""
+    if not any(not file.get("encoding") or file.get("encoding") == "utf8" for file in files):
+        raise _bad("files must include at least one utf8 encoded file")
+    encodings = [file.get("encoding") if file.get("encoding") in {"base64", "hex"} else "utf8" for file in files]
+    names = []
+    for index, file in enumerate(files):
+        name = file.get("name") or f"file{index}.code"
+        if not isinstance(name, str):
+            raise _bad(f"files[{index}].name must be a string")
+        names.append(name)
+    main = encodings.index("utf8")
+    inputs = tuple(
+        InputFile(names[index], _decode_content(index, file["content"], encodings[index]))
+        for index, file in enumerate(files)
+        if index != main
+    )
+    return files[main]["content"], inputs
+
+
+def _args(args: Any) -> tuple[str, ...]:
+    """A program's arguments: strings, or numbers written as JavaScript writes them."""
+    if not isinstance(args, list):
+        raise _bad("args must be an array of strings")
+    written = []
+    for arg in args:
+        if isinstance(arg, float) and arg.is_integer() and abs(arg) < 1e21:
+            arg = int(arg)
+        if isinstance(arg, bool) or not isinstance(arg, str | int | float):
+            raise _bad("args must be an array of strings")
+        written.append(arg if isinstance(arg, str) else str(arg))
+    return tuple(written)
+
+
 def to_request(body: Any, languages: list[OfferedLanguage], maxima: Limits) -> tuple[JobRequest, OfferedLanguage]:
-    """The job a Piston execute request asks for, and the runtime it picked."""
+    """The job a Piston execute request asks for, and the runtime it picked; checked in
+    Piston's order, with its messages."""
     if not isinstance(body, dict):
-        raise _bad("request body must be a JSON object")
+        body = {}  # Piston reads the fields of whatever JSON it got: none are there
     language, version, files = body.get("language"), body.get("version"), body.get("files")
     if not language or not isinstance(language, str):
         raise _bad("language is required as a string")
@@ -163,47 +235,22 @@ def to_request(body: Any, languages: list[OfferedLanguage], maxima: Limits) -> t
     chosen = _pick(languages, language, version)
     if chosen is None:
         raise _bad(f"{language}-{version} runtime is unknown")
-    encodings = [file.get("encoding") or "utf8" for file in files]
-    if "utf8" not in encodings:
-        raise _bad("files must include at least one utf8 encoded file")
-    for index, encoding in enumerate(encodings):
-        if encoding not in {"utf8", "base64", "hex"}:
-            raise _bad(f"files[{index}].encoding must be one of utf8, base64, hex")
-    stdin, args = body.get("stdin") or "", body.get("args") or []
+    code, inputs = _files(files)
+    limits = _limits(body, maxima)
+    stdin = "" if body.get("stdin") is None else body["stdin"]
     if not isinstance(stdin, str):
         raise _bad("stdin must be a string")
-    if not isinstance(args, list) or not all(isinstance(arg, str | int | float) for arg in args):
-        raise _bad("args must be an array of strings")
-
-    # Piston runs the first utf8 file; the others are written beside it under their names.
-    main = encodings.index("utf8")
-    inputs = tuple(
-        InputFile(str(file.get("name") or f"file{index}.code"), _decode_content(index, file["content"], encodings[index]))
-        for index, file in enumerate(files)
-        if index != main
-    )
-    limits = LimitRequest(
-        wall_time_ms=_limit(body, "run_timeout", maxima.wall_time_ms),
-        cpu_time_ms=_limit(body, "run_cpu_time", maxima.cpu_time_ms),
-        memory_mb=_mb(_limit(body, "run_memory_limit", maxima.memory_mb * MIB)),
-        # A compiled language's compile stage runs in a jail of its own, with these.
-        compile_wall_time_ms=_limit(body, "compile_timeout", maxima.compile_wall_time_ms),
-        compile_cpu_time_ms=_limit(body, "compile_cpu_time", maxima.compile_cpu_time_ms),
-        compile_memory_mb=_mb(_limit(body, "compile_memory_limit", maxima.compile_memory_mb * MIB)),
-    )
+    args = _args([] if body.get("args") is None else body["args"])
     request = JobRequest(
-        code=files[main]["content"],
+        code=code,
         language=chosen.runtime.language,
-        stdin=stdin,
-        args=tuple(str(arg) for arg in args),
+        # Piston ends the input with a newline when it has none (an empty one too).
+        stdin=stdin if stdin.endswith("\n") else stdin + "\n",
+        args=args,
         files=inputs,
         limits=limits,
     )
     return request, chosen
-
-
-def _mb(memory_bytes: int | None) -> int | None:
-    return None if memory_bytes is None else max(1, math.ceil(memory_bytes / MIB))
 
 
 # ---- answering ------------------------------------------------------------------------------
@@ -245,7 +292,8 @@ def stage_of(result: RunResult) -> StageOut:
         signal=signal,
         message=message,
         status=status,
-        memory=result.memory_kb * 1024,
+        # Piston reads isolate's kilobytes and counts 1000 bytes to one.
+        memory=result.memory_kb * 1000,
         cpu_time=result.cpu_time_ms,
         wall_time=result.wall_time_ms,
     )
@@ -265,13 +313,17 @@ def answer(job: Job, chosen: OfferedLanguage, language: str, version: str) -> Ex
             f"job {job.id} did not finish within the server's longest wait; read it at /jobs/{job.id}",
         )
     result = job.result
-    compile = _compile_stage(result) if chosen.compiled else None
-    if result.verdict is Verdict.COMPILE_ERROR:
-        # Nothing ran: Piston clients read the compile stage's code and output for why.
-        run = StageOut("", "", "", None, None, "the program did not run: its compile stage failed", None, None, None, None)
+    compiled = _compile_stage(result) if chosen.compiled else None
+    if compiled is not None and result.verdict is Verdict.COMPILE_ERROR:
+        # Nothing ran: Piston answers the compile stage as the run stage too.
+        run = compiled
     else:
         run = stage_of(result)
-    return ExecuteOut(language=chosen.runtime.language, version=chosen.runtime.version, run=run, compile=compile)
+    if chosen.row is not None and not chosen.row.piston_compile_stage:
+        # Piston runs this language in one stage (java's source-file mode, go run): what the
+        # compiler said is the run's.
+        compiled = None
+    return ExecuteOut(compile=compiled, run=run, language=chosen.runtime.language, version=chosen.runtime.version)
 
 
 def _compile_stage(result: RunResult) -> StageOut:
@@ -315,11 +367,13 @@ class PistonController(Controller):
         return [PackageOut(lang.runtime.language, lang.runtime.version, True) for lang in offered(await jobs.runtimes.offered())]
 
     @post("/packages", status_code=HTTP_200_OK, summary="Install a package (Piston): not here")
-    async def install(self) -> None:
+    async def install(self, request: Request[Any, Any, Any]) -> None:
+        _json_only(request)
         raise _read_only()
 
     @delete("/packages", status_code=HTTP_200_OK, summary="Uninstall a package (Piston): not here")
-    async def uninstall(self) -> None:
+    async def uninstall(self, request: Request[Any, Any, Any]) -> None:
+        _json_only(request)
         raise _read_only()
 
     @post("/execute", status_code=HTTP_200_OK, summary="Run code and wait for it (Piston)")
@@ -328,8 +382,7 @@ class PistonController(Controller):
         request: Request[Any, Any, Any],
         jobs: Jobs,
     ) -> ExecuteOut:
-        if not request.headers.get("content-type", "").startswith("application/json"):
-            raise PistonError(HTTP_415_UNSUPPORTED_MEDIA_TYPE, "requests must be of type application/json")
+        _json_only(request)
         try:
             body = msgspec.json.decode(await request.body())
         # msgspec raises UnicodeDecodeError for invalid UTF-8 in a string, RecursionError for
@@ -349,6 +402,12 @@ async def _submit(submit_job: SubmitJob, caller: Caller, request: JobRequest) ->
         return (await submit_job(caller, request)).job
     except InvalidSubmission as error:
         raise _bad(str(error)) from None
+
+
+def _json_only(request: Request[Any, Any, Any]) -> None:
+    """Piston refuses any request but GET, HEAD and OPTIONS that is not JSON, before all else."""
+    if not request.headers.get("content-type", "").startswith("application/json"):
+        raise PistonError(HTTP_415_UNSUPPORTED_MEDIA_TYPE, "requests must be of type application/json")
 
 
 def _read_only() -> PistonError:
