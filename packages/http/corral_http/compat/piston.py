@@ -7,16 +7,12 @@ Piston checks them, with its messages; every error answer is {"message": ...}.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import math
 from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, Router, delete, get, post
 from litestar.status_codes import (
     HTTP_200_OK,
-    HTTP_400_BAD_REQUEST,
     HTTP_405_METHOD_NOT_ALLOWED,
     HTTP_409_CONFLICT,
     HTTP_415_UNSUPPORTED_MEDIA_TYPE,
@@ -26,15 +22,15 @@ from litestar.status_codes import (
 from litestar.types import ExceptionHandlersMap
 
 from corral_core.access import Caller
-from corral_core.job import ErrorCode, InputFile, Job, JobStatus, Limits, RunResult, Verdict
-from corral_core.policy import InvalidSubmission, LimitRequest
+from corral_core.job import ErrorCode, Job, JobStatus, RunResult, Verdict
+from corral_core.policy import InvalidSubmission
 from corral_core.submission import JobRequest, SubmitJob
 from corral_http.auth import caller_of
 from corral_http.compat.errors import shared_handlers
 from corral_http.compat.languages import OfferedLanguage, offered
+from corral_http.compat.piston_request import PistonError, bad_request, to_request
 from corral_http.dependencies import Jobs
 
-MIB = 1024 * 1024
 # Piston's numbers for signals, by name.
 SIGNALS = {
     1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT", 7: "SIGBUS",
@@ -43,19 +39,6 @@ SIGNALS = {
     20: "SIGTSTP", 21: "SIGTTIN", 22: "SIGTTOU", 23: "SIGURG", 24: "SIGXCPU", 25: "SIGXFSZ",
     26: "SIGVTALRM", 27: "SIGPROF", 28: "SIGWINCH", 29: "SIGIO", 30: "SIGPWR", 31: "SIGSYS",
 }  # fmt: skip
-
-
-class PistonError(Exception):
-    """An answer Piston gives as {"message": message}."""
-
-    def __init__(self, status_code: int, message: str) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.message = message
-
-
-def _bad(message: str) -> PistonError:
-    return PistonError(HTTP_400_BAD_REQUEST, message)
 
 
 class RuntimeOut(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -94,163 +77,6 @@ class ExecuteOut(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     run: StageOut
     language: str
     version: str
-
-
-# ---- reading a request ----------------------------------------------------------------------
-
-
-def _matches(version: str, selector: str) -> bool:
-    """Whether a runtime's version satisfies a Piston version selector.
-
-    Piston takes SemVer ranges; clients send an exact version, a wildcard ("*", "x") or a
-    prefix ("3", "3.11", "3.x"). Those are understood; any other range matches nothing.
-    """
-    selector = selector.strip()
-    if selector in {"*", "x", "X", ""}:
-        return True
-    wanted = selector.split(".")
-    have = version.split(".")
-    if len(wanted) > len(have):
-        return False
-    return all(part in {"*", "x", "X"} or part == have[index] for index, part in enumerate(wanted))
-
-
-def _pick(languages: list[OfferedLanguage], language: str, version: str) -> OfferedLanguage | None:
-    for lang in languages:  # newest version first per language
-        aliases = lang.row.piston_aliases if lang.row else ()
-        if (lang.runtime.language == language or language in aliases) and _matches(lang.runtime.version, version):
-            return lang
-    return None
-
-
-def _decode_content(index: int, content: str, encoding: str) -> bytes:
-    try:
-        if encoding == "base64":
-            return base64.b64decode(content, validate=True)
-        if encoding == "hex":
-            return bytes.fromhex(content)
-    except (binascii.Error, ValueError):
-        raise _bad(f"files[{index}].content is not valid {encoding}") from None
-    return content.encode("utf-8", "surrogatepass")
-
-
-# Piston's limits in the order it checks them (the first wrong one is the one it names), each
-# with the Corral limit it sets and, for the check, that limit's server maximum in Piston's units.
-_LIMITS = (
-    ("compile_memory_limit", "compile_memory_mb"),
-    ("run_memory_limit", "memory_mb"),
-    ("compile_timeout", "compile_wall_time_ms"),
-    ("run_timeout", "wall_time_ms"),
-    ("compile_cpu_time", "compile_cpu_time_ms"),
-    ("run_cpu_time", "cpu_time_ms"),
-)
-
-
-def _skipped(value: Any) -> bool:
-    """What Piston's `if (!value) continue` skips: absent, null, false, 0 and ""."""
-    return value is None or value is False or value == "" or (isinstance(value, int | float) and value == 0)
-
-
-def _limit(body: dict[str, Any], name: str, configured: int) -> int | None:
-    value = body.get(name)
-    if _skipped(value):
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _bad(f"If specified, {name} must be a number")
-    if value == -1 and name.endswith("memory_limit"):
-        # Piston's "no limit" (its default configuration's): the server's default here, never
-        # unbounded.
-        return None
-    if value > configured:
-        raise _bad(f"{name} cannot exceed the configured limit of {configured}")
-    if value < 0:
-        raise _bad(f"{name} must be non-negative")
-    return math.ceil(value)
-
-
-def _limits(body: dict[str, Any], maxima: Limits) -> LimitRequest:
-    """Piston's limits as Corral's: milliseconds as they are; memory in bytes, which Piston
-    hands to isolate in kilobytes of 1000 bytes, as mebibytes (at least 1)."""
-    chosen: dict[str, int | None] = {}
-    for name, field in _LIMITS:
-        maximum = getattr(maxima, field)
-        if name.endswith("memory_limit"):
-            given = _limit(body, name, maximum * MIB)
-            chosen[field] = None if given is None else max(1, math.ceil(given // 1000 / 1024))
-        else:
-            chosen[field] = _limit(body, name, maximum)
-    return LimitRequest(**chosen)
-
-
-def _files(files: list[Any]) -> tuple[str, tuple[InputFile, ...]]:
-    """The code Piston runs (its first utf8 file) and the others, written beside it. An
-    encoding Piston does not know is utf8 to it, but does not count as the utf8 file it wants."""
-    if not any(not file.get("encoding") or file.get("encoding") == "utf8" for file in files):
-        raise _bad("files must include at least one utf8 encoded file")
-    encodings = [file.get("encoding") if file.get("encoding") in {"base64", "hex"} else "utf8" for file in files]
-    names = []
-    for index, file in enumerate(files):
-        name = file.get("name") or f"file{index}.code"
-        if not isinstance(name, str):
-            raise _bad(f"files[{index}].name must be a string")
-        names.append(name)
-    main = encodings.index("utf8")
-    inputs = tuple(
-        InputFile(names[index], _decode_content(index, file["content"], encodings[index]))
-        for index, file in enumerate(files)
-        if index != main
-    )
-    return files[main]["content"], inputs
-
-
-def _args(args: Any) -> tuple[str, ...]:
-    """A program's arguments: strings, or numbers written as JavaScript writes them."""
-    if not isinstance(args, list):
-        raise _bad("args must be an array of strings")
-    written = []
-    for arg in args:
-        if isinstance(arg, float) and arg.is_integer() and abs(arg) < 1e21:
-            arg = int(arg)
-        if isinstance(arg, bool) or not isinstance(arg, str | int | float):
-            raise _bad("args must be an array of strings")
-        written.append(arg if isinstance(arg, str) else str(arg))
-    return tuple(written)
-
-
-def to_request(body: Any, languages: list[OfferedLanguage], maxima: Limits) -> tuple[JobRequest, OfferedLanguage]:
-    """The job a Piston execute request asks for, and the runtime it picked; checked in
-    Piston's order, with its messages."""
-    if not isinstance(body, dict):
-        body = {}  # Piston reads the fields of whatever JSON it got: none are there
-    language, version, files = body.get("language"), body.get("version"), body.get("files")
-    if not language or not isinstance(language, str):
-        raise _bad("language is required as a string")
-    if not version or not isinstance(version, str):
-        raise _bad("version is required as a string")
-    if not isinstance(files, list):
-        raise _bad("files is required as an array")
-    for index, file in enumerate(files):
-        if not isinstance(file, dict) or not isinstance(file.get("content"), str):
-            raise _bad(f"files[{index}].content is required as a string")
-    chosen = _pick(languages, language, version)
-    if chosen is None:
-        raise _bad(f"{language}-{version} runtime is unknown")
-    code, inputs = _files(files)
-    limits = _limits(body, maxima)
-    stdin = "" if body.get("stdin") is None else body["stdin"]
-    if not isinstance(stdin, str):
-        raise _bad("stdin must be a string")
-    args = _args([] if body.get("args") is None else body["args"])
-    request = JobRequest(
-        code=code,
-        language=chosen.runtime.language,
-        # Piston ends the input with a newline when it has none (an empty one too).
-        stdin=stdin if stdin.endswith("\n") else stdin + "\n",
-        args=args,
-        files=inputs,
-        limits=limits,
-    )
-    return request, chosen
 
 
 # ---- answering ------------------------------------------------------------------------------
@@ -305,7 +131,7 @@ def answer(job: Job, chosen: OfferedLanguage, language: str, version: str) -> Ex
         raise PistonError(HTTP_409_CONFLICT, f"job {job.id} was cancelled (DELETE /jobs/{job.id}) before it finished")
     if job.error is not None:
         if job.error.code is ErrorCode.UNSUPPORTED_LANGUAGE:
-            raise _bad(f"{language}-{version} runtime is unknown")
+            raise bad_request(f"{language}-{version} runtime is unknown")
         raise PistonError(HTTP_500_INTERNAL_SERVER_ERROR, job.error.message)
     if job.result is None:
         raise PistonError(
@@ -364,7 +190,10 @@ class PistonController(Controller):
 
     @get("/packages", summary="Installed packages (Piston; read-only)")
     async def packages(self, jobs: Jobs) -> list[PackageOut]:
-        return [PackageOut(lang.runtime.language, lang.runtime.version, True) for lang in offered(await jobs.runtimes.offered())]
+        return [
+            PackageOut(lang.runtime.language, lang.runtime.version, True)
+            for lang in offered(await jobs.runtimes.offered())
+        ]
 
     @post("/packages", status_code=HTTP_200_OK, summary="Install a package (Piston): not here")
     async def install(self, request: Request[Any, Any, Any]) -> None:
@@ -388,7 +217,7 @@ class PistonController(Controller):
         # msgspec raises UnicodeDecodeError for invalid UTF-8 in a string, RecursionError for
         # deep nesting: the client's fault as much as any other malformed JSON.
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
-            raise _bad(f"malformed JSON: {error}") from None
+            raise bad_request(f"malformed JSON: {error}") from None
         options, caller = jobs.options, caller_of(request)
         job_request, chosen = to_request(body, offered(await jobs.runtimes.offered()), options.limits.maxima)
         with jobs.long_polls.hold(caller):
@@ -401,7 +230,7 @@ async def _submit(submit_job: SubmitJob, caller: Caller, request: JobRequest) ->
     try:
         return (await submit_job(caller, request)).job
     except InvalidSubmission as error:
-        raise _bad(str(error)) from None
+        raise bad_request(str(error)) from None
 
 
 def _json_only(request: Request[Any, Any, Any]) -> None:
@@ -427,5 +256,6 @@ def exception_handlers(retry_after_s: int) -> ExceptionHandlersMap:
 
 def router(retry_after_s: int) -> Router:
     """The Piston API, for the app to mount."""
-    return Router(path="/api/v2", route_handlers=[PistonController], exception_handlers=exception_handlers(retry_after_s))
-
+    return Router(
+        path="/api/v2", route_handlers=[PistonController], exception_handlers=exception_handlers(retry_after_s)
+    )
