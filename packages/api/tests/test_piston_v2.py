@@ -223,3 +223,18 @@ async def test_every_field_of_execute_with_odd_values_is_never_a_server_error(cl
             assert response.status_code == 400 and "malformed JSON" in response.json()["message"], (field, raw)
     assert answered.get(200, 0) > 0 and answered.get(400, 0) > 0
     assert not math.isnan(sum(answered.values()))
+
+
+async def test_the_openapi_document_gives_each_compatible_route_its_own_bodies() -> None:
+    container = ApiContainer(settings=ApiSettings(auth=True), redis_settings=RedisSettings())
+    async with AsyncTestClient(app=create_app(container), base_url="http://127.0.0.1:8000") as client:
+        document = (await client.get("/schema/openapi.json")).json()
+    execute = document["paths"]["/api/v2/execute"]["post"]
+    assert execute["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/PistonExecuteIn"}
+    for status in ("400", "401", "415", "429", "503", "504"):
+        assert execute["responses"][status]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/PistonMessage"}
+    submissions = document["paths"]["/judge0/submissions"]["post"]["responses"]
+    assert "content" not in submissions["401"]  # Judge0's 401 has no body
+    assert submissions["400"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Judge0Error"}
+    assert submissions["422"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Judge0AttributeErrors"}
+    assert set(document["components"]["schemas"]["PistonExecuteIn"]["required"]) == {"language", "version", "files"}

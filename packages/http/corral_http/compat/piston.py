@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, Response, Router, delete, get, post
+from litestar import Controller, HttpMethod, Request, Response, Router, delete, get, post, route
 from litestar.status_codes import (
     HTTP_200_OK,
+    HTTP_204_NO_CONTENT,
     HTTP_405_METHOD_NOT_ALLOWED,
     HTTP_409_CONFLICT,
     HTTP_415_UNSUPPORTED_MEDIA_TYPE,
@@ -187,6 +188,12 @@ class PistonController(Controller):
             )
             for lang in offered(await jobs.runtimes.offered())
         ]
+
+    # Litestar's own OPTIONS answer lists a path's first handler's methods only (see
+    # corral_http.controllers.JobsController): this says all, and its name sorts first.
+    @route("/packages", http_method=HttpMethod.OPTIONS, status_code=HTTP_204_NO_CONTENT, include_in_schema=False)
+    async def allowed_package_methods(self) -> Response[None]:
+        return Response(None, status_code=HTTP_204_NO_CONTENT, headers={"Allow": "DELETE, GET, OPTIONS, POST"})
 
     @get("/packages", summary="Installed packages (Piston; read-only)")
     async def packages(self, jobs: Jobs) -> list[PackageOut]:

@@ -79,6 +79,9 @@ _LIMITS = (
 )
 
 
+LIMIT_NAMES = tuple(name for name, _ in _LIMITS)
+
+
 def _skipped(value: Any) -> bool:
     """What Piston's `if (!value) continue` skips: absent, null, false, 0 and ""."""
     return value is None or value is False or value == "" or (isinstance(value, int | float) and value == 0)
@@ -118,15 +121,14 @@ def _limits(body: dict[str, Any], maxima: Limits) -> LimitRequest:
 def _files(files: list[Any]) -> tuple[str, tuple[InputFile, ...]]:
     """The code Piston runs (its first utf8 file) and the others, written beside it. An
     encoding Piston does not know is utf8 to it, but does not count as the utf8 file it wants."""
+    for index, file in enumerate(files):
+        for key in ("name", "encoding"):
+            if file.get(key) is not None and not isinstance(file[key], str):
+                raise bad_request(f"files[{index}].{key} must be a string")
     if not any(not file.get("encoding") or file.get("encoding") == "utf8" for file in files):
         raise bad_request("files must include at least one utf8 encoded file")
     encodings = [file.get("encoding") if file.get("encoding") in {"base64", "hex"} else "utf8" for file in files]
-    names = []
-    for index, file in enumerate(files):
-        name = file.get("name") or f"file{index}.code"
-        if not isinstance(name, str):
-            raise bad_request(f"files[{index}].name must be a string")
-        names.append(name)
+    names = [file.get("name") or f"file{index}.code" for index, file in enumerate(files)]
     main = encodings.index("utf8")
     inputs = tuple(
         InputFile(names[index], _decode_content(index, file["content"], encodings[index]))
