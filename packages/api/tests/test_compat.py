@@ -20,7 +20,7 @@ from corral_core.job import Job, RunRequest, RunResult, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_core.ports import Runtime, WorkerInfo
 from corral_core.usecases import RunNextJob
-from corral_http.compat import piston
+from corral_http.compat import piston, piston_request
 from corral_http.compat.judge0 import schemas as judge0_schemas
 from corral_http.compat.judge0 import submissions as judge0
 from corral_http.compat.languages import offered
@@ -219,7 +219,7 @@ def _cancelled(started: bool) -> Job:
 
 def test_piston_answers_a_cancelled_job_with_409_and_says_so() -> None:
     chosen = offered([Runtime("python", "3.11.2", "main.py")])[0]
-    with pytest.raises(piston.PistonError) as raised:
+    with pytest.raises(piston_request.PistonError) as raised:
         piston.answer(_cancelled(started=True), chosen, "python", "3.x")
     assert raised.value.status_code == 409
     assert raised.value.message == "job c was cancelled (DELETE /jobs/c) before it finished"
