@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -19,13 +18,9 @@ from corral_api.settings import ApiSettings
 from corral_core import job as jobs
 from corral_core.job import CompileResult, Job, RunRequest, RunResult, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY
-from corral_core.ports import Runtime, WorkerInfo
-from corral_core.usecases import RunNextJob
+from corral_core.ports import Runtime
 from corral_http.compat import piston
 from corral_http.compat.languages import offered
-from corral_memory.container import InMemoryStorage
-from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs
-from corral_memory.sandbox import InMemorySandbox
 from corral_redis import RedisSettings
 from corral_system.clock import SystemClock
 
@@ -36,24 +31,9 @@ RUNTIME_KEYS = {"language", "version", "aliases"}
 MAXIMA = DEFAULT_LIMIT_POLICY.maxima
 
 
-async def _worker(state: InMemoryJobs) -> None:
-    run_next = RunNextJob(InMemoryJobQueue(state), InMemorySandbox(), state.clock)
-    while True:
-        await run_next("test-worker", 1)
-
-
 @pytest.fixture
-async def client() -> AsyncIterator[Client]:
-    clock = SystemClock()
-    storage = InMemoryStorage(clock=clock, client=InMemoryJobs(clock, max_unfinished=1000))
-    state = storage.client()
-    await storage.registry().heartbeat(WorkerInfo("test-worker", clock.now(), (Runtime("python", "3.11.2", "main.py"),)), 60_000)
-    container = ApiContainer(settings=ApiSettings(auth=False, max_wait_s=5), redis_settings=RedisSettings(max_unfinished=1000))
-    container.storage.override(storage)
-    async with AsyncTestClient(app=create_app(container), base_url="http://127.0.0.1:8000") as test_client:
-        running = test_client.blocking_portal.start_task_soon(_worker, state)
-        yield test_client
-        running.cancel()
+def client(compat_client: Client) -> Client:
+    return compat_client
 
 
 def execute(**fields: object) -> dict[str, object]:

@@ -13,17 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar.openapi.spec import (
-    Components,
-    OpenAPI,
-    OpenAPIMediaType,
-    OpenAPIResponse,
-    OpenAPIType,
-    Operation,
-    Reference,
-    RequestBody,
-    Schema,
-)
+from litestar.openapi import spec
 
 from corral_http.compat.judge0.schemas import SubmissionIn
 from corral_http.compat.piston_request import LIMIT_NAMES
@@ -168,16 +158,16 @@ JUDGE0_ANSWERS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
-def document_compat(document: OpenAPI, *, keys: bool) -> None:
+def document_compat(document: spec.OpenAPI, *, keys: bool) -> None:
     """Add the compatible routes' bodies and error answers to the document (in place); 401
     only when the server wants keys."""
     always = (401, 429, 503) if keys else (429, 503)
-    components = document.components or Components()
+    components = document.components or spec.Components()
     components.schemas = {**(components.schemas or {}), **{name: _schema(raw) for name, raw in SCHEMAS.items()}}
     document.components = components
     for name, path in (document.paths or {}).items():
         for method in ("get", "post", "delete"):
-            operation: Operation | None = getattr(path, method)
+            operation: spec.Operation | None = getattr(path, method)
             if operation is None:
                 continue
             if name.startswith("/api/v2"):
@@ -190,30 +180,30 @@ def document_compat(document: OpenAPI, *, keys: bool) -> None:
                     _document_success(operation, answer)
 
 
-def _document(operation: Operation, statuses: tuple[int, ...], body: str | None, error: str) -> None:
+def _document(operation: spec.Operation, statuses: tuple[int, ...], body: str | None, error: str) -> None:
     responses = {code: answer for code, answer in (operation.responses or {}).items() if not code.startswith(("4", "5"))}
     for status in statuses:
         responses[str(status)] = _error_response(status, error, batch=body == "Judge0BatchIn")
     operation.responses = responses
     if body is not None:
-        operation.request_body = RequestBody(
-            required=True, content={_JSON: OpenAPIMediaType(schema=Reference(ref=f"#/components/schemas/{body}"))}
+        operation.request_body = spec.RequestBody(
+            required=True, content={_JSON: spec.OpenAPIMediaType(schema=spec.Reference(ref=f"#/components/schemas/{body}"))}
         )
 
 
-def _error_response(status: int, error: str, batch: bool = False) -> OpenAPIResponse:
+def _error_response(status: int, error: str, batch: bool = False) -> spec.OpenAPIResponse:
     if status == 401 and error == "Judge0Error":
         # Judge0 answers a missing or wrong token with 401 and an empty body.
-        return OpenAPIResponse(description=_DESCRIPTIONS[status])
+        return spec.OpenAPIResponse(description=_DESCRIPTIONS[status])
     if status == 422 and error == "Judge0Error":
         error = "Judge0BatchErrors" if batch else "Judge0AttributeErrors"
-    schema = Reference(ref=f"#/components/schemas/{error}")
-    return OpenAPIResponse(description=_DESCRIPTIONS[status], content={_JSON: OpenAPIMediaType(schema=schema)})
+    schema = spec.Reference(ref=f"#/components/schemas/{error}")
+    return spec.OpenAPIResponse(description=_DESCRIPTIONS[status], content={_JSON: spec.OpenAPIMediaType(schema=schema)})
 
 
-def _document_success(operation: Operation, answer: dict[str, Any]) -> None:
+def _document_success(operation: spec.Operation, answer: dict[str, Any]) -> None:
     for code, response in (operation.responses or {}).items():
-        if code.startswith("2") and isinstance(response, OpenAPIResponse) and response.content and _JSON in response.content:
+        if code.startswith("2") and isinstance(response, spec.OpenAPIResponse) and response.content and _JSON in response.content:
             response.content[_JSON].schema = _schema_or_ref(answer)
 
 
@@ -225,7 +215,7 @@ _KEYS = {
 }
 
 
-def _schema(raw: dict[str, Any]) -> Schema:
+def _schema(raw: dict[str, Any]) -> spec.Schema:
     """A JSON Schema written as a dict, as Litestar's spec objects."""
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
@@ -241,12 +231,12 @@ def _schema(raw: dict[str, Any]) -> Schema:
         elif key == "type":
             value = _type(value)
         kwargs[name] = value
-    return Schema(**kwargs)
+    return spec.Schema(**kwargs)
 
 
-def _schema_or_ref(raw: dict[str, Any]) -> Schema | Reference:
-    return Reference(ref=raw["$ref"]) if "$ref" in raw else _schema(raw)
+def _schema_or_ref(raw: dict[str, Any]) -> spec.Schema | spec.Reference:
+    return spec.Reference(ref=raw["$ref"]) if "$ref" in raw else _schema(raw)
 
 
 def _type(value: str | list[str]) -> Any:
-    return [OpenAPIType(one) for one in value] if isinstance(value, list) else OpenAPIType(value)
+    return [spec.OpenAPIType(one) for one in value] if isinstance(value, list) else spec.OpenAPIType(value)
