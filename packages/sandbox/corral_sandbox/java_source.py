@@ -8,9 +8,10 @@ top-level class (the one Java's source-file mode runs).
 
 The code is hostile: the name found is used only when it is a plain Java identifier of bounded
 length (no '/', no '.', nothing but letters, digits, '_' and '$'), else the runtime's own file
-name and class are kept. The source is scanned once by one regular expression (comments, string,
-text-block and character literals skipped, braces counted), so a class named in a comment or a
-string is not taken, and a megabyte of code costs milliseconds.
+name and class are kept. The source is scanned once by one regular expression without nested
+repetition (comments, string, text-block and character literals skipped, braces counted), so a
+class named in a comment or a string is not taken, and the scan is linear in the code: a
+hostile megabyte takes under a third of a second (the sandbox runs it in a thread).
 """
 
 from __future__ import annotations
@@ -27,14 +28,13 @@ _TOKENS = re.compile(
     | \"\"\".*?(?:(?<!\\)\"\"\"|\Z)     # text block
     | "(?:[^"\\\n]|\\.)*"?              # string literal
     | '(?:[^'\\\n]|\\.)*'?              # character literal
-    | (?P<word>(?:[^\W\d]|\$)[\w$]*)    # identifier or keyword
-    | (?P<punct>[{};])
-    | (?P<other>\S)                     # anything else: a name must come right after its keyword
+    | (?<![\w$.])(?:class|interface|enum|record)\s+(?P<name>[^\s{<;(]+)   # a type declaration
+    | (?P<punct>[{};][{};\s]*)          # braces and semicolons, a run at a time
     """,
     re.DOTALL | re.VERBOSE,
 )
+_PUBLIC = re.compile(r"(?<![\w$])public(?![\w$])")
 _IDENTIFIER = re.compile(r"(?:[^\W\d]|\$)[\w$]*")
-_TYPE_KEYWORDS = frozenset({"class", "interface", "enum", "record"})
 # Java's reserved words and literals: never a class name.
 _RESERVED = frozenset(
     "abstract assert boolean break byte case catch char class const continue default do double else enum "
@@ -45,25 +45,21 @@ _RESERVED = frozenset(
 
 
 def top_level_types(code: str) -> list[tuple[str, bool]]:
-    """The top-level types the source declares, in order: (name, whether it is public)."""
+    """The top-level types the source declares, in order: (name, whether it is public). A name
+    is what follows the keyword up to a space, '{', '<', ';' or '(' (plain or not: see
+    plain_class_name); it is public when `public` comes between the last brace, semicolon or
+    declaration and it. Each character is read once, whatever the code (no backtracking)."""
     found: list[tuple[str, bool]] = []
-    depth, public, naming = 0, False, False
+    depth, since = 0, 0
     for match in _TOKENS.finditer(code):
-        punct, word = match.group("punct"), match.group("word")
+        punct, name = match.group("punct"), match.group("name")
         if punct is not None:
-            depth = depth + 1 if punct == "{" else max(0, depth - 1) if punct == "}" else depth
-            public = naming = False
-        elif match.group("other") is not None:
-            naming = False
-        elif word is None or depth:
+            depth = max(0, depth + punct.count("{") - punct.count("}"))
+        elif name is not None and depth == 0:
+            found.append((name, _PUBLIC.search(code, since, match.start()) is not None))
+        else:
             continue
-        elif naming:
-            found.append((word, public))
-            public = naming = False
-        elif word == "public":
-            public = True
-        elif word in _TYPE_KEYWORDS:
-            naming = True
+        since = match.end()
     return found
 
 
