@@ -25,6 +25,12 @@ from corral_testbed.services import Corral, corral
 SHOTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", "dist")) / "playground"
 FINISHED = "document.getElementById('status').dataset.done !== undefined"
 OUTPUT = "document.getElementById('output').textContent"
+# How many of the editor's tokens are drawn in a colour other than their line's (syntax highlighting).
+HIGHLIGHTED = """(() => {
+  const lines = [...document.getElementById('editor').shadowRoot.querySelectorAll('.cm-line')];
+  return lines.flatMap((line) => [...line.querySelectorAll('span')]
+    .filter((token) => getComputedStyle(token).color !== getComputedStyle(line).color)).length;
+})()"""
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +62,7 @@ def run(tab: Tab, language: str, code: str, *, typed: bool = False) -> None:
     tab.evaluate(f"(() => {{ const picker = document.getElementById('language'); picker.value = {language!r}; picker.dispatchEvent(new Event('change')); }})()")
     if typed:
         # Typed into the editor as a person would, through the browser's input pipeline.
-        tab.evaluate("editor.setValue(''); document.querySelector('.cm-content').focus(); 1")
+        tab.evaluate("editor.setValue(''); document.getElementById('editor').shadowRoot.querySelector('.cm-content').focus(); 1")
         tab.call("Input.insertText", text=code)
     else:
         tab.evaluate(f"editor.setValue({code!r}); 1")
@@ -89,11 +95,13 @@ def test_print_1_in_python_typed_into_the_editor(playground: Tab) -> None:
     playground.wait_for(FINISHED)
     assert playground.evaluate("document.getElementById('status').textContent").startswith("COMPLETED: ok")
     assert playground.evaluate(OUTPUT) == "1\n"
-    assert playground.evaluate("document.querySelectorAll('.cm-content .tok-variableName, .cm-content [class*=ͼ]').length") > 0, "no highlighting"
+    assert playground.evaluate(HIGHLIGHTED) > 0, "no token has a colour of its own"
+    assert playground.evaluate("window.__violations") == []
     playground.screenshot(SHOTS / "python.png")
-    sizes = {urlsplit(event["response"]["url"]).path: event for event in playground.named("Network.responseReceived")}
-    loaded = [event["encodedDataLength"] for event in playground.named("Network.loadingFinished")]
-    print(f"\nplayground: interactive {ready_ms} ms after navigation; {len(sizes)} responses, {sum(loaded)} bytes loaded so far")
+    urls = {event["requestId"]: urlsplit(event["request"]["url"]).path for event in playground.named("Network.requestWillBeSent")}
+    page = [event for event in playground.named("Network.loadingFinished") if urls.get(event["requestId"], "").startswith("/play")]
+    size = sum(event["encodedDataLength"] for event in page)
+    print(f"\nplayground: {len(page)} files, {size} bytes over the wire; interactive {ready_ms} ms after navigation")
 
 
 def test_a_c_program(playground: Tab) -> None:
@@ -139,6 +147,7 @@ def test_markup_a_program_prints_or_names_a_file_with_is_shown_as_text(playgroun
     assert playground.evaluate("document.querySelector('#files a').textContent").startswith("out/<img src=x onerror=alert(3)>.txt")
     assert playground.evaluate("document.querySelectorAll('#output *:not(span), #files img').length") == 0
     assert playground.named("Page.javascriptDialogOpening") == []
+    assert playground.evaluate("window.__violations") == []
     playground.screenshot(SHOTS / "markup.png")
 
 

@@ -30,10 +30,21 @@ function highlighter(language) {
   return make ? make() : [];
 }
 
+// The page's look for the editor: inside its shadow root, the page's stylesheet does not reach it.
+const look = EditorView.theme({
+  "&": { minHeight: "12rem", backgroundColor: "#fff" },
+  ".cm-scroller": { fontFamily: "ui-monospace, monospace", minHeight: "12rem" },
+});
+
+// The editor lives in a shadow root of `parent`: there CodeMirror adds its styles as a
+// constructed stylesheet, which the page's CSP (style-src 'self', no 'unsafe-inline') allows;
+// in the document itself it would add a <style> element, which that policy blocks.
 export function create(parent, doc, language, onChange) {
   const mode = new Compartment();
+  const root = parent.attachShadow({ mode: "open" });
   const view = new EditorView({
-    parent,
+    root,
+    parent: root,
     state: EditorState.create({
       doc,
       extensions: [
@@ -46,6 +57,7 @@ export function create(parent, doc, language, onChange) {
         syntaxHighlighting(defaultHighlightStyle, { fallback: true }),
         keymap.of([...defaultKeymap, ...historyKeymap, indentWithTab]),
         EditorView.contentAttributes.of({ "aria-label": "code" }),
+        look,
         mode.of(highlighter(language)),
         EditorView.updateListener.of((update) => {
           if (update.docChanged && onChange) onChange();
