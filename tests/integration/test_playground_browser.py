@@ -154,7 +154,7 @@ def test_markup_a_program_prints_or_names_a_file_with_is_shown_as_text(playgroun
 def test_the_policy_blocks_an_inline_script_that_reached_the_page(playground: Tab) -> None:
     # As if a rendering bug had let markup in: the page's CSP still refuses to run it.
     playground.evaluate("document.getElementById('notice').insertAdjacentHTML('beforeend', '<img src=x onerror=\"window.__ran = 1\">'); 1")
-    playground.wait_for("window.__violations.some((v) => v.startsWith('script-src'))")
+    playground.wait_for("window.__violations.some((v) => v.startsWith('script-src'))", timeout_s=15)
     assert playground.evaluate("window.__ran") is None
     playground.evaluate("document.getElementById('notice').replaceChildren(); 1")
 
