@@ -101,7 +101,9 @@ def test_print_1_in_python_typed_into_the_editor(playground: Tab) -> None:
     urls = {event["requestId"]: urlsplit(event["request"]["url"]).path for event in playground.named("Network.requestWillBeSent")}
     page = [event for event in playground.named("Network.loadingFinished") if urls.get(event["requestId"], "").startswith("/play")]
     size = sum(event["encodedDataLength"] for event in page)
-    print(f"\nplayground: {len(page)} files, {size} bytes over the wire; interactive {ready_ms} ms after navigation")
+    report = f"playground: {len(page)} files, {size} bytes over the wire; interactive {ready_ms} ms after navigation"
+    print(f"\n{report}")
+    (SHOTS / "report.txt").write_text(report + "\n")
 
 
 def test_a_c_program(playground: Tab) -> None:
@@ -111,8 +113,20 @@ def test_a_c_program(playground: Tab) -> None:
     playground.screenshot(SHOTS / "c.png")
 
 
+def test_test_cases_typed_in_the_page_are_judged(playground: Tab) -> None:
+    playground.evaluate("addTest('2', '4\\n'); addTest('3', '7\\n'); 1")
+    try:
+        run(playground, "python", "print(int(input()) * 2)\n")
+        playground.wait_for(FINISHED)
+    finally:
+        playground.evaluate("document.getElementById('tests').replaceChildren(); 1")
+    verdicts = playground.evaluate("[...document.querySelectorAll('#test-results li')].map((li) => li.textContent)")
+    assert verdicts[0] == "1: ok" and verdicts[1].startswith("2: wrong_answer")
+    playground.screenshot(SHOTS / "tests.png")
+
+
 def test_output_shows_while_the_program_still_sleeps(playground: Tab) -> None:
-    code = "import time\nprint('first', flush=True)\ntime.sleep(4)\nprint('second', flush=True)\n"
+    code = "import time\nprint('first', flush=True)\ntime.sleep(3)\nprint('second', flush=True)\n"
     run(playground, "python", code)
     playground.wait_for(f"{OUTPUT}.includes('first')")
     # The first line is on the page while the job has not finished, before the second exists.

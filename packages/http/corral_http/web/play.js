@@ -42,8 +42,8 @@ async function problem(answer) {
   let detail = answer.statusText;
   try {
     const body = await answer.json();
-    detail = body.detail || body.message || detail;
-    for (const error of body.errors || []) detail += `; ${error.field}: ${error.message}`;
+    const fields = (body.errors || []).map((error) => `${error.field}: ${error.message}`).join("; ");
+    detail = body.detail || body.message || fields || detail;
   } catch (ignored) {
     // Not JSON: the status says enough.
   }
@@ -104,7 +104,7 @@ function addTest(stdin = "", expected = "") {
 }
 
 function request() {
-  const body = { code: editor.getValue(), language: $("language").value, stdin: $("stdin").value, outputs: true };
+  const body = { code: editor.getValue(), language: $("language").value, stdin: $("stdin").value };
   const limits = {};
   if ($("cpu").value) limits.cpu_time_ms = Number($("cpu").value);
   if ($("memory").value) limits.memory_mb = Number($("memory").value);
@@ -113,7 +113,9 @@ function request() {
     const [input, want] = row.querySelectorAll("textarea");
     return { stdin: input.value, expected_stdout: want.value };
   });
+  // A job with tests returns no files (each test runs in a jail of its own).
   if (tests.length) body.tests = tests;
+  else body.outputs = true;
   return body;
 }
 
@@ -262,7 +264,10 @@ async function run() {
       $("status").dataset.done = job.job_id;
     }
   } catch (error) {
-    if (!controller.signal.aborted) say(error.message);
+    if (!controller.signal.aborted) {
+      $("status").textContent = "not run";
+      say(error.message);
+    }
   }
 }
 
