@@ -173,6 +173,22 @@ def test_the_policy_blocks_an_inline_script_that_reached_the_page(playground: Ta
     playground.evaluate("document.getElementById('notice').replaceChildren(); 1")
 
 
+def test_the_key_stays_in_the_tab_and_a_shared_link_holds_code_and_language_only(playground: Tab) -> None:
+    key = playground.evaluate("sessionStorage.getItem('corral.key')")
+    assert key and playground.evaluate("[localStorage.length, document.cookie]") == [0, ""]
+    code = '#include <stdio.h>\nint main(void) { puts("shared"); }\n'
+    playground.evaluate(f"(() => {{ const picker = document.getElementById('language'); picker.value = 'c'; editor.setValue({code!r}); }})()")
+    playground.evaluate("document.getElementById('share').click(); 1")
+    link = playground.evaluate("location.href")
+    assert "#" in link and key not in link
+    playground.open("about:blank")
+    playground.open(link)
+    assert playground.evaluate("[editor.getValue(), document.getElementById('language').value]") == [code, "c"]
+    # The key came back from the tab's session storage: the languages load again.
+    playground.wait_for("document.querySelectorAll('#language option').length > 1")
+    assert playground.evaluate("document.getElementById('key').value") == key
+
+
 def test_no_request_goes_to_any_host_but_the_stacks(stack: tuple[Corral, Tab], playground: Tab) -> None:
     service, tab = stack
     requested = [event["request"]["url"] for event in tab.named("Network.requestWillBeSent")]
