@@ -22,7 +22,6 @@ import itertools
 import json
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -32,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import websocket
+
+from corral_testbed.programs import require_program
 
 _CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -48,13 +48,7 @@ _WATCH_POLICY = (
 
 def require_chromium() -> str:
     """The chromium executable; skips the test without one (fails it under CI)."""
-    found = shutil.which("chromium")
-    if found is None:
-        message = "chromium is not installed: install it (apt-get install chromium)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    return require_program("chromium", "chromium")
 
 
 def _setns(fd: int) -> None:
@@ -174,12 +168,10 @@ def chromium(executable: str) -> Iterator[Tab]:
             finally:
                 tab.close()
         finally:
-            browser.terminate()
-            try:
-                browser.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                browser.kill()
-                browser.wait()
+            # Nothing of the browser's is kept (its profile is a temporary directory): no need
+            # to let it shut down gracefully.
+            browser.kill()
+            browser.wait()
 
 
 def _devtools_endpoint(browser: subprocess.Popen[str]) -> str:
