@@ -137,6 +137,18 @@ def test_output_shows_while_the_program_still_sleeps(playground: Tab) -> None:
     assert playground.evaluate(OUTPUT) == "first\nsecond\n"
 
 
+def test_without_the_event_stream_the_page_long_polls_for_the_result(playground: Tab) -> None:
+    # As with an API that has no stream (or a proxy that refuses one): the browser fails it.
+    playground.call("Network.setBlockedURLs", urls=["*/events"])
+    try:
+        run(playground, "python", "print(2)\n")
+        playground.wait_for(FINISHED)
+    finally:
+        playground.call("Network.setBlockedURLs", urls=[])
+    assert playground.evaluate(OUTPUT) == "2\n"
+    assert any("?wait=" in event["request"]["url"] for event in playground.named("Network.requestWillBeSent"))
+
+
 def test_a_matplotlib_plot_is_shown_as_an_image(playground: Tab) -> None:
     assert "python-sci" in playground.evaluate("[...document.querySelectorAll('#language option')].map((o) => o.value)")
     code = (
