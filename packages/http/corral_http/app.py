@@ -1,5 +1,6 @@
 """The Litestar app over the routes' services: controllers (one per resource), the error map,
-the door (auth), what every request must be (middleware, requests), and the OpenAPI document.
+the door (auth), what every request must be (middleware, requests), the OpenAPI document and
+the pages a browser opens (Swagger UI, the playground).
 
 A deployable calls `http_app` with what its container made; the app never sees the container.
 """
@@ -14,7 +15,7 @@ from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import (
     Components,
     OpenAPI,
@@ -42,6 +43,7 @@ from corral_http.dependencies import dependencies
 from corral_http.errors import exception_handlers
 from corral_http.middleware import AllowedHosts, SlowBodyCutOff
 from corral_http.options import HttpOptions
+from corral_http.pages import pages_router
 from corral_http.requests import JsonOnlyRequest
 from corral_http.service import ServiceController
 from corral_http.services import JobRoutes, ServiceRoutes
@@ -64,6 +66,7 @@ def http_app(
             ServiceController,
             judge0.router(options.retry_after_s),
             piston.router(options.retry_after_s),
+            pages_router(),
         ],
         dependencies=dependencies(jobs, service),
         exception_handlers=exception_handlers(options.retry_after_s),
@@ -81,7 +84,9 @@ def http_app(
             version="0.1.0",
             description="Runs untrusted code in NsJail sandboxes, one job at a time per sandbox.",
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
+            # Litestar's own Swagger page loads its files from a CDN and runs an inline script:
+            # corral_http.pages serves /schema/swagger instead, every file from this API.
+            render_plugins=[JsonRenderPlugin()],
         ),
     )
     _document_limits(app.openapi_schema, options)
