@@ -32,6 +32,8 @@ T = TypeVar("T")
 # Seconds; from a no-op job's fraction of a second to the longest wall time allowed (30 s)
 # waiting behind a full queue.
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+# The Redis calls a worker makes (InstrumentedJobQueue, InstrumentedWorkerRegistry).
+_REDIS_OPERATIONS = ("submit", "claim", "renew", "finish", "release", "recover", "heartbeat", "live_workers", "hold_duty")
 _SANDBOX_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5)
 
 
@@ -97,6 +99,9 @@ class WorkerMetrics:
         )
         self.slots_busy.set(0)
         self.slots_idle.set(concurrency)
+        # At zero from the start, so that a rate over them is 0, not no data, until one fails.
+        for operation in _REDIS_OPERATIONS:
+            self.redis_errors.labels(operation)
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
