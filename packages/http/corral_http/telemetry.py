@@ -35,7 +35,7 @@ _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"
 
 
 class ApiMetrics:
-    """The API's metrics (docs/operations.md lists them). `registry` None: prometheus_client's own."""
+    """The API's metrics (docs/metrics.md lists them). `registry` None: prometheus_client's own."""
 
     def __init__(self, registry: CollectorRegistry | None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -78,7 +78,6 @@ class ApiMetrics:
             "corral_redis_errors", "Redis calls that failed (StorageUnavailable), by operation.", ["operation"], registry=registry
         )
 
-
     def job_queued(self, job: Job) -> None:
         """SubmitJob's `queued`: a job accepted by any route."""
         self.jobs_submitted.labels(job.request.language).inc()
@@ -118,7 +117,7 @@ def request_metrics_middleware(metrics: ApiMetrics) -> Callable[[ASGIApp], ASGIA
                 # the known few is one label value, not what the client wrote.
                 route = scope.get("path_template") or "unmatched"
                 method = scope["method"] if scope["method"] in _METHODS else "other"
-                metrics.requests.labels(route, method, f"{status // 100}xx").inc()
+                metrics.requests.labels(route, method, f"{(status or 500) // 100}xx").inc()
                 metrics.request_seconds.labels(route, method).observe(time.perf_counter() - began)
 
         return middleware
