@@ -97,9 +97,12 @@ class WorkerMetrics:
         self.redis_errors = Counter(
             "corral_redis_errors", "Redis calls that failed (StorageUnavailable), by operation.", ["operation"], registry=registry
         )
+        self._start_at_zero()
+
+    def _start_at_zero(self) -> None:
         self.slots_busy.set(0)
-        self.slots_idle.set(concurrency)
-        # At zero from the start, so that a rate over them is 0, not no data, until one fails.
+        self.slots_idle.set(self.concurrency)
+        # Each Redis error series exists from the start: a rate over them is 0, not no data.
         for operation in _REDIS_OPERATIONS:
             self.redis_errors.labels(operation)
 
