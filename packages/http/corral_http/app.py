@@ -47,7 +47,7 @@ from corral_http.pages import pages_router
 from corral_http.requests import JsonOnlyRequest
 from corral_http.service import ServiceController
 from corral_http.services import JobRoutes, ServiceRoutes
-from corral_http.telemetry import request_id_middleware
+from corral_http.telemetry import request_id_middleware, request_metrics_middleware
 
 Lifespan = Callable[[Litestar], AbstractAsyncContextManager[None]]
 
@@ -57,7 +57,8 @@ def http_app(
 ) -> Litestar:
     async def count_redis_errors(error: Exception, scope: Scope) -> None:
         if isinstance(error, StorageUnavailable):
-            service.metrics.redis_errors.labels(scope.get("path", "")).inc()
+            # The route's template, not the path: a job id in a label would be a series per job.
+            service.metrics.redis_errors.labels(scope.get("path_template") or "unmatched").inc()
 
     origins = list(options.cors_origins)
     app = Litestar(
@@ -77,7 +78,7 @@ def http_app(
         # default would replace the root handler with its text format.
         logging_config=None,
         request_max_body_size=options.max_body_bytes,
-        middleware=_middleware(keys, options),
+        middleware=[request_metrics_middleware(service.metrics), *_middleware(keys, options)],
         cors_config=CORSConfig(allow_origins=origins, allow_methods=["GET", "POST", "DELETE"]) if origins else None,
         openapi_config=OpenAPIConfig(
             title="Corral",
