@@ -287,10 +287,16 @@ def _scratch_with(
     size, inodes = scratch_size(host, files, memory_bytes)
     mount_executable = executable or compiling
     scratch = Scratch.create(host.work_root, runname.scratch_name(run), size, inodes, ids.uid, ids.gid, executable=mount_executable)
-    for index, (file_name, data) in enumerate(files):
-        # The first file is the source, or a compiled program's artifact: runnable.
-        scratch.write(file_name, data, 0o755 if executable and index == 0 else 0o644)
-    scratch.seal()
+    try:
+        for index, (file_name, data) in enumerate(files):
+            # The first file is the source, or a compiled program's artifact: runnable.
+            scratch.write(file_name, data, 0o755 if executable and index == 0 else 0o644)
+        scratch.seal()
+    except BaseException:
+        # Not the caller's yet: a write refused (something already at a file's name) must not
+        # leave the mount behind.
+        scratch.remove()
+        raise
     return scratch
 
 

@@ -117,7 +117,8 @@ class Scratch:
 
     def read_back(self, name: str, max_bytes: int) -> bytes | None:
         """The regular file box/<name> the jail left, after it ended; None if there is none, it
-        is anything else (a symlink, a FIFO...) or it is larger than `max_bytes`.
+        is anything else (a symlink, a FIFO...), it has other hard links (its content is not
+        only the compiler's to decide), or it is larger than `max_bytes`.
 
         Everything there is the job's and hostile: nothing is followed, nothing waited on.
         """
@@ -134,7 +135,7 @@ class Scratch:
             os.close(box_fd)
         try:
             info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+            if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or info.st_size > max_bytes:
                 return None
             chunks: list[bytes] = []
             size = 0
