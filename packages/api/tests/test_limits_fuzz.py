@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from corral_core.policy import DEFAULT_LIMIT_POLICY, LIMIT_FIELDS
-from conftest import HOSTILE_VALUES, RAW_VALUES, LimitsApi
+from tests.limits_api import HOSTILE_VALUES, RAW_VALUES, LimitsApi
 
 MAXIMA = DEFAULT_LIMIT_POLICY.maxima
 CASES = [(name, value) for name in LIMIT_FIELDS for value in (*HOSTILE_VALUES, getattr(MAXIMA, name), getattr(MAXIMA, name) + 1)]

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from conftest import HOSTILE_VALUES, RAW_VALUES, LimitsApi
+from tests.limits_api import HOSTILE_VALUES, RAW_VALUES, LimitsApi
 from corral_core.policy import DEFAULT_LIMIT_POLICY
 
 MAXIMA = DEFAULT_LIMIT_POLICY.maxima
