@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.limits_api import HOSTILE_VALUES, RAW_VALUES, LimitsApi
 from corral_core.policy import DEFAULT_LIMIT_POLICY
+from tests.limits_api import HOSTILE_VALUES, RAW_VALUES, LimitsApi
 
 MAXIMA = DEFAULT_LIMIT_POLICY.maxima
 MIB = 1024 * 1024
@@ -40,12 +40,12 @@ def cases(fields: dict[str, float]) -> list[tuple[str, Any]]:
 
 
 def judge0_body(name: str, value: str) -> str:
-    return '{"source_code": "print(1)", "language_id": 71, %s: %s}' % (json.dumps(name), value)
+    return f'{{"source_code": "print(1)", "language_id": 71, {json.dumps(name)}: {value}}}'
 
 
 def piston_body(name: str, value: str) -> str:
     files = '[{"content": "print(1)"}]'
-    return '{"language": "python", "version": "3.11.2", "files": %s, %s: %s}' % (files, json.dumps(name), value)
+    return f'{{"language": "python", "version": "3.11.2", "files": {files}, {json.dumps(name)}: {value}}}'
 
 
 async def posted(api: LimitsApi, path: str, body: str) -> int:

@@ -103,9 +103,8 @@ async def start_failing(host: HostReport, jail_host: JailHost, beside: Path, mes
     runtime = next(spec for spec in host.runtimes if spec.language == "python")
     pool = JailIdPool(host.jail_ids(), host.jail_id_leases())
     files = [("main.py", b"print('ran')"), ("data.txt", b"x")]
-    with recorded() as events, pool.taken() as ids:
-        with pytest.raises(SandboxError, match=message):
-            await run_program(jail_host, runtime, ids, files, DEFAULT_LIMIT_POLICY.defaults, "", (), None, ("*",))
+    with recorded() as events, pool.taken() as ids, pytest.raises(SandboxError, match=message):
+        await run_program(jail_host, runtime, ids, files, DEFAULT_LIMIT_POLICY.defaults, "", (), None, ("*",))
     stray = [event for event in events if not allowed(host, jail_host, event)]
     assert stray == [], f"the host acted outside the run's own scratch and cgroups: {stray}"
     assert sorted(os.listdir(beside)) == ["kept"] and (beside / "kept").read_bytes() == b"kept"
@@ -134,12 +133,12 @@ async def test_a_missing_work_root_fails_the_run_and_removes_nothing(host: HostR
 async def test_a_read_only_work_root_fails_the_run_and_removes_nothing(host: HostReport, beside: Path) -> None:
     read_only = f"/run/corral-test/read-only-{os.getpid()}"
     os.makedirs(read_only, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", read_only], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", read_only], check=True)  # noqa: ASYNC101
     try:
         jail_host = msgspec.structs.replace(host.jail_host(), work_root=read_only)
         await start_failing(host, jail_host, beside, "could not set up the sandbox")
     finally:
-        subprocess.run(["umount", read_only], check=True)
+        subprocess.run(["umount", read_only], check=True)  # noqa: ASYNC101
         os.rmdir(read_only)
 
 
