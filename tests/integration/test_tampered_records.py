@@ -64,7 +64,7 @@ async def parts(redis_url: str) -> AsyncIterator[Parts]:
 
 
 def spec(job: Job) -> dict[str, Any]:
-    return msgspec.json.decode(encode_job(job))
+    return msgspec.json.decode(encode_job(job), type=dict[str, Any])
 
 
 def limit(name: str, value: object) -> Callable[[dict[str, Any]], bytes]:

@@ -6,6 +6,7 @@ limit within 1..the service's maximum; never a 500."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -35,7 +36,7 @@ PISTON = {
 }
 
 
-def cases(fields: dict[str, float]) -> list[tuple[str, Any]]:
+def cases(fields: Mapping[str, float]) -> list[tuple[str, Any]]:
     return [(name, value) for name, most in fields.items() for value in (*HOSTILE_VALUES, most, most + 1)]
 
 
