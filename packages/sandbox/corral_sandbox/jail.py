@@ -301,7 +301,16 @@ def _scratch_with(
 
 
 async def _with_outputs(result: RunResult, scratch: Scratch, outputs: tuple[str, ...], limits: Limits) -> RunResult:
-    collected = await asyncio.to_thread(collect, scratch.box, outputs, returned_bounds(limits))
+    try:
+        box = scratch.open_box()  # relative to the mount's root, held since its mount
+    except OSError as error:
+        log.error("the working directory of %s could not be opened: %s", scratch.root, error)
+        box = -1
+    try:
+        collected = await asyncio.to_thread(collect, box, outputs, returned_bounds(limits))
+    finally:
+        if box >= 0:
+            os.close(box)
     return msgspec.structs.replace(result, files=tuple(collected.files), files_left_out=tuple(collected.left_out))
 
 

@@ -53,6 +53,9 @@ class Scratch:
         self.tmp = os.path.join(root, "tmp")
         self.shm = os.path.join(root, "shm")
         self._mounted = False
+        # The mount's root, held from its mount to its removal: what the host reads back is
+        # opened relative to it, never by a path walked again after the jail ran.
+        self._root_fd: int | None = None
         self._box_fd: int | None = None
         self._flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
 
@@ -73,16 +76,11 @@ class Scratch:
                 code = ctypes.get_errno()
                 raise ScratchError(f"mount tmpfs on {scratch.root}: {os.strerror(code)}")
             scratch._mounted = True
-            root_fd = os.open(scratch.root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            try:
-                for sub in ("box", "tmp", "shm"):
-                    os.mkdir(sub, 0o700, dir_fd=root_fd)
-                    os.chown(sub, uid, gid, dir_fd=root_fd, follow_symlinks=False)
-                scratch._box_fd = os.open(
-                    "box", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root_fd
-                )
-            finally:
-                os.close(root_fd)
+            root_fd = scratch._root_fd = os.open(scratch.root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            for sub in ("box", "tmp", "shm"):
+                os.mkdir(sub, 0o700, dir_fd=root_fd)
+                os.chown(sub, uid, gid, dir_fd=root_fd, follow_symlinks=False)
+            scratch._box_fd = os.open("box", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root_fd)
         except BaseException:
             scratch.remove()
             raise
@@ -124,7 +122,7 @@ class Scratch:
         """
         flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
         try:
-            box_fd = os.open(self.box, flags | os.O_DIRECTORY)
+            box_fd = self.open_box()
         except OSError:
             return None
         try:
@@ -148,6 +146,13 @@ class Scratch:
         finally:
             os.close(fd)
 
+    def open_box(self) -> int:
+        """A new descriptor of box/, opened relative to the mount's root without following a
+        link (the caller closes it); OSError if there is none."""
+        if self._root_fd is None:
+            raise FileNotFoundError(f"{self.root} is not mounted")
+        return os.open("box", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=self._root_fd)
+
     def seal(self) -> None:
         """No more writes: from here on everything inside box/, tmp/ and shm/ is the job's."""
         if self._box_fd is not None:
@@ -157,6 +162,9 @@ class Scratch:
     def remove(self) -> None:
         """Unmount (lazily: nothing inside is looked at) and remove the empty mount point."""
         self.seal()
+        if self._root_fd is not None:
+            os.close(self._root_fd)  # before the unmount: nothing of ours holds the mount
+            self._root_fd = None
         if self._mounted:
             _unmount(self.root)
             self._mounted = False
