@@ -10,9 +10,11 @@ Why a tmpfs of its own: nothing a job writes touches the host's disk; size and i
 bounded per job (and the pages are charged to the job's memory cgroup); a hard link cannot reach
 a host file across file systems; and removal is one lazy unmount, which follows nothing the job
 left behind (symlinks, FIFOs, sockets, deep trees). The host writes into the mount only before
-the jail starts, through directory file descriptors with O_CREAT|O_EXCL|O_NOFOLLOW, and reads
-nothing back (NsJail's log is a memfd of the adapter's, never a file here: a job that fills its
-tmpfs cannot keep NsJail from saying how the program ended).
+the jail starts, through directory file descriptors with O_CREAT|O_EXCL|O_NOFOLLOW; after the
+jail ended it reads back only a compile's artifact and the files a job asked for, through a
+descriptor of the mount's root held since its mount, never following a link (NsJail's log is a
+memfd of the adapter's, never a file here: a job that fills its tmpfs cannot keep NsJail from
+saying how the program ended).
 
 The work root and each mount's root are 0711, not 0700: NsJail binds box/, tmp/ and shm/ from
 inside the jail's user namespace, where the path must be searchable by others. Nothing can be
