@@ -12,7 +12,6 @@ import asyncio
 import statistics
 
 from baseline import SETTINGS
-
 from corral_sandbox import prepare_host
 from corral_testbed.cpu_shares import measure, with_cpu_cores
 
