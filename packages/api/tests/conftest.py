@@ -1,5 +1,6 @@
-"""The app over in-memory adapters with a worker loop in process, as the compatible APIs' tests
-(test_compat.py, test_piston_v2.py) drive it."""
+"""Fixtures the API's tests ask for by name: the app over in-memory adapters with a worker loop in
+process, as the compatible APIs' tests (test_compat.py, test_piston_v2.py) drive it, and the
+limits fuzz's API (tests/limits_api.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs
 from corral_memory.sandbox import InMemorySandbox
 from corral_redis import RedisSettings
 from corral_system.clock import SystemClock
+from tests.limits_api import LimitsApi, serving
 
 
 async def _worker(state: InMemoryJobs) -> None:
@@ -40,3 +42,9 @@ async def compat_client() -> AsyncIterator[AsyncTestClient[Any]]:
         running = test_client.blocking_portal.start_task_soon(_worker, state)
         yield test_client
         running.cancel()
+
+
+@pytest.fixture
+async def limits_api() -> AsyncIterator[LimitsApi]:
+    async for api in serving():
+        yield api
