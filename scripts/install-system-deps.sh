@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v curl >/dev/null || missing+=(curl)
+# The browser tests of `make test` (the playground and Swagger UI in headless chromium).
+command -v chromium >/dev/null || missing+=(chromium)
+# The tests' Prometheus (tests/integration/test_prometheus.py) and promtool for deploy/prometheus.
+{ command -v prometheus && command -v promtool; } >/dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing ${missing[*]}: install them (as root: apt-get install ${missing[*]})" >&2

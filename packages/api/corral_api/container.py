@@ -71,6 +71,11 @@ class ApiContainer(containers.DeclarativeContainer):
     job_input: providers.Provider[JobInput] = storage.job_input
     runtimes = providers.Singleton(RegistryRuntimeCatalog, registry)
 
+    # In the served API, samples go to the multiprocess files (corral_system.metrics) and this
+    # registry stays empty; tests read it.
+    metrics_registry = providers.Singleton(CollectorRegistry)
+    metrics = providers.Singleton(ApiMetrics, metrics_registry)
+
     submit_job = providers.Singleton(
         SubmitJob,
         queue=queue,
@@ -81,6 +86,7 @@ class ApiContainer(containers.DeclarativeContainer):
         runtimes=runtimes,
         usage=usage,
         admitting=admitting,
+        queued=metrics.provided.job_queued,
     )
     submit_job_once = providers.Singleton(SubmitJobOnce, submit_job, store, idempotency, settings.provided.idempotency_ttl_s)
     get_job = providers.Singleton(GetJob, store)
@@ -89,11 +95,6 @@ class ApiContainer(containers.DeclarativeContainer):
     long_polls = providers.Singleton(LongPolls, settings.provided.max_waiters)
     streams = providers.Singleton(LiveStreams, settings.provided.max_streams, settings.provided.key_max_streams)
     readiness = providers.Singleton(RedisReadiness, registry, durability)
-
-    # In the served API, samples go to the multiprocess files (corral_system.metrics) and this
-    # registry stays empty; tests read it.
-    metrics_registry = providers.Singleton(CollectorRegistry)
-    metrics = providers.Singleton(ApiMetrics, metrics_registry)
 
     http_options = settings.provided.http_options.call(redis_settings.provided.max_unfinished)
     job_routes = providers.Singleton(

@@ -6,51 +6,28 @@ tests/integration/test_compat_end_to_end.py drives the same flows against the re
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
+from prometheus_client.parser import text_string_to_metric_families
 
-from corral_api.app import create_app
-from corral_api.container import ApiContainer
-from corral_api.settings import ApiSettings
 from corral_core import job as jobs
 from corral_core.job import Job, RunRequest, RunResult, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY
-from corral_core.ports import Runtime, WorkerInfo
-from corral_core.usecases import RunNextJob
-from corral_http.compat import piston
+from corral_core.ports import Runtime
+from corral_http.compat import piston, piston_request
 from corral_http.compat.judge0 import schemas as judge0_schemas
 from corral_http.compat.judge0 import views as judge0
 from corral_http.compat.languages import offered
-from corral_memory.container import InMemoryStorage
-from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs
-from corral_memory.sandbox import InMemorySandbox
-from corral_redis import RedisSettings
 from corral_system.clock import SystemClock
 
 Client = AsyncTestClient[Any]
 
 
-async def _worker(state: InMemoryJobs) -> None:
-    run_next = RunNextJob(InMemoryJobQueue(state), InMemorySandbox(), state.clock)
-    while True:
-        await run_next("test-worker", 1)
-
-
 @pytest.fixture
-async def client() -> AsyncIterator[Client]:
-    clock = SystemClock()
-    storage = InMemoryStorage(clock=clock, client=InMemoryJobs(clock, max_unfinished=100))
-    state = storage.client()
-    await storage.registry().heartbeat(WorkerInfo("test-worker", clock.now(), (Runtime("python", "3.11.2", "main.py"),)), 60_000)
-    container = ApiContainer(settings=ApiSettings(auth=False, max_wait_s=5), redis_settings=RedisSettings(max_unfinished=100))
-    container.storage.override(storage)
-    async with AsyncTestClient(app=create_app(container), base_url="http://127.0.0.1:8000") as test_client:
-        running = test_client.blocking_portal.start_task_soon(_worker, state)
-        yield test_client
-        running.cancel()
+def client(compat_client: Client) -> Client:
+    return compat_client
 
 
 # ---- Judge0 ---------------------------------------------------------------------------------
@@ -219,7 +196,7 @@ def _cancelled(started: bool) -> Job:
 
 def test_piston_answers_a_cancelled_job_with_409_and_says_so() -> None:
     chosen = offered([Runtime("python", "3.11.2", "main.py")])[0]
-    with pytest.raises(piston.PistonError) as raised:
+    with pytest.raises(piston_request.PistonError) as raised:
         piston.answer(_cancelled(started=True), chosen, "python", "3.x")
     assert raised.value.status_code == 409
     assert raised.value.message == "job c was cancelled (DELETE /jobs/c) before it finished"
@@ -310,3 +287,41 @@ async def test_compat_bodies_that_are_not_well_formed_json_are_400(client: Clien
     response = await client.post(path, content=body, headers={"content-type": "application/json"})
     assert response.status_code == 400, response.text
     assert "malformed JSON" in response.text
+
+
+# ---- Metrics --------------------------------------------------------------------------------
+
+
+async def _samples(client: Client) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    text = (await client.get("/metrics")).text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_a_job_submitted_through_each_api_is_counted_once_by_runtime(client: Client) -> None:
+    native = await client.post("/execute", json={"code": "print(1)"})
+    judge0_made = await client.post("/judge0/submissions", json={"source_code": "print(1)", "language_id": 71})
+    piston_ran = await client.post("/api/v2/execute", json={"language": "py", "version": "3.x", "files": [{"content": "print(1)"}]})
+    assert (native.status_code, judge0_made.status_code, piston_ran.status_code) == (202, 201, 200)
+    refused = await client.post("/execute", json={"code": "print(1)", "language": "cobol"})
+    assert refused.status_code == 422, refused.text
+    samples = await _samples(client)
+    assert samples[("corral_jobs_submitted_total", frozenset({("runtime", "python")}))] == 3
+    assert [name for name, labels in samples if name == "corral_jobs_submitted_total"] == ["corral_jobs_submitted_total"]
+
+
+async def test_requests_are_counted_by_route_template_method_and_status_class(client: Client) -> None:
+    for job_id in ("a" * 20, "b" * 20):
+        assert (await client.get(f"/jobs/{job_id}")).status_code == 404
+    assert (await client.post("/execute", json={"code": "print(1)"})).status_code == 202
+    samples = await _samples(client)
+    missing = frozenset({("route", "/jobs/{job_id}"), ("method", "GET"), ("status", "4xx")})
+    assert samples[("corral_http_requests_total", missing)] == 2
+    assert samples[("corral_http_request_duration_seconds_count", missing - {("status", "4xx")})] == 2
+    accepted = frozenset({("route", "/execute"), ("method", "POST"), ("status", "2xx")})
+    assert samples[("corral_http_requests_total", accepted)] == 1
+    routes = {dict(labels)["route"] for name, labels in samples if name == "corral_http_requests_total"}
+    assert not any("a" * 20 in route or "b" * 20 in route for route in routes), routes

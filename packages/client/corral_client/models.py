@@ -168,7 +168,7 @@ class Result(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class JobError(msgspec.Struct, frozen=True):
-    code: str  # worker_lost, sandbox_error, unsupported_language
+    code: str  # worker_lost, sandbox_error, unsupported_language, invalid_job
     message: str
 
 

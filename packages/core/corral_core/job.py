@@ -68,6 +68,9 @@ class ErrorCode(enum.StrEnum):
     WORKER_LOST = "worker_lost"
     SANDBOX_ERROR = "sandbox_error"
     UNSUPPORTED_LANGUAGE = "unsupported_language"
+    # The job's record breaks the service's rules (a limit out of bounds, a payload that is no
+    # job): altered in storage, or written by something other than the API. It never ran.
+    INVALID_JOB = "invalid_job"
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True):

@@ -62,6 +62,15 @@ class LimitPolicy(msgspec.Struct, frozen=True, kw_only=True):
             values[name] = value
         return Limits(**values)
 
+    def check(self, limits: Limits) -> None:
+        """Refuse resolved limits that break this policy, as `resolve` would have refused them
+        (a job's limits read back from storage are checked again before it runs)."""
+        for name in LIMIT_FIELDS:
+            value = getattr(limits, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidSubmission(f"limits.{name}", f"must be an integer, got {value!r}")
+        self.resolve(LimitRequest(**msgspec.structs.asdict(limits)))
+
     def for_runtime(self, runtime: Runtime | None) -> LimitPolicy:
         """The policy for one runtime: its own defaults replace the server's (a JVM needs more
         memory than CPython), and its own maxima can only lower the server's."""

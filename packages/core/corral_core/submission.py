@@ -4,6 +4,7 @@ quotas and queued as a PENDING job, once per idempotency key."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import msgspec
 
@@ -83,6 +84,9 @@ class SubmitJob:
     atomic step, one round trip to storage where the request would otherwise take three. Its
     rate comes back in `Submitted.rate`, or in the OverQuota raised; a key gone meanwhile
     raises KeyRevoked.
+
+    `queued` is told of every job once it is queued, whichever route submitted it: the
+    deployable counts submissions there (its metrics), so that no route can be missed.
     """
 
     def __init__(
@@ -95,8 +99,10 @@ class SubmitJob:
         runtimes: RuntimeCatalog,
         usage: UsageLedger | None = None,
         admitting: AdmittingQueue | None = None,
+        queued: Callable[[Job], None] | None = None,
     ) -> None:
         self._queue = queue
+        self._queued = queued
         self._ids = ids
         self._clock = clock
         self._limits = limits
@@ -109,6 +115,12 @@ class SubmitJob:
         return self._ids.new_id()
 
     async def __call__(self, caller: Caller, request: JobRequest, *, request_id: str = "", job_id: str = "") -> Submitted:
+        submitted = await self._submit(caller, request, request_id, job_id)
+        if self._queued is not None:
+            self._queued(submitted.job)
+        return submitted
+
+    async def _submit(self, caller: Caller, request: JobRequest, request_id: str, job_id: str) -> Submitted:
         job = await self._job(caller, request, request_id, job_id)
         if self._usage is None or not job.owner:
             await self._queue.submit(job)

@@ -18,6 +18,7 @@ from corral_core import job as jobs
 from corral_core.access import Caller
 from corral_core.events import EventKind, JobEvents, JobInput
 from corral_core.job import ErrorCode, Job, JobError, JobStatus, StdinMode
+from corral_core.policy import InvalidSubmission, LimitPolicy, runtime_of
 from corral_core.ports import (
     CancelNotices,
     Clock,
@@ -195,6 +196,10 @@ class RunNextJob:
     stored its final status and a `result` event are appended there (EventRelay: in the
     background, never slowing or failing the run). With `job_input`, an interactive job's
     stdin is what its client sends while it runs.
+
+    With `limits` (the service's [limits]), a job whose stored limits break them (below 1,
+    above the maxima for its runtime: a record altered in storage, or written by something
+    other than the API) fails as INVALID_JOB without running: the API's check is not the only one.
     """
 
     def __init__(
@@ -209,6 +214,7 @@ class RunNextJob:
         cancels: CancelNotices | None = None,
         events: JobEvents | None = None,
         job_input: JobInput | None = None,
+        limits: LimitPolicy | None = None,
     ) -> None:
         if renew_every_ms >= lease_ms:
             raise ValueError("leases must be renewed more often than they expire")
@@ -221,6 +227,7 @@ class RunNextJob:
         self._retry_s = min(retry_every_ms, renew_every_ms) / 1000
         self._events = events
         self._job_input = job_input
+        self._limits = limits
 
     async def __call__(self, worker_id: str, timeout_s: float) -> Job | None:
         sent = _monotonic()
@@ -334,7 +341,21 @@ class RunNextJob:
                     return
                 await asyncio.sleep(self._retry_s)
 
+    def _refusal(self, job: Job) -> JobError | None:
+        """Why the job must not run as stored, or None."""
+        if self._limits is None:
+            return None
+        policy = self._limits.for_runtime(runtime_of(job.request.language, self._sandbox.runtimes()))
+        try:
+            policy.check(job.request.limits)
+        except InvalidSubmission as error:
+            return JobError(ErrorCode.INVALID_JOB, f"the job's stored limits break the service's: {error}")
+        return None
+
     async def _run(self, job: Job, relay: EventRelay | None) -> Job:
+        if (refused := self._refusal(job)) is not None:
+            log.error("job %s refused: %s", job.id, refused.message)
+            return jobs.fail(job, refused, self._clock.now())
         stdin_source = None
         if self._job_input is not None and job.request.stdin_mode is StdinMode.INTERACTIVE:
             stdin_source = _input_of(self._job_input, job.id)

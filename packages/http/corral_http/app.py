@@ -1,5 +1,6 @@
 """The Litestar app over the routes' services: controllers (one per resource), the error map,
-the door (auth), what every request must be (middleware, requests), and the OpenAPI document.
+the door (auth), what every request must be (middleware, requests), the OpenAPI document and
+the pages a browser opens (Swagger UI, the playground).
 
 A deployable calls `http_app` with what its container made; the app never sees the container.
 """
@@ -9,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 
+import msgspec
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import (
     Components,
     OpenAPI,
@@ -32,17 +34,20 @@ from litestar.types import Middleware, Scope
 
 from corral_core.access import KeyStore
 from corral_core.ports import StorageUnavailable
+from corral_http import schemas, testcase_schemas
 from corral_http.auth import OPEN_PATHS, KeyCache, KeyDoor, no_keys
 from corral_http.compat import judge0, piston
+from corral_http.compat.openapi import document_compat
 from corral_http.controllers import JobsController
 from corral_http.dependencies import dependencies
 from corral_http.errors import exception_handlers
 from corral_http.middleware import AllowedHosts, SlowBodyCutOff
 from corral_http.options import HttpOptions
+from corral_http.pages import pages_router
 from corral_http.requests import JsonOnlyRequest
 from corral_http.service import ServiceController
 from corral_http.services import JobRoutes, ServiceRoutes
-from corral_http.telemetry import request_id_middleware
+from corral_http.telemetry import request_id_middleware, request_metrics_middleware
 
 Lifespan = Callable[[Litestar], AbstractAsyncContextManager[None]]
 
@@ -52,7 +57,8 @@ def http_app(
 ) -> Litestar:
     async def count_redis_errors(error: Exception, scope: Scope) -> None:
         if isinstance(error, StorageUnavailable):
-            service.metrics.redis_errors.labels(scope.get("path", "")).inc()
+            # The route's template, not the path: a job id in a label would be a series per job.
+            service.metrics.redis_errors.labels(scope.get("path_template") or "unmatched").inc()
 
     origins = list(options.cors_origins)
     app = Litestar(
@@ -61,6 +67,7 @@ def http_app(
             ServiceController,
             judge0.router(options.retry_after_s),
             piston.router(options.retry_after_s),
+            pages_router(),
         ],
         dependencies=dependencies(jobs, service),
         exception_handlers=exception_handlers(options.retry_after_s),
@@ -71,18 +78,22 @@ def http_app(
         # default would replace the root handler with its text format.
         logging_config=None,
         request_max_body_size=options.max_body_bytes,
-        middleware=_middleware(keys, options),
+        middleware=[request_metrics_middleware(service.metrics), *_middleware(keys, options)],
         cors_config=CORSConfig(allow_origins=origins, allow_methods=["GET", "POST", "DELETE"]) if origins else None,
         openapi_config=OpenAPIConfig(
             title="Corral",
             version="0.1.0",
             description="Runs untrusted code in NsJail sandboxes, one job at a time per sandbox.",
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
+            # Litestar's own Swagger page loads its files from a CDN and runs an inline script:
+            # corral_http.pages serves /schema/swagger instead, every file from this API.
+            render_plugins=[JsonRenderPlugin()],
         ),
     )
     _document_limits(app.openapi_schema, options)
     _document_callback(app.openapi_schema)
+    document_compat(app.openapi_schema, keys=options.auth)
+    _document_closed_objects(app.openapi_schema)
     if options.auth:
         _document_auth(app.openapi_schema)
     return app
@@ -128,6 +139,20 @@ def _document_callback(document: OpenAPI) -> None:
         responses={"2XX": OpenAPIResponse(description="Received: no more attempts")},
     )
     execute.post.callbacks = {"jobFinished": {"{$request.body#/callback_url}": PathItem(post=delivery)}}
+
+
+def _document_closed_objects(document: OpenAPI) -> None:
+    """Say which request objects refuse fields they do not name (forbid_unknown_fields): Litestar
+    leaves additionalProperties out, which promises a client that extra fields are ignored."""
+    closed = {
+        name
+        for module in (schemas, testcase_schemas)
+        for name, value in vars(module).items()
+        if isinstance(value, type) and issubclass(value, msgspec.Struct) and value.__struct_config__.forbid_unknown_fields
+    }
+    for name, schema in ((document.components.schemas if document.components else None) or {}).items():
+        if name in closed and isinstance(schema, Schema) and schema.type == OpenAPIType.OBJECT:
+            schema.additional_properties = False
 
 
 def _document_auth(document: OpenAPI) -> None:

@@ -1,5 +1,6 @@
 """API keys at the door: every request but the operator's (health, readiness, metrics, the
-schema) must carry a key, which is counted against its request rate.
+schema) and the pages' (Swagger UI, the playground) must carry a key, which is counted against
+its request rate.
 
 A key comes as `Authorization: Bearer <key>` or `X-Auth-Token: <key>` (the header Judge0
 clients send; under /judge0 also as the `X-Auth-Token` query parameter, as Judge0 takes it).
@@ -50,8 +51,9 @@ from corral_core.access import (
 from corral_core.ports import StorageUnavailable
 from corral_core.submission import Submitted
 
-# Paths an operator's probes and tools reach without a key.
-OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/schema")
+# Paths an operator's probes and tools reach without a key, and the pages a browser opens (the
+# playground asks its user for a key and sends it with each call it makes).
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/schema", "/play")
 POLICY = "rate"
 # A route handler's `opt` flag: its requests are counted by the submit they make (see above).
 SUBMITS = "counted_by_submit"

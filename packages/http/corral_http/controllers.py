@@ -172,7 +172,6 @@ class JobsController(Controller):
                     headers.append(ResponseHeader(name="Idempotent-Replayed", value="true"))
             logs.job_id.set(job.id)
             if created:
-                jobs.metrics.jobs_submitted.inc()
                 log.info("job submitted", extra={"language": job.request.language})
             if wait > 0:
                 # A job this request created is known to exist unfinished: no need to read it first.

@@ -46,11 +46,13 @@ class ServiceController(Controller):
         metrics = service.metrics
         try:
             depth = await service.queue_gauge.depth()
+            live = await service.registry.live_workers()
         except StorageUnavailable:
             metrics.redis_errors.labels("/metrics").inc()
         else:
             metrics.queue_depth.set(depth.pending)
             metrics.jobs_unfinished.set(depth.unfinished)
+            metrics.workers_live.set(len(live))
         # In multiprocess mode this reads every process's files: not on the event loop.
         text = await asyncio.to_thread(metrics_exposition, metrics.registry)
         return Response(text, media_type=CONTENT_TYPE)

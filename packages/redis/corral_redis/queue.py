@@ -10,6 +10,7 @@ docs/redis-keys.md which keys hold what.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
@@ -19,13 +20,13 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from corral_core import job as jobs
-from corral_core.job import Job, encode_job
+from corral_core.job import ErrorCode, Job, JobError, encode_job
 from corral_core.ports import Clock, Lease, QueueDepth, QueueFull, RecoveryReport, StorageFull
 from corral_redis import scripts
 from corral_redis.connection import storage_errors
 from corral_redis.keyspace import QueueKeys
 from corral_redis.records import (
-    decode_record,
+    UnreadableRecord,
     encode_head,
     encode_queued,
     encode_time,
@@ -33,8 +34,12 @@ from corral_redis.records import (
     job_reserve,
     micros,
     progress_fields,
+    read_record,
+    refused_fields,
 )
 from corral_redis.settings import DEFAULT_SETTINGS, RedisSettings
+
+log = logging.getLogger(__name__)
 
 
 class RedisJobQueue:
@@ -148,7 +153,11 @@ class RedisJobQueue:
     async def _start_job(self, worker_id: str, lease_ms: int, lines: list[str], woken: bool) -> Lease | None:
         """Start the oldest job of the first of `lines` that has one."""
         keys, args = self._start_call(worker_id, lease_ms, lines, woken, waits=False)
-        return _lease(await self._start(keys=keys, args=args), worker_id)
+        while True:
+            try:
+                return await self._lease(await self._start(keys=keys, args=args), worker_id)
+            except _Refused:
+                continue  # that one is failed: the next one in line
 
     async def _woken_and_started(
         self, worker_id: str, lease_ms: int, lines: list[str], order: list[str], wait_s: float
@@ -169,7 +178,27 @@ class RedisJobQueue:
             started = await self._start(keys=keys, args=args)
         elif isinstance(started, Exception):
             raise started
-        return popped, _lease(started, worker_id)
+        try:
+            return popped, await self._lease(started, worker_id)
+        except _Refused:
+            return popped, None
+
+    async def _lease(self, started: Any, worker_id: str) -> Lease | None:
+        """The lease a START reply gives (None: no job). A record that is no job (altered in
+        Redis) is failed as INVALID_JOB at once, never run nor left leased: _Refused."""
+        if started is None:
+            return None
+        token, record, job_id = started
+        try:
+            return Lease(read_record(record), int(token), worker_id)
+        except UnreadableRecord as error:
+            await self._refuse(_text(job_id), int(token), record, str(error), if_expired="")
+            raise _Refused from None
+
+    async def _refuse(self, job_id: str, token: int, record: list[bytes | None], why: str, *, if_expired: str) -> bool:
+        log.error("job %s failed unread: %s", job_id, why)
+        fields = refused_fields(record, self._clock.now(), JobError(ErrorCode.INVALID_JOB, why))
+        return await self._write_final(job_id, token, if_expired, fields)
 
     def _start_call(
         self, worker_id: str, lease_ms: int, lines: list[str], woken: bool, waits: bool
@@ -261,9 +290,14 @@ class RedisJobQueue:
                 )
                 requeued.extend(job_id.decode() for job_id in moved)
                 progress = len(moved)
-                for fence, record in exhausted:
-                    running = decode_record(record)
-                    assert running is not None, "RECOVER reports only jobs it found"
+                for fence, record, job_id in exhausted:
+                    try:
+                        running = read_record(record)
+                    except UnreadableRecord as error:
+                        if await self._refuse(_text(job_id), int(fence), record, str(error), if_expired="1"):
+                            failed.append(_text(job_id))
+                            progress += 1
+                        continue
                     failed_job = jobs.fail(running, jobs.worker_lost(running.attempts), now)
                     written = await self._write_final(
                         running.id, int(fence), "1", progress_fields(failed_job), callback=running.callback is not None
@@ -285,14 +319,8 @@ class RedisJobQueue:
         return QueueDepth(pending=int(pending), unfinished=int(pending) + int(processing))
 
 
-def _lease(started: Any, worker_id: str) -> Lease | None:
-    """The lease a START reply gives (None: no job)."""
-    if started is None:
-        return None
-    token, record = started
-    job = decode_record(record)
-    assert job is not None, "START returns only jobs it found"
-    return Lease(job, int(token), worker_id)
+class _Refused(Exception):
+    """START gave a job whose record is no job; it is failed already."""
 
 
 def _text(value: bytes | str) -> str:

@@ -138,6 +138,28 @@ def file_fields(job: Job) -> list[str | bytes]:
     return [part for file in job.result.files for part in (file.name, file.content)]
 
 
+class UnreadableRecord(Exception):
+    """A job's record that does not decode as a job (altered in Redis, or garbage)."""
+
+
+def read_record(values: list[bytes | None]) -> Job:
+    """decode_record for a record a script found: UnreadableRecord if it is not a job."""
+    try:
+        job = decode_record(values)
+    except (msgspec.MsgspecError, ValueError) as error:  # UnicodeDecodeError is a ValueError
+        raise UnreadableRecord(f"the job's record is not a valid job: {error}") from None
+    if job is None:
+        raise UnreadableRecord("the job's record has no spec")
+    return job
+
+
+def refused_fields(values: list[bytes | None], now: datetime, error: JobError) -> list[str | bytes]:
+    """progress_fields of a record that could not be read (FIELDS order): FAILED with `error`,
+    its attempts and started_at as they are, finished `now`, no result."""
+    attempts, started_at = values[2] or b"0", values[3] or b""
+    return [JobStatus.FAILED.value, attempts, started_at, _encode(now), b"", _encode(error), b"", b"", b""]
+
+
 def decode_record(values: list[bytes | None]) -> Job | None:
     """A job from its fields in FIELDS (or VIEW_FIELDS) order; None when it does not exist."""
     spec, status, attempts, started_at, finished_at, result, error, stdout, stderr, compiled = values

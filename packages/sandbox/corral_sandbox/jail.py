@@ -293,15 +293,30 @@ def _scratch_with(
     size, inodes = scratch_size(host, files, memory_bytes)
     mount_executable = executable or compiling
     scratch = Scratch.create(host.work_root, runname.scratch_name(run), size, inodes, ids.uid, ids.gid, executable=mount_executable)
-    for index, (file_name, data) in enumerate(files):
-        # The first file is the source, or a compiled program's artifact: runnable.
-        scratch.write(file_name, data, 0o755 if executable and index == 0 else 0o644)
-    scratch.seal()
+    try:
+        for index, (file_name, data) in enumerate(files):
+            # The first file is the source, or a compiled program's artifact: runnable.
+            scratch.write(file_name, data, 0o755 if executable and index == 0 else 0o644)
+        scratch.seal()
+    except BaseException:
+        # Not the caller's yet: a write refused (something already at a file's name) must not
+        # leave the mount behind.
+        scratch.remove()
+        raise
     return scratch
 
 
 async def _with_outputs(result: RunResult, scratch: Scratch, outputs: tuple[str, ...], limits: Limits) -> RunResult:
-    collected = await asyncio.to_thread(collect, scratch.box, outputs, returned_bounds(limits))
+    try:
+        box = scratch.open_box()  # relative to the mount's root, held since its mount
+    except OSError as error:
+        log.error("the working directory of %s could not be opened: %s", scratch.root, error)
+        box = -1
+    try:
+        collected = await asyncio.to_thread(collect, box, outputs, returned_bounds(limits))
+    finally:
+        if box >= 0:
+            os.close(box)
     return msgspec.structs.replace(result, files=tuple(collected.files), files_left_out=tuple(collected.left_out))
 
 

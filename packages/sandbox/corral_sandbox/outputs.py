@@ -47,12 +47,13 @@ class Collected(msgspec.Struct, frozen=True):
     left_out: list[LeftOut]
 
 
-def collect(box: str, patterns: tuple[str, ...], bounds: Bounds) -> Collected:
-    """The files below `box` whose path relative to it matches one of `patterns`."""
+def collect(box: str | int, patterns: tuple[str, ...], bounds: Bounds) -> Collected:
+    """The files below `box` (a path, or a directory descriptor the caller keeps) whose path
+    relative to it matches one of `patterns`."""
     matchers = [_matcher(pattern).match for pattern in patterns]
     walk = _Walk(bounds)
     try:
-        root = os.open(box, _DIRECTORY)
+        root = os.open(box, _DIRECTORY) if isinstance(box, str) else os.open(".", _DIRECTORY, dir_fd=box)
     except OSError as error:
         return Collected([], [LeftOut("", f"the working directory could not be read: {error.strerror}")])
     try:

@@ -158,6 +158,10 @@ class NsJailSandbox:
         if runtime is None:
             raise UnsupportedLanguage(request.language)
         check_limits(request.limits)
+        if runtime.source_from:
+            # A scan of the whole code (java_source.py): linear, but a long program's is not
+            # for the event loop that renews every running job's lease.
+            runtime = await asyncio.to_thread(runtime.for_code, request.code)
         files = job_files(runtime, request)
         compiled = await self._compiled(runtime, files, request, context.scope) if runtime.compiled else None
         if compiled is not None and compiled.artifact is None:

@@ -10,9 +10,11 @@ Why a tmpfs of its own: nothing a job writes touches the host's disk; size and i
 bounded per job (and the pages are charged to the job's memory cgroup); a hard link cannot reach
 a host file across file systems; and removal is one lazy unmount, which follows nothing the job
 left behind (symlinks, FIFOs, sockets, deep trees). The host writes into the mount only before
-the jail starts, through directory file descriptors with O_CREAT|O_EXCL|O_NOFOLLOW, and reads
-nothing back (NsJail's log is a memfd of the adapter's, never a file here: a job that fills its
-tmpfs cannot keep NsJail from saying how the program ended).
+the jail starts, through directory file descriptors with O_CREAT|O_EXCL|O_NOFOLLOW; after the
+jail ended it reads back only a compile's artifact and the files a job asked for, through a
+descriptor of the mount's root held since its mount, never following a link (NsJail's log is a
+memfd of the adapter's, never a file here: a job that fills its tmpfs cannot keep NsJail from
+saying how the program ended).
 
 The work root and each mount's root are 0711, not 0700: NsJail binds box/, tmp/ and shm/ from
 inside the jail's user namespace, where the path must be searchable by others. Nothing can be
@@ -53,6 +55,9 @@ class Scratch:
         self.tmp = os.path.join(root, "tmp")
         self.shm = os.path.join(root, "shm")
         self._mounted = False
+        # The mount's root, held from its mount to its removal: what the host reads back is
+        # opened relative to it, never by a path walked again after the jail ran.
+        self._root_fd: int | None = None
         self._box_fd: int | None = None
         self._flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
 
@@ -73,16 +78,11 @@ class Scratch:
                 code = ctypes.get_errno()
                 raise ScratchError(f"mount tmpfs on {scratch.root}: {os.strerror(code)}")
             scratch._mounted = True
-            root_fd = os.open(scratch.root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            try:
-                for sub in ("box", "tmp", "shm"):
-                    os.mkdir(sub, 0o700, dir_fd=root_fd)
-                    os.chown(sub, uid, gid, dir_fd=root_fd, follow_symlinks=False)
-                scratch._box_fd = os.open(
-                    "box", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root_fd
-                )
-            finally:
-                os.close(root_fd)
+            root_fd = scratch._root_fd = os.open(scratch.root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            for sub in ("box", "tmp", "shm"):
+                os.mkdir(sub, 0o700, dir_fd=root_fd)
+                os.chown(sub, uid, gid, dir_fd=root_fd, follow_symlinks=False)
+            scratch._box_fd = os.open("box", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root_fd)
         except BaseException:
             scratch.remove()
             raise
@@ -117,13 +117,14 @@ class Scratch:
 
     def read_back(self, name: str, max_bytes: int) -> bytes | None:
         """The regular file box/<name> the jail left, after it ended; None if there is none, it
-        is anything else (a symlink, a FIFO...) or it is larger than `max_bytes`.
+        is anything else (a symlink, a FIFO...), it has other hard links (its content is not
+        only the compiler's to decide), or it is larger than `max_bytes`.
 
         Everything there is the job's and hostile: nothing is followed, nothing waited on.
         """
         flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
         try:
-            box_fd = os.open(self.box, flags | os.O_DIRECTORY)
+            box_fd = self.open_box()
         except OSError:
             return None
         try:
@@ -134,7 +135,7 @@ class Scratch:
             os.close(box_fd)
         try:
             info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+            if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or info.st_size > max_bytes:
                 return None
             chunks: list[bytes] = []
             size = 0
@@ -147,6 +148,13 @@ class Scratch:
         finally:
             os.close(fd)
 
+    def open_box(self) -> int:
+        """A new descriptor of box/, opened relative to the mount's root without following a
+        link (the caller closes it); OSError if there is none."""
+        if self._root_fd is None:
+            raise FileNotFoundError(f"{self.root} is not mounted")
+        return os.open("box", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=self._root_fd)
+
     def seal(self) -> None:
         """No more writes: from here on everything inside box/, tmp/ and shm/ is the job's."""
         if self._box_fd is not None:
@@ -156,6 +164,9 @@ class Scratch:
     def remove(self) -> None:
         """Unmount (lazily: nothing inside is looked at) and remove the empty mount point."""
         self.seal()
+        if self._root_fd is not None:
+            os.close(self._root_fd)  # before the unmount: nothing of ours holds the mount
+            self._root_fd = None
         if self._mounted:
             _unmount(self.root)
             self._mounted = False

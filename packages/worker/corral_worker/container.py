@@ -121,6 +121,8 @@ class WorkerContainer(containers.DeclarativeContainer):
         cancels=cancel_notices,
         events=events,
         job_input=job_input,
+        # Checked again at the worker: a record altered in Redis is refused, never run unbounded.
+        limits=settings.provided.limits.policy.call(),
     )
     recover = providers.Singleton(RecoverAbandonedJobs, observed_queue, max_attempts=settings.provided.max_attempts)
     worker = providers.Singleton(

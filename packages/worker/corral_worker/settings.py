@@ -42,8 +42,9 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     recover_every_ms: Positive = 1_000
     # How often the worker tells the registry it is alive and which runtimes it offers.
     heartbeat_every_ms: Positive = 1_000
-    # The job limits: the [limits] section the API resolves requests with. Only the shutdown
-    # grace depends on them here, on the longest wall time a job may ask for.
+    # The job limits: the [limits] section the API resolves requests with. The worker checks
+    # each job's limits against them again before it runs (a record altered in storage fails
+    # as invalid_job), and sizes its shutdown grace by the longest wall time a job may ask for.
     limits: LimitSettings = LimitSettings()
     # On SIGTERM, how long running jobs get to finish before they go back to the queue; at
     # least [limits.max] wall_time_ms plus 10 s, so that no job is handed back at every restart.

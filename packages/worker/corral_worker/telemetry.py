@@ -40,19 +40,24 @@ T = TypeVar("T")
 # Seconds; from a no-op job's fraction of a second to the longest wall time allowed (30 s)
 # waiting behind a full queue.
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+# The Redis calls a worker makes (InstrumentedJobQueue, InstrumentedWorkerRegistry).
+_REDIS_OPERATIONS = ("submit", "claim", "renew", "finish", "release", "recover", "heartbeat", "live_workers", "hold_duty")
 _SANDBOX_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5)
 
 
 class WorkerMetrics:
-    """The worker's metrics (the README lists them). `registry` None: prometheus_client's own."""
+    """The worker's metrics (docs/metrics.md lists them). `registry` None: prometheus_client's own."""
 
     def __init__(self, registry: CollectorRegistry | None, concurrency: int) -> None:
         self.concurrency = concurrency
-        self.jobs_started = Counter("corral_jobs_started", "Jobs a worker claimed (attempts).", registry=registry)
+        # By runtime: the catalog's languages, a few dozen at most, checked at submission.
+        self.jobs_started = Counter(
+            "corral_jobs_started", "Jobs a worker claimed (attempts), by runtime.", ["runtime"], registry=registry
+        )
         self.jobs_finished = Counter(
             "corral_jobs_finished",
-            "Jobs whose final state a worker stored, by status, verdict (COMPLETED) and error code (FAILED).",
-            ["status", "verdict", "error"],
+            "Jobs whose final state a worker stored, by runtime, status, verdict (COMPLETED) and error code (FAILED).",
+            ["runtime", "status", "verdict", "error"],
             registry=registry,
         )
         self.jobs_released = Counter(
@@ -60,13 +65,15 @@ class WorkerMetrics:
         )
         self.queue_wait = Histogram(
             "corral_job_queue_wait_seconds",
-            "From a job's submission to the start of its run (this attempt).",
+            "From a job's submission to the start of its run (this attempt), by runtime.",
+            ["runtime"],
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
         self.run_time = Histogram(
             "corral_job_run_seconds",
-            "From the start of a job's run to its final state.",
+            "From the start of a job's run to its final state, by runtime.",
+            ["runtime"],
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
@@ -98,8 +105,14 @@ class WorkerMetrics:
         self.redis_errors = Counter(
             "corral_redis_errors", "Redis calls that failed (StorageUnavailable), by operation.", ["operation"], registry=registry
         )
+        self._start_at_zero()
+
+    def _start_at_zero(self) -> None:
         self.slots_busy.set(0)
-        self.slots_idle.set(concurrency)
+        self.slots_idle.set(self.concurrency)
+        # Each Redis error series exists from the start: a rate over them is 0, not no data.
+        for operation in _REDIS_OPERATIONS:
+            self.redis_errors.labels(operation)
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
@@ -133,9 +146,10 @@ class InstrumentedJobQueue:
         logs.job_id.set(job.id)
         logs.request_id.set(job.request_id)
         self._slot_is(job.id)
-        self._metrics.jobs_started.inc()
+        runtime = job.request.language
+        self._metrics.jobs_started.labels(runtime).inc()
         if (waited := _seconds(job.created_at, job.started_at)) is not None:
-            self._metrics.queue_wait.observe(waited)
+            self._metrics.queue_wait.labels(runtime).observe(waited)
         log.info("job started", extra={"attempt": job.attempts, "language": job.request.language})
         return lease
 
@@ -155,9 +169,10 @@ class InstrumentedJobQueue:
         if stored:
             verdict = job.result.verdict.value if job.result else ""
             error = job.error.code.value if job.error else ""
-            self._metrics.jobs_finished.labels(job.status.value, verdict, error).inc()
+            runtime = job.request.language
+            self._metrics.jobs_finished.labels(runtime, job.status.value, verdict, error).inc()
             if (ran := _seconds(job.started_at, job.finished_at)) is not None:
-                self._metrics.run_time.observe(ran)
+                self._metrics.run_time.labels(runtime).observe(ran)
             log.info(
                 "job finished", extra={"status": job.status.value, "verdict": verdict, "error_code": error, "attempt": job.attempts}
             )

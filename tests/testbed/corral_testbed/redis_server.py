@@ -35,6 +35,7 @@ from pathlib import Path
 import pytest
 
 from corral_testbed.ports import free_port
+from corral_testbed.programs import require_program
 
 READY_TIMEOUT_S = 15.0
 # A first start whose automatically chosen port was taken meanwhile tries this many others.
@@ -47,13 +48,7 @@ Address = tuple[str, int] | str  # a loopback TCP address, or a Unix socket path
 
 def require_redis_server() -> str:
     """The redis-server executable; skips the test without one (fails it under CI)."""
-    found = shutil.which("redis-server")
-    if found is None:
-        message = "redis-server is not installed: install it (apt-get install redis-server)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    return require_program("redis-server", "redis-server")
 
 
 def ping(port: int, timeout_s: float = 0.5) -> bool:

@@ -1,6 +1,6 @@
 -- KEYS: processing, leases
 -- ARGV: job key prefix, max attempts, batch size, when jobs are put back in line (`queued`)
--- -> {requeued ids, {{fence, record fields}, ...} of jobs out of attempts, expired count}
+-- -> {requeued ids, {{fence, record fields, id}, ...} of jobs out of attempts, expired count}
 -- Jobs out of attempts are only reported: core fails them (corral_core.job.fail with
 -- worker_lost), and the caller stores each with FINISH, fenced and only if its lease is still
 -- expired. Run twice, the second run finds nothing more to do.
@@ -21,7 +21,7 @@ for _, id in ipairs(expired) do
   if state[1] ~= RUNNING then
     redis.call('ZREM', leases, id)
   elseif tonumber(state[2]) >= max_attempts then
-    table.insert(exhausted, {state[3], redis.call('HMGET', job, unpack(FIELDS))})
+    table.insert(exhausted, {state[3], redis.call('HMGET', job, unpack(FIELDS)), id})
   else
     redis.call('HSET', job, 'status', PENDING)
     redis.call('HDEL', job, 'started_at', 'worker')

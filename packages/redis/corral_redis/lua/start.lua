@@ -10,7 +10,7 @@
 -- delay another's first job by at most one job per owner waiting; each owner's jobs go oldest
 -- first. With a job id (a claim that moved the id itself, with a BLMOVE), recovery may have put
 -- it back in line since, or another worker may have started it.
--- -> {token, record fields} or nil
+-- -> {token, record fields, job id} or nil
 -- Run twice (its reply lost), it leaves one job leased to nobody, which recovery re-queues (one
 -- attempt counted) when the lease runs out; a BLMOVE run twice leaves an id in `processing`
 -- that recovery puts back uncounted.
@@ -73,4 +73,4 @@ local token = redis.call('HINCRBY', job, 'fence', 1)
 redis.call('HINCRBY', job, 'attempts', 1)
 redis.call('HSET', job, 'status', RUNNING, 'started_at', started_at, 'worker', ARGV[4])
 redis.call('ZADD', leases, micros(now_us() + tonumber(ARGV[2]) * 1000), id)
-return {token, redis.call('HMGET', job, unpack(FIELDS))}
+return {token, redis.call('HMGET', job, unpack(FIELDS)), id}

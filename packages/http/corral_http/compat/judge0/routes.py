@@ -6,9 +6,15 @@ import contextlib
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, HttpMethod, Request, Response, delete, get, post, route
 from litestar.exceptions import NotFoundException
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_400_BAD_REQUEST, HTTP_422_UNPROCESSABLE_ENTITY
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_201_CREATED,
+    HTTP_204_NO_CONTENT,
+    HTTP_400_BAD_REQUEST,
+    HTTP_422_UNPROCESSABLE_ENTITY,
+)
 
 from corral_core.access import Caller
 from corral_core.job import Job
@@ -84,6 +90,16 @@ class SubmissionsController(Controller):
             answers.append({"token": job.id})
             accepted = True
         return Response(answers, status_code=HTTP_201_CREATED if accepted else HTTP_422_UNPROCESSABLE_ENTITY)
+
+    # Litestar's own OPTIONS answer lists a path's first handler's methods only (see
+    # corral_http.controllers.JobsController): these say all, and their names sort first.
+    @route("/batch", http_method=HttpMethod.OPTIONS, status_code=HTTP_204_NO_CONTENT, include_in_schema=False)
+    async def allowed_batch_methods(self) -> Response[None]:
+        return Response(None, status_code=HTTP_204_NO_CONTENT, headers={"Allow": "GET, OPTIONS, POST"})
+
+    @route("/{token:str}", http_method=HttpMethod.OPTIONS, status_code=HTTP_204_NO_CONTENT, include_in_schema=False)
+    async def allowed_submission_methods(self) -> Response[None]:
+        return Response(None, status_code=HTTP_204_NO_CONTENT, headers={"Allow": "DELETE, GET, OPTIONS"})
 
     @get("/batch", summary="Get a batch of submissions (Judge0)")
     async def read_batch(
