@@ -7,6 +7,7 @@ import pytest
 
 from corral_core.job import RunRequest, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY
+from corral_core.ports import RunContext
 from corral_core.testcases import TestCase, TestVerdict
 from corral_sandbox import NsJailSandbox
 from corral_testbed.nsjail_host import nsjail_sandbox
@@ -62,8 +63,8 @@ async def test_a_hostile_class_name_is_a_compile_error_in_main_java_not_a_path(s
 async def test_a_public_solution_class_is_compiled_once_for_its_test_cases(sandbox: NsJailSandbox) -> None:
     tests = (TestCase(name="a", stdin="1", expected_stdout="Solution 1\n"), TestCase(name="b", stdin="2", expected_stdout="Solution 3\n"))
     code = program("public class Solution", "Solution")
-    first = await sandbox.run(request(code, tests=tests), scope="java-names")
-    again = await sandbox.run(request(code, tests=tests[:1]), scope="java-names")
+    first = await sandbox.run(request(code, tests=tests), RunContext(scope="java-names"))
+    again = await sandbox.run(request(code, tests=tests[:1]), RunContext(scope="java-names"))
     assert [t.verdict for t in first.tests] == [TestVerdict.OK, TestVerdict.WRONG_ANSWER]
     assert first.compile is not None and not first.compile.cached
     assert again.compile is not None and again.compile.cached and again.tests[0].verdict is TestVerdict.OK
