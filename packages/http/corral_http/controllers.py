@@ -317,6 +317,7 @@ class JobsController(Controller):
             jobs.events,
             functools.partial(jobs.get, caller, job_id),
             _result_data,
+            jobs.streams.results,
             job_id,
             last_event_id or "",
             jobs.options.stream_heartbeat_s,
