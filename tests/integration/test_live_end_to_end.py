@@ -65,9 +65,20 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corral]:
     require_redis_server()
     redis = RedisServerProcess(tmp_path_factory.mktemp("redis"))
     redis.start()
-    env = {"CORRAL_CALLBACK_ALLOWED_HOSTS": "127.0.0.1", "CORRAL_CALLBACK_BACKOFF_S": "0.2", "CORRAL_CALLBACK_BACKOFF_MAX_S": "0.5"}
+    env = {
+        "CORRAL_CALLBACK_ALLOWED_HOSTS": "127.0.0.1",
+        "CORRAL_CALLBACK_BACKOFF_S": "0.2",
+        "CORRAL_CALLBACK_BACKOFF_MAX_S": "0.5",
+        # Short leases, so a killed worker's job comes back within seconds.
+        "CORRAL_LEASE_MS": "1500",
+        "CORRAL_RENEW_EVERY_MS": "300",
+        "CORRAL_RECOVER_EVERY_MS": "200",
+        "CORRAL_HEARTBEAT_EVERY_MS": "300",
+    }
     try:
-        with corral(redis.url, tmp_path_factory.mktemp("logs"), workers=1, auth=True, env=env, api_processes=2) as running:
+        with corral(
+            redis.url, tmp_path_factory.mktemp("logs"), workers=1, auth=True, env=env, api_processes=2
+        ) as running:
             yield running
     finally:
         redis.stop()
@@ -148,7 +159,9 @@ def test_an_interactive_program_is_driven_line_by_line(service: Corral) -> None:
             elif answers[-1] == "bye":
                 break
     assert answers == ["twice 8", "twice 10", "bye"]
-    finished = httpx.post(f"{service.url}/jobs/{job_id}/stdin", json={"data": "late"}, headers={"Authorization": f"Bearer {key}"})
+    finished = httpx.post(
+        f"{service.url}/jobs/{job_id}/stdin", json={"data": "late"}, headers={"Authorization": f"Bearer {key}"}
+    )
     assert finished.status_code in (409, 413)
 
 
@@ -164,7 +177,9 @@ def wait_for(predicate: Any, timeout_s: float = 60) -> None:
         time.sleep(0.1)
 
 
-def test_a_callback_is_signed_retried_until_it_lands_and_recorded_on_the_job(service: Corral, receiver: Receiver) -> None:
+def test_a_callback_is_signed_retried_until_it_lands_and_recorded_on_the_job(
+    service: Corral, receiver: Receiver
+) -> None:
     key, secret = key_secret(service, "hooked")
     receiver.got.clear()
     receiver.statuses = [500, 503]  # two failures, then 200
@@ -176,7 +191,12 @@ def test_a_callback_is_signed_retried_until_it_lands_and_recorded_on_the_job(ser
     for _, headers, body in receiver.got:
         delivered = Webhook(secret).verify(body, headers)  # raises on a bad signature
         assert delivered["job_id"] == job_id and delivered["result"]["stdout"] == "42\n"
-    wait_for(lambda: httpx.get(f"{service.url}/jobs/{job_id}", headers={"Authorization": f"Bearer {key}"}).json()["callback"]["state"] == "delivered")
+    wait_for(
+        lambda: httpx.get(f"{service.url}/jobs/{job_id}", headers={"Authorization": f"Bearer {key}"}).json()[
+            "callback"
+        ]["state"]
+        == "delivered"
+    )
     job = httpx.get(f"{service.url}/jobs/{job_id}", headers={"Authorization": f"Bearer {key}"}).json()
     assert job["callback"]["attempts"] == 3 and job["callback"]["last_status"] == "200"
 
@@ -197,6 +217,43 @@ def test_a_callback_queued_before_the_api_restarts_is_still_delivered(service: C
     service.wait_ready()
     wait_for(lambda: any(json.loads(body).get("job_id") == job_id for _, _, body in receiver.got[3:]))
     Webhook(secret).verify(receiver.got[-1][2], receiver.got[-1][1])
+
+
+def descendants(pid: int) -> list[int]:
+    found = list(children(pid))
+    return found + [grandchild for child in found for grandchild in descendants(child)]
+
+
+def deliveries_of(receiver: Receiver, job_id: str) -> list[tuple[dict[str, str], bytes]]:
+    return [(headers, body) for _, headers, body in list(receiver.got) if json.loads(body).get("job_id") == job_id]
+
+
+def test_a_job_whose_worker_is_killed_mid_run_finishes_once_and_its_callback_lands_once(
+    service: Corral, receiver: Receiver
+) -> None:
+    key, secret = key_secret(service, "outlived")
+    auth = {"Authorization": f"Bearer {key}"}
+    receiver.statuses = []
+    code = "import time\nprint('started', flush=True)\ntime.sleep(2)\nprint('done')\n"
+    job_id = submit(service, key, {"code": code, "callback_url": receiver.url})
+    url = f"{service.url}/jobs/{job_id}"
+    wait_for(lambda: httpx.get(url, headers=auth).json()["status"] == "RUNNING")
+    (worker,) = (process for process in service.workers if process.poll() is None)
+    for pid in [worker.pid, *descendants(worker.pid)]:  # the worker and its jail, mid-run
+        os.kill(pid, signal.SIGKILL)
+    worker.wait()
+    service.start_worker()
+
+    job = httpx.get(url, params={"wait": 30}, headers=auth, timeout=40).json()
+    assert (job["status"], job["attempts"], job["result"]["stdout"]) == ("COMPLETED", 2, "started\ndone\n"), job
+    wait_for(lambda: (httpx.get(url, headers=auth).json()["callback"] or {}).get("state") == "delivered")
+    # Another job's callback delivered after it: the line of deliveries has moved past the first.
+    later = submit(service, key, {"code": "print('later')", "callback_url": receiver.url})
+    wait_for(lambda: len(deliveries_of(receiver, later)) == 1)
+    ((headers, body),) = deliveries_of(receiver, job_id)
+    delivered = Webhook(secret).verify(body, headers)  # raises on a bad signature
+    assert (delivered["status"], delivered["result"]["stdout"]) == ("COMPLETED", "started\ndone\n")
+    assert httpx.get(url, headers=auth).json()["callback"]["attempts"] == 1
 
 
 def test_a_private_address_is_refused_without_a_request_and_recorded(service: Corral) -> None:
