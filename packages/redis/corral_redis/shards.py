@@ -61,12 +61,15 @@ from corral_redis.store import RedisJobStore
 # How long an idle claim blocks on one shard before looking at all of them again.
 _SHARD_BLOCK_S = 0.1
 
+
 def shard_prefixes(settings: RedisSettings) -> list[str]:
     """Every shard's key prefix: key_prefix itself for one shard, else its tag numbered."""
     if settings.shards == 1:
         return [settings.key_prefix]
     tag_end = settings.key_prefix.index("}")
-    return [f"{settings.key_prefix[:tag_end]}{shard}{settings.key_prefix[tag_end:]}" for shard in range(settings.shards)]
+    return [
+        f"{settings.key_prefix[:tag_end]}{shard}{settings.key_prefix[tag_end:]}" for shard in range(settings.shards)
+    ]
 
 
 def shard_of(job_id: str, shards: int) -> int:
@@ -85,7 +88,9 @@ def make_queue(client: Redis, clock: Clock, settings: RedisSettings) -> RedisJob
     """The queue the settings ask for: exactly RedisJobQueue for one shard on one server."""
     if settings.shards == 1 and not settings.cluster and settings.min_replicas_acked == 0:
         return RedisJobQueue(client, clock, settings)
-    shards = [ShardQueue(client, clock, _shard_settings(settings, prefix), settings) for prefix in shard_prefixes(settings)]
+    shards = [
+        ShardQueue(client, clock, _shard_settings(settings, prefix), settings) for prefix in shard_prefixes(settings)
+    ]
     return shards[0] if len(shards) == 1 else ShardedJobQueue(shards)
 
 
@@ -113,20 +118,26 @@ def make_cancel_notices(client: Redis, settings: RedisSettings) -> RedisCancelNo
 def make_store(client: Redis, settings: RedisSettings) -> RedisJobStore | ShardedJobStore:
     if settings.shards == 1:
         return RedisJobStore(client, settings)
-    return ShardedJobStore([RedisJobStore(client, _shard_settings(settings, prefix)) for prefix in shard_prefixes(settings)])
+    return ShardedJobStore(
+        [RedisJobStore(client, _shard_settings(settings, prefix)) for prefix in shard_prefixes(settings)]
+    )
 
 
 def make_events(client: Redis, settings: RedisSettings) -> RedisJobEvents | ShardedJobEvents:
     """A job's events live in its shard, beside its record, and expire with it."""
     if settings.shards == 1:
         return RedisJobEvents(client, settings)
-    return ShardedJobEvents([RedisJobEvents(client, _shard_settings(settings, prefix)) for prefix in shard_prefixes(settings)])
+    return ShardedJobEvents(
+        [RedisJobEvents(client, _shard_settings(settings, prefix)) for prefix in shard_prefixes(settings)]
+    )
 
 
 def make_job_input(client: Redis, settings: RedisSettings) -> RedisJobInput | ShardedJobInput:
     if settings.shards == 1:
         return RedisJobInput(client, settings)
-    return ShardedJobInput([RedisJobInput(client, _shard_settings(settings, prefix)) for prefix in shard_prefixes(settings)])
+    return ShardedJobInput(
+        [RedisJobInput(client, _shard_settings(settings, prefix)) for prefix in shard_prefixes(settings)]
+    )
 
 
 class ShardQueue(RedisJobQueue):
@@ -157,7 +168,9 @@ class ShardQueue(RedisJobQueue):
         async with _connection_for(self._client, keys[0]) as connection:
             # EVAL rather than EVALSHA: a NOSCRIPT reply would leave the WAIT's to read.
             await connection.send_packed_command(
-                connection.pack_commands([("EVAL", script.script, len(keys), *keys, *args), ("WAIT", wanted, timeout_ms)])
+                connection.pack_commands(
+                    [("EVAL", script.script, len(keys), *keys, *args), ("WAIT", wanted, timeout_ms)]
+                )
             )
             outcome = int(await connection.read_response())
             acked = int(await connection.read_response())
@@ -196,7 +209,12 @@ class ShardQueue(RedisJobQueue):
 
     async def _settle_usage(self, owner: str, job_id: str) -> None:
         with storage_errors():
-            await self._settle(keys=[self._ledger.usage(owner)], args=[job_id, self._ttl_ms])
+            # What FINISH (or CANCEL) found the job stored, for its booking to shrink to.
+            stored = await self._client.hget(self._keys.job(job_id), "stored")
+            await self._settle(
+                keys=[self._ledger.usage(owner), self._ledger.usage_bytes(owner)],
+                args=[job_id, self._ttl_ms, stored or ""],
+            )
 
 
 class ShardedJobQueue:
@@ -293,7 +311,6 @@ class ShardedJobStore:
     async def aclose(self) -> None:
         for shard in self._shards:
             await shard.aclose()
-
 
 
 class ShardedJobEvents:

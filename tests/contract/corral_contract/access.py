@@ -20,6 +20,10 @@ from corral_core.access import AdmittingQueue, ApiKey, IdempotencyRecords, KeySt
 from corral_core.job import Job
 from corral_core.ports import JobCanceller, JobQueue, QueueFull
 
+# A booking far above what a small job stores, and what such a job (its record, events and
+# input) stays under once finished.
+BIG_BOOKING = 100_000
+SMALL_JOB_BYTES = 4096
 DEFAULTS = Quotas(rate_limit=3, rate_window_s=60, max_unfinished=2, max_stored_bytes=100, max_waiters=10)
 
 
@@ -68,7 +72,9 @@ class AccessContract:
         assert [k.id for k in await access.keys.keys()] == ["k2"]
         assert not await access.keys.revoke("k1")
 
-    async def test_the_rate_allows_a_burst_of_its_limit_then_refuses_until_time_passes(self, access: AccessHarness) -> None:
+    async def test_the_rate_allows_a_burst_of_its_limit_then_refuses_until_time_passes(
+        self, access: AccessHarness
+    ) -> None:
         await access.keys.add(key(access.clock), secret_hash("corral_s1"))
         decisions = [await access.keys.authorize(secret_hash("corral_s1"), DEFAULTS) for _ in range(4)]
         rates = [found.rate for found in decisions if found is not None]
@@ -83,7 +89,9 @@ class AccessContract:
         assert again is not None and again.rate.allowed and again.rate.remaining == 0
 
     async def test_a_key_s_own_rate_overrides_the_default_and_keys_count_apart(self, access: AccessHarness) -> None:
-        await access.keys.add(key(access.clock, "k1", quotas=Quotas(rate_limit=1, rate_window_s=10)), secret_hash("corral_s1"))
+        await access.keys.add(
+            key(access.clock, "k1", quotas=Quotas(rate_limit=1, rate_window_s=10)), secret_hash("corral_s1")
+        )
         await access.keys.add(key(access.clock, "k2"), secret_hash("corral_s2"))
         first = await access.keys.authorize(secret_hash("corral_s1"), DEFAULTS)
         second = await access.keys.authorize(secret_hash("corral_s1"), DEFAULTS)
@@ -115,7 +123,9 @@ class AccessContract:
         assert await access.usage.book("k1", "job-b", 50, 5, 100) == "stored bytes"  # its record is still there
         assert await access.usage.book("k1", "job-b", 40, 5, 100) is None
 
-    async def test_an_unbooked_job_frees_its_place_and_a_repeated_booking_counts_once(self, access: AccessHarness) -> None:
+    async def test_an_unbooked_job_frees_its_place_and_a_repeated_booking_counts_once(
+        self, access: AccessHarness
+    ) -> None:
         assert await access.usage.book("k1", "job-a", 60, 1, 100) is None
         assert await access.usage.book("k1", "job-a", 60, 1, 100) is None
         assert await access.usage.book("k1", "job-b", 10, 1, 100) == "unfinished jobs"
@@ -138,6 +148,45 @@ class AccessContract:
         assert not await access.queue.finish(lease, jobs.complete(lease.job, ok_result(), access.clock.now()))
         assert await access.usage.book("k1", "job-c", 10, 1, 100) is None
         assert await access.usage.book("k1", "job-d", 10, 2, 100) is None  # and only once
+
+    async def _finish(self, access: AccessHarness, job_id: str, stdout: str) -> None:
+        await access.queue.submit(owned_job(access.clock, job_id, "k1"))
+        lease = await access.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None and lease.job.id == job_id
+        assert await access.queue.finish(lease, jobs.complete(lease.job, ok_result(stdout), access.clock.now()))
+
+    async def test_a_finished_job_holds_what_it_stored_not_what_it_booked(self, access: AccessHarness) -> None:
+        assert await access.usage.book("k1", "job-a", BIG_BOOKING, 5, 2 * BIG_BOOKING) is None
+        assert await access.usage.held_bytes("k1") == BIG_BOOKING  # the most it may grow to, while it may
+        await self._finish(access, "job-a", "1\n")
+        assert 0 < await access.usage.held_bytes("k1") < SMALL_JOB_BYTES
+        assert await access.usage.book("k1", "job-b", BIG_BOOKING, 5, BIG_BOOKING + SMALL_JOB_BYTES) is None
+
+    async def test_a_job_that_stored_much_holds_it_and_a_flood_is_still_refused(self, access: AccessHarness) -> None:
+        assert await access.usage.book("k1", "job-a", BIG_BOOKING, 5, 2 * BIG_BOOKING) is None
+        await self._finish(access, "job-a", "x" * (BIG_BOOKING // 2))
+        held = await access.usage.held_bytes("k1")
+        assert BIG_BOOKING // 2 < held < BIG_BOOKING // 2 + SMALL_JOB_BYTES
+        assert await access.usage.book("k1", "job-b", BIG_BOOKING, 5, BIG_BOOKING + held - 1) == "stored bytes"
+
+    async def test_a_cancelled_job_holds_only_what_it_stored(self, access: AccessHarness) -> None:
+        assert access.canceller is not None, "bind `canceller`"
+        assert await access.usage.book("k1", "job-a", BIG_BOOKING, 5, 2 * BIG_BOOKING) is None
+        await access.queue.submit(owned_job(access.clock, "job-a", "k1"))
+        assert await access.canceller.cancel("job-a", access.clock.now())
+        assert 0 < await access.usage.held_bytes("k1") < SMALL_JOB_BYTES
+
+    async def test_a_repair_drops_a_booking_without_a_record_and_keeps_the_rest(self, access: AccessHarness) -> None:
+        assert await access.usage.book("k1", "job-a", BIG_BOOKING, 5, 4 * BIG_BOOKING) is None
+        await self._finish(access, "job-a", "1\n")
+        assert await access.usage.book("k1", "job-b", BIG_BOOKING, 5, 4 * BIG_BOOKING) is None
+        await access.queue.submit(owned_job(access.clock, "job-b", "k1"))
+        # Booked, and never queued: a crash between the two steps.
+        assert await access.usage.book("k1", "job-lost", 500, 5, 4 * BIG_BOOKING) is None
+        held = await access.usage.held_bytes("k1")
+        assert await access.usage.repair("k1") == (held, held - 500)
+        assert await access.usage.held_bytes("k1") == held - 500
+        assert await access.usage.repair("k1") == (held - 500, held - 500)  # run twice, nothing more
 
     async def test_an_idempotency_key_is_claimed_once_per_scope(self, access: AccessHarness) -> None:
         records = access.idempotency
@@ -165,25 +214,35 @@ class AccessContract:
             claimed.append(lease.job.id)
         return claimed
 
-    async def test_an_admitted_submit_counts_the_request_books_the_job_and_queues_it(self, access: AccessHarness) -> None:
+    async def test_an_admitted_submit_counts_the_request_books_the_job_and_queues_it(
+        self, access: AccessHarness
+    ) -> None:
         await access.keys.add(key(access.clock), secret_hash("corral_s1"))
         quotas = Quotas().over(DEFAULTS)
-        admitted = await access.admitting.submit_admitted(owned_job(access.clock, "job-a", "k1"), secret_hash("corral_s1"), quotas, 10)
+        admitted = await access.admitting.submit_admitted(
+            owned_job(access.clock, "job-a", "k1"), secret_hash("corral_s1"), quotas, 10
+        )
         assert admitted.refused is None and admitted.rate is not None
         assert (admitted.rate.allowed, admitted.rate.limit, admitted.rate.remaining) == (True, 3, 2)
         assert await access.usage.book("k1", "job-b", 10, 1, 100) == "unfinished jobs"  # job-a is booked
         assert await self._queued(access) == ["job-a"]
 
-    async def test_an_admitted_submit_of_a_revoked_key_counts_books_and_queues_nothing(self, access: AccessHarness) -> None:
+    async def test_an_admitted_submit_of_a_revoked_key_counts_books_and_queues_nothing(
+        self, access: AccessHarness
+    ) -> None:
         await access.keys.add(key(access.clock), secret_hash("corral_s1"))
         assert await access.keys.revoke("k1")
         quotas = Quotas().over(DEFAULTS)
-        admitted = await access.admitting.submit_admitted(owned_job(access.clock, "job-a", "k1"), secret_hash("corral_s1"), quotas, 10)
+        admitted = await access.admitting.submit_admitted(
+            owned_job(access.clock, "job-a", "k1"), secret_hash("corral_s1"), quotas, 10
+        )
         assert admitted == admitted.__class__("revoked", None)
         assert await access.usage.book("k1", "job-b", 10, 1, 100) is None
         assert await self._queued(access) == []
 
-    async def test_over_its_rate_or_a_quota_an_admitted_submit_books_and_queues_nothing(self, access: AccessHarness) -> None:
+    async def test_over_its_rate_or_a_quota_an_admitted_submit_books_and_queues_nothing(
+        self, access: AccessHarness
+    ) -> None:
         await access.keys.add(key(access.clock, quotas=Quotas(max_unfinished=2)), secret_hash("corral_s1"))
         quotas = Quotas(max_unfinished=2).over(DEFAULTS)
         outcomes = []
@@ -204,5 +263,7 @@ class AccessContract:
                 await access.queue.submit(owned_job(access.clock, f"other-{filled}", "k2"))
                 filled += 1
         with pytest.raises(QueueFull):
-            await access.admitting.submit_admitted(owned_job(access.clock, "job-a", "k1"), secret_hash("corral_s1"), quotas, 10)
+            await access.admitting.submit_admitted(
+                owned_job(access.clock, "job-a", "k1"), secret_hash("corral_s1"), quotas, 10
+            )
         assert await access.usage.book("k1", "job-b", 10, 1, 100) is None
