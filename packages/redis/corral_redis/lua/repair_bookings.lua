@@ -26,7 +26,8 @@ for i = 1, #entries, 2 do
     if state[1] == PENDING or state[1] == RUNNING then
       size = tonumber(booked or (redis.call('HSTRLEN', job, 'spec') + tonumber(state[2] or '0')))
     else
-      size = stored_bytes(job)
+      -- What FINISH (or CANCEL) measured, else measured now.
+      size = tonumber(redis.call('HGET', job, 'stored') or stored_bytes(job))
       if booked then size = math.min(size, tonumber(booked)) end
       local ttl = redis.call('PTTL', job)
       if score == 'inf' and ttl > 0 then redis.call('ZADD', ledger, 'XX', micros(now_us() + ttl * 1000), id) end
