@@ -305,13 +305,7 @@ async def test_a_cancel_resent_after_a_lost_reply_is_accepted_again_and_gives_ba
     now = clock.now()
     assert await queue.cancel("job-a", now)
     # The same script again, as redis-py re-sends it when the first reply was lost.
-    args: list[str | bytes | int] = [
-        "job-a",
-        encode_time(now),
-        keys.finished,
-        keys.cancelled,
-        settings.finished_ttl_s * 1000,
-    ]
+    args: list[str | bytes | int] = ["job-a", encode_time(now), keys.finished, keys.cancelled, settings.finished_ttl_s * 1000]
     cancel_keys = [keys.job("job-a"), keys.processing, keys.leases, keys.reserved]
     assert await client.eval(CANCEL, 4, *cancel_keys, *args) == 1
     assert not await queue.finish(lease, jobs.complete(lease.job, ok_result(), clock.now()))

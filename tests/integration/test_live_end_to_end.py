@@ -76,9 +76,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corral]:
         "CORRAL_HEARTBEAT_EVERY_MS": "300",
     }
     try:
-        with corral(
-            redis.url, tmp_path_factory.mktemp("logs"), workers=1, auth=True, env=env, api_processes=2
-        ) as running:
+        with corral(redis.url, tmp_path_factory.mktemp("logs"), workers=1, auth=True, env=env, api_processes=2) as running:
             yield running
     finally:
         redis.stop()
@@ -159,9 +157,7 @@ def test_an_interactive_program_is_driven_line_by_line(service: Corral) -> None:
             elif answers[-1] == "bye":
                 break
     assert answers == ["twice 8", "twice 10", "bye"]
-    finished = httpx.post(
-        f"{service.url}/jobs/{job_id}/stdin", json={"data": "late"}, headers={"Authorization": f"Bearer {key}"}
-    )
+    finished = httpx.post(f"{service.url}/jobs/{job_id}/stdin", json={"data": "late"}, headers={"Authorization": f"Bearer {key}"})
     assert finished.status_code in (409, 413)
 
 
@@ -177,9 +173,7 @@ def wait_for(predicate: Any, timeout_s: float = 60) -> None:
         time.sleep(0.1)
 
 
-def test_a_callback_is_signed_retried_until_it_lands_and_recorded_on_the_job(
-    service: Corral, receiver: Receiver
-) -> None:
+def test_a_callback_is_signed_retried_until_it_lands_and_recorded_on_the_job(service: Corral, receiver: Receiver) -> None:
     key, secret = key_secret(service, "hooked")
     receiver.got.clear()
     receiver.statuses = [500, 503]  # two failures, then 200
@@ -191,12 +185,7 @@ def test_a_callback_is_signed_retried_until_it_lands_and_recorded_on_the_job(
     for _, headers, body in receiver.got:
         delivered = Webhook(secret).verify(body, headers)  # raises on a bad signature
         assert delivered["job_id"] == job_id and delivered["result"]["stdout"] == "42\n"
-    wait_for(
-        lambda: httpx.get(f"{service.url}/jobs/{job_id}", headers={"Authorization": f"Bearer {key}"}).json()[
-            "callback"
-        ]["state"]
-        == "delivered"
-    )
+    wait_for(lambda: httpx.get(f"{service.url}/jobs/{job_id}", headers={"Authorization": f"Bearer {key}"}).json()["callback"]["state"] == "delivered")
     job = httpx.get(f"{service.url}/jobs/{job_id}", headers={"Authorization": f"Bearer {key}"}).json()
     assert job["callback"]["attempts"] == 3 and job["callback"]["last_status"] == "200"
 

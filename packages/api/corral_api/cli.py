@@ -110,15 +110,9 @@ def keys() -> None:
 @click.argument("name")
 @click.option("--admin", is_flag=True, help="May read every key's jobs.")
 @click.option("--rate", metavar="N/SECONDS", help="Requests per window, e.g. 100/60 [CORRAL_KEY_RATE_LIMIT/_WINDOW_S].")
-@click.option(
-    "--max-unfinished", type=click.IntRange(1), help="Jobs pending or running at once [CORRAL_KEY_MAX_UNFINISHED]."
-)
-@click.option(
-    "--max-stored-bytes", type=click.IntRange(1), help="Bytes its jobs may hold [CORRAL_KEY_MAX_STORED_BYTES]."
-)
-@click.option(
-    "--max-waiters", type=click.IntRange(1), help="Long-polls at once per API process [CORRAL_KEY_MAX_WAITERS]."
-)
+@click.option("--max-unfinished", type=click.IntRange(1), help="Jobs pending or running at once [CORRAL_KEY_MAX_UNFINISHED].")
+@click.option("--max-stored-bytes", type=click.IntRange(1), help="Bytes its jobs may hold [CORRAL_KEY_MAX_STORED_BYTES].")
+@click.option("--max-waiters", type=click.IntRange(1), help="Long-polls at once per API process [CORRAL_KEY_MAX_WAITERS].")
 @click.option("--quiet", is_flag=True, help="Print the key alone, for scripts (not its webhook secret).")
 def create_key(
     name: str,
@@ -173,9 +167,7 @@ def rotate_webhook_secret(key_id: str) -> None:
 def list_keys() -> None:
     """Every key: id, name, creation time, admin, and its own quotas (- is the default)."""
     found = _with_keys(lambda store: store.keys())
-    click.echo(
-        "id            name                 created                    admin  rate     unfinished  bytes       waiters"
-    )
+    click.echo("id            name                 created                    admin  rate     unfinished  bytes       waiters")
     for key in found:
         q = key.quotas
         rate = f"{q.rate_limit}/{q.rate_window_s or '-'}" if q.rate_limit else "-"

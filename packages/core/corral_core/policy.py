@@ -169,9 +169,7 @@ class SizePolicy(msgspec.Struct, frozen=True, kw_only=True):
                 raise InvalidSubmission(f"tests[{index}].args", f"more than {self.max_args} arguments")
             for arg in test.args:
                 if "\0" in arg or len(arg.encode()) > self.max_arg_bytes:
-                    raise InvalidSubmission(
-                        f"tests[{index}].args", f"an argument has a NUL or is over {self.max_arg_bytes} bytes"
-                    )
+                    raise InvalidSubmission(f"tests[{index}].args", f"an argument has a NUL or is over {self.max_arg_bytes} bytes")
             if isinstance(test.checker, CheckerProgram):
                 try:
                     check_language(test.checker.language, runtimes)
@@ -188,9 +186,7 @@ class SizePolicy(msgspec.Struct, frozen=True, kw_only=True):
                 raise InvalidSubmission(field, "must be 1 to 1024 bytes of printable text")
             parts = pattern.split("/")
             if pattern.startswith("/") or "\\" in pattern or any(part in ("", ".", "..") for part in parts):
-                raise InvalidSubmission(
-                    field, f"{pattern!r} must be relative to the working directory, without '.', '..' or '//'"
-                )
+                raise InvalidSubmission(field, f"{pattern!r} must be relative to the working directory, without '.', '..' or '//'")
 
     def check_annotations(self, annotations: Mapping[str, str]) -> None:
         """Annotations ride along with the job in storage: bounded like stdin."""
@@ -239,6 +235,4 @@ def runtime_of(language: str, runtimes: Sequence[Runtime]) -> Runtime | None:
 
 def source_files(language: str, runtimes: Sequence[Runtime]) -> frozenset[str]:
     """The names the runtimes of `language` write the program's code to."""
-    return frozenset(
-        runtime.source_file for runtime in runtimes if runtime.language == language and runtime.source_file
-    )
+    return frozenset(runtime.source_file for runtime in runtimes if runtime.language == language and runtime.source_file)

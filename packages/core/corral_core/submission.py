@@ -107,9 +107,7 @@ class SubmitJob:
     def new_id(self) -> str:
         return self._ids.new_id()
 
-    async def __call__(
-        self, caller: Caller, request: JobRequest, *, request_id: str = "", job_id: str = ""
-    ) -> Submitted:
+    async def __call__(self, caller: Caller, request: JobRequest, *, request_id: str = "", job_id: str = "") -> Submitted:
         job = await self._job(caller, request, request_id, job_id)
         if self._usage is None or not job.owner:
             await self._queue.submit(job)
@@ -117,9 +115,7 @@ class SubmitJob:
         quotas = caller.quotas
         if self._admitting is not None and caller.uncounted_key:
             return Submitted(job, await self._admit(job, caller.uncounted_key, quotas))
-        refused = await self._usage.book(
-            job.owner, job.id, self._booking(job), _most(quotas.max_unfinished), _most(quotas.max_stored_bytes)
-        )
+        refused = await self._usage.book(job.owner, job.id, self._booking(job), _most(quotas.max_unfinished), _most(quotas.max_stored_bytes))
         if refused is not None:
             raise OverQuota(refused, _quota_limit(quotas, refused))
         try:
@@ -140,9 +136,7 @@ class SubmitJob:
         self._sizes.check_tests(request.tests, runtimes)
         self._sizes.check_outputs(request.outputs)
         if request.outputs and request.tests:
-            raise InvalidSubmission(
-                "outputs", "a job with tests returns no files: send the program's files with one test instead"
-            )
+            raise InvalidSubmission("outputs", "a job with tests returns no files: send the program's files with one test instead")
         if request.callback is not None:
             try:
                 check_callback_url(request.callback.url)

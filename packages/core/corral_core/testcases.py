@@ -152,9 +152,7 @@ def _lines(text: str) -> list[str]:
 
 
 def _first_difference(expected: str, actual: str, unit: str) -> Checked:
-    at = next(
-        (i for i, (a, b) in enumerate(zip(expected, actual, strict=False)) if a != b), min(len(expected), len(actual))
-    )
+    at = next((i for i, (a, b) in enumerate(zip(expected, actual, strict=False)) if a != b), min(len(expected), len(actual)))
     return Checked(False, f"differs at {unit} {at + 1}")
 
 
@@ -237,20 +235,14 @@ async def _judged(test: TestCase, ran: Ran, runner: TestRunner) -> tuple[TestVer
     if not isinstance(checker, CheckerProgram):
         checked = check(checker, expected, ran.stdout)
         return (TestVerdict.OK if checked.ok else TestVerdict.WRONG_ANSWER), checked.message
-    files = {
-        CHECKER_INPUT: test.stdin.encode(),
-        CHECKER_EXPECTED: expected.encode(),
-        CHECKER_OUTPUT: ran.stdout.encode(),
-    }
+    files = {CHECKER_INPUT: test.stdin.encode(), CHECKER_EXPECTED: expected.encode(), CHECKER_OUTPUT: ran.stdout.encode()}
     judged = await runner.run_checker(checker, files)
     message = (judged.stdout + judged.stderr).strip()
     if judged.verdict == "runtime_error" and judged.signal is None and judged.exit_code == CHECKER_ACCEPTS:
         return TestVerdict.OK, message
     if judged.verdict == "runtime_error" and judged.signal is None and judged.exit_code == CHECKER_REFUSES:
         return TestVerdict.WRONG_ANSWER, message
-    why = f"the checker ended with {judged.verdict}" + (
-        f" (exit code {judged.exit_code})" if judged.exit_code is not None else ""
-    )
+    why = f"the checker ended with {judged.verdict}" + (f" (exit code {judged.exit_code})" if judged.exit_code is not None else "")
     return TestVerdict.CHECKER_ERROR, f"{why}: {message}" if message else why
 
 
@@ -283,6 +275,4 @@ def _cut(text: str, most_bytes: int) -> tuple[str, bool]:
 
 def skipped(tests: tuple[TestCase, ...]) -> list[TestResult]:
     """The tests of a job whose program never ran (it did not compile): none ran."""
-    return [
-        TestResult(name=test.name or str(index + 1), verdict=TestVerdict.SKIPPED) for index, test in enumerate(tests)
-    ]
+    return [TestResult(name=test.name or str(index + 1), verdict=TestVerdict.SKIPPED) for index, test in enumerate(tests)]

@@ -226,23 +226,17 @@ class RunNextJob:
                 await relay.abandon()
         return final if stored else None
 
-    async def _run_leased(
-        self, lease: Lease, timer: _LeaseTimer, claimed_s: float, relay: EventRelay | None
-    ) -> Job | None:
+    async def _run_leased(self, lease: Lease, timer: _LeaseTimer, claimed_s: float, relay: EventRelay | None) -> Job | None:
         run = asyncio.ensure_future(self._run(lease.job, relay))
         notice = (
-            None
-            if self._cancels is None
-            else asyncio.ensure_future(self._cancels.wait_cancelled(lease.job.id, claimed_s))
+            None if self._cancels is None else asyncio.ensure_future(self._cancels.wait_cancelled(lease.job.id, claimed_s))
         )
         healthy = True
         try:
             while True:
                 pause = self._renew_every_s if healthy else self._retry_s
                 watched = {run} if notice is None else {run, notice}
-                done, _ = await asyncio.wait(
-                    watched, timeout=min(pause, timer.left_s()), return_when=asyncio.FIRST_COMPLETED
-                )
+                done, _ = await asyncio.wait(watched, timeout=min(pause, timer.left_s()), return_when=asyncio.FIRST_COMPLETED)
                 if run in done:
                     return run.result()
                 if notice is not None and notice in done:
@@ -312,9 +306,7 @@ class RunNextJob:
             stdin_source = _input_of(self._job_input, job.id)
         on_output = None if relay is None else relay.output
         try:
-            result = await self._sandbox.run(
-                job.request, scope=job.owner, on_output=on_output, stdin_source=stdin_source
-            )
+            result = await self._sandbox.run(job.request, scope=job.owner, on_output=on_output, stdin_source=stdin_source)
         except UnsupportedLanguage as error:
             return jobs.fail(job, JobError(ErrorCode.UNSUPPORTED_LANGUAGE, str(error)), self._clock.now())
         except SandboxError as error:

@@ -29,9 +29,7 @@ def test_a_signature_is_the_one_the_standard_webhooks_library_verifies() -> None
     headers = {"webhook-id": "msg_abc", "webhook-timestamp": str(timestamp)}
     headers["webhook-signature"] = signature(SECRET, "msg_abc", timestamp, body)
     assert Webhook(SECRET).verify(body, headers) == {"job_id": "abc", "status": "COMPLETED"}
-    assert headers["webhook-signature"] == Webhook(SECRET).sign(
-        "msg_abc", datetime.fromtimestamp(timestamp, UTC), body.decode()
-    )
+    assert headers["webhook-signature"] == Webhook(SECRET).sign("msg_abc", datetime.fromtimestamp(timestamp, UTC), body.decode())
 
 
 def test_a_signature_follows_the_specification_s_example() -> None:
@@ -95,9 +93,7 @@ def test_http_and_https_urls_with_a_host_are_accepted() -> None:
 
 
 def test_backoff_doubles_up_to_its_most_and_is_a_random_part_of_it() -> None:
-    assert [backoff_s(attempt, 1, 10, 0.999999) for attempt in (1, 2, 3, 4, 5)] == pytest.approx(
-        [1, 2, 4, 8, 10], rel=1e-3
-    )
+    assert [backoff_s(attempt, 1, 10, 0.999999) for attempt in (1, 2, 3, 4, 5)] == pytest.approx([1, 2, 4, 8, 10], rel=1e-3)
     assert backoff_s(3, 1, 10, 0.0) == 0
     assert backoff_s(3, 1, 10, 0.5) == 2
     assert backoff_s(10_000, 1, 10, 0.5) == 5  # no overflow however many attempts
@@ -107,17 +103,10 @@ def test_an_attempt_moves_the_callback_to_delivered_pending_or_failed() -> None:
     pending = Callback(url="https://example.com/")
     give_up_at = NOW + timedelta(hours=1)
     delivered = after_attempt(pending, Outcome(True, "200"), NOW, give_up_at, 1)
-    assert (delivered.state, delivered.attempts, delivered.last_status, delivered.next_at) == (
-        DeliveryState.DELIVERED,
-        1,
-        "200",
-        None,
-    )
+    assert (delivered.state, delivered.attempts, delivered.last_status, delivered.next_at) == (DeliveryState.DELIVERED, 1, "200", None)
     again = after_attempt(pending, Outcome(False, "503"), NOW, give_up_at, 2)
     assert (again.state, again.attempts, again.next_at) == (DeliveryState.PENDING, 1, NOW + timedelta(seconds=2))
     late = after_attempt(again, Outcome(False, "503"), NOW, give_up_at, 3601)
     assert (late.state, late.attempts, late.next_at) == (DeliveryState.FAILED, 2, None)
-    refused = after_attempt(
-        pending, Outcome(False, "refused: 10.0.0.1 is a private address", retry=False), NOW, give_up_at, 1
-    )
+    refused = after_attempt(pending, Outcome(False, "refused: 10.0.0.1 is a private address", retry=False), NOW, give_up_at, 1)
     assert refused.state is DeliveryState.FAILED and refused.last_status.startswith("refused")

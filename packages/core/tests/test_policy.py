@@ -101,11 +101,7 @@ def test_with_no_live_worker_every_language_is_accepted_and_waits() -> None:
 
 
 def test_the_source_files_are_those_of_the_requested_language() -> None:
-    runtimes = [
-        Runtime("python", "3.11", "main.py"),
-        Runtime("python", "3.12", "prog.py"),
-        Runtime("c", "12", "main.c"),
-    ]
+    runtimes = [Runtime("python", "3.11", "main.py"), Runtime("python", "3.12", "prog.py"), Runtime("c", "12", "main.c")]
     assert source_files("python", runtimes) == {"main.py", "prog.py"}
 
 

@@ -97,9 +97,7 @@ def test_tokens_compares_words_however_spaced(expected: str, actual: str, ok: bo
         (Floats(), "1", "1e400", False),  # inf is no number near 1
     ],
 )
-def test_float_accepts_numbers_within_either_tolerance_at_its_edge(
-    checker: Floats, expected: str, actual: str, ok: bool
-) -> None:
+def test_float_accepts_numbers_within_either_tolerance_at_its_edge(checker: Floats, expected: str, actual: str, ok: bool) -> None:
     assert check(checker, expected, actual).ok is ok
 
 
@@ -112,9 +110,9 @@ def test_a_refusal_says_where_the_output_differs() -> None:
 def test_checkers_decode_from_their_kind_and_refuse_unknown_fields() -> None:
     decoded = msgspec.json.decode(b'{"kind": "float", "abs_tol": 0.5}', type=Checker)
     assert decoded == Floats(abs_tol=0.5)
-    assert msgspec.json.decode(
-        b'{"kind": "program", "language": "python", "code": "x"}', type=Checker
-    ) == CheckerProgram(language="python", code="x")
+    assert msgspec.json.decode(b'{"kind": "program", "language": "python", "code": "x"}', type=Checker) == CheckerProgram(
+        language="python", code="x"
+    )
     with pytest.raises(msgspec.ValidationError):
         msgspec.json.decode(b'{"kind": "lines", "tolerance": 1}', type=Checker)
     with pytest.raises(msgspec.ValidationError):
@@ -202,19 +200,12 @@ async def test_a_checker_program_accepts_with_42_refuses_with_43_and_anything_el
 async def test_a_run_that_failed_is_never_shown_to_its_checker() -> None:
     runner = Scripted()
     checker = CheckerProgram(language="python", code="...")
-    results = await judge_tests(
-        (TestCase(stdin="crash", expected_stdout="exit 42", checker=checker),),
-        runner,
-        stop_on_first_failure=False,
-        output_bytes=100,
-    )
+    results = await judge_tests((TestCase(stdin="crash", expected_stdout="exit 42", checker=checker),), runner, stop_on_first_failure=False, output_bytes=100)
     assert results[0].verdict is TestVerdict.RUNTIME_ERROR and runner.checked == []
 
 
 async def test_each_tests_output_is_cut_to_the_per_test_maximum() -> None:
-    results = await judge_tests(
-        (TestCase(stdin="echo " + "é" * 10),), Scripted(), stop_on_first_failure=False, output_bytes=5
-    )
+    results = await judge_tests((TestCase(stdin="echo " + "é" * 10),), Scripted(), stop_on_first_failure=False, output_bytes=5)
     assert results[0].stdout == "éé" and results[0].stdout_truncated
 
 
@@ -239,9 +230,7 @@ def test_too_many_tests_or_too_many_bytes_of_them_are_refused_naming_the_field()
 def test_a_jobs_booking_counts_its_tests_and_their_outputs() -> None:
     limits = DEFAULT_LIMIT_POLICY.defaults
     plain = Job(id="j", request=RunRequest(language="python", code="x", limits=limits), created_at=NOW)
-    tested = msgspec.structs.replace(
-        plain, request=msgspec.structs.replace(plain.request, tests=(TestCase(stdin="abc", expected_stdout="de"),) * 2)
-    )
+    tested = msgspec.structs.replace(plain, request=msgspec.structs.replace(plain.request, tests=(TestCase(stdin="abc", expected_stdout="de"),) * 2))
     per_test = 3 * min(limits.max_output_bytes, TEST_OUTPUT_BYTES)
     assert booked_bytes(tested) == booked_bytes(plain) + 2 * (5 + per_test)
 

@@ -282,7 +282,9 @@ async def test_a_run_whose_lease_was_taken_over_is_cancelled_and_stores_nothing(
     world = World()
     job = await world.submit(JobRequest(code="print(1)"))
     sandbox = HangingSandbox()
-    run = asyncio.ensure_future(RunNextJob(world.queue, sandbox, world.clock, lease_ms=100, renew_every_ms=20)("w1", 1))
+    run = asyncio.ensure_future(
+        RunNextJob(world.queue, sandbox, world.clock, lease_ms=100, renew_every_ms=20)("w1", 1)
+    )
     await asyncio.sleep(0.05)
     world.clock.advance(1_000)
     assert (await RecoverAbandonedJobs(world.queue)()).requeued == (job.id,)
@@ -319,9 +321,7 @@ async def test_a_cancelled_running_job_has_its_run_stopped_at_once_and_nothing_s
     job = await world.submit(JobRequest(code="print(1)"))
     sandbox = HangingSandbox()
     # Renewals far apart: only the notice can stop the run this soon.
-    run_next = RunNextJob(
-        world.queue, sandbox, world.clock, lease_ms=60_000, renew_every_ms=30_000, cancels=world.notices
-    )
+    run_next = RunNextJob(world.queue, sandbox, world.clock, lease_ms=60_000, renew_every_ms=30_000, cancels=world.notices)
     run = asyncio.ensure_future(run_next("w1", 1))
     await asyncio.sleep(0.05)
     assert (await world.get(job.id)).status is JobStatus.RUNNING
@@ -336,9 +336,7 @@ async def test_a_worker_without_notices_stops_a_cancelled_run_at_its_next_renewa
     world = World()
     job = await world.submit(JobRequest(code="print(1)"))
     sandbox = HangingSandbox()
-    run = asyncio.ensure_future(
-        RunNextJob(world.queue, sandbox, world.clock, lease_ms=1_000, renew_every_ms=50)("w1", 1)
-    )
+    run = asyncio.ensure_future(RunNextJob(world.queue, sandbox, world.clock, lease_ms=1_000, renew_every_ms=50)("w1", 1))
     await asyncio.sleep(0.05)
     await world.cancel(job.id)
     assert await asyncio.wait_for(run, 1) is None
@@ -434,9 +432,7 @@ async def test_a_result_write_that_fails_is_retried_within_the_lease() -> None:
     job = await world.submit(JobRequest(code="print(1)"))
     queue = OutageQueue(world.queue)
     run = asyncio.ensure_future(
-        RunNextJob(queue, SlowSandbox(0.05), world.clock, lease_ms=1_000, renew_every_ms=300, retry_every_ms=20)(
-            "w1", 1
-        )
+        RunNextJob(queue, SlowSandbox(0.05), world.clock, lease_ms=1_000, renew_every_ms=300, retry_every_ms=20)("w1", 1)
     )
     queue.down = True  # from before the run ends to after its result was first sent
     await asyncio.sleep(0.2)
@@ -451,9 +447,7 @@ async def test_a_finished_result_is_stored_even_when_the_worker_is_cancelled_mea
     job = await world.submit(JobRequest(code="print(1)"))
     queue = OutageQueue(world.queue)
     run = asyncio.ensure_future(
-        RunNextJob(queue, SlowSandbox(0.05), world.clock, lease_ms=1_000, renew_every_ms=300, retry_every_ms=20)(
-            "w1", 1
-        )
+        RunNextJob(queue, SlowSandbox(0.05), world.clock, lease_ms=1_000, renew_every_ms=300, retry_every_ms=20)("w1", 1)
     )
     queue.down = True
     await asyncio.sleep(0.2)  # the run ended; its result waits for the queue to come back
@@ -626,7 +620,5 @@ async def test_an_ordinary_job_gets_no_live_stdin() -> None:
     world = World()
     await world.submit(JobRequest(code="print(1)"))
     sandbox = WritingSandbox(b"1\n")
-    await RunNextJob(world.queue, sandbox, world.clock, events=RecordingEvents(world), job_input=ScriptedInput())(
-        "w1", 1
-    )
+    await RunNextJob(world.queue, sandbox, world.clock, events=RecordingEvents(world), job_input=ScriptedInput())("w1", 1)
     assert stdin_not_fed(sandbox)

@@ -274,7 +274,9 @@ class InMemoryWorkerRegistry:
 
     async def live_workers(self) -> list[WorkerInfo]:
         now = self._clock.now()
-        return sorted((info for info, expires in self._seen.values() if expires > now), key=lambda info: info.worker_id)
+        return sorted(
+            (info for info, expires in self._seen.values() if expires > now), key=lambda info: info.worker_id
+        )
 
     async def hold_duty(self, duty: str, worker_id: str, ttl_ms: int) -> bool:
         now = self._clock.now()

@@ -87,10 +87,7 @@ class InMemorySandbox:
             return result
         output_bytes = min(request.limits.max_output_bytes, TEST_OUTPUT_BYTES)
         tests = await judge_tests(
-            request.tests,
-            _Tests(self, request),
-            stop_on_first_failure=request.stop_on_first_failure,
-            output_bytes=output_bytes,
+            request.tests, _Tests(self, request), stop_on_first_failure=request.stop_on_first_failure, output_bytes=output_bytes
         )
         return result_of_tests(tests)
 

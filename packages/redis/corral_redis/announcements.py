@@ -66,9 +66,7 @@ class Announcements:
 
     def listen(self) -> None:
         if self._reader is None or self._reader.done():
-            self._reader = asyncio.get_running_loop().create_task(
-                self._read(), name=f"corral {self._what} reader {self._channel}"
-            )
+            self._reader = asyncio.get_running_loop().create_task(self._read(), name=f"corral {self._what} reader {self._channel}")
 
     async def aclose(self) -> None:
         """Stop the reader. The client stays open: it is the caller's."""
@@ -120,9 +118,7 @@ class Announcements:
         now = asyncio.get_running_loop().time()
         self._heard[job_id] = now
         self._heard.move_to_end(job_id)
-        while self._heard and (
-            len(self._heard) > self._heard_most or next(iter(self._heard.values())) < now - self._heard_for_s
-        ):
+        while self._heard and (len(self._heard) > self._heard_most or next(iter(self._heard.values())) < now - self._heard_for_s):
             self._heard.popitem(last=False)
         self._on_heard(job_id, rest)
 

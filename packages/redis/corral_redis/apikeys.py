@@ -84,9 +84,7 @@ class RedisKeyStore:
             hashes = cast(dict[bytes, bytes], await self._client.hgetall(self._keys.api_keys))
             found = []
             for hashed in hashes.values():
-                values = await self._client.hmget(
-                    self._keys.api_key(_text(hashed)), ["id", "name", "created_at", "admin", "quotas"]
-                )
+                values = await self._client.hmget(self._keys.api_key(_text(hashed)), ["id", "name", "created_at", "admin", "quotas"])
                 if values[0] is not None:
                     found.append(_api_key(values))
         return sorted(found, key=lambda key: (key.created_at, key.id))
@@ -114,9 +112,7 @@ class RedisKeyStore:
 
     async def find(self, hashed: str) -> ApiKey | None:
         with storage_errors():
-            values = await self._client.hmget(
-                self._keys.api_key(hashed), ["id", "name", "created_at", "admin", "quotas"]
-            )
+            values = await self._client.hmget(self._keys.api_key(hashed), ["id", "name", "created_at", "admin", "quotas"])
         return None if values[0] is None else _api_key(values)
 
     async def webhook_secret(self, key_id: str) -> str | None:

@@ -48,9 +48,7 @@ def connect_to(settings: RedisSettings, **options: Any) -> Redis:
     RedisCluster that found the other nodes from the URL's (connect_cluster).
     """
     if settings.cluster:
-        return connect_cluster(
-            settings.url, max_connections=settings.max_connections, **security_options(settings), **options
-        )
+        return connect_cluster(settings.url, max_connections=settings.max_connections, **security_options(settings), **options)
     return connect(
         settings.url,
         max_connections=settings.max_connections,

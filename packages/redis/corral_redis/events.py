@@ -118,9 +118,7 @@ class RedisJobEvents:
         self._client = client
         self._keys = QueueKeys(settings.key_prefix)
         self._ttl_ms = settings.finished_ttl_s * 1000
-        self._append = client.register_script(
-            scripts.SHARDED_APPEND_EVENTS if settings.cluster else scripts.APPEND_EVENTS
-        )
+        self._append = client.register_script(scripts.SHARDED_APPEND_EVENTS if settings.cluster else scripts.APPEND_EVENTS)
         self._waiters = _Waiters(client, self._keys.appended, settings, "job event notifications")
 
     async def append(self, job_id: str, events: Sequence[tuple[EventKind, str]]) -> None:

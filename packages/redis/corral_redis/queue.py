@@ -70,9 +70,7 @@ class RedisJobQueue:
             return ValueError(f"job {job.id} was already submitted")
         ceiling = self._settings.max_memory_bytes
         return StorageFull(
-            f"Redis' memory is near its ceiling of {ceiling} bytes"
-            if ceiling
-            else "Redis' memory is near its maxmemory"
+            f"Redis' memory is near its ceiling of {ceiling} bytes" if ceiling else "Redis' memory is near its maxmemory"
         )
 
     async def _confirmed(self, script: AsyncScript, keys: list[str], args: list[str | bytes | int]) -> int:

@@ -67,9 +67,7 @@ def shard_prefixes(settings: RedisSettings) -> list[str]:
     if settings.shards == 1:
         return [settings.key_prefix]
     tag_end = settings.key_prefix.index("}")
-    return [
-        f"{settings.key_prefix[:tag_end]}{shard}{settings.key_prefix[tag_end:]}" for shard in range(settings.shards)
-    ]
+    return [f"{settings.key_prefix[:tag_end]}{shard}{settings.key_prefix[tag_end:]}" for shard in range(settings.shards)]
 
 
 def shard_of(job_id: str, shards: int) -> int:
@@ -88,9 +86,7 @@ def make_queue(client: Redis, clock: Clock, settings: RedisSettings) -> RedisJob
     """The queue the settings ask for: exactly RedisJobQueue for one shard on one server."""
     if settings.shards == 1 and not settings.cluster and settings.min_replicas_acked == 0:
         return RedisJobQueue(client, clock, settings)
-    shards = [
-        ShardQueue(client, clock, _shard_settings(settings, prefix), settings) for prefix in shard_prefixes(settings)
-    ]
+    shards = [ShardQueue(client, clock, _shard_settings(settings, prefix), settings) for prefix in shard_prefixes(settings)]
     return shards[0] if len(shards) == 1 else ShardedJobQueue(shards)
 
 
@@ -118,26 +114,20 @@ def make_cancel_notices(client: Redis, settings: RedisSettings) -> RedisCancelNo
 def make_store(client: Redis, settings: RedisSettings) -> RedisJobStore | ShardedJobStore:
     if settings.shards == 1:
         return RedisJobStore(client, settings)
-    return ShardedJobStore(
-        [RedisJobStore(client, _shard_settings(settings, prefix)) for prefix in shard_prefixes(settings)]
-    )
+    return ShardedJobStore([RedisJobStore(client, _shard_settings(settings, prefix)) for prefix in shard_prefixes(settings)])
 
 
 def make_events(client: Redis, settings: RedisSettings) -> RedisJobEvents | ShardedJobEvents:
     """A job's events live in its shard, beside its record, and expire with it."""
     if settings.shards == 1:
         return RedisJobEvents(client, settings)
-    return ShardedJobEvents(
-        [RedisJobEvents(client, _shard_settings(settings, prefix)) for prefix in shard_prefixes(settings)]
-    )
+    return ShardedJobEvents([RedisJobEvents(client, _shard_settings(settings, prefix)) for prefix in shard_prefixes(settings)])
 
 
 def make_job_input(client: Redis, settings: RedisSettings) -> RedisJobInput | ShardedJobInput:
     if settings.shards == 1:
         return RedisJobInput(client, settings)
-    return ShardedJobInput(
-        [RedisJobInput(client, _shard_settings(settings, prefix)) for prefix in shard_prefixes(settings)]
-    )
+    return ShardedJobInput([RedisJobInput(client, _shard_settings(settings, prefix)) for prefix in shard_prefixes(settings)])
 
 
 class ShardQueue(RedisJobQueue):
@@ -168,9 +158,7 @@ class ShardQueue(RedisJobQueue):
         async with _connection_for(self._client, keys[0]) as connection:
             # EVAL rather than EVALSHA: a NOSCRIPT reply would leave the WAIT's to read.
             await connection.send_packed_command(
-                connection.pack_commands(
-                    [("EVAL", script.script, len(keys), *keys, *args), ("WAIT", wanted, timeout_ms)]
-                )
+                connection.pack_commands([("EVAL", script.script, len(keys), *keys, *args), ("WAIT", wanted, timeout_ms)])
             )
             outcome = int(await connection.read_response())
             acked = int(await connection.read_response())

@@ -149,6 +149,7 @@ class RedisJobStore:
         """Stop the notification reader. The client stays open: it is the caller's."""
         await self._finishes.aclose()
 
+
     def _heard(self, job_id: str, view: bytes) -> None:
         """A finish announced: wake the job's waiters, and when the announcement carried the job's
         view, make it the read of this wake, so that they answer without reading the record."""
@@ -178,3 +179,4 @@ class RedisJobStore:
     def _wake_all(self) -> None:
         for job_id in list(self._waiters):
             self._wake(job_id)
+

@@ -50,9 +50,7 @@ async def finished_and_announced(client: Redis, settings: RedisSettings, job_id:
         await listener.aclose()  # type: ignore[no-untyped-call]
 
 
-async def waiter_answer(
-    store: RedisJobStore, client: Redis, settings: RedisSettings, job_id: str, announcement: bytes
-) -> jobs.Job | None:
+async def waiter_answer(store: RedisJobStore, client: Redis, settings: RedisSettings, job_id: str, announcement: bytes) -> jobs.Job | None:
     """What a waiter that has just submitted `job_id` answers when `announcement` is published."""
     await store.wait_finished("any", 0.2)  # the store's subscription is live from here on
     submitted_s = asyncio.get_running_loop().time()
@@ -93,9 +91,7 @@ async def test_a_large_view_is_announced_by_id_and_read_back(client: Redis, sett
 
 
 @pytest.mark.parametrize("view", [b"garbage", b"3:abc", b"-" * 9, b"-" * 11, b"99:short" + b"-" * 9])
-async def test_an_announcement_that_does_not_parse_is_read_back(
-    client: Redis, settings: RedisSettings, view: bytes
-) -> None:
+async def test_an_announcement_that_does_not_parse_is_read_back(client: Redis, settings: RedisSettings, view: bytes) -> None:
     await finished_and_announced(client, settings, "odd", "1\n")
     store = RedisJobStore(client, settings)
     try:

@@ -38,9 +38,7 @@ async def admin(redis_url: str) -> AsyncIterator[Redis]:
 
 
 @pytest.fixture
-async def store_and_queue(
-    redis_url: str, settings: RedisSettings
-) -> AsyncIterator[tuple[RedisJobStore, RedisJobQueue]]:
+async def store_and_queue(redis_url: str, settings: RedisSettings) -> AsyncIterator[tuple[RedisJobStore, RedisJobQueue]]:
     """A store and a queue on one client with the default pool, as an API process has them."""
     client = connect(redis_url)
     store = RedisJobStore(client, settings)

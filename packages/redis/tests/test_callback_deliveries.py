@@ -56,9 +56,7 @@ async def finished(queue: RedisJobQueue, clock: ManualClock, job: Job) -> Job:
     return done
 
 
-async def test_finish_puts_a_job_with_a_callback_in_the_line_and_a_job_without_none(
-    client: Redis, settings: RedisSettings
-) -> None:
+async def test_finish_puts_a_job_with_a_callback_in_the_line_and_a_job_without_none(client: Redis, settings: RedisSettings) -> None:
     clock = ManualClock()
     queue, keys = RedisJobQueue(client, clock, settings), QueueKeys(settings.key_prefix)
     await finished(queue, clock, with_callback(new_job(clock, "called")))
@@ -97,9 +95,7 @@ async def test_a_pending_callback_comes_back_at_its_next_time(client: Redis, set
     deliveries = RedisCallbackDeliveries(client, settings)
     [taken] = await deliveries.due(lease_ms=10_000, most=10)
     system_now = SystemClock().now()
-    retry = Callback(
-        url="http://127.0.0.1:9/hook", attempts=1, last_status="503", next_at=system_now + timedelta(seconds=0.2)
-    )
+    retry = Callback(url="http://127.0.0.1:9/hook", attempts=1, last_status="503", next_at=system_now + timedelta(seconds=0.2))
     assert await deliveries.settle(taken, retry)
     assert await deliveries.due(lease_ms=10_000, most=10) == []
     await asyncio.sleep(0.25)
@@ -109,9 +105,7 @@ async def test_a_pending_callback_comes_back_at_its_next_time(client: Redis, set
     assert stored is not None and stored.callback == retry
 
 
-async def test_a_callback_settled_after_its_record_expired_makes_no_record(
-    client: Redis, settings: RedisSettings
-) -> None:
+async def test_a_callback_settled_after_its_record_expired_makes_no_record(client: Redis, settings: RedisSettings) -> None:
     clock = ManualClock()
     await finished(RedisJobQueue(client, clock, settings), clock, with_callback(new_job(clock, "c")))
     deliveries = RedisCallbackDeliveries(client, settings)
@@ -166,15 +160,11 @@ async def test_a_delivery_queued_before_a_restart_is_delivered_by_a_new_loop(
     clock = SystemClock()
     async with server:
         # The worker finishes the job; the API that took its delivery dies before sending it.
-        await finished(
-            RedisJobQueue(client, ManualClock(), settings), ManualClock(), with_callback(new_job(clock, "d"), url)
-        )
+        await finished(RedisJobQueue(client, ManualClock(), settings), ManualClock(), with_callback(new_job(clock, "d"), url))
         assert len(await RedisCallbackDeliveries(client, settings).due(lease_ms=200, most=10)) == 1
         # A new API process: its own connection, its own loop.
         fresh = connect(redis_url)
-        options = DeliveryOptions(
-            allowed_hosts=frozenset({"127.0.0.1"}), service_secret=SECRET, poll_s=0.05, lease_ms=10_000
-        )
+        options = DeliveryOptions(allowed_hosts=frozenset({"127.0.0.1"}), service_secret=SECRET, poll_s=0.05, lease_ms=10_000)
         sender = CallbackSender(options.allowed_hosts)
         loop = DeliverCallbacks(
             RedisCallbackDeliveries(fresh, settings), RedisJobStore(fresh, settings), RedisKeyStore(fresh, settings),
@@ -184,11 +174,7 @@ async def test_a_delivery_queued_before_a_restart_is_delivered_by_a_new_loop(
         try:
             for _ in range(200):
                 stored = await RedisJobStore(fresh, settings).get("d")
-                if (
-                    stored is not None
-                    and stored.callback is not None
-                    and stored.callback.state is DeliveryState.DELIVERED
-                ):
+                if stored is not None and stored.callback is not None and stored.callback.state is DeliveryState.DELIVERED:
                     break
                 await asyncio.sleep(0.02)
         finally:
@@ -196,10 +182,7 @@ async def test_a_delivery_queued_before_a_restart_is_delivered_by_a_new_loop(
             await sender.aclose()
             await fresh.aclose()
     assert stored is not None and stored.callback is not None
-    assert (stored.callback.state, stored.callback.attempts, stored.callback.last_status) == (
-        DeliveryState.DELIVERED,
-        1,
-        "200",
-    )
+    assert (stored.callback.state, stored.callback.attempts, stored.callback.last_status) == (DeliveryState.DELIVERED, 1, "200")
     [(headers, body)] = got
     assert Webhook(SECRET).verify(body, headers)["job_id"] == "d"
+

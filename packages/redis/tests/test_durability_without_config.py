@@ -14,12 +14,8 @@ async def test_info_tells_the_durability_check_what_config_would_have(tmp_path: 
     require_redis_server()
     with RedisServerProcess(tmp_path, unix_socket=True, appendonly=False, maxmemory_policy="allkeys-lru") as server:
         admin = connect(server.url)
-        await admin.acl_setuser(
-            "narrow", enabled=True, passwords=["+pw"], keys=["corral:*"], commands=["-@all", "+ping", "+info"]
-        )
-        await admin.acl_setuser(
-            "blind", enabled=True, passwords=["+pw"], keys=["corral:*"], commands=["-@all", "+ping"]
-        )
+        await admin.acl_setuser("narrow", enabled=True, passwords=["+pw"], keys=["corral:*"], commands=["-@all", "+ping", "+info"])
+        await admin.acl_setuser("blind", enabled=True, passwords=["+pw"], keys=["corral:*"], commands=["-@all", "+ping"])
         narrow = connect(server.url, username="narrow", password="pw")
         blind = connect(server.url, username="blind", password="pw")
         try:

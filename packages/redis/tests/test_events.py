@@ -62,17 +62,7 @@ async def test_events_and_input_expire_with_the_finished_record_s_ttl(
 async def test_an_append_re_sent_after_a_lost_reply_adds_nothing(client: Redis, settings: RedisSettings) -> None:
     keys = QueueKeys(settings.key_prefix)
     stream = keys.job_events("job-a")
-    args: list[str | bytes | int] = [
-        "job-a",
-        keys.appended,
-        TTL_S * 1000,
-        10_000,
-        "token-1",
-        "stdout",
-        "a",
-        "stdout",
-        "b",
-    ]
+    args: list[str | bytes | int] = ["job-a", keys.appended, TTL_S * 1000, 10_000, "token-1", "stdout", "a", "stdout", "b"]
     first = await client.eval(APPEND_EVENTS, 1, stream, *args)
     assert await client.eval(APPEND_EVENTS, 1, stream, *args) == first
     assert await client.xlen(stream) == 2
@@ -80,9 +70,7 @@ async def test_an_append_re_sent_after_a_lost_reply_adds_nothing(client: Redis, 
     assert await client.xlen(stream) == 3
 
 
-async def test_a_send_re_sent_after_a_lost_reply_adds_and_counts_nothing(
-    client: Redis, settings: RedisSettings
-) -> None:
+async def test_a_send_re_sent_after_a_lost_reply_adds_and_counts_nothing(client: Redis, settings: RedisSettings) -> None:
     keys = QueueKeys(settings.key_prefix)
     stream, sent = keys.job_input("job-a"), keys.job_input_sent("job-a")
     args: list[str | bytes | int] = ["job-a", keys.sent, TTL_S * 1000, 4, "token-1", "", b"abc"]

@@ -68,11 +68,7 @@ async def test_a_finish_resent_after_a_lost_reply_writes_the_files_no_second_tim
     client: Redis, settings: RedisSettings
 ) -> None:
     clock = ManualClock()
-    queue, store, keys = (
-        RedisJobQueue(client, clock, settings),
-        RedisJobStore(client, settings),
-        QueueKeys(settings.key_prefix),
-    )
+    queue, store, keys = RedisJobQueue(client, clock, settings), RedisJobStore(client, settings), QueueKeys(settings.key_prefix)
     await queue.submit(new_job(clock, "job-a"))
     lease = await queue.claim("w1", LEASE_MS, 1)
     assert lease is not None

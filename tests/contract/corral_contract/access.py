@@ -72,9 +72,7 @@ class AccessContract:
         assert [k.id for k in await access.keys.keys()] == ["k2"]
         assert not await access.keys.revoke("k1")
 
-    async def test_the_rate_allows_a_burst_of_its_limit_then_refuses_until_time_passes(
-        self, access: AccessHarness
-    ) -> None:
+    async def test_the_rate_allows_a_burst_of_its_limit_then_refuses_until_time_passes(self, access: AccessHarness) -> None:
         await access.keys.add(key(access.clock), secret_hash("corral_s1"))
         decisions = [await access.keys.authorize(secret_hash("corral_s1"), DEFAULTS) for _ in range(4)]
         rates = [found.rate for found in decisions if found is not None]
@@ -89,9 +87,7 @@ class AccessContract:
         assert again is not None and again.rate.allowed and again.rate.remaining == 0
 
     async def test_a_key_s_own_rate_overrides_the_default_and_keys_count_apart(self, access: AccessHarness) -> None:
-        await access.keys.add(
-            key(access.clock, "k1", quotas=Quotas(rate_limit=1, rate_window_s=10)), secret_hash("corral_s1")
-        )
+        await access.keys.add(key(access.clock, "k1", quotas=Quotas(rate_limit=1, rate_window_s=10)), secret_hash("corral_s1"))
         await access.keys.add(key(access.clock, "k2"), secret_hash("corral_s2"))
         first = await access.keys.authorize(secret_hash("corral_s1"), DEFAULTS)
         second = await access.keys.authorize(secret_hash("corral_s1"), DEFAULTS)
@@ -123,9 +119,7 @@ class AccessContract:
         assert await access.usage.book("k1", "job-b", 50, 5, 100) == "stored bytes"  # its record is still there
         assert await access.usage.book("k1", "job-b", 40, 5, 100) is None
 
-    async def test_an_unbooked_job_frees_its_place_and_a_repeated_booking_counts_once(
-        self, access: AccessHarness
-    ) -> None:
+    async def test_an_unbooked_job_frees_its_place_and_a_repeated_booking_counts_once(self, access: AccessHarness) -> None:
         assert await access.usage.book("k1", "job-a", 60, 1, 100) is None
         assert await access.usage.book("k1", "job-a", 60, 1, 100) is None
         assert await access.usage.book("k1", "job-b", 10, 1, 100) == "unfinished jobs"
@@ -214,35 +208,25 @@ class AccessContract:
             claimed.append(lease.job.id)
         return claimed
 
-    async def test_an_admitted_submit_counts_the_request_books_the_job_and_queues_it(
-        self, access: AccessHarness
-    ) -> None:
+    async def test_an_admitted_submit_counts_the_request_books_the_job_and_queues_it(self, access: AccessHarness) -> None:
         await access.keys.add(key(access.clock), secret_hash("corral_s1"))
         quotas = Quotas().over(DEFAULTS)
-        admitted = await access.admitting.submit_admitted(
-            owned_job(access.clock, "job-a", "k1"), secret_hash("corral_s1"), quotas, 10
-        )
+        admitted = await access.admitting.submit_admitted(owned_job(access.clock, "job-a", "k1"), secret_hash("corral_s1"), quotas, 10)
         assert admitted.refused is None and admitted.rate is not None
         assert (admitted.rate.allowed, admitted.rate.limit, admitted.rate.remaining) == (True, 3, 2)
         assert await access.usage.book("k1", "job-b", 10, 1, 100) == "unfinished jobs"  # job-a is booked
         assert await self._queued(access) == ["job-a"]
 
-    async def test_an_admitted_submit_of_a_revoked_key_counts_books_and_queues_nothing(
-        self, access: AccessHarness
-    ) -> None:
+    async def test_an_admitted_submit_of_a_revoked_key_counts_books_and_queues_nothing(self, access: AccessHarness) -> None:
         await access.keys.add(key(access.clock), secret_hash("corral_s1"))
         assert await access.keys.revoke("k1")
         quotas = Quotas().over(DEFAULTS)
-        admitted = await access.admitting.submit_admitted(
-            owned_job(access.clock, "job-a", "k1"), secret_hash("corral_s1"), quotas, 10
-        )
+        admitted = await access.admitting.submit_admitted(owned_job(access.clock, "job-a", "k1"), secret_hash("corral_s1"), quotas, 10)
         assert admitted == admitted.__class__("revoked", None)
         assert await access.usage.book("k1", "job-b", 10, 1, 100) is None
         assert await self._queued(access) == []
 
-    async def test_over_its_rate_or_a_quota_an_admitted_submit_books_and_queues_nothing(
-        self, access: AccessHarness
-    ) -> None:
+    async def test_over_its_rate_or_a_quota_an_admitted_submit_books_and_queues_nothing(self, access: AccessHarness) -> None:
         await access.keys.add(key(access.clock, quotas=Quotas(max_unfinished=2)), secret_hash("corral_s1"))
         quotas = Quotas(max_unfinished=2).over(DEFAULTS)
         outcomes = []
@@ -263,7 +247,5 @@ class AccessContract:
                 await access.queue.submit(owned_job(access.clock, f"other-{filled}", "k2"))
                 filled += 1
         with pytest.raises(QueueFull):
-            await access.admitting.submit_admitted(
-                owned_job(access.clock, "job-a", "k1"), secret_hash("corral_s1"), quotas, 10
-            )
+            await access.admitting.submit_admitted(owned_job(access.clock, "job-a", "k1"), secret_hash("corral_s1"), quotas, 10)
         assert await access.usage.book("k1", "job-b", 10, 1, 100) is None

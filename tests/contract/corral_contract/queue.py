@@ -179,9 +179,7 @@ class JobQueueContract:
         assert read is not None and read.result is not None and len(read.result.files) == len(FILES)
         for file in FILES:
             assert await harness.store.file("job-a", file.name) == file.content, file.name
-        other = jobs.complete(
-            lease.job, RunResult(verdict=Verdict.OK, files=(returned("b.txt", b"b"),)), harness.clock.now()
-        )
+        other = jobs.complete(lease.job, RunResult(verdict=Verdict.OK, files=(returned("b.txt", b"b"),)), harness.clock.now())
         assert not await harness.queue.finish(lease, other)
         assert await harness.store.file("job-a", "b.txt") is None
 
@@ -323,7 +321,9 @@ class JobQueueContract:
         final = jobs.complete(lease.job, ok_result(), harness.clock.now())
         assert await harness.queue.finish(lease, final)
 
-    async def test_expired_lease_is_requeued_and_the_late_result_refused(self, harness: QueueHarness) -> None:
+    async def test_expired_lease_is_requeued_and_the_late_result_refused(
+        self, harness: QueueHarness
+    ) -> None:
         await harness.queue.submit(new_job(harness.clock, "job-a"))
         stalled = await harness.queue.claim("w1", LEASE_MS, 1)
         assert stalled is not None
@@ -433,7 +433,9 @@ class JobQueueContract:
         assert as_it_stands is not None and as_it_stands.status is JobStatus.PENDING
         listening.cancel()
 
-    async def test_waiting_reader_gets_the_unfinished_job_after_its_timeout(self, harness: QueueHarness) -> None:
+    async def test_waiting_reader_gets_the_unfinished_job_after_its_timeout(
+        self, harness: QueueHarness
+    ) -> None:
         job = new_job(harness.clock, "job-a")
         await harness.queue.submit(job)
         started = time.monotonic()
@@ -472,7 +474,9 @@ class JobQueueContract:
         assert lease is not None and lease.job.id == "job-py"
         assert time.monotonic() - started < 1
 
-    async def test_a_released_or_recovered_job_goes_back_to_its_own_language(self, harness: QueueHarness) -> None:
+    async def test_a_released_or_recovered_job_goes_back_to_its_own_language(
+        self, harness: QueueHarness
+    ) -> None:
         await harness.queue.submit(new_job(harness.clock, "job-java", language="java"))
         lease = await harness.queue.claim("w1", LEASE_MS, 1, ["java"])
         assert lease is not None and await harness.queue.release(lease)
@@ -492,7 +496,9 @@ class JobQueueContract:
         with pytest.raises(QueueFull):
             await harness.queue.submit(new_job(harness.clock, "job-over", language="c"))
 
-    async def test_many_concurrent_claims_share_jobs_without_duplicates(self, harness: QueueHarness) -> None:
+    async def test_many_concurrent_claims_share_jobs_without_duplicates(
+        self, harness: QueueHarness
+    ) -> None:
         for index in range(QUEUE_LIMIT):
             await harness.queue.submit(new_job(harness.clock, f"job-{index}"))
         leases = await asyncio.gather(

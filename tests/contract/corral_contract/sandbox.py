@@ -51,7 +51,10 @@ class SandboxContract:
 
     async def test_input_files_are_readable_by_name(self, sandbox: Sandbox) -> None:
         files = (InputFile("data.txt", b"41\n"), InputFile("blob.bin", bytes(range(256))))
-        code = "print(int(open('data.txt').read()) + 1)\n" "print(open('blob.bin', 'rb').read() == bytes(range(256)))"
+        code = (
+            "print(int(open('data.txt').read()) + 1)\n"
+            "print(open('blob.bin', 'rb').read() == bytes(range(256)))"
+        )
         result = await sandbox.run(request(code, files=files))
         assert result.verdict is Verdict.OK, result.stderr
         assert result.stdout == "42\nTrue\n"
@@ -138,11 +141,7 @@ class SandboxContract:
         assert passing.verdict is Verdict.OK and [t.verdict for t in passing.tests] == [TestVerdict.OK] * 2
         failing = (TestCase(stdin="1", expected_stdout="0"), *tests)
         stopped = await sandbox.run(request("print(input())", tests=failing, stop_on_first_failure=True))
-        assert [t.verdict for t in stopped.tests] == [
-            TestVerdict.WRONG_ANSWER,
-            TestVerdict.SKIPPED,
-            TestVerdict.SKIPPED,
-        ]
+        assert [t.verdict for t in stopped.tests] == [TestVerdict.WRONG_ANSWER, TestVerdict.SKIPPED, TestVerdict.SKIPPED]
 
     async def test_a_checker_program_judges_with_the_tests_files(self, sandbox: Sandbox) -> None:
         checker = CheckerProgram(

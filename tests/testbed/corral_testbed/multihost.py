@@ -127,9 +127,7 @@ class MultiHostCorral:
     def start_api(self) -> None:
         self.api_host = host = self.net.add_host("api", API_NUMBER)
         log = open(self.log_dir / "api.log", "ab")  # noqa: SIM115 - closed with the process
-        self.api = subprocess.Popen(
-            host.command([*self._pex(API_PEX), "serve"]), env=self._api_env(), stdout=log, stderr=log
-        )
+        self.api = subprocess.Popen(host.command([*self._pex(API_PEX), "serve"]), env=self._api_env(), stdout=log, stderr=log)
         self.key = self.create_key("client")
 
     def keys_command(self, *arguments: str) -> str:
@@ -192,9 +190,7 @@ class MultiHostCorral:
         if self._http is None:
             self.client_host = self.net.add_host("client", CLIENT_NUMBER)
             self._client_threads = self.client_host.threads(1)
-            self._http = httpx.Client(
-                base_url=self.api_url, timeout=30, headers={"Authorization": f"Bearer {self.key}"}
-            )
+            self._http = httpx.Client(base_url=self.api_url, timeout=30, headers={"Authorization": f"Bearer {self.key}"})
         return self._http
 
     def call(self, request: Callable[[httpx.Client], T]) -> T:

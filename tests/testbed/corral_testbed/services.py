@@ -121,20 +121,13 @@ class Corral:
 
     def revoke_key(self, key_id: str) -> None:
         subprocess.run(
-            [*_pex(self.pex_root / API_PEX), "keys", "revoke", key_id],
-            env=self._environ(),
-            capture_output=True,
-            check=True,
+            [*_pex(self.pex_root / API_PEX), "keys", "revoke", key_id], env=self._environ(), capture_output=True, check=True
         )
 
     def key_ids(self) -> dict[str, str]:
         """Key name -> id, from `corral-api keys list`."""
         listed = subprocess.run(
-            [*_pex(self.pex_root / API_PEX), "keys", "list"],
-            env=self._environ(),
-            capture_output=True,
-            text=True,
-            check=True,
+            [*_pex(self.pex_root / API_PEX), "keys", "list"], env=self._environ(), capture_output=True, text=True, check=True
         )
         return {line.split()[1]: line.split()[0] for line in listed.stdout.splitlines()[1:]}
 
@@ -142,9 +135,7 @@ class Corral:
         return f"http://127.0.0.1:{self.metrics_ports[index]}/metrics"
 
     def logs(self) -> str:
-        return "\n".join(
-            f"== {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.log_dir.glob("*.log"))
-        )
+        return "\n".join(f"== {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.log_dir.glob("*.log")))
 
     def stop(self) -> None:
         for process in [*self.workers, self.api]:
@@ -211,11 +202,7 @@ def title(pid: int) -> str:
 
 @contextmanager
 def corral_on_its_own_redis(
-    tmp_path_factory: pytest.TempPathFactory,
-    *,
-    workers: int = 2,
-    auth: bool = False,
-    env: Mapping[str, str] | None = None,
+    tmp_path_factory: pytest.TempPathFactory, *, workers: int = 2, auth: bool = False, env: Mapping[str, str] | None = None
 ) -> Iterator[Corral]:
     """`corral` on a redis-server of its own, started first and stopped last: a module's stack."""
     require_redis_server()
