@@ -4,6 +4,7 @@ NsJail, API keys on; every request over HTTP, every callback to a receiver on lo
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -229,7 +230,8 @@ def test_a_job_whose_worker_is_killed_mid_run_finishes_once_and_its_callback_lan
     wait_for(lambda: httpx.get(url, headers=auth).json()["status"] == "RUNNING")
     (worker,) = (process for process in service.workers if process.poll() is None)
     for pid in [worker.pid, *descendants(worker.pid)]:  # the worker and its jail, mid-run
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # gone already, with its parent
+            os.kill(pid, signal.SIGKILL)
     worker.wait()
     service.start_worker()
 
