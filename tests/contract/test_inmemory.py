@@ -42,7 +42,7 @@ class TestInMemoryJobQueue(JobQueueContract):
         state = InMemoryJobs(clock, max_unfinished=QUEUE_LIMIT)
         queue = InMemoryJobQueue(state)
         yield QueueHarness(
-            queue, InMemoryJobStore(state), clock, clock.elapse, queue, canceller=queue, notices=InMemoryCancelNotices(state)
+            queue, InMemoryJobStore(state), clock, clock.elapse, queue, canceller=queue, notices=InMemoryCancelNotices(state), eraser=queue
         )
 
 
@@ -77,6 +77,7 @@ class TestInMemoryAccess(AccessContract):
             clock,
             clock.elapse,
             InMemoryAdmittingQueue(keys, usage, queue),
+            queue,
             queue,
         )
 

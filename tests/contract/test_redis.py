@@ -127,7 +127,7 @@ class TestRedisJobQueue(JobQueueContract):
         notices: RedisCancelNotices,
     ) -> QueueHarness:
         queue, store, clock = parts
-        return QueueHarness(queue, store, clock, elapse, queue, canceller=queue, notices=notices)
+        return QueueHarness(queue, store, clock, elapse, queue, canceller=queue, notices=notices, eraser=queue)
 
 
 @pytest.fixture
@@ -181,6 +181,7 @@ class TestRedisAccess(AccessContract):
             clock,
             elapse,
             RedisAdmittingQueue(client, queue, settings),
+            queue,
             queue,
         )
 

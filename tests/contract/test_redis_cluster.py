@@ -110,7 +110,9 @@ async def parts(client: Redis, settings: RedisSettings) -> AsyncIterator[QueueHa
     store = make_store(client, settings)
     queue = make_queue(client, clock, settings)
     notices = make_cancel_notices(client, settings)
-    yield QueueHarness(queue, store, clock, elapsing(client, settings, clock), queue, canceller=queue, notices=notices)
+    yield QueueHarness(
+        queue, store, clock, elapsing(client, settings, clock), queue, canceller=queue, notices=notices, eraser=queue
+    )
     await notices.aclose()
     await store.aclose()
 
@@ -262,6 +264,7 @@ class TestRedisClusterAccess(AccessContract):
             elapse,
             make_admitting(client, parts.queue, settings),  # type: ignore[arg-type]
             parts.canceller,
+            parts.eraser,
         )
 
     # A repair reads the records beside the ledger: shards keep them elsewhere, and say so.

@@ -33,7 +33,7 @@ from corral_redis import (
 )
 from corral_system import logs, metrics
 from corral_system.clock import SystemClock
-from corral_system.commands import config_command, settings_of
+from corral_system.commands import config_command, log_level_option, processes_option, settings_of
 from corral_system.process_supervisor import ProcessSupervisor
 
 
@@ -45,12 +45,8 @@ def main() -> None:
 @main.command()
 @click.option("--host", help="Address to listen on [CORRAL_HOST, default 127.0.0.1].")
 @click.option("--port", type=int, help="Port to listen on [CORRAL_PORT, default 8000].")
-@click.option(
-    "--processes",
-    type=click.IntRange(1, 256),
-    help="Processes sharing the port; above 1, under a supervisor [CORRAL_API_PROCESSES, default 1].",
-)
-@click.option("--log-level", default="info", show_default=True)
+@processes_option("Processes sharing the port", "CORRAL_API_PROCESSES")
+@log_level_option
 def serve(host: str | None, port: int | None, processes: int | None, log_level: str) -> None:
     """Serve the API until SIGTERM or Ctrl-C."""
     logs.configure("corral-api", log_level)

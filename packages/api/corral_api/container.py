@@ -23,7 +23,7 @@ from corral_core.callbacks import CallbackDeliveries
 from corral_core.events import JobEvents, JobInput
 from corral_core.ports import JobQueue, JobStore, WorkerRegistry
 from corral_core.submission import SubmitJob, SubmitJobOnce
-from corral_core.usecases import CancelJob, GetJob
+from corral_core.usecases import CancelJob, DeleteJob, GetJob
 from corral_http.live import LiveStreams
 from corral_http.longpolls import LongPolls
 from corral_http.services import JobRoutes, ServiceRoutes
@@ -85,6 +85,7 @@ class ApiContainer(containers.DeclarativeContainer):
     submit_job_once = providers.Singleton(SubmitJobOnce, submit_job, store, idempotency, settings.provided.idempotency_ttl_s)
     get_job = providers.Singleton(GetJob, store)
     cancel_job = providers.Singleton(CancelJob, store, queue, clock)
+    delete_job = providers.Singleton(DeleteJob, store, queue)
     long_polls = providers.Singleton(LongPolls, settings.provided.max_waiters)
     streams = providers.Singleton(LiveStreams, settings.provided.max_streams, settings.provided.key_max_streams)
     readiness = providers.Singleton(RedisReadiness, registry, durability)
@@ -101,6 +102,7 @@ class ApiContainer(containers.DeclarativeContainer):
         submit_once=submit_job_once,
         get=get_job,
         cancel=cancel_job,
+        delete=delete_job,
         store=store,
         runtimes=runtimes,
         long_polls=long_polls,

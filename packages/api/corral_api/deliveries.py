@@ -38,7 +38,7 @@ from corral_core.callbacks import (
 )
 from corral_core.job import Job
 from corral_core.ports import Clock, JobStore, StorageUnavailable
-from corral_http.compat.judge0 import submissions as judge0
+from corral_http.compat.judge0 import views as judge0
 from corral_http.schemas import JobView
 
 _log = logging.getLogger("corral_api.deliveries")

@@ -11,9 +11,11 @@ from corral_core.access import Quotas
 from corral_core.callbacks import SECRET_PREFIX, secret_bytes
 from corral_core.limit_settings import LimitSettings
 from corral_core.policy import LimitPolicy, SizePolicy
+from corral_core.structs import copied
 from corral_http.options import HttpOptions
 from corral_http.schemas import MOST_TESTS
 from corral_redis import RedisSettings
+from corral_system.config import Processes
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
@@ -32,7 +34,7 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8000
     # API processes sharing the port: above 1, a supervisor forks them, restarts a dead one and
     # stops them together (`corral-api serve --processes` wins); 1: this process serves itself.
-    processes: Annotated[int, msgspec.Meta(ge=1, le=256)] = 1
+    processes: Processes = 1
     # Host names clients may address the API by (the Host header, port aside), comma-separated;
     # any other gets 400, which stops DNS rebinding. Empty means localhost, 127.0.0.1, ::1 and
     # `host`; `*.example.com` allows its subdomains, `*` any host.
@@ -53,6 +55,10 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     max_waiters: Positive = 10_000
     # The Retry-After of a 503 (queue full, Redis unreachable), in seconds.
     retry_after_s: Positive = 2
+    # Judge0's ENABLE_SUBMISSION_DELETE: DELETE /judge0/submissions/{token} removes a finished
+    # submission of the caller's (an admin key's: any). false answers Judge0's 400 "delete not
+    # allowed".
+    judge0_submission_delete: bool = True
     # Sizes of a submission past which it is refused with 413.
     max_code_bytes: Positive = _SIZES.max_code_bytes
     max_stdin_bytes: Positive = _SIZES.max_stdin_bytes
@@ -134,13 +140,7 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         return self.limits.policy()
 
     def key_quotas(self) -> Quotas:
-        return Quotas(
-            rate_limit=self.key_rate_limit,
-            rate_window_s=self.key_rate_window_s,
-            max_unfinished=self.key_max_unfinished,
-            max_stored_bytes=self.key_max_stored_bytes,
-            max_waiters=self.key_max_waiters,
-        )
+        return copied(Quotas, self, prefix="key_")
 
     def size_policy(self) -> SizePolicy:
         return SizePolicy(
@@ -166,6 +166,7 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             retry_after_s=self.retry_after_s,
             key_quotas=self.key_quotas() if self.auth else None,
             queue_size=queue_size,
+            judge0_submission_delete=self.judge0_submission_delete,
             max_streams=self.max_streams,
             key_max_streams=self.key_max_streams,
             stream_heartbeat_s=self.stream_heartbeat_s,

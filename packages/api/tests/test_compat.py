@@ -6,51 +6,27 @@ tests/integration/test_compat_end_to_end.py drives the same flows against the re
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
 
-from corral_api.app import create_app
-from corral_api.container import ApiContainer
-from corral_api.settings import ApiSettings
 from corral_core import job as jobs
 from corral_core.job import Job, RunRequest, RunResult, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY
-from corral_core.ports import Runtime, WorkerInfo
-from corral_core.usecases import RunNextJob
-from corral_http.compat import piston
+from corral_core.ports import Runtime
+from corral_http.compat import piston, piston_request
 from corral_http.compat.judge0 import schemas as judge0_schemas
-from corral_http.compat.judge0 import submissions as judge0
+from corral_http.compat.judge0 import views as judge0
 from corral_http.compat.languages import offered
-from corral_memory.container import InMemoryStorage
-from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs
-from corral_memory.sandbox import InMemorySandbox
-from corral_redis import RedisSettings
 from corral_system.clock import SystemClock
 
 Client = AsyncTestClient[Any]
 
 
-async def _worker(state: InMemoryJobs) -> None:
-    run_next = RunNextJob(InMemoryJobQueue(state), InMemorySandbox(), state.clock)
-    while True:
-        await run_next("test-worker", 1)
-
-
 @pytest.fixture
-async def client() -> AsyncIterator[Client]:
-    clock = SystemClock()
-    storage = InMemoryStorage(clock=clock, client=InMemoryJobs(clock, max_unfinished=100))
-    state = storage.client()
-    await storage.registry().heartbeat(WorkerInfo("test-worker", clock.now(), (Runtime("python", "3.11.2", "main.py"),)), 60_000)
-    container = ApiContainer(settings=ApiSettings(auth=False, max_wait_s=5), redis_settings=RedisSettings(max_unfinished=100))
-    container.storage.override(storage)
-    async with AsyncTestClient(app=create_app(container), base_url="http://127.0.0.1:8000") as test_client:
-        running = test_client.blocking_portal.start_task_soon(_worker, state)
-        yield test_client
-        running.cancel()
+def client(compat_client: Client) -> Client:
+    return compat_client
 
 
 # ---- Judge0 ---------------------------------------------------------------------------------
@@ -140,9 +116,9 @@ async def test_judge0_batch_answers_each_submission_in_order(client: Client) -> 
     assert read.json() == {"submissions": [{"token": first["token"]}, None]}
 
 
-async def test_judge0_delete_is_refused_as_when_judge0_disables_it(client: Client) -> None:
+async def test_judge0_delete_of_an_unknown_submission_is_404(client: Client) -> None:
     response = await client.delete("/judge0/submissions/AAAAAAAAAAAAAAAAAAAAAA")
-    assert (response.status_code, response.json()) == (400, {"error": "delete not allowed"})
+    assert (response.status_code, response.json()) == (404, {"error": "Not Found"})
 
 
 async def test_judge0_unknown_submission_is_404(client: Client) -> None:
@@ -159,7 +135,7 @@ async def test_judge0_languages_statuses_and_config(client: Client) -> None:
     assert [s["id"] for s in statuses] == list(range(1, 15))
     config = (await client.get("/judge0/config_info")).json()
     assert config["max_cpu_time_limit"] == DEFAULT_LIMIT_POLICY.maxima.cpu_time_ms / 1000
-    assert config["enable_network"] is False and config["enable_submission_delete"] is False
+    assert config["enable_network"] is False and config["enable_submission_delete"] is True
     assert (await client.get("/judge0/about")).json()["version"] == "1.13.1"
 
 
@@ -219,7 +195,7 @@ def _cancelled(started: bool) -> Job:
 
 def test_piston_answers_a_cancelled_job_with_409_and_says_so() -> None:
     chosen = offered([Runtime("python", "3.11.2", "main.py")])[0]
-    with pytest.raises(piston.PistonError) as raised:
+    with pytest.raises(piston_request.PistonError) as raised:
         piston.answer(_cancelled(started=True), chosen, "python", "3.x")
     assert raised.value.status_code == 409
     assert raised.value.message == "job c was cancelled (DELETE /jobs/c) before it finished"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import msgspec
@@ -16,18 +16,17 @@ from corral_api.app import create_app
 from corral_api.container import ApiContainer
 from corral_api.settings import ApiSettings
 from corral_core.access import ApiKey, Quotas, secret_hash
-from corral_core.events import EventKind
 from corral_core.job import (
     Job,
     JobStatus,
     LeftOut,
-    Limits,
     ReturnedFile,
     RunRequest,
     RunResult,
     Verdict,
     without_file_contents,
 )
+from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_core.ports import Runtime, WorkerInfo
 from corral_core.usecases import RunNextJob
 from corral_memory.container import InMemoryStorage
@@ -35,24 +34,24 @@ from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs
 from corral_memory.sandbox import InMemorySandbox
 from corral_redis import RedisSettings
 from corral_system.clock import SystemClock
+from corral_testbed.scripted_sandbox import OnOutput, ScriptedSandbox, StdinSource
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 BIG = b"x" * (64 * 1024 + 1)
 PAGE = b"<script>alert(document.cookie)</script>"
 
 
-class PlottingSandbox(InMemorySandbox):
+class PlottingSandbox(ScriptedSandbox):
     """The in-memory sandbox, whose every program that asks for files back leaves a plot."""
 
-    async def run(
-        self,
-        request: RunRequest,
-        *,
-        scope: str = "",
-        on_output: Callable[[EventKind, bytes], None] | None = None,
-        stdin_source: AsyncIterator[bytes] | None = None,
-    ) -> RunResult:
-        result = await super().run(request, scope=scope, on_output=on_output, stdin_source=stdin_source)
+    def __init__(self) -> None:
+        self._in_memory = InMemorySandbox()
+
+    def runtimes(self) -> list[Runtime]:
+        return self._in_memory.runtimes()
+
+    async def outcome(self, request: RunRequest, on_output: OnOutput, stdin_source: StdinSource) -> RunResult:
+        result = await self._in_memory.run(request, on_output=on_output, stdin_source=stdin_source)
         if not request.outputs:
             return result
         plot = ReturnedFile(name="out/plot.png", size=len(PNG), sha256=hashlib.sha256(PNG).hexdigest(), media_type="image/png", content=PNG)
@@ -86,14 +85,7 @@ class Files:
             for name, media_type, content in files
         )
         now = self.state.clock.now()
-        limits = Limits(
-            cpu_time_ms=1000,
-            wall_time_ms=2000,
-            memory_mb=64,
-            max_processes=1,
-            max_output_bytes=1024,
-            max_file_size_kb=1024,
-        )
+        limits = DEFAULT_LIMIT_POLICY.defaults
         # As a worker's finish stores a job: its files' content apart from its record.
         self.state.files[job_id] = {file.name: file.content for file in returned}
         self.state.records[job_id] = Job(

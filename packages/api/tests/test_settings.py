@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
 from click.testing import CliRunner
 
 from corral_api.cli import main
 from corral_api.settings import SECTIONS
-from corral_system.config import documented_block, markdown_block, section_name
+from corral_testbed.settings_docs import config_rows, documented_tables_test
 
-
-@pytest.mark.parametrize("kind", SECTIONS, ids=section_name)
-def test_the_readme_table_of_each_section_is_the_one_its_struct_produces(kind: type) -> None:
-    expected = markdown_block(kind)
-    assert documented_block(Path("docs/configuration.md").read_text(), kind) == expected, (
-        "docs/configuration.md's settings table is stale: run `make settings-tables`, which rewrites it as:\n"
-        f"{expected}"
-    )
+test_the_readme_table_of_each_section_is_the_one_its_struct_produces = documented_tables_test(SECTIONS)
 
 
 def test_config_prints_each_setting_in_effect_and_where_it_came_from() -> None:
-    result = CliRunner().invoke(main, ["config"], env={"CORRAL_PORT": "9000", "CORRAL_CONFIG_FILE": ""})
-    assert result.exit_code == 0, result.output
-    rows = [line.split() for line in result.output.splitlines()]
+    rows = config_rows(main, {"CORRAL_PORT": "9000"})
     assert ["api", "port", "CORRAL_PORT", "9000", "8000", "env"] in rows
     assert ["redis", "max_unfinished", "CORRAL_MAX_UNFINISHED_JOBS", "10000", "10000", "default"] in rows
 

@@ -23,7 +23,7 @@ from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_core.ports import Runtime, WorkerInfo
 from corral_core.testcases import CheckerProgram, Floats, Lines, TestCase, TestResult, TestVerdict, Tokens
 from corral_http.compat import piston
-from corral_http.compat.judge0 import submissions as judge0
+from corral_http.compat.judge0 import views as judge0
 from corral_http.schemas import JobView
 from corral_memory.container import InMemoryStorage
 from corral_memory.jobs import InMemoryJobs

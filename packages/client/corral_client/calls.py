@@ -5,12 +5,13 @@ the reading of an event stream."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.utils
 import hashlib
 import random
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict, TypeVar
 from urllib.parse import quote
@@ -18,7 +19,7 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
-from corral_client.errors import AlreadyFinished, ApiError, CorralError, NotSupported, error_for
+from corral_client.errors import AlreadyFinished, ApiError, CorralError, NotSupported, TransportError, error_for
 from corral_client.models import Event, Limits, Problem, TestCase
 
 T = TypeVar("T")
@@ -200,6 +201,56 @@ def check_event_stream(response: httpx.Response) -> None:
 
 def stream_timeout() -> httpx.Timeout:
     return httpx.Timeout(30.0, read=STREAM_SILENCE_S)
+
+
+class Resumption:
+    """Where following a job's events stands, for Client.stream and AsyncClient.stream alike:
+    the last event's id to resume after, and the failures in a row, which the retry policy
+    bounds. Each connection is made inside `connection()`, told of an error status by
+    `refused`; `pause()` is the wait before the next, or raises once the policy gives up."""
+
+    def __init__(self, job_id: str, last_event_id: str | None, retry: RetryPolicy) -> None:
+        self._job_id = job_id
+        self._after = last_event_id
+        self._retry = retry
+        self._failures = 0
+        self._problem: CorralError = CorralError("no connection yet")
+        self._retry_after: str | None = None
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[tuple[str, dict[str, str]]]:
+        """One connection's path and headers; a transport error inside it ends it, to be retried,
+        and so does its end before the result."""
+        path, headers = Calls.events(self._job_id, self._after)
+        self._problem = TransportError(f"the events of job {self._job_id} ended before its result")
+        self._retry_after = None
+        try:
+            yield path, headers
+        except httpx.HTTPError as error:
+            self._problem, self._retry_after = TransportError(f"GET {path}: {error}"), None
+
+    def refused(self, response: httpx.Response) -> None:
+        """An error status (its body read): raised at once unless it is one to retry."""
+        self._problem = error_of(response)
+        if response.status_code not in RETRIED:
+            raise self._problem
+        self._retry_after = response.headers.get("retry-after")
+
+    def reader(self, response: httpx.Response) -> EventReader:
+        check_event_stream(response)
+        return EventReader()
+
+    def took(self, event: Event) -> bool:
+        """Whether `event` is the last one: the job's result."""
+        self._after, self._failures = event.id or self._after, 0
+        return event.kind == "result"
+
+    def pause(self) -> float:
+        if self._failures >= self._retry.attempts:
+            raise self._problem
+        delay = self._retry.delay(self._failures, self._retry_after)
+        self._failures += 1
+        return delay
 
 
 def _file(name: str, content: str | bytes) -> dict[str, str]:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
-from typing import Unpack
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Generic, TypeVar, Unpack
 
 import httpx
 
@@ -25,17 +25,15 @@ from corral_client.calls import (
     RETRIED,
     Call,
     Calls,
-    EventReader,
+    Resumption,
     RetryPolicy,
     SubmitOptions,
     cancel_error,
-    check_event_stream,
     checked,
     default_headers,
-    error_of,
     stream_timeout,
 )
-from corral_client.errors import ApiError, CorralError, TransportError
+from corral_client.errors import ApiError, TransportError
 from corral_client.models import Accepted, Event, Job, Runtime
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -43,8 +41,15 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 POLL_S = 10.0
 
 
-class Client:
-    """Corral's API, blocking. Use as a context manager, or call close()."""
+HttpT = TypeVar("HttpT", httpx.Client, httpx.AsyncClient)
+TransportT = TypeVar("TransportT", httpx.BaseTransport, httpx.AsyncBaseTransport)
+
+
+class _Connection(Generic[HttpT, TransportT]):
+    """What Client and AsyncClient are made of: an httpx client of their kind, on `url`,
+    sending `key` as the bearer token (when given), and the retry policy."""
+
+    _http_type: Callable[..., HttpT]
 
     def __init__(
         self,
@@ -52,10 +57,16 @@ class Client:
         *,
         key: str | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
-        transport: httpx.BaseTransport | None = None,
+        transport: TransportT | None = None,
     ) -> None:
-        self._http = httpx.Client(base_url=url, headers=default_headers(key), transport=transport)
+        self._http: HttpT = self._http_type(base_url=url, headers=default_headers(key), transport=transport)
         self._retry = retry
+
+
+class Client(_Connection[httpx.Client, httpx.BaseTransport]):
+    """Corral's API, blocking. Use as a context manager, or call close()."""
+
+    _http_type = httpx.Client
 
     def __enter__(self) -> Client:
         return self
@@ -118,36 +129,23 @@ class Client:
         """The job's events as they come (from the first, or after `last_event_id`), ending
         with its `result`; a dropped connection is resumed where it broke, up to the retry
         policy's attempts in a row. Raises JobNotFound for an unknown job (or another key's)."""
-        after, failures = last_event_id, 0
+        resumption = Resumption(job_id, last_event_id, self._retry)
         while True:
-            path, headers = Calls.events(job_id, after)
-            problem: CorralError
-            try:
-                with self._http.stream("GET", path, headers=headers, timeout=stream_timeout()) as response:
-                    if response.status_code >= 400:
-                        response.read()
-                        problem = error_of(response)
-                        if response.status_code not in RETRIED:
-                            raise problem
-                        retry_after = response.headers.get("retry-after")
-                    else:
-                        check_event_stream(response)
-                        reader = EventReader()
-                        for line in response.iter_lines():
-                            event = reader.line(line)
-                            if event is None:
-                                continue
-                            after, failures = event.id or after, 0
+            with (
+                resumption.connection() as (path, headers),
+                self._http.stream("GET", path, headers=headers, timeout=stream_timeout()) as response,
+            ):
+                if response.status_code >= 400:
+                    response.read()
+                    resumption.refused(response)
+                else:
+                    reader = resumption.reader(response)
+                    for line in response.iter_lines():
+                        if (event := reader.line(line)) is not None:
                             yield event
-                            if event.kind == "result":
+                            if resumption.took(event):
                                 return
-                        problem, retry_after = TransportError(f"the events of job {job_id} ended before its result"), None
-            except httpx.HTTPError as error:
-                problem, retry_after = TransportError(f"GET {path}: {error}"), None
-            if failures >= self._retry.attempts:
-                raise problem
-            time.sleep(self._retry.delay(failures, retry_after))
-            failures += 1
+            time.sleep(resumption.pause())
 
     def _send(self, call: Call) -> httpx.Response:
         for attempt in range(self._retry.attempts + 1):
@@ -163,19 +161,10 @@ class Client:
         raise AssertionError("unreachable")
 
 
-class AsyncClient:
+class AsyncClient(_Connection[httpx.AsyncClient, httpx.AsyncBaseTransport]):
     """Corral's API, awaited. Use as an async context manager, or await aclose()."""
 
-    def __init__(
-        self,
-        url: str = DEFAULT_URL,
-        *,
-        key: str | None = None,
-        retry: RetryPolicy = DEFAULT_RETRY,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self._http = httpx.AsyncClient(base_url=url, headers=default_headers(key), transport=transport)
-        self._retry = retry
+    _http_type = httpx.AsyncClient
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -223,36 +212,21 @@ class AsyncClient:
 
     async def stream(self, job_id: str, *, last_event_id: str | None = None) -> AsyncIterator[Event]:
         """As Client.stream, awaited."""
-        after, failures = last_event_id, 0
+        resumption = Resumption(job_id, last_event_id, self._retry)
         while True:
-            path, headers = Calls.events(job_id, after)
-            problem: CorralError
-            try:
+            with resumption.connection() as (path, headers):
                 async with self._http.stream("GET", path, headers=headers, timeout=stream_timeout()) as response:
                     if response.status_code >= 400:
                         await response.aread()
-                        problem = error_of(response)
-                        if response.status_code not in RETRIED:
-                            raise problem
-                        retry_after = response.headers.get("retry-after")
+                        resumption.refused(response)
                     else:
-                        check_event_stream(response)
-                        reader = EventReader()
+                        reader = resumption.reader(response)
                         async for line in response.aiter_lines():
-                            event = reader.line(line)
-                            if event is None:
-                                continue
-                            after, failures = event.id or after, 0
-                            yield event
-                            if event.kind == "result":
-                                return
-                        problem, retry_after = TransportError(f"the events of job {job_id} ended before its result"), None
-            except httpx.HTTPError as error:
-                problem, retry_after = TransportError(f"GET {path}: {error}"), None
-            if failures >= self._retry.attempts:
-                raise problem
-            await asyncio.sleep(self._retry.delay(failures, retry_after))
-            failures += 1
+                            if (event := reader.line(line)) is not None:
+                                yield event
+                                if resumption.took(event):
+                                    return
+            await asyncio.sleep(resumption.pause())
 
     async def _send(self, call: Call) -> httpx.Response:
         for attempt in range(self._retry.attempts + 1):

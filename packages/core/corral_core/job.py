@@ -17,6 +17,7 @@ from datetime import datetime
 import msgspec
 
 from corral_core.callbacks import Callback
+from corral_core.structs import copied
 from corral_core.testcases import Ran, TestCase, TestResult, TestVerdict
 
 
@@ -189,18 +190,7 @@ def verdict_of_tests(tests: tuple[TestResult, ...] | list[TestResult]) -> Verdic
 
 def ran_of(result: RunResult) -> Ran:
     """One run of a test's program or checker, as judging it needs it."""
-    return Ran(
-        verdict=result.verdict,
-        exit_code=result.exit_code,
-        signal=result.signal,
-        cpu_time_ms=result.cpu_time_ms,
-        wall_time_ms=result.wall_time_ms,
-        memory_kb=result.memory_kb,
-        stdout=result.stdout,
-        stdout_truncated=result.stdout_truncated,
-        stderr=result.stderr,
-        stderr_truncated=result.stderr_truncated,
-    )
+    return copied(Ran, result)
 
 
 def result_of_tests(tests: list[TestResult], sandbox_start: SandboxStart = SandboxStart.COLD) -> RunResult:
@@ -231,6 +221,9 @@ class Program(msgspec.Struct, frozen=True, kw_only=True):
     code: str
     stdin: str = ""
     args: tuple[str, ...] = ()
+    # A compiled language's compiler flags ("-O0", "-DDEBUG"): each one argv element of the
+    # compiler, never read by a shell, where its runtime's compile command takes them.
+    compiler_args: tuple[str, ...] = ()
     files: tuple[InputFile, ...] = ()
     # "closed": stdin is `stdin`, whole, before the program starts. "interactive": stdin is
     # what the client sends while the job runs (corral_core.events.JobInput), until it closes it.

@@ -137,13 +137,7 @@ class SizePolicy(msgspec.Struct, frozen=True, kw_only=True):
             raise SubmissionTooLarge("code", f"larger than {self.max_code_bytes} bytes")
         if len(stdin.encode()) > self.max_stdin_bytes:
             raise SubmissionTooLarge("stdin", f"larger than {self.max_stdin_bytes} bytes")
-        if len(args) > self.max_args:
-            raise InvalidSubmission("args", f"more than {self.max_args} arguments")
-        for index, arg in enumerate(args):
-            if "\0" in arg:
-                raise InvalidSubmission(f"args[{index}]", "contains a NUL character")
-            if len(arg.encode()) > self.max_arg_bytes:
-                raise SubmissionTooLarge(f"args[{index}]", f"longer than {self.max_arg_bytes} bytes")
+        self.check_arguments("args", args)
         if len(files) > self.max_files:
             raise InvalidSubmission("files", f"more than {self.max_files} files")
         if sum(len(f.content) for f in files) > self.max_files_bytes:
@@ -154,6 +148,17 @@ class SizePolicy(msgspec.Struct, frozen=True, kw_only=True):
             if file.name in seen:
                 raise InvalidSubmission(f"files[{index}].name", f"{file.name!r} given twice")
             seen.add(file.name)
+
+    def check_arguments(self, field: str, args: tuple[str, ...]) -> None:
+        """Refuse more than `max_args` arguments, one over `max_arg_bytes`, or a NUL (which
+        exec cannot pass): the program's `args` and the compiler's `compiler_args` alike."""
+        if len(args) > self.max_args:
+            raise InvalidSubmission(field, f"more than {self.max_args} arguments")
+        for index, arg in enumerate(args):
+            if "\0" in arg:
+                raise InvalidSubmission(f"{field}[{index}]", "contains a NUL character")
+            if len(arg.encode()) > self.max_arg_bytes:
+                raise SubmissionTooLarge(f"{field}[{index}]", f"longer than {self.max_arg_bytes} bytes")
 
     def check_tests(self, tests: tuple[TestCase, ...], runtimes: Sequence[Runtime]) -> None:
         """Refuse too many tests (422), too many bytes of them (413), a test argument as
@@ -226,6 +231,13 @@ def check_language(language: str, runtimes: Sequence[Runtime]) -> None:
     offered = {runtime.language for runtime in runtimes}
     if offered and language not in offered:
         raise InvalidSubmission("language", f"{language!r} is not offered; try one of {sorted(offered)}")
+
+
+def check_compiler_args(language: str, runtimes: Sequence[Runtime]) -> None:
+    """Compiler arguments need a runtime whose compile command takes them (with no live worker
+    nothing is known: the job waits, and a worker that cannot compile so refuses it)."""
+    if runtimes and not any(runtime.language == language and runtime.compiler_args for runtime in runtimes):
+        raise InvalidSubmission("compiler_args", f"the {language!r} runtime takes no compiler arguments")
 
 
 def runtime_of(language: str, runtimes: Sequence[Runtime]) -> Runtime | None:

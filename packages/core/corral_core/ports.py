@@ -137,6 +137,19 @@ class JobCanceller(Protocol):
         ...
 
 
+class JobEraser(Protocol):
+    """Removes finished jobs before they expire; the JobQueue adapter of the same storage offers it."""
+
+    async def erase(self, job_id: str) -> bool:
+        """Remove a COMPLETED, FAILED or CANCELLED job for good, atomically: its record, returned
+        files, events, input and any callback still due; what its owner booked stops counting.
+
+        True when this call erased it. False, nothing changed, when the job is unknown (or
+        already erased) or still PENDING or RUNNING.
+        """
+        ...
+
+
 class CancelNotices(Protocol):
     """How a worker learns, within a moment, that a job it runs was cancelled."""
 
@@ -197,6 +210,8 @@ class Runtime(msgspec.Struct, frozen=True):
     max_limits: LimitRequest = LimitRequest()
     # Whether it has a compile stage (a compile_error verdict is possible).
     compiled: bool = False
+    # Whether its compile command takes Program.compiler_args.
+    compiler_args: bool = False
 
 
 class RuntimeCatalog(Protocol):

@@ -25,6 +25,7 @@ from corral_core.policy import (
     LimitRequest,
     SizePolicy,
     bytes_of_test,
+    check_compiler_args,
     check_language,
     runtime_of,
     source_files,
@@ -132,6 +133,9 @@ class SubmitJob:
         check_language(request.language, runtimes)
         reserved = source_files(request.language, runtimes)
         self._sizes.check(request.code, request.stdin, request.args, request.files, reserved=reserved)
+        if request.compiler_args:
+            self._sizes.check_arguments("compiler_args", request.compiler_args)
+            check_compiler_args(request.language, runtimes)
         self._sizes.check_annotations(request.annotations)
         self._sizes.check_tests(request.tests, runtimes)
         self._sizes.check_outputs(request.outputs)
@@ -184,7 +188,8 @@ def booked_bytes(job: Job) -> int:
     job and once for each of its tests (each with its checker's message), and the files it asked
     back at their limit."""
     request = job.request
-    sent = len(request.code.encode()) + len(request.stdin.encode()) + sum(len(arg.encode()) for arg in request.args)
+    sent = len(request.code.encode()) + len(request.stdin.encode())
+    sent += sum(len(arg.encode()) for arg in (*request.args, *request.compiler_args))
     sent += sum(len(file.name) + len(file.content) for file in request.files)
     sent += sum(bytes_of_test(test) for test in request.tests)
     per_test = 3 * min(request.limits.max_output_bytes, TEST_OUTPUT_BYTES)

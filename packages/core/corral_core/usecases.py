@@ -22,6 +22,7 @@ from corral_core.ports import (
     CancelNotices,
     Clock,
     JobCanceller,
+    JobEraser,
     JobQueue,
     JobStore,
     Lease,
@@ -63,6 +64,14 @@ class JobAlreadyFinished(Exception):
         )
         self.job_id = job.id
         self.status = job.status
+
+
+class JobUnfinished(Exception):
+    """Only a finished job can be deleted: a PENDING or RUNNING one is cancelled first."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(f"job {job.id} is {job.status.value}: only a finished job can be deleted")
+        self.job = job
 
 
 class GetJob:
@@ -116,6 +125,30 @@ class CancelJob:
         if not cancelled:
             raise JobAlreadyFinished(after)
         return after
+
+
+class DeleteJob:
+    """Remove a caller's finished job before it expires (Judge0's DELETE /submissions/{token}).
+    Returns the job as it was, without its inputs.
+
+    Whoever may read a job may delete it; to anyone else it does not exist (JobNotFound). A
+    PENDING or RUNNING job stays (JobUnfinished): the storage refuses it atomically, so a job
+    that a worker is about to finish is never erased under it.
+    """
+
+    def __init__(self, store: JobStore, eraser: JobEraser) -> None:
+        self._store = store
+        self._eraser = eraser
+
+    async def __call__(self, caller: Caller, job_id: str) -> Job:
+        found = await self._store.get(job_id)
+        if found is None or not caller.may_read(found.owner):
+            raise JobNotFound(job_id)
+        if not found.finished:
+            raise JobUnfinished(found)
+        if not await self._eraser.erase(job_id):
+            raise JobNotFound(job_id)  # erased by a request racing this one
+        return found
 
 
 class _Cancelled(Exception):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 
 import pytest
 
@@ -12,13 +12,24 @@ from corral_core.access import ANONYMOUS, Caller
 from corral_core.events import EventKind, InputChunk, JobEvent
 from corral_core.job import ErrorCode, InputFile, Job, JobStatus, RunRequest, RunResult, StdinMode, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY, InvalidSubmission, LimitAboveMaximum, LimitRequest, SizePolicy
-from corral_core.ports import JobQueue, Lease, QueueFull, RecoveryReport, Runtime, SandboxError, StorageUnavailable
+from corral_core.ports import (
+    JobQueue,
+    Lease,
+    QueueFull,
+    RecoveryReport,
+    Runtime,
+    Sandbox,
+    SandboxError,
+    StorageUnavailable,
+)
 from corral_core.submission import JobRequest, SubmitJob
 from corral_core.usecases import (
     CancelJob,
+    DeleteJob,
     GetJob,
     JobAlreadyFinished,
     JobNotFound,
+    JobUnfinished,
     RecoverAbandonedJobs,
     RunNextJob,
 )
@@ -26,6 +37,7 @@ from corral_memory.jobs import InMemoryCancelNotices, InMemoryJobQueue, InMemory
 from corral_memory.runtimes import InMemoryRuntimeCatalog
 from corral_memory.sandbox import InMemorySandbox
 from corral_system.ids import RandomIds
+from corral_testbed.scripted_sandbox import OnOutput, ScriptedSandbox, StdinSource
 
 
 class World:
@@ -41,6 +53,7 @@ class World:
         )
         self.get_job = GetJob(self.store)
         self.cancel_job = CancelJob(self.store, self.queue, self.clock)
+        self.delete_job = DeleteJob(self.store, self.queue)
         self.notices = InMemoryCancelNotices(self.state)
 
     # The use cases acting for the caller of a service without keys.
@@ -52,6 +65,21 @@ class World:
 
     async def cancel(self, job_id: str) -> Job:
         return await self.cancel_job(ANONYMOUS, job_id)
+
+    async def run_one(self, sandbox: Sandbox, request: JobRequest) -> Job:
+        """`request` submitted, then run by a worker with `sandbox`: the job as stored after."""
+        job = await self.submit(request)
+        await RunNextJob(self.queue, sandbox, self.clock)("w1", 1)
+        return await self.get(job.id)
+
+    def run_in_outages(
+        self, sandbox: Sandbox, *, lease_ms: int, renew_every_ms: int
+    ) -> tuple[OutageQueue, asyncio.Task[Job | None]]:
+        """A worker's run of the next job with `sandbox`, started, through a queue that fails
+        while its `down` says so (retrying every 20 ms): the queue and the run."""
+        queue = OutageQueue(self.queue)
+        run_next = RunNextJob(queue, sandbox, self.clock, lease_ms=lease_ms, renew_every_ms=renew_every_ms, retry_every_ms=20)
+        return queue, asyncio.ensure_future(run_next("w1", 1))
 
 
 PYTHON = Runtime("python", "3.11.2", "main.py")
@@ -94,24 +122,14 @@ class OutageQueue:
         return await self._queue.recover(max_attempts)
 
 
-class SlowSandbox:
+class SlowSandbox(ScriptedSandbox):
     """Runs every program successfully after `seconds` of real time."""
 
     def __init__(self, seconds: float) -> None:
         self._seconds = seconds
         self.cancelled = asyncio.Event()
 
-    def runtimes(self) -> list[Runtime]:
-        return [Runtime("python", "3")]
-
-    async def run(
-        self,
-        request: RunRequest,
-        *,
-        scope: str = "",
-        on_output: Callable[[EventKind, bytes], None] | None = None,
-        stdin_source: AsyncIterator[bytes] | None = None,
-    ) -> RunResult:
+    async def outcome(self, *_: object) -> RunResult:
         try:
             await asyncio.sleep(self._seconds)
         except asyncio.CancelledError:
@@ -127,57 +145,21 @@ class ClaimsAllSandbox(InMemorySandbox):
         return [*super().runtimes(), Runtime("brainfuck", "1")]
 
 
-class BrokenSandbox:
-    def runtimes(self) -> list[Runtime]:
-        return [Runtime("python", "3")]
-
-    async def run(
-        self,
-        request: RunRequest,
-        *,
-        scope: str = "",
-        on_output: Callable[[EventKind, bytes], None] | None = None,
-        stdin_source: AsyncIterator[bytes] | None = None,
-    ) -> RunResult:
+class BrokenSandbox(ScriptedSandbox):
+    async def outcome(self, *_: object) -> RunResult:
         raise SandboxError("nsjail: cannot mount /usr")
 
 
-class CrashingSandbox:
-    def runtimes(self) -> list[Runtime]:
-        return [Runtime("python", "3")]
-
-    async def run(
-        self,
-        request: RunRequest,
-        *,
-        scope: str = "",
-        on_output: Callable[[EventKind, bytes], None] | None = None,
-        stdin_source: AsyncIterator[bytes] | None = None,
-    ) -> RunResult:
+class CrashingSandbox(ScriptedSandbox):
+    async def outcome(self, *_: object) -> RunResult:
         raise KeyError("a bug in the adapter")
 
 
-class HangingSandbox:
+class HangingSandbox(SlowSandbox):
+    """Runs for an hour: until cancelled, in every test."""
+
     def __init__(self) -> None:
-        self.cancelled = asyncio.Event()
-
-    def runtimes(self) -> list[Runtime]:
-        return [Runtime("python", "3")]
-
-    async def run(
-        self,
-        request: RunRequest,
-        *,
-        scope: str = "",
-        on_output: Callable[[EventKind, bytes], None] | None = None,
-        stdin_source: AsyncIterator[bytes] | None = None,
-    ) -> RunResult:
-        try:
-            await asyncio.sleep(3600)
-        except asyncio.CancelledError:
-            self.cancelled.set()
-            raise
-        raise AssertionError("unreachable")
+        super().__init__(3600)
 
 
 async def test_a_submitted_job_runs_to_completion() -> None:
@@ -244,20 +226,14 @@ async def test_reading_an_unknown_job_raises_not_found() -> None:
 
 
 async def test_a_sandbox_failure_fails_the_job_with_its_reason() -> None:
-    world = World()
-    job = await world.submit(JobRequest(code="print(1)"))
-    await RunNextJob(world.queue, BrokenSandbox(), world.clock)("w1", 1)
-    failed = await world.get(job.id)
+    failed = await World().run_one(BrokenSandbox(), JobRequest(code="print(1)"))
     assert failed.status is JobStatus.FAILED
     assert failed.error is not None and failed.error.code is ErrorCode.SANDBOX_ERROR
     assert "cannot mount" in failed.error.message
 
 
 async def test_a_crashing_sandbox_fails_the_job_instead_of_leaving_it_running() -> None:
-    world = World()
-    job = await world.submit(JobRequest(code="print(1)"))
-    await RunNextJob(world.queue, CrashingSandbox(), world.clock)("w1", 1)
-    failed = await world.get(job.id)
+    failed = await World().run_one(CrashingSandbox(), JobRequest(code="print(1)"))
     assert failed.status is JobStatus.FAILED
     assert failed.error is not None and failed.error.code is ErrorCode.SANDBOX_ERROR
     assert "a bug in the adapter" not in failed.error.message
@@ -271,10 +247,7 @@ async def test_a_job_in_a_language_the_worker_does_not_offer_is_left_for_another
 
 
 async def test_a_language_the_sandbox_turns_out_not_to_run_fails_the_job_as_unsupported() -> None:
-    world = World()
-    job = await world.submit(JobRequest(code="x", language="brainfuck"))
-    await RunNextJob(world.queue, ClaimsAllSandbox(), world.clock)("w1", 1)
-    failed = await world.get(job.id)
+    failed = await World().run_one(ClaimsAllSandbox(), JobRequest(code="x", language="brainfuck"))
     assert failed.error is not None and failed.error.code is ErrorCode.UNSUPPORTED_LANGUAGE
 
 
@@ -384,20 +357,14 @@ async def test_a_job_whose_worker_keeps_vanishing_fails_as_worker_lost() -> None
 
 
 async def test_verdicts_are_reported_as_the_sandbox_gives_them() -> None:
-    world = World()
-    job = await world.submit(JobRequest(code="raise SystemExit(4)"))
-    await RunNextJob(world.queue, InMemorySandbox(), world.clock)("w1", 1)
-    result = (await world.get(job.id)).result
+    result = (await World().run_one(InMemorySandbox(), JobRequest(code="raise SystemExit(4)"))).result
     assert result is not None and result.verdict is Verdict.RUNTIME_ERROR and result.exit_code == 4
 
 
 async def test_renewals_failing_for_less_than_a_lease_do_not_stop_the_run() -> None:
     world = World()
     job = await world.submit(JobRequest(code="print(1)"))
-    queue = OutageQueue(world.queue)
-    run = asyncio.ensure_future(
-        RunNextJob(queue, SlowSandbox(0.6), world.clock, lease_ms=400, renew_every_ms=100, retry_every_ms=20)("w1", 1)
-    )
+    queue, run = world.run_in_outages(SlowSandbox(0.6), lease_ms=400, renew_every_ms=100)
     await asyncio.sleep(0.1)
     queue.down = True
     await asyncio.sleep(0.25)  # several renewals fail, within one lease of the last success
@@ -412,11 +379,8 @@ async def test_renewals_failing_for_less_than_a_lease_do_not_stop_the_run() -> N
 async def test_a_run_is_given_up_only_once_no_renewal_got_through_for_a_whole_lease() -> None:
     world = World()
     await world.submit(JobRequest(code="print(1)"))
-    queue = OutageQueue(world.queue)
     sandbox = HangingSandbox()
-    run = asyncio.ensure_future(
-        RunNextJob(queue, sandbox, world.clock, lease_ms=300, renew_every_ms=100, retry_every_ms=20)("w1", 1)
-    )
+    queue, run = world.run_in_outages(sandbox, lease_ms=300, renew_every_ms=100)
     await asyncio.sleep(0.15)
     queue.down = True
     down_at = asyncio.get_running_loop().time()
@@ -430,10 +394,7 @@ async def test_a_run_is_given_up_only_once_no_renewal_got_through_for_a_whole_le
 async def test_a_result_write_that_fails_is_retried_within_the_lease() -> None:
     world = World()
     job = await world.submit(JobRequest(code="print(1)"))
-    queue = OutageQueue(world.queue)
-    run = asyncio.ensure_future(
-        RunNextJob(queue, SlowSandbox(0.05), world.clock, lease_ms=1_000, renew_every_ms=300, retry_every_ms=20)("w1", 1)
-    )
+    queue, run = world.run_in_outages(SlowSandbox(0.05), lease_ms=1_000, renew_every_ms=300)
     queue.down = True  # from before the run ends to after its result was first sent
     await asyncio.sleep(0.2)
     assert "finish" in queue.refused
@@ -445,10 +406,7 @@ async def test_a_result_write_that_fails_is_retried_within_the_lease() -> None:
 async def test_a_finished_result_is_stored_even_when_the_worker_is_cancelled_meanwhile() -> None:
     world = World()
     job = await world.submit(JobRequest(code="print(1)"))
-    queue = OutageQueue(world.queue)
-    run = asyncio.ensure_future(
-        RunNextJob(queue, SlowSandbox(0.05), world.clock, lease_ms=1_000, renew_every_ms=300, retry_every_ms=20)("w1", 1)
-    )
+    queue, run = world.run_in_outages(SlowSandbox(0.05), lease_ms=1_000, renew_every_ms=300)
     queue.down = True
     await asyncio.sleep(0.2)  # the run ended; its result waits for the queue to come back
     run.cancel()
@@ -464,10 +422,7 @@ async def test_a_finished_result_is_stored_even_when_the_worker_is_cancelled_mea
 async def test_a_job_cancelled_while_the_queue_is_down_is_still_handed_back_uncounted() -> None:
     world = World()
     job = await world.submit(JobRequest(code="print(1)"))
-    queue = OutageQueue(world.queue)
-    run = asyncio.ensure_future(
-        RunNextJob(queue, HangingSandbox(), world.clock, lease_ms=1_000, renew_every_ms=300, retry_every_ms=20)("w1", 1)
-    )
+    queue, run = world.run_in_outages(HangingSandbox(), lease_ms=1_000, renew_every_ms=300)
     await asyncio.sleep(0.05)
     queue.down = True
     run.cancel()
@@ -513,7 +468,7 @@ class RecordingEvents:
             await self.appended.wait()
 
 
-class WritingSandbox:
+class WritingSandbox(ScriptedSandbox):
     """Writes its chunks one at a time (letting the loop run between them), as a program does,
     and answers each line of its stdin; its result holds everything it wrote."""
 
@@ -521,17 +476,7 @@ class WritingSandbox:
         self.chunks = chunks
         self.stdin_given: list[bool] = []
 
-    def runtimes(self) -> list[Runtime]:
-        return [Runtime("python", "3")]
-
-    async def run(
-        self,
-        request: RunRequest,
-        *,
-        scope: str = "",
-        on_output: Callable[[EventKind, bytes], None] | None = None,
-        stdin_source: AsyncIterator[bytes] | None = None,
-    ) -> RunResult:
+    async def outcome(self, request: RunRequest, on_output: OnOutput, stdin_source: StdinSource) -> RunResult:
         assert on_output is not None
         self.stdin_given.append(stdin_source is not None)
         written = b""
@@ -622,3 +567,23 @@ async def test_an_ordinary_job_gets_no_live_stdin() -> None:
     sandbox = WritingSandbox(b"1\n")
     await RunNextJob(world.queue, sandbox, world.clock, events=RecordingEvents(world), job_input=ScriptedInput())("w1", 1)
     assert stdin_not_fed(sandbox)
+
+
+async def test_only_a_finished_job_is_deleted_and_only_by_whoever_may_read_it() -> None:
+    world = World()
+    owner, stranger, admin = Caller(key_id="k1"), Caller(key_id="k2"), Caller(key_id="k3", admin=True)
+    mine = (await world.submit_job(owner, JobRequest(code="print(1)"))).job
+    with pytest.raises(JobUnfinished, match="PENDING"):
+        await world.delete_job(owner, mine.id)
+    await RunNextJob(world.queue, InMemorySandbox(), world.clock)("w1", 1)
+    with pytest.raises(JobNotFound):
+        await world.delete_job(stranger, mine.id)
+    deleted = await world.delete_job(owner, mine.id)
+    assert deleted.id == mine.id and deleted.status is JobStatus.COMPLETED
+    with pytest.raises(JobNotFound):
+        await world.get_job(owner, mine.id)
+    with pytest.raises(JobNotFound):
+        await world.delete_job(owner, mine.id)
+    other = (await world.submit_job(owner, JobRequest(code="print(2)"))).job
+    await world.cancel_job(owner, other.id)
+    assert (await world.delete_job(admin, other.id)).status is JobStatus.CANCELLED

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 
+import msgspec
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.middleware import DefineMiddleware
@@ -32,8 +33,10 @@ from litestar.types import Middleware, Scope
 
 from corral_core.access import KeyStore
 from corral_core.ports import StorageUnavailable
+from corral_http import schemas, testcase_schemas
 from corral_http.auth import OPEN_PATHS, KeyCache, KeyDoor, no_keys
 from corral_http.compat import judge0, piston
+from corral_http.compat.openapi import document_compat
 from corral_http.controllers import JobsController
 from corral_http.dependencies import dependencies
 from corral_http.errors import exception_handlers
@@ -83,6 +86,8 @@ def http_app(
     )
     _document_limits(app.openapi_schema, options)
     _document_callback(app.openapi_schema)
+    document_compat(app.openapi_schema, keys=options.auth)
+    _document_closed_objects(app.openapi_schema)
     if options.auth:
         _document_auth(app.openapi_schema)
     return app
@@ -128,6 +133,20 @@ def _document_callback(document: OpenAPI) -> None:
         responses={"2XX": OpenAPIResponse(description="Received: no more attempts")},
     )
     execute.post.callbacks = {"jobFinished": {"{$request.body#/callback_url}": PathItem(post=delivery)}}
+
+
+def _document_closed_objects(document: OpenAPI) -> None:
+    """Say which request objects refuse fields they do not name (forbid_unknown_fields): Litestar
+    leaves additionalProperties out, which promises a client that extra fields are ignored."""
+    closed = {
+        name
+        for module in (schemas, testcase_schemas)
+        for name, value in vars(module).items()
+        if isinstance(value, type) and issubclass(value, msgspec.Struct) and value.__struct_config__.forbid_unknown_fields
+    }
+    for name, schema in ((document.components.schemas if document.components else None) or {}).items():
+        if name in closed and isinstance(schema, Schema) and schema.type == OpenAPIType.OBJECT:
+            schema.additional_properties = False
 
 
 def _document_auth(document: OpenAPI) -> None:

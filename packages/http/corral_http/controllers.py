@@ -313,16 +313,10 @@ class JobsController(Controller):
         # Ownership first, as for the job itself: another key's job is one that does not exist.
         await jobs.get(caller, job_id)
         slot = jobs.streams.take(caller)
-        events = live.job_stream(
-            jobs.events,
-            functools.partial(jobs.get, caller, job_id),
-            _result_data,
-            jobs.streams.results,
-            job_id,
-            last_event_id or "",
-            jobs.options.stream_heartbeat_s,
-            slot,
-        )
+        read_job = functools.partial(jobs.get, caller, job_id)
+        after, heartbeat_s = last_event_id or "", jobs.options.stream_heartbeat_s
+        stream = live.job_stream(jobs.events, read_job, _result_data, jobs.streams.results, job_id, after, heartbeat_s)
+        events = live.holding(slot, stream)
         # The stream gives its place back when it ends; one never started (its client gone
         # before the first byte) does when it is collected.
         weakref.finalize(events, slot.release)

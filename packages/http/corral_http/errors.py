@@ -28,7 +28,7 @@ from corral_core.policy import InvalidSubmission, SubmissionTooLarge
 from corral_core.ports import QueueFull, StorageFull, StorageUnavailable
 from corral_core.submission import IdempotencyConflict, IdempotencyKeyReused
 from corral_core.usecases import JobAlreadyFinished, JobNotFound
-from corral_http.auth import Refused, answer_refused
+from corral_http.auth import Refused, answer_refused, refusal_body
 from corral_http.live import TooManyStreams
 from corral_http.longpolls import TooManyLongPolls
 from corral_http.schemas import FieldError, Problem
@@ -86,8 +86,10 @@ def _validation(_: Request[Any, Any, Any], error: ValidationException) -> Respon
     return _problem(HTTP_422_UNPROCESSABLE_ENTITY, str(error.detail), fields)
 
 
-def _not_found(_: Request[Any, Any, Any], error: JobNotFound | NotFoundException) -> Response[Problem]:
-    return _problem(HTTP_404_NOT_FOUND, str(error.detail if isinstance(error, HTTPException) else error))
+def _not_found(request: Request[Any, Any, Any], error: JobNotFound | NotFoundException) -> Response[Any]:
+    if isinstance(error, HTTPException):
+        return _http(request, error)
+    return _problem(HTTP_404_NOT_FOUND, str(error))
 
 
 def _over_quota(_: Request[Any, Any, Any], error: OverQuota) -> Response[Problem]:
@@ -111,7 +113,12 @@ def _already_finished(_: Request[Any, Any, Any], error: JobAlreadyFinished) -> R
     return _problem(HTTP_409_CONFLICT, str(error))
 
 
-def _http(_: Request[Any, Any, Any], error: HTTPException) -> Response[Problem]:
+def _http(request: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:
+    path = request.url.path
+    if path.startswith(("/judge0/", "/api/v2/")) or path in {"/judge0", "/api/v2"}:
+        # No route of a compatible API matched (404, 405): its clients read its own error body.
+        body = refusal_body(path, error.status_code, str(error.detail))
+        return Response(body, status_code=error.status_code, headers=error.headers or {}, media_type="application/json")
     return _problem(error.status_code, str(error.detail), headers=error.headers or {})
 
 

@@ -146,6 +146,15 @@ class ResultMessages:
             del self._making[key]
 
 
+async def holding(slot: Slot, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`chunks` as they come; releases `slot` when they end, however they end."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        slot.release()
+
+
 async def job_stream(
     events: JobEvents,
     read_job: Callable[[], Awaitable[Job]],
@@ -154,12 +163,10 @@ async def job_stream(
     job_id: str,
     after: str,
     heartbeat_s: float,
-    slot: Slot,
 ) -> AsyncIterator[bytes]:
     """The job's events after `after` (all when empty), then the end; `read_job` reads the
     job for the stream's caller (JobNotFound once it expired), `result_data` makes the data
-    of its `result` event, shared through `results`. Releases `slot` when it ends, however it
-    ends."""
+    of its `result` event, shared through `results`."""
 
     async def result(event_id: str) -> AsyncIterator[bytes]:
         async def make() -> bytes | None:
@@ -171,11 +178,8 @@ async def job_stream(
             for start in range(0, len(made.data), RESULT_SLICE_BYTES):
                 yield made.data[start : start + RESULT_SLICE_BYTES]
 
-    try:
-        async for chunk in _events(events, read_job, result, job_id, after, heartbeat_s):
-            yield chunk
-    finally:
-        slot.release()
+    async for chunk in _events(events, read_job, result, job_id, after, heartbeat_s):
+        yield chunk
 
 
 class _State(NamedTuple):

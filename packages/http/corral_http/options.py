@@ -28,6 +28,8 @@ class HttpOptions(msgspec.Struct, frozen=True, kw_only=True):
     key_quotas: Quotas | None
     # The most unfinished jobs the queue holds, which Judge0's config_info reports.
     queue_size: int
+    # Judge0's ENABLE_SUBMISSION_DELETE: whether DELETE /judge0/submissions/{token} removes one.
+    judge0_submission_delete: bool = True
     # Event streams (GET /jobs/{id}/events) this process holds at once (503 past it) and one
     # key may hold in it (429 past it); a stream with nothing to send sends a comment this often.
     max_streams: int = 10_000

@@ -18,13 +18,10 @@ import msgspec
 
 from corral_core.callbacks import MAX_URL_LENGTH, Callback, DeliveryState
 from corral_core.job import (
-    CompileResult,
     ErrorCode,
     InputFile,
     Job,
-    JobError,
     JobStatus,
-    LeftOut,
     ReturnedFile,
     RunResult,
     SandboxStart,
@@ -33,8 +30,9 @@ from corral_core.job import (
 )
 from corral_core.policy import InvalidSubmission, LimitRequest
 from corral_core.ports import ReadinessReport, WorkerInfo
+from corral_core.structs import copied
 from corral_core.submission import JobRequest
-from corral_http.fields import LISTED, Language
+from corral_http.fields import LISTED, CopiedView, Language
 from corral_http.testcase_schemas import SummaryView, TestIn, TestResultView
 
 Limit = Annotated[int, msgspec.Meta(ge=1, le=2**31)] | None
@@ -70,6 +68,8 @@ class ExecuteIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     language: Language = "python"
     stdin: str = ""
     args: Annotated[list[str], msgspec.Meta(max_length=LISTED)] = []
+    # A compiled language's compiler flags, each one argv element: ["-O0", "-DDEBUG"].
+    compiler_args: Annotated[list[str], msgspec.Meta(max_length=LISTED)] = []
     files: Annotated[list[FileIn], msgspec.Meta(max_length=LISTED)] = []
     limits: LimitsIn = LimitsIn()
     # Test cases: the program is compiled once and runs once per test, each judged.
@@ -99,6 +99,7 @@ class ExecuteIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             language=self.language,
             stdin=self.stdin,
             args=tuple(self.args),
+            compiler_args=tuple(self.compiler_args),
             files=tuple(_decode_file(index, file) for index, file in enumerate(self.files)),
             tests=tuple(test.to_test() for test in self.tests),
             stop_on_first_failure=self.stop_on_first_failure,
@@ -152,7 +153,7 @@ class Accepted(msgspec.Struct, frozen=True):
     status: JobStatus
 
 
-class CompileView(msgspec.Struct, frozen=True):
+class CompileView(CopiedView, frozen=True):
     verdict: Verdict
     exit_code: int | None
     signal: int | None
@@ -162,18 +163,6 @@ class CompileView(msgspec.Struct, frozen=True):
     # The compiled program came from the worker's compile cache: the stage did not run again
     # (its figures are those of the run that compiled it).
     cached: bool
-
-    @classmethod
-    def of(cls, stage: CompileResult) -> CompileView:
-        return cls(
-            verdict=stage.verdict,
-            exit_code=stage.exit_code,
-            signal=stage.signal,
-            cpu_time_ms=stage.cpu_time_ms,
-            wall_time_ms=stage.wall_time_ms,
-            memory_kb=stage.memory_kb,
-            cached=stage.cached,
-        )
 
 
 # Returned files up to this size also come inline in a result read with `?inline_files=true`:
@@ -194,20 +183,14 @@ class FileView(msgspec.Struct, frozen=True, omit_defaults=True):
     @classmethod
     def of(cls, file: ReturnedFile, content: bytes | None = None) -> FileView:
         inline = None if content is None else base64.b64encode(content).decode()
-        return cls(
-            name=file.name, size=file.size, sha256=file.sha256, media_type=file.media_type, content_base64=inline
-        )
+        return copied(cls, file, content_base64=inline)
 
 
-class LeftOutView(msgspec.Struct, frozen=True):
+class LeftOutView(CopiedView, frozen=True):
     """A file that matched the job's outputs but was not returned, and why."""
 
     name: str
     reason: str
-
-    @classmethod
-    def of(cls, left_out: LeftOut) -> LeftOutView:
-        return cls(name=left_out.name, reason=left_out.reason)
 
 
 class ResultView(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -241,20 +224,9 @@ class ResultView(msgspec.Struct, frozen=True, omit_defaults=True):
     def of(cls, result: RunResult, inline: Mapping[str, bytes] | None = None) -> ResultView:
         """`inline`: the content of the files to carry in the view, by name."""
         inline = inline or {}
-        return cls(
-            verdict=result.verdict,
-            exit_code=result.exit_code,
-            signal=result.signal,
-            stdout=result.stdout,
-            stderr=result.stderr,
-            stdout_truncated=result.stdout_truncated,
-            stderr_truncated=result.stderr_truncated,
-            cpu_time_ms=result.cpu_time_ms,
-            wall_time_ms=result.wall_time_ms,
-            memory_kb=result.memory_kb,
-            sandbox_start=result.sandbox_start,
-            compile_output=result.compile_output,
-            compile_output_truncated=result.compile_output_truncated,
+        return copied(
+            cls,
+            result,
             compile=None if result.compile is None else CompileView.of(result.compile),
             tests=[TestResultView.of(test) for test in result.tests],
             summary=SummaryView.of(result.tests) if result.tests else None,
@@ -263,13 +235,9 @@ class ResultView(msgspec.Struct, frozen=True, omit_defaults=True):
         )
 
 
-class ErrorView(msgspec.Struct, frozen=True):
+class ErrorView(CopiedView, frozen=True):
     code: ErrorCode
     message: str
-
-    @classmethod
-    def of(cls, error: JobError) -> ErrorView:
-        return cls(code=error.code, message=error.message)
 
 
 class CallbackView(msgspec.Struct, frozen=True):
@@ -283,13 +251,7 @@ class CallbackView(msgspec.Struct, frozen=True):
 
     @classmethod
     def of(cls, callback: Callback) -> CallbackView:
-        return cls(
-            url=callback.url,
-            state=callback.state,
-            attempts=callback.attempts,
-            last_status=callback.last_status or None,
-            next_at=callback.next_at,
-        )
+        return copied(cls, callback, last_status=callback.last_status or None)
 
 
 class JobView(msgspec.Struct, frozen=True):
@@ -308,14 +270,11 @@ class JobView(msgspec.Struct, frozen=True):
     @classmethod
     def of(cls, job: Job, inline: Mapping[str, bytes] | None = None) -> JobView:
         """`inline`: the content of the returned files to carry in the view, by name."""
-        return cls(
+        return copied(
+            cls,
+            job,
             job_id=job.id,
-            status=job.status,
             language=job.request.language,
-            created_at=job.created_at,
-            started_at=job.started_at,
-            finished_at=job.finished_at,
-            attempts=job.attempts,
             result=None if job.result is None else ResultView.of(job.result, inline),
             error=None if job.error is None else ErrorView.of(job.error),
             callback=msgspec.UNSET if job.callback is None else CallbackView.of(job.callback),

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from corral_core.events import JobEvents, JobInput
 from corral_core.ports import JobStore, QueueGauge, Readiness, RuntimeCatalog, WorkerRegistry
 from corral_core.submission import SubmitJob, SubmitJobOnce
-from corral_core.usecases import CancelJob, GetJob
+from corral_core.usecases import CancelJob, DeleteJob, GetJob
 from corral_http.live import LiveStreams
 from corral_http.longpolls import LongPolls
 from corral_http.options import HttpOptions
@@ -24,6 +24,7 @@ class JobRoutes:
     submit_once: SubmitJobOnce
     get: GetJob
     cancel: CancelJob
+    delete: DeleteJob
     # Read only after `get` has found the caller's job: the content of the files it returned.
     store: JobStore
     runtimes: RuntimeCatalog

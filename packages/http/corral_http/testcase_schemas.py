@@ -18,7 +18,7 @@ from corral_core.testcases import (
     TestVerdict,
     Tokens,
 )
-from corral_http.fields import LISTED, Language
+from corral_http.fields import LISTED, CopiedView, Language
 
 
 class ExactIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind", tag="exact"):
@@ -95,7 +95,7 @@ def _checker(checker: CheckerIn) -> Checker:
 
 
 
-class TestResultView(msgspec.Struct, frozen=True):
+class TestResultView(CopiedView, frozen=True):
     __test__ = False  # a view, not a test for pytest to collect
 
     name: str
@@ -110,23 +110,6 @@ class TestResultView(msgspec.Struct, frozen=True):
     stderr: str
     stderr_truncated: bool
     checker_message: str
-
-    @classmethod
-    def of(cls, test: TestResult) -> TestResultView:
-        return cls(
-            name=test.name,
-            verdict=test.verdict,
-            exit_code=test.exit_code,
-            signal=test.signal,
-            cpu_time_ms=test.cpu_time_ms,
-            wall_time_ms=test.wall_time_ms,
-            memory_kb=test.memory_kb,
-            stdout=test.stdout,
-            stdout_truncated=test.stdout_truncated,
-            stderr=test.stderr,
-            stderr_truncated=test.stderr_truncated,
-            checker_message=test.checker_message,
-        )
 
 
 class SummaryView(msgspec.Struct, frozen=True):

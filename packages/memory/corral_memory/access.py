@@ -84,6 +84,8 @@ class InMemoryUsageLedger:
 
     async def book(self, owner: str, job_id: str, size: int, max_unfinished: int, max_bytes: int) -> str | None:
         booked = self._booked.setdefault(owner, {})
+        for erased in self._state.erased.intersection(booked):
+            del booked[erased]
         if job_id in booked:
             return None
         records = self._state.records

@@ -52,6 +52,8 @@ class InMemoryJobs:
         self.changed = asyncio.Condition()
         # Job id -> when its callback is next due, or its lease's end (corral_memory.callbacks).
         self.deliveries: dict[str, datetime] = {}
+        # Jobs erased before they expired: what their owners booked no longer counts.
+        self.erased: set[str] = set()
 
     def pending_count(self) -> int:
         return sum(len(line) for line in self.pending.values())
@@ -196,6 +198,17 @@ class InMemoryJobQueue:
                 if not line:
                     state.turns[language].remove(owner)  # an owner with nothing waiting has no turn
         await state.notify()
+        return True
+
+    async def erase(self, job_id: str) -> bool:
+        state = self._state
+        record = state.records.get(job_id)
+        if record is None or not record.finished:
+            return False
+        del state.records[job_id]
+        for held in (state.files, state.events, state.inputs, state.input_bytes, state.deliveries):
+            held.pop(job_id, None)
+        state.erased.add(job_id)
         return True
 
     async def recover(self, max_attempts: int) -> RecoveryReport:

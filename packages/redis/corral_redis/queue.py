@@ -51,6 +51,7 @@ class RedisJobQueue:
         self._release = client.register_script(scripts.RELEASE)
         self._recover = client.register_script(scripts.RECOVER)
         self._cancel = client.register_script(scripts.CANCEL)
+        self._erase = client.register_script(scripts.ERASE)
         self._depth = client.register_script(scripts.DEPTH)
         self._turn = 0  # which of a worker's lines a claim looks at first, rotating
         # A Cluster client's pipeline is not one connection's: a claim waits, then starts.
@@ -238,6 +239,13 @@ class RedisJobQueue:
                 args=[job_id, encode_time(now), keys.finished, keys.cancelled, self._ttl_ms],
             )
         return int(cancelled) == 1
+
+    async def erase(self, job_id: str) -> bool:
+        keys = self._keys
+        erased_keys = [keys.job(job_id), keys.job_files(job_id), keys.job_events(job_id), keys.job_input(job_id)]
+        with storage_errors():
+            erased = await self._erase(keys=[*erased_keys, keys.job_input_sent(job_id), keys.deliveries], args=[job_id])
+        return int(erased) == 1
 
     async def recover(self, max_attempts: int) -> RecoveryReport:
         now = self._clock.now()  # failed jobs' finished_at, requeued jobs' queued: expiry is Redis' own clock

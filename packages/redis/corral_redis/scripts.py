@@ -48,8 +48,8 @@ def load(name: str, **instead: str) -> str:
 
 
 # The queue's (queue.py and, for a job whose owner's ledger is in another shard, shards.py).
-SUBMIT, DEPTH, START, RENEW, FINISH, CANCEL, RELEASE, RECOVER, SETTLE = map(
-    load, ["submit", "depth", "start", "renew", "finish", "cancel", "release", "recover", "settle"]
+SUBMIT, DEPTH, START, RENEW, FINISH, CANCEL, RELEASE, RECOVER, SETTLE, ERASE = map(
+    load, ["submit", "depth", "start", "renew", "finish", "cancel", "release", "recover", "settle", "erase"]
 )
 # On a Redis Cluster (shards.py): finishes and cancels announced on the channel's node alone.
 SHARDED_FINISH = load("finish", publish="spublish")

@@ -181,6 +181,19 @@ class ShardQueue(RedisJobQueue):
             await self._settle_owner_of(job_id)
         return cancelled
 
+    async def erase(self, job_id: str) -> bool:
+        if not self._settles_apart:
+            return await super().erase(job_id)
+        with storage_errors():
+            head = await self._client.hget(self._keys.job(job_id), "head")
+        erased = await super().erase(job_id)
+        owner = decode_job(head).owner if head else ""
+        if erased and owner:
+            # The ledger's entry lapses now rather than a TTL from now (booking.lua frees it).
+            with storage_errors():
+                await self._settle(keys=[self._ledger.usage(owner)], args=[job_id, 0])
+        return erased
+
     async def recover(self, max_attempts: int) -> RecoveryReport:
         report = await super().recover(max_attempts)
         if self._settles_apart:
@@ -256,6 +269,9 @@ class ShardedJobQueue:
 
     async def cancel(self, job_id: str, now: datetime) -> bool:
         return await self.shard(job_id).cancel(job_id, now)
+
+    async def erase(self, job_id: str) -> bool:
+        return await self.shard(job_id).erase(job_id)
 
     async def recover(self, max_attempts: int) -> RecoveryReport:
         requeued: list[str] = []

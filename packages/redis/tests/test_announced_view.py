@@ -4,8 +4,6 @@ reading the record back; a large one is announced by its id alone. On a real red
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -13,21 +11,9 @@ from redis.asyncio import Redis
 from corral_contract.clock import ManualClock
 from corral_contract.queue import new_job, ok_result
 from corral_core import job as jobs
-from corral_redis import RedisJobQueue, RedisJobStore, RedisSettings, connect
+from corral_redis import RedisJobQueue, RedisJobStore, RedisSettings
 from corral_redis.keyspace import QueueKeys
 from corral_redis.records import MAX_ANNOUNCED_VIEW_BYTES
-
-
-@pytest.fixture
-def settings() -> RedisSettings:
-    return RedisSettings(key_prefix=f"test:{uuid.uuid4().hex[:12]}:{{q}}:")
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    client = connect(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def finished_and_announced(client: Redis, settings: RedisSettings, job_id: str, stdout: str) -> bytes:

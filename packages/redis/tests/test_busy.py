@@ -5,7 +5,6 @@ process's own is never reported as Redis being unreachable. On a real redis-serv
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -18,11 +17,6 @@ from corral_core.ports import StorageUnavailable
 from corral_redis import RedisJobQueue, RedisJobStore, RedisSettings, connect
 
 CLOCK = ManualClock()
-
-
-@pytest.fixture
-def settings() -> RedisSettings:
-    return RedisSettings(key_prefix=f"test:{uuid.uuid4().hex[:12]}:{{q}}:")
 
 
 async def hmget_calls(client: Redis) -> int:

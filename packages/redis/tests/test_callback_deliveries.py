@@ -5,12 +5,9 @@ webhook secrets. The delivery to a receiver on loopback goes through the API's l
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import msgspec
-import pytest
 from redis.asyncio import Redis
 from standardwebhooks.webhooks import Webhook
 
@@ -26,21 +23,6 @@ from corral_redis.keyspace import QueueKeys
 from corral_system.clock import SystemClock
 
 SECRET = webhook_secret(b"r" * 32)
-
-
-@pytest.fixture
-def settings() -> RedisSettings:
-    return RedisSettings(key_prefix=f"test:{uuid.uuid4().hex[:12]}:{{q}}:")
-
-
-@pytest.fixture
-async def client(redis_url: str, settings: RedisSettings) -> AsyncIterator[Redis]:
-    client = connect(redis_url)
-    yield client
-    keys = [key async for key in client.scan_iter(match=f"{settings.key_prefix}*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 def with_callback(job: Job, url: str = "http://127.0.0.1:9/hook") -> Job:

@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from corral_core.events import EventKind
-from corral_redis import RedisJobEvents, RedisJobInput, RedisSettings, connect
+from corral_redis import RedisJobEvents, RedisJobInput, RedisSettings
 from corral_redis.keyspace import QueueKeys
 from corral_redis.scripts import APPEND_EVENTS, SEND_INPUT
 
@@ -22,16 +22,6 @@ TTL_S = 600
 @pytest.fixture
 def settings() -> RedisSettings:
     return RedisSettings(key_prefix=f"test:{uuid.uuid4().hex[:12]}:{{q}}:", finished_ttl_s=TTL_S)
-
-
-@pytest.fixture
-async def client(redis_url: str, settings: RedisSettings) -> AsyncIterator[Redis]:
-    client = connect(redis_url)
-    yield client
-    keys = [key async for key in client.scan_iter(match=f"{settings.key_prefix}*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 @pytest.fixture

@@ -3,37 +3,20 @@ it; a re-sent FINISH writes them no second time. On a real redis-server."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from typing import cast
 
 import msgspec
-import pytest
 from redis.asyncio import Redis
 
 from corral_contract.clock import ManualClock
 from corral_contract.queue import FILES, LEASE_MS, new_job, ok_result
 from corral_core import job as jobs
-from corral_core.job import RunResult, Verdict
-from corral_redis import RedisJobQueue, RedisJobStore, RedisSettings, connect
+from corral_core.job import Job, RunResult, Verdict
+from corral_core.ports import Lease
+from corral_redis import RedisJobQueue, RedisJobStore, RedisSettings
 from corral_redis.keyspace import QueueKeys
 from corral_redis.records import file_fields, progress_fields, result_reserve
 from corral_redis.scripts import FINISH
-
-
-@pytest.fixture
-def settings() -> RedisSettings:
-    return RedisSettings(key_prefix=f"test:{uuid.uuid4().hex[:12]}:{{q}}:")
-
-
-@pytest.fixture
-async def client(redis_url: str, settings: RedisSettings) -> AsyncIterator[Redis]:
-    client = connect(redis_url)
-    yield client
-    keys = [key async for key in client.scan_iter(match=f"{settings.key_prefix}*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 async def expire_time(client: Redis, key: str) -> int:
@@ -41,16 +24,22 @@ async def expire_time(client: Redis, key: str) -> int:
     return int(await client.eval("return redis.call('PEXPIRETIME', KEYS[1])", 1, key))
 
 
+async def finished(queue: RedisJobQueue, clock: ManualClock, result: RunResult) -> tuple[Lease, Job]:
+    """Job "job-a" submitted, claimed and finished with `result`: its lease and its final state."""
+    await queue.submit(new_job(clock, "job-a"))
+    lease = await queue.claim("w1", LEASE_MS, 1)
+    assert lease is not None
+    final = jobs.complete(lease.job, result, clock.now())
+    assert await queue.finish(lease, final)
+    return lease, final
+
+
 async def test_the_files_hash_expires_with_the_record_and_the_record_holds_no_content(
     client: Redis, settings: RedisSettings
 ) -> None:
     clock = ManualClock()
     queue, keys = RedisJobQueue(client, clock, settings), QueueKeys(settings.key_prefix)
-    await queue.submit(new_job(clock, "job-a"))
-    lease = await queue.claim("w1", LEASE_MS, 1)
-    assert lease is not None
-    final = jobs.complete(lease.job, RunResult(verdict=Verdict.OK, exit_code=0, files=FILES), clock.now())
-    assert await queue.finish(lease, final)
+    _, final = await finished(queue, clock, RunResult(verdict=Verdict.OK, exit_code=0, files=FILES))
 
     record, files = keys.job("job-a"), keys.job_files("job-a")
     # The same TTL, set by one script a moment apart (Redis 7.0 reads its clock per command):
@@ -69,11 +58,7 @@ async def test_a_finish_resent_after_a_lost_reply_writes_the_files_no_second_tim
 ) -> None:
     clock = ManualClock()
     queue, store, keys = RedisJobQueue(client, clock, settings), RedisJobStore(client, settings), QueueKeys(settings.key_prefix)
-    await queue.submit(new_job(clock, "job-a"))
-    lease = await queue.claim("w1", LEASE_MS, 1)
-    assert lease is not None
-    final = jobs.complete(lease.job, RunResult(verdict=Verdict.OK, exit_code=0, files=FILES), clock.now())
-    assert await queue.finish(lease, final)
+    lease, final = await finished(queue, clock, RunResult(verdict=Verdict.OK, exit_code=0, files=FILES))
     files = keys.job_files("job-a")
     expires = await expire_time(client, files)
     # The same script again, as redis-py re-sends it when the first reply was lost.
@@ -94,10 +79,7 @@ async def test_a_job_without_files_has_no_files_hash_and_one_asking_for_files_re
 ) -> None:
     clock = ManualClock()
     queue, keys = RedisJobQueue(client, clock, settings), QueueKeys(settings.key_prefix)
-    await queue.submit(new_job(clock, "job-a"))
-    lease = await queue.claim("w1", LEASE_MS, 1)
-    assert lease is not None
-    assert await queue.finish(lease, jobs.complete(lease.job, ok_result(), clock.now()))
+    await finished(queue, clock, ok_result())
     assert await client.exists(keys.job_files("job-a")) == 0
 
     plain = new_job(clock, "job-b")

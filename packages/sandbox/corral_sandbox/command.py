@@ -61,7 +61,8 @@ def nsjail_command(
     set on it at hand-over.
     """
     compiling = stage == "compile"
-    program = runtime.compile_command() if compiling else runtime.command(args)
+    # Arguments are argv elements, never a shell's words: a compile takes its compiler's here.
+    program = runtime.compile_command(args) if compiling else runtime.command(args)
     hook = [] if compiling or not runtime.warm_hook else ["--bindmount_ro", runtime.warm_hook_bind(hook_dir or policy)]
     rlimits = limit_flags(limits)
     if warm:

@@ -20,8 +20,11 @@ from corral_sandbox.jail import Compiled
 from corral_sandbox.policy_files import RuntimeSpec
 
 
-def cache_key(scope: str, runtime: RuntimeSpec, files: list[tuple[str, bytes]]) -> str:
-    parts = [text.encode() for text in (scope, runtime.language, runtime.version, *runtime.compile_command())]
+def cache_key(scope: str, runtime: RuntimeSpec, files: list[tuple[str, bytes]], compiler_args: tuple[str, ...] = ()) -> str:
+    """The compile's key: who asked, the runtime, the whole compile command (the compiler
+    arguments in it: other flags, another program) and every file."""
+    command = runtime.compile_command(compiler_args)
+    parts = [text.encode() for text in (scope, runtime.language, runtime.version, *command)]
     parts += [part for name, data in files for part in (name.encode(), data)]
     digest = hashlib.sha256()
     for part in parts:

@@ -54,7 +54,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from corral_core.events import EventKind
 from corral_core.job import Limits, RunResult, SandboxStart
 from corral_core.ports import SandboxError
 from corral_sandbox.command import JAIL_UID, WARM_MAX_AGE_S
@@ -108,6 +107,7 @@ class Nursery(WarmJail):
     """One nursery: `open` it, `fork` jails from it one at a time, `discard` it."""
 
     _SOCKET_TYPE = socket.SOCK_SEQPACKET
+    _RUNS_JOBS = False
 
     def __init__(
         self, host: JailHost, runtime: RuntimeSpec, ids: JailIds, own_ids: JailIds, give_back: Callable[[], None]
@@ -149,16 +149,6 @@ class Nursery(WarmJail):
             argv[at : at + 2] = [flag, f"{_NURSERY_ID}:{own}:1", flag, f"{JAIL_UID}:{job}:1"]
         argv.insert(argv.index("--"), "--keep_caps")
         return argv
-
-    async def run(
-        self,
-        files: list[tuple[str, bytes]],
-        limits: Limits,
-        stdin: str,
-        args: tuple[str, ...],
-        on_output: Callable[[EventKind, bytes], None] | None = None,
-    ) -> RunResult:
-        raise TypeError("a nursery never runs a job")
 
     @property
     def started(self) -> float:

@@ -54,7 +54,9 @@ def job_files(runtime: RuntimeSpec, request: RunRequest) -> list[tuple[str, byte
             raise SandboxError(f"input file {file.name!r} clashes with another file of the job")
         seen.add(file.name)
         files.append((file.name, bytes(file.content)))
-    for arg in request.args:
+    for arg in (*request.args, *request.compiler_args):
         if "\0" in arg:  # exec cannot pass it
             raise SandboxError("an argument contains a NUL character")
+    if request.compiler_args and not runtime.takes_compiler_args:
+        raise SandboxError(f"the {runtime.language!r} runtime takes no compiler arguments")
     return files

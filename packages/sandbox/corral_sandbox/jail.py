@@ -23,8 +23,9 @@ from pathlib import Path
 import msgspec
 
 from corral_core.events import EventKind
-from corral_core.job import CompileResult, Limits, RunResult, SandboxStart, Verdict
+from corral_core.job import CompileResult, Limits, RunRequest, RunResult, SandboxStart, Verdict
 from corral_core.ports import SandboxError
+from corral_core.structs import copied
 from corral_sandbox import nsjail_log, runname
 from corral_sandbox.cgroups.hierarchy import CgroupError, HostCgroups, RunCgroups
 from corral_sandbox.cgroups.v1 import V1RunCgroups
@@ -103,23 +104,21 @@ class Compiled(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def compile_program(
-    host: JailHost, runtime: RuntimeSpec, ids: JailIds, files: list[tuple[str, bytes]], limits: Limits
+    host: JailHost,
+    runtime: RuntimeSpec,
+    ids: JailIds,
+    files: list[tuple[str, bytes]],
+    limits: Limits,
+    compiler_args: tuple[str, ...] = (),
 ) -> Compiled:
     """The compile stage of a compiled runtime's job, in a jail of its own with the source and
     input files and the job's compile limits. Its program then runs in a fresh jail
     (run_program) with only the artifact and the input files: nothing else the compiler (or the
     code it compiled at build time) left is visible to the program."""
     ended, artifact = await _in_jail(
-        host, runtime, ids, files, _compile_limits(runtime, limits), "", (), stage="compile", keep=runtime.artifact
+        host, runtime, ids, files, _compile_limits(runtime, limits), "", compiler_args, stage="compile", keep=runtime.artifact
     )
-    stage = CompileResult(
-        verdict=ended.verdict,
-        exit_code=ended.exit_code,
-        signal=ended.signal,
-        cpu_time_ms=ended.cpu_time_ms,
-        wall_time_ms=ended.wall_time_ms,
-        memory_kb=ended.memory_kb,
-    )
+    stage = copied(CompileResult, ended, cached=False)
     output = ended.stdout + ended.stderr
     truncated = ended.stdout_truncated or ended.stderr_truncated
     if ended.verdict is Verdict.OK and artifact is not None:
@@ -143,27 +142,34 @@ def compile_error(compiled: Compiled, limits: Limits) -> RunResult:
     )
 
 
+class Program(msgspec.Struct, frozen=True):
+    """What a job's runs start from: its runtime, its files (the source first, then the input
+    files) and, for a compiled runtime, its compile."""
+
+    runtime: RuntimeSpec
+    files: list[tuple[str, bytes]]
+    compiled: Compiled | None = None
+
+
 async def run_program(
     host: JailHost,
-    runtime: RuntimeSpec,
     ids: JailIds,
-    files: list[tuple[str, bytes]],
-    limits: Limits,
-    stdin: str,
-    args: tuple[str, ...],
-    compiled: Compiled | None,
-    outputs: tuple[str, ...] = (),
+    program: Program,
+    request: RunRequest,
     *,
     on_output: Callable[[EventKind, bytes], None] | None = None,
     stdin_source: AsyncIterator[bytes] | None = None,
 ) -> RunResult:
-    """The program run in a fresh jail: the source (`files[0]`) and the input files, or for a
-    compiled runtime the artifact in place of the source, with the compile stage reported; then
-    the files matching `outputs` read back from its working directory (outputs.collect).
+    """The program run in a fresh jail with the request's limits, stdin and args: the source
+    (`files[0]`) and the input files, or for a compiled runtime the artifact in place of the
+    source, with the compile stage reported; then the files matching the request's `outputs`
+    read back from its working directory (outputs.collect).
 
     `on_output` is told the program's output as it comes; `stdin_source`, if given, is its
-    stdin (a pipe fed while it runs) in place of `stdin`."""
+    stdin (a pipe fed while it runs) in place of the request's."""
     streams = _Streams(on_output, stdin_source)
+    runtime, files, compiled = program.runtime, program.files, program.compiled
+    limits, stdin, args, outputs = request.limits, request.stdin, request.args, request.outputs
     if compiled is None or compiled.artifact is None:
         result, _ = await _in_jail(host, runtime, ids, files, limits, stdin, args, outputs=outputs, streams=streams)
         return result

@@ -15,11 +15,18 @@ from pathlib import Path
 import msgspec
 
 from corral_core.job import LimitRequest
+from corral_sandbox.java_source import source_and_entry
 
 RUNTIMES_FILE = "runtimes.toml"
 SOURCE = "{source}"
 ARGS = "{args}"
+# Where a compile command takes the job's compiler arguments (Program.compiler_args).
+COMPILER_ARGS = "{compiler_args}"
 ARTIFACT = "{artifact}"
+ENTRY = "{entry}"
+# How a runtime names its source after the code: "" keeps `source`; "java_class" names it after
+# the public class and runs that class (java_source.py).
+SOURCE_FROM = ("", "java_class")
 
 
 class PolicyError(Exception):
@@ -70,6 +77,9 @@ class RuntimeSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     # "file:jail_path": a file of the policy bound read-only at jail_path in every run, which
     # lets a jail of this runtime start before its job is known (warm.py); "" for none.
     warm_hook: str = ""
+    # The source's file name and the entry point ("{entry}", a class) read from the code.
+    source_from: str = ""
+    entry: str = ""
     # Paths that must exist for the runtime to be offered (besides the commands' own).
     requires: tuple[str, ...] = ()
     # Limits other than the server's (Limits field names): defaults, and maxima that can only
@@ -85,6 +95,14 @@ class RuntimeSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     def warmable(self) -> bool:
         return bool(self.warm_hook) and not self.compiled
 
+    def for_code(self, code: str) -> RuntimeSpec:
+        """This runtime for one program: its source file name and entry point, when the
+        runtime reads them from the code (only names java_source.py checked as plain)."""
+        if self.source_from != "java_class":
+            return self
+        source, entry = source_and_entry(code, self.entry)
+        return msgspec.structs.replace(self, source=source, entry=entry)
+
     def warm_hook_bind(self, directory: Path) -> str:
         """The --bindmount_ro argument of the warm hook: policy file, then jail path."""
         file, _, jail_path = self.warm_hook.partition(":")
@@ -94,8 +112,13 @@ class RuntimeSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         """The argv run in the jail: whole-element placeholders only, nothing formatted."""
         return self._fill(self.argv, args)
 
-    def compile_command(self) -> list[str]:
-        return self._fill(self.compile_argv, ())
+    def compile_command(self, compiler_args: tuple[str, ...] = ()) -> list[str]:
+        """The compiler's argv, the job's compiler arguments each one element of it."""
+        return self._fill(self.compile_argv, compiler_args)
+
+    @property
+    def takes_compiler_args(self) -> bool:
+        return COMPILER_ARGS in self.compile_argv
 
     def _fill(self, template: tuple[str, ...], args: tuple[str, ...]) -> list[str]:
         argv: list[str] = []
@@ -104,7 +127,9 @@ class RuntimeSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
                 argv.append(self.source)
             elif element == ARTIFACT:
                 argv.append(self.artifact)
-            elif element == ARGS:
+            elif element == ENTRY:
+                argv.append(self.entry)
+            elif element in (ARGS, COMPILER_ARGS):
                 argv.extend(args)
             else:
                 argv.append(element)
@@ -142,10 +167,18 @@ def load_runtimes(directory: Path) -> dict[str, RuntimeSpec]:
                 raise PolicyError(f"{where}: a compiled runtime needs an artifact, a plain file name")
             if SOURCE in spec.argv:
                 raise PolicyError(f"{where}: the run has no source, only {ARTIFACT!r}")
+            if spec.compile_argv.count(COMPILER_ARGS) > 1:
+                raise PolicyError(f"{where}: compile_argv may name {COMPILER_ARGS!r} once at most")
         elif spec.argv.count(SOURCE) != 1:
             raise PolicyError(f"{where}: argv must contain {SOURCE!r} exactly once")
+        if COMPILER_ARGS in spec.argv:
+            raise PolicyError(f"{where}: {COMPILER_ARGS!r} belongs in compile_argv, not argv")
         if "/" in spec.source or spec.source in {"", ".", ".."}:
             raise PolicyError(f"{where}: source must be a plain file name")
+        if spec.source_from not in SOURCE_FROM:
+            raise PolicyError(f"{where}: source_from must be one of {SOURCE_FROM}")
+        if bool(spec.source_from) != (ENTRY in (*spec.argv, *spec.compile_argv)) or (spec.source_from and not spec.entry):
+            raise PolicyError(f"{where}: source_from, entry and an {ENTRY!r} element come together")
         if not spec.version and not spec.version_argv:
             raise PolicyError(f"{where}: give version or version_argv")
         for name in (spec.config, spec.seccomp, *([spec.compile_seccomp] if spec.compile_seccomp else [])):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from corral_core.ports import SandboxError
+from corral_core.structs import copied
 from corral_sandbox.cgroups.hierarchy import HostCgroups
 from corral_sandbox.jail import JailHost
 from corral_sandbox.jailids import JailIdRange
@@ -31,18 +32,16 @@ class HostReport(msgspec.Struct, frozen=True, kw_only=True):
 
     def jail_host(self) -> JailHost:
         """The part of the report that running a jail needs."""
-        settings = self.settings
-        return JailHost(
+        # The settings' work root, scratch inodes, grace periods and cores per job; the rest
+        # as this host was found.
+        return copied(
+            JailHost,
+            self.settings,
             nsjail_bin=self.nsjail_bin,
             policy_dir=self.policy_dir,
             hook_dir=self.hook_dir or self.policy_dir,
-            work_root=settings.work_root,
-            scratch_inodes=settings.scratch_inodes,
-            output_grace_ms=settings.output_grace_ms,
-            kill_grace_ms=settings.kill_grace_ms,
             cgroups=self.cgroups,
             cpu_count=self.cpu_count,
-            cpu_cores_per_job=settings.cpu_cores_per_job,
         )
 
     def jail_ids(self) -> JailIdRange:

@@ -17,7 +17,7 @@ from corral_core.testcases import TEST_OUTPUT_BYTES, CheckerProgram, Ran, TestCa
 from corral_sandbox.compile_cache import CompileCache, cache_key
 from corral_sandbox.fork import ForkJail, Nursery
 from corral_sandbox.inputs import check_limits, job_files
-from corral_sandbox.jail import Compiled, compile_error, compile_program, run_program, with_compile_stage
+from corral_sandbox.jail import Compiled, Program, compile_error, compile_program, run_program, with_compile_stage
 from corral_sandbox.jailids import JailIdPool
 from corral_sandbox.policy_files import RuntimeSpec
 from corral_sandbox.report import HostReport
@@ -146,6 +146,7 @@ class NsJailSandbox:
                 default_limits=spec.default_limits,
                 max_limits=spec.max_limits,
                 compiled=spec.compiled,
+                compiler_args=spec.takes_compiler_args,
             )
             for spec in self.host.runtimes
         ]
@@ -164,35 +165,39 @@ class NsJailSandbox:
         if runtime is None:
             raise UnsupportedLanguage(request.language)
         check_limits(request.limits)
+        if runtime.source_from:
+            # A scan of the whole code (java_source.py): linear, but a long program's is not
+            # for the event loop that renews every running job's lease.
+            runtime = await asyncio.to_thread(runtime.for_code, request.code)
         files = job_files(runtime, request)
-        compiled = await self._compiled(runtime, files, request.limits, scope) if runtime.compiled else None
+        compiled = await self._compiled(runtime, files, request, scope) if runtime.compiled else None
         if compiled is not None and compiled.artifact is None:
             failed = compile_error(compiled, request.limits)
             return msgspec.structs.replace(failed, tests=tuple(skipped(request.tests)))
+        program = Program(runtime, files, compiled)
         if not request.tests:
-            return await self._run_program(runtime, request, files, compiled, on_output, stdin_source)
-        tests = _JailTests(self, runtime, request, files, compiled, scope)
+            return await self._run_program(program, request, on_output, stdin_source)
+        tests = _JailTests(self, program, request, scope)
         output_bytes = min(request.limits.max_output_bytes, TEST_OUTPUT_BYTES)
         judged = await judge_tests(request.tests, tests, stop_on_first_failure=request.stop_on_first_failure, output_bytes=output_bytes)
         result = result_of_tests(judged, SandboxStart.WARM if tests.all_warm else SandboxStart.COLD)
         return result if compiled is None else with_compile_stage(result, compiled)
 
-    async def _compiled(self, runtime: RuntimeSpec, files: list[tuple[str, bytes]], limits: Limits, scope: str) -> Compiled:
-        """The compile of these files, from the cache of this scope's programs if it is there."""
-        key = cache_key(scope, runtime, files)
+    async def _compiled(self, runtime: RuntimeSpec, files: list[tuple[str, bytes]], request: RunRequest, scope: str) -> Compiled:
+        """The compile of these files with the request's compiler arguments, from the cache of
+        this scope's programs if it is there."""
+        key = cache_key(scope, runtime, files, request.compiler_args)
         if (kept := self._compiles.get(key)) is not None:
             return kept
         with self._ids.taken() as ids:
-            compiled = await compile_program(self._jail_host, runtime, ids, files, limits)
+            compiled = await compile_program(self._jail_host, runtime, ids, files, request.limits, request.compiler_args)
         self._compiles.put(key, compiled)
         return compiled
 
     async def _run_program(
         self,
-        runtime: RuntimeSpec,
+        program: Program,
         request: RunRequest,
-        files: list[tuple[str, bytes]],
-        compiled: Compiled | None,
         on_output: Callable[[EventKind, bytes], None] | None = None,
         stdin_source: AsyncIterator[bytes] | None = None,
     ) -> RunResult:
@@ -200,31 +205,20 @@ class NsJailSandbox:
         A job that asks files back runs cold: its files are read from the scratch tmpfs of the
         jail it ran in, which a cold jail's clean-up leaves to the end. So does one whose stdin
         is fed while it runs (`stdin_source`): a warm jail gets its stdin as a sealed memfd."""
-        standby = self._standby.get(runtime.language)
-        if standby is not None and compiled is None and not request.outputs and stdin_source is None:
-            self._last_limits[runtime.language] = request.limits
+        language = program.runtime.language
+        standby = self._standby.get(language)
+        if standby is not None and program.compiled is None and not request.outputs and stdin_source is None:
+            self._last_limits[language] = request.limits
             jail = await standby.take()
             if jail is not None:
                 try:
-                    return await jail.run(files, request.limits, request.stdin, request.args, on_output)
+                    return await jail.run(program.files, request.limits, request.stdin, request.args, on_output)
                 except WarmUnusable as error:
-                    log.info("a warm %s jail could not take a job, starting it cold: %s", runtime.language, error)
+                    log.info("a warm %s jail could not take a job, starting it cold: %s", language, error)
                 finally:
                     standby.done(jail)
         with self._ids.taken() as ids:
-            return await run_program(
-                self._jail_host,
-                runtime,
-                ids,
-                files,
-                request.limits,
-                request.stdin,
-                request.args,
-                compiled,
-                request.outputs,
-                on_output=on_output,
-                stdin_source=stdin_source,
-            )
+            return await run_program(self._jail_host, ids, program, request, on_output=on_output, stdin_source=stdin_source)
 
     async def selftest(self) -> dict[str, str]:
         """Run each runtime's self-test job (runtimes.toml), a few at once; the runtimes that
@@ -260,26 +254,16 @@ class _JailTests:
     """A job's tests on this sandbox: each test a fresh jail of the job's program (its compile
     made once), each checker program a job of its own of the same scope (its compile cached)."""
 
-    def __init__(
-        self,
-        sandbox: NsJailSandbox,
-        runtime: RuntimeSpec,
-        request: RunRequest,
-        files: list[tuple[str, bytes]],
-        compiled: Compiled | None,
-        scope: str,
-    ) -> None:
+    def __init__(self, sandbox: NsJailSandbox, program: Program, request: RunRequest, scope: str) -> None:
         self._sandbox = sandbox
-        self._runtime = runtime
+        self._program = program
         self._request = msgspec.structs.replace(request, tests=())
-        self._files = files
-        self._compiled = compiled
         self._scope = scope
         self.all_warm = True
 
     async def run_test(self, test: TestCase) -> Ran:
         request = msgspec.structs.replace(self._request, stdin=test.stdin, args=test.args)
-        result = await self._sandbox._run_program(self._runtime, request, self._files, self._compiled)
+        result = await self._sandbox._run_program(self._program, request)
         self.all_warm = self.all_warm and result.sandbox_start is SandboxStart.WARM
         return ran_of(result)
 

@@ -78,6 +78,8 @@ class WarmJail:
 
     # What the hand-over socket carries: one job (a nursery's carries messages, fork.py).
     _SOCKET_TYPE = socket.SOCK_STREAM
+    # Whether `run` may hand it a job: a nursery only forks the jails that run them (fork.py).
+    _RUNS_JOBS = True
 
     def __init__(self, host: JailHost, runtime: RuntimeSpec, ids: JailIds, give_back: Callable[[], None]) -> None:
         self._host = host
@@ -189,6 +191,8 @@ class WarmJail:
         `on_output` is told its output as it comes (from the hand-over on: the jail's own start
         writes nothing).
         """
+        if not self._RUNS_JOBS:
+            raise TypeError("a nursery never runs a job")
         try:
             pid, cpu_before_ns = self._prepare(files, limits, args)
         except BaseException:

@@ -96,6 +96,31 @@ async def run(
     return result
 
 
+async def beside(sandbox: NsJailSandbox, waiting: str, tag: str, other: str) -> tuple[RunResult, RunResult]:
+    """`other` run while `waiting` (WAIT_FOR_THE_TEST, then ready(`tag`)) waits for the test
+    after its ready; their results, `waiting`'s first (it ends once released)."""
+    running = asyncio.ensure_future(run(sandbox, waiting, wall_time_ms=10_000))
+    try:
+        waiting_pid = await until_ready(sandbox.host, tag)
+        result = await run(sandbox, other)
+        release(waiting_pid)
+        return await running, result
+    finally:
+        running.cancel()
+
+
+async def run_unreached(sandbox: NsJailSandbox, code: str, listener: socket.socket) -> RunResult:
+    """`code` run while `listener` (not blocking) listens on the host, which it must not reach:
+    the listener has no connection to accept after the run. Closes the listener."""
+    try:
+        result = await run(sandbox, code)
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    finally:
+        listener.close()
+    return result
+
+
 # -- time -----------------------------------------------------------------------------------
 
 
@@ -224,12 +249,19 @@ async def test_a_child_killed_for_memory_makes_the_run_a_memory_limit_verdict(sa
     assert result.stdout == "parent fine\n"
 
 
-async def test_one_huge_allocation_fails_inside_the_program(sandbox: NsJailSandbox) -> None:
-    # Larger than the host could ever commit: mmap fails at once, Python raises MemoryError.
-    # Nothing was charged to the cgroup, so this is the program's error, not the limit's.
-    result = await run(sandbox, "x = bytearray(1 << 44)")
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        # Larger than the host could ever commit: mmap fails at once, Python raises MemoryError.
+        # Nothing was charged to the cgroup, so this is the program's error, not the limit's.
+        pytest.param("x = bytearray(1 << 44)", "MemoryError", id="one_huge_allocation_fails_inside_the_program"),
+        pytest.param("def f(n):\n    return f(n + 1)\nf(0)", "RecursionError", id="deep_recursion_stops_at_pythons_limit"),
+    ],
+)
+async def test_the_programs_own_error_is_a_runtime_error(sandbox: NsJailSandbox, code: str, error: str) -> None:
+    result = await run(sandbox, code)
     assert result.verdict is Verdict.RUNTIME_ERROR
-    assert "MemoryError" in result.stderr
+    assert error in result.stderr
 
 
 async def test_memory_in_dev_shm_counts_against_the_job(sandbox: NsJailSandbox) -> None:
@@ -253,12 +285,6 @@ async def test_memory_in_dev_shm_counts_against_the_job(sandbox: NsJailSandbox) 
     assert result.verdict is Verdict.MEMORY_LIMIT_EXCEEDED, result
     assert "survived" not in result.stdout and "ENOSPC" not in result.stdout
     assert 60 * 1024 <= result.memory_kb <= 64 * 1024
-
-
-async def test_deep_recursion_stops_at_pythons_limit(sandbox: NsJailSandbox) -> None:
-    result = await run(sandbox, "def f(n):\n    return f(n + 1)\nf(0)")
-    assert result.verdict is Verdict.RUNTIME_ERROR
-    assert "RecursionError" in result.stderr
 
 
 async def test_deep_recursion_past_a_raised_limit_overflows_the_stack(sandbox: NsJailSandbox) -> None:
@@ -640,14 +666,7 @@ print(sorted(os.listdir("/tmp")), sorted(os.listdir("/box")), os.listdir("/dev/s
         import os
         print(os.listdir("/tmp"), os.listdir("/box"), os.listdir("/dev/shm"))
     """
-    written = asyncio.ensure_future(run(sandbox, writer, wall_time_ms=10_000))
-    try:
-        writer_pid = await until_ready(sandbox.host, "written")
-        read = await run(sandbox, reader)
-        release(writer_pid)
-        wrote = await written
-    finally:
-        written.cancel()
+    wrote, read = await beside(sandbox, writer, "written", reader)
     assert wrote.stdout == "['secret', 'written'] ['main.py', 'secret'] ['secret']\n"
     assert read.stdout == "[] ['main.py'] []\n"
 
@@ -677,12 +696,7 @@ async def test_the_network_is_unreachable(sandbox: NsJailSandbox) -> None:
             except (OSError, socket.gaierror) as error:
                 print(name, type(error).__name__)
     """
-    try:
-        result = await run(sandbox, code)
-        with pytest.raises(BlockingIOError):
-            listener.accept()
-    finally:
-        listener.close()
+    result = await run_unreached(sandbox, code, listener)
     assert result.verdict is Verdict.OK
     assert "CONNECTED" not in result.stdout
     assert result.stdout.count("\n") == 5
@@ -703,12 +717,7 @@ async def test_the_hosts_abstract_unix_sockets_are_unreachable(sandbox: NsJailSa
         except OSError as error:
             print(type(error).__name__)
     """
-    try:
-        result = await run(sandbox, code)
-        with pytest.raises(BlockingIOError):
-            listener.accept()
-    finally:
-        listener.close()
+    result = await run_unreached(sandbox, code, listener)
     assert result.stdout == "ConnectionRefusedError\n"
 
 
@@ -861,14 +870,7 @@ print("bystander survived")
         os.waitpid(child, 0)
         print("init survived")
     """
-    standing = asyncio.ensure_future(run(sandbox, bystander, wall_time_ms=10_000))
-    try:
-        bystander_pid = await until_ready(sandbox.host, "bystanding")
-        result = await run(sandbox, attacker)
-        release(bystander_pid)
-        stood = await standing
-    finally:
-        standing.cancel()
+    stood, result = await beside(sandbox, bystander, "bystanding", attacker)
     assert (result.verdict, result.stdout) == (Verdict.OK, "init survived\n")
     assert (stood.verdict, stood.stdout) == (Verdict.OK, "bystander survived\n")
 
@@ -903,14 +905,7 @@ print(outcome)
             grown = errno.errorcode[error.errno]
         print(size, grown)
     """
-    holding = asyncio.ensure_future(run(sandbox, holder, wall_time_ms=10_000))
-    try:
-        holder_pid = await until_ready(sandbox.host, "piped")
-        result = await run(sandbox, other)
-        release(holder_pid)
-        held = await holding
-    finally:
-        holding.cancel()
+    held, result = await beside(sandbox, holder, "piped", other)
     assert held.stdout == "EPERM\n"  # the holder did reach its user's limit
     assert result.stdout == "65536 grown\n"
 
@@ -928,14 +923,8 @@ except OSError as error:
     outcome = errno.errorcode[error.errno]
 """
     holder = WAIT_FOR_THE_TEST + attempt + 'ready("tried")\nprint(outcome)\n'
-    holding = asyncio.ensure_future(run(sandbox, holder, wall_time_ms=10_000))
-    try:
-        holder_pid = await until_ready(sandbox.host, "tried")  # holding the lock, if it got it
-        second = await run(sandbox, attempt + "print(outcome)\n")
-        release(holder_pid)
-        held = await holding
-    finally:
-        holding.cancel()
+    # The second attempt comes while the holder holds the lock, if it got it.
+    held, second = await beside(sandbox, holder, "tried", attempt + "print(outcome)\n")
     assert second.stdout == "ENOLCK\n"  # never EWOULDBLOCK: no lock of another job is visible
     assert held.stdout == "ENOLCK\n"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from corral_core.job import RunRequest, Verdict
+from corral_core.job import RunRequest, RunResult, Verdict
 from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_sandbox import NsJailSandbox
 from corral_sandbox.outputs import MAX_DEPTH, MAX_LISTED_LEFT_OUT, Bounds, collect
@@ -185,6 +185,13 @@ def request(code: str, outputs: tuple[str, ...]) -> RunRequest:
     return RunRequest(language="python", code=code, outputs=outputs, limits=DEFAULT_LIMIT_POLICY.defaults)
 
 
+async def ran_ok(sandbox: NsJailSandbox, code: str, outputs: tuple[str, ...]) -> RunResult:
+    """The result of `code` asking back the files matching `outputs`; the run must be OK."""
+    result = await sandbox.run(request(code, outputs))
+    assert result.verdict is Verdict.OK, result.stderr
+    return result
+
+
 async def test_a_job_gets_back_the_files_its_program_wrote(sandbox: NsJailSandbox) -> None:
     code = (
         "import os\nos.makedirs('out/sub')\n"
@@ -192,8 +199,7 @@ async def test_a_job_gets_back_the_files_its_program_wrote(sandbox: NsJailSandbo
         "open('out/sub/raw.bin', 'wb').write(bytes(range(256)))\n"
         "open('ignored.txt', 'w').write('no')\n"
     )
-    result = await sandbox.run(request(code, ("out/**",)))
-    assert result.verdict is Verdict.OK, result.stderr
+    result = await ran_ok(sandbox, code, ("out/**",))
     assert {file.name: file.content for file in result.files} == {"out/data.csv": b"a,b\n1,2\n", "out/sub/raw.bin": bytes(range(256))}
 
 
@@ -208,8 +214,7 @@ async def test_what_a_jailed_program_plants_never_leads_the_worker_outside_the_b
         "os.mkfifo('pipe')\n"
         "open('plain.txt', 'w').write('fine')\n"
     )
-    result = await sandbox.run(request(code, ("*",)))
-    assert result.verdict is Verdict.OK, result.stderr
+    result = await ran_ok(sandbox, code, ("*",))
     assert {file.name: file.content for file in result.files} == {
         "main.py": code.encode(),
         "plain.txt": b"fine",

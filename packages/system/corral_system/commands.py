@@ -3,12 +3,28 @@ command's error, and the `config` command that shows them."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import click
 import msgspec
 
-from corral_system.config import ConfigError, Settings, load_settings, markdown, text_table
+from corral_system.config import MAX_PROCESSES, ConfigError, Settings, load_settings, markdown, text_table
+
+C = TypeVar("C", bound=Callable[..., Any])
+
+# Every deployable's command that runs it logs at this level.
+log_level_option = click.option("--log-level", default="info", show_default=True)
+
+
+def processes_option(what: str, variable: str) -> Callable[[C], C]:
+    """The --processes option of a deployable's command: `what` they are, and the variable
+    its `processes` setting is read from."""
+    return click.option(
+        "--processes",
+        type=click.IntRange(1, MAX_PROCESSES),
+        help=f"{what}; above 1, under a supervisor [{variable}, default 1].",
+    )
 
 
 def settings_of(sections: Sequence[type[msgspec.Struct]]) -> Settings:

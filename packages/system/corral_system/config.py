@@ -26,7 +26,7 @@ import tomllib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
@@ -35,6 +35,10 @@ DEFAULT_PREFIX = "CORRAL_"
 # The tables of the one file both deployables share: the API reads api, limits and redis, the
 # worker worker, limits, redis and sandbox. A table named nowhere here is a typo, whoever reads the file.
 FILE_SECTIONS = ("api", "limits", "redis", "sandbox", "worker")
+# A deployable's processes (its `processes` setting and --processes): above 1, a supervisor
+# forks them (corral_system.process_supervisor).
+MAX_PROCESSES = 256
+Processes = Annotated[int, msgspec.Meta(ge=1, le=MAX_PROCESSES)]
 
 S = TypeVar("S", bound=msgspec.Struct)
 

@@ -21,7 +21,7 @@ from setproctitle import setproctitle
 from corral_redis import RedisCanLoseJobs, RedisSettings, require_durable_redis
 from corral_sandbox import HostNotReady, HostReport, SandboxSettings, prepare_host
 from corral_system import logs, metrics
-from corral_system.commands import config_command, settings_of
+from corral_system.commands import config_command, log_level_option, processes_option, settings_of
 from corral_system.process_supervisor import ProcessSupervisor
 from corral_worker.container import WorkerContainer
 from corral_worker.settings import SECTIONS, WorkerSettings
@@ -36,12 +36,8 @@ def main() -> None:
 
 @main.command()
 @click.option("--concurrency", type=int, help="Jobs run at once per process [CORRAL_CONCURRENCY, default 2].")
-@click.option(
-    "--processes",
-    type=click.IntRange(1, 256),
-    help="Worker processes; above 1, under a supervisor [CORRAL_WORKER_PROCESSES, default 1].",
-)
-@click.option("--log-level", default="info", show_default=True)
+@processes_option("Worker processes", "CORRAL_WORKER_PROCESSES")
+@log_level_option
 def run(concurrency: int | None, processes: int | None, log_level: str) -> None:
     """Prepare the sandbox host, then run jobs until SIGTERM or Ctrl-C."""
     logs.configure("corral-worker", log_level)

@@ -9,6 +9,7 @@ import msgspec
 from corral_core.limit_settings import LimitSettings
 from corral_redis import RedisSettings
 from corral_sandbox import SandboxSettings
+from corral_system.config import Processes
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 
@@ -28,7 +29,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     worker_id: str = ""
     # Worker processes: above 1, a supervisor forks them, restarts a dead one and stops them
     # together (`corral-worker run --processes` wins); 1: this process runs jobs itself.
-    processes: Annotated[int, msgspec.Meta(ge=1, le=256)] = 1
+    processes: Processes = 1
     # Jobs run at once, in each worker process (`corral-worker run --concurrency` wins).
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=256)] = 2
     # A running job's lease: a worker silent this long loses the job to recovery.

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 
 from corral_contract.clock import ManualClock
 from corral_contract.queue import new_job
-from corral_core.events import EventKind
-from corral_core.job import JobStatus, RunRequest, RunResult, Verdict
+from corral_core.job import JobStatus, RunResult, Verdict
 from corral_core.ports import Runtime, StorageUnavailable
 from corral_core.usecases import RecoverAbandonedJobs, RunNextJob
 from corral_memory.jobs import InMemoryJobQueue, InMemoryJobs, InMemoryJobStore, InMemoryWorkerRegistry
+from corral_testbed.scripted_sandbox import ScriptedSandbox
 from corral_worker.service import Worker
 
 
-class SlowSandbox:
+class SlowSandbox(ScriptedSandbox):
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.started = asyncio.Event()
@@ -23,14 +22,7 @@ class SlowSandbox:
     def runtimes(self) -> list[Runtime]:
         return [Runtime("python", "3.11.2")]
 
-    async def run(
-        self,
-        request: RunRequest,
-        *,
-        scope: str = "",
-        on_output: Callable[[EventKind, bytes], None] | None = None,
-        stdin_source: AsyncIterator[bytes] | None = None,
-    ) -> RunResult:
+    async def outcome(self, *_: object) -> RunResult:
         self.started.set()
         await asyncio.sleep(self.seconds)
         return RunResult(verdict=Verdict.OK, exit_code=0, stdout="slept\n")
@@ -66,28 +58,28 @@ def make_worker(queue: InMemoryJobQueue, state: InMemoryJobs, sandbox: SlowSandb
     )
 
 
-async def test_a_stopped_worker_finishes_its_running_job_within_the_grace() -> None:
-    state = InMemoryJobs(ManualClock())
-    queue, sandbox = InMemoryJobQueue(state), SlowSandbox(0.3)
+async def stopped_while_running(state: InMemoryJobs, run_s: float, grace_s: float) -> Worker:
+    """A worker stopped while it runs job-a (a program taking `run_s`), once it has stopped."""
+    queue, sandbox = InMemoryJobQueue(state), SlowSandbox(run_s)
     await queue.submit(new_job(state.clock, "job-a"))
-    worker = make_worker(queue, state, sandbox, grace_s=5)
+    worker = make_worker(queue, state, sandbox, grace_s=grace_s)
     serving = asyncio.create_task(worker.serve())
     await sandbox.started.wait()
     worker.stop()
     await asyncio.wait_for(serving, 5)
+    return worker
+
+
+async def test_a_stopped_worker_finishes_its_running_job_within_the_grace() -> None:
+    state = InMemoryJobs(ManualClock())
+    worker = await stopped_while_running(state, run_s=0.3, grace_s=5)
     done = await InMemoryJobStore(state).get("job-a")
     assert done is not None and done.status is JobStatus.COMPLETED and worker.jobs_done == 1
 
 
 async def test_a_job_still_running_after_the_grace_is_handed_back() -> None:
     state = InMemoryJobs(ManualClock())
-    queue, sandbox = InMemoryJobQueue(state), SlowSandbox(60)
-    await queue.submit(new_job(state.clock, "job-a"))
-    worker = make_worker(queue, state, sandbox, grace_s=0.1)
-    serving = asyncio.create_task(worker.serve())
-    await sandbox.started.wait()
-    worker.stop()
-    await asyncio.wait_for(serving, 5)
+    await stopped_while_running(state, run_s=60, grace_s=0.1)
     handed_back = await InMemoryJobStore(state).get("job-a")
     assert handed_back is not None and handed_back.status is JobStatus.PENDING
     assert handed_back.attempts == 0 and [job for line in state.pending.values() for job in line] == ["job-a"]

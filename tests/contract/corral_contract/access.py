@@ -18,7 +18,7 @@ from corral_contract.queue import LEASE_MS, new_job, ok_result
 from corral_core import job as jobs
 from corral_core.access import AdmittingQueue, ApiKey, IdempotencyRecords, KeyStore, Quotas, UsageLedger, secret_hash
 from corral_core.job import Job
-from corral_core.ports import JobCanceller, JobQueue, QueueFull
+from corral_core.ports import JobCanceller, JobEraser, JobQueue, QueueFull
 
 # A booking far above what a small job stores, and what such a job (its record, events and
 # input) stays under once finished.
@@ -37,6 +37,7 @@ class AccessHarness:
     elapse: Callable[[int], Awaitable[None]]
     admitting: AdmittingQueue
     canceller: JobCanceller | None = None
+    eraser: JobEraser | None = None
 
 
 def key(clock: ManualClock, key_id: str = "k1", *, admin: bool = False, quotas: Quotas | None = None) -> ApiKey:
@@ -181,6 +182,17 @@ class AccessContract:
         assert await access.usage.repair("k1") == (held, held - 500)
         assert await access.usage.held_bytes("k1") == held - 500
         assert await access.usage.repair("k1") == (held - 500, held - 500)  # run twice, nothing more
+
+    async def test_an_erased_job_gives_its_booked_bytes_back(self, access: AccessHarness) -> None:
+        assert access.eraser is not None, "bind `eraser`"
+        assert await access.usage.book("k1", "job-a", 60, 5, 100) is None
+        await access.queue.submit(owned_job(access.clock, "job-a", "k1"))
+        lease = await access.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None
+        assert await access.queue.finish(lease, jobs.complete(lease.job, ok_result(), access.clock.now()))
+        assert await access.usage.book("k1", "job-b", 50, 5, 100) == "stored bytes"  # its record is still there
+        assert await access.eraser.erase("job-a")
+        assert await access.usage.book("k1", "job-b", 50, 5, 100) is None
 
     async def test_an_idempotency_key_is_claimed_once_per_scope(self, access: AccessHarness) -> None:
         records = access.idempotency

@@ -41,6 +41,7 @@ from corral_core.ports import (
     CancelNotices,
     Clock,
     JobCanceller,
+    JobEraser,
     JobQueue,
     JobStore,
     Lease,
@@ -66,6 +67,7 @@ class QueueHarness:
     # The queue adapter usually is the canceller too. Both are needed by the cancel cases.
     canceller: JobCanceller | None = None
     notices: CancelNotices | None = None
+    eraser: JobEraser | None = None
 
     def cancels(self) -> tuple[JobCanceller, CancelNotices]:
         assert self.canceller is not None and self.notices is not None, "bind `canceller` and `notices`"
@@ -554,6 +556,31 @@ class JobQueueContract:
         assert await canceller.cancel("job-b", harness.clock.now())
         harness.clock.advance(5)
         assert not await canceller.cancel("job-b", harness.clock.now())  # once cancelled, done
+
+    async def test_a_finished_job_is_erased_with_its_files_and_only_once(self, harness: QueueHarness) -> None:
+        assert harness.eraser is not None, "bind `eraser`"
+        await harness.queue.submit(new_job(harness.clock, "job-a"))
+        lease = await harness.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None
+        assert await harness.queue.finish(lease, jobs.complete(lease.job, RunResult(verdict=Verdict.OK, files=FILES), harness.clock.now()))
+        assert await harness.eraser.erase("job-a")
+        assert await harness.store.get("job-a") is None
+        assert await harness.store.file("job-a", FILES[0].name) is None
+        assert not await harness.eraser.erase("job-a")  # once erased, gone
+        assert not await harness.eraser.erase("no-such-job")
+
+    async def test_a_pending_or_running_job_is_not_erased(self, harness: QueueHarness) -> None:
+        assert harness.eraser is not None, "bind `eraser`"
+        await harness.queue.submit(new_job(harness.clock, "job-a"))
+        assert not await harness.eraser.erase("job-a")
+        lease = await harness.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None
+        assert not await harness.eraser.erase("job-a")
+        running = await harness.store.get("job-a")
+        assert running is not None and running.status is JobStatus.RUNNING
+        # Its worker's result is still taken: nothing of the job was removed under it.
+        assert await harness.queue.finish(lease, jobs.complete(lease.job, ok_result(), harness.clock.now()))
+        assert await harness.eraser.erase("job-a")
 
     async def test_a_cancel_wakes_waiting_readers_and_the_worker_s_notice(self, harness: QueueHarness) -> None:
         canceller, notices = harness.cancels()

@@ -39,7 +39,7 @@ _CONNECTION = "+ping +client|setname +info +evalsha +script|load"
 # and UNBOOK (the owner's usage ledger: ZSET and HASH), the idempotency records (GET, SET, DEL);
 # and `corral-api keys create|list|revoke`, run on the API host as this user (HSET in MULTI,
 # HGETALL, DEL); SUBMIT's per-owner lines and turns (LPOS, LPUSH, LRANGE), and CANCEL (DECRBY,
-# LREM, PEXPIRE, PUBLISH); a job's event stream and input (XRANGE reads, SEND_INPUT: HEXISTS,
+# LREM, PEXPIRE, PUBLISH), ERASE (DEL, ZADD, ZREM: Judge0's delete); a job's event stream and input (XRANGE reads, SEND_INPUT: HEXISTS,
 # XADD, XREVRANGE for a re-sent call) and the callbacks' line (scripts over its ZSET); CANCEL and
 # `corral-api keys repair-bookings` measure what a job stored (HKEYS, HSTRLEN, XLEN; PTTL).
 API_COMMANDS = (

@@ -19,6 +19,9 @@ class LanguageRow(msgspec.Struct, frozen=True, kw_only=True):
     run_cmd: str  # "{source}" is replaced by the runtime's source file
     compile_cmd: str | None = None
     piston_aliases: tuple[str, ...] = ()
+    # Whether Piston answers a compile stage of its own for it (not for java and go, which its
+    # packages run in one step); Corral compiles them apart either way.
+    piston_compile_stage: bool = True
 
 
 ROWS = (
@@ -28,6 +31,14 @@ ROWS = (
         judge0_name="Python ({version})",
         run_cmd="python3 {source}",
         piston_aliases=("py", "py3", "python3"),
+    ),
+    # The files of additional_files, with `run` and perhaps `compile` scripts (nsjail/runtimes.toml).
+    LanguageRow(
+        language="multifile",
+        judge0_id=89,
+        judge0_name="Multi-file program",
+        compile_cmd="/bin/bash compile",
+        run_cmd="/bin/bash run",
     ),
     LanguageRow(language="bash", judge0_id=46, judge0_name="Bash ({version})", run_cmd="bash {source}", piston_aliases=("sh",)),
     LanguageRow(
@@ -53,9 +64,9 @@ ROWS = (
         run_cmd="node {source}",
         piston_aliases=("js", "node", "node-js", "node-javascript"),
     ),
-    LanguageRow(language="go", judge0_id=60, judge0_name="Go ({version})", compile_cmd="go build {source}", run_cmd="./main", piston_aliases=("golang",)),
+    LanguageRow(language="go", judge0_id=60, judge0_name="Go ({version})", compile_cmd="go build {source}", run_cmd="./main", piston_aliases=("golang",), piston_compile_stage=False),
     LanguageRow(language="rust", judge0_id=73, judge0_name="Rust ({version})", compile_cmd="rustc {source}", run_cmd="./main", piston_aliases=("rs",)),
-    LanguageRow(language="java", judge0_id=62, judge0_name="Java (OpenJDK {version})", compile_cmd="javac {source}", run_cmd="java Main"),
+    LanguageRow(language="java", judge0_id=62, judge0_name="Java (OpenJDK {version})", compile_cmd="javac {source}", run_cmd="java Main", piston_compile_stage=False),
     LanguageRow(language="ruby", judge0_id=72, judge0_name="Ruby ({version})", run_cmd="ruby {source}", piston_aliases=("rb",)),
 )
 

@@ -7,16 +7,13 @@ Piston checks them, with its messages; every error answer is {"message": ...}.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import math
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, Response, Router, delete, get, post
+from litestar import Controller, HttpMethod, Request, Response, Router, delete, get, post, route
 from litestar.status_codes import (
     HTTP_200_OK,
-    HTTP_400_BAD_REQUEST,
+    HTTP_204_NO_CONTENT,
     HTTP_405_METHOD_NOT_ALLOWED,
     HTTP_409_CONFLICT,
     HTTP_415_UNSUPPORTED_MEDIA_TYPE,
@@ -26,15 +23,15 @@ from litestar.status_codes import (
 from litestar.types import ExceptionHandlersMap
 
 from corral_core.access import Caller
-from corral_core.job import ErrorCode, InputFile, Job, JobStatus, Limits, RunResult, Verdict
-from corral_core.policy import InvalidSubmission, LimitRequest
+from corral_core.job import ErrorCode, Job, JobStatus, RunResult, Verdict
+from corral_core.policy import InvalidSubmission
 from corral_core.submission import JobRequest, SubmitJob
 from corral_http.auth import caller_of
 from corral_http.compat.errors import shared_handlers
 from corral_http.compat.languages import OfferedLanguage, offered
+from corral_http.compat.piston_request import PistonError, bad_request, to_request
 from corral_http.dependencies import Jobs
 
-MIB = 1024 * 1024
 # Piston's numbers for signals, by name.
 SIGNALS = {
     1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT", 7: "SIGBUS",
@@ -43,19 +40,6 @@ SIGNALS = {
     20: "SIGTSTP", 21: "SIGTTIN", 22: "SIGTTOU", 23: "SIGURG", 24: "SIGXCPU", 25: "SIGXFSZ",
     26: "SIGVTALRM", 27: "SIGPROF", 28: "SIGWINCH", 29: "SIGIO", 30: "SIGPWR", 31: "SIGSYS",
 }  # fmt: skip
-
-
-class PistonError(Exception):
-    """An answer Piston gives as {"message": message}."""
-
-    def __init__(self, status_code: int, message: str) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.message = message
-
-
-def _bad(message: str) -> PistonError:
-    return PistonError(HTTP_400_BAD_REQUEST, message)
 
 
 class RuntimeOut(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -86,124 +70,14 @@ class StageOut(msgspec.Struct, frozen=True):
     wall_time: int | None
 
 
-class ExecuteOut(msgspec.Struct, frozen=True, omit_defaults=True):
+class ExecuteOut(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Piston's answer, its keys in Piston's order; `compile` only for a runtime Piston
+    compiles in a stage of its own."""
+
+    compile: StageOut | None = None
+    run: StageOut
     language: str
     version: str
-    run: StageOut
-    compile: StageOut | None = None
-
-
-# ---- reading a request ----------------------------------------------------------------------
-
-
-def _matches(version: str, selector: str) -> bool:
-    """Whether a runtime's version satisfies a Piston version selector.
-
-    Piston takes SemVer ranges; clients send an exact version, a wildcard ("*", "x") or a
-    prefix ("3", "3.11", "3.x"). Those are understood; any other range matches nothing.
-    """
-    selector = selector.strip()
-    if selector in {"*", "x", "X", ""}:
-        return True
-    wanted = selector.split(".")
-    have = version.split(".")
-    if len(wanted) > len(have):
-        return False
-    return all(part in {"*", "x", "X"} or part == have[index] for index, part in enumerate(wanted))
-
-
-def _pick(languages: list[OfferedLanguage], language: str, version: str) -> OfferedLanguage | None:
-    for lang in languages:  # newest version first per language
-        aliases = lang.row.piston_aliases if lang.row else ()
-        if (lang.runtime.language == language or language in aliases) and _matches(lang.runtime.version, version):
-            return lang
-    return None
-
-
-def _decode_content(index: int, content: str, encoding: str) -> bytes:
-    try:
-        if encoding == "base64":
-            return base64.b64decode(content, validate=True)
-        if encoding == "hex":
-            return bytes.fromhex(content)
-    except (binascii.Error, ValueError):
-        raise _bad(f"files[{index}].content is not valid {encoding}") from None
-    return content.encode()
-
-
-def _limit(body: dict[str, Any], name: str, configured: int) -> int | None:
-    value = body.get(name)
-    if not value:  # Piston skips a limit given as 0 or null
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _bad(f"If specified, {name} must be a number")
-    if value == -1 and name.endswith("memory_limit"):
-        return None  # "no limit" in Piston: the server's default here, never unbounded
-    if value > configured:
-        raise _bad(f"{name} cannot exceed the configured limit of {configured}")
-    if value < 0:
-        raise _bad(f"{name} must be non-negative")
-    return math.ceil(value)
-
-
-def to_request(body: Any, languages: list[OfferedLanguage], maxima: Limits) -> tuple[JobRequest, OfferedLanguage]:
-    """The job a Piston execute request asks for, and the runtime it picked."""
-    if not isinstance(body, dict):
-        raise _bad("request body must be a JSON object")
-    language, version, files = body.get("language"), body.get("version"), body.get("files")
-    if not language or not isinstance(language, str):
-        raise _bad("language is required as a string")
-    if not version or not isinstance(version, str):
-        raise _bad("version is required as a string")
-    if not isinstance(files, list):
-        raise _bad("files is required as an array")
-    for index, file in enumerate(files):
-        if not isinstance(file, dict) or not isinstance(file.get("content"), str):
-            raise _bad(f"files[{index}].content is required as a string")
-    chosen = _pick(languages, language, version)
-    if chosen is None:
-        raise _bad(f"{language}-{version} runtime is unknown")
-    encodings = [file.get("encoding") or "utf8" for file in files]
-    if "utf8" not in encodings:
-        raise _bad("files must include at least one utf8 encoded file")
-    for index, encoding in enumerate(encodings):
-        if encoding not in {"utf8", "base64", "hex"}:
-            raise _bad(f"files[{index}].encoding must be one of utf8, base64, hex")
-    stdin, args = body.get("stdin") or "", body.get("args") or []
-    if not isinstance(stdin, str):
-        raise _bad("stdin must be a string")
-    if not isinstance(args, list) or not all(isinstance(arg, str | int | float) for arg in args):
-        raise _bad("args must be an array of strings")
-
-    # Piston runs the first utf8 file; the others are written beside it under their names.
-    main = encodings.index("utf8")
-    inputs = tuple(
-        InputFile(str(file.get("name") or f"file{index}.code"), _decode_content(index, file["content"], encodings[index]))
-        for index, file in enumerate(files)
-        if index != main
-    )
-    limits = LimitRequest(
-        wall_time_ms=_limit(body, "run_timeout", maxima.wall_time_ms),
-        cpu_time_ms=_limit(body, "run_cpu_time", maxima.cpu_time_ms),
-        memory_mb=_mb(_limit(body, "run_memory_limit", maxima.memory_mb * MIB)),
-        # A compiled language's compile stage runs in a jail of its own, with these.
-        compile_wall_time_ms=_limit(body, "compile_timeout", maxima.compile_wall_time_ms),
-        compile_cpu_time_ms=_limit(body, "compile_cpu_time", maxima.compile_cpu_time_ms),
-        compile_memory_mb=_mb(_limit(body, "compile_memory_limit", maxima.compile_memory_mb * MIB)),
-    )
-    request = JobRequest(
-        code=files[main]["content"],
-        language=chosen.runtime.language,
-        stdin=stdin,
-        args=tuple(str(arg) for arg in args),
-        files=inputs,
-        limits=limits,
-    )
-    return request, chosen
-
-
-def _mb(memory_bytes: int | None) -> int | None:
-    return None if memory_bytes is None else max(1, math.ceil(memory_bytes / MIB))
 
 
 # ---- answering ------------------------------------------------------------------------------
@@ -245,7 +119,8 @@ def stage_of(result: RunResult) -> StageOut:
         signal=signal,
         message=message,
         status=status,
-        memory=result.memory_kb * 1024,
+        # Piston reads isolate's kilobytes and counts 1000 bytes to one.
+        memory=result.memory_kb * 1000,
         cpu_time=result.cpu_time_ms,
         wall_time=result.wall_time_ms,
     )
@@ -257,7 +132,7 @@ def answer(job: Job, chosen: OfferedLanguage, language: str, version: str) -> Ex
         raise PistonError(HTTP_409_CONFLICT, f"job {job.id} was cancelled (DELETE /jobs/{job.id}) before it finished")
     if job.error is not None:
         if job.error.code is ErrorCode.UNSUPPORTED_LANGUAGE:
-            raise _bad(f"{language}-{version} runtime is unknown")
+            raise bad_request(f"{language}-{version} runtime is unknown")
         raise PistonError(HTTP_500_INTERNAL_SERVER_ERROR, job.error.message)
     if job.result is None:
         raise PistonError(
@@ -265,13 +140,17 @@ def answer(job: Job, chosen: OfferedLanguage, language: str, version: str) -> Ex
             f"job {job.id} did not finish within the server's longest wait; read it at /jobs/{job.id}",
         )
     result = job.result
-    compile = _compile_stage(result) if chosen.compiled else None
-    if result.verdict is Verdict.COMPILE_ERROR:
-        # Nothing ran: Piston clients read the compile stage's code and output for why.
-        run = StageOut("", "", "", None, None, "the program did not run: its compile stage failed", None, None, None, None)
+    compiled = _compile_stage(result) if chosen.compiled else None
+    if compiled is not None and result.verdict is Verdict.COMPILE_ERROR:
+        # Nothing ran: Piston answers the compile stage as the run stage too.
+        run = compiled
     else:
         run = stage_of(result)
-    return ExecuteOut(language=chosen.runtime.language, version=chosen.runtime.version, run=run, compile=compile)
+    if chosen.row is not None and not chosen.row.piston_compile_stage:
+        # Piston runs this language in one stage (java's source-file mode, go run): what the
+        # compiler said is the run's.
+        compiled = None
+    return ExecuteOut(compile=compiled, run=run, language=chosen.runtime.language, version=chosen.runtime.version)
 
 
 def _compile_stage(result: RunResult) -> StageOut:
@@ -310,16 +189,27 @@ class PistonController(Controller):
             for lang in offered(await jobs.runtimes.offered())
         ]
 
+    # Litestar's own OPTIONS answer lists a path's first handler's methods only (see
+    # corral_http.controllers.JobsController): this says all, and its name sorts first.
+    @route("/packages", http_method=HttpMethod.OPTIONS, status_code=HTTP_204_NO_CONTENT, include_in_schema=False)
+    async def allowed_package_methods(self) -> Response[None]:
+        return Response(None, status_code=HTTP_204_NO_CONTENT, headers={"Allow": "DELETE, GET, OPTIONS, POST"})
+
     @get("/packages", summary="Installed packages (Piston; read-only)")
     async def packages(self, jobs: Jobs) -> list[PackageOut]:
-        return [PackageOut(lang.runtime.language, lang.runtime.version, True) for lang in offered(await jobs.runtimes.offered())]
+        return [
+            PackageOut(lang.runtime.language, lang.runtime.version, True)
+            for lang in offered(await jobs.runtimes.offered())
+        ]
 
     @post("/packages", status_code=HTTP_200_OK, summary="Install a package (Piston): not here")
-    async def install(self) -> None:
+    async def install(self, request: Request[Any, Any, Any]) -> None:
+        _json_only(request)
         raise _read_only()
 
     @delete("/packages", status_code=HTTP_200_OK, summary="Uninstall a package (Piston): not here")
-    async def uninstall(self) -> None:
+    async def uninstall(self, request: Request[Any, Any, Any]) -> None:
+        _json_only(request)
         raise _read_only()
 
     @post("/execute", status_code=HTTP_200_OK, summary="Run code and wait for it (Piston)")
@@ -328,14 +218,13 @@ class PistonController(Controller):
         request: Request[Any, Any, Any],
         jobs: Jobs,
     ) -> ExecuteOut:
-        if not request.headers.get("content-type", "").startswith("application/json"):
-            raise PistonError(HTTP_415_UNSUPPORTED_MEDIA_TYPE, "requests must be of type application/json")
+        _json_only(request)
         try:
             body = msgspec.json.decode(await request.body())
         # msgspec raises UnicodeDecodeError for invalid UTF-8 in a string, RecursionError for
         # deep nesting: the client's fault as much as any other malformed JSON.
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
-            raise _bad(f"malformed JSON: {error}") from None
+            raise bad_request(f"malformed JSON: {error}") from None
         options, caller = jobs.options, caller_of(request)
         job_request, chosen = to_request(body, offered(await jobs.runtimes.offered()), options.limits.maxima)
         with jobs.long_polls.hold(caller):
@@ -348,7 +237,13 @@ async def _submit(submit_job: SubmitJob, caller: Caller, request: JobRequest) ->
     try:
         return (await submit_job(caller, request)).job
     except InvalidSubmission as error:
-        raise _bad(str(error)) from None
+        raise bad_request(str(error)) from None
+
+
+def _json_only(request: Request[Any, Any, Any]) -> None:
+    """Piston refuses any request but GET, HEAD and OPTIONS that is not JSON, before all else."""
+    if not request.headers.get("content-type", "").startswith("application/json"):
+        raise PistonError(HTTP_415_UNSUPPORTED_MEDIA_TYPE, "requests must be of type application/json")
 
 
 def _read_only() -> PistonError:
@@ -368,5 +263,6 @@ def exception_handlers(retry_after_s: int) -> ExceptionHandlersMap:
 
 def router(retry_after_s: int) -> Router:
     """The Piston API, for the app to mount."""
-    return Router(path="/api/v2", route_handlers=[PistonController], exception_handlers=exception_handlers(retry_after_s))
-
+    return Router(
+        path="/api/v2", route_handlers=[PistonController], exception_handlers=exception_handlers(retry_after_s)
+    )

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from corral_core.policy import LimitPolicy
 from corral_http.compat.judge0.schemas import MAX_BATCH, MAX_STACK_LIMIT_KB, STACK_LIMIT_KB
+from corral_http.options import HttpOptions
 
 
-def config_info(limits: LimitPolicy, queue_size: int) -> dict[str, Any]:
-    defaults, maxima = limits.defaults, limits.maxima
+def config_info(options: HttpOptions) -> dict[str, Any]:
+    defaults, maxima = options.limits.defaults, options.limits.maxima
     return {
         "maintenance_mode": False,
         "enable_wait_result": True,
-        "enable_compiler_options": False,
+        "enable_compiler_options": True,
         "allowed_languages_for_compile_options": [],
         "enable_command_line_arguments": True,
-        "enable_submission_delete": False,
+        "enable_submission_delete": options.judge0_submission_delete,
         "enable_callbacks": True,
         "callbacks_max_tries": 0,
         "callbacks_timeout": 5.0,
-        "enable_additional_files": False,
-        "max_queue_size": queue_size,
+        "enable_additional_files": True,
+        "max_queue_size": options.queue_size,
         "cpu_time_limit": defaults.cpu_time_ms / 1000,
         "max_cpu_time_limit": maxima.cpu_time_ms / 1000,
         "cpu_extra_time": 0.0,
@@ -43,7 +43,8 @@ def config_info(limits: LimitPolicy, queue_size: int) -> dict[str, Any]:
         "number_of_runs": 1,
         "max_number_of_runs": 1,
         "redirect_stderr_to_stdout": False,
-        "max_extract_size": 0,
+        # What an additional_files archive may expand to, in KB.
+        "max_extract_size": options.sizes.max_files_bytes // 1024,
         "enable_batched_submissions": True,
         "max_submission_batch_size": MAX_BATCH,
         "submission_cache_duration": 0.0,

@@ -6,26 +6,27 @@ import contextlib
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, HttpMethod, Request, Response, delete, get, post, route
 from litestar.exceptions import NotFoundException
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_400_BAD_REQUEST, HTTP_422_UNPROCESSABLE_ENTITY
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_201_CREATED,
+    HTTP_204_NO_CONTENT,
+    HTTP_400_BAD_REQUEST,
+    HTTP_422_UNPROCESSABLE_ENTITY,
+)
 
 from corral_core.access import Caller
 from corral_core.job import Job
 from corral_core.policy import InvalidSubmission
 from corral_core.ports import Runtime, RuntimeCatalog
 from corral_core.submission import JobRequest, SubmitJob
-from corral_core.usecases import GetJob, JobNotFound
+from corral_core.usecases import GetJob, JobNotFound, JobUnfinished
 from corral_http.auth import caller_of
 from corral_http.compat.judge0.config import config_info
 from corral_http.compat.judge0.schemas import MAX_BATCH, STATUSES, TOKEN, AttributeErrors, BatchIn, Judge0Error, Status
-from corral_http.compat.judge0.submissions import (
-    attribute_errors,
-    decode_submission,
-    requested_fields,
-    to_request,
-    view,
-)
+from corral_http.compat.judge0.submissions import attribute_errors, decode_submission, to_request
+from corral_http.compat.judge0.views import requested_fields, status_of, view
 from corral_http.compat.languages import LanguageRow, offered
 from corral_http.dependencies import Jobs
 
@@ -52,7 +53,7 @@ class SubmissionsController(Controller):
         encoded = _flag(base64_encoded)
         chosen = requested_fields(fields)
         submission = decode_submission(await request.body())
-        job_request = to_request(submission, jobs.options.limits.maxima, encoded)
+        job_request = to_request(submission, jobs.options.limits.maxima, jobs.options.sizes, encoded)
         caller = caller_of(request)
         with jobs.long_polls.hold(caller) if waiting else contextlib.nullcontext():
             job = await _submit(jobs.submit, caller, job_request, submission.language_id)
@@ -75,13 +76,13 @@ class SubmissionsController(Controller):
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
             raise Judge0Error(HTTP_400_BAD_REQUEST, f"malformed JSON: {error}") from None
         _check_batch_size(len(batch.submissions or []))
-        caller, maxima = caller_of(request), jobs.options.limits.maxima
+        caller, maxima, sizes = caller_of(request), jobs.options.limits.maxima, jobs.options.sizes
         answers: list[dict[str, Any]] = []
         accepted = False
         for raw in batch.submissions or []:
             try:
                 submission = decode_submission(raw)
-                job_request = to_request(submission, maxima, _flag(base64_encoded))
+                job_request = to_request(submission, maxima, sizes, _flag(base64_encoded))
                 job = await _submit(jobs.submit, caller, job_request, submission.language_id)
             except AttributeErrors as error:
                 answers.append(dict(error.errors))
@@ -89,6 +90,16 @@ class SubmissionsController(Controller):
             answers.append({"token": job.id})
             accepted = True
         return Response(answers, status_code=HTTP_201_CREATED if accepted else HTTP_422_UNPROCESSABLE_ENTITY)
+
+    # Litestar's own OPTIONS answer lists a path's first handler's methods only (see
+    # corral_http.controllers.JobsController): these say all, and their names sort first.
+    @route("/batch", http_method=HttpMethod.OPTIONS, status_code=HTTP_204_NO_CONTENT, include_in_schema=False)
+    async def allowed_batch_methods(self) -> Response[None]:
+        return Response(None, status_code=HTTP_204_NO_CONTENT, headers={"Allow": "GET, OPTIONS, POST"})
+
+    @route("/{token:str}", http_method=HttpMethod.OPTIONS, status_code=HTTP_204_NO_CONTENT, include_in_schema=False)
+    async def allowed_submission_methods(self) -> Response[None]:
+        return Response(None, status_code=HTTP_204_NO_CONTENT, headers={"Allow": "DELETE, GET, OPTIONS"})
 
     @get("/batch", summary="Get a batch of submissions (Judge0)")
     async def read_batch(
@@ -126,11 +137,25 @@ class SubmissionsController(Controller):
             raise NotFoundException()
         return view(job, chosen, _flag(base64_encoded), await _names(jobs.runtimes, chosen))
 
-    @delete("/{token:str}", status_code=HTTP_200_OK, summary="Delete a submission (Judge0): not allowed here")
-    async def remove(self, token: str) -> None:
-        # Judge0's delete removes a finished submission, which Corral keeps until it expires (a
-        # job is cancelled through DELETE /jobs/{id}); Judge0 answers so when deletion is off.
-        raise Judge0Error(HTTP_400_BAD_REQUEST, "delete not allowed")
+    @delete("/{token:str}", status_code=HTTP_200_OK, summary="Delete a finished submission (Judge0)")
+    async def remove(self, request: Request[Any, Any, Any], token: str, jobs: Jobs, fields: str | None = None) -> dict[str, Any]:
+        """As Judge0 1.13.1 deletes: refused as a whole when turned off, a queued or running
+        submission refused (Judge0 has no cancel; Corral's is DELETE /jobs/{id}), the deleted
+        one answered base64-encoded whatever was asked, so that any output survives the trip."""
+        chosen = requested_fields(fields)
+        if not jobs.options.judge0_submission_delete:
+            raise Judge0Error(HTTP_400_BAD_REQUEST, "delete not allowed")
+        if not TOKEN.match(token):
+            raise NotFoundException()
+        try:
+            job = await jobs.delete(caller_of(request), token)
+        except JobNotFound:
+            raise NotFoundException() from None
+        except JobUnfinished as unfinished:
+            status, _ = status_of(unfinished.job)
+            message = f"submission cannot be deleted because its status is {status.id} ({status.description})"
+            raise Judge0Error(HTTP_400_BAD_REQUEST, message) from None
+        return view(job, chosen, True, await _names(jobs.runtimes, chosen))
 
 
 async def _submit(submit_job: SubmitJob, caller: Caller, request: JobRequest, language_id: int | None) -> Job:
@@ -201,10 +226,11 @@ class LanguagesController(Controller):
     async def all_languages(self, jobs: Jobs) -> list[dict[str, Any]]:
         return [{"id": lang.id, "name": lang.name, "is_archived": False} for lang in await judge0_languages(jobs.runtimes)]
 
-    @get("/{language_id:int}", summary="A language (Judge0)")
-    async def language(self, language_id: int, jobs: Jobs) -> dict[str, Any]:
+    @get("/{language_id:str}", summary="A language (Judge0)")
+    async def language(self, language_id: str, jobs: Jobs) -> dict[str, Any]:
+        # Taken as text so that /languages/x is this API's 404, not the router's.
         for lang in await judge0_languages(jobs.runtimes):
-            if lang.id == language_id:
+            if str(lang.id) == language_id:
                 source = lang.runtime.source_file or "main"
                 return {
                     "id": lang.id,
@@ -235,6 +261,6 @@ class ServiceController(Controller):
 
     @get("/config_info", summary="Limits and features of this API (Judge0)")
     async def config_info(self, jobs: Jobs) -> dict[str, Any]:
-        return config_info(jobs.options.limits, jobs.options.queue_size)
+        return config_info(jobs.options)
 
 

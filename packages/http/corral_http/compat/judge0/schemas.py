@@ -48,8 +48,17 @@ STATUSES = (
     INTERNAL_ERROR,
     EXEC_FORMAT_ERROR,
 )
+
 # The message of a job its client cancelled (DELETE /jobs/{id}), with status 13.
 CANCELLED_MESSAGE = "Cancelled: the job was called off (DELETE /jobs/{id}) before it finished"
+# Annotation keys: what Judge0 keeps with a submission that a Corral job does not.
+EXPECTED_ANNOTATION = "judge0.expected_output"
+LANGUAGE_ID_ANNOTATION = "judge0.language_id"
+REDIRECT_ANNOTATION = "judge0.redirect_stderr_to_stdout"
+ARGUMENTS_ANNOTATION = "judge0.command_line_arguments"
+COMPILER_OPTIONS_ANNOTATION = "judge0.compiler_options"
+
+
 class SubmissionIn(msgspec.Struct, frozen=True):
     """A submission's attributes as Judge0 takes them: all optional, unknown ones ignored."""
 
