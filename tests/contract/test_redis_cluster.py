@@ -142,7 +142,6 @@ class TestRedisClusterJobQueue(JobQueueContract):
             return
         await _each_shard_refuses_past_its_share(harness, languages=("python", "javascript"))
 
-
     # Turns between owners are a shard's own: the same cases with every job on one shard.
     async def test_owners_take_turns_so_a_busy_one_does_not_starve_another(  # type: ignore[override]
         self, harness: QueueHarness, client: Redis, settings: RedisSettings
@@ -267,6 +266,16 @@ class TestRedisClusterAccess(AccessContract):
             parts.canceller,
             parts.eraser,
         )
+
+    # A repair reads the records beside the ledger: shards keep them elsewhere, and say so.
+    async def test_a_repair_drops_a_booking_without_a_record_and_keeps_the_rest(self, access: AccessHarness) -> None:
+        if not isinstance(access.queue, ShardedJobQueue):
+            await super().test_a_repair_drops_a_booking_without_a_record_and_keeps_the_rest(access)
+            return
+        assert await access.usage.book("k1", "job-lost", 500, 5, 1000) is None
+        with pytest.raises(NotImplementedError, match="sharded"):
+            await access.usage.repair("k1")
+        assert await access.usage.held_bytes("k1") == 500  # refused, it changed nothing
 
 
 class TestRedisClusterWorkerRegistry(WorkerRegistryContract):

@@ -94,12 +94,19 @@ def test_past_its_unfinished_jobs_a_key_gets_429_until_one_finishes(service: Cor
     assert post(service, key).status_code == 202  # the worker's finish gave the place back
 
 
-def test_past_its_stored_bytes_a_key_gets_429(service: Corral) -> None:
-    # Each job books its code plus 64 KiB of default output for each stream: one fits, two do not.
+def test_past_its_stored_bytes_a_key_gets_429_and_a_finished_job_holds_only_what_it_stored(service: Corral) -> None:
+    # While it runs, a job books its code plus 64 KiB of default output for each stream: one
+    # fits, two do not.
     key = service.create_key("hoarder", "--max-stored-bytes", "200000")
-    assert post(service, key, wait=20).status_code == 200
+    running = post(service, key, {"code": "import time; time.sleep(1.5)"})
+    assert running.status_code == 202
     refused = post(service, key)
     assert refused.status_code == 429 and "stored bytes" in refused.json()["detail"]
+    finished = httpx.get(f"{service.url}/jobs/{running.json()['job_id']}", params={"wait": 20}, headers=bearer(key))
+    assert finished.json()["status"] == "COMPLETED"
+    # Finished, it holds the few KB it stored, and so does each next one.
+    for _ in range(5):
+        assert post(service, key, wait=20).status_code == 200
 
 
 def test_past_its_long_polls_a_key_gets_429_naming_the_limit(service: Corral) -> None:

@@ -4,6 +4,7 @@ NsJail, API keys on; every request over HTTP, every callback to a receiver on lo
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -65,7 +66,16 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corral]:
     require_redis_server()
     redis = RedisServerProcess(tmp_path_factory.mktemp("redis"))
     redis.start()
-    env = {"CORRAL_CALLBACK_ALLOWED_HOSTS": "127.0.0.1", "CORRAL_CALLBACK_BACKOFF_S": "0.2", "CORRAL_CALLBACK_BACKOFF_MAX_S": "0.5"}
+    env = {
+        "CORRAL_CALLBACK_ALLOWED_HOSTS": "127.0.0.1",
+        "CORRAL_CALLBACK_BACKOFF_S": "0.2",
+        "CORRAL_CALLBACK_BACKOFF_MAX_S": "0.5",
+        # Short leases, so a killed worker's job comes back within seconds.
+        "CORRAL_LEASE_MS": "1500",
+        "CORRAL_RENEW_EVERY_MS": "300",
+        "CORRAL_RECOVER_EVERY_MS": "200",
+        "CORRAL_HEARTBEAT_EVERY_MS": "300",
+    }
     try:
         with corral(redis.url, tmp_path_factory.mktemp("logs"), workers=1, auth=True, env=env, api_processes=2) as running:
             yield running
@@ -197,6 +207,44 @@ def test_a_callback_queued_before_the_api_restarts_is_still_delivered(service: C
     service.wait_ready()
     wait_for(lambda: any(json.loads(body).get("job_id") == job_id for _, _, body in receiver.got[3:]))
     Webhook(secret).verify(receiver.got[-1][2], receiver.got[-1][1])
+
+
+def descendants(pid: int) -> list[int]:
+    found = list(children(pid))
+    return found + [grandchild for child in found for grandchild in descendants(child)]
+
+
+def deliveries_of(receiver: Receiver, job_id: str) -> list[tuple[dict[str, str], bytes]]:
+    return [(headers, body) for _, headers, body in list(receiver.got) if json.loads(body).get("job_id") == job_id]
+
+
+def test_a_job_whose_worker_is_killed_mid_run_finishes_once_and_its_callback_lands_once(
+    service: Corral, receiver: Receiver
+) -> None:
+    key, secret = key_secret(service, "outlived")
+    auth = {"Authorization": f"Bearer {key}"}
+    receiver.statuses = []
+    code = "import time\nprint('started', flush=True)\ntime.sleep(2)\nprint('done')\n"
+    job_id = submit(service, key, {"code": code, "callback_url": receiver.url})
+    url = f"{service.url}/jobs/{job_id}"
+    wait_for(lambda: httpx.get(url, headers=auth).json()["status"] == "RUNNING")
+    (worker,) = (process for process in service.workers if process.poll() is None)
+    for pid in [worker.pid, *descendants(worker.pid)]:  # the worker and its jail, mid-run
+        with contextlib.suppress(ProcessLookupError):  # gone already, with its parent
+            os.kill(pid, signal.SIGKILL)
+    worker.wait()
+    service.start_worker()
+
+    job = httpx.get(url, params={"wait": 30}, headers=auth, timeout=40).json()
+    assert (job["status"], job["attempts"], job["result"]["stdout"]) == ("COMPLETED", 2, "started\ndone\n"), job
+    wait_for(lambda: (httpx.get(url, headers=auth).json()["callback"] or {}).get("state") == "delivered")
+    # Another job's callback delivered after it: the line of deliveries has moved past the first.
+    later = submit(service, key, {"code": "print('later')", "callback_url": receiver.url})
+    wait_for(lambda: len(deliveries_of(receiver, later)) == 1)
+    ((headers, body),) = deliveries_of(receiver, job_id)
+    delivered = Webhook(secret).verify(body, headers)  # raises on a bad signature
+    assert (delivered["status"], delivered["result"]["stdout"]) == ("COMPLETED", "started\ndone\n")
+    assert httpx.get(url, headers=auth).json()["callback"]["attempts"] == 1
 
 
 def test_a_private_address_is_refused_without_a_request_and_recorded(service: Corral) -> None:

@@ -27,6 +27,7 @@ from corral_redis import (
     RedisCredentialsError,
     RedisKeyStore,
     RedisSettings,
+    RedisUsageLedger,
     connect_to,
     require_durable_redis,
 )
@@ -130,7 +131,12 @@ def create_key(
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
     signing = webhook_secret(secrets.token_bytes(WEBHOOK_SECRET_BYTES))
     key = ApiKey(
-        id=secrets.token_hex(6), name=name, created_at=SystemClock().now(), admin=admin, quotas=quotas, webhook_secret=signing
+        id=secrets.token_hex(6),
+        name=name,
+        created_at=SystemClock().now(),
+        admin=admin,
+        quotas=quotas,
+        webhook_secret=signing,
     )
     _with_keys(lambda store: store.add(key, secret_hash(secret)))
     if quiet:
@@ -177,6 +183,25 @@ def revoke_key(key_id: str) -> None:
     click.echo(f"Key {key_id} revoked.")
 
 
+@keys.command("repair-bookings")
+@click.argument("key_ids", nargs=-1)
+def repair_bookings(key_ids: tuple[str, ...]) -> None:
+    """Recompute the bytes booked for the keys KEY_IDS (every key when none) from their jobs'
+    live records: a booking whose record is gone is dropped, a finished job's is what it stored.
+    For bookings that drifted (a crash between two steps, a restore); safe to run any time."""
+
+    async def repair(store: RedisKeyStore, ledger: RedisUsageLedger) -> list[tuple[str, int, int]]:
+        ids = list(key_ids) or [key.id for key in await store.keys()]
+        return [(key_id, *await ledger.repair(key_id)) for key_id in ids]
+
+    try:
+        repaired = _with_storage(repair)
+    except NotImplementedError as error:
+        raise click.ClickException(str(error)) from None
+    for key_id, before, after in repaired:
+        click.echo(f"{key_id}  {before} -> {after} bytes")
+
+
 def _rate(text: str) -> tuple[int, int]:
     count, _, window = text.partition("/")
     try:
@@ -189,6 +214,10 @@ def _rate(text: str) -> tuple[int, int]:
 
 
 def _with_keys(action: Callable[[RedisKeyStore], Awaitable[T]]) -> T:
+    return _with_storage(lambda store, _: action(store))
+
+
+def _with_storage(action: Callable[[RedisKeyStore, RedisUsageLedger], Awaitable[T]]) -> T:
     redis = settings_of(SECTIONS).get(RedisSettings)
 
     async def run() -> T:
@@ -196,7 +225,7 @@ def _with_keys(action: Callable[[RedisKeyStore], Awaitable[T]]) -> T:
         # reached only as the API's ACL user, over TLS with its certificates.
         client = connect_to(redis, client_name="corral-api-keys")
         try:
-            return await action(RedisKeyStore(client, redis))
+            return await action(RedisKeyStore(client, redis), RedisUsageLedger(client, redis))
         finally:
             await client.aclose()
 

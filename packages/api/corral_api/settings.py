@@ -80,9 +80,11 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     key_rate_window_s: Positive = 60
     # Jobs a key may have pending or running at once (429 past it), unless the key has its own.
     key_max_unfinished: Positive = 100
-    # Bytes a key's jobs may hold in Redis (429 past it), unless the key has its own: each job
-    # counts its request plus max_output_bytes for stdout and for stderr, until its record expires.
-    key_max_stored_bytes: Positive = 512 * 1024 * 1024
+    # Bytes a key's jobs may hold in Redis (429 past it), unless the key has its own: a job
+    # counts the most it may grow to (its request plus max_output_bytes for stdout and for
+    # stderr) while it runs, then what it stored, until its record expires. A small job stores
+    # about 2.4 KB: a key at the default rate for a day (864,000 jobs) holds about 2 GB.
+    key_max_stored_bytes: Positive = 3 * 1024 * 1024 * 1024
     # Long-polls one key may hold at once in one API process (429 past it), unless it has its own.
     key_max_waiters: Positive = 1000
     # Event streams (GET /jobs/{id}/events) one API process holds at once; past it a new one

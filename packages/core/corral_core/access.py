@@ -192,8 +192,10 @@ class AdmittingInSteps:
 class UsageLedger(Protocol):
     """What each key holds in storage: its unfinished jobs and the bytes booked for its jobs.
 
-    A booking stays unfinished until the queue finishes the job; its bytes stay booked until
-    the finished record expires. The queue adapter of the same storage keeps that in step.
+    A booking stays unfinished until the queue finishes the job. It is the most the job may
+    grow to while it runs; when the job ends (finished, failed or cancelled) it shrinks to what
+    the job really stored, in the step that stores the end, and is held until the record
+    expires. The queue adapter of the same storage keeps that in step.
     """
 
     async def book(self, owner: str, job_id: str, size: int, max_unfinished: int, max_bytes: int) -> str | None:
@@ -203,6 +205,16 @@ class UsageLedger(Protocol):
 
     async def unbook(self, owner: str, job_id: str) -> None:
         """Take back a booking whose job was never queued."""
+        ...
+
+    async def held_bytes(self, owner: str) -> int:
+        """The bytes the key's jobs hold now: each unfinished job's booking, each finished job's
+        stored size, nothing for a job whose record has expired."""
+        ...
+
+    async def repair(self, owner: str) -> tuple[int, int]:
+        """Recompute the key's bookings from its live records (a booking without a record is
+        dropped, a finished job's is what it stored); the bytes held before and after."""
         ...
 
 

@@ -19,6 +19,11 @@ import msgspec
 # How output is gathered into events: at most this long, at most this many bytes.
 EVENT_GATHER_S = 0.05
 EVENT_CHUNK_BYTES = 4096
+# The most events one read returns (JobEvents.read); a reader far behind reads on from the last
+# it got. Each carries at most EVENT_CHUNK_BYTES of output, so a stream whose client has stopped
+# reading holds at most this many chunks (64 KiB) in the process that serves it, however much
+# the job wrote.
+EVENTS_READ_MOST = 16
 
 
 class EventKind(enum.StrEnum):
@@ -43,8 +48,9 @@ class JobEvents(Protocol):
         ...
 
     async def read(self, job_id: str, after: str = "", timeout_s: float = 0) -> list[JobEvent]:
-        """The job's events after the one with id `after` (all of them when empty); when there
-        are none yet, waits up to `timeout_s` for the next to come. Never by polling in a loop."""
+        """The job's events after the one with id `after` (from its first when empty), at most
+        EVENTS_READ_MOST of them; when there are none yet, waits up to `timeout_s` for the next
+        to come. Never by polling in a loop."""
         ...
 
 

@@ -245,10 +245,22 @@ async def test_an_interactive_job_books_the_most_its_client_may_send_it() -> Non
 
         async def unbook(self, owner: str, job_id: str) -> None: ...
 
+        async def held_bytes(self, owner: str) -> int:
+            return sum(booked)
+
+        async def repair(self, owner: str) -> tuple[int, int]:
+            return sum(booked), sum(booked)
+
     clock = ManualClock()
     sizes = SizePolicy(max_stdin_bytes=5000)
     submit = SubmitJob(
-        InMemoryJobQueue(InMemoryJobs(clock)), RandomIds(), clock, DEFAULT_LIMIT_POLICY, sizes, InMemoryRuntimeCatalog(), usage=Ledger()
+        InMemoryJobQueue(InMemoryJobs(clock)),
+        RandomIds(),
+        clock,
+        DEFAULT_LIMIT_POLICY,
+        sizes,
+        InMemoryRuntimeCatalog(),
+        usage=Ledger(),
     )
     caller = Caller(key_id="k", quotas=Quotas(max_unfinished=9, max_stored_bytes=10**9))
     plain = (await submit(caller, JobRequest(code="x"))).job

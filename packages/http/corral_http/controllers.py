@@ -314,7 +314,8 @@ class JobsController(Controller):
         slot = jobs.streams.take(caller)
         read_job = functools.partial(jobs.get, caller, job_id)
         after, heartbeat_s = last_event_id or "", jobs.options.stream_heartbeat_s
-        events = live.holding(slot, live.job_stream(jobs.events, read_job, _result_data, job_id, after, heartbeat_s))
+        stream = live.job_stream(jobs.events, read_job, _result_data, jobs.streams.results, job_id, after, heartbeat_s)
+        events = live.holding(slot, stream)
         # The stream gives its place back when it ends; one never started (its client gone
         # before the first byte) does when it is collected.
         weakref.finalize(events, slot.release)

@@ -5,16 +5,19 @@ A stream reads the job's events from storage (JobEvents.read), each read waiting
 heartbeat for the next event, so a quiet job still sends `: keep-alive` often enough for proxies
 to keep the connection. It is an async generator that Litestar drives one message at a time, and
 each `send` waits for the transport: a client that stops reading stops the reads, rather than
-piling events up in this process. Its `result` event carries the finished job's view, read when
-that event is reached; a job that finished before events were kept has none stored, so its
-stream ends with its status and result made from its record.
-"""
+piling events up in this process. Such a stream holds its transport's write buffer, one read's
+batch (at most EVENTS_READ_MOST events) and a share of its job's `result` message, however much
+the job wrote. That event carries the finished job's view, read when that event is reached and
+made once for every stream of the job (ResultMessages); a job that finished before events were
+kept has none stored, so its stream ends with its status and result made from its record."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from corral_core.access import Caller, OverQuota
 from corral_core.events import EventKind, JobEvent, JobEvents
@@ -56,6 +59,7 @@ class LiveStreams:
         self.key_limit = key_limit
         self.held = 0
         self.held_by: dict[str, int] = {}
+        self.results = ResultMessages()
 
     def take(self, caller: Caller) -> Slot:
         if self.held >= self.limit:
@@ -95,6 +99,51 @@ def message(event_id: str, kind: str, data: str) -> bytes:
 
 
 KEEP_ALIVE = b": keep-alive\n\n"
+# A `result` message (the finished job's view, its whole output in it) is sent in slices of at
+# most this many bytes, each sent once the transport has room for it.
+RESULT_SLICE_BYTES = 64 * 1024
+
+
+class _Message:
+    __slots__ = ("__weakref__", "data")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class ResultMessages:
+    """Each job's `result` message, made once for all the streams of this process sending it.
+
+    A finished job's view holds its whole output (up to 2 x max_output_bytes): were each stream
+    to make its own and hold it while its client reads (or never does), a hundred streams of one
+    job would hold a hundred copies. They share one, kept while any stream still sends it. Each
+    stream's caller may read the job: its stream was opened only after that was checked."""
+
+    def __init__(self) -> None:
+        self._made: weakref.WeakValueDictionary[tuple[str, str], _Message] = weakref.WeakValueDictionary()
+        self._making: dict[tuple[str, str], asyncio.Task[_Message | None]] = {}
+
+    async def get(self, job_id: str, event_id: str, make: Callable[[], Awaitable[bytes | None]]) -> _Message | None:
+        key = (job_id, event_id)
+        made = self._made.get(key)
+        if made is not None:
+            return made
+        making = self._making.get(key)
+        if making is None:
+            making = asyncio.ensure_future(self._make(key, make))
+            self._making[key] = making
+        # Shielded: a stream whose client left does not cancel the making the others await.
+        return await asyncio.shield(making)
+
+    async def _make(self, key: tuple[str, str], make: Callable[[], Awaitable[bytes | None]]) -> _Message | None:
+        try:
+            data = await make()
+            made = None if data is None else _Message(data)
+            if made is not None:
+                self._made[key] = made
+            return made
+        finally:
+            del self._making[key]
 
 
 async def holding(slot: Slot, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -110,21 +159,51 @@ async def job_stream(
     events: JobEvents,
     read_job: Callable[[], Awaitable[Job]],
     result_data: Callable[[Job], str],
+    results: ResultMessages,
     job_id: str,
     after: str,
     heartbeat_s: float,
 ) -> AsyncIterator[bytes]:
     """The job's events after `after` (all when empty), then the end; `read_job` reads the
     job for the stream's caller (JobNotFound once it expired), `result_data` makes the data
-    of its `result` event."""
+    of its `result` event, shared through `results`."""
+
+    async def result(event_id: str) -> AsyncIterator[bytes]:
+        async def make() -> bytes | None:
+            job = await _job_or_none(read_job)
+            return None if job is None else message(event_id, EventKind.RESULT, result_data(job))
+
+        made = await results.get(job_id, event_id, make)
+        if made is not None:
+            for start in range(0, len(made.data), RESULT_SLICE_BYTES):
+                yield made.data[start : start + RESULT_SLICE_BYTES]
+
+    async for chunk in _events(events, read_job, result, job_id, after, heartbeat_s):
+        yield chunk
+
+
+class _State(NamedTuple):
+    # What a stream keeps of the job's record between reads: not the record, which holds the
+    # whole output of a finished job.
+    finished: bool
+    status: str
+
+
+async def _events(
+    events: JobEvents,
+    read_job: Callable[[], Awaitable[Job]],
+    result: Callable[[str], AsyncIterator[bytes]],
+    job_id: str,
+    after: str,
+    heartbeat_s: float,
+) -> AsyncIterator[bytes]:
     if after in (MADE_STATUS_ID, MADE_RESULT_ID):
         # The client had the events made from the record: the job has none stored.
         if after == MADE_STATUS_ID:
-            job = await _job_or_none(read_job)
-            if job is not None:
-                yield message(MADE_RESULT_ID, EventKind.RESULT, result_data(job))
+            async for piece in result(MADE_RESULT_ID):
+                yield piece
         return
-    job = await _job_or_none(read_job)
+    job = await _state_or_none(read_job)
     while job is not None:  # None: expired, its events with it
         # A finished job's events are all stored: read what is there, without waiting.
         try:
@@ -135,9 +214,8 @@ async def job_stream(
             continue
         for event in batch:
             if event.kind == EventKind.RESULT:
-                finished = await _job_or_none(read_job)
-                if finished is not None:
-                    yield message(event.id, event.kind, result_data(finished))
+                async for piece in result(event.id):
+                    yield piece
                 return
             yield message(event.id, event.kind, event.data)
             after = event.id
@@ -147,19 +225,25 @@ async def job_stream(
             if after and await _has_result(events, job_id):
                 return  # the client had every event, its result too
             # Finished, and no result event stored: it finished before its events were kept.
-            yield message(MADE_STATUS_ID, EventKind.STATUS, job.status.value)
-            yield message(MADE_RESULT_ID, EventKind.RESULT, result_data(job))
+            yield message(MADE_STATUS_ID, EventKind.STATUS, job.status)
+            async for piece in result(MADE_RESULT_ID):
+                yield piece
             return
         yield KEEP_ALIVE
         # A quiet while: read the record again, which may have ended (or expired) without an
         # event, as a job cancelled before it ran may.
-        job = await _job_or_none(read_job)
+        job = await _state_or_none(read_job)
 
 
 async def _has_result(events: JobEvents, job_id: str) -> bool:
-    # Read whole, but only at the end of a finished job's resumed stream, and a job's events are
-    # bounded by its output limit.
-    return any(event.kind == EventKind.RESULT for event in await events.read(job_id))
+    # Read through, a batch at a time, but only at the end of a finished job's resumed stream;
+    # a job's events are bounded by its output limit.
+    after = ""
+    while batch := await events.read(job_id, after):
+        if any(event.kind == EventKind.RESULT for event in batch):
+            return True
+        after = batch[-1].id
+    return False
 
 
 async def _job_or_none(read_job: Callable[[], Awaitable[Job]]) -> Job | None:
@@ -167,3 +251,8 @@ async def _job_or_none(read_job: Callable[[], Awaitable[Job]]) -> Job | None:
         return await read_job()
     except JobNotFound:
         return None
+
+
+async def _state_or_none(read_job: Callable[[], Awaitable[Job]]) -> _State | None:
+    job = await _job_or_none(read_job)
+    return None if job is None else _State(job.finished, job.status.value)

@@ -1,8 +1,8 @@
 """In-memory API keys, usage ledger and idempotency records, as the Redis ones behave.
 
 The usage ledger reads the in-memory jobs' state, so a finished job stops counting as
-unfinished there exactly as FINISH settles it in Redis; in-memory records never expire, so
-their bytes stay booked.
+unfinished there exactly as FINISH settles it in Redis, and holds what it stored rather than
+what it booked; in-memory records never expire, so those bytes stay held.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 import msgspec
 
 from corral_core.access import AdmittingInSteps, ApiKey, Authorized, Quotas, RateDecision
+from corral_core.job import encode_job, without_inputs
 from corral_core.ports import Clock, JobQueue
 from corral_memory.jobs import InMemoryJobs
 
@@ -91,7 +92,7 @@ class InMemoryUsageLedger:
         unfinished = sum(1 for other in booked if other not in records or not records[other].finished)
         if unfinished >= max_unfinished:
             return "unfinished jobs"
-        if sum(booked.values()) + size > max_bytes:
+        if self._held(owner) + size > max_bytes:
             return "stored bytes"
         booked[job_id] = size
         return None
@@ -100,6 +101,38 @@ class InMemoryUsageLedger:
         record = self._state.records.get(job_id)
         if record is None or not record.finished:
             self._booked.get(owner, {}).pop(job_id, None)
+
+    async def held_bytes(self, owner: str) -> int:
+        return self._held(owner)
+
+    async def repair(self, owner: str) -> tuple[int, int]:
+        before = self._held(owner)
+        booked = self._booked.get(owner, {})
+        for job_id in [job_id for job_id in booked if job_id not in self._state.records]:
+            del booked[job_id]
+        return before, self._held(owner)
+
+    def _held(self, owner: str) -> int:
+        # A job that ended holds what it stored, never more than it booked: as FINISH shrinks
+        # the Redis booking in the step that stores the end, here read when it is counted.
+        records = self._state.records
+        return sum(
+            min(size, stored_bytes(self._state, job_id)) if job_id in records and records[job_id].finished else size
+            for job_id, size in self._booked.get(owner, {}).items()
+        )
+
+
+# As corral_redis' lua/stored.lua: what a job that ended holds, in bytes of content.
+EVENT_ENTRY_BYTES = 32
+STORED_SLACK = 256
+
+
+def stored_bytes(state: InMemoryJobs, job_id: str) -> int:
+    """Its record without its request's bulk, its returned files, its events and its input."""
+    total = STORED_SLACK + len(encode_job(without_inputs(state.records[job_id])))
+    total += sum(len(name) + len(content) for name, content in state.files.get(job_id, {}).items())
+    total += sum(EVENT_ENTRY_BYTES + len(event.data.encode()) for event in state.events.get(job_id, ()))
+    return total + state.input_bytes.get(job_id, 0)
 
 
 class InMemoryAdmittingQueue(AdmittingInSteps):

@@ -8,12 +8,12 @@ import collections
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from corral_core.events import EventKind, InputChunk, JobEvent
+from corral_core.events import EVENTS_READ_MOST, EventKind, InputChunk, JobEvent
 from corral_memory.jobs import InMemoryJobs
 
-# As corral_redis.events: about the most events a job keeps, the most entries a read returns.
+# As corral_redis.events: about the most events a job keeps, the most input chunks a receive returns.
 EVENTS_KEPT = 10_000
-READ_MOST = 1_000
+INPUT_READ_MOST = 1_000
 
 T = TypeVar("T")
 
@@ -26,9 +26,9 @@ def _number(entry_id: str) -> tuple[int, int]:
     return int(first), int(second or 0)
 
 
-def _after(entries: Sequence[T], key: Callable[[T], str], after: str) -> list[T]:
+def _after(entries: Sequence[T], key: Callable[[T], str], after: str, most: int) -> list[T]:
     start = _number(after) if after else (-1, 0)
-    return [entry for entry in entries if _number(key(entry)) > start][:READ_MOST]
+    return [entry for entry in entries if _number(key(entry)) > start][:most]
 
 
 async def _read_or_wait(state: InMemoryJobs, timeout_s: float, read: Callable[[], list[T]]) -> list[T]:
@@ -62,7 +62,9 @@ class InMemoryJobEvents:
     async def read(self, job_id: str, after: str = "", timeout_s: float = 0) -> list[JobEvent]:
         state = self._state
         return await _read_or_wait(
-            state, timeout_s, lambda: _after(state.events.get(job_id, ()), lambda event: event.id, after)
+            state,
+            timeout_s,
+            lambda: _after(state.events.get(job_id, ()), lambda event: event.id, after, EVENTS_READ_MOST),
         )
 
     async def aclose(self) -> None:
@@ -89,7 +91,9 @@ class InMemoryJobInput:
     async def receive(self, job_id: str, after: str = "", timeout_s: float = 0) -> list[InputChunk]:
         state = self._state
         return await _read_or_wait(
-            state, timeout_s, lambda: _after(state.inputs.get(job_id, ()), lambda chunk: chunk.id, after)
+            state,
+            timeout_s,
+            lambda: _after(state.inputs.get(job_id, ()), lambda chunk: chunk.id, after, INPUT_READ_MOST),
         )
 
     async def aclose(self) -> None:

@@ -14,10 +14,12 @@ Layout (QueueKeys, under the queue's prefix and hash tag):
   request costs one round trip.
 - `usage:<key id>`, a ZSET of the key's jobs: score +inf while unfinished, then the time its
   record expires; `usage:<key id>:bytes`, a HASH job id -> bytes booked, and `:total`. The
-  API books a job before queuing it; the queue's FINISH script (scripts.py) moves its score to
-  the record's expiry, which it names in the job hash's `usage` field; bookings past their
-  expiry are dropped by the next booking. So "unfinished" is exact, and "stored bytes" counts
-  each job's booking until its record is gone.
+  API books a job before queuing it, at the most it may grow to; the queue's FINISH script
+  (scripts.py) moves its score to the record's expiry, which it names in the job hash's `usage`
+  field, and shrinks its bytes to what the job stored (lua/stored.lua), as CANCEL does;
+  bookings past their expiry are dropped by the next booking (or HELD). So "unfinished" is
+  exact, and "stored bytes" counts each job's real size until its record is gone. REPAIR_BOOKINGS
+  recomputes a key's bookings from its live records.
 - `idempotency:<key id>:<sha256 of the Idempotency-Key>`, "<job id> <fingerprint>" with a TTL.
 
 A keyed submit is one script, ADMIT: AUTHORIZE, BOOK and the queue's SUBMIT run as functions of
@@ -156,6 +158,11 @@ class RedisUsageLedger:
         self._keys = QueueKeys(settings.key_prefix)
         self._book = client.register_script(scripts.BOOK)
         self._unbook = client.register_script(scripts.UNBOOK)
+        self._held = client.register_script(scripts.HELD)
+        # The ledger is in the control shard, a sharded queue's records in the others: one
+        # script cannot read both.
+        self._sharded = settings.shards > 1
+        self._repair = client.register_script(scripts.REPAIR_BOOKINGS)
 
     async def book(self, owner: str, job_id: str, size: int, max_unfinished: int, max_bytes: int) -> str | None:
         with storage_errors():
@@ -169,6 +176,21 @@ class RedisUsageLedger:
     async def unbook(self, owner: str, job_id: str) -> None:
         with storage_errors():
             await self._unbook(keys=[self._keys.usage(owner), self._keys.usage_bytes(owner)], args=[job_id])
+
+    async def held_bytes(self, owner: str) -> int:
+        with storage_errors():
+            return int(await self._held(keys=[self._keys.usage(owner), self._keys.usage_bytes(owner)]))
+
+    async def repair(self, owner: str) -> tuple[int, int]:
+        if self._sharded:
+            raise NotImplementedError(
+                "bookings are repaired from the records beside them: not on a sharded queue (shards > 1)"
+            )
+        with storage_errors():
+            before, after = await self._repair(
+                keys=[self._keys.usage(owner), self._keys.usage_bytes(owner)], args=[self._keys.job_prefix]
+            )
+        return int(before), int(after)
 
 
 class RedisAdmittingQueue:

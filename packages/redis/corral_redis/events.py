@@ -25,7 +25,7 @@ from typing import TypeVar, cast
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from corral_core.events import EventKind, InputChunk, JobEvent
+from corral_core.events import EVENTS_READ_MOST, EventKind, InputChunk, JobEvent
 from corral_redis import scripts
 from corral_redis.announcements import Announcements, wait_set
 from corral_redis.connection import storage_errors
@@ -35,8 +35,9 @@ from corral_redis.settings import DEFAULT_SETTINGS, RedisSettings
 # About the most events a job's stream keeps (trimmed whole macro nodes at a time, so a few
 # more): the worker's output cap bounds a job's chunks well below this.
 EVENTS_KEPT = 10_000
-# The most entries one read returns: a client far behind reads on from the last it got.
-READ_MOST = 1_000
+# The most input chunks one receive returns (events: EVENTS_READ_MOST): the worker reads on
+# from the last it got.
+INPUT_READ_MOST = 1_000
 
 T = TypeVar("T")
 _Entries = list[tuple[bytes, dict[bytes, bytes]]]
@@ -96,11 +97,11 @@ class _Waiters:
             self._wake(job_id)
 
 
-async def _entries(client: Redis, stream: str, after: str) -> _Entries:
-    """The stream's entries after the one with id `after` (from the first when empty)."""
+async def _entries(client: Redis, stream: str, after: str, most: int) -> _Entries:
+    """The stream's first `most` entries after the one with id `after` (from the first when empty)."""
     try:
         with storage_errors():
-            return cast(_Entries, await client.xrange(stream, f"({after}" if after else "-", "+", count=READ_MOST))
+            return cast(_Entries, await client.xrange(stream, f"({after}" if after else "-", "+", count=most))
     except ResponseError as error:
         if "stream ID" in str(error):
             raise ValueError(f"{after!r} is not an event id") from error
@@ -134,7 +135,10 @@ class RedisJobEvents:
         stream = self._keys.job_events(job_id)
 
         async def read() -> list[JobEvent]:
-            found = (_event(entry_id, fields) for entry_id, fields in await _entries(self._client, stream, after))
+            found = (
+                _event(entry_id, fields)
+                for entry_id, fields in await _entries(self._client, stream, after, EVENTS_READ_MOST)
+            )
             return [event for event in found if event is not None]
 
         return await self._waiters.read(job_id, timeout_s, read)
@@ -180,7 +184,7 @@ class RedisJobInput:
         async def read() -> list[InputChunk]:
             return [
                 InputChunk(entry_id.decode(), fields.get(b"d", b""), eof=b"eof" in fields)
-                for entry_id, fields in await _entries(self._client, stream, after)
+                for entry_id, fields in await _entries(self._client, stream, after, INPUT_READ_MOST)
             ]
 
         return await self._waiters.read(job_id, timeout_s, read)

@@ -65,6 +65,7 @@ APPEND_EVENTS, SEND_INPUT = map(load, ["append_events", "send_input"])
 SHARDED_APPEND_EVENTS = load("append_events", publish="spublish")
 SHARDED_SEND_INPUT = load("send_input", publish="spublish")
 # API keys, usage and idempotency records (apikeys.py).
-AUTHORIZE, BOOK, UNBOOK, ADMIT, CLAIM_IDEMPOTENCY, RELEASE_IDEMPOTENCY = map(
-    load, ["authorize", "book", "unbook", "admit", "claim_idempotency", "release_idempotency"]
+AUTHORIZE, BOOK, UNBOOK, ADMIT, CLAIM_IDEMPOTENCY, RELEASE_IDEMPOTENCY, HELD, REPAIR_BOOKINGS = map(
+    load,
+    ["authorize", "book", "unbook", "admit", "claim_idempotency", "release_idempotency", "held", "repair_bookings"],
 )

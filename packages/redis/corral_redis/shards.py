@@ -61,6 +61,7 @@ from corral_redis.store import RedisJobStore
 # How long an idle claim blocks on one shard before looking at all of them again.
 _SHARD_BLOCK_S = 0.1
 
+
 def shard_prefixes(settings: RedisSettings) -> list[str]:
     """Every shard's key prefix: key_prefix itself for one shard, else its tag numbered."""
     if settings.shards == 1:
@@ -209,7 +210,12 @@ class ShardQueue(RedisJobQueue):
 
     async def _settle_usage(self, owner: str, job_id: str) -> None:
         with storage_errors():
-            await self._settle(keys=[self._ledger.usage(owner)], args=[job_id, self._ttl_ms])
+            # What FINISH (or CANCEL) found the job stored, for its booking to shrink to.
+            stored = await self._client.hget(self._keys.job(job_id), "stored")
+            await self._settle(
+                keys=[self._ledger.usage(owner), self._ledger.usage_bytes(owner)],
+                args=[job_id, self._ttl_ms, stored or ""],
+            )
 
 
 class ShardedJobQueue:
@@ -309,7 +315,6 @@ class ShardedJobStore:
     async def aclose(self) -> None:
         for shard in self._shards:
             await shard.aclose()
-
 
 
 class ShardedJobEvents:

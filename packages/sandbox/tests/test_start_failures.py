@@ -23,10 +23,11 @@ from typing import Any
 import msgspec
 import pytest
 
+from corral_core.job import RunRequest
 from corral_core.policy import DEFAULT_LIMIT_POLICY
 from corral_core.ports import SandboxError
 from corral_sandbox import HostReport, runname
-from corral_sandbox.jail import JailHost, run_program
+from corral_sandbox.jail import JailHost, Program, run_program
 from corral_sandbox.jailids import JailIdPool
 from corral_testbed.nsjail_host import assert_host_unharmed, nsjail_host
 
@@ -103,8 +104,9 @@ async def start_failing(host: HostReport, jail_host: JailHost, beside: Path, mes
     runtime = next(spec for spec in host.runtimes if spec.language == "python")
     pool = JailIdPool(host.jail_ids(), host.jail_id_leases())
     files = [("main.py", b"print('ran')"), ("data.txt", b"x")]
+    request = RunRequest(language="python", code="print('ran')", outputs=("*",), limits=DEFAULT_LIMIT_POLICY.defaults)
     with recorded() as events, pool.taken() as ids, pytest.raises(SandboxError, match=message):
-        await run_program(jail_host, runtime, ids, files, DEFAULT_LIMIT_POLICY.defaults, "", (), None, ("*",))
+        await run_program(jail_host, ids, Program(runtime, files), request)
     stray = [event for event in events if not allowed(host, jail_host, event)]
     assert stray == [], f"the host acted outside the run's own scratch and cgroups: {stray}"
     assert sorted(os.listdir(beside)) == ["kept"] and (beside / "kept").read_bytes() == b"kept"

@@ -20,6 +20,10 @@ from corral_core.access import AdmittingQueue, ApiKey, IdempotencyRecords, KeySt
 from corral_core.job import Job
 from corral_core.ports import JobCanceller, JobEraser, JobQueue, QueueFull
 
+# A booking far above what a small job stores, and what such a job (its record, events and
+# input) stays under once finished.
+BIG_BOOKING = 100_000
+SMALL_JOB_BYTES = 4096
 DEFAULTS = Quotas(rate_limit=3, rate_window_s=60, max_unfinished=2, max_stored_bytes=100, max_waiters=10)
 
 
@@ -139,6 +143,45 @@ class AccessContract:
         assert not await access.queue.finish(lease, jobs.complete(lease.job, ok_result(), access.clock.now()))
         assert await access.usage.book("k1", "job-c", 10, 1, 100) is None
         assert await access.usage.book("k1", "job-d", 10, 2, 100) is None  # and only once
+
+    async def _finish(self, access: AccessHarness, job_id: str, stdout: str) -> None:
+        await access.queue.submit(owned_job(access.clock, job_id, "k1"))
+        lease = await access.queue.claim("w1", LEASE_MS, 1)
+        assert lease is not None and lease.job.id == job_id
+        assert await access.queue.finish(lease, jobs.complete(lease.job, ok_result(stdout), access.clock.now()))
+
+    async def test_a_finished_job_holds_what_it_stored_not_what_it_booked(self, access: AccessHarness) -> None:
+        assert await access.usage.book("k1", "job-a", BIG_BOOKING, 5, 2 * BIG_BOOKING) is None
+        assert await access.usage.held_bytes("k1") == BIG_BOOKING  # the most it may grow to, while it may
+        await self._finish(access, "job-a", "1\n")
+        assert 0 < await access.usage.held_bytes("k1") < SMALL_JOB_BYTES
+        assert await access.usage.book("k1", "job-b", BIG_BOOKING, 5, BIG_BOOKING + SMALL_JOB_BYTES) is None
+
+    async def test_a_job_that_stored_much_holds_it_and_a_flood_is_still_refused(self, access: AccessHarness) -> None:
+        assert await access.usage.book("k1", "job-a", BIG_BOOKING, 5, 2 * BIG_BOOKING) is None
+        await self._finish(access, "job-a", "x" * (BIG_BOOKING // 2))
+        held = await access.usage.held_bytes("k1")
+        assert BIG_BOOKING // 2 < held < BIG_BOOKING // 2 + SMALL_JOB_BYTES
+        assert await access.usage.book("k1", "job-b", BIG_BOOKING, 5, BIG_BOOKING + held - 1) == "stored bytes"
+
+    async def test_a_cancelled_job_holds_only_what_it_stored(self, access: AccessHarness) -> None:
+        assert access.canceller is not None, "bind `canceller`"
+        assert await access.usage.book("k1", "job-a", BIG_BOOKING, 5, 2 * BIG_BOOKING) is None
+        await access.queue.submit(owned_job(access.clock, "job-a", "k1"))
+        assert await access.canceller.cancel("job-a", access.clock.now())
+        assert 0 < await access.usage.held_bytes("k1") < SMALL_JOB_BYTES
+
+    async def test_a_repair_drops_a_booking_without_a_record_and_keeps_the_rest(self, access: AccessHarness) -> None:
+        assert await access.usage.book("k1", "job-a", BIG_BOOKING, 5, 4 * BIG_BOOKING) is None
+        await self._finish(access, "job-a", "1\n")
+        assert await access.usage.book("k1", "job-b", BIG_BOOKING, 5, 4 * BIG_BOOKING) is None
+        await access.queue.submit(owned_job(access.clock, "job-b", "k1"))
+        # Booked, and never queued: a crash between the two steps.
+        assert await access.usage.book("k1", "job-lost", 500, 5, 4 * BIG_BOOKING) is None
+        held = await access.usage.held_bytes("k1")
+        assert await access.usage.repair("k1") == (held, held - 500)
+        assert await access.usage.held_bytes("k1") == held - 500
+        assert await access.usage.repair("k1") == (held - 500, held - 500)  # run twice, nothing more
 
     async def test_an_erased_job_gives_its_booked_bytes_back(self, access: AccessHarness) -> None:
         assert access.eraser is not None, "bind `eraser`"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from corral_core.events import EventKind, JobEvent, JobEvents, JobInput
+from corral_core.events import EVENTS_READ_MOST, EventKind, JobEvent, JobEvents, JobInput
 
 # Long enough that a loaded machine still wakes a waiting read well before it: a test that
 # passes takes a fraction of it.
@@ -78,6 +78,17 @@ class JobEventsContract:
             seen.extend(event.data for event in found)
             after = found[-1].id
         assert seen == [f"{batch}.{n}" for batch in range(10) for n in range(30)]
+
+    async def test_a_read_returns_a_bounded_batch_and_the_next_read_goes_on_from_it(
+        self, streams: StreamsHarness
+    ) -> None:
+        # A stream whose client stops reading holds one batch: many events are read a batch at a time.
+        many = [(EventKind.STDOUT, str(n)) for n in range(3 * EVENTS_READ_MOST + 1)]
+        await streams.events.append("job-a", many)
+        first = await streams.events.read("job-a")
+        assert _seen(first) == many[:EVENTS_READ_MOST]
+        second = await streams.events.read("job-a", after=first[-1].id, timeout_s=WAIT_S)
+        assert _seen(second) == many[EVENTS_READ_MOST : 2 * EVENTS_READ_MOST]
 
     async def test_a_waiting_read_wakes_on_an_append(self, streams: StreamsHarness) -> None:
         await streams.events.append("job-a", [(EventKind.STATUS, "RUNNING")])

@@ -40,13 +40,14 @@ _CONNECTION = "+ping +client|setname +info +evalsha +script|load"
 # and `corral-api keys create|list|revoke`, run on the API host as this user (HSET in MULTI,
 # HGETALL, DEL); SUBMIT's per-owner lines and turns (LPOS, LPUSH, LRANGE), and CANCEL (DECRBY,
 # LREM, PEXPIRE, PUBLISH), ERASE (DEL, ZADD, ZREM: Judge0's delete); a job's event stream and input (XRANGE reads, SEND_INPUT: HEXISTS,
-# XADD, XREVRANGE for a re-sent call) and the callbacks' line (scripts over its ZSET).
+# XADD, XREVRANGE for a re-sent call) and the callbacks' line (scripts over its ZSET); CANCEL and
+# `corral-api keys repair-bookings` measure what a job stored (HKEYS, HSTRLEN, XLEN; PTTL).
 API_COMMANDS = (
     f"{_CONNECTION} +hmget +multi +exec +llen +subscribe +unsubscribe +smembers +sadd"
     " +exists +hget +hset +hdel +rpush +time +zrangebyscore +zremrangebyscore +zrange"
     " +get +set +del +incrby +hincrby +hgetall +zadd +zscore +zcount +zrem"
     " +lpos +lpush +lrange +decrby +lrem +pexpire +publish"
-    " +hexists +xadd +xrange +xrevrange"
+    " +hexists +xadd +xrange +xrevrange +hkeys +hstrlen +xlen +pttl"
 )
 # The worker: BLPOP on its languages' wake lists (waiting for work), SMEMBERS (the lines, when it
 # takes any language), BLMOVE (a worker of the version before per-language lines), and START
@@ -55,13 +56,13 @@ API_COMMANDS = (
 # usage booking (ZADD); SUBSCRIBE to the cancelled channel (stopping a cancelled job's jail). It
 # never submits (EXISTS) or reads jobs (HMGET outside scripts is the same command). A running
 # job's events (APPEND_EVENTS: XADD, XREVRANGE for a re-sent call) and an interactive job's
-# input (XRANGE).
+# input (XRANGE). FINISH measures what the job stored, for its booking (HKEYS, HSTRLEN, XLEN).
 WORKER_COMMANDS = (
     f"{_CONNECTION} +blpop +blmove +lpop +smembers"
     " +time +lpos +hget +hmget +lmove +lrem +hincrby +hset +hdel +zadd +zscore +zrem"
     " +pexpire +publish +lpush +rpush +lrange +zrangebyscore +zremrangebyscore +zrange +decrby"
     " +llen +subscribe +unsubscribe"
-    " +xadd +xrange +xrevrange"
+    " +xadd +xrange +xrevrange +hkeys +hstrlen +xlen"
 )
 API_USER = "corral-api"
 WORKER_USER = "corral-worker"

@@ -1,17 +1,11 @@
+--#include lapse
 -- KEYS: ledger ZSET, bytes HASH. ARGV: job id, size, max unfinished, max bytes; `now` (µs)
 -- -> 'ok', or the quota the booking would break
 -- The bytes HASH holds a job's booking exactly while the ledger does (both are written and
--- dropped together; FINISH only moves the ledger's score), so one HMGET finds both whether the
+-- dropped together; FINISH moves the ledger's score and shrinks the bytes to what the job stored), so one HMGET finds both whether the
 -- job is booked and the key's total.
 local ledger, sizes, id = KEYS[1], KEYS[2], ARGV[1]
-local lapsed = redis.call('ZRANGEBYSCORE', ledger, '-inf', micros(now), 'LIMIT', 0, 1000)
-if #lapsed > 0 then
-  local freed = 0
-  for _, size in ipairs(redis.call('HMGET', sizes, unpack(lapsed))) do freed = freed + tonumber(size or '0') end
-  redis.call('HINCRBY', sizes, ':total', -freed)
-  redis.call('HDEL', sizes, unpack(lapsed))
-  redis.call('ZREM', ledger, unpack(lapsed))
-end
+drop_lapsed(ledger, sizes, now)
 local booked = redis.call('HMGET', sizes, id, ':total')
 -- A booking re-sent after its reply was lost finds itself: it was made.
 if booked[1] then return 'ok' end
