@@ -76,7 +76,7 @@ class Piston:
                     text, self.text = self.text, ""
                     return dict(json.loads(text))
             elif isinstance(event, CloseConnection):
-                self.closed = (event.code, event.reason)
+                self.closed = (event.code, event.reason or "")
                 self.sock.sendall(self.ws.send(event.response()))
         return None
 

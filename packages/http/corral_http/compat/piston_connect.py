@@ -74,7 +74,7 @@ class Session:
         try:
             await self._serve(reader)
         finally:
-            running = self.pump is not None and not self.pump.done()
+            running = self.job is not None and self.pump is not None and not self.pump.done()
             reader.cancel()
             if self.pump is not None:
                 self.pump.cancel()
@@ -101,6 +101,8 @@ class Session:
             if event["type"] == "websocket.disconnect":
                 return
             raw = event.get("text") or event.get("bytes") or b""
+            if not isinstance(raw, str | bytes):
+                raw = b""
             try:
                 message = msgspec.json.decode(raw)
             except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
@@ -113,7 +115,8 @@ class Session:
         if kind == "init":
             if self.pump is not None:
                 raise Closing(ALREADY_INITIALIZED, "Already Initialized")
-            await self.init(message)
+            # The job from here: an init being submitted counts as one against the timeout.
+            self.pump = asyncio.create_task(self.run(message))
         elif kind in ("data", "signal") and self.job is None:
             raise Closing(NOT_INITIALIZED, "Not yet initialized")
         elif kind == "data":
@@ -125,7 +128,12 @@ class Session:
                 raise Closing(INVALID_SIGNAL, "Invalid signal")
             await self.cancel()
 
-    async def init(self, body: dict[str, Any]) -> None:
+    async def run(self, body: dict[str, Any]) -> None:
+        job, chosen = await self.init(body)
+        await self.send(type="runtime", language=chosen.runtime.language, version=chosen.runtime.version)
+        await self.relay(job.id, _staged(chosen))
+
+    async def init(self, body: dict[str, Any]) -> tuple[Job, OfferedLanguage]:
         try:
             request, chosen = to_request(body, offered(await self.jobs.runtimes.offered()), self.jobs.options.limits.maxima)
         except PistonError as error:
@@ -136,14 +144,12 @@ class Session:
             slot = self.jobs.streams.take(self.caller)
         except Exception as error:  # too many streams, in this process or for this key
             raise notified(str(error)) from None
+        self.slot = slot
         try:
             self.job = (await self.jobs.submit(self.caller, request)).job
         except Exception as error:  # an invalid submission, over a quota, storage away: all said
-            slot.release()
             raise notified(str(error)) from None
-        self.slot = slot
-        self.pump = asyncio.create_task(self.relay(self.job.id, _staged(chosen)))
-        await self.send(type="runtime", language=chosen.runtime.language, version=chosen.runtime.version)
+        return self.job, chosen
 
     async def write(self, data: Any) -> None:
         if not isinstance(data, str):
