@@ -191,6 +191,20 @@ def test_protocol_errors_close_with_pistons_codes(service: Corral, key: str) -> 
     assert client.closed == (4005, "Invalid signal")
 
 
+def test_input_past_its_bound_and_malformed_json_are_notified(service: Corral, key: str) -> None:
+    client = connect(service, key)
+    client.send(**init("python", ECHO))
+    client.send(type="data", stream="stdin", data="x" * 65537)
+    got = client.until_closed()
+    assert got[-1] == {"type": "error", "message": "65537 bytes are more than one message may send (65536)"}
+    assert client.closed == (4002, "Notified Error")
+    client = connect(service, key)
+    client.sock.sendall(client.ws.send(Message(data="{not json")))
+    got = client.until_closed()
+    assert len(got) == 1 and got[0]["type"] == "error" and got[0]["message"].startswith("malformed JSON")
+    assert client.closed == (4002, "Notified Error")
+
+
 def test_no_init_within_a_second_closes(service: Corral, key: str) -> None:
     client = connect(service, key)
     assert client.until_closed() == [] and client.closed == (4001, "Initialization Timeout")

@@ -64,6 +64,7 @@ class Session:
     pump: asyncio.Task[None] | None = None
     stage: str | None = None
     sent: asyncio.Lock = field(default_factory=asyncio.Lock)
+    submitted: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def send(self, **message: Any) -> None:
         async with self.sent:
@@ -117,8 +118,8 @@ class Session:
                 raise Closing(ALREADY_INITIALIZED, "Already Initialized")
             # The job from here: an init being submitted counts as one against the timeout.
             self.pump = asyncio.create_task(self.run(message))
-        elif kind in ("data", "signal") and self.job is None:
-            raise Closing(NOT_INITIALIZED, "Not yet initialized")
+        elif kind in ("data", "signal") and not await self.initialized():
+            return  # the init failed: its error ends the connection
         elif kind == "data":
             if message.get("stream") != "stdin":
                 raise Closing(STDIN_ONLY, "Can only write to stdin")
@@ -127,6 +128,16 @@ class Session:
             if message.get("signal") not in SIGNALS.values():
                 raise Closing(INVALID_SIGNAL, "Invalid signal")
             await self.cancel()
+
+    async def initialized(self) -> bool:
+        """Whether the job is there: an init sent, waited for while it is being submitted
+        (a client may send input right after its init); False if the init failed."""
+        if self.pump is None:
+            raise Closing(NOT_INITIALIZED, "Not yet initialized")
+        ready = asyncio.create_task(self.submitted.wait())
+        await asyncio.wait({ready, self.pump}, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        return self.job is not None
 
     async def run(self, body: dict[str, Any]) -> None:
         job, chosen = await self.init(body)
@@ -149,6 +160,7 @@ class Session:
             self.job = (await self.jobs.submit(self.caller, request)).job
         except Exception as error:  # an invalid submission, over a quota, storage away: all said
             raise notified(str(error)) from None
+        self.submitted.set()
         return self.job, chosen
 
     async def write(self, data: Any) -> None:
