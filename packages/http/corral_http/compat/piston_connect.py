@@ -92,7 +92,12 @@ class Session:
             assert self.pump is not None
             done, _ = await asyncio.wait({reader, self.pump}, return_when=asyncio.FIRST_COMPLETED)
             if self.pump in done:
-                self.pump.result()  # a Closing, when the job failed
+                try:
+                    self.pump.result()
+                except Closing:  # the init refused, or the job failed
+                    raise
+                except Exception as error:  # storage away, the job expired: said, as Piston says its errors
+                    raise notified(str(error)) from None
                 raise Closing(JOB_COMPLETED, "Job Completed")
         reader.result()
 
