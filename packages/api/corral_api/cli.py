@@ -71,7 +71,11 @@ def serve(host: str | None, port: int | None, processes: int | None, log_level: 
         container = ApiContainer(settings=api, redis_settings=redis, durability=durability)
         # log_config=None: uvicorn's lines go through the JSON lines set up above. The lifespan
         # (Redis connections) runs in each process.
-        config = uvicorn.Config(create_app(container), log_level=log_level, access_log=False, log_config=None)
+        # ws="wsproto": the WebSocket protocol (Piston's /api/v2/connect), named so that a missing
+        # package fails at start rather than refusing every upgrade.
+        config = uvicorn.Config(
+            create_app(container), log_level=log_level, access_log=False, log_config=None, ws="wsproto"
+        )
         uvicorn.Server(config).run(sockets=[listener])
         return 0
 

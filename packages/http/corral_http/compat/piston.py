@@ -140,7 +140,7 @@ def answer(job: Job, chosen: OfferedLanguage, language: str, version: str) -> Ex
             f"job {job.id} did not finish within the server's longest wait; read it at /jobs/{job.id}",
         )
     result = job.result
-    compiled = _compile_stage(result) if chosen.compiled else None
+    compiled = compile_stage(result) if chosen.compiled else None
     if compiled is not None and result.verdict is Verdict.COMPILE_ERROR:
         # Nothing ran: Piston answers the compile stage as the run stage too.
         run = compiled
@@ -153,7 +153,7 @@ def answer(job: Job, chosen: OfferedLanguage, language: str, version: str) -> Ex
     return ExecuteOut(compile=compiled, run=run, language=chosen.runtime.language, version=chosen.runtime.version)
 
 
-def _compile_stage(result: RunResult) -> StageOut:
+def compile_stage(result: RunResult) -> StageOut:
     """The compile stage as Piston reports it: the compiler's output, and how it ended."""
     ended = result.compile
     if ended is None:  # compiled before the compile stage was recorded apart
@@ -263,6 +263,9 @@ def exception_handlers(retry_after_s: int) -> ExceptionHandlersMap:
 
 def router(retry_after_s: int) -> Router:
     """The Piston API, for the app to mount."""
+    # Imported here: the WebSocket's module reads this one's answers.
+    from corral_http.compat.piston_connect import connect
+
     return Router(
-        path="/api/v2", route_handlers=[PistonController], exception_handlers=exception_handlers(retry_after_s)
+        path="/api/v2", route_handlers=[PistonController, connect], exception_handlers=exception_handlers(retry_after_s)
     )
