@@ -40,11 +40,15 @@ UNBOUNDED_PER_CLIENT = 2 * 2 * LINES * (len(LINE) + 1)
 # without (each stream reading 1,000 events at a time and making its own result). The bound
 # leaves room for allocator slack and is a third of what buffering would cost.
 RSS_GROWTH_BOUND = SLOW_CLIENTS * UNBOUNDED_PER_CLIENT // 3
+# The API's Redis connections, fewer than the slow clients and a little more than the reads its
+# streams make at once (live.STREAM_READS_AT_ONCE): the flood must leave the other requests
+# (every request's key check among them) a connection, rather than a 503 after the pool's wait.
+REDIS_POOL = {"CORRAL_REDIS_MAX_CONNECTIONS": "12", "CORRAL_REDIS_POOL_TIMEOUT_S": "1"}
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corral]:
-    with corral_on_its_own_redis(tmp_path_factory, workers=1, auth=True) as running:
+    with corral_on_its_own_redis(tmp_path_factory, workers=1, auth=True, env=REDIS_POOL) as running:
         yield running
 
 

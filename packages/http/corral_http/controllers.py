@@ -310,11 +310,11 @@ class JobsController(Controller):
     ) -> Stream:
         caller = caller_of(request)
         # Ownership first, as for the job itself: another key's job is one that does not exist.
-        await jobs.get(caller, job_id)
-        slot = jobs.streams.take(caller)
         read_job = functools.partial(jobs.get, caller, job_id)
+        await live.in_turn(jobs.streams.reading, read_job)()
+        slot = jobs.streams.take(caller)
         after, heartbeat_s = last_event_id or "", jobs.options.stream_heartbeat_s
-        stream = live.job_stream(jobs.events, read_job, _result_data, jobs.streams.results, job_id, after, heartbeat_s)
+        stream = live.job_stream(jobs.events, read_job, _result_data, jobs.streams, job_id, after, heartbeat_s)
         events = live.holding(slot, stream)
         # The stream gives its place back when it ends; one never started (its client gone
         # before the first byte) does when it is collected.

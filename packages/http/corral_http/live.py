@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import re
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import NamedTuple, Protocol
 
 from corral_core.access import Caller, OverQuota
@@ -30,6 +30,12 @@ from corral_core.usecases import JobNotFound
 MADE_STATUS_ID = "0-1"
 MADE_RESULT_ID = "0-2"
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# How many of this process's streams read storage at once (a job's record, a batch of a finished
+# job's events). A flood of streams opened together, each replaying a finished job, takes turns
+# here instead of taking every Redis connection of the process, which its other requests need
+# (each request's key is checked there). A running job's stream waits for its next event
+# without a connection, and without a turn.
+STREAM_READS_AT_ONCE = 8
 
 
 class TooManyStreams(Exception):
@@ -60,6 +66,7 @@ class LiveStreams:
         self.held = 0
         self.held_by: dict[str, int] = {}
         self.results = ResultMessages()
+        self.reading = asyncio.Semaphore(STREAM_READS_AT_ONCE)
 
     def take(self, caller: Caller) -> Slot:
         if self.held >= self.limit:
@@ -155,18 +162,31 @@ async def holding(slot: Slot, chunks: AsyncIterator[bytes]) -> AsyncIterator[byt
         slot.release()
 
 
+def in_turn(turns: asyncio.Semaphore, read_job: Callable[[], Awaitable[Job]]) -> Callable[[], Awaitable[Job]]:
+    """`read_job`, each call waiting for one of `turns` (LiveStreams.reading)."""
+
+    async def read_in_turn() -> Job:
+        async with turns:
+            return await read_job()
+
+    return read_in_turn
+
+
 async def job_stream(
     events: JobEvents,
     read_job: Callable[[], Awaitable[Job]],
     result_data: Callable[[Job], str],
-    results: ResultMessages,
+    streams: LiveStreams,
     job_id: str,
     after: str,
     heartbeat_s: float,
 ) -> AsyncIterator[bytes]:
     """The job's events after `after` (all when empty), then the end; `read_job` reads the
     job for the stream's caller (JobNotFound once it expired), `result_data` makes the data
-    of its `result` event, shared through `results`."""
+    of its `result` event, shared through `streams.results`; every read that holds a storage
+    connection takes one of `streams.reading`'s turns."""
+    turns, results = streams.reading, streams.results
+    read_job = in_turn(turns, read_job)
 
     async def result(event_id: str) -> AsyncIterator[bytes]:
         async def make() -> bytes | None:
@@ -178,8 +198,27 @@ async def job_stream(
             for start in range(0, len(made.data), RESULT_SLICE_BYTES):
                 yield made.data[start : start + RESULT_SLICE_BYTES]
 
+    events = _TakingTurns(events, turns)
     async for chunk in _events(events, read_job, result, job_id, after, heartbeat_s):
         yield chunk
+
+
+class _TakingTurns:
+    """The reads of `events` that hold a storage connection (those that do not wait for the
+    next event) each waiting for one of `turns`."""
+
+    def __init__(self, events: JobEvents, turns: asyncio.Semaphore) -> None:
+        self._events = events
+        self._turns = turns
+
+    async def append(self, job_id: str, events: Sequence[tuple[EventKind, str]]) -> None:
+        await self._events.append(job_id, events)
+
+    async def read(self, job_id: str, after: str = "", timeout_s: float = 0) -> list[JobEvent]:
+        if timeout_s > 0:
+            return await self._events.read(job_id, after, timeout_s)
+        async with self._turns:
+            return await self._events.read(job_id, after)
 
 
 class _State(NamedTuple):
