@@ -177,7 +177,15 @@ def finished_by(worker: WorkerHost) -> list[str]:
 
 
 def finished_once(bed: MultiHostCorral, job_ids: list[str]) -> dict[str, str]:
-    """Each job's result was stored exactly once, by one worker: which one, by job."""
+    """Each job's result was stored exactly once, by one worker: which one, by job. A worker logs
+    a result once the queue has taken it, a moment after the record shows it: the logs are read
+    once every job is named in one."""
+
+    def all_named() -> bool:
+        named = {job_id for worker in bed.workers for job_id in finished_by(worker)}
+        return named.issuperset(job_ids)
+
+    until("each job's result in a worker's log", all_named, 10, bed)
     by_job: dict[str, list[str]] = {}
     for worker in bed.workers:
         for job_id in finished_by(worker):
