@@ -6,8 +6,6 @@ skipped, or fail under CI=true, where a missing tool must not look like a pass.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -15,22 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from corral_testbed.ports import free_port
+from corral_testbed.programs import require_program
 
 READY_TIMEOUT_S = 30.0
 
 
 def require_prometheus() -> tuple[str, str]:
     """The `prometheus` and `promtool` executables; skips the test without them (fails under CI)."""
-    found = shutil.which("prometheus"), shutil.which("promtool")
-    if None in found:
-        message = "prometheus is not installed: install it (apt-get install prometheus)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found[0] or "", found[1] or ""
+    return require_program("prometheus", "prometheus"), require_program("promtool", "prometheus")
 
 
 class PrometheusServer:
